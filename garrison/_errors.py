@@ -1,0 +1,115 @@
+"""The exceptions garrison raises. Every one names what happened and what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GarrisonError(Exception):
+    """Base class of every error garrison raises on purpose."""
+
+
+class InvalidConfig(GarrisonError, ValueError):
+    """A configuration value is out of range or inconsistent.
+
+    ``field`` names the setting and ``value`` the rejected value.
+    """
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field}={value!r} is invalid: {expected}")
+
+
+class NotAnActor(GarrisonError, TypeError):
+    """Something that is not an :class:`~garrison.Actor` subclass was given to spawn."""
+
+    def __init__(self, field: str, value: Any) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(
+            f"{field}={value!r} is not an Actor subclass: pass a class that subclasses garrison.Actor"
+        )
+
+
+class MailboxFull(GarrisonError):
+    """The mailbox is at capacity and its policy refuses the message.
+
+    Raised by ``tell_nowait`` under BACKPRESSURE (use ``await tell`` to wait
+    for space) and by both ``tell`` forms under REJECT. The message was not
+    enqueued: the sender still owns it.
+    """
+
+    def __init__(self, path: str, capacity: int, policy: str) -> None:
+        self.path = path
+        self.capacity = capacity
+        self.policy = policy
+        super().__init__(
+            f"mailbox of {path} is full (capacity={capacity}, overflow={policy}); "
+            "the message was not enqueued"
+        )
+
+
+class ActorStopped(GarrisonError):
+    """The actor behind a ref has stopped for good; the message was not delivered."""
+
+    def __init__(self, path: str, reason: str = "stopped") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"actor {path} is stopped ({reason}); the message was not delivered")
+
+
+class AskTimeout(GarrisonError, TimeoutError):
+    """No reply to an ``ask`` arrived within its timeout. A late reply is dead-lettered."""
+
+    def __init__(self, path: str, timeout: float, message_type: str) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.message_type = message_type
+        super().__init__(f"ask to {path} with {message_type} got no reply within timeout={timeout}s")
+
+
+class DuplicateActorName(GarrisonError, ValueError):
+    """An actor with this path is already registered on the node."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"name={path.rsplit('/', 1)[-1]!r} is taken: an actor at {path} already exists; "
+            "choose another name or stop the existing actor first"
+        )
+
+
+class ActorNotFound(GarrisonError, LookupError):
+    """No actor is registered at this path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"path={path!r}: no actor is registered there")
+
+
+class ActorStartError(GarrisonError):
+    """An actor's ``on_start`` raised; the actor was not started."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"actor {path} failed to start: {type(cause).__name__}: {cause}")
+
+
+class NodeNotRunning(GarrisonError):
+    """The node has not been entered (``async with Node(...)``) or is shutting down."""
+
+    def __init__(self, name: str, state: str) -> None:
+        self.node = name
+        self.state = state
+        super().__init__(f"node {name!r} is {state}: use it inside 'async with Node(...) as node:'")
+
+
+class MessageDropped(GarrisonError):
+    """An ``ask`` whose message a mailbox policy dropped or conflated away before it ran."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"message to {path} was dropped before it was processed ({reason})")

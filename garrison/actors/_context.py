@@ -1,0 +1,504 @@
+"""The life of one actor slot, top to bottom: start, serve, stop, exit.
+
+An :class:`ActorContext` is the slot an :class:`ActorRef` names. It owns the
+mailbox (which survives restarts), runs one incarnation at a time as one
+asyncio task, and hands every exit it did not ask for to its exit hook: the
+node and plain parents stop the slot for good, supervisors decide restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from garrison._errors import ActorStartError, ActorStopped, MessageDropped
+from garrison.actors._actor import Actor, _constructing
+from garrison.actors._events import Failed, Started, Stopped
+from garrison.actors._messages import ExitReason, Terminated
+from garrison.actors._ref import ActorRef
+from garrison.mailbox import Mailbox, MailboxConfig, make_mailbox
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+    from garrison.actors._node import Node
+
+T = TypeVar("T")
+
+ExitHook = Callable[["ActorContext", ExitReason], None]
+"""Decides what happens after an exit the slot did not ask for (crash, ``ctx.stop()``)."""
+
+
+class ActorState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class SystemMessage:
+    """A control message served on the system lane, inside the actor's own task."""
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        """Do the work; return an exit reason to end the incarnation, or None to go on."""
+        raise NotImplementedError
+
+
+class _Stop(SystemMessage):
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: ExitReason) -> None:
+        self.reason = reason
+
+
+class _Critical:
+    """``async with ctx.critical():`` defers runtime cancellation to the end of the block."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: ActorContext) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        self._context._critical_depth += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        context = self._context
+        context._critical_depth -= 1
+        if context._critical_depth == 0 and context._deferred_kill:
+            context._deferred_kill = False
+            raise asyncio.CancelledError("deferred by ctx.critical()")
+
+
+def stop_for_good(context: ActorContext, reason: ExitReason) -> None:
+    """The exit hook of unsupervised actors: an exit ends the slot."""
+    context._finalize(reason)
+
+
+class ActorContext:
+    """What an actor sees as ``self.ctx``, and the slot its ref names.
+
+    Everything here runs on the node's loop; nothing blocks it.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_critical_depth",
+        "_deferred_kill",
+        "_exit_reason",
+        "_kill_reason",
+        "_logger",
+        "_loop",
+        "_on_exit",
+        "_parent",
+        "_stop_waiter",
+        "_task",
+        "_terminated",
+        "_throughput",
+        "_watchers",
+        "actor_class",
+        "args",
+        "busy_since",
+        "instance",
+        "kwargs",
+        "mailbox",
+        "name",
+        "node",
+        "path",
+        "restarts",
+        "self_ref",
+        "shutdown",
+        "state",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        parent: ActorContext | None,
+        name: str,
+        actor_class: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        mailbox: MailboxConfig,
+        shutdown: float | None,
+        on_exit: ExitHook,
+    ) -> None:
+        self.node = node
+        self.name = name
+        self.path: str = f"{parent.path if parent is not None else ''}/{name}"
+        self.actor_class = actor_class
+        self.args = args
+        self.kwargs = kwargs
+        self.mailbox: Mailbox = make_mailbox(
+            mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped
+        )
+        self.self_ref = ActorRef(self)
+        self.shutdown = shutdown
+        self.state = ActorState.STARTING
+        self.restarts = 0
+        self.instance: Actor | None = None
+        self.busy_since: float | None = None
+        """Node-clock time the message in flight started (or last heartbeat); None when idle."""
+        self._parent = parent
+        self._children: dict[str, ActorContext] = {}
+        self._watchers: set[ActorContext] = set()
+        self._on_exit = on_exit
+        self._task: asyncio.Task[None] | None = None
+        self._stop_waiter: asyncio.Future[ExitReason] | None = None
+        self._kill_reason: ExitReason | None = None
+        self._critical_depth = 0
+        self._deferred_kill = False
+        self._exit_reason: ExitReason | None = None
+        self._terminated: asyncio.Future[ExitReason] | None = None
+        self._logger: Logger | None = None
+        self._loop = asyncio.get_running_loop()
+        self._throughput = mailbox.throughput
+
+    # -- what the actor uses ---------------------------------------------
+
+    @property
+    def parent(self) -> ActorRef | None:
+        """The parent's ref; None for a top-level actor."""
+        return self._parent.self_ref if self._parent is not None else None
+
+    @property
+    def children(self) -> list[ActorRef]:
+        """Refs of the live children, in start order."""
+        return [child.self_ref for child in self._children.values()]
+
+    @property
+    def logger(self) -> Logger:
+        """A loguru logger bound with the node name and this actor's path."""
+        if self._logger is None:
+            self._logger = self.node.logger.bind(actor=self.path)
+        return self._logger
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *,
+        name: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        mailbox: MailboxConfig | None = None,
+        shutdown: float | None = 5.0,
+    ) -> ActorRef:
+        """Start a child actor under this one; awaits its ``on_start``.
+
+        A child exit stops the child for good (use a supervisor for restarts);
+        children stop, in reverse start order, whenever this actor's
+        incarnation ends. Raises ActorStartError if its ``on_start`` fails.
+        """
+        return await self.node._spawn(
+            actor_class,
+            parent=self,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            mailbox=mailbox,
+            shutdown=shutdown,
+            on_exit=stop_for_good,
+        )
+
+    def watch(self, ref: ActorRef) -> None:
+        """Deliver ``Terminated(ref, reason)`` to this actor when ``ref`` stops for good.
+
+        Delivered at once if it has already stopped. Not delivered for
+        supervised restarts. Watching twice delivers once.
+        """
+        target = ref._context
+        if target.state is ActorState.STOPPED:
+            assert target._exit_reason is not None
+            self.mailbox.put_system(Terminated(ref, target._exit_reason))
+        else:
+            target._watchers.add(self)
+
+    def unwatch(self, ref: ActorRef) -> None:
+        """Stop watching ``ref``; a Terminated already queued is still delivered."""
+        ref._context._watchers.discard(self)
+
+    def stop(self) -> None:
+        """Stop this actor normally once the message in flight is done.
+
+        ``on_stop`` runs; queued messages go to dead letters. A normal stop:
+        a TRANSIENT child is not restarted.
+        """
+        self.mailbox.put_system(_Stop(ExitReason.normal("ctx.stop()")))
+
+    def heartbeat(self) -> None:
+        """Tell the runtime a long message is still making progress (see heartbeat_timeout)."""
+        if self.busy_since is not None:
+            self.busy_since = self.node.clock.now()
+
+    def critical(self) -> _Critical:
+        """``async with ctx.critical():`` — a section stop and kill never cut in half.
+
+        Cancellation requested by the runtime (shutdown timeout, kill,
+        heartbeat) while inside is delivered when the outermost block exits.
+        """
+        return _Critical(self)
+
+    def unhandled(self, message: Any) -> None:
+        """Send a message this actor does not handle to dead letters."""
+        self.node.dead_letters.publish(message, self.path, f"unhandled by {self.actor_class.__name__}")
+
+    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` on the node's thread pool; see Node.run_in_thread."""
+        return await self.node.run_in_thread(fn, *args)
+
+    async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn(*args)`` on the node's process pool; see Node.run_in_process."""
+        return await self.node.run_in_process(fn, *args)
+
+    # -- one incarnation ---------------------------------------------------
+
+    def _launch(self, started: asyncio.Future[None] | None) -> None:
+        """Start a fresh incarnation as a task; ``started`` resolves after ``on_start``."""
+        self.state = ActorState.STARTING
+        self._task = self._loop.create_task(self._run(started), name=f"garrison:{self.path}")
+
+    async def _run(self, started: asyncio.Future[None] | None) -> None:
+        reason: ExitReason
+        message: Any = None
+        reply: asyncio.Future[Any] | None = None
+        instance: Actor | None = None
+        try:
+            token = _constructing.set(self)
+            try:
+                instance = self.actor_class(*self.args, **self.kwargs)
+            finally:
+                _constructing.reset(token)
+            self.instance = instance
+            await instance.on_start()
+        except asyncio.CancelledError:
+            reason = self._kill_reason or ExitReason.shutdown("cancelled while starting")
+        except Exception as exc:
+            reason = ExitReason.failure(exc, "on_start failed")
+            self._report_failure(reason, None)
+        else:
+            self.state = ActorState.RUNNING
+            self.node.events.publish(Started(path=self.path, at=self.node.clock.now()))
+            if started is not None:
+                started.set_result(None)
+                started = None
+            mailbox = self.mailbox
+            system = mailbox._system
+            pending = mailbox.pending
+            take = mailbox.take
+            receive = instance.on_receive
+            track_busy = self.actor_class.heartbeat_timeout is not None
+            now = self.node.clock.now
+            throughput = self._throughput
+            served = 0
+            try:
+                while True:
+                    if system:
+                        control = system.pop(0)
+                        if control.__class__ is Terminated:
+                            message = control
+                        elif control.__class__ is _Stop:
+                            reason = control.reason
+                            await self._run_on_stop(instance)
+                            break
+                        else:
+                            outcome = await control.run(self, instance)
+                            if outcome is not None:
+                                reason = outcome
+                                break
+                            continue
+                    elif pending:
+                        message, _, reply = take()
+                    else:
+                        await mailbox.wait()
+                        continue
+                    if track_busy:
+                        self.busy_since = now()
+                    try:
+                        result = await receive(message)
+                    except Exception as exc:
+                        if reply is None:
+                            reason = self._crashed(message, exc)
+                            break
+                        if not reply.done():
+                            reply.set_exception(exc)
+                    else:
+                        if reply is not None:
+                            if not reply.done():
+                                reply.set_result(result)
+                            else:
+                                self._late_reply(message, result)
+                    message = reply = None
+                    if track_busy:
+                        self.busy_since = None
+                    served += 1
+                    if served >= throughput:
+                        served = 0
+                        await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                reason = self._kill_reason or ExitReason.shutdown("cancelled")
+                if reply is not None and not reply.done():
+                    reply.set_exception(ActorStopped(self.path, str(reason)))
+                if reason.abnormal:
+                    self._report_failure(reason, message)
+        await self._end_incarnation(reason, started)
+
+    async def _run_on_stop(self, instance: Actor) -> None:
+        try:
+            await instance.on_stop()
+        except Exception:
+            self.logger.opt(exception=True).error("on_stop of {path} raised", path=self.path)
+
+    def _crashed(self, message: Any, error: Exception) -> ExitReason:
+        """A tell's handler raised: the message goes to dead letters with the error."""
+        message_type = type(message).__name__
+        self.node.dead_letters.publish(
+            message, self.path, f"crashed {self.path}: {type(error).__name__}: {error}", error
+        )
+        reason = ExitReason.failure(error, f"crashed handling {message_type}")
+        self._report_failure(reason, message)
+        return reason
+
+    def _report_failure(self, reason: ExitReason, message: Any) -> None:
+        message_type = type(message).__name__ if message is not None else ""
+        error = reason.error
+        self.logger.opt(exception=error).error(
+            "actor {path} failed{handling}: {reason}",
+            path=self.path,
+            handling=f" handling {message_type}" if message_type else "",
+            reason=reason,
+        )
+        self.node.events.publish(
+            Failed(
+                path=self.path,
+                at=self.node.clock.now(),
+                reason=str(reason),
+                error_type=type(error).__name__ if error is not None else "",
+                message_type=message_type,
+            )
+        )
+
+    def _late_reply(self, message: Any, result: Any) -> None:
+        self.node.dead_letters.publish(
+            result, self.path, f"reply to {type(message).__name__} after the ask timed out or was cancelled"
+        )
+
+    async def _end_incarnation(self, reason: ExitReason, started: asyncio.Future[None] | None) -> None:
+        self.instance = None
+        self.busy_since = None
+        if self._children:
+            await self._stop_children()
+        self._task = None
+        self._kill_reason = None
+        self._deferred_kill = False
+        self._critical_depth = 0
+        if started is not None:
+            # The first start failed: the spawner finalizes the slot and raises.
+            error = reason.error if reason.error is not None else ActorStopped(self.path, str(reason))
+            started.set_exception(ActorStartError(self.path, error))
+            return
+        waiter = self._stop_waiter
+        if waiter is not None:
+            self._stop_waiter = None
+            if not waiter.done():
+                waiter.set_result(reason)
+            return
+        self._on_exit(self, reason)
+
+    async def _stop_children(self) -> None:
+        for child in reversed(list(self._children.values())):
+            await child._stop(ExitReason.shutdown(f"parent {self.path} stopping"), child.shutdown)
+
+    def _kill(self, reason: ExitReason) -> None:
+        """Cancel the running incarnation now (or at the end of a critical section)."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._kill_reason = reason
+        if self._critical_depth:
+            self._deferred_kill = True
+            return
+        task.cancel()
+
+    async def _stop_incarnation(self, reason: ExitReason, timeout: float | None) -> ExitReason:
+        """End the running incarnation without ending the slot; returns how it ended.
+
+        ``timeout=0`` cancels at once (no ``on_stop``); otherwise the message in
+        flight finishes and ``on_stop`` runs, and after ``timeout`` seconds
+        (None: never) what is left is cancelled. The queued mailbox is kept.
+        """
+        if self._task is None or self._task.done():
+            return reason
+        waiter: asyncio.Future[ExitReason] = self._loop.create_future()
+        self._stop_waiter = waiter
+        timer = None
+        if timeout == 0:
+            self._kill(reason)
+        else:
+            self.mailbox.put_system(_Stop(reason))
+            if timeout is not None:
+                timer = self.node.clock.call_later(
+                    timeout,
+                    self._kill,
+                    ExitReason.shutdown(f"did not stop within shutdown={timeout}s; cancelled"),
+                )
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _stop(self, reason: ExitReason, timeout: float | None) -> None:
+        """Stop the slot for good: close the mailbox, dead-letter what is queued,
+        end the incarnation within ``timeout``, then finalize."""
+        if self.state is ActorState.STOPPED:
+            return
+        self.state = ActorState.STOPPING
+        self.mailbox.close(f"stopping: {reason}")
+        self.mailbox.drain(f"{self.path} stopped before processing it")
+        ended = await self._stop_incarnation(reason, timeout)
+        self._finalize(ended)
+
+    def _finalize(self, reason: ExitReason) -> None:
+        """The slot is gone: refs raise ActorStopped, watchers get Terminated."""
+        if self.state is ActorState.STOPPED:
+            return
+        self.state = ActorState.STOPPED
+        self._exit_reason = reason
+        self.mailbox.close(str(reason))
+        self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
+        for control in self.mailbox.drain_system():
+            if isinstance(control, Terminated):
+                self.node.dead_letters.publish(control, self.path, "watcher stopped first")
+        self.node._forget(self)
+        if self._parent is not None and self._parent._children.get(self.name) is self:
+            del self._parent._children[self.name]
+        for watcher in self._watchers:
+            if watcher.state is not ActorState.STOPPED:
+                watcher.mailbox.put_system(Terminated(self.self_ref, reason))
+        self._watchers.clear()
+        if self._terminated is not None and not self._terminated.done():
+            self._terminated.set_result(reason)
+        self.node.events.publish(Stopped(path=self.path, at=self.node.clock.now(), reason=str(reason)))
+        self.logger.info("actor {path} stopped: {reason}", path=self.path, reason=reason)
+
+    def _dropped(self, message: Any, reply: asyncio.Future[Any] | None, reason: str) -> None:
+        if reply is not None and not reply.done():
+            closed = self.mailbox.closed
+            reply.set_exception(
+                ActorStopped(self.path, reason) if closed else MessageDropped(self.path, reason)
+            )
+        self.node.dead_letters.publish(message, self.path, reason)
+
+    def _wait_terminated(self) -> Awaitable[ExitReason]:
+        if self._terminated is None:
+            self._terminated = self._loop.create_future()
+            if self.state is ActorState.STOPPED and self._exit_reason is not None:
+                self._terminated.set_result(self._exit_reason)
+        return asyncio.shield(self._terminated)
+
+    def __repr__(self) -> str:
+        return f"<ActorContext {self.path} {self.state.value}>"

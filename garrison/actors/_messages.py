@@ -1,0 +1,72 @@
+"""Facts the runtime delivers: why an actor exited, and that a watched actor terminated."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from garrison.actors._ref import ActorRef
+
+
+class ExitKind(enum.Enum):
+    NORMAL = "normal"
+    """The actor asked to stop (``ctx.stop()``)."""
+    SHUTDOWN = "shutdown"
+    """Its parent or the node stopped it."""
+    FAILURE = "failure"
+    """An exception escaped a handler, ``on_start`` failed, or it was declared hung."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitReason:
+    """Why an incarnation of an actor ended. ``error`` is set for failures."""
+
+    kind: ExitKind
+    detail: str = ""
+    error: BaseException | None = None
+
+    @property
+    def abnormal(self) -> bool:
+        """True for failures: what OTP calls an abnormal exit (restarts a TRANSIENT child)."""
+        return self.kind is ExitKind.FAILURE
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"{self.kind.value}: {type(self.error).__name__}: {self.error}"
+        return f"{self.kind.value}: {self.detail}" if self.detail else self.kind.value
+
+    @classmethod
+    def normal(cls, detail: str = "") -> ExitReason:
+        return cls(ExitKind.NORMAL, detail)
+
+    @classmethod
+    def shutdown(cls, detail: str = "") -> ExitReason:
+        return cls(ExitKind.SHUTDOWN, detail)
+
+    @classmethod
+    def failure(cls, error: BaseException, detail: str = "") -> ExitReason:
+        return cls(ExitKind.FAILURE, detail, error)
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """Delivered to a watcher when the watched actor has stopped for good.
+
+    Not sent for a supervised restart: the ref stays valid across those.
+    """
+
+    ref: ActorRef
+    reason: ExitReason
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that was not processed, with the reason and, for crashes, the error."""
+
+    message: Any
+    recipient: str
+    reason: str
+    error: BaseException | None = None
+    at: float = field(default=0.0)

@@ -1,0 +1,348 @@
+"""``Node``: one process, one event loop, and everything its actors share."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+from garrison._clock import Clock, MonotonicClock
+from garrison._errors import (
+    ActorNotFound,
+    ActorStartError,
+    DuplicateActorName,
+    InvalidConfig,
+    NodeNotRunning,
+    NotAnActor,
+)
+from garrison.actors._actor import Actor
+from garrison.actors._context import ActorContext, ActorState, ExitHook, stop_for_good
+from garrison.actors._deadletters import DeadLetters
+from garrison.actors._events import EventStream
+from garrison.actors._messages import ExitReason
+from garrison.mailbox import MailboxConfig
+
+if TYPE_CHECKING:
+    from garrison.actors._ref import ActorRef
+
+T = TypeVar("T")
+
+DEFAULT_SHUTDOWN = 5.0
+
+
+def validate_shutdown(field: str, shutdown: object) -> float | None:
+    """A shutdown timeout: seconds >= 0, 0 for immediate cancellation, None for infinity."""
+    if shutdown is None:
+        return None
+    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or shutdown < 0:
+        raise InvalidConfig(field, shutdown, "shutdown must be >= 0 seconds (0 cancels at once) or None")
+    return float(shutdown)
+
+
+def validate_actor_class(field: str, actor_class: object) -> type[Actor]:
+    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+        raise NotAnActor(field, actor_class)
+    return actor_class
+
+
+def validate_name(field: str, name: object) -> str:
+    if not isinstance(name, str) or not name or "/" in name:
+        raise InvalidConfig(field, name, "a name is a non-empty string without '/'")
+    return name
+
+
+class Node:
+    """The runtime: one asyncio loop, its actors, and what they share.
+
+    Use it as ``async with Node("router-1") as node:``. It owns the registry
+    of actor paths, the dead-letter sink, the lifecycle event stream, the
+    clock every timer reads (pass ``ManualClock()`` in tests), a thread pool
+    and a process pool. Leaving the block stops every actor in reverse start
+    order, each within its shutdown timeout.
+
+    With ``handle_signals=True`` (default; main thread only) SIGINT and
+    SIGTERM request an orderly shutdown: ``wait_closed()`` returns and the
+    ``async with`` exit stops the tree; ``exit_code`` stays 0.
+    """
+
+    def __init__(
+        self,
+        name: str = "garrison",
+        *,
+        clock: Clock | None = None,
+        thread_workers: int | None = None,
+        process_workers: int | None = None,
+        process_start_method: str = "spawn",
+        handle_signals: bool = True,
+        dead_letter_log_limit: int = 10,
+        dead_letter_log_interval: float = 5.0,
+    ) -> None:
+        validate_name("name", name)
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidConfig("clock", clock, "must be a garrison Clock (MonotonicClock or ManualClock)")
+        for field, workers in (("thread_workers", thread_workers), ("process_workers", process_workers)):
+            if workers is not None and (not isinstance(workers, int) or workers <= 0):
+                raise InvalidConfig(field, workers, "must be an int > 0 or None for the default")
+        if process_start_method not in multiprocessing.get_all_start_methods():
+            raise InvalidConfig(
+                "process_start_method",
+                process_start_method,
+                f"must be one of {multiprocessing.get_all_start_methods()}",
+            )
+        self.name = name
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self.logger = logger.bind(node=name, actor="")
+        self.events = EventStream()
+        self.dead_letters = DeadLetters(
+            self.clock,
+            self.logger,
+            log_limit=dead_letter_log_limit,
+            log_interval=dead_letter_log_interval,
+        )
+        self.exit_code = 0
+        self._thread_workers = thread_workers
+        self._process_workers = process_workers
+        self._process_start_method = process_start_method
+        self._handle_signals = handle_signals
+        self._registry: dict[str, ActorContext] = {}
+        self._top: dict[str, ActorContext] = {}
+        self._anonymous = itertools.count(1)
+        self._state = "new"
+        self._shutdown_requested: asyncio.Event | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
+        self._signals_installed: list[signal.Signals] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future[None]
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        if self._state != "new":
+            raise NodeNotRunning(self.name, self._state)
+        self._loop = asyncio.get_running_loop()
+        self._shutdown_requested = asyncio.Event()
+        self._done = self._loop.create_future()
+        self._done.set_result(None)
+        self._state = "running"
+        if self._handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(signum, self.request_shutdown)
+                self._signals_installed.append(signum)
+        self.logger.info("node {name} started", name=self.name)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def request_shutdown(self, exit_code: int = 0) -> None:
+        """Ask for an orderly shutdown: ``wait_closed()`` returns. A non-zero code sticks."""
+        if exit_code and not self.exit_code:
+            self.exit_code = exit_code
+        if self._shutdown_requested is not None:
+            self._shutdown_requested.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until shutdown is requested (SIGINT/SIGTERM, ``request_shutdown``, root gave up)."""
+        if self._shutdown_requested is None:
+            raise NodeNotRunning(self.name, self._state)
+        await self._shutdown_requested.wait()
+
+    async def shutdown(self) -> None:
+        """Stop every actor in reverse start order, each within its shutdown timeout.
+
+        Messages still queued go to dead letters. Then the pools close.
+        Awaits; safe to call twice.
+        """
+        if self._state in ("stopping", "closed"):
+            return
+        self._state = "stopping"
+        if self._shutdown_requested is not None:
+            self._shutdown_requested.set()
+        for context in reversed(list(self._top.values())):
+            await context._stop(ExitReason.shutdown(f"node {self.name} shutting down"), context.shutdown)
+        if self._loop is not None:
+            for signum in self._signals_installed:
+                self._loop.remove_signal_handler(signum)
+        self._signals_installed.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            processes, self._processes = self._processes, None
+            await asyncio.to_thread(processes.shutdown, True, cancel_futures=True)
+        self._state = "closed"
+        self.logger.info(
+            "node {name} stopped (exit code {code}, {dead} dead letters)",
+            name=self.name,
+            code=self.exit_code,
+            dead=self.dead_letters.count,
+        )
+
+    # -- actors --------------------------------------------------------------
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *,
+        name: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        mailbox: MailboxConfig | None = None,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
+    ) -> ActorRef:
+        """Start a top-level actor at ``/<name>``; awaits its ``on_start``.
+
+        ``mailbox`` overrides the class's config. An unsupervised actor that
+        crashes stops for good (watchers get Terminated; queued messages go
+        to dead letters). Raises NotAnActor, InvalidConfig,
+        DuplicateActorName, or ActorStartError when ``on_start`` fails.
+        """
+        return await self._spawn(
+            actor_class,
+            parent=None,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            mailbox=mailbox,
+            shutdown=shutdown,
+            on_exit=stop_for_good,
+        )
+
+    async def _spawn(
+        self,
+        actor_class: type[Actor],
+        *,
+        parent: ActorContext | None,
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        mailbox: MailboxConfig | None,
+        shutdown: float | None,
+        on_exit: ExitHook,
+    ) -> ActorRef:
+        """The one spawn path: validate, register, start, await ``on_start``."""
+        context = self._prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        context._launch(started)
+        try:
+            await started
+        except ActorStartError:
+            context._finalize(ExitReason.shutdown("failed to start"))
+            raise
+        return context.self_ref
+
+    def _prepare(
+        self,
+        actor_class: type[Actor],
+        parent: ActorContext | None,
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        mailbox: MailboxConfig | None,
+        shutdown: float | None,
+        on_exit: ExitHook,
+    ) -> ActorContext:
+        """Validate and register a new slot without starting it."""
+        if self._state != "running":
+            raise NodeNotRunning(self.name, self._state)
+        validate_actor_class("actor_class", actor_class)
+        if name is None:
+            name = f"{actor_class.__name__.lower()}-{next(self._anonymous)}"
+        validate_name("name", name)
+        if mailbox is not None and not isinstance(mailbox, MailboxConfig):
+            raise InvalidConfig("mailbox", mailbox, "must be a garrison.MailboxConfig or None")
+        if not isinstance(args, tuple):
+            raise InvalidConfig("args", args, "must be a tuple of positional arguments")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise InvalidConfig("kwargs", kwargs, "must be a dict of keyword arguments or None")
+        shutdown = validate_shutdown("shutdown", shutdown)
+        path = f"{parent.path if parent is not None else ''}/{name}"
+        if path in self._registry:
+            raise DuplicateActorName(path)
+        context = ActorContext(
+            self,
+            parent,
+            name,
+            actor_class,
+            args,
+            dict(kwargs or {}),
+            mailbox if mailbox is not None else actor_class.mailbox,
+            shutdown,
+            on_exit,
+        )
+        self._registry[path] = context
+        if parent is None:
+            self._top[name] = context
+        else:
+            parent._children[name] = context
+        return context
+
+    def _forget(self, context: ActorContext) -> None:
+        if self._registry.get(context.path) is context:
+            del self._registry[context.path]
+        if context._parent is None and self._top.get(context.name) is context:
+            del self._top[context.name]
+
+    async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
+        """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
+        queued messages go to dead letters; after ``timeout`` (default: its own
+        shutdown setting) what is left is cancelled. Awaits the end."""
+        context = ref._context
+        wait = context.shutdown if timeout is None else validate_shutdown("timeout", timeout)
+        await context._stop(ExitReason.shutdown("stopped by request"), wait)
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
+        context = self._registry.get(path)
+        if context is None or context.state is ActorState.STOPPED:
+            raise ActorNotFound(path)
+        return context.self_ref
+
+    def paths(self) -> list[str]:
+        """Every registered actor path, in registration order."""
+        return list(self._registry)
+
+    # -- blocking isolation ----------------------------------------------------
+
+    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` on the node's thread pool and await its result.
+
+        Cancelling the await does not stop the thread: ``fn`` runs to its end
+        and its result is discarded. Exceptions from ``fn`` are raised here.
+        """
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                max_workers=self._thread_workers, thread_name_prefix=f"garrison-{self.name}"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(fn, *args))
+
+    async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn(*args)`` in the node's process pool and await its result.
+
+        ``fn``, its arguments and its result must pickle (``fn`` importable by
+        name). Cancelling the await does not stop a call already running in
+        a worker process. The pool starts workers with ``process_start_method``.
+        """
+        if self._processes is None:
+            self._processes = ProcessPoolExecutor(
+                max_workers=self._process_workers,
+                mp_context=multiprocessing.get_context(self._process_start_method),
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._processes, functools.partial(fn, *args))
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self._state} actors={len(self._registry)}>"

@@ -1,0 +1,107 @@
+"""``ActorRef``: the only way to reach an actor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from garrison._errors import AskTimeout, InvalidConfig
+
+if TYPE_CHECKING:
+    from garrison.actors._context import ActorContext
+    from garrison.actors._messages import ExitReason
+
+DEFAULT_ASK_TIMEOUT = 5.0
+
+
+def _expire(future: asyncio.Future[Any], path: str, timeout: float, message: Any) -> None:
+    if not future.done():
+        future.set_exception(AskTimeout(path, timeout, type(message).__name__))
+
+
+class ActorRef:
+    """A stable handle on one actor slot: valid across restarts, dead once the slot stops.
+
+    Messages from one sender to one actor arrive in the order sent (per
+    sender FIFO), except as the mailbox's overflow policy says (dropped or
+    conflated messages).
+    """
+
+    __slots__ = ("_context", "_done", "_mailbox", "path")
+
+    def __init__(self, context: ActorContext) -> None:
+        self._context = context
+        self._mailbox = context.mailbox
+        # A completed future: awaiting it returns at once, cheaper than a coroutine.
+        self._done = context.node._done
+        self.path = context.path
+
+    @property
+    def name(self) -> str:
+        return self._context.name
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the slot has stopped for good (restarts keep it alive)."""
+        from garrison.actors._context import ActorState
+
+        return self._context.state is not ActorState.STOPPED
+
+    def tell(self, message: Any) -> Awaitable[None]:
+        """Send ``message``; await the result.
+
+        Completes at once when the mailbox accepts it; under BACKPRESSURE
+        (and CONFLATE with a new key) a full mailbox makes the await wait for
+        space. Raises MailboxFull under REJECT, ActorStopped once the actor
+        has stopped for good. Cancelling the wait leaves the message unsent.
+        """
+        if self._mailbox.try_put(message):
+            return self._done
+        waiting: Awaitable[None] = self._mailbox.put(message)
+        return waiting
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send ``message`` without waiting.
+
+        Raises MailboxFull when the mailbox is full and its policy is
+        BACKPRESSURE or REJECT (the message was not enqueued), ActorStopped
+        once the actor has stopped for good.
+        """
+        self._mailbox.put_nowait(message)
+
+    async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and await the handler's return value.
+
+        The handler's exception is raised here and does not crash the actor.
+        Raises AskTimeout after ``timeout`` seconds of node-clock time
+        (including any wait for mailbox space; None waits forever),
+        ActorStopped if the actor stops before it answers, MailboxFull under
+        REJECT, MessageDropped if the mailbox policy drops the message.
+        A reply that arrives after the timeout goes to dead letters.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise InvalidConfig("timeout", timeout, "an ask timeout must be > 0 seconds, or None")
+        context = self._context
+        reply: asyncio.Future[Any] = context._loop.create_future()
+        timer = (
+            context.node.clock.call_later(timeout, _expire, reply, self.path, timeout, message)
+            if timeout is not None
+            else None
+        )
+        try:
+            if not self._mailbox.try_put(message, reply):
+                await self._mailbox.put(message, reply)
+            return await reply
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def wait_terminated(self) -> Awaitable[ExitReason]:
+        """Await the slot's final exit reason (immediately if already stopped)."""
+        return self._context._wait_terminated()
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.path!r})"

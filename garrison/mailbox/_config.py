@@ -1,0 +1,63 @@
+"""Mailbox configuration: capacity, overflow policy and conflation key."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from garrison._errors import InvalidConfig
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with one more message."""
+
+    BACKPRESSURE = "backpressure"
+    """``await tell`` waits for space; ``tell_nowait`` raises MailboxFull."""
+    REJECT = "reject"
+    """Both ``tell`` forms raise MailboxFull at once."""
+    DROP_NEWEST = "drop_newest"
+    """The new message goes to dead letters; the queue is unchanged."""
+    DROP_OLDEST = "drop_oldest"
+    """The oldest queued message goes to dead letters; the new one is queued."""
+    CONFLATE = "conflate"
+    """A message replaces the queued one with the same key, keeping its place;
+    a new key arriving when full is treated as BACKPRESSURE."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    """How an actor's mailbox is bounded.
+
+    ``capacity`` bounds user messages (system messages have their own
+    unbounded lane). ``key`` is required with CONFLATE and maps a message to
+    its conflation key (for example ``lambda tick: tick.symbol``).
+    ``metrics=False`` skips per-message timestamps (no consumer-lag figures).
+    ``throughput`` is how many messages the actor handles before it yields
+    the loop to other tasks, like Akka's dispatcher throughput.
+    """
+
+    capacity: int = 1000
+    overflow: Overflow = Overflow.BACKPRESSURE
+    key: Callable[[Any], Hashable] | None = None
+    metrics: bool = True
+    throughput: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
+            raise InvalidConfig("capacity", self.capacity, "must be an int > 0")
+        if self.capacity <= 0:
+            raise InvalidConfig("capacity", self.capacity, "must be > 0")
+        if not isinstance(self.overflow, Overflow):
+            raise InvalidConfig("overflow", self.overflow, "must be a garrison.Overflow member")
+        if self.overflow is Overflow.CONFLATE and self.key is None:
+            raise InvalidConfig(
+                "key", None, "CONFLATE needs a key function, e.g. key=lambda tick: tick.symbol"
+            )
+        if self.key is not None and self.overflow is not Overflow.CONFLATE:
+            raise InvalidConfig("key", self.key, "a key is only used with overflow=Overflow.CONFLATE")
+        if self.key is not None and not callable(self.key):
+            raise InvalidConfig("key", self.key, "must be callable: message -> hashable key")
+        if isinstance(self.throughput, bool) or not isinstance(self.throughput, int) or self.throughput <= 0:
+            raise InvalidConfig("throughput", self.throughput, "must be an int > 0")
