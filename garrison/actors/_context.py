@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+Receive = Callable[[Any], Awaitable[Any]]
+Interceptor = Callable[[Receive], Receive]
+"""Wraps an instance's ``on_receive``: how fault injection reaches a running actor."""
+
 ExitHook = Callable[["ActorContext", ExitReason], None]
 """Decides what happens after an exit the slot did not ask for (crash, ``ctx.stop()``)."""
 
@@ -52,6 +56,15 @@ class _Stop(SystemMessage):
 
     def __init__(self, reason: ExitReason) -> None:
         self.reason = reason
+
+
+class _Rewire(SystemMessage):
+    """Re-read the interceptors before the next message."""
+
+    __slots__ = ()
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        return None
 
 
 class _Critical:
@@ -90,6 +103,7 @@ class ActorContext:
         "_critical_depth",
         "_deferred_kill",
         "_exit_reason",
+        "_interceptors",
         "_kill_reason",
         "_logger",
         "_loop",
@@ -157,6 +171,7 @@ class ActorContext:
         self._logger: Logger | None = None
         self._loop = asyncio.get_running_loop()
         self._throughput = mailbox.throughput
+        self._interceptors: list[Interceptor] = []
 
     # -- what the actor uses ---------------------------------------------
 
@@ -254,6 +269,29 @@ class ActorContext:
         """Run CPU-bound ``fn(*args)`` on the node's process pool; see Node.run_in_process."""
         return await self.node.run_in_process(fn, *args)
 
+    def intercept(self, interceptor: Interceptor) -> Callable[[], None]:
+        """Wrap ``on_receive`` of this and every later incarnation (fault injection, tracing).
+
+        Takes effect before the next message. Returns a function that removes
+        it (also before the next message). Costs nothing when unused.
+        """
+        self._interceptors.append(interceptor)
+        self.mailbox.put_system(_Rewire())
+
+        def remove() -> None:
+            if interceptor in self._interceptors:
+                self._interceptors.remove(interceptor)
+                if self.state is not ActorState.STOPPED:
+                    self.mailbox.put_system(_Rewire())
+
+        return remove
+
+    def _receiver(self, instance: Actor) -> Receive:
+        receive: Receive = instance.on_receive
+        for interceptor in self._interceptors:
+            receive = interceptor(receive)
+        return receive
+
     # -- one incarnation ---------------------------------------------------
 
     def _launch(self, started: asyncio.Future[None] | None) -> None:
@@ -289,7 +327,7 @@ class ActorContext:
             system = mailbox._system
             pending = mailbox.pending
             take = mailbox.take
-            receive = instance.on_receive
+            receive = self._receiver(instance)
             track_busy = self.actor_class.heartbeat_timeout is not None
             now = self.node.clock.now
             throughput = self._throughput
@@ -309,6 +347,7 @@ class ActorContext:
                             if outcome is not None:
                                 reason = outcome
                                 break
+                            receive = self._receiver(instance)
                             continue
                     elif pending:
                         message, _, reply = take()

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import itertools
 import multiprocessing
+import random
 import signal
 import threading
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class Node:
         handle_signals: bool = True,
         dead_letter_log_limit: int = 10,
         dead_letter_log_interval: float = 5.0,
+        seed: int | None = None,
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -108,6 +110,8 @@ class Node:
             log_interval=dead_letter_log_interval,
         )
         self.exit_code = 0
+        self.random = random.Random(seed)
+        """The runtime's random source (backoff jitter); seed it to replay a run."""
         self._thread_workers = thread_workers
         self._process_workers = process_workers
         self._process_start_method = process_start_method
