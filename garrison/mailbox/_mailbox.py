@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from bisect import bisect_right
+import itertools
+from bisect import bisect_right, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -79,6 +80,10 @@ def _resolve_waiter(waiter: asyncio.Future[None], _: object) -> None:
         waiter.set_result(None)
 
 
+def _ticket(entry: tuple[int, asyncio.Future[None]]) -> int:
+    return entry[0]
+
+
 def _zero() -> float:
     return 0.0
 
@@ -97,6 +102,7 @@ class Mailbox:
         "_metrics",
         "_now",
         "_on_drop",
+        "_put_tickets",
         "_put_waiters",
         "_queue",
         "_system",
@@ -135,7 +141,9 @@ class Mailbox:
         """The container of queued user messages: truthy while any is queued."""
         self._system: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._put_waiters: list[asyncio.Future[None]] = []
+        self._put_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """Producers waiting for space, in arrival order: (ticket, waiter)."""
+        self._put_tickets = itertools.count()
         self._closed: str | None = None
         self._metrics = config.metrics
         self._now = now if config.metrics else _zero
@@ -206,11 +214,24 @@ class Mailbox:
         future completes (times out) while it waits. Raises ActorStopped if
         the mailbox closes while waiting.
         """
-        while not self.try_put(message, reply):
+        ticket: int | None = None
+        while True:
             if reply is not None and reply.done():
-                return  # the ask gave up (timed out or was cancelled): nothing to send
+                # The ask gave up (timed out or was cancelled): nothing to send. Checked
+                # before enqueueing, and space we were woken for goes to the next producer.
+                if self._put_waiters and len(self) < self.capacity:
+                    self._wake_producer()
+                return
+            if self.try_put(message, reply):
+                return
             waiter: asyncio.Future[None] = self._loop.create_future()
-            self._put_waiters.append(waiter)
+            if ticket is None:
+                ticket = next(self._put_tickets)
+                self._put_waiters.append((ticket, waiter))
+            else:
+                # Woken, but a producer that never waited took the space first: back
+                # in line at our original place, not behind those who came later.
+                insort(self._put_waiters, (ticket, waiter), key=_ticket)
             if reply is not None:
                 reply.add_done_callback(functools.partial(_resolve_waiter, waiter))
             try:
@@ -220,13 +241,13 @@ class Mailbox:
                     self._wake_producer()
                 else:
                     with contextlib.suppress(ValueError):
-                        self._put_waiters.remove(waiter)
+                        self._put_waiters.remove((ticket, waiter))
                 raise
 
     def _wake_producer(self) -> None:
         waiters = self._put_waiters
         while waiters:
-            waiter = waiters.pop(0)
+            _, waiter = waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 return
@@ -279,7 +300,7 @@ class Mailbox:
             return
         self._closed = reason
         waiters, self._put_waiters = self._put_waiters, []
-        for waiter in waiters:
+        for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(ActorStopped(self.path, reason))
 
