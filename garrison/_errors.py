@@ -113,3 +113,80 @@ class MessageDropped(GarrisonError):
         self.path = path
         self.reason = reason
         super().__init__(f"message to {path} was dropped before it was processed ({reason})")
+
+
+class InvalidSpec(InvalidConfig):
+    """A supervision spec is invalid; ``child_id`` names the child (None: the supervisor)."""
+
+    def __init__(self, child_id: str | None, field: str, value: Any, expected: str) -> None:
+        self.child_id = child_id
+        where = f"child {child_id!r}: " if child_id is not None else "supervisor: "
+        super().__init__(field, value, expected)
+        self.args = (f"{where}{field}={value!r} is invalid: {expected}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RestartIntensityExceeded(GarrisonError):
+    """A supervisor saw more restarts than ``intensity`` within ``period`` seconds and gave up.
+
+    It stopped all its children; its parent handles the exit like OTP's
+    ``shutdown``: a PERMANENT child supervisor is restarted, others are not;
+    at the root, the node shuts down with a non-zero exit code.
+    """
+
+    def __init__(self, path: str, intensity: int, period: float, last_failure: str) -> None:
+        self.path = path
+        self.intensity = intensity
+        self.period = period
+        super().__init__(
+            f"supervisor {path} gave up: more than intensity={intensity} restarts within "
+            f"period={period}s (last: {last_failure}); raise the limits or fix the crashing child"
+        )
+
+
+class HeartbeatTimeout(GarrisonError):
+    """An actor ran one message longer than ``heartbeat_timeout`` without ``ctx.heartbeat()``."""
+
+    def __init__(self, path: str, timeout: float, busy_for: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.busy_for = busy_for
+        super().__init__(
+            f"actor {path} is hung: one message ran {busy_for:.3f}s without ctx.heartbeat() "
+            f"(heartbeat_timeout={timeout}s); it was cancelled"
+        )
+
+
+class ChildNotFound(GarrisonError, LookupError):
+    """A supervisor has no child spec with this id."""
+
+    def __init__(self, supervisor: str, child_id: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(f"supervisor {supervisor} has no child with id={child_id!r}")
+
+
+class ChildRunning(GarrisonError):
+    """The operation needs the child stopped (OTP's ``{error, running}``)."""
+
+    def __init__(self, supervisor: str, child_id: str, operation: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(
+            f"{operation} on supervisor {supervisor}: child id={child_id!r} is running or restarting; "
+            "terminate_child it first"
+        )
+
+
+class ChildExists(GarrisonError, ValueError):
+    """``start_child`` with an id the supervisor already has (OTP's already_present/started)."""
+
+    def __init__(self, supervisor: str, child_id: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(
+            f"start_child on supervisor {supervisor}: id={child_id!r} already exists; "
+            "use another id, or restart_child / delete_child the existing one"
+        )

@@ -30,6 +30,8 @@ class Actor:
 
     mailbox: ClassVar[MailboxConfig] = MailboxConfig()
     heartbeat_timeout: ClassVar[float | None] = None
+    is_supervisor: ClassVar[bool] = False
+    """True for supervisors (tree introspection tells workers from supervisors)."""
 
     ctx: ActorContext
 

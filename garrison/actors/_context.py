@@ -117,6 +117,7 @@ class ActorContext:
         "actor_class",
         "args",
         "busy_since",
+        "incarnation",
         "instance",
         "kwargs",
         "mailbox",
@@ -127,6 +128,7 @@ class ActorContext:
         "self_ref",
         "shutdown",
         "state",
+        "stop_children_concurrently",
     )
 
     def __init__(
@@ -154,6 +156,10 @@ class ActorContext:
         self.shutdown = shutdown
         self.state = ActorState.STARTING
         self.restarts = 0
+        self.incarnation = 0
+        """Counts launches; tells a supervisor whether an exit notice is stale."""
+        self.stop_children_concurrently = False
+        """Stop children all at once rather than in reverse start order (DynamicSupervisor)."""
         self.instance: Actor | None = None
         self.busy_since: float | None = None
         """Node-clock time the message in flight started (or last heartbeat); None when idle."""
@@ -297,6 +303,8 @@ class ActorContext:
     def _launch(self, started: asyncio.Future[None] | None) -> None:
         """Start a fresh incarnation as a task; ``started`` resolves after ``on_start``."""
         self.state = ActorState.STARTING
+        self.incarnation += 1
+        self.node._launched(self)
         self._task = self._loop.create_task(self._run(started), name=f"garrison:{self.path}")
 
     async def _run(self, started: asyncio.Future[None] | None) -> None:
@@ -343,7 +351,12 @@ class ActorContext:
                             await self._run_on_stop(instance)
                             break
                         else:
-                            outcome = await control.run(self, instance)
+                            try:
+                                outcome = await control.run(self, instance)
+                            except Exception as exc:
+                                reason = ExitReason.failure(exc, f"{type(control).__name__} failed")
+                                self._report_failure(reason, None)
+                                break
                             if outcome is not None:
                                 reason = outcome
                                 break
@@ -382,6 +395,13 @@ class ActorContext:
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.path, str(reason)))
                 if reason.abnormal:
+                    if message is not None and reply is None:
+                        self.node.dead_letters.publish(
+                            message,
+                            self.path,
+                            f"in flight when {self.path} was killed: {reason}",
+                            reason.error,
+                        )
                     self._report_failure(reason, message)
         await self._end_incarnation(reason, started)
 
@@ -448,8 +468,13 @@ class ActorContext:
         self._on_exit(self, reason)
 
     async def _stop_children(self) -> None:
-        for child in reversed(list(self._children.values())):
-            await child._stop(ExitReason.shutdown(f"parent {self.path} stopping"), child.shutdown)
+        reason = ExitReason.shutdown(f"parent {self.path} stopping")
+        children = list(self._children.values())
+        if self.stop_children_concurrently:
+            await asyncio.gather(*(child._stop(reason, child.shutdown) for child in children))
+            return
+        for child in reversed(children):
+            await child._stop(reason, child.shutdown)
 
     def _kill(self, reason: ExitReason) -> None:
         """Cancel the running incarnation now (or at the end of a critical section)."""

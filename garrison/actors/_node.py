@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from garrison._clock import Clock, MonotonicClock
+from garrison._clock import Cancellable, Clock, MonotonicClock
 from garrison._errors import (
     ActorNotFound,
     ActorStartError,
     DuplicateActorName,
+    HeartbeatTimeout,
     InvalidConfig,
     NodeNotRunning,
     NotAnActor,
@@ -33,6 +34,7 @@ from garrison.mailbox import MailboxConfig
 
 if TYPE_CHECKING:
     from garrison.actors._ref import ActorRef
+    from garrison.supervision import SupervisorRef, SupervisorSpec
 
 T = TypeVar("T")
 
@@ -86,6 +88,7 @@ class Node:
         dead_letter_log_limit: int = 10,
         dead_letter_log_interval: float = 5.0,
         seed: int | None = None,
+        heartbeat_interval: float = 0.1,
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -99,7 +102,16 @@ class Node:
                 process_start_method,
                 f"must be one of {multiprocessing.get_all_start_methods()}",
             )
+        if (
+            isinstance(heartbeat_interval, bool)
+            or not isinstance(heartbeat_interval, int | float)
+            or (heartbeat_interval <= 0)
+        ):
+            raise InvalidConfig("heartbeat_interval", heartbeat_interval, "must be > 0 seconds")
         self.name = name
+        self.heartbeat_interval = float(heartbeat_interval)
+        """How often hung actors are looked for: a hung actor is cancelled within
+        its heartbeat_timeout plus this interval."""
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
@@ -126,6 +138,8 @@ class Node:
         self._signals_installed: list[signal.Signals] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None]
+        self._heartbeats: set[ActorContext] = set()
+        self._heartbeat_timer: Cancellable | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -175,6 +189,9 @@ class Node:
         self._state = "stopping"
         if self._shutdown_requested is not None:
             self._shutdown_requested.set()
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
         for context in reversed(list(self._top.values())):
             await context._stop(ExitReason.shutdown(f"node {self.name} shutting down"), context.shutdown)
         if self._loop is not None:
@@ -293,11 +310,37 @@ class Node:
             parent._children[name] = context
         return context
 
+    def _launched(self, context: ActorContext) -> None:
+        """A slot starts an incarnation: watch its heartbeat if it has a timeout."""
+        if context.actor_class.heartbeat_timeout is None:
+            return
+        self._heartbeats.add(context)
+        if self._heartbeat_timer is None:
+            self._heartbeat_timer = self.clock.call_later(self.heartbeat_interval, self._check_heartbeats)
+
+    def _check_heartbeats(self) -> None:
+        """Cancel every actor whose message in flight outran its heartbeat_timeout."""
+        self._heartbeat_timer = None
+        now = self.clock.now()
+        for context in list(self._heartbeats):
+            timeout = context.actor_class.heartbeat_timeout
+            if context.state is ActorState.STOPPED or timeout is None:
+                self._heartbeats.discard(context)
+                continue
+            since = context.busy_since
+            if since is not None and now - since >= timeout:
+                context.busy_since = None
+                error = HeartbeatTimeout(context.path, timeout, now - since)
+                context._kill(ExitReason.failure(error, "heartbeat timeout"))
+        if self._heartbeats and self._state == "running":
+            self._heartbeat_timer = self.clock.call_later(self.heartbeat_interval, self._check_heartbeats)
+
     def _forget(self, context: ActorContext) -> None:
         if self._registry.get(context.path) is context:
             del self._registry[context.path]
         if context._parent is None and self._top.get(context.name) is context:
             del self._top[context.name]
+        self._heartbeats.discard(context)
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
         """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
@@ -306,6 +349,55 @@ class Node:
         context = ref._context
         wait = context.shutdown if timeout is None else validate_shutdown("timeout", timeout)
         await context._stop(ExitReason.shutdown("stopped by request"), wait)
+
+    async def start(self, spec: SupervisorSpec, *, name: str = "root") -> SupervisorRef:
+        """Start a supervision tree at ``/<name>``; awaits every child's start, in order.
+
+        If the root supervisor exits on its own (it gave up, or auto_shutdown),
+        the node requests shutdown: ``wait_closed()`` returns and ``exit_code``
+        is 1 when it gave up, 0 otherwise. Raises ActorStartError if a child
+        fails to start (children already started are stopped first).
+        """
+        from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
+
+        if not isinstance(spec, SupervisorSpec):
+            raise InvalidConfig("spec", spec, "must be a garrison.SupervisorSpec")
+        ref = await self._spawn(
+            Supervisor,
+            parent=None,
+            name=name,
+            args=(spec,),
+            kwargs=None,
+            mailbox=None,
+            shutdown=None,
+            on_exit=self._root_exited,
+        )
+        return SupervisorRef(ref)
+
+    def _root_exited(self, context: ActorContext, reason: ExitReason) -> None:
+        context._finalize(reason)
+        gave_up = reason.error is not None
+        self.logger.log(
+            "ERROR" if gave_up else "INFO",
+            "root supervisor {path} exited ({reason}); node {name} shuts down",
+            path=context.path,
+            reason=reason,
+            name=self.name,
+        )
+        self.request_shutdown(1 if gave_up else 0)
+
+    def supervisor(self, path: str) -> SupervisorRef:
+        """The supervisor at ``path`` for introspection and child management."""
+        from garrison.supervision import SupervisorRef
+
+        ref = self.lookup(path)
+        if not ref._context.actor_class.is_supervisor:
+            raise InvalidConfig("path", path, "names a worker, not a supervisor")
+        return SupervisorRef(ref)
+
+    def tree(self) -> list[dict[str, Any]]:
+        """Every live actor as a tree: path, kind, state, restarts, mailbox depth and lag."""
+        return [_describe(context) for context in self._top.values()]
 
     def lookup(self, path: str) -> ActorRef:
         """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
@@ -350,3 +442,22 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self._state} actors={len(self._registry)}>"
+
+
+def _describe(context: ActorContext) -> dict[str, Any]:
+    metrics = context.mailbox.metrics()
+    return {
+        "path": context.path,
+        "name": context.name,
+        "kind": "supervisor" if context.actor_class.is_supervisor else "worker",
+        "actor_class": context.actor_class.__qualname__,
+        "state": context.state.value,
+        "restarts": context.restarts,
+        "mailbox": {
+            "depth": metrics.depth,
+            "capacity": metrics.capacity,
+            "consumer_lag_seconds": metrics.oldest_age_seconds,
+            "dropped": metrics.dropped,
+        },
+        "children": [_describe(child) for child in context._children.values()],
+    }

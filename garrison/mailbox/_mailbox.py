@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from bisect import bisect_right, insort
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -276,7 +276,8 @@ class Mailbox:
     def _record_wait(self, enqueued_at: float) -> None:
         waited = self._now() - enqueued_at
         self._wait_sum += waited
-        self._wait_counts[bisect_right(WAIT_BUCKETS, waited)] += 1
+        # Bounds are inclusive (Prometheus' "le"): a wait equal to a bound counts in its bucket.
+        self._wait_counts[bisect_left(WAIT_BUCKETS, waited)] += 1
 
     def take_system(self) -> Any | None:
         """Remove and return the oldest system message, or None."""

@@ -1,0 +1,28 @@
+"""Supervision trees with OTP semantics: specs, strategies, intensity, backoff, introspection."""
+
+from garrison.supervision._intensity import RestartIntensity
+from garrison.supervision._spec import (
+    AutoShutdown,
+    Backoff,
+    ChildSpec,
+    DynamicSupervisorSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
+from garrison.supervision._supervisor import ChildCounts, ChildInfo, Supervisor, SupervisorRef
+
+__all__ = [
+    "AutoShutdown",
+    "Backoff",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
+    "DynamicSupervisorSpec",
+    "Restart",
+    "RestartIntensity",
+    "Strategy",
+    "Supervisor",
+    "SupervisorRef",
+    "SupervisorSpec",
+]

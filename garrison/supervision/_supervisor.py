@@ -1,0 +1,520 @@
+"""The supervisor: the whole life of a child, readable top to bottom.
+
+start (in list order) -> watch (child exits arrive on the supervisor's system
+lane, one at a time) -> decide (restart type, strategy, intensity, backoff)
+-> restart (same slot, same ref, queued mailbox kept) -> shut down (reverse
+start order, each child within its shutdown timeout).
+
+A supervisor is an actor: every decision runs inside its own task, so two
+exits are never handled at once, and management calls (``restart_child``
+...) queue behind them like OTP's ``gen_server:call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from garrison._clock import Cancellable
+from garrison._errors import (
+    ActorStartError,
+    ActorStopped,
+    ChildExists,
+    ChildNotFound,
+    ChildRunning,
+    InvalidSpec,
+    RestartIntensityExceeded,
+)
+from garrison.actors import Actor, ActorContext, ActorRef, ActorState, SystemMessage
+from garrison.actors._events import GaveUp, Restarted
+from garrison.actors._messages import ExitKind, ExitReason
+from garrison.supervision._intensity import RestartIntensity
+from garrison.supervision._spec import (
+    AutoShutdown,
+    ChildSpec,
+    DynamicSupervisorSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One row of ``which_children()`` (OTP's ``{Id, Child, Type, Modules}``)."""
+
+    id: str
+    ref: ActorRef | None
+    """None when the child is not running (terminated, or its spec kept after a normal exit)."""
+    state: str
+    """``running``, ``restarting`` (waiting on backoff or mid-restart) or ``undefined``."""
+    kind: str
+    """``worker`` or ``supervisor``."""
+    restart: Restart
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCounts:
+    """``count_children()``: specs, active children, and how many are supervisors/workers."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+class _Child:
+    """The supervisor's record of one child spec and its current slot."""
+
+    __slots__ = ("backoff_attempt", "context", "restart_timer", "spec", "started_at")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.context: ActorContext | None = None
+        self.backoff_attempt = 0
+        self.started_at = 0.0
+        self.restart_timer: Cancellable | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.context is not None and self.context.state is not ActorState.STOPPED
+
+
+class _ChildExit(SystemMessage):
+    """A child's incarnation ended without the supervisor asking for it."""
+
+    __slots__ = ("context", "incarnation", "reason")
+
+    def __init__(self, context: ActorContext, incarnation: int, reason: ExitReason) -> None:
+        self.context = context
+        self.incarnation = incarnation
+        self.reason = reason
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        assert isinstance(instance, Supervisor)
+        return await instance._child_exited(self.context, self.incarnation, self.reason)
+
+
+class _DelayedRestart(SystemMessage):
+    """The backoff delay of a restart has passed."""
+
+    __slots__ = ("child", "group")
+
+    def __init__(self, child: _Child, group: list[_Child]) -> None:
+        self.child = child
+        self.group = group
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        assert isinstance(instance, Supervisor)
+        self.child.restart_timer = None
+        if self.child not in instance._children:
+            return None
+        return await instance._start_group(self.group)
+
+
+class _Call(SystemMessage):
+    """A management call run inside the supervisor's task; the caller awaits ``reply``."""
+
+    __slots__ = ("fn", "reply")
+
+    def __init__(self, fn: Callable[[Supervisor], Awaitable[Any]], reply: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.reply = reply
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        assert isinstance(instance, Supervisor)
+        try:
+            result = await self.fn(instance)
+        except Exception as error:
+            if not self.reply.done():
+                self.reply.set_exception(error)
+        else:
+            if not self.reply.done():
+                self.reply.set_result(result)
+        return None
+
+
+class Supervisor(Actor):
+    """Runs a :class:`SupervisorSpec`. Started by ``node.start(spec)`` or as a nested child."""
+
+    is_supervisor = True
+
+    def __init__(self, spec: SupervisorSpec) -> None:
+        self.spec = spec
+        self.dynamic = isinstance(spec, DynamicSupervisorSpec)
+        self._intensity = RestartIntensity(spec.intensity, spec.period)
+        self._children: list[_Child] = [_Child(child) for child in spec.children]
+        self._path = self.ctx.path
+        self._clock = self.ctx.node.clock
+
+    # -- start -----------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Start the children in list order; a child that fails to start fails this start."""
+        self.ctx.stop_children_concurrently = self.dynamic
+        for child in list(self._children):
+            try:
+                await self._start_new_slot(child)
+            except ActorStartError:
+                self.ctx.logger.error(
+                    "supervisor {path} failed to start: child {id} did not start; "
+                    "stopping the children already started",
+                    path=self._path,
+                    id=child.spec.id,
+                )
+                raise
+
+    async def _start_new_slot(self, child: _Child) -> ActorRef:
+        spec = child.spec
+        node = self.ctx.node
+        if isinstance(spec.start, SupervisorSpec):
+            actor_class: type[Actor] = Supervisor
+            args: tuple[Any, ...] = (spec.start,)
+        else:
+            actor_class = spec.start
+            args = spec.args
+        context = node._prepare(
+            actor_class,
+            self.ctx,
+            spec.id,
+            args,
+            spec.kwargs,
+            spec.mailbox,
+            spec.shutdown,
+            self._exit_hook,
+        )
+        child.context = context
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        context._launch(started)
+        try:
+            await started
+        except ActorStartError:
+            context._finalize(ExitReason.shutdown("failed to start"))
+            child.context = None
+            raise
+        child.started_at = self._clock.now()
+        return context.self_ref
+
+    def _exit_hook(self, context: ActorContext, reason: ExitReason) -> None:
+        # Called from the child's task: hand the decision to our own task.
+        if self.ctx.state is ActorState.STOPPED:
+            context._finalize(reason)
+            return
+        self.ctx.mailbox.put_system(_ChildExit(context, context.incarnation, reason))
+
+    # -- watch and decide --------------------------------------------------------
+
+    def _record(self, context: ActorContext) -> _Child | None:
+        for child in self._children:
+            if child.context is context:
+                return child
+        return None
+
+    async def _child_exited(
+        self, context: ActorContext, incarnation: int, reason: ExitReason
+    ) -> ExitReason | None:
+        child = self._record(context)
+        if child is None or context.incarnation != incarnation or context.state is ActorState.STOPPED:
+            return None  # stale: that slot was already restarted, terminated or replaced
+        spec = child.spec
+        if _restarts(spec.restart, reason):
+            return await self._restart(child, reason)
+        context._finalize(reason)
+        child.context = None
+        if spec.restart is Restart.TEMPORARY or self.dynamic:
+            self._children.remove(child)
+        self.ctx.logger.info(
+            "supervisor {path}: {restart} child {id} exited ({reason}); not restarted",
+            path=self._path,
+            restart=spec.restart.name,
+            id=spec.id,
+            reason=reason,
+        )
+        if spec.significant:
+            return self._auto_shutdown(spec.id)
+        return None
+
+    def _auto_shutdown(self, child_id: str) -> ExitReason | None:
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.ANY_SIGNIFICANT:
+            return ExitReason.shutdown(f"auto_shutdown: significant child {child_id!r} exited")
+        if mode is AutoShutdown.ALL_SIGNIFICANT and not any(
+            child.running for child in self._children if child.spec.significant
+        ):
+            return ExitReason.shutdown("auto_shutdown: all significant children exited")
+        return None
+
+    async def _restart(self, child: _Child, reason: ExitReason) -> ExitReason | None:
+        """Restart ``child`` (and its group under REST_FOR_ONE / ONE_FOR_ALL), or give up."""
+        now = self._clock.now()
+        if not self._intensity.allow(now):
+            return self._give_up(child, reason)
+        group = self._group(child)
+        for member in group:
+            if member.restart_timer is not None:
+                # A pending backoff restart is folded into this one.
+                member.restart_timer.cancel()
+                member.restart_timer = None
+        for other in reversed(group):
+            if other is child:
+                continue
+            assert other.context is not None
+            await other.context._stop_incarnation(
+                ExitReason.shutdown(f"{self.spec.strategy.value}: sibling {child.spec.id!r} failed"),
+                other.spec.shutdown,
+            )
+        for other in [other for other in group if other is not child]:
+            if other.spec.restart is Restart.TEMPORARY:
+                # OTP: a temporary sibling stopped as collateral is not restarted; its spec goes.
+                assert other.context is not None
+                other.context._finalize(ExitReason.shutdown("temporary sibling of a restarted child"))
+                self._children.remove(other)
+                group.remove(other)
+        delay = self._backoff_delay(child, now)
+        if delay > 0:
+            for member in group:
+                assert member.context is not None
+                member.context.state = ActorState.RESTARTING
+            self.ctx.logger.info(
+                "supervisor {path}: restarting {id} in {delay:.3f}s (backoff)",
+                path=self._path,
+                id=child.spec.id,
+                delay=delay,
+            )
+            child.restart_timer = self._clock.call_later(
+                delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group)
+            )
+            return None
+        return await self._start_group(group)
+
+    def _group(self, child: _Child) -> list[_Child]:
+        strategy = self.spec.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        running = [other for other in self._children if other.context is not None]
+        if strategy is Strategy.ONE_FOR_ALL:
+            return running
+        return running[running.index(child) :]
+
+    def _backoff_delay(self, child: _Child, now: float) -> float:
+        backoff = child.spec.backoff
+        if backoff is None:
+            return 0.0
+        if now - child.started_at >= backoff.quiet_period:
+            child.backoff_attempt = 0
+        delay = backoff.delay(child.backoff_attempt, self.ctx.node.random.random())
+        child.backoff_attempt += 1
+        return delay
+
+    async def _start_group(self, group: Sequence[_Child]) -> ExitReason | None:
+        """Start each member's slot again, in start order. A failed start counts as another restart."""
+        for member in group:
+            context = member.context
+            if context is None or member not in self._children:
+                continue
+            started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            context.restarts += 1
+            context._launch(started)
+            try:
+                await started
+            except ActorStartError as error:
+                failure = ExitReason.failure(error.cause, "on_start failed during restart")
+                return await self._restart(member, failure)
+            member.started_at = self._clock.now()
+            self.ctx.node.events.publish(
+                Restarted(path=context.path, at=member.started_at, restarts=context.restarts)
+            )
+            self.ctx.logger.info(
+                "supervisor {path}: restarted {id} (restart #{n})",
+                path=self._path,
+                id=member.spec.id,
+                n=context.restarts,
+            )
+        return None
+
+    def _give_up(self, child: _Child, reason: ExitReason) -> ExitReason:
+        error = RestartIntensityExceeded(
+            self._path, self.spec.intensity, self.spec.period, f"{child.spec.id}: {reason}"
+        )
+        assert child.context is not None
+        child.context._finalize(reason)
+        child.context = None
+        self._cancel_restart_timers()
+        self.ctx.node.events.publish(GaveUp(path=self._path, at=self._clock.now(), reason=str(error)))
+        self.ctx.logger.error("{error}; stopping all children", error=error)
+        # OTP exits with reason `shutdown`: a PERMANENT parent restarts us, others do not.
+        return ExitReason(ExitKind.SHUTDOWN, "restart intensity exceeded", error)
+
+    async def on_stop(self) -> None:
+        self._cancel_restart_timers()
+
+    def _cancel_restart_timers(self) -> None:
+        for child in self._children:
+            if child.restart_timer is not None:
+                child.restart_timer.cancel()
+                child.restart_timer = None
+
+    # -- management calls (run inside our task via _Call) -------------------------
+
+    def _find(self, child_id: str) -> _Child:
+        for child in self._children:
+            if child.spec.id == child_id:
+                return child
+        raise ChildNotFound(self._path, child_id)
+
+    async def which_children(self) -> list[ChildInfo]:
+        rows = []
+        for child in self._children:
+            context = child.context
+            if context is None or context.state is ActorState.STOPPED:
+                state, ref, restarts = "undefined", None, 0
+            else:
+                ref, restarts = context.self_ref, context.restarts
+                state = "running" if context.state is ActorState.RUNNING else "restarting"
+            kind = "supervisor" if child.spec.is_supervisor else "worker"
+            rows.append(ChildInfo(child.spec.id, ref, state, kind, child.spec.restart, restarts))
+        return rows
+
+    async def count_children(self) -> ChildCounts:
+        supervisors = sum(1 for child in self._children if child.spec.is_supervisor)
+        return ChildCounts(
+            specs=len(self._children),
+            active=sum(1 for child in self._children if child.running),
+            supervisors=supervisors,
+            workers=len(self._children) - supervisors,
+        )
+
+    async def terminate_child(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child.restart_timer is not None:
+            child.restart_timer.cancel()
+            child.restart_timer = None
+        if child.context is not None:
+            context, child.context = child.context, None
+            await context._stop(ExitReason.shutdown("terminate_child"), child.spec.shutdown)
+        if child.spec.restart is Restart.TEMPORARY or self.dynamic:
+            self._children.remove(child)
+
+    async def restart_child(self, child_id: str) -> ActorRef:
+        child = self._find(child_id)
+        if child.context is not None:
+            raise ChildRunning(self._path, child_id, "restart_child")
+        return await self._start_new_slot(child)
+
+    async def delete_child(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child.context is not None:
+            raise ChildRunning(self._path, child_id, "delete_child")
+        self._children.remove(child)
+
+    async def start_child(self, spec: ChildSpec) -> ActorRef:
+        if any(child.spec.id == spec.id for child in self._children):
+            raise ChildExists(self._path, spec.id)
+        if isinstance(self.spec, DynamicSupervisorSpec):
+            limit = self.spec.max_children
+            if limit is not None and len(self._children) >= limit:
+                raise InvalidSpec(spec.id, "max_children", limit, "the dynamic supervisor is full")
+        elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
+            raise InvalidSpec(spec.id, "significant", True, "needs the supervisor's auto_shutdown")
+        child = _Child(spec)
+        self._children.append(child)
+        try:
+            return await self._start_new_slot(child)
+        except ActorStartError:
+            self._children.remove(child)
+            raise
+
+
+def _restarts(restart: Restart, reason: ExitReason) -> bool:
+    if restart is Restart.PERMANENT:
+        return True
+    if restart is Restart.TRANSIENT:
+        return reason.abnormal
+    return False
+
+
+class SupervisorRef:
+    """Manage a running supervisor: OTP's supervisor API, on asyncio.
+
+    Each call queues on the supervisor's system lane and runs inside its
+    task, after any child exit already queued (like ``gen_server:call``).
+    All raise ActorStopped if the supervisor has stopped.
+    """
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ActorRef) -> None:
+        self.ref = ref
+
+    @property
+    def path(self) -> str:
+        return self.ref.path
+
+    async def _call(self, fn: Callable[[Supervisor], Awaitable[T]]) -> T:
+        context = self.ref._context
+        if context.state is ActorState.STOPPED:
+            raise ActorStopped(self.path, "supervisor stopped")
+        reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        context.mailbox.put_system(_Call(fn, reply))
+        return await reply
+
+    async def which_children(self) -> list[ChildInfo]:
+        """Every child spec in start order, with its ref and state."""
+        return await self._call(lambda sup: sup.which_children())
+
+    async def count_children(self) -> ChildCounts:
+        return await self._call(lambda sup: sup.count_children())
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop the child per its shutdown spec; keep its spec (TEMPORARY and dynamic: drop it).
+
+        Not counted as a restart; does not trigger auto_shutdown. Raises ChildNotFound.
+        """
+        await self._call(lambda sup: sup.terminate_child(child_id))
+
+    async def restart_child(self, child_id: str) -> ActorRef:
+        """Start a stopped child's spec again (a new slot). Not counted as a restart.
+
+        Raises ChildRunning if it runs, ChildNotFound, ActorStartError.
+        """
+        return await self._call(lambda sup: sup.restart_child(child_id))
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a stopped child's spec. Raises ChildRunning if it runs, ChildNotFound."""
+        await self._call(lambda sup: sup.delete_child(child_id))
+
+    async def start_child(
+        self, spec: ChildSpec | None = None, *, id: str | None = None, args: Sequence[Any] = ()
+    ) -> ActorRef:
+        """Add and start a child: a full ChildSpec (static supervisors), or for a
+        DynamicSupervisor an ``id`` and ``args`` appended to its template's."""
+        context = self.ref._context
+        instance = context.instance
+        sup_spec = instance.spec if isinstance(instance, Supervisor) else None
+        if spec is None:
+            if not isinstance(sup_spec, DynamicSupervisorSpec):
+                raise InvalidSpec(None, "spec", None, "a static supervisor's start_child needs a ChildSpec")
+            if id is None:
+                raise InvalidSpec(None, "id", None, "a dynamic child needs an id (e.g. the symbol)")
+            spec = sup_spec.template.with_args(id, args)
+        elif not isinstance(spec, ChildSpec):
+            raise InvalidSpec(None, "spec", spec, "must be a garrison.ChildSpec")
+        final_spec = spec
+        return await self._call(lambda sup: sup.start_child(final_spec))
+
+    async def child(self, child_id: str) -> ActorRef:
+        """The running child's ref. Raises ChildNotFound if there is no such child or it is not running."""
+        for row in await self.which_children():
+            if row.id == child_id:
+                if row.ref is None:
+                    raise ChildNotFound(self.path, child_id)
+                return row.ref
+        raise ChildNotFound(self.path, child_id)
+
+    def __repr__(self) -> str:
+        return f"SupervisorRef({self.path!r})"
