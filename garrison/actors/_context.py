@@ -394,14 +394,15 @@ class ActorContext:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.path, str(reason)))
+                # A tell cut off by any kill (a shutdown timeout too) was not processed.
+                if message is not None and reply is None:
+                    self.node.dead_letters.publish(
+                        message,
+                        self.path,
+                        f"in flight when {self.path} was killed: {reason}",
+                        reason.error,
+                    )
                 if reason.abnormal:
-                    if message is not None and reply is None:
-                        self.node.dead_letters.publish(
-                            message,
-                            self.path,
-                            f"in flight when {self.path} was killed: {reason}",
-                            reason.error,
-                        )
                     self._report_failure(reason, message)
         await self._end_incarnation(reason, started)
 
