@@ -190,3 +190,63 @@ class ChildExists(GarrisonError, ValueError):
             f"start_child on supervisor {supervisor}: id={child_id!r} already exists; "
             "use another id, or restart_child / delete_child the existing one"
         )
+
+
+class JournalError(GarrisonError):
+    """Base of journal failures. A failed append may or may not be durable unless the
+    subclass says otherwise; an event-sourced actor stops rather than guess."""
+
+
+class SequenceConflict(JournalError):
+    """Another writer appended to the stream first: ``expected_seq`` is stale.
+
+    Nothing of this append was written. Reload the stream (or stop: a
+    persistent actor must have a single writer) and try again.
+    """
+
+    def __init__(self, stream: str, expected_seq: int, actual_seq: int) -> None:
+        self.stream = stream
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        super().__init__(
+            f"stream {stream!r}: append expected_seq={expected_seq} but the stream is at "
+            f"seq {actual_seq}; another writer got there first, nothing was written"
+        )
+
+
+class JournalWriteError(JournalError):
+    """The journal could not confirm an append; whether it is durable is unknown until read back."""
+
+    def __init__(self, stream: str, cause: BaseException) -> None:
+        self.stream = stream
+        self.cause = cause
+        super().__init__(f"append to stream {stream!r} failed: {type(cause).__name__}: {cause}")
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is not a garrison journal, is damaged, or has a newer schema."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"journal {path}: {problem}")
+
+
+class EventDecodeError(JournalError):
+    """A stored event or snapshot does not decode: unknown tag or wrong field types.
+
+    Names the stream and sequence number; nothing is skipped.
+    """
+
+    def __init__(self, stream: str, seq: int, cause: BaseException) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.cause = cause
+        super().__init__(f"stream {stream!r} seq {seq}: event does not decode: {cause}")
+
+
+class JournalClosed(JournalError):
+    """The journal is not open (``await journal.open()`` or ``async with journal``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"journal {name} is closed; open it first ('async with journal:')")

@@ -1,0 +1,6 @@
+"""Event-sourced persistence: journals, event-sourced actors, the intent log, durable streams."""
+
+from garrison.persistence._journal import Ack, Journal
+from garrison.persistence._sqlite import SqliteJournal
+
+__all__ = ["Ack", "Journal", "SqliteJournal"]

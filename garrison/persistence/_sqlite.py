@@ -1,0 +1,531 @@
+"""``SqliteJournal``: the embedded default journal, with group commit.
+
+One writer task owns the write connection and folds every append waiting at
+that moment into one commit, so concurrent producers share one fsync while a
+lone producer pays no extra delay (the writer wakes as soon as an append
+arrives). A batch without consumer acks is one multi-row INSERT in
+autocommit mode: one statement, one thread hop, one fsync, atomic. Reads use
+a second connection, so they see only committed events and never wait for a
+commit in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import aiosqlite
+
+from garrison._errors import (
+    InvalidConfig,
+    JournalClosed,
+    JournalCorrupt,
+    JournalWriteError,
+    SequenceConflict,
+)
+from garrison.persistence._journal import Ack, check_events, check_seq, check_stream
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
+MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
+
+_SCHEMA = (
+    # Rows go in append order (rowid): a group commit touching many streams
+    # writes a few sequential pages plus index entries, not a page per stream.
+    """CREATE TABLE events (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+    """CREATE TABLE snapshots (
+        stream TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        state BLOB NOT NULL
+    )""",
+    """CREATE TABLE deletions (
+        stream TEXT PRIMARY KEY,
+        up_to_seq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE offsets (
+        stream TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (stream, grp)
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: dict[int, Sequence[str]] = {}
+"""Statements that take a file from schema version N to N+1. Applied only when
+the journal is opened with ``migrate=True``: migrations are explicit."""
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    return "INSERT INTO events (stream, seq, payload) VALUES " + ",".join(["(?,?,?)"] * rows)
+
+
+class _Append:
+    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
+
+    def __init__(
+        self,
+        stream: str,
+        events: Sequence[bytes],
+        expected_seq: int,
+        acks: Sequence[Ack],
+        future: asyncio.Future[int],
+    ) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected_seq = expected_seq
+        self.acks = acks
+        self.future = future
+
+
+class _Exclusive:
+    """A write that is not an append (snapshot, deletion, ack), run by the writer in turn."""
+
+    __slots__ = ("future", "operation")
+
+    def __init__(
+        self, operation: Callable[[aiosqlite.Connection], Awaitable[None]], future: asyncio.Future[int]
+    ) -> None:
+        self.operation = operation
+        self.future = future
+
+
+class SqliteJournal:
+    """A journal in one SQLite file (WAL mode).
+
+    ``synchronous="FULL"`` (default) makes every acknowledged append survive
+    power loss; ``"NORMAL"`` survives a process crash but may lose the last
+    commits on power loss. Opening a file that is not a garrison journal, is
+    damaged, or was written by a newer schema raises JournalCorrupt; a file
+    from an older schema needs ``migrate=True``.
+
+    Use as ``async with SqliteJournal("state.db") as journal:``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        read_batch: int = 10_000,
+        migrate: bool = False,
+    ) -> None:
+        if str(synchronous).upper() not in _SYNCHRONOUS:
+            raise InvalidConfig("synchronous", synchronous, f"must be one of {_SYNCHRONOUS}")
+        if isinstance(read_batch, bool) or not isinstance(read_batch, int) or read_batch <= 0:
+            raise InvalidConfig("read_batch", read_batch, "must be an int > 0")
+        self.path = os.fspath(path)
+        self.synchronous = str(synchronous).upper()
+        self.read_batch = read_batch
+        self.migrate = migrate
+        self.commits = 0
+        """Transactions committed by the writer (appends per commit = group-commit batching)."""
+        self.appends = 0
+        self._writer_db: aiosqlite.Connection | None = None
+        self._reader_db: aiosqlite.Connection | None = None
+        self._queue: list[_Append | _Exclusive] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._highest: dict[str, int] = {}
+        self._closing = False
+
+    # -- open and close ----------------------------------------------------------
+
+    async def open(self) -> SqliteJournal:
+        """Open (creating if new) and check the file. Awaits; raises JournalCorrupt."""
+        if self._writer is not None:
+            return self
+        writer = await self._connect()
+        try:
+            await self._check_schema(writer)
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer_db = writer
+        self._reader_db = await self._connect()
+        self._closing = False
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name=f"garrison:journal-writer:{self.path}"
+        )
+        return self
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.DatabaseError as error:
+            await db.close()
+            raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
+        return db
+
+    async def _check_schema(self, db: aiosqlite.Connection) -> None:
+        try:
+            application_id = await _scalar(db, "PRAGMA application_id")
+            version = await _scalar(db, "PRAGMA user_version")
+            tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as error:
+            raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
+        if application_id == 0 and version == 0:
+            if tables:
+                raise JournalCorrupt(
+                    self.path, f"a SQLite file of something else (tables {sorted(tables)}), not a journal"
+                )
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+            return
+        if application_id != APPLICATION_ID:
+            raise JournalCorrupt(
+                self.path, f"a SQLite file of another application (application_id={application_id:#x})"
+            )
+        if version > SCHEMA_VERSION:
+            raise JournalCorrupt(
+                self.path,
+                f"written by a newer garrison (schema version {version}; this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade garrison",
+            )
+        if version < SCHEMA_VERSION:
+            if not self.migrate:
+                raise JournalCorrupt(
+                    self.path,
+                    f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
+                    "open it with SqliteJournal(..., migrate=True)",
+                )
+            await db.execute("BEGIN IMMEDIATE")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Finish the appends already queued, then close. Awaits."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        self._closing = True
+        self._wake()
+        await asyncio.wait({writer})
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(JournalClosed(self.path))
+        self._queue.clear()
+        for db in (self._writer_db, self._reader_db):
+            if db is not None:
+                await db.close()
+        self._writer_db = self._reader_db = None
+
+    async def __aenter__(self) -> SqliteJournal:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
+    ) -> int:
+        """Append ``events`` atomically after ``expected_seq``; returns the new highest seq.
+
+        Returns once the events are durable. Raises SequenceConflict (nothing
+        written) or JournalWriteError (the outcome is unknown: read back).
+        If the caller is cancelled, the append may still be committed.
+        """
+        check_stream(stream)
+        check_events(stream, events)
+        check_seq("expected_seq", expected_seq)
+        if not events and not acks:
+            return expected_seq
+        future = self._submit_future()
+        self._queue.append(_Append(stream, events, expected_seq, acks, future))
+        self._wake()
+        return await future
+
+    async def ack(self, stream: str, group: str, seq: int) -> None:
+        """Move ``group``'s offset on ``stream`` to ``seq``; never moves it backwards."""
+        check_stream(stream)
+        check_seq("seq", seq)
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(_UPSERT_OFFSET, (stream, group, seq))
+
+        await self._exclusive(write)
+
+    async def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+        """Store ``state`` as of ``seq``; an older snapshot never replaces a newer one."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if not isinstance(state, bytes):
+            raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO snapshots (stream, seq, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state "
+                "WHERE excluded.seq >= snapshots.seq",
+                (stream, seq, state),
+            )
+
+        await self._exclusive(write)
+
+    async def delete_events(self, stream: str, up_to_seq: int) -> None:
+        """Delete events with seq <= ``up_to_seq``; ``highest_seq`` is unchanged."""
+        check_stream(stream)
+        check_seq("up_to_seq", up_to_seq)
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute(
+                    "INSERT INTO deletions (stream, up_to_seq) VALUES (?, ?) ON CONFLICT (stream) "
+                    "DO UPDATE SET up_to_seq = max(up_to_seq, excluded.up_to_seq)",
+                    (stream, up_to_seq),
+                )
+                await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+
+        await self._exclusive(write)
+
+    def _submit_future(self) -> asyncio.Future[int]:
+        if self._writer is None:
+            raise JournalClosed(self.path)
+        return asyncio.get_running_loop().create_future()
+
+    async def _exclusive(self, operation: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
+        future = self._submit_future()
+        self._queue.append(_Exclusive(operation, future))
+        self._wake()
+        await future
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                continue
+            batch, self._queue = self._queue, []
+            appends: list[_Append] = []
+            for item in batch:
+                if isinstance(item, _Append):
+                    appends.append(item)
+                    continue
+                # Keep order: appends queued before this write commit first.
+                if appends:
+                    await self._commit(appends)
+                    appends = []
+                await self._run_exclusive(item)
+            if appends:
+                await self._commit(appends)
+
+    async def _run_exclusive(self, item: _Exclusive) -> None:
+        assert self._writer_db is not None
+        try:
+            await item.operation(self._writer_db)
+        except Exception as error:
+            if not item.future.done():
+                item.future.set_exception(JournalWriteError("(snapshot/ack/delete)", error))
+        else:
+            self.commits += 1
+            if not item.future.done():
+                item.future.set_result(0)
+
+    async def _commit(self, batch: list[_Append], *, retry_alone: bool = True) -> None:
+        """Commit a group of appends in one transaction; conflicts fail alone."""
+        db = self._writer_db
+        assert db is not None
+        unknown = {append.stream for append in batch if append.stream not in self._highest}
+        if unknown:
+            try:
+                await self._load_highest(db, unknown)
+            except Exception as error:
+                for append in batch:
+                    _fail(append, JournalWriteError(append.stream, error))
+                return
+        tentative: dict[str, int] = {}
+        accepted: list[tuple[_Append, int]] = []
+        rows: list[Any] = []
+        for append in batch:
+            current = tentative.get(append.stream, self._highest[append.stream])
+            if append.expected_seq != current:
+                _fail(append, SequenceConflict(append.stream, append.expected_seq, current))
+                continue
+            for offset, payload in enumerate(append.events, start=1):
+                rows.append((append.stream, current + offset, payload))
+            tentative[append.stream] = current + len(append.events)
+            accepted.append((append, current + len(append.events)))
+        if not accepted:
+            return
+        acks = [(ack.stream, ack.group, ack.seq) for append, _ in accepted for ack in append.acks]
+        try:
+            if not acks and 0 < len(rows) <= MAX_ROWS_PER_STATEMENT:
+                await db.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
+            else:
+                await self._transaction(db, rows, acks)
+        except sqlite3.IntegrityError as error:
+            # Another process appended to one of these streams: find out which, alone.
+            for stream in tentative:
+                self._highest.pop(stream, None)
+            for append, _ in accepted:
+                if retry_alone:
+                    await self._commit([append], retry_alone=False)
+                else:
+                    actual = await _highest(db, append.stream)
+                    _fail(append, SequenceConflict(append.stream, append.expected_seq, actual))
+            del error
+            return
+        except Exception as error:
+            for stream in tentative:
+                self._highest.pop(stream, None)
+            for append, _ in accepted:
+                _fail(append, JournalWriteError(append.stream, error))
+            return
+        self._highest.update(tentative)
+        self.commits += 1
+        self.appends += len(accepted)
+        for append, highest in accepted:
+            if not append.future.done():
+                append.future.set_result(highest)
+
+    async def _transaction(self, db: aiosqlite.Connection, rows: list[Any], acks: list[Any]) -> None:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+                chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
+                await db.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+            if acks:
+                await db.executemany(_UPSERT_OFFSET, acks)
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+
+    async def _load_highest(self, db: aiosqlite.Connection, streams: set[str]) -> None:
+        for stream in streams:
+            self._highest[stream] = await _highest(db, stream)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _reader(self) -> aiosqlite.Connection:
+        if self._reader_db is None:
+            raise JournalClosed(self.path)
+        return self._reader_db
+
+    async def read_batches(self, stream: str, after_seq: int = 0) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Events after ``after_seq`` in order, as lists of at most ``read_batch`` rows.
+
+        The next batch is fetched while the caller works on the current one.
+        """
+        check_stream(stream)
+        check_seq("after_seq", after_seq)
+        db = self._reader()
+        query = "SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
+        size = self.read_batch
+        pending: asyncio.Future[Any] | None = asyncio.ensure_future(
+            db.execute_fetchall(query, (stream, after_seq, size))
+        )
+        try:
+            while pending is not None:
+                rows: list[tuple[int, bytes]] = list(await pending)
+                pending = None
+                if len(rows) == size:
+                    pending = asyncio.ensure_future(db.execute_fetchall(query, (stream, rows[-1][0], size)))
+                if rows:
+                    yield rows
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def read(self, stream: str, after_seq: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        """Events after ``after_seq``, one ``(seq, payload)`` at a time, in order."""
+        async for rows in self.read_batches(stream, after_seq):
+            for row in rows:
+                yield row
+
+    async def highest_seq(self, stream: str) -> int:
+        check_stream(stream)
+        return await _highest(self._reader(), stream)
+
+    async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
+        check_stream(stream)
+        rows = list(
+            await self._reader().execute_fetchall(
+                "SELECT seq, state FROM snapshots WHERE stream = ?", (stream,)
+            )
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    async def acked_seq(self, stream: str, group: str) -> int:
+        check_stream(stream)
+        rows = list(
+            await self._reader().execute_fetchall(
+                "SELECT seq FROM offsets WHERE stream = ? AND grp = ?", (stream, group)
+            )
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def __repr__(self) -> str:
+        state = "open" if self._writer is not None else "closed"
+        return f"SqliteJournal({self.path!r}, {state})"
+
+
+_UPSERT_OFFSET = (
+    "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "
+    "ON CONFLICT (stream, grp) DO UPDATE SET seq = max(seq, excluded.seq)"
+)
+
+
+def _fail(append: _Append, error: BaseException) -> None:
+    if not append.future.done():
+        append.future.set_exception(error)
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
+    rows = list(await db.execute_fetchall(sql, parameters))
+    value = rows[0][0] if rows else None
+    return int(value) if value is not None else 0
+
+
+async def _highest(db: aiosqlite.Connection, stream: str) -> int:
+    return await _scalar(
+        db,
+        "SELECT max(coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0), "
+        "coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0))",
+        (stream,),
+    )
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    if db.in_transaction:
+        await db.execute("ROLLBACK")
