@@ -250,3 +250,25 @@ class JournalClosed(JournalError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"journal {name} is closed; open it first ('async with journal:')")
+
+
+class FatalError(GarrisonError):
+    """Raised in a handler, it ends the incarnation even when the message was an ``ask``
+    (the asker gets the error too): the actor's state can no longer be trusted."""
+
+
+class PersistFailed(FatalError):
+    """``persist`` could not confirm its events: the actor stops and recovers from the journal.
+
+    In-memory state never runs ahead of what is durable; the supervisor's
+    restart (with backoff) replays the journal, which says whether the
+    events were written.
+    """
+
+    def __init__(self, persistence_id: str, cause: BaseException) -> None:
+        self.persistence_id = persistence_id
+        self.cause = cause
+        super().__init__(
+            f"persist to {persistence_id!r} failed ({type(cause).__name__}: {cause}); "
+            "the actor stops and recovers from the journal"
+        )

@@ -55,6 +55,9 @@ class Actor:
                 f"{cls.__qualname__}.heartbeat_timeout", timeout, "must be a number > 0 or None"
             )
 
+    async def _before_start(self) -> None:
+        """Runtime hook run before ``on_start`` on every (re)start (recovery of persistent actors)."""
+
     async def on_start(self) -> None:
         """Runs after every (re)start, before the first message. Raising fails the start."""
 

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from garrison._errors import ActorStartError, ActorStopped, MessageDropped
+from garrison._errors import ActorStartError, ActorStopped, FatalError, MessageDropped
 from garrison.actors._actor import Actor, _constructing
 from garrison.actors._events import Failed, Started, Stopped
 from garrison.actors._messages import ExitReason, Terminated
@@ -265,7 +265,9 @@ class ActorContext:
 
     def unhandled(self, message: Any) -> None:
         """Send a message this actor does not handle to dead letters."""
-        self.node.dead_letters.publish(message, self.path, f"unhandled by {self.actor_class.__name__}")
+        self.node.dead_letters.publish(
+            message, self.path, f"unhandled by {self.actor_class.__name__}", kind="unhandled"
+        )
 
     async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ``fn(*args)`` on the node's thread pool; see Node.run_in_thread."""
@@ -319,6 +321,7 @@ class ActorContext:
             finally:
                 _constructing.reset(token)
             self.instance = instance
+            await instance._before_start()
             await instance.on_start()
         except asyncio.CancelledError:
             reason = self._kill_reason or ExitReason.shutdown("cancelled while starting")
@@ -377,6 +380,9 @@ class ActorContext:
                             break
                         if not reply.done():
                             reply.set_exception(exc)
+                        if isinstance(exc, FatalError):
+                            reason = self._crashed(message, exc)
+                            break
                     else:
                         if reply is not None:
                             if not reply.done():
@@ -401,6 +407,7 @@ class ActorContext:
                         self.path,
                         f"in flight when {self.path} was killed: {reason}",
                         reason.error,
+                        kind="killed",
                     )
                 if reason.abnormal:
                     self._report_failure(reason, message)
@@ -416,7 +423,7 @@ class ActorContext:
         """A tell's handler raised: the message goes to dead letters with the error."""
         message_type = type(message).__name__
         self.node.dead_letters.publish(
-            message, self.path, f"crashed {self.path}: {type(error).__name__}: {error}", error
+            message, self.path, f"crashed {self.path}: {type(error).__name__}: {error}", error, kind="crashed"
         )
         reason = ExitReason.failure(error, f"crashed handling {message_type}")
         self._report_failure(reason, message)
@@ -443,7 +450,10 @@ class ActorContext:
 
     def _late_reply(self, message: Any, result: Any) -> None:
         self.node.dead_letters.publish(
-            result, self.path, f"reply to {type(message).__name__} after the ask timed out or was cancelled"
+            result,
+            self.path,
+            f"reply to {type(message).__name__} after the ask timed out or was cancelled",
+            kind="late_reply",
         )
 
     async def _end_incarnation(self, reason: ExitReason, started: asyncio.Future[None] | None) -> None:
@@ -537,7 +547,9 @@ class ActorContext:
         self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
         for control in self.mailbox.drain_system():
             if isinstance(control, Terminated):
-                self.node.dead_letters.publish(control, self.path, "watcher stopped first")
+                self.node.dead_letters.publish(
+                    control, self.path, "watcher stopped first", kind="watcher_stopped"
+                )
         self.node._forget(self)
         if self._parent is not None and self._parent._children.get(self.name) is self:
             del self._parent._children[self.name]
@@ -556,7 +568,8 @@ class ActorContext:
             reply.set_exception(
                 ActorStopped(self.path, reason) if closed else MessageDropped(self.path, reason)
             )
-        self.node.dead_letters.publish(message, self.path, reason)
+        kind = "stopped" if self.mailbox.closed else "overflow"
+        self.node.dead_letters.publish(message, self.path, reason, kind=kind)
 
     def _wait_terminated(self) -> Awaitable[ExitReason]:
         if self._terminated is None:

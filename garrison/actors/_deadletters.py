@@ -35,6 +35,7 @@ class DeadLetters:
         self._logger = logger
         self.count = 0
         self.by_reason: Counter[str] = Counter()
+        self.by_kind: Counter[str] = Counter()
         self._recent: deque[DeadLetter] = deque(maxlen=keep)
         self._subscribers: list[Callable[[DeadLetter], None]] = []
         self._log_limit = log_limit
@@ -43,11 +44,24 @@ class DeadLetters:
         self._logged_in_window = 0
         self._suppressed = 0
 
-    def publish(self, message: Any, recipient: str, reason: str, error: BaseException | None = None) -> None:
-        """Record one dead letter. Never raises; subscribers that raise are logged."""
-        letter = DeadLetter(message, recipient, reason, error, self._clock.now())
+    def publish(
+        self,
+        message: Any,
+        recipient: str,
+        reason: str,
+        error: BaseException | None = None,
+        *,
+        kind: str = "other",
+    ) -> None:
+        """Record one dead letter. Never raises; subscribers that raise are logged.
+
+        ``reason`` is for people (it may name paths and errors); ``kind`` is a
+        short category for metrics (overflow, stopped, crashed, ...).
+        """
+        letter = DeadLetter(message, recipient, reason, error, self._clock.now(), kind)
         self.count += 1
         self.by_reason[reason] += 1
+        self.by_kind[kind] += 1
         self._recent.append(letter)
         self._log(letter)
         for subscriber in tuple(self._subscribers):

@@ -70,3 +70,6 @@ class DeadLetter:
     reason: str
     error: BaseException | None = None
     at: float = field(default=0.0)
+    kind: str = "other"
+    """A low-cardinality category for metrics: overflow, stopped, crashed, killed,
+    unhandled, late_reply, watcher_stopped."""

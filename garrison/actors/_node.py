@@ -34,6 +34,7 @@ from garrison.mailbox import MailboxConfig
 
 if TYPE_CHECKING:
     from garrison.actors._ref import ActorRef
+    from garrison.persistence import Journal
     from garrison.supervision import SupervisorRef, SupervisorSpec
 
 T = TypeVar("T")
@@ -81,6 +82,7 @@ class Node:
         name: str = "garrison",
         *,
         clock: Clock | None = None,
+        journal: Journal | None = None,
         thread_workers: int | None = None,
         process_workers: int | None = None,
         process_start_method: str = "spawn",
@@ -113,6 +115,8 @@ class Node:
         """How often hung actors are looked for: a hung actor is cancelled within
         its heartbeat_timeout plus this interval."""
         self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self.journal = journal
+        """The journal event-sourced actors use by default; opened and closed with the node."""
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
         self.dead_letters = DeadLetters(
@@ -150,6 +154,8 @@ class Node:
         self._shutdown_requested = asyncio.Event()
         self._done = self._loop.create_future()
         self._done.set_result(None)
+        if self.journal is not None:
+            await self.journal.open()
         self._state = "running"
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -198,6 +204,8 @@ class Node:
             for signum in self._signals_installed:
                 self._loop.remove_signal_handler(signum)
         self._signals_installed.clear()
+        if self.journal is not None:
+            await self.journal.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         if self._processes is not None:

@@ -11,6 +11,7 @@ from garrison._errors import AskTimeout, InvalidConfig
 if TYPE_CHECKING:
     from garrison.actors._context import ActorContext
     from garrison.actors._messages import ExitReason
+    from garrison.mailbox import MailboxMetrics
 
 DEFAULT_ASK_TIMEOUT = 5.0
 
@@ -98,6 +99,10 @@ class ActorRef:
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def mailbox_metrics(self) -> MailboxMetrics:
+        """A snapshot of this actor's mailbox counters and consumer lag (also after it stopped)."""
+        return self._mailbox.metrics()
 
     def wait_terminated(self) -> Awaitable[ExitReason]:
         """Await the slot's final exit reason (immediately if already stopped)."""

@@ -32,7 +32,8 @@ class MailboxConfig:
 
     ``capacity`` bounds user messages (system messages have their own
     unbounded lane). ``key`` is required with CONFLATE and maps a message to
-    its conflation key (for example ``lambda tick: tick.symbol``).
+    its conflation key (for example ``lambda tick: tick.symbol``); a key of
+    None queues that message without conflating it (asks, commands).
     ``metrics=False`` skips per-message timestamps (no consumer-lag figures).
     ``throughput`` is how many messages the actor handles before it yields
     the loop to other tasks, like Akka's dispatcher throughput.
@@ -40,7 +41,7 @@ class MailboxConfig:
 
     capacity: int = 1000
     overflow: Overflow = Overflow.BACKPRESSURE
-    key: Callable[[Any], Hashable] | None = None
+    key: Callable[[Any], Hashable | None] | None = None
     metrics: bool = True
     throughput: int = 64
 

@@ -84,6 +84,12 @@ def _ticket(entry: tuple[int, asyncio.Future[None]]) -> int:
     return entry[0]
 
 
+class _Unique:
+    """A key equal only to itself: queues a message without conflating it."""
+
+    __slots__ = ()
+
+
 def _zero() -> float:
     return 0.0
 
@@ -369,7 +375,7 @@ class ConflatingMailbox(Mailbox):
     ) -> None:
         super().__init__(config, path=path, now=now, on_drop=on_drop)
         assert config.key is not None
-        self._key: Callable[[Any], Hashable] = config.key
+        self._key: Callable[[Any], Hashable | None] = config.key
         self._by_key: OrderedDict[Hashable, Envelope] = OrderedDict()
         self.pending = self._by_key
 
@@ -381,6 +387,8 @@ class ConflatingMailbox(Mailbox):
             raise ActorStopped(self.path, self._closed)
         by_key = self._by_key
         key = self._key(message)
+        if key is None:
+            key = _Unique()  # a message the key function exempts from conflation
         replaced = by_key.get(key)
         if replaced is not None:
             # Assigning to an existing key keeps its place in the order.

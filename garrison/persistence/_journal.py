@@ -44,6 +44,10 @@ class Journal(Protocol):
         """Events with seq > ``after_seq``, in order."""
         ...
 
+    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The same events as ``read``, as lists of bounded size (for fast replay)."""
+        ...
+
     async def highest_seq(self, stream: str) -> int:
         """The highest seq ever appended to ``stream`` (0 for a new stream)."""
         ...
@@ -68,7 +72,13 @@ class Journal(Protocol):
         """The highest seq ``group`` has acknowledged on ``stream`` (0 if none)."""
         ...
 
-    async def close(self) -> None: ...
+    async def open(self) -> Journal:
+        """Open (idempotent); the node opens its journal on entry."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes and close; the node closes its journal at shutdown."""
+        ...
 
 
 def check_stream(stream: object) -> str:

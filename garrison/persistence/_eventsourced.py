@@ -1,0 +1,169 @@
+"""``EventSourcedActor``: state as a fold over journaled events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from garrison._errors import InvalidConfig, PersistFailed
+from garrison.actors import Actor
+from garrison.persistence._codec import EventCodec, StateCodec
+
+if TYPE_CHECKING:
+    from garrison.persistence._journal import Journal
+
+S = TypeVar("S")
+
+
+class EventSourcedActor(Actor, Generic[S]):
+    """An actor whose state is rebuilt from its journal on every start and restart.
+
+    Declare ``events`` (the msgspec Struct types it persists, each with
+    ``tag=True``), ``initial_state()`` and a pure ``apply(state, event)``.
+    In a handler, ``await self.persist(*events)`` journals the events first
+    and applies them after: state never runs ahead of what is durable, and a
+    multi-event persist is all or nothing. If the journal cannot confirm the
+    write, ``persist`` raises PersistFailed, which stops the actor even
+    inside an ``ask``; its supervisor restarts it and recovery reads back
+    what was written.
+
+    Recovery runs before ``on_start``: the latest snapshot, then the events
+    after it, streamed in bounded batches. Messages arriving meanwhile wait
+    in the mailbox. An event that does not decode fails the start with
+    EventDecodeError naming the stream and seq; nothing is skipped.
+
+    ``persistence_id`` names the stream (default: the actor's path); one
+    live writer per id. ``snapshot_every=N`` saves a snapshot every N
+    events (a failed snapshot is logged, not fatal). The journal is the
+    node's (``Node(journal=...)``) unless ``journal()`` is overridden.
+    """
+
+    events: ClassVar[Sequence[type[msgspec.Struct]]] = ()
+    snapshot_every: ClassVar[int | None] = None
+    state_type: ClassVar[Any] = None
+    """The snapshot's type for decoding; default ``type(self.initial_state())``."""
+    persistence_id: str | None = None
+
+    _codec: ClassVar[EventCodec | None] = None
+    _state: S
+    _seq: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "events" in cls.__dict__:
+            cls._codec = EventCodec(cls.events)
+        every = cls.__dict__.get("snapshot_every")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every <= 0):
+            raise InvalidConfig(f"{cls.__qualname__}.snapshot_every", every, "must be an int > 0 or None")
+
+    # -- what subclasses write -------------------------------------------------
+
+    def initial_state(self) -> S:
+        """The state of a stream with no events."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define initial_state()")
+
+    def apply(self, state: S, event: Any) -> S:
+        """Return the state after ``event``. Pure: it also runs during replay."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define apply(state, event)")
+
+    # -- what they use ---------------------------------------------------------------
+
+    @property
+    def state(self) -> S:
+        return self._state
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last event applied."""
+        return self._seq
+
+    @property
+    def stream(self) -> str:
+        return self.persistence_id or self.ctx.path
+
+    def journal(self) -> Journal:
+        journal = self.ctx.node.journal
+        if journal is None:
+            raise InvalidConfig(
+                "journal",
+                None,
+                f"{type(self).__qualname__} needs a journal: Node(journal=SqliteJournal(...))",
+            )
+        return journal
+
+    async def persist(self, *events: Any) -> None:
+        """Journal ``events`` atomically, then apply them in order. Awaits the durable write.
+
+        Raises InvalidConfig for an unregistered event type (nothing written)
+        and PersistFailed when the journal cannot confirm the write.
+        """
+        if not events:
+            return
+        codec = self._event_codec()
+        stream = self.stream
+        payloads = [codec.encode(event, stream) for event in events]
+        previous = self._seq
+        try:
+            highest = await self.journal().append(stream, payloads, previous)
+        except Exception as error:
+            raise PersistFailed(stream, error) from error
+        state = self._state
+        for event in events:
+            state = self.apply(state, event)
+        self._state = state
+        self._seq = highest
+        every = self.snapshot_every
+        if every is not None and highest // every > previous // every:
+            await self._save_snapshot()
+
+    async def _save_snapshot(self) -> None:
+        try:
+            await self.journal().save_snapshot(
+                self.stream, self._seq, self._state_codec().encode(self._state)
+            )
+        except Exception:
+            self.ctx.logger.opt(exception=True).warning(
+                "snapshot of {stream} at seq {seq} failed; recovery replays more events",
+                stream=self.stream,
+                seq=self._seq,
+            )
+
+    # -- recovery ---------------------------------------------------------------------
+
+    async def _before_start(self) -> None:
+        journal = self.journal()
+        stream = self.stream
+        codec = self._event_codec()
+        state: S
+        snapshot = await journal.load_snapshot(stream)
+        if snapshot is not None:
+            seq, payload = snapshot
+            state = self._state_codec().decode(payload, stream, seq)
+        else:
+            seq, state = 0, self.initial_state()
+        apply = self.apply
+        async for rows in journal.read_batches(stream, seq):
+            for event in codec.decode_rows(rows, stream):
+                state = apply(state, event)
+            seq = rows[-1][0]
+        self._state = state
+        self._seq = seq
+
+    def _event_codec(self) -> EventCodec:
+        codec = type(self)._codec
+        if codec is None:
+            raise InvalidConfig(
+                f"{type(self).__qualname__}.events", (), "declare the event types this actor persists"
+            )
+        return codec
+
+    def _state_codec(self) -> StateCodec:
+        cls = type(self)
+        codec: StateCodec | None = cls.__dict__.get("_garrison_state_codec")
+        if codec is None:
+            state_type = cls.state_type if cls.state_type is not None else type(self.initial_state())
+            codec = StateCodec(state_type)
+            cls._garrison_state_codec = codec  # type: ignore[attr-defined]
+        return codec
