@@ -510,10 +510,12 @@ class ActorContext:
         waiter: asyncio.Future[ExitReason] = self._loop.create_future()
         self._stop_waiter = waiter
         timer = None
+        stop: _Stop | None = None
         if timeout == 0:
             self._kill(reason)
         else:
-            self.mailbox.put_system(_Stop(reason))
+            stop = _Stop(reason)
+            self.mailbox.put_system(stop)
             if timeout is not None:
                 timer = self.node.clock.call_later(
                     timeout,
@@ -525,6 +527,10 @@ class ActorContext:
         finally:
             if timer is not None:
                 timer.cancel()
+            if stop is not None and stop in self.mailbox._system:
+                # The incarnation ended before serving it (cancelled, or crashed): it must
+                # not stop the next incarnation the moment it starts.
+                self.mailbox._system.remove(stop)
 
     async def _stop(self, reason: ExitReason, timeout: float | None) -> None:
         """Stop the slot for good: close the mailbox, dead-letter what is queued,
