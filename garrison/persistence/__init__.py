@@ -2,7 +2,34 @@
 
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._eventsourced import EventSourcedActor
+from garrison.persistence._intents import (
+    Intent,
+    IntentLog,
+    IntentLogBroken,
+    IntentState,
+    IntentTransitionError,
+    client_order_id,
+    deterministic_id,
+)
 from garrison.persistence._journal import Ack, Journal
 from garrison.persistence._sqlite import SqliteJournal
+from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
 
-__all__ = ["Ack", "EventCodec", "EventSourcedActor", "Journal", "SqliteJournal", "StateCodec"]
+__all__ = [
+    "Ack",
+    "ConsumerGroup",
+    "Delivery",
+    "DurableStream",
+    "EventCodec",
+    "EventSourcedActor",
+    "Intent",
+    "IntentLog",
+    "IntentLogBroken",
+    "IntentState",
+    "IntentTransitionError",
+    "Journal",
+    "SqliteJournal",
+    "StateCodec",
+    "client_order_id",
+    "deterministic_id",
+]

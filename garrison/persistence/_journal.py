@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -40,11 +40,11 @@ class Journal(Protocol):
         """Append ``events`` after ``expected_seq``; returns the new highest seq."""
         ...
 
-    def read(self, stream: str, after_seq: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         """Events with seq > ``after_seq``, in order."""
         ...
 
-    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """The same events as ``read``, as lists of bounded size (for fast replay)."""
         ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -442,7 +442,9 @@ class SqliteJournal:
             raise JournalClosed(self.path)
         return self._reader_db
 
-    async def read_batches(self, stream: str, after_seq: int = 0) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async def read_batches(
+        self, stream: str, after_seq: int = 0
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Events after ``after_seq`` in order, as lists of at most ``read_batch`` rows.
 
         The next batch is fetched while the caller works on the current one.
@@ -467,7 +469,7 @@ class SqliteJournal:
             if pending is not None:
                 pending.cancel()
 
-    async def read(self, stream: str, after_seq: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         """Events after ``after_seq``, one ``(seq, payload)`` at a time, in order."""
         async for rows in self.read_batches(stream, after_seq):
             for row in rows:

@@ -1,0 +1,162 @@
+"""Durable streams with consumer groups: at-least-once delivery, ack after the effect.
+
+Contract at this boundary (DESIGN §6):
+
+- enters: payloads appended to a journal stream, each with a gap-free seq;
+- duplicates: possible — an entry is redelivered after a crash until acked;
+- acknowledgement: cumulative, per group (``ack(seq)`` covers every entry
+  up to seq), stored in the journal;
+- before the ack: the consumer's durable effect. On SQLite commit the effect
+  and the ack together: ``journal.append(..., acks=[group.ack_marker(seq)])``;
+- cancelled or killed mid-entry: nothing was acked, so the entry comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import msgspec
+
+from garrison._clock import Clock, MonotonicClock
+from garrison._errors import InvalidConfig, SequenceConflict
+from garrison.persistence._journal import Ack, Journal, check_stream
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One entry handed to a consumer group."""
+
+    stream: str
+    seq: int
+    payload: bytes
+
+
+class DurableStream:
+    """A journal stream that producers append to and consumer groups read.
+
+    Appends from this object are serialized and retried on SequenceConflict
+    (another producer appended first), so several producers can share a
+    stream. Consumers in this process are woken as soon as an entry lands;
+    consumers elsewhere poll.
+    """
+
+    def __init__(self, journal: Journal, name: str) -> None:
+        self.journal = journal
+        self.name = check_stream(name)
+        self._highest: int | None = None
+        self._lock = asyncio.Lock()
+        self._appended = asyncio.Event()
+
+    async def append(self, *payloads: bytes) -> int:
+        """Append payloads atomically; returns the seq of the last one. Awaits durability."""
+        if not payloads:
+            raise InvalidConfig("payloads", (), "append at least one payload")
+        async with self._lock:
+            for _ in range(100):
+                if self._highest is None:
+                    self._highest = await self.journal.highest_seq(self.name)
+                try:
+                    self._highest = await self.journal.append(self.name, list(payloads), self._highest)
+                except SequenceConflict:
+                    self._highest = None
+                    continue
+                break
+            else:
+                raise SequenceConflict(self.name, -1, -1)
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return self._highest
+
+    async def highest_seq(self) -> int:
+        return await self.journal.highest_seq(self.name)
+
+    def group(self, name: str, *, batch: int = 100) -> ConsumerGroup:
+        """The consumer group ``name`` on this stream (its offset lives in the journal)."""
+        return ConsumerGroup(self, name, batch=batch)
+
+
+class ConsumerGroup:
+    """Reads a durable stream from the group's acknowledged offset.
+
+    A fresh ConsumerGroup (after a restart) starts again right after the
+    last ack, so whatever was delivered but not acked is delivered again.
+    """
+
+    def __init__(self, stream: DurableStream, name: str, *, batch: int = 100) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidConfig("group", name, "a consumer group name is a non-empty string")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+            raise InvalidConfig("batch", batch, "must be an int > 0")
+        self.stream = stream
+        self.name = name
+        self.batch = batch
+        self._cursor: int | None = None
+        self._acked = 0
+
+    async def _position(self) -> int:
+        if self._cursor is None:
+            self._acked = await self.stream.journal.acked_seq(self.stream.name, self.name)
+            self._cursor = self._acked
+        return self._cursor
+
+    async def read(self) -> list[Delivery]:
+        """Up to ``batch`` entries after those already delivered; [] when caught up. Never waits."""
+        cursor = await self._position()
+        deliveries: list[Delivery] = []
+        async with aclosing(self.stream.journal.read(self.stream.name, cursor)) as entries:
+            async for seq, payload in entries:
+                deliveries.append(Delivery(self.stream.name, seq, payload))
+                if len(deliveries) >= self.batch:
+                    break
+        if deliveries:
+            self._cursor = deliveries[-1].seq
+        return deliveries
+
+    async def subscribe(
+        self, *, clock: Clock | None = None, poll_interval: float = 0.05
+    ) -> AsyncIterator[Delivery]:
+        """Deliver entries forever: woken by appends in this process, polling for others."""
+        clock = clock if clock is not None else MonotonicClock()
+        while True:
+            deliveries = await self.read()
+            for delivery in deliveries:
+                yield delivery
+            if deliveries:
+                continue
+            appended = self.stream._appended
+            waiter = asyncio.ensure_future(appended.wait())
+            sleeper = asyncio.ensure_future(clock.sleep(poll_interval))
+            try:
+                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+
+    def ack_marker(self, seq: int) -> Ack:
+        """An Ack to commit with the consumer's own append (effect and offset in one transaction).
+
+        Call ``acked(seq)`` after that append returns."""
+        return Ack(self.stream.name, self.name, seq)
+
+    def acked(self, seq: int) -> None:
+        """Record locally that ``seq`` was acked through an append's ``acks``."""
+        self._acked = max(self._acked, seq)
+
+    async def ack(self, seq: int) -> None:
+        """Acknowledge every entry up to ``seq`` durably (after the effect is durable)."""
+        await self.stream.journal.ack(self.stream.name, self.name, seq)
+        self._acked = max(self._acked, seq)
+
+    def rewind(self) -> None:
+        """Deliver again from the last ack (after a failed effect, without a restart)."""
+        self._cursor = self._acked
+
+    @property
+    def acked_seq(self) -> int:
+        return self._acked
+
+    async def lag(self) -> int:
+        """Consumer lag: entries appended but not yet acknowledged by this group."""
+        await self._position()
+        return max(0, await self.stream.highest_seq() - self._acked)
