@@ -1,0 +1,235 @@
+"""The ``garrison`` pytest plugin: fixtures for actor tests, on virtual time.
+
+Registered through the ``pytest11`` entry point, so it is active wherever
+garrison is installed; ``-p no:garrison`` turns it off. It only adds things:
+
+- fixtures ``clock``, ``node``, ``probe``, ``events``, ``faults``, ``logs``,
+  ``node_guard``, ``garrison_kit``, ``garrison_seed`` (a project's own
+  fixtures of the same names take precedence, as pytest always does);
+- the marker ``@pytest.mark.garrison(seed=..., allow_crashes=..., allow_dead_letters=...)``;
+- the option ``--garrison-seed=N|random``;
+- in pytest-asyncio's strict mode, the ``asyncio`` mark on ``async def`` tests
+  that use a garrison fixture, so they run without a decorator (auto mode
+  needs nothing);
+- a check, when a test body returns, that no actor crashed and no message
+  was dead-lettered unexpectedly, and the seed in the report of a failed test.
+
+Async tests run on pytest-asyncio, a dependency of ``garrison[testing]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import zlib
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any
+
+import pytest
+
+from garrison._clock import ManualClock
+from garrison.actors import Node
+from garrison.testing._events import EventRecorder
+from garrison.testing._faults import Faults
+from garrison.testing._guard import NodeGuard
+from garrison.testing._kit import ActorTestKit
+from garrison.testing._logs import LogCapture
+from garrison.testing._probe import TestProbe
+
+try:
+    import pytest_asyncio
+
+    HAVE_PYTEST_ASYNCIO = True
+except ImportError:  # pragma: no cover - exercised in a subprocess test
+    HAVE_PYTEST_ASYNCIO = False
+
+FIXTURES = frozenset(
+    {"clock", "node", "probe", "events", "faults", "logs", "node_guard", "garrison_kit", "garrison_seed"}
+)
+KIT = pytest.StashKey[ActorTestKit]()
+MISSING_ASYNCIO = (
+    "garrison's async fixtures run on pytest-asyncio, which is not installed: pip install 'garrison[testing]'"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("garrison", "garrison actor tests")
+    group.addoption(
+        "--garrison-seed",
+        dest="garrison_seed",
+        default=None,
+        help="seed for node.random in the node fixture: an int to replay a run, or 'random' for a "
+        "fresh seed per test (default: derived from the test id, stable across runs)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "garrison(seed=None, allow_crashes=False, allow_dead_letters=False): configure the garrison "
+        "node fixture for this test: pin node.random's seed, and expect actor crashes or dead "
+        "letters instead of failing the test on them",
+    )
+
+
+def _marker_kwargs(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("garrison")
+    if marker is None:
+        return {}
+    unknown = set(marker.kwargs) - {"seed", "allow_crashes", "allow_dead_letters"}
+    if marker.args or unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.garrison takes keyword arguments seed, allow_crashes, allow_dead_letters; "
+            f"got args={marker.args!r} and unknown keywords {sorted(unknown)}"
+        )
+    return dict(marker.kwargs)
+
+
+@pytest.fixture
+def garrison_seed(request: pytest.FixtureRequest) -> int:
+    """The seed of ``node.random``: the marker's, else ``--garrison-seed``, else one derived
+    from the test id (the same on every run)."""
+    seed = _marker_kwargs(request).get("seed")
+    if seed is not None:
+        return int(seed)
+    option = request.config.getoption("garrison_seed")
+    if option == "random":
+        return random.SystemRandom().randrange(2**32)
+    if option is not None:
+        try:
+            return int(option)
+        except ValueError:
+            raise pytest.UsageError(f"--garrison-seed={option!r}: pass an int or 'random'") from None
+    return zlib.crc32(request.node.nodeid.encode())
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The node's virtual clock: ``await clock.advance(seconds)`` fires every timer that falls due."""
+    return ManualClock()
+
+
+if HAVE_PYTEST_ASYNCIO:
+
+    @pytest_asyncio.fixture
+    async def garrison_kit(
+        request: pytest.FixtureRequest, clock: ManualClock, garrison_seed: int
+    ) -> AsyncIterator[ActorTestKit]:
+        """The whole kit behind the fixtures: node, clock, guard, events, faults."""
+        options = _marker_kwargs(request)
+        kit = ActorTestKit(
+            clock=clock,
+            seed=garrison_seed,
+            allow_crashes=bool(options.get("allow_crashes", False)),
+            allow_dead_letters=bool(options.get("allow_dead_letters", False)),
+        )
+        await kit.start()
+        request.node.stash[KIT] = kit
+        try:
+            yield kit
+        finally:
+            # The guard was checked when the test body returned (pytest_pyfunc_call).
+            await kit.close(check=False)
+
+    @pytest_asyncio.fixture
+    async def probe(garrison_kit: ActorTestKit) -> TestProbe:
+        """A TestProbe registered at ``/probe`` on the node."""
+        return garrison_kit.probe()
+
+else:  # pragma: no cover - exercised in a subprocess test
+
+    @pytest.fixture(name="garrison_kit")
+    def _garrison_kit_needs_pytest_asyncio() -> ActorTestKit:
+        pytest.fail(MISSING_ASYNCIO, pytrace=False)
+
+    @pytest.fixture(name="probe")
+    def _probe_needs_pytest_asyncio() -> TestProbe:
+        pytest.fail(MISSING_ASYNCIO, pytrace=False)
+
+
+@pytest.fixture
+def node(garrison_kit: ActorTestKit) -> Node:
+    """A running Node on the ``clock`` fixture, seeded with ``garrison_seed``, without signal
+    handlers; shut down after the test. The test fails if an actor crashed or a message was
+    dead-lettered unexpectedly (see ``node_guard`` and the ``garrison`` marker)."""
+    return garrison_kit.node
+
+
+@pytest.fixture
+def node_guard(garrison_kit: ActorTestKit) -> NodeGuard:
+    """The node's guard: ``allow_crashes(path, error)``, ``allow_dead_letters(recipient, message)``."""
+    return garrison_kit.guard
+
+
+@pytest.fixture
+def events(garrison_kit: ActorTestKit) -> EventRecorder:
+    """Every lifecycle event of the node since it started; ``await events.expect(...)``."""
+    return garrison_kit.events
+
+
+@pytest.fixture
+def faults(garrison_kit: ActorTestKit) -> Faults:
+    """Fault injection on the node's actors; every fault is removed after the test."""
+    return garrison_kit.faults
+
+
+@pytest.fixture
+def logs(clock: ManualClock) -> Iterator[LogCapture]:
+    """Loguru records (DEBUG and above) emitted during the test; ``await logs.expect(...)``."""
+    with LogCapture("DEBUG", clock=clock) as capture:
+        yield capture
+
+
+# -- running async tests without a decorator -------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """Mark ``async def`` tests that use a garrison fixture with ``asyncio``.
+
+    Runs inside pytest-asyncio's own wrapper of this hook, so the mark is
+    there when it decides which tests it runs. Auto mode marks them anyway.
+    """
+    outcome = yield
+    if not HAVE_PYTEST_ASYNCIO or not inspect.iscoroutinefunction(obj):
+        return
+    result = outcome.get_result()
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if (
+            isinstance(item, pytest.Function)
+            and item.get_closest_marker("asyncio") is None
+            and FIXTURES.intersection(item.fixturenames)
+        ):
+            item.add_marker(pytest.mark.asyncio)
+
+
+# -- the guard, and the seed in reports ----------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    result = yield
+    kit = pyfuncitem.stash.get(KIT, None)
+    if kit is not None:
+        kit.guard.check()
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    kit = item.stash.get(KIT, None)
+    if kit is not None and report.failed and report.when == "call":
+        lines = [
+            f"seed={kit.seed} (replay: --garrison-seed={kit.seed}); "
+            f"virtual time at failure: {kit.clock.now():g}s"
+        ]
+        unexpected = kit.guard.unexpected
+        if unexpected:
+            lines.append("unexpected failures on the node:")
+            lines.extend(f"  - {line}" for line in unexpected)
+        report.sections.append(("garrison", "\n".join(lines)))
+    return report
