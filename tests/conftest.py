@@ -1,26 +1,17 @@
-"""Shared fixtures: a node on virtual time, and a capture of garrison's log records."""
+"""Fixtures shared by every test directory.
+
+``clock`` and ``node`` are deliberately not defined here: the garrison pytest
+plugin (garrison.testing) provides them to the whole suite, and a root
+conftest would shadow them. tests/actors/ defines its own plain versions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from loguru import logger
-
-from garrison import ManualClock, Node
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def node(clock: ManualClock) -> AsyncIterator[Node]:
-    """A running node on the manual clock, without signal handlers; shut down after the test."""
-    async with Node("t", clock=clock, handle_signals=False) as running:
-        yield running
 
 
 @pytest.fixture
