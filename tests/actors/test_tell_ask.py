@@ -348,3 +348,56 @@ async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> Non
     # Neither actor handled all four before the other started (throughput=2).
     assert log.index("b0") < log.index("a3")
     assert log.index("a0") < log.index("b3")
+
+
+async def test_a_sender_waiting_for_space_gets_actor_stopped_when_the_actor_stops(node: Node) -> None:
+    gate = asyncio.Event()
+    ref = await node.spawn(Gated, name="g", args=(gate, []), mailbox=MailboxConfig(capacity=1))
+    ref.tell_nowait("in flight")
+    await settle()
+    ref.tell_nowait("queued")
+    waiting = asyncio.create_task(ref.tell("waiting for space"))
+    await settle()
+    stopping = asyncio.create_task(node.stop(ref))
+    with pytest.raises(ActorStopped):
+        await asyncio.wait_for(waiting, timeout=5.0)
+    gate.set()
+    await asyncio.wait_for(stopping, timeout=5.0)
+    assert [letter.message for letter in dead_letters_to(node, "/g")] == ["queued"]
+
+
+async def test_an_answered_ask_leaves_no_timer_behind(node: Node, clock: ManualClock) -> None:
+    ref = await node.spawn(Recorder, name="rec", args=([],))
+    for index in range(10):
+        await ref.ask(index, timeout=30.0)
+    assert clock.pending_timers == 0
+
+
+async def test_an_ask_refused_under_reject_leaves_no_timer_behind(node: Node, clock: ManualClock) -> None:
+    gate = asyncio.Event()
+    ref = await node.spawn(
+        Gated, name="g", args=(gate, []), mailbox=MailboxConfig(capacity=1, overflow=Overflow.REJECT)
+    )
+    ref.tell_nowait("in flight")
+    await settle()
+    ref.tell_nowait("queued")
+    with pytest.raises(MailboxFull):
+        await ref.ask("refused", timeout=30.0)
+    assert clock.pending_timers == 0
+    gate.set()
+
+
+async def test_the_reply_to_an_ask_the_caller_cancelled_goes_to_dead_letters(node: Node) -> None:
+    gate = asyncio.Event()
+    seen: list[str] = []
+    ref = await node.spawn(Gated, name="g", args=(gate, seen))
+    ask = asyncio.create_task(ref.ask("abandoned", timeout=10.0))
+    await settle()
+    ask.cancel()
+    await settle()
+    gate.set()
+    await settle()
+    assert seen == ["abandoned"]  # it was already on its way: it ran
+    letters = dead_letters_to(node, "/g")
+    assert [letter.message for letter in letters] == ["abandoned"]
+    assert "cancelled" in letters[0].reason

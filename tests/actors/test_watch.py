@@ -128,3 +128,20 @@ async def test_a_stopped_watcher_gets_nothing_and_nothing_breaks(node: Node) -> 
     await node.stop(target)
     await settle()
     assert received == []
+
+
+async def test_a_supervised_restart_does_not_deliver_terminated(node: Node) -> None:
+    from garrison.supervision import ChildSpec, SupervisorSpec
+
+    received: list[Any] = []
+    await node.start(SupervisorSpec(children=[ChildSpec("worker", Fragile, args=([],))]))
+    worker = node.lookup("/root/worker")
+    watcher = await node.spawn(Watcher, name="watcher", args=(received,))
+    await watcher.ask(("watch", worker), timeout=1.0)
+    worker.tell_nowait(Boom())
+    await settle()
+    assert worker.is_alive
+    assert received == []
+    await node.stop(node.lookup("/root"))
+    await settle()
+    assert [message.ref for message in received] == [worker]
