@@ -9,6 +9,8 @@ import multiprocessing
 import random
 import signal
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,18 +30,21 @@ from garrison._errors import (
 from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, ActorState, ExitHook, stop_for_good
 from garrison.actors._deadletters import DeadLetters
-from garrison.actors._events import EventStream
+from garrison.actors._events import EventStream, GaveUp, LifecycleEvent, Restarted
 from garrison.actors._messages import ExitReason
 from garrison.mailbox import MailboxConfig
+from garrison.observe._http import MetricsServer
+from garrison.observe._loop import LoopGuard, LoopMonitor
 
 if TYPE_CHECKING:
     from garrison.actors._ref import ActorRef
-    from garrison.persistence import Journal
+    from garrison.persistence import ConsumerGroup, Journal
     from garrison.supervision import SupervisorRef, SupervisorSpec
 
 T = TypeVar("T")
 
 DEFAULT_SHUTDOWN = 5.0
+_DEFAULT_GUARD = LoopGuard()
 
 
 def validate_shutdown(field: str, shutdown: object) -> float | None:
@@ -91,6 +96,9 @@ class Node:
         dead_letter_log_interval: float = 5.0,
         seed: int | None = None,
         heartbeat_interval: float = 0.1,
+        guard: LoopGuard | None = _DEFAULT_GUARD,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -110,7 +118,30 @@ class Node:
             or (heartbeat_interval <= 0)
         ):
             raise InvalidConfig("heartbeat_interval", heartbeat_interval, "must be > 0 seconds")
+        if guard is not None and not isinstance(guard, LoopGuard):
+            raise InvalidConfig("guard", guard, "must be a garrison.LoopGuard or None (no loop monitor)")
+        if metrics_port is not None and (
+            isinstance(metrics_port, bool)
+            or not isinstance(metrics_port, int)
+            or not 0 <= metrics_port < 65536
+        ):
+            raise InvalidConfig("metrics_port", metrics_port, "must be a TCP port 0-65535 (0: any free port)")
         self.name = name
+        self.guard = guard
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.loop_monitor: LoopMonitor | None = None
+        """Loop lag and stall watchdog (real time), while the node runs with a guard."""
+        self.metrics_address: tuple[str, int] | None = None
+        """(host, port) of /metrics, /healthz and /tree once the node runs with metrics_port."""
+        self._metrics_server: MetricsServer | None = None
+        self.restart_counts: Counter[str] = Counter()
+        """Supervised restarts per actor path since the node started."""
+        self.gave_up_counts: Counter[str] = Counter()
+        """Supervisors (by path) that exceeded their restart intensity."""
+        self.consumer_groups: set[ConsumerGroup] = set()
+        """Durable-stream consumer groups whose lag the metrics export (``track_consumer_lag``)."""
+        self._root: ActorContext | None = None
         self.heartbeat_interval = float(heartbeat_interval)
         """How often hung actors are looked for: a hung actor is cancelled within
         its heartbeat_timeout plus this interval."""
@@ -119,6 +150,7 @@ class Node:
         """The journal event-sourced actors use by default; opened and closed with the node."""
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
+        self.events.subscribe(self._count_lifecycle)
         self.dead_letters = DeadLetters(
             self.clock,
             self.logger,
@@ -156,6 +188,13 @@ class Node:
         self._done.set_result(None)
         if self.journal is not None:
             await self.journal.open()
+        if self.guard is not None:
+            self.loop_monitor = LoopMonitor(self.guard, self.logger, self.name)
+            self.loop_monitor.start()
+        if self.metrics_port is not None:
+            self._metrics_server = MetricsServer(self, self.metrics_host, self.metrics_port)
+            self._metrics_server.start()
+            self.metrics_address = self._metrics_server.address
         self._state = "running"
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -206,6 +245,11 @@ class Node:
         self._signals_installed.clear()
         if self.journal is not None:
             await self.journal.close()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
+        if self.loop_monitor is not None:
+            await self.loop_monitor.stop()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         if self._processes is not None:
@@ -380,6 +424,7 @@ class Node:
             shutdown=None,
             on_exit=self._root_exited,
         )
+        self._root = ref._context
         return SupervisorRef(ref)
 
     def _root_exited(self, context: ActorContext, reason: ExitReason) -> None:
@@ -393,6 +438,34 @@ class Node:
             name=self.name,
         )
         self.request_shutdown(1 if gave_up else 0)
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why): the loop ticks and the root supervisor (if any) runs.
+
+        Safe to call from any thread: it reads only values the loop publishes.
+        """
+        if self._state != "running":
+            return False, f"node {self.name} is {self._state}"
+        monitor = self.loop_monitor
+        if monitor is not None:
+            silent = time.monotonic() - monitor.last_tick
+            limit = max(1.0, 3 * monitor.guard.interval)
+            if silent > limit:
+                return False, f"event loop has not ticked for {silent:.2f}s"
+        root = self._root
+        if root is not None and root.state is not ActorState.RUNNING:
+            return False, f"root supervisor {root.path} is {root.state.value}"
+        return True, "ok"
+
+    def track_consumer_lag(self, group: ConsumerGroup) -> None:
+        """Export this durable-stream consumer group's lag with the node's metrics."""
+        self.consumer_groups.add(group)
+
+    def _count_lifecycle(self, event: LifecycleEvent) -> None:
+        if isinstance(event, Restarted):
+            self.restart_counts[event.path] += 1
+        elif isinstance(event, GaveUp):
+            self.gave_up_counts[event.path] += 1
 
     def supervisor(self, path: str) -> SupervisorRef:
         """The supervisor at ``path`` for introspection and child management."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
+from bisect import bisect_left
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -31,6 +33,8 @@ from garrison.persistence._journal import Ack, check_events, check_seq, check_st
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
 
 _SCHEMA = (
@@ -133,6 +137,9 @@ class SqliteJournal:
         self.commits = 0
         """Transactions committed by the writer (appends per commit = group-commit batching)."""
         self.appends = 0
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
         self._queue: list[_Append | _Exclusive] = []
@@ -258,7 +265,24 @@ class SqliteJournal:
         future = self._submit_future()
         self._queue.append(_Append(stream, events, expected_seq, acks, future))
         self._wake()
-        return await future
+        started = time.monotonic()
+        highest = await future
+        latency = time.monotonic() - started
+        self._latency_sum += latency
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        return highest
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics: appends, commits, append latency and batch-size histograms."""
+        return {
+            "appends": self.appends,
+            "commits": self.commits,
+            "latency_buckets": tuple(
+                zip((*LATENCY_BUCKETS, float("inf")), self._latency_counts, strict=True)
+            ),
+            "latency_sum": self._latency_sum,
+            "batch_buckets": tuple(zip((*BATCH_BUCKETS, float("inf")), self._batch_counts, strict=True)),
+        }
 
     async def ack(self, stream: str, group: str, seq: int) -> None:
         """Move ``group``'s offset on ``stream`` to ``seq``; never moves it backwards."""
@@ -414,6 +438,7 @@ class SqliteJournal:
         self._highest.update(tentative)
         self.commits += 1
         self.appends += len(accepted)
+        self._batch_counts[bisect_left(BATCH_BUCKETS, len(accepted))] += 1
         for append, highest in accepted:
             if not append.future.done():
                 append.future.set_result(highest)
