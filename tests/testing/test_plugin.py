@@ -1,0 +1,167 @@
+"""The pytest plugin as a user meets it: fixtures without decorators, the guard, the seed, opting out."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
+
+STRICT = "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
+
+ACTORS = """
+from garrison import Actor, ChildSpec, Restarted, SupervisorSpec
+
+class Echo(Actor):
+    def __init__(self, to):
+        self.to = to
+
+    async def on_receive(self, message):
+        if message == "boom":
+            raise RuntimeError("boom")
+        await self.to.tell(message)
+"""
+
+
+def test_async_tests_using_garrison_fixtures_run_in_strict_mode_without_a_decorator(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT)
+    pytester.makepyfile(
+        ACTORS
+        + """
+async def test_echo(node, probe):
+    echo = await node.spawn(Echo, args=(probe,))
+    await echo.tell("hi")
+    assert await probe.expect("hi") == "hi"
+
+async def test_no_garrison_fixture():
+    pass
+"""
+    )
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*_ test_no_garrison_fixture _*", "async def functions are not natively supported."]
+    )
+
+
+def test_an_unexpected_crash_fails_the_test_with_the_seed_in_the_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ACTORS
+        + """
+async def test_crash(node, probe, events):
+    echo = await node.spawn(Echo, args=(probe,), name="echo")
+    await echo.tell("boom")
+    await probe.expect_no_message()
+"""
+    )
+    pytester.makeini(STRICT.replace("strict", "auto"))
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: 1 unexpected failure(s) on node 'test':",
+            "*actor /echo failed handling str at t=0: failure: RuntimeError: boom",
+            "*- garrison -*",
+            "seed=* (replay: --garrison-seed=*); virtual time at failure: 0.1s",
+        ]
+    )
+
+
+def test_the_marker_or_the_guard_make_expected_crashes_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ACTORS
+        + """
+import pytest
+
+@pytest.mark.garrison(allow_crashes=True, allow_dead_letters=True)
+async def test_marker(node, probe):
+    echo = await node.spawn(Echo, args=(probe,), name="echo")
+    await echo.tell("boom")
+    await probe.expect_no_message()
+
+async def test_guard(node, node_guard, probe):
+    node_guard.allow_crashes("/echo", RuntimeError)
+    echo = await node.spawn(Echo, args=(probe,), name="echo")
+    await echo.tell("boom")
+    await probe.expect_no_message()
+"""
+    )
+    pytester.makeini(STRICT)
+    pytester.runpytest("-q").assert_outcomes(passed=2)
+
+
+def test_the_seed_comes_from_the_marker_the_option_or_the_test_id(pytester: pytest.Pytester) -> None:
+    pytester.makeini(STRICT)
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.garrison(seed=42)
+async def test_pinned(node, garrison_seed):
+    assert garrison_seed == 42
+    print("pinned", node.random.random())
+
+async def test_derived(node, garrison_seed):
+    print("derived", garrison_seed, node.random.random())
+"""
+    )
+    first = pytester.runpytest("-q", "-s")
+    second = pytester.runpytest("-q", "-s")
+    replayed = pytester.runpytest("-q", "-s", "--garrison-seed=42")
+    first.assert_outcomes(passed=2)
+
+    def line(result: pytest.RunResult, word: str) -> str:
+        [text] = [text for text in result.outlines if word in text]
+        return text[text.index(word) :]
+
+    assert line(first, "derived") == line(second, "derived")
+    assert line(first, "pinned") == line(second, "pinned") == line(replayed, "pinned")
+    assert line(replayed, "derived").startswith("derived 42 ")
+    assert line(replayed, "derived").split()[2] == line(first, "pinned").split()[1]
+
+
+def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    pytester.makeini(STRICT)
+    pytester.makepyfile(
+        """
+def test_uses_node(node):
+    pass
+
+def test_plain():
+    pass
+"""
+    )
+    result = pytester.runpytest("-q", "-p", "no:garrison")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'node' not found*"])
+
+
+def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+def test_uses_node(node):
+    pass
+
+def test_plain():
+    pass
+"""
+    )
+    pytester.makepyfile(
+        run_without_asyncio="""
+import sys
+sys.modules["pytest_asyncio"] = None  # as if it were not installed
+import pytest
+test_file = "test_without_pytest_asyncio_the_fixtures_say_what_to_install.py"
+sys.exit(pytest.main(["-q", "-p", "garrison.testing.plugin", test_file]))
+"""
+    )
+    # Without autoloading, as pytest would load pytest-asyncio's entry point otherwise.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.run(sys.executable, "run_without_asyncio.py", timeout=60)
+    assert "which is not installed: pip install 'garrison[testing]'" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*1 passed, 1 error*"])
