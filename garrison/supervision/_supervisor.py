@@ -71,7 +71,7 @@ class ChildCounts:
 class _Child:
     """The supervisor's record of one child spec and its current slot."""
 
-    __slots__ = ("backoff_attempt", "context", "restart_timer", "spec", "started_at")
+    __slots__ = ("backoff_attempt", "context", "restart_timer", "spec", "started_at", "waiting_group")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -79,6 +79,8 @@ class _Child:
         self.backoff_attempt = 0
         self.started_at = 0.0
         self.restart_timer: Cancellable | None = None
+        self.waiting_group: list[_Child] = []
+        """While ``restart_timer`` runs: the children that restart with this one (itself included)."""
 
     @property
     def running(self) -> bool:
@@ -103,18 +105,20 @@ class _ChildExit(SystemMessage):
 class _DelayedRestart(SystemMessage):
     """The backoff delay of a restart has passed."""
 
-    __slots__ = ("child", "group")
+    __slots__ = ("child", "group", "reason")
 
-    def __init__(self, child: _Child, group: list[_Child]) -> None:
+    def __init__(self, child: _Child, group: list[_Child], reason: ExitReason) -> None:
         self.child = child
         self.group = group
+        self.reason = reason
 
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         assert isinstance(instance, Supervisor)
         self.child.restart_timer = None
+        self.child.waiting_group = []
         if self.child not in instance._children:
             return None
-        return await instance._start_group(self.group)
+        return await instance._start_group(self.group, self.child, self.reason)
 
 
 class _Call(SystemMessage):
@@ -198,6 +202,12 @@ class Supervisor(Actor):
             child.context = None
             raise
         child.started_at = self._clock.now()
+        self.ctx.logger.info(
+            "supervisor {path}: started {id} ({kind})",
+            path=self._path,
+            id=spec.id,
+            kind="supervisor" if spec.is_supervisor else "worker",
+        )
         return context.self_ref
 
     def _exit_hook(self, context: ActorContext, reason: ExitReason) -> None:
@@ -260,6 +270,7 @@ class Supervisor(Actor):
                 # A pending backoff restart is folded into this one.
                 member.restart_timer.cancel()
                 member.restart_timer = None
+                member.waiting_group = []
         for other in reversed(group):
             if other is child:
                 continue
@@ -287,10 +298,11 @@ class Supervisor(Actor):
                 delay=delay,
             )
             child.restart_timer = self._clock.call_later(
-                delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group)
+                delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group, reason)
             )
+            child.waiting_group = group
             return None
-        return await self._start_group(group)
+        return await self._start_group(group, child, reason)
 
     def _group(self, child: _Child) -> list[_Child]:
         strategy = self.spec.strategy
@@ -311,8 +323,13 @@ class Supervisor(Actor):
         child.backoff_attempt += 1
         return delay
 
-    async def _start_group(self, group: Sequence[_Child]) -> ExitReason | None:
-        """Start each member's slot again, in start order. A failed start counts as another restart."""
+    async def _start_group(
+        self, group: Sequence[_Child], failed: _Child, reason: ExitReason
+    ) -> ExitReason | None:
+        """Start each member's slot again, in start order. A failed start counts as another restart.
+
+        ``failed`` is the child whose exit caused the restart and ``reason`` its exit reason.
+        """
         for member in group:
             context = member.context
             if context is None or member not in self._children:
@@ -326,14 +343,20 @@ class Supervisor(Actor):
                 failure = ExitReason.failure(error.cause, "on_start failed during restart")
                 return await self._restart(member, failure)
             member.started_at = self._clock.now()
+            why = (
+                str(reason)
+                if member is failed
+                else f"{self.spec.strategy.value}: sibling {failed.spec.id!r} exited ({reason})"
+            )
             self.ctx.node.events.publish(
-                Restarted(path=context.path, at=member.started_at, restarts=context.restarts)
+                Restarted(path=context.path, at=member.started_at, restarts=context.restarts, reason=why)
             )
             self.ctx.logger.info(
-                "supervisor {path}: restarted {id} (restart #{n})",
+                "supervisor {path}: restarted {id} (restart #{n}) after {why}",
                 path=self._path,
                 id=member.spec.id,
                 n=context.restarts,
+                why=why,
             )
         return None
 
@@ -358,6 +381,7 @@ class Supervisor(Actor):
             if child.restart_timer is not None:
                 child.restart_timer.cancel()
                 child.restart_timer = None
+                child.waiting_group = []
 
     # -- management calls (run inside our task via _Call) -------------------------
 
@@ -384,27 +408,50 @@ class Supervisor(Actor):
         supervisors = sum(1 for child in self._children if child.spec.is_supervisor)
         return ChildCounts(
             specs=len(self._children),
-            active=sum(1 for child in self._children if child.running),
+            # As OTP: a child waiting to be restarted has no live process, so it is not active.
+            active=sum(
+                1
+                for child in self._children
+                if child.running and child.context is not None and child.context._task is not None
+            ),
             supervisors=supervisors,
             workers=len(self._children) - supervisors,
         )
 
     async def terminate_child(self, child_id: str) -> None:
         child = self._find(child_id)
+        waiting = [member for member in child.waiting_group if member is not child]
         if child.restart_timer is not None:
             child.restart_timer.cancel()
             child.restart_timer = None
+            child.waiting_group = []
         if child.context is not None:
             context, child.context = child.context, None
             await context._stop(ExitReason.shutdown("terminate_child"), child.spec.shutdown)
         if child.spec.restart is Restart.TEMPORARY or self.dynamic:
             self._children.remove(child)
+        if waiting:
+            # Siblings stopped only because this child failed, waiting on its backoff: OTP's
+            # terminate_child would not have touched them, so they start now rather than never.
+            reason = ExitReason.shutdown(f"terminate_child({child_id!r}) during its backoff")
+            self.ctx.mailbox.put_system(_DelayedRestart(waiting[0], waiting, reason))
 
     async def restart_child(self, child_id: str) -> ActorRef:
         child = self._find(child_id)
         if child.context is not None:
             raise ChildRunning(self._path, child_id, "restart_child")
-        return await self._start_new_slot(child)
+        ref = await self._start_new_slot(child)
+        self._keep_slots_in_start_order()
+        return ref
+
+    def _keep_slots_in_start_order(self) -> None:
+        # Slots are stopped in reverse registration order; a spec started again by hand keeps
+        # its place in the list (OTP), so its slot moves back there.
+        slots = self.ctx._children
+        ordered = {child.spec.id: slots[child.spec.id] for child in self._children if child.spec.id in slots}
+        ordered.update((name, slot) for name, slot in slots.items() if name not in ordered)
+        slots.clear()
+        slots.update(ordered)
 
     async def delete_child(self, child_id: str) -> None:
         child = self._find(child_id)
@@ -461,7 +508,16 @@ class SupervisorRef:
             raise ActorStopped(self.path, "supervisor stopped")
         reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         context.mailbox.put_system(_Call(fn, reply))
-        return await reply
+        # A supervisor that stops for good before serving the call drops it with its mailbox.
+        terminated = asyncio.ensure_future(context._wait_terminated())
+        try:
+            await asyncio.wait((reply, terminated), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            terminated.cancel()
+        if not reply.done():
+            reply.cancel()
+            raise ActorStopped(self.path, f"supervisor stopped before answering: {terminated.result()}")
+        return reply.result()
 
     async def which_children(self) -> list[ChildInfo]:
         """Every child spec in start order, with its ref and state."""

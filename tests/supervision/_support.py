@@ -133,19 +133,29 @@ async def crash(ref: ActorRef, clock: ManualClock, note: str = "") -> None:
     await clock.advance(0)
 
 
+REAL_GRACE = 5.0
+"""Seconds of real time ``drive`` grants a wait that no virtual timer can end (a thread join)."""
+
+
 async def drive(clock: ManualClock, awaitable: Awaitable[T], *, within: float) -> T:
     """Await ``awaitable`` while firing timers, for at most ``within`` seconds of virtual time.
 
-    Fails the test (and cancels the wait) if it has not completed by then.
+    When no timer is due, it grants the wait up to REAL_GRACE seconds of real time (the node's
+    shutdown joins its watchdog thread). Fails the test, and cancels the wait, if it has not
+    completed by then.
     """
     task = asyncio.ensure_future(awaitable)
     limit = clock.now() + within
     await clock.advance(0)
     while not task.done():
         deadline = clock.next_deadline()
-        if deadline is None or deadline > limit:
+        if deadline is not None and deadline <= limit:
+            await clock.advance(deadline - clock.now())
+            continue
+        await asyncio.wait({task}, timeout=REAL_GRACE)
+        deadline = clock.next_deadline()
+        if not task.done() and (deadline is None or deadline > limit):
             break
-        await clock.advance(deadline - clock.now())
     if not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -13,6 +13,8 @@ import pytest
 
 from garrison import ManualClock, Node
 
+from ._support import drive
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -21,6 +23,11 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def node(clock: ManualClock) -> AsyncIterator[Node]:
-    """A running node on the manual clock, without signal handlers; shut down after the test."""
+    """A running node on the manual clock, without signal handlers; shut down after the test.
+
+    The shutdown drives virtual time, so children stuck in a handler are cancelled at their
+    shutdown timeout; one that waits forever fails the test instead of hanging it.
+    """
     async with Node("t", clock=clock, handle_signals=False) as running:
         yield running
+        await drive(clock, running.shutdown(), within=3600.0)

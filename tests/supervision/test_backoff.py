@@ -1,0 +1,211 @@
+"""Rule 7: backoff (beyond OTP). Per-child exponential delay with jitter, reset after a quiet
+period; the child is reported as restarting while it waits; the restart counts in the intensity
+window when it is decided (at failure time), and a group restart waits for the backoff child."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from garrison import Backoff, ManualClock, Node, Restarted, Strategy, SupervisorSpec
+
+from ._support import Journal, Record, crash, of_type, worker
+
+
+def _row_state(tree: list[dict[str, Any]], path: str) -> str:
+    for entry in tree:
+        if entry["path"] == path:
+            return str(entry["state"])
+        if path.startswith(entry["path"] + "/"):
+            return _row_state(entry["children"], path)
+    raise AssertionError(f"{path} not in the tree")
+
+
+async def _restart_times(node: Node, clock: ManualClock, crashes: int, gap: float = 0.0) -> list[float]:
+    """Crash /root/a ``crashes`` times, each as soon as it is back (after ``gap``); when it came back."""
+    events: list[Any] = []
+    node.events.subscribe(events.append)
+    for _ in range(crashes):
+        await clock.advance(gap)
+        before = len(of_type(events, Restarted))
+        await crash(node.lookup("/root/a"), clock)
+        while len(of_type(events, Restarted)) == before:
+            deadline = clock.next_deadline()
+            assert deadline is not None, "no restart is scheduled"
+            await clock.advance(deadline - clock.now())
+    return [event.at for event in of_type(events, Restarted)]
+
+
+async def test_backoff_delays_grow_exponentially_up_to_max(node: Node, clock: ManualClock) -> None:
+    backoff = Backoff(initial=1.0, max=8.0, multiplier=2.0, jitter=0.0)
+    await node.start(
+        SupervisorSpec(intensity=100, period=1.0, children=[worker("a", Journal(), backoff=backoff)])
+    )
+    # Crashes at 0, 1, 3, 7, 15, 23: delays 1, 2, 4, 8, 8, 8.
+    assert await _restart_times(node, clock, 6) == [1.0, 3.0, 7.0, 15.0, 23.0, 31.0]
+
+
+async def test_the_child_is_reported_as_restarting_while_it_waits(node: Node, clock: ManualClock) -> None:
+    journal = Journal()
+    sup = await node.start(
+        SupervisorSpec(children=[worker("a", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0))])
+    )
+    ref = node.lookup("/root/a")
+    journal.clear()
+    await crash(ref, clock)
+    await clock.advance(1.999)
+    [row] = await sup.which_children()
+    assert (row.state, row.ref) == ("restarting", ref)
+    assert _row_state(node.tree(), "/root/a") == "restarting"
+    assert journal.entries == []
+    await clock.advance(0.001)
+    assert journal.timeline == [(2.0, "start", "a")]
+    assert [row.state for row in await sup.which_children()] == ["running"]
+    assert _row_state(node.tree(), "/root/a") == "running"
+
+
+async def test_messages_sent_while_waiting_are_kept_for_the_restarted_child(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    await node.start(
+        SupervisorSpec(children=[worker("a", journal, backoff=Backoff(initial=1.0, jitter=0.0))])
+    )
+    ref = node.lookup("/root/a")
+    await crash(ref, clock)
+    await ref.tell(Record("while-waiting"))
+    await clock.advance(0.5)
+    assert journal.steps("got") == []
+    await clock.advance(0.5)
+    assert journal.timeline[-2:] == [(1.0, "start", "a"), (1.0, "got", "while-waiting")]
+
+
+async def test_jitter_stretches_the_delay_by_at_most_its_fraction() -> None:
+    backoff = Backoff(initial=1.0, max=1.0, jitter=0.5)
+    restarted_at = []
+    for seed in (1, 2, 3, 1):
+        clock = ManualClock()
+        async with Node("t", clock=clock, handle_signals=False, seed=seed) as node:
+            await node.start(SupervisorSpec(children=[worker("a", Journal(), backoff=backoff)]))
+            [at] = await _restart_times(node, clock, 1)
+            restarted_at.append(at)
+    assert all(1.0 <= at < 1.5 for at in restarted_at)
+    assert restarted_at[0] == restarted_at[3]  # the same seed replays the same delays
+    assert len(set(restarted_at)) > 1
+
+
+async def test_backoff_resets_after_a_quiet_period(node: Node, clock: ManualClock) -> None:
+    backoff = Backoff(initial=1.0, max=8.0, jitter=0.0, reset_after=10.0)
+    await node.start(SupervisorSpec(intensity=100, children=[worker("a", Journal(), backoff=backoff)]))
+    early = await _restart_times(node, clock, 3)  # delays 1, 2, 4
+    assert early == [1.0, 3.0, 7.0]
+    await clock.advance(9.5)  # ran 9.5 s since its last restart: not quiet long enough
+    later = await _restart_times(node, clock, 1)
+    assert later[-1] == 7.0 + 9.5 + 8.0
+    await clock.advance(10.0)  # quiet for 10 s: the count starts again
+    latest = await _restart_times(node, clock, 1)
+    assert latest[-1] == 7.0 + 9.5 + 8.0 + 10.0 + 1.0
+
+
+async def test_the_default_quiet_period_is_halfway_between_initial_and_max(
+    node: Node, clock: ManualClock
+) -> None:
+    backoff = Backoff(initial=1.0, max=9.0, jitter=0.0)
+    assert backoff.quiet_period == 5.0
+    await node.start(SupervisorSpec(intensity=100, children=[worker("a", Journal(), backoff=backoff)]))
+    assert await _restart_times(node, clock, 2) == [1.0, 3.0]
+    await clock.advance(5.0)
+    assert (await _restart_times(node, clock, 1))[-1] == 3.0 + 5.0 + 1.0
+
+
+async def test_a_backoff_restart_counts_in_the_intensity_window_when_it_is_decided(
+    node: Node, clock: ManualClock
+) -> None:
+    # a's restart is due at t=10, but it was counted at t=0: b's crash at t=1 is the second
+    # restart within 5 s, so the supervisor gives up before a has even been restarted.
+    journal = Journal()
+    sup = await node.start(
+        SupervisorSpec(
+            intensity=1,
+            period=5.0,
+            children=[
+                worker("a", journal, backoff=Backoff(initial=10.0, max=10.0, jitter=0.0)),
+                worker("b", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/a"), clock)
+    await clock.advance(1.0)
+    assert sup.ref.is_alive
+    await crash(node.lookup("/root/b"), clock)
+    assert not sup.ref.is_alive
+    assert journal.steps("start") == [("start", "a"), ("start", "b")]
+
+
+async def test_a_backoff_longer_than_the_period_lets_restarts_leave_the_window(
+    node: Node, clock: ManualClock
+) -> None:
+    backoff = Backoff(initial=6.0, max=6.0, jitter=0.0)
+    sup = await node.start(
+        SupervisorSpec(intensity=1, period=5.0, children=[worker("a", Journal(), backoff=backoff)])
+    )
+    assert await _restart_times(node, clock, 5) == [6.0, 12.0, 18.0, 24.0, 30.0]
+    assert sup.ref.is_alive
+
+
+async def test_a_group_restart_with_a_backoff_child_delays_the_whole_group(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=Strategy.REST_FOR_ONE,
+            children=[
+                worker("a", journal),
+                worker("b", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
+                worker("c", journal),
+            ],
+        )
+    )
+    journal.clear()
+    await crash(node.lookup("/root/b"), clock)
+    assert journal.timeline == [(0.0, "stop", "c")]
+    assert [row.state for row in await sup.which_children()] == ["running", "restarting", "restarting"]
+    await clock.advance(2.0)
+    assert journal.timeline[1:] == [(2.0, "start", "b"), (2.0, "start", "c")]
+    assert [row.state for row in await sup.which_children()] == ["running", "running", "running"]
+
+
+async def test_terminate_child_cancels_a_pending_backoff_restart(node: Node, clock: ManualClock) -> None:
+    journal = Journal()
+    sup = await node.start(
+        SupervisorSpec(children=[worker("a", journal, backoff=Backoff(initial=1.0, jitter=0.0))])
+    )
+    await crash(node.lookup("/root/a"), clock)
+    await sup.terminate_child("a")
+    await clock.advance(10.0)
+    assert [row.state for row in await sup.which_children()] == ["undefined"]
+    assert journal.steps("start") == [("start", "a")]
+
+
+async def test_terminating_a_waiting_child_still_restarts_the_siblings_that_waited_with_it(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=Strategy.REST_FOR_ONE,
+            children=[
+                worker("b", journal, backoff=Backoff(initial=5.0, max=5.0, jitter=0.0)),
+                worker("c", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/b"), clock)
+    await sup.terminate_child("b")
+    await clock.advance(10.0)
+    # c was stopped only because b failed; OTP's terminate_child(b) would not touch a running c.
+    assert [(row.id, row.state) for row in await sup.which_children()] == [
+        ("b", "undefined"),
+        ("c", "running"),
+    ]
+    assert (await sup.count_children()).active == 1
