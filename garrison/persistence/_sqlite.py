@@ -69,6 +69,7 @@ MIGRATIONS: dict[int, Sequence[str]] = {}
 the journal is opened with ``migrate=True``: migrations are explicit."""
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 @lru_cache(maxsize=64)
@@ -154,49 +155,84 @@ class SqliteJournal:
         """Open (creating if new) and check the file. Awaits; raises JournalCorrupt."""
         if self._writer is not None:
             return self
-        writer = await self._connect()
+        writer = await self._connect(configure=False)
         try:
             await self._check_schema(writer)
+            reader = await self._connect()
         except BaseException:
             await writer.close()
             raise
         self._writer_db = writer
-        self._reader_db = await self._connect()
+        self._reader_db = reader
+        # Another process may have appended while this journal was closed.
+        self._highest.clear()
         self._closing = False
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name=f"garrison:journal-writer:{self.path}"
         )
         return self
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await db.execute("PRAGMA busy_timeout = 5000")
+            if configure:
+                await self._configure(db)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        try:
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as error:
-            await db.close()
             raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
-        return db
 
-    async def _check_schema(self, db: aiosqlite.Connection) -> None:
+    async def _read_header(self, db: aiosqlite.Connection) -> tuple[int, int, set[str]]:
         try:
             application_id = await _scalar(db, "PRAGMA application_id")
             version = await _scalar(db, "PRAGMA user_version")
             tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError as error:
             raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
+        return application_id, version, tables
+
+    async def _check_schema(self, db: aiosqlite.Connection) -> None:
+        # The file is checked before anything is written to it (journal_mode=WAL
+        # is persistent): a file of another application is left as it was.
+        application_id, version, tables = await self._read_header(db)
+        self._check_header(application_id, version, tables)
+        await self._configure(db)
+        if version == SCHEMA_VERSION:
+            return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another connection may have created or migrated the file meanwhile.
+            application_id, version, tables = await self._read_header(db)
+            self._check_header(application_id, version, tables)
+            if application_id == 0 and version == 0:
+                for statement in _SCHEMA:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[step]:
+                        await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+
+    def _check_header(self, application_id: int, version: int, tables: set[str]) -> None:
+        """Raise JournalCorrupt unless the file is new, current, or migratable as asked."""
         if application_id == 0 and version == 0:
             if tables:
                 raise JournalCorrupt(
                     self.path, f"a SQLite file of something else (tables {sorted(tables)}), not a journal"
                 )
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await db.execute("COMMIT")
             return
         if application_id != APPLICATION_ID:
             raise JournalCorrupt(
@@ -215,12 +251,11 @@ class SqliteJournal:
                     f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
                     "open it with SqliteJournal(..., migrate=True)",
                 )
-            await db.execute("BEGIN IMMEDIATE")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step]:
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await db.execute("COMMIT")
+            missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
+            if missing:
+                raise JournalCorrupt(
+                    self.path, f"schema version {version}: no migration from version {missing[0]}"
+                )
 
     async def close(self) -> None:
         """Finish the appends already queued, then close. Awaits."""
@@ -320,8 +355,11 @@ class SqliteJournal:
             await db.execute("BEGIN IMMEDIATE")
             try:
                 await db.execute(
-                    "INSERT INTO deletions (stream, up_to_seq) VALUES (?, ?) ON CONFLICT (stream) "
-                    "DO UPDATE SET up_to_seq = max(up_to_seq, excluded.up_to_seq)",
+                    # Deleting past the end deletes everything but must not raise the
+                    # highest seq (the writer would then number from a seq nobody saw).
+                    "INSERT INTO deletions (stream, up_to_seq) VALUES "
+                    "(?1, min(?2, coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0))) "
+                    "ON CONFLICT (stream) DO UPDATE SET up_to_seq = max(up_to_seq, excluded.up_to_seq)",
                     (stream, up_to_seq),
                 )
                 await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
@@ -389,7 +427,7 @@ class SqliteJournal:
         """Commit a group of appends in one transaction; conflicts fail alone."""
         db = self._writer_db
         assert db is not None
-        unknown = {append.stream for append in batch if append.stream not in self._highest}
+        unknown = _streams_to_load(batch, self._highest)
         if unknown:
             try:
                 await self._load_highest(db, unknown)
@@ -425,8 +463,12 @@ class SqliteJournal:
                 if retry_alone:
                     await self._commit([append], retry_alone=False)
                 else:
-                    actual = await _highest(db, append.stream)
-                    _fail(append, SequenceConflict(append.stream, append.expected_seq, actual))
+                    try:
+                        actual = await _highest(db, append.stream)
+                    except Exception as read_error:
+                        _fail(append, JournalWriteError(append.stream, read_error))
+                    else:
+                        _fail(append, SequenceConflict(append.stream, append.expected_seq, actual))
             del error
             return
         except Exception as error:
@@ -473,6 +515,7 @@ class SqliteJournal:
         """Events after ``after_seq`` in order, as lists of at most ``read_batch`` rows.
 
         The next batch is fetched while the caller works on the current one.
+        A damaged file raises JournalCorrupt naming the stream.
         """
         check_stream(stream)
         check_seq("after_seq", after_seq)
@@ -484,8 +527,16 @@ class SqliteJournal:
         )
         try:
             while pending is not None:
-                rows: list[tuple[int, bytes]] = list(await pending)
+                try:
+                    rows: list[tuple[int, bytes]] = list(await pending)
+                except sqlite3.DatabaseError as error:
+                    if getattr(error, "sqlite_errorname", "") not in _DAMAGED:
+                        raise
+                    raise JournalCorrupt(
+                        self.path, f"reading stream {stream!r} after seq {after_seq}: damaged ({error})"
+                    ) from error
                 pending = None
+                after_seq = rows[-1][0] if rows else after_seq
                 if len(rows) == size:
                     pending = asyncio.ensure_future(db.execute_fetchall(query, (stream, rows[-1][0], size)))
                 if rows:
@@ -531,6 +582,25 @@ _UPSERT_OFFSET = (
     "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "
     "ON CONFLICT (stream, grp) DO UPDATE SET seq = max(seq, excluded.seq)"
 )
+
+
+def _streams_to_load(batch: list[_Append], cached: dict[str, int]) -> set[str]:
+    """Streams whose highest seq must be read before this batch is checked.
+
+    Those never seen, and those an append expects to be further along than
+    the cache says: another connection (another process) may have appended
+    to them. A stream behind what the cache says is a conflict for sure,
+    since a highest seq never decreases.
+    """
+    streams: set[str] = set()
+    projected: dict[str, int] = {}
+    for append in batch:
+        current = projected.get(append.stream, cached.get(append.stream))
+        if current is None or append.expected_seq > current:
+            streams.add(append.stream)
+        elif append.expected_seq == current:
+            projected[append.stream] = current + len(append.events)
+    return streams
 
 
 def _fail(append: _Append, error: BaseException) -> None:

@@ -1,0 +1,304 @@
+"""SqliteJournal specifics: the file it writes, group commit, schema versions, bad files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from garrison import InvalidConfig
+from garrison._errors import JournalCorrupt
+from garrison.persistence import SqliteJournal
+from garrison.persistence import _sqlite as sqlite_module
+
+from ._model import read_all
+
+
+def pragma(path: Path, name: str) -> object:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def connection_pragma(journal: SqliteJournal, name: str) -> object:
+    """A pragma as the journal's own write connection sees it (synchronous is per connection)."""
+    db = journal._writer_db
+    assert db is not None
+    rows = list(await db.execute_fetchall(f"PRAGMA {name}"))
+    return rows[0][0]
+
+
+# -- the file --------------------------------------------------------------------------------
+
+
+async def test_a_new_journal_is_a_wal_sqlite_file_marked_with_its_schema_version(
+    journal: SqliteJournal, journal_path: Path
+) -> None:
+    await journal.append("s", [b"x"], 0)
+
+    assert pragma(journal_path, "journal_mode") == "wal"
+    assert pragma(journal_path, "application_id") == sqlite_module.APPLICATION_ID
+    assert pragma(journal_path, "user_version") == sqlite_module.SCHEMA_VERSION
+
+
+async def test_synchronous_is_full_by_default(journal: SqliteJournal) -> None:
+    assert journal.synchronous == "FULL"
+    assert await connection_pragma(journal, "synchronous") == 2
+
+
+@pytest.mark.parametrize(("setting", "level"), [("normal", 1), ("OFF", 0), ("extra", 3)])
+async def test_synchronous_is_configurable(journal_path: Path, setting: str, level: int) -> None:
+    async with SqliteJournal(journal_path, synchronous=setting) as journal:
+        assert await connection_pragma(journal, "synchronous") == level
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"synchronous": "SOMETIMES"}, "synchronous"),
+        ({"read_batch": 0}, "read_batch"),
+        ({"read_batch": True}, "read_batch"),
+        ({"read_batch": 1.5}, "read_batch"),
+    ],
+)
+def test_bad_settings_are_rejected_when_the_journal_is_built(
+    journal_path: Path, kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        SqliteJournal(journal_path, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+# -- group commit --------------------------------------------------------------------------------
+
+
+async def test_appends_waiting_together_share_one_commit(journal: SqliteJournal) -> None:
+    """100 producers, each on its own stream, all waiting at once: one transaction, one fsync."""
+    highest = await asyncio.gather(*(journal.append(f"p{i}", [b"a", b"b"], 0) for i in range(100)))
+
+    assert highest == [2] * 100
+    assert journal.appends == 100
+    assert journal.commits == 1
+    assert [await journal.highest_seq(f"p{i}") for i in range(100)] == [2] * 100
+
+
+async def test_a_lone_producer_commits_every_append_at_once(journal: SqliteJournal) -> None:
+    """Nothing waits for company: each append is its own commit and returns committed."""
+    for seq in range(10):
+        assert await journal.append("solo", [b"e"], seq) == seq + 1
+        assert journal.commits == seq + 1
+
+    assert journal.appends == 10
+
+
+async def test_producers_arriving_during_a_commit_fold_into_the_next_one(journal: SqliteJournal) -> None:
+    async def producer(stream: str, batches: int) -> None:
+        for seq in range(batches):
+            await journal.append(stream, [b"e"], seq)
+
+    await asyncio.gather(*(producer(f"p{i}", 20) for i in range(50)))
+
+    assert journal.appends == 1000
+    assert journal.commits <= 1000 // 10  # the producers kept meeting in shared commits
+    for i in range(50):
+        assert [seq for seq, _ in await read_all(journal, f"p{i}")] == list(range(1, 21))
+
+
+async def test_a_group_with_consumer_acks_commits_events_and_offsets_together(
+    journal: SqliteJournal, journal_path: Path
+) -> None:
+    from garrison.persistence import Ack
+
+    await asyncio.gather(
+        journal.append("out-1", [b"x"], 0, acks=[Ack("in", "g", 4)]),
+        journal.append("out-2", [b"y"], 0),
+    )
+
+    assert journal.commits == 1
+    assert await journal.acked_seq("in", "g") == 4
+    db = sqlite3.connect(journal_path)
+    try:
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    finally:
+        db.close()
+
+
+# -- schema versions ------------------------------------------------------------------------------
+
+
+def set_user_version(path: Path, version: int) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.execute(f"PRAGMA user_version = {version}")
+        db.commit()
+    finally:
+        db.close()
+
+
+async def make_journal(path: Path) -> None:
+    async with SqliteJournal(path) as journal:
+        await journal.append("s", [b"kept"], 0)
+
+
+async def test_a_file_from_a_newer_schema_is_refused_untouched(journal_path: Path) -> None:
+    await make_journal(journal_path)
+    set_user_version(journal_path, sqlite_module.SCHEMA_VERSION + 1)
+    before = digest(journal_path)
+
+    with pytest.raises(JournalCorrupt, match="newer garrison") as caught:
+        await SqliteJournal(journal_path).open()
+
+    assert caught.value.path == str(journal_path)
+    assert digest(journal_path) == before
+
+
+async def test_an_older_schema_needs_an_explicit_migration(
+    journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_journal(journal_path)
+    current = sqlite_module.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setattr(
+        sqlite_module, "MIGRATIONS", {current: ["CREATE TABLE added_by_migration (x INTEGER)"]}
+    )
+
+    with pytest.raises(JournalCorrupt, match=r"migrate=True"):
+        await SqliteJournal(journal_path).open()
+    assert pragma(journal_path, "user_version") == current
+
+    async with SqliteJournal(journal_path, migrate=True) as migrated:
+        assert await read_all(migrated, "s") == [(1, b"kept")]
+        assert await migrated.append("s", [b"after"], 1) == 2
+
+    assert pragma(journal_path, "user_version") == current + 1
+    db = sqlite3.connect(journal_path)
+    try:
+        assert db.execute("SELECT count(*) FROM added_by_migration").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+async def test_a_migration_that_fails_leaves_the_file_at_its_old_version(
+    journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_journal(journal_path)
+    current = sqlite_module.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setattr(
+        sqlite_module,
+        "MIGRATIONS",
+        {current: ["CREATE TABLE half_done (x INTEGER)", "ALTER TABLE no_such_table ADD COLUMN y"]},
+    )
+
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        await SqliteJournal(journal_path, migrate=True).open()
+
+    assert pragma(journal_path, "user_version") == current
+    db = sqlite3.connect(journal_path)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    assert "half_done" not in tables
+
+
+async def test_a_missing_migration_step_is_a_clear_error(
+    journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_journal(journal_path)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", sqlite_module.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {})
+
+    with pytest.raises(JournalCorrupt, match="no migration from version"):
+        await SqliteJournal(journal_path, migrate=True).open()
+
+
+# -- files that are not journals --------------------------------------------------------------------
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_untouched(journal_path: Path) -> None:
+    journal_path.write_bytes(b"this is a text file, not a database\n" * 200)
+    before = digest(journal_path)
+
+    with pytest.raises(JournalCorrupt, match="not a SQLite database"):
+        await SqliteJournal(journal_path).open()
+
+    assert digest(journal_path) == before
+    assert not Path(f"{journal_path}-wal").exists()
+
+
+async def test_a_sqlite_file_of_another_program_is_refused_untouched(journal_path: Path) -> None:
+    db = sqlite3.connect(journal_path)
+    db.execute("CREATE TABLE customers (name TEXT)")
+    db.execute("INSERT INTO customers VALUES ('ada')")
+    db.commit()
+    db.close()
+    before = digest(journal_path)
+
+    with pytest.raises(JournalCorrupt, match=r"something else \(tables \['customers'\]\)"):
+        await SqliteJournal(journal_path).open()
+
+    assert digest(journal_path) == before
+    assert pragma(journal_path, "journal_mode") == "delete"
+
+
+async def test_a_sqlite_file_with_another_application_id_is_refused(journal_path: Path) -> None:
+    db = sqlite3.connect(journal_path)
+    db.execute("PRAGMA application_id = 1234")
+    db.commit()
+    db.close()
+
+    with pytest.raises(JournalCorrupt, match="another application"):
+        await SqliteJournal(journal_path).open()
+
+
+async def test_an_empty_file_becomes_a_journal(journal_path: Path) -> None:
+    journal_path.touch()
+
+    async with SqliteJournal(journal_path) as journal:
+        assert await journal.append("s", [b"x"], 0) == 1
+
+
+async def test_two_journals_creating_one_new_file_at_once_both_open_it(journal_path: Path) -> None:
+    first, second = SqliteJournal(journal_path), SqliteJournal(journal_path)
+    try:
+        await asyncio.gather(first.open(), second.open())
+        await first.append("s", [b"x"], 0)
+        assert await second.append("s", [b"y"], 1) == 2
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_damaged_page_is_reported_as_corrupt_naming_the_stream_and_others_still_read(
+    journal_path: Path,
+) -> None:
+    async with SqliteJournal(journal_path) as journal:
+        for stream in ("small", "big"):
+            await journal.append(stream, [b"keep"], 0)
+        await journal.append("big", [os.urandom(3000) for _ in range(400)], 1)
+        small = await read_all(journal, "small")
+    db = sqlite3.connect(journal_path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    pages = journal_path.stat().st_size // page_size
+    with journal_path.open("r+b") as file:  # overwrite pages in the middle of big's events
+        file.seek(page_size * (pages // 2))
+        file.write(b"\xa5" * page_size * 8)
+
+    async with SqliteJournal(journal_path) as journal:
+        with pytest.raises(JournalCorrupt, match="reading stream 'big'") as caught:
+            await read_all(journal, "big")
+        assert "damaged" in str(caught.value)
+        assert await read_all(journal, "small") == small
