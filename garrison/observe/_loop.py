@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import math
 import os
 import tempfile
 import threading
@@ -92,7 +93,8 @@ class LagStats:
     max: float
     max_ever: float
     buckets: tuple[tuple[float, int], ...]
-    """Cumulative histogram since start: (upper bound, count), last bound +inf."""
+    """Histogram since start (not windowed): (upper bound, count in that bucket alone),
+    last bound +inf. Prometheus wants running totals: add them up in bound order."""
     sum: float
     count: int
 
@@ -175,7 +177,9 @@ class LoopMonitor:
         count = len(recent)
 
         def quantile(q: float) -> float:
-            return recent[min(count - 1, int(q * count))] if count else 0.0
+            # Nearest rank: the smallest sample with at least q of the window at or below it.
+            rank = math.ceil(round(q * count, 9))
+            return recent[min(count, max(rank, 1)) - 1] if count else 0.0
 
         bounds = (*LAG_BUCKETS, float("inf"))
         return LagStats(
