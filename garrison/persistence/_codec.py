@@ -9,6 +9,10 @@ import msgspec
 
 from garrison._errors import EventDecodeError, InvalidConfig
 
+# TypeError: a stored payload that is not bytes at all (a TEXT or INTEGER value
+# written into the row by something other than the journal).
+_UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, TypeError)
+
 
 def _check_event_type(event_type: object) -> type[msgspec.Struct]:
     if not (isinstance(event_type, type) and issubclass(event_type, msgspec.Struct)):
@@ -66,7 +70,7 @@ class EventCodec:
         """Decode one stored event; raises EventDecodeError naming stream and seq."""
         try:
             return self._decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except _UNDECODABLE as error:
             raise EventDecodeError(stream, seq, error) from error
 
     def decode_rows(self, rows: Sequence[tuple[int, bytes]], stream: str) -> list[Any]:
@@ -74,7 +78,7 @@ class EventCodec:
         decode = self._decoder.decode
         try:
             return [decode(payload) for _, payload in rows]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _UNDECODABLE:
             for seq, payload in rows:
                 self.decode(payload, stream, seq)
             raise
@@ -94,5 +98,5 @@ class StateCodec:
     def decode(self, payload: bytes, stream: str, seq: int) -> Any:
         try:
             return self._decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except _UNDECODABLE as error:
             raise EventDecodeError(stream, seq, error) from error

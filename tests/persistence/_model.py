@@ -227,4 +227,3 @@ def stored_events(rows: Sequence[tuple[int, bytes]]) -> list[Any]:
 
 async def read_all(journal: Any, stream: str, after_seq: int = 0) -> list[tuple[int, bytes]]:
     return [row async for row in journal.read(stream, after_seq)]
-

@@ -30,6 +30,28 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def write_file(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def wal_exists(path: Path) -> bool:
+    return Path(f"{path}-wal").exists()
+
+
+def damage_middle_pages(path: Path, count: int) -> None:
+    """Checkpoint the WAL into the file, then overwrite ``count`` pages in its middle."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        db.close()
+    pages = path.stat().st_size // page_size
+    with path.open("r+b") as file:
+        file.seek(page_size * (pages // 2))
+        file.write(b"\xa5" * page_size * count)
+
+
 async def connection_pragma(journal: SqliteJournal, name: str) -> object:
     """A pragma as the journal's own write connection sees it (synchronous is per connection)."""
     db = journal._writer_db
@@ -227,14 +249,14 @@ async def test_a_missing_migration_step_is_a_clear_error(
 
 
 async def test_a_file_that_is_not_sqlite_is_refused_untouched(journal_path: Path) -> None:
-    journal_path.write_bytes(b"this is a text file, not a database\n" * 200)
+    write_file(journal_path, b"this is a text file, not a database\n" * 200)
     before = digest(journal_path)
 
     with pytest.raises(JournalCorrupt, match="not a SQLite database"):
         await SqliteJournal(journal_path).open()
 
     assert digest(journal_path) == before
-    assert not Path(f"{journal_path}-wal").exists()
+    assert not wal_exists(journal_path)
 
 
 async def test_a_sqlite_file_of_another_program_is_refused_untouched(journal_path: Path) -> None:
@@ -263,7 +285,7 @@ async def test_a_sqlite_file_with_another_application_id_is_refused(journal_path
 
 
 async def test_an_empty_file_becomes_a_journal(journal_path: Path) -> None:
-    journal_path.touch()
+    write_file(journal_path, b"")
 
     async with SqliteJournal(journal_path) as journal:
         assert await journal.append("s", [b"x"], 0) == 1
@@ -288,14 +310,7 @@ async def test_a_damaged_page_is_reported_as_corrupt_naming_the_stream_and_other
             await journal.append(stream, [b"keep"], 0)
         await journal.append("big", [os.urandom(3000) for _ in range(400)], 1)
         small = await read_all(journal, "small")
-    db = sqlite3.connect(journal_path)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    page_size = db.execute("PRAGMA page_size").fetchone()[0]
-    db.close()
-    pages = journal_path.stat().st_size // page_size
-    with journal_path.open("r+b") as file:  # overwrite pages in the middle of big's events
-        file.seek(page_size * (pages // 2))
-        file.write(b"\xa5" * page_size * 8)
+    damage_middle_pages(journal_path, 8)  # the middle of the file holds big's events
 
     async with SqliteJournal(journal_path) as journal:
         with pytest.raises(JournalCorrupt, match="reading stream 'big'") as caught:
