@@ -165,3 +165,15 @@ sys.exit(pytest.main(["-q", "-p", "garrison.testing.plugin", test_file]))
     result = pytester.run(sys.executable, "run_without_asyncio.py", timeout=60)
     assert "which is not installed: pip install 'garrison[testing]'" in result.stdout.str()
     result.stdout.fnmatch_lines(["*1 passed, 1 error*"])
+
+
+def test_the_kit_imports_without_pytest_or_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['pytest'] = sys.modules['pytest_asyncio'] = None\n"
+        "import garrison.testing\n"
+        "print(sorted(garrison.testing.__all__)[:2])\n"
+    )
+    result = pytester.run(sys.executable, "-c", script, timeout=60)
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["*'ActorTestKit', 'ChildProcess'*"])

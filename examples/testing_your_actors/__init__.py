@@ -1,0 +1,1 @@
+"""How to test an actor with garrison.testing: see test_momentum.py and docs/testing.md."""
