@@ -24,6 +24,7 @@ from garrison._errors import (
     RestartIntensityExceeded,
 )
 from garrison.actors import (
+    ABANDONED_THREADS_EXIT_CODE,
     Actor,
     ActorContext,
     ActorRef,
@@ -39,6 +40,7 @@ from garrison.actors import (
     Started,
     Stopped,
     Terminated,
+    ThreadedActor,
 )
 from garrison.mailbox import MailboxConfig, MailboxMetrics, Overflow
 from garrison.supervision import (
@@ -57,6 +59,7 @@ from garrison.supervision import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABANDONED_THREADS_EXIT_CODE",
     "Actor",
     "ActorContext",
     "ActorNotFound",
@@ -105,5 +108,6 @@ __all__ = [
     "SupervisorRef",
     "SupervisorSpec",
     "Terminated",
+    "ThreadedActor",
     "__version__",
 ]

@@ -15,8 +15,10 @@ from garrison.actors._events import (
 from garrison.actors._messages import DeadLetter, ExitKind, ExitReason, Terminated
 from garrison.actors._node import Node
 from garrison.actors._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
 
 __all__ = [
+    "ABANDONED_THREADS_EXIT_CODE",
     "DEFAULT_ASK_TIMEOUT",
     "Actor",
     "ActorContext",
@@ -36,4 +38,5 @@ __all__ = [
     "Stopped",
     "SystemMessage",
     "Terminated",
+    "ThreadedActor",
 ]

@@ -96,6 +96,7 @@ class Node:
         dead_letter_log_interval: float = 5.0,
         seed: int | None = None,
         heartbeat_interval: float = 0.1,
+        max_abandoned_threads: int = 8,
         guard: LoopGuard | None = _DEFAULT_GUARD,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
@@ -118,6 +119,12 @@ class Node:
             or (heartbeat_interval <= 0)
         ):
             raise InvalidConfig("heartbeat_interval", heartbeat_interval, "must be > 0 seconds")
+        if (
+            isinstance(max_abandoned_threads, bool)
+            or not isinstance(max_abandoned_threads, int)
+            or max_abandoned_threads < 0
+        ):
+            raise InvalidConfig("max_abandoned_threads", max_abandoned_threads, "must be an int >= 0")
         if guard is not None and not isinstance(guard, LoopGuard):
             raise InvalidConfig("guard", guard, "must be a garrison.LoopGuard or None (no loop monitor)")
         if metrics_port is not None and (
@@ -142,6 +149,11 @@ class Node:
         self.consumer_groups: set[ConsumerGroup] = set()
         """Durable-stream consumer groups whose lag the metrics export (``track_consumer_lag``)."""
         self._root: ActorContext | None = None
+        self.max_abandoned_threads = max_abandoned_threads
+        """More hung ThreadedActor threads abandoned than this fail the node
+        (exit code ABANDONED_THREADS_EXIT_CODE) so that the process is restarted."""
+        self.abandoned_threads = 0
+        """Hung ThreadedActor threads given up on (left running as daemons) so far."""
         self.heartbeat_interval = float(heartbeat_interval)
         """How often hung actors are looked for: a hung actor is cancelled within
         its heartbeat_timeout plus this interval."""
