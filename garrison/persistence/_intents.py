@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from garrison._errors import GarrisonError, InvalidConfig, JournalError
+from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalError
 from garrison.persistence._codec import EventCodec
 from garrison.persistence._journal import Journal, check_stream
 
@@ -52,11 +53,25 @@ def deterministic_id(*parts: str | int, length: int = 32, prefix: str = "") -> s
     for index, part in enumerate(parts):
         if isinstance(part, bool) or not isinstance(part, str | int):
             raise InvalidConfig(f"parts[{index}]", part, "id parts are str or int (stable across runs)")
+        if isinstance(part, int) and not -(2**63) <= part < 2**64:
+            raise InvalidConfig(f"parts[{index}]", part, "int parts must fit in 64 bits")
+        if isinstance(part, str) and not _encodable(part):
+            raise InvalidConfig(
+                f"parts[{index}]", part, "str parts must be valid Unicode (no lone surrogates)"
+            )
     if not parts:
         raise InvalidConfig("parts", (), "derive the id from at least one part of the input's identity")
     digest = hashlib.blake2b(msgspec.msgpack.encode(parts), digest_size=27).digest()
     text = base64.urlsafe_b64encode(digest).decode("ascii")
     return prefix + text[: length - len(prefix)]
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def client_order_id(strategy_id: str, signal_seq: int, *, length: int = 32, prefix: str = "") -> str:
@@ -160,8 +175,10 @@ class IntentLog(Generic[P]):
 
     One live writer per stream (like an event-sourced actor). Concurrent
     calls are folded into one journal append. If the journal cannot confirm
-    a write, every later call raises IntentLogBroken until the log is
-    opened again (restart its owner): memory never runs ahead of the journal.
+    a write, every later call (writes and ``get``/``intents``/``pending``)
+    raises IntentLogBroken until ``await log.open()`` reads back what is
+    durable (or its owner restarts): memory never runs ahead of the journal,
+    and no decision is made from a view that may be behind it.
     """
 
     def __init__(self, journal: Journal, stream: str, payload_type: type[P]) -> None:
@@ -175,17 +192,26 @@ class IntentLog(Generic[P]):
         self._opened = False
         self._broken: IntentLogBroken | None = None
         self._queue: list[tuple[list[Any], asyncio.Future[None]]] = []
-        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
         self._recording: dict[str, asyncio.Future[Intent[P]]] = {}
         self._projected: dict[str, IntentState] = {}
 
     async def open(self) -> IntentLog[P]:
-        """Read the stream back (idempotent). Awaits; raises EventDecodeError on a bad event."""
+        """Read the stream back (idempotent). Awaits; raises EventDecodeError on an event
+        (or a payload of another type) that does not decode, naming the stream and seq.
+
+        Call it before the first write, or after IntentLogBroken; while writes
+        are in flight it raises InvalidConfig (the read could miss them)."""
+        if self._flusher is not None and not self._flusher.done():
+            raise InvalidConfig("intent log", self.stream, "writes are in flight: open() it before writing")
         intents: dict[str, Intent[P]] = {}
         seq = 0
         async for rows in self.journal.read_batches(self.stream, 0):
-            for event in _CODEC.decode_rows(rows, self.stream):
-                _apply(intents, event, self._decode_payload)
+            for (row_seq, _), event in zip(rows, _CODEC.decode_rows(rows, self.stream), strict=True):
+                try:
+                    _apply(intents, event, self._decode_payload)
+                except (msgspec.DecodeError, LookupError) as error:
+                    raise EventDecodeError(self.stream, row_seq, error) from error
             seq = rows[-1][0]
         self._intents = intents
         self._projected = {intent_id: intent.state for intent_id, intent in intents.items()}
@@ -197,9 +223,29 @@ class IntentLog(Generic[P]):
     def _decode_payload(self, payload: bytes) -> P:
         return self._decoder.decode(payload)
 
+    def _encode_payload(self, payload: P) -> bytes:
+        # A payload that would not decode as payload_type must never reach the
+        # journal: it would make the stream unreadable on the next open.
+        try:
+            encoded = self._encoder.encode(payload)
+            self._decoder.decode(encoded)
+        except (TypeError, ValueError, OverflowError, msgspec.MsgspecError) as error:
+            raise InvalidConfig(
+                "payload",
+                payload,
+                f"must be a {getattr(self.payload_type, '__name__', self.payload_type)} "
+                f"that round-trips through msgpack ({error})",
+            ) from error
+        return encoded
+
     # -- queries (what is durable) ------------------------------------------------
+    # get, intents and pending raise IntentLogBroken on a broken log: after an
+    # unconfirmed write, memory may be behind the journal, and a replayer must
+    # not decide from it.
 
     def get(self, intent_id: str) -> Intent[P] | None:
+        """The intent with this id as durably known, or None."""
+        self._check_usable()
         return self._intents.get(intent_id)
 
     def __len__(self) -> int:
@@ -208,58 +254,78 @@ class IntentLog(Generic[P]):
     def __contains__(self, intent_id: object) -> bool:
         return intent_id in self._intents
 
+    def intents(self) -> list[Intent[P]]:
+        """Every intent, terminal or not, in the order recorded."""
+        self._check_usable()
+        return list(self._intents.values())
+
     def pending(self) -> list[Intent[P]]:
         """Every intent not terminal, in the order recorded. ``may_have_happened`` marks the dead zone."""
+        self._check_usable()
         return [intent for intent in self._intents.values() if not intent.terminal]
 
     # -- writes -----------------------------------------------------------------------
 
     async def record(self, intent_id: str, payload: P) -> Intent[P]:
         """Record an intent durably; a second record of the same id writes nothing and
-        returns the first. Awaits the durable write (shared with concurrent calls)."""
+        returns the first (also while the first is still being written).
+
+        Awaits the durable write (shared with concurrent calls). Raises
+        InvalidConfig for an empty id or a payload that is not a
+        ``payload_type``, IntentLogBroken if the write cannot be confirmed.
+        If the caller is cancelled, the record still completes (or breaks
+        the log): cancelling never leaves it half-known.
+        """
         self._check_usable()
         if not isinstance(intent_id, str) or not intent_id:
             raise InvalidConfig("intent_id", intent_id, "an intent id is a non-empty string")
         existing = self._intents.get(intent_id)
         if existing is not None:
             return existing
-        in_flight = self._recording.get(intent_id)
-        if in_flight is not None:
-            return await asyncio.shield(in_flight)
-        future: asyncio.Future[Intent[P]] = asyncio.get_running_loop().create_future()
-        self._recording[intent_id] = future
-        self._projected[intent_id] = IntentState.RECORDED
-        try:
-            await self._write([IntentRecorded(intent_id, self._encoder.encode(payload))])
-        except BaseException as error:
-            self._recording.pop(intent_id, None)
-            if self._projected.get(intent_id) is IntentState.RECORDED and intent_id not in self._intents:
-                del self._projected[intent_id]
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # retrieved: duplicates waiting on it re-raise it
-            raise
+        recording = self._recording.get(intent_id)
+        if recording is None:
+            encoded = self._encode_payload(payload)
+            recording = asyncio.get_running_loop().create_future()
+            self._recording[intent_id] = recording
+            self._projected[intent_id] = IntentState.RECORDED
+            written = self._enqueue([IntentRecorded(intent_id, encoded)])
+            written.add_done_callback(functools.partial(self._recorded, intent_id, recording))
+        return await asyncio.shield(recording)
+
+    def _recorded(
+        self, intent_id: str, recording: asyncio.Future[Intent[P]], written: asyncio.Future[None]
+    ) -> None:
         self._recording.pop(intent_id, None)
-        intent = self._intents[intent_id]
-        if not future.done():
-            future.set_result(intent)
-        return intent
+        error = asyncio.CancelledError() if written.cancelled() else written.exception()
+        if error is None:
+            recording.set_result(self._intents[intent_id])
+            return
+        if intent_id not in self._intents:
+            self._projected.pop(intent_id, None)
+        recording.set_exception(error)
+        recording.exception()  # retrieved: only callers still waiting re-raise it
 
     async def move(self, intent_id: str, state: IntentState, detail: str = "") -> Intent[P]:
         """Move an intent to ``state`` durably. Raises IntentTransitionError for a move
-        the lifecycle forbids (nothing written), KeyError for an unknown id."""
+        the lifecycle forbids (nothing written), KeyError for an unknown id,
+        IntentLogBroken if the write cannot be confirmed. Awaits the write;
+        if the caller is cancelled, the move may still be written."""
         self._check_usable()
         if not isinstance(state, IntentState):
             raise InvalidConfig("state", state, "must be an IntentState member")
-        if intent_id in self._recording:
-            await asyncio.shield(self._recording[intent_id])
+        if not isinstance(detail, str):
+            raise InvalidConfig("detail", detail, "must be a str")
+        recording = self._recording.get(intent_id)
+        if recording is not None:
+            await asyncio.shield(recording)
+        self._check_usable()
         current = self._projected.get(intent_id)
         if current is None:
             raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
         if state not in _TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
         self._projected[intent_id] = state
-        await self._write([IntentMoved(intent_id, state, detail)])
+        await self._enqueue([IntentMoved(intent_id, state, detail)])
         return self._intents[intent_id]
 
     def _check_usable(self) -> None:
@@ -268,40 +334,35 @@ class IntentLog(Generic[P]):
         if self._broken is not None:
             raise self._broken
 
-    async def _write(self, events: list[Any]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def _enqueue(self, events: list[Any]) -> asyncio.Future[None]:
+        """Queue events for the writer; the future resolves once they are durable and applied."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.append((events, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush(), name=f"garrison:intent-log:{self.stream}")
-        await future
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name=f"garrison:intent-log:{self.stream}")
+        return future
 
     async def _flush(self) -> None:
-        try:
-            while self._queue and self._broken is None:
-                batch, self._queue = self._queue, []
-                events = [event for group, _ in batch for event in group]
-                payloads = [_CODEC.encode(event) for event in events]
-                try:
-                    self._seq = await self.journal.append(self.stream, payloads, self._seq)
-                except Exception as error:
-                    self._broken = IntentLogBroken(self.stream, error)
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(self._broken)
-                    break
+        while self._queue and self._broken is None:
+            batch, self._queue = self._queue, []
+            events = [event for group, _ in batch for event in group]
+            payloads = [_CODEC.encode(event) for event in events]
+            try:
+                self._seq = await self.journal.append(self.stream, payloads, self._seq)
                 for event in events:
                     _apply(self._intents, event, self._decode_payload)
+            except Exception as error:
+                self._broken = IntentLogBroken(self.stream, error)
+                batch.extend(self._queue)
+                self._queue = []
                 for _, future in batch:
                     if not future.done():
-                        future.set_result(None)
-            for _, future in self._queue:
-                if not future.done() and self._broken is not None:
-                    future.set_exception(self._broken)
-            if self._broken is not None:
-                self._queue.clear()
-        finally:
-            self._flushing = False
+                        future.set_exception(self._broken)
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
 
 def _apply(intents: dict[str, Intent[Any]], event: Any, decode: Any) -> None:
@@ -309,7 +370,9 @@ def _apply(intents: dict[str, Intent[Any]], event: Any, decode: Any) -> None:
         if event.id not in intents:
             intents[event.id] = Intent(event.id, decode(event.payload), IntentState.RECORDED)
         return
-    current = intents[event.id]
+    current = intents.get(event.id)
+    if current is None:
+        raise LookupError(f"intent {event.id!r} moved to {event.state.name} before it was recorded")
     attempts = current.attempts + (1 if event.state is IntentState.SENDING else 0)
     intents[event.id] = msgspec.structs.replace(
         current, state=event.state, detail=event.detail, attempts=attempts
