@@ -101,6 +101,7 @@ class NodeGuard:
 
     def check(self) -> None:
         """Raise AssertionError if anything unexpected happened so far."""
+        __tracebackhide__ = True
         if not self.unexpected:
             return
         lines = "\n".join(f"  - {line}" for line in self.unexpected)

@@ -55,7 +55,14 @@ class TestProbe(ActorRef):
         if name is None:
             name = f"probe-{next(node._anonymous)}"
         context = node._prepare(
-            ProbeActor, None, name, (), None, MailboxConfig(capacity=capacity), 0, stop_for_good
+            ProbeActor,
+            parent=None,
+            name=name,
+            args=(),
+            kwargs=None,
+            mailbox=MailboxConfig(capacity=capacity),
+            shutdown=0,
+            on_exit=stop_for_good,
         )
         super().__init__(context)
         context.self_ref = self

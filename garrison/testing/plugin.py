@@ -211,6 +211,8 @@ def pytest_pycollect_makeitem(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Fail the test, when its body returns, on what the node guard found unexpected."""
+    __tracebackhide__ = True
     result = yield
     kit = pyfuncitem.stash.get(KIT, None)
     if kit is not None:

@@ -164,3 +164,18 @@ async def test_received_and_pending_record_what_the_probe_got(node: Node, probe:
     assert probe.last_message == Ping(0)
     assert probe.pending == 2
     assert await probe.receive() == Ping(1)
+
+
+async def test_a_probe_shows_in_the_node_tree(node: Node, probe: TestProbe) -> None:
+    await probe.tell(Ping(1))
+    [entry] = [entry for entry in node.tree() if entry["path"] == "/probe"]
+    assert (entry["actor_class"], entry["state"], entry["mailbox"]["depth"]) == ("ProbeActor", "running", 1)
+
+
+async def test_on_a_real_clock_the_probe_waits_real_time_for_the_message() -> None:
+    async with Node("real", handle_signals=False) as real_node:
+        probe = TestProbe(real_node)
+        asyncio.get_running_loop().call_soon(probe.tell_nowait, Ping(1))
+        assert await probe.expect(Ping, within=30.0) == Ping(1)
+        with pytest.raises(AssertionError, match=r"within 0.0s of real time, but no message arrived"):
+            await probe.expect(Ping, within=0.0)
