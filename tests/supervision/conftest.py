@@ -8,12 +8,23 @@ supervision behaviour without the test kit's guard around it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from garrison import ManualClock, Node
 
 from ._support import drive
+
+TEST_TIMEOUT = 15.0
+"""Real seconds any one supervision test may take: a hang fails fast instead of at the global 120 s."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
 
 
 @pytest.fixture
