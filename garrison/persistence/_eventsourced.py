@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
-from garrison._errors import InvalidConfig, PersistFailed
+from garrison._errors import FatalError, InvalidConfig, PersistFailed
 from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
 
@@ -97,7 +97,10 @@ class EventSourcedActor(Actor, Generic[S]):
         """Journal ``events`` atomically, then apply them in order. Awaits the durable write.
 
         Raises InvalidConfig for an unregistered event type (nothing written)
-        and PersistFailed when the journal cannot confirm the write.
+        and PersistFailed when the journal cannot confirm the write. If
+        ``apply`` raises once the events are durable, FatalError: this
+        incarnation's state is behind the journal, so it stops (even in an
+        ``ask``) and its restart replays them.
         """
         if not events:
             return
@@ -110,8 +113,15 @@ class EventSourcedActor(Actor, Generic[S]):
         except Exception as error:
             raise PersistFailed(stream, error) from error
         state = self._state
-        for event in events:
-            state = self.apply(state, event)
+        for offset, event in enumerate(events, start=previous + 1):
+            try:
+                state = self.apply(state, event)
+            except Exception as error:
+                raise FatalError(
+                    f"apply({type(event).__name__}) raised on stream {stream!r} seq {offset}, "
+                    f"which is already journaled ({type(error).__name__}: {error}); "
+                    "the actor stops and replays it on restart"
+                ) from error
         self._state = state
         self._seq = highest
         every = self.snapshot_every

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -67,14 +67,25 @@ def fold(state: Balance, event: Any) -> Balance:
 
 
 class Account(EventSourcedActor[Balance]):
-    """Deposits and withdrawals as events; ``seen`` records the state each message found."""
+    """Deposits and withdrawals as events.
+
+    ``seen`` records the balance each message found; ``instances`` every
+    incarnation (so a test can look at one's state from outside).
+    """
 
     events = (Deposited, Withdrawn, Renamed)
     persistence_id = "account-1"
 
-    def __init__(self, persistence_id: str = "account-1", seen: list[tuple[int, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        persistence_id: str = "account-1",
+        seen: list[tuple[int, Any]] | None = None,
+        instances: list[Account] | None = None,
+    ) -> None:
         self.persistence_id = persistence_id
         self.seen = seen
+        if instances is not None:
+            instances.append(self)
 
     def initial_state(self) -> Balance:
         return Balance()
@@ -114,7 +125,8 @@ class FaultyJournal:
       but the writer was not told: a lost acknowledgement);
     - ``fail_snapshots``: save_snapshot raises;
     - ``recovery_gate``: when set, ``read_batches`` waits for it (and sets
-      ``recovering``) before yielding anything.
+      ``recovering``) before yielding anything;
+    - ``before_append``: called as each append starts (to look at the actor then).
 
     ``appends`` records ``(stream, count, expected_seq)`` and ``batches`` the
     sizes ``read_batches`` yielded.
@@ -126,6 +138,7 @@ class FaultyJournal:
         self.fail_append_after = False
         self.fail_snapshots = False
         self.recovery_gate: asyncio.Event | None = None
+        self.before_append: Callable[[], None] | None = None
         self.recovering = asyncio.Event()
         self.appends: list[tuple[str, int, int]] = []
         self.batches: list[int] = []
@@ -135,6 +148,8 @@ class FaultyJournal:
         self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
     ) -> int:
         self.appends.append((stream, len(events), expected_seq))
+        if self.before_append is not None:
+            self.before_append()
         if self.fail_append_before:
             self.fail_append_before = False
             raise JournalWriteError(stream, OSError(5, "injected I/O error before the write"))
