@@ -165,7 +165,8 @@ class ActorContext:
         """Node-clock time the message in flight started (or last heartbeat); None when idle."""
         self._parent = parent
         self._children: dict[str, ActorContext] = {}
-        self._watchers: set[ActorContext] = set()
+        # A dict, not a set: Terminated goes out in watch order, the same on every run.
+        self._watchers: dict[ActorContext, None] = {}
         self._on_exit = on_exit
         self._task: asyncio.Task[None] | None = None
         self._stop_waiter: asyncio.Future[ExitReason] | None = None
@@ -236,11 +237,11 @@ class ActorContext:
             assert target._exit_reason is not None
             self.mailbox.put_system(Terminated(ref, target._exit_reason))
         else:
-            target._watchers.add(self)
+            target._watchers[self] = None
 
     def unwatch(self, ref: ActorRef) -> None:
         """Stop watching ``ref``; a Terminated already queued is still delivered."""
-        ref._context._watchers.discard(self)
+        ref._context._watchers.pop(self, None)
 
     def stop(self) -> None:
         """Stop this actor normally once the message in flight is done.

@@ -186,7 +186,8 @@ class Node:
         self._signals_installed: list[signal.Signals] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None]
-        self._heartbeats: set[ActorContext] = set()
+        # A dict, not a set: hung actors are cancelled in start order, the same on every run.
+        self._heartbeats: dict[ActorContext, None] = {}
         self._heartbeat_timer: Cancellable | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -378,7 +379,7 @@ class Node:
         """A slot starts an incarnation: watch its heartbeat if it has a timeout."""
         if context.actor_class.heartbeat_timeout is None:
             return
-        self._heartbeats.add(context)
+        self._heartbeats[context] = None
         if self._heartbeat_timer is None:
             self._heartbeat_timer = self.clock.call_later(self.heartbeat_interval, self._check_heartbeats)
 
@@ -389,7 +390,7 @@ class Node:
         for context in list(self._heartbeats):
             timeout = context.actor_class.heartbeat_timeout
             if context.state is ActorState.STOPPED or timeout is None:
-                self._heartbeats.discard(context)
+                self._heartbeats.pop(context, None)
                 continue
             since = context.busy_since
             if since is not None and now - since >= timeout:
@@ -404,7 +405,7 @@ class Node:
             del self._registry[context.path]
         if context._parent is None and self._top.get(context.name) is context:
             del self._top[context.name]
-        self._heartbeats.discard(context)
+        self._heartbeats.pop(context, None)
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
         """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
