@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 SNAPSHOT_TIMEOUT = 2.0
 """Seconds /metrics and /tree wait for the loop before answering 503."""
+SHUTDOWN_POLL_INTERVAL = 0.05
+"""Seconds between the server thread's checks for a stop request."""
 
 
 def _cumulative(buckets: Iterable[tuple[float, int]]) -> list[tuple[str, float]]:
@@ -159,8 +161,13 @@ class MetricsServer:
         server.daemon_threads = True
         self._server = server
         self.address: tuple[str, int] = (host, server.server_address[1])
+        # serve_forever notices shutdown() only between polls: the default half
+        # second would be added to every node's shutdown.
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"garrison-http-{node.name}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},
+            name=f"garrison-http-{node.name}",
+            daemon=True,
         )
 
     def start(self) -> None:

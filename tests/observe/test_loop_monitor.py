@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from loguru import logger
@@ -25,14 +25,17 @@ from garrison.observe import LAG_BUCKETS, STALL_EXIT_CODE, LoopGuard, LoopMonito
 
 from ._blocking_node import STALL_BLOCK_SECONDS, Sleep, Sleeper
 
+if TYPE_CHECKING:
+    from loguru import Record
+
 SCRIPT = Path(__file__).with_name("_blocking_node.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def warnings_logged() -> Iterator[list[dict[str, Any]]]:
+def warnings_logged() -> Iterator[list[Record]]:
     """Every loguru record at WARNING or above emitted during the test."""
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     sink_id = logger.add(lambda message: records.append(message.record), level="WARNING")
     try:
         yield records
@@ -40,11 +43,11 @@ def warnings_logged() -> Iterator[list[dict[str, Any]]]:
         logger.remove(sink_id)
 
 
-def lag_warnings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def lag_warnings(records: list[Record]) -> list[Record]:
     return [record for record in records if "was blocked for" in record["message"]]
 
 
-async def wait_for_lag_warning(records: list[dict[str, Any]], timeout: float = 2.0) -> dict[str, Any]:
+async def wait_for_lag_warning(records: list[Record], timeout: float = 2.0) -> Record:
     deadline = time.monotonic() + timeout
     while not lag_warnings(records):
         assert time.monotonic() < deadline, f"no lag warning within {timeout}s: {records}"
@@ -56,7 +59,7 @@ async def wait_for_lag_warning(records: list[dict[str, Any]], timeout: float = 2
 
 
 async def test_a_handler_that_sleeps_half_a_second_trips_the_lag_monitor_naming_that_actor(
-    warnings_logged: list[dict[str, Any]],
+    warnings_logged: list[Record],
 ) -> None:
     guard = LoopGuard(interval=0.02, warn_after=0.2, stall_timeout=None)
     async with Node("lagged", guard=guard, handle_signals=False) as node:
@@ -76,7 +79,7 @@ async def test_a_handler_that_sleeps_half_a_second_trips_the_lag_monitor_naming_
 
 
 async def test_a_blocking_plain_task_is_named_as_a_task_not_an_actor(
-    warnings_logged: list[dict[str, Any]],
+    warnings_logged: list[Record],
 ) -> None:
     guard = LoopGuard(interval=0.02, warn_after=0.15, stall_timeout=None)
     async with Node("lagged", guard=guard, handle_signals=False):
@@ -90,7 +93,7 @@ async def test_a_blocking_plain_task_is_named_as_a_task_not_an_actor(
 
 
 async def test_handlers_that_await_instead_of_blocking_log_no_lag_warning(
-    warnings_logged: list[dict[str, Any]],
+    warnings_logged: list[Record],
 ) -> None:
     guard = LoopGuard(interval=0.02, warn_after=0.25, stall_timeout=None)
     async with Node("cooperative", guard=guard, handle_signals=False) as node:
@@ -176,7 +179,7 @@ def test_stats_of_a_monitor_that_never_ticked_are_zero() -> None:
 
 
 def test_lag_at_or_over_warn_after_logs_a_warning_even_when_no_actor_was_seen(
-    warnings_logged: list[dict[str, Any]],
+    warnings_logged: list[Record],
 ) -> None:
     lags = monitor(warn_after=0.1)
     lags.record(0.09)
