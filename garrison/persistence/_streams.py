@@ -21,7 +21,7 @@ import msgspec
 
 from garrison._clock import Clock, MonotonicClock
 from garrison._errors import InvalidConfig, SequenceConflict
-from garrison.persistence._journal import Ack, Journal, check_stream
+from garrison.persistence._journal import Ack, Journal, check_seq, check_stream
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -37,8 +37,9 @@ class DurableStream:
 
     Appends from this object are serialized and retried on SequenceConflict
     (another producer appended first), so several producers can share a
-    stream. Consumers in this process are woken as soon as an entry lands;
-    consumers elsewhere poll.
+    stream. Consumer groups made from this object are woken as soon as an
+    entry lands through it; appends by other objects or processes are seen
+    at the next poll.
     """
 
     def __init__(self, journal: Journal, name: str) -> None:
@@ -49,21 +50,29 @@ class DurableStream:
         self._appended = asyncio.Event()
 
     async def append(self, *payloads: bytes) -> int:
-        """Append payloads atomically; returns the seq of the last one. Awaits durability."""
+        """Append payloads atomically; returns the seq of the last one. Awaits durability.
+
+        Retries when another producer appended first; raises SequenceConflict
+        only if it lost that race 100 times in a row."""
         if not payloads:
             raise InvalidConfig("payloads", (), "append at least one payload")
         async with self._lock:
+            conflict: SequenceConflict | None = None
             for _ in range(100):
                 if self._highest is None:
                     self._highest = await self.journal.highest_seq(self.name)
                 try:
                     self._highest = await self.journal.append(self.name, list(payloads), self._highest)
-                except SequenceConflict:
-                    self._highest = None
+                except SequenceConflict as error:
+                    # Retry from where the journal says the stream is: it may know
+                    # better than a fresh read (and must agree before it accepts).
+                    conflict = error
+                    self._highest = error.actual_seq if error.actual_seq >= 0 else None
                     continue
                 break
             else:
-                raise SequenceConflict(self.name, -1, -1)
+                assert conflict is not None
+                raise conflict
         self._appended.set()
         self._appended = asyncio.Event()
         return self._highest
@@ -119,12 +128,14 @@ class ConsumerGroup:
         """Deliver entries forever: woken by appends in this process, polling for others."""
         clock = clock if clock is not None else MonotonicClock()
         while True:
+            # Taken before reading: an append that lands while we read sets this
+            # very event, so it is never missed.
+            appended = self.stream._appended
             deliveries = await self.read()
             for delivery in deliveries:
                 yield delivery
             if deliveries:
                 continue
-            appended = self.stream._appended
             waiter = asyncio.ensure_future(appended.wait())
             sleeper = asyncio.ensure_future(clock.sleep(poll_interval))
             try:
@@ -137,7 +148,7 @@ class ConsumerGroup:
         """An Ack to commit with the consumer's own append (effect and offset in one transaction).
 
         Call ``acked(seq)`` after that append returns."""
-        return Ack(self.stream.name, self.name, seq)
+        return Ack(self.stream.name, self.name, check_seq("seq", seq))
 
     def acked(self, seq: int) -> None:
         """Record locally that ``seq`` was acked through an append's ``acks``."""
@@ -150,13 +161,19 @@ class ConsumerGroup:
 
     def rewind(self) -> None:
         """Deliver again from the last ack (after a failed effect, without a restart)."""
-        self._cursor = self._acked
+        if self._cursor is not None:
+            self._cursor = self._acked
 
     @property
     def acked_seq(self) -> int:
+        """The highest seq this object knows the group acknowledged (``lag()`` refreshes it)."""
         return self._acked
 
     async def lag(self) -> int:
-        """Consumer lag: entries appended but not yet acknowledged by this group."""
+        """Consumer lag: last appended seq minus the group's last durably acked seq.
+
+        Reads both from the journal, so it counts acks made by any consumer of
+        the group, in any process. Awaits two reads."""
         await self._position()
+        self._acked = max(self._acked, await self.stream.journal.acked_seq(self.stream.name, self.name))
         return max(0, await self.stream.highest_seq() - self._acked)
