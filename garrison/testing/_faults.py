@@ -41,8 +41,6 @@ class Fault:
     idempotent and takes effect before the actor's next message.
     """
 
-    __test__ = False
-
     def __init__(
         self,
         ref: ActorRef,
@@ -231,8 +229,6 @@ class Faults:
     ``async with Faults() as faults: ...``. Given the node's guard, failures
     the faults cause are expected and do not fail the test.
     """
-
-    __test__ = False
 
     def __init__(self, guard: NodeGuard | None = None) -> None:
         self._guard = guard

@@ -35,8 +35,6 @@ class ActorTestKit:
     run, so a failing seed replays.
     """
 
-    __test__ = False
-
     def __init__(
         self,
         *,

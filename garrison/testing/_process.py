@@ -36,8 +36,6 @@ class ChildProcess:
     running, and always reaped.
     """
 
-    __test__ = False
-
     def __init__(self, process: asyncio.subprocess.Process, argv: tuple[str, ...]) -> None:
         self._process = process
         self.argv = argv
