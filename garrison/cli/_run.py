@@ -1,0 +1,261 @@
+"""``garrison run MODULE:SPEC``: one node in this process, or under heart in a child."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
+from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
+from garrison.observe._heart import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig
+from garrison.observe._loop import LoopGuard
+from garrison.observe._systemd import SystemdNotifier
+
+if TYPE_CHECKING:
+    from garrison.actors._node import Node
+    from garrison.persistence import Journal
+    from garrison.supervision import SupervisorSpec
+
+LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</cyan> {message}\n{exception}"
+
+
+def configure_logging(level: str, *, json: bool = False, who: str = "") -> None:
+    """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``."""
+
+    def line_format(record: Any) -> str:
+        extra = record["extra"]
+        extra["who"] = extra.get("actor") or extra.get("node") or who or "garrison"
+        return LOG_LINE
+
+    logger.remove()
+    if json:
+        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+    else:
+        logger.add(sys.stderr, level=level, format=line_format, backtrace=False, diagnose=False)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", metavar="MODULE:SPEC", help="a SupervisorSpec (or a function returning one)"
+    )
+    parser.add_argument("--name", default="garrison", help="node name (default: garrison)")
+    parser.add_argument("--journal", metavar="PATH|URL", help="the node's journal: a SQLite file path")
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="N", help="serve /metrics /healthz /tree (0: any)"
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds without a loop tick before the watchdog dumps stacks (default: 10)",
+    )
+    parser.add_argument(
+        "--exit-on-stall",
+        action="store_true",
+        help="after the dump, end the process with STALL_EXIT_CODE (75) so it is restarted",
+    )
+    parser.add_argument("--log-level", default="INFO", help="loguru level (default: INFO)")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
+    heart = parser.add_argument_group("heart: run the node as a child process and restart it")
+    heart.add_argument("--heart", action="store_true", help="run the node under heart")
+    heart.add_argument(
+        "--heart-timeout", type=float, default=10.0, metavar="S", help="restart after S s without a beat (10)"
+    )
+    heart.add_argument(
+        "--heart-startup", type=float, metavar="S", help="time for the first beat (default: max(30, timeout))"
+    )
+    heart.add_argument(
+        "--heart-intensity", type=int, default=5, metavar="N", help="give up after more than N restarts..."
+    )
+    heart.add_argument("--heart-period", type=float, default=60.0, metavar="S", help="...within S s (60)")
+    heart.add_argument(
+        "--heart-backoff", type=float, default=0.5, metavar="S", help="first restart delay, doubling (0.5)"
+    )
+    heart.add_argument(
+        "--heart-max-backoff", type=float, default=30.0, metavar="S", help="longest restart delay (30)"
+    )
+
+
+def import_attribute(target: str, what: str = "MODULE:SPEC") -> Any:
+    """The object ``MODULE:NAME`` names (the current directory first on sys.path); UsageError if none."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise UsageError(f"{what}: expected MODULE:NAME (e.g. myapp.node:root_spec), got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"cannot import module {module_name!r}: {error}") from error
+    except Exception as error:
+        raise UsageError(
+            f"importing module {module_name!r} failed: {type(error).__name__}: {error}"
+        ) from error
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    return value
+
+
+def resolve_spec(target: str) -> SupervisorSpec:
+    """The SupervisorSpec ``MODULE:SPEC`` names, or returns when called with no arguments."""
+    from garrison.supervision import SupervisorSpec
+
+    value = import_attribute(target)
+    if not isinstance(value, SupervisorSpec) and callable(value):
+        try:
+            value = value()
+        except Exception as error:
+            raise UsageError(f"{target}() failed: {type(error).__name__}: {error}") from error
+    if not isinstance(value, SupervisorSpec):
+        raise UsageError(
+            f"{target} is a {type(value).__name__}, not a SupervisorSpec (or a function returning one)"
+        )
+    return value
+
+
+def build_journal(location: str | None) -> Journal | None:
+    if location is None:
+        return None
+    scheme = location.partition("://")[0].lower() if "://" in location else ""
+    if scheme in ("redis", "rediss"):
+        raise UsageError(
+            f"--journal {location}: the Redis Streams journal is not available yet; use a file path"
+        )
+    if scheme and scheme != "file":
+        raise UsageError(f"--journal {location}: unknown scheme {scheme!r}; give a SQLite file path")
+    from garrison.persistence import SqliteJournal
+
+    return SqliteJournal(location.removeprefix("file://"))
+
+
+def run_command(options: argparse.Namespace) -> int:
+    configure_logging(
+        options.log_level, json=options.log_json, who="heart" if options.heart else options.name
+    )
+    spec = resolve_spec(options.target)
+    if options.heart:
+        build_journal(options.journal)  # a bad URL is a usage error now, not in every child
+        return run_heart(options)
+    guard = LoopGuard(stall_timeout=options.stall_timeout, exit_on_stall=options.exit_on_stall)
+    return asyncio.run(run_node(spec, options, guard))
+
+
+async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: LoopGuard) -> int:
+    """Run the node until SIGTERM/SIGINT or until the root gives up; returns the exit code."""
+    from garrison.actors._node import Node
+
+    try:
+        node = Node(
+            options.name,
+            journal=build_journal(options.journal),
+            metrics_port=options.metrics_port,
+            metrics_host=options.metrics_host,
+            guard=guard,
+        )
+    except InvalidConfig as error:
+        raise UsageError(str(error)) from error
+    heart_lost = False
+
+    def on_heart_lost() -> None:
+        nonlocal heart_lost
+        heart_lost = True
+        node.request_shutdown(HEART_LOST_EXIT_CODE)
+
+    try:
+        beat = HeartBeat.from_environ(node.logger, on_heart_lost)
+    except InvalidConfig as error:
+        raise UsageError(str(error)) from error
+    systemd = SystemdNotifier.from_environ(node.logger)
+    # Beats start before the node opens its journal: a long open or recovery still beats (the loop runs).
+    if beat is not None:
+        beat.start()
+    try:
+        try:
+            await node.__aenter__()
+        except (JournalCorrupt, InvalidConfig, OSError) as error:
+            node.request_shutdown(USAGE_EXIT_CODE)
+            await node.shutdown()
+            raise UsageError(f"cannot start node {node.name}: {error}") from error
+        try:
+            if heart_lost:
+                node.request_shutdown(HEART_LOST_EXIT_CODE)
+            if systemd is not None:
+                systemd.start_watchdog()
+            await _start_tree(node, spec, options, systemd)
+            await node.wait_closed()
+            if systemd is not None:
+                systemd.stopping(f"node {node.name} stopping")
+        finally:
+            await node.shutdown()
+    finally:
+        if systemd is not None:
+            await systemd.stop()
+        if beat is not None:
+            await beat.stop()
+    return node.exit_code
+
+
+async def _start_tree(
+    node: Node, spec: SupervisorSpec, options: argparse.Namespace, systemd: SystemdNotifier | None
+) -> None:
+    """Start the tree and say so (log, READY=1); a tree that fails to start ends the node with 1."""
+    try:
+        await node.start(spec)
+    except ActorStartError as error:
+        node.logger.error("the supervision tree failed to start: {error}", error=error)
+        node.request_shutdown(1)
+        return
+    where = ""
+    if node.metrics_address is not None:
+        host, port = node.metrics_address
+        where = f"; metrics on http://{host}:{port}/metrics"
+    node.logger.info(
+        "node {name} running {target} (pid {pid}){where}",
+        name=node.name,
+        target=options.target,
+        pid=os.getpid(),
+        where=where,
+    )
+    if systemd is not None:
+        systemd.ready(f"node {node.name} running")
+
+
+def _child_argv(options: argparse.Namespace) -> list[str]:
+    """The same ``garrison run`` without --heart: what heart starts (and restarts)."""
+    argv = [sys.executable, "-m", "garrison.cli", "run", options.target, "--name", options.name]
+    if options.journal is not None:
+        argv += ["--journal", options.journal]
+    if options.metrics_port is not None:
+        argv += ["--metrics-port", str(options.metrics_port), "--metrics-host", options.metrics_host]
+    argv += ["--stall-timeout", repr(options.stall_timeout), "--log-level", options.log_level]
+    if options.exit_on_stall:
+        argv.append("--exit-on-stall")
+    if options.log_json:
+        argv.append("--log-json")
+    return argv
+
+
+def run_heart(options: argparse.Namespace) -> int:
+    try:
+        config = HeartConfig(
+            timeout=options.heart_timeout,
+            startup=options.heart_startup or max(30.0, options.heart_timeout),
+            intensity=options.heart_intensity,
+            period=options.heart_period,
+            backoff=options.heart_backoff,
+            max_backoff=options.heart_max_backoff,
+        )
+    except GarrisonError as error:
+        raise UsageError(str(error)) from error
+    return Heart(_child_argv(options), config, logger.bind(actor="heart")).run()
