@@ -1,0 +1,145 @@
+"""Node specs the observe tests run as real processes (``garrison run tests.observe._nodes:NAME``),
+and the helpers that run ``garrison`` as a process group and always kill every member."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from garrison import Actor, ChildSpec, SupervisorSpec
+
+
+class Idle(Actor):
+    """Does nothing until told; the calm node's worker."""
+
+    async def on_receive(self, message: Any) -> Any:
+        return message
+
+
+class RefusesToStart(Actor):
+    """Fails every start, so the tree never comes up and the node exits 1."""
+
+    async def on_start(self) -> None:
+        raise RuntimeError("this node cannot start (on purpose)")
+
+
+calm = SupervisorSpec(
+    children=[
+        ChildSpec("worker", Idle),
+        ChildSpec("desk", SupervisorSpec(children=[ChildSpec("pricer", Idle)])),
+    ]
+)
+"""A healthy tree: /root/worker and /root/desk/pricer."""
+
+
+def make_calm() -> SupervisorSpec:
+    """A zero-argument function returning a spec (``garrison run`` calls it)."""
+    return calm
+
+
+never_starts = SupervisorSpec(children=[ChildSpec("broken", RefusesToStart)])
+"""A node that exits 1 right away: heart's crash-loop test."""
+
+not_a_spec = 42
+
+
+class Deposited(msgspec.Struct, frozen=True, tag=True):
+    amount: int
+
+
+class Withdrawn(msgspec.Struct, frozen=True, tag=True):
+    amount: int
+    reason: str = ""
+
+
+# -- running garrison as a process group ----------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNING = re.compile(r"node \S+ running \S+ \(pid (\d+)\)")
+"""Logged by ``garrison run`` once the tree has started."""
+
+
+class Garrison:
+    """A ``garrison`` command in a session of its own; output (stdout and stderr) goes to a file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 15.0, count: int = 1) -> list[str]:
+        """Wait until the output holds ``count`` matches of ``pattern``; returns them (first groups)."""
+        regex = re.compile(re.escape(pattern)) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                match.group(1) if match.groups() else match.group(0) for match in regex.finditer(self.text())
+            ]
+            if len(found) >= count:
+                return found
+            assert time.monotonic() < deadline, (
+                f"no {count} x {regex.pattern!r} within {timeout}s:\n{self.text()}"
+            )
+            time.sleep(0.05)
+
+    def node_pids(self, count: int = 1, timeout: float = 15.0) -> list[int]:
+        """Pids of the nodes that reached 'running', oldest first (waits for ``count`` of them)."""
+        return [int(pid) for pid in self.wait_for(RUNNING, timeout, count)]
+
+    def wait(self, timeout: float = 15.0) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"garrison did not exit within {timeout}s:\n{self.text()}") from None
+
+
+@contextlib.contextmanager
+def garrison(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "garrison"
+) -> Iterator[Garrison]:
+    """``python -m garrison.cli *args`` in a new session; its whole process group is SIGKILLed at the end."""
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "garrison.cli", *args],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=True,
+        )
+    try:
+        yield Garrison(process, log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # heart's children share its group
+        process.wait(timeout=10)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still alive after {timeout}s"
+        time.sleep(0.05)
