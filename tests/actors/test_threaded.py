@@ -25,8 +25,11 @@ from garrison import (
     ChildSpec,
     HeartbeatTimeout,
     InvalidConfig,
+    MailboxConfig,
+    MailboxFull,
     ManualClock,
     Node,
+    Overflow,
     SupervisorSpec,
     ThreadedActor,
 )
@@ -202,6 +205,37 @@ def test_max_abandoned_threads_is_validated() -> None:
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(InvalidConfig, match="max_abandoned_threads"):
             Node("t", max_abandoned_threads=bad)  # type: ignore[arg-type]
+
+
+class GatedBroker(ThreadedActor):
+    mailbox = MailboxConfig(capacity=2, overflow=Overflow.REJECT)
+
+    def __init__(self, release: threading.Event, entered: queue.Queue[Any]) -> None:
+        self.release = release
+        self.entered = entered
+
+    def handle(self, message: Any) -> Any:
+        self.entered.put(message)
+        self.release.wait(WAIT)
+        return message
+
+
+async def test_messages_wait_in_the_bounded_mailbox_not_in_the_threads_inbox(
+    node: Node, release: threading.Event
+) -> None:
+    entered: queue.Queue[Any] = queue.Queue()
+    ref = await node.spawn(GatedBroker, name="broker", args=(release, entered))
+    await ref.tell(1)
+    assert await take(entered) == 1
+    await ref.tell(2)
+    await ref.tell(3)
+    # The thread holds one message; the rest wait in the mailbox, whose policy applies.
+    assert ref.mailbox_metrics().depth == 2
+    with pytest.raises(MailboxFull):
+        ref.tell_nowait(4)
+    release.set()
+    assert [await take(entered), await take(entered)] == [2, 3]
+    assert await ask(ref, 5) == 5
 
 
 # -- supervision -------------------------------------------------------------------------------
