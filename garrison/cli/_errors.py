@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-USAGE_EXIT_CODE = 2
+from garrison.observe._heart import USAGE_EXIT_CODE
+
+__all__ = ["USAGE_EXIT_CODE", "UsageError"]
 
 
 class UsageError(Exception):

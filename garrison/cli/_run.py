@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="S",
-        help="seconds without a loop tick before the watchdog dumps stacks (default: 10)",
+        help="seconds without a loop tick before the watchdog dumps every stack (default: 10; 0: never)",
     )
     parser.add_argument(
         "--exit-on-stall",
@@ -147,8 +147,14 @@ def run_command(options: argparse.Namespace) -> int:
     if options.heart:
         build_journal(options.journal)  # a bad URL is a usage error now, not in every child
         return run_heart(options)
-    guard = LoopGuard(stall_timeout=options.stall_timeout, exit_on_stall=options.exit_on_stall)
-    return asyncio.run(run_node(spec, options, guard))
+    try:
+        guard = LoopGuard(stall_timeout=options.stall_timeout or None, exit_on_stall=options.exit_on_stall)
+    except InvalidConfig as error:
+        raise UsageError(f"--stall-timeout: {error}") from error
+    try:
+        return asyncio.run(run_node(spec, options, guard))
+    except KeyboardInterrupt:  # before the node handles SIGINT itself, or after it stopped
+        return 130
 
 
 async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: LoopGuard) -> int:

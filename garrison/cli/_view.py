@@ -139,7 +139,7 @@ class Sample:
     gauges: dict[str, float] = field(default_factory=dict)
     """Unlabelled samples by name (loop lag p99/max, stalls)."""
     by_actor: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Per-actor counters: processed, dropped, restarts."""
+    """Per-actor message counters: processed, dropped."""
     dead_letters: float = 0.0
     restarts: float = 0.0
 
@@ -157,7 +157,6 @@ def parse_metrics(text: str, sample: Sample) -> None:
                 sample.dead_letters += metric.value
             elif metric.name == "garrison_actor_restarts_total":
                 sample.restarts += metric.value
-                sample.by_actor.setdefault(labels["actor"], {})["restarts"] = metric.value
             elif metric.name == "garrison_mailbox_messages_total" and labels.get("outcome") in (
                 "processed",
                 "dropped",

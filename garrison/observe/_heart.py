@@ -108,6 +108,7 @@ class HeartBeat:
     def start(self) -> None:
         """Beat now and then every ``interval`` from a task on the running loop."""
         os.set_blocking(self.fd, False)
+        os.set_inheritable(self.fd, False)  # processes the node starts must not keep heart's pipe open
         self._task = asyncio.get_running_loop().create_task(self._run(), name="garrison-heartbeat")
 
     async def _run(self) -> None:
@@ -161,11 +162,11 @@ class HeartConfig:
         for name in ("timeout", "startup", "period", "max_backoff"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise InvalidConfig(f"heart {name}", value, "must be a number of seconds > 0")
+                raise InvalidConfig(f"HeartConfig.{name}", value, "must be a number of seconds > 0")
         if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float) or self.backoff < 0:
-            raise InvalidConfig("heart backoff", self.backoff, "must be a number of seconds >= 0")
+            raise InvalidConfig("HeartConfig.backoff", self.backoff, "must be a number of seconds >= 0")
         if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
-            raise InvalidConfig("heart intensity", self.intensity, "must be an int >= 0")
+            raise InvalidConfig("HeartConfig.intensity", self.intensity, "must be an int >= 0")
 
     def delay(self, restarts_in_window: int) -> float:
         return float(min(self.max_backoff, self.backoff * 2 ** max(0, restarts_in_window - 1)))
