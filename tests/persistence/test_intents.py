@@ -264,6 +264,8 @@ async def test_bad_ids_and_an_unopened_log_raise_invalid_config(journal: SqliteJ
     unopened = IntentLog(journal, STREAM, Order)
     with pytest.raises(InvalidConfig, match="open it first"):
         await unopened.record("o-1", Order("ACME", 1))
+    with pytest.raises(InvalidConfig, match="open it first"):
+        unopened.pending()
     log = await open_log(journal)
     for bad in ("", None, 7):
         with pytest.raises(InvalidConfig) as raised:
@@ -318,6 +320,17 @@ def test_record_is_idempotent_under_any_interleaving_of_duplicates(
             assert {intent.id: intent.payload for intent in reopened.intents()} == winners
 
     asyncio.run(scenario())
+
+
+async def test_open_refuses_to_read_back_while_writes_are_in_flight(journal: SqliteJournal) -> None:
+    log = await open_log(journal)
+    in_flight = asyncio.ensure_future(log.record("o-1", Order("ACME", 1)))
+    await asyncio.sleep(0)  # the record is queued, its append not yet confirmed
+    with pytest.raises(InvalidConfig, match="in flight"):
+        await log.open()
+    assert (await in_flight).state is S.RECORDED
+    await log.open()
+    assert [intent.id for intent in log.intents()] == ["o-1"]
 
 
 # -- the lifecycle -----------------------------------------------------------------------------
