@@ -12,6 +12,7 @@ from garrison.persistence._intents import (
     deterministic_id,
 )
 from garrison.persistence._journal import Ack, Journal
+from garrison.persistence._redis import RedisConsumer, RedisJournal
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
 
@@ -28,6 +29,8 @@ __all__ = [
     "IntentState",
     "IntentTransitionError",
     "Journal",
+    "RedisConsumer",
+    "RedisJournal",
     "SqliteJournal",
     "StateCodec",
     "client_order_id",

@@ -30,6 +30,8 @@ class Delivery(msgspec.Struct, frozen=True):
     stream: str
     seq: int
     payload: bytes
+    delivery_count: int = 1
+    """How many times this entry has been delivered (Redis groups count; SQLite groups say 1)."""
 
 
 class DurableStream:

@@ -1,0 +1,584 @@
+"""``RedisJournal``: the Journal protocol on Redis Streams, for work across processes and hosts.
+
+One Redis stream per journal stream, entry ids ``<seq>-0``: the server itself
+refuses an entry id at or below the stream's top, so a stale or duplicate
+append can never land. Each append runs as one Lua script (atomic: the
+expected-seq check, every XADD, the consumer acks), and appends waiting at
+the same moment travel in one pipeline: one round trip, and with
+``appendfsync always`` one fsync on the server, for many producers.
+
+Durability (see docs/persistence.md): with ``appendonly yes`` and
+``appendfsync always`` an acknowledged append is on disk before Redis
+replies; with ``everysec`` up to a second of acknowledged appends can be lost
+on a crash of the Redis host. ``confirm_aof=True`` makes every append wait
+for ``WAITAOF`` where the server has it (7.2+), and otherwise refuses to open
+unless the server runs with ``appendfsync always``.
+
+A connection lost mid-append is ambiguous: the journal reconnects and runs
+the same conditional append again, and if the stream has moved it reads the
+entries back to see whether they are its own. It never appends blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
+from garrison.persistence._journal import Ack, check_events, check_seq, check_stream
+
+_APPEND = """
+local current = tonumber(redis.call('HGET', KEYS[2], 'highest') or '0')
+local expected = tonumber(ARGV[1])
+if current ~= expected then return {0, current} end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('XADD', KEYS[1], (expected + i) .. '-0', 'p', ARGV[2 + i])
+end
+if n > 0 then redis.call('HSET', KEYS[2], 'highest', expected + n) end
+local a = 3 + n
+for k = 3, #KEYS do
+  local group = ARGV[a]
+  local seq = tonumber(ARGV[a + 1])
+  a = a + 2
+  local old = tonumber(redis.call('HGET', KEYS[k], group) or '0')
+  if seq > old then redis.call('HSET', KEYS[k], group, seq) end
+end
+return {1, expected + n}
+"""
+
+_SNAPSHOT = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'snapshot_seq') or '-1')
+if tonumber(ARGV[1]) >= old then
+  redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2])
+end
+return 1
+"""
+
+_ACK = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *_CONNECTION_ERRORS)
+
+
+class _Append:
+    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
+
+    def __init__(
+        self,
+        stream: str,
+        events: Sequence[bytes],
+        expected_seq: int,
+        acks: Sequence[Ack],
+        future: asyncio.Future[int],
+    ) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected_seq = expected_seq
+        self.acks = acks
+        self.future = future
+
+
+class RedisJournal:
+    """A journal on a Redis server (redis-py asyncio; ``pip install 'garrison[redis]'``).
+
+    ``url`` as redis-py takes it (``redis://127.0.0.1:6379/0``). ``namespace``
+    prefixes every key; keys of one stream share a hash tag so they live in
+    one cluster slot. ``ambiguity_timeout`` bounds how long an append keeps
+    reconnecting to resolve a lost connection before it reports
+    JournalWriteError (outcome unknown: read back).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "garrison",
+        read_batch: int = 1000,
+        confirm_aof: bool = False,
+        ambiguity_timeout: float = 10.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidConfig("url", url, "a Redis URL such as redis://127.0.0.1:6379/0")
+        if isinstance(read_batch, bool) or not isinstance(read_batch, int) or read_batch <= 0:
+            raise InvalidConfig("read_batch", read_batch, "must be an int > 0")
+        self.url = url
+        self.namespace = namespace
+        self.read_batch = read_batch
+        self.confirm_aof = confirm_aof
+        self.ambiguity_timeout = ambiguity_timeout
+        self.socket_timeout = socket_timeout
+        self.commits = 0
+        self.appends = 0
+        self.resolved_ambiguous = 0
+        """Appends whose connection dropped and that were settled by reading back."""
+        self._client: Any = None
+        self._append_script: Any = None
+        self._snapshot_script: Any = None
+        self._ack_script: Any = None
+        self._append_sha = ""
+        self._waitaof = False
+        self._queue: list[_Append] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def events_key(self, stream: str) -> str:
+        return f"{self.namespace}:{{{stream}}}:events"
+
+    def _meta_key(self, stream: str) -> str:
+        return f"{self.namespace}:{{{stream}}}:meta"
+
+    def _offsets_key(self, stream: str) -> str:
+        return f"{self.namespace}:{{{stream}}}:offsets"
+
+    # -- open and close ------------------------------------------------------------------
+
+    async def open(self) -> RedisJournal:
+        if self._writer is not None:
+            return self
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as error:
+            raise InvalidConfig(
+                "url", self.url, "RedisJournal needs redis-py: pip install 'garrison[redis]'"
+            ) from error
+        client = aioredis.Redis.from_url(
+            self.url, socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
+        )
+        try:
+            info = await client.info("server")
+            version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+            self._waitaof = version >= (7, 2)
+            if self.confirm_aof and not self._waitaof:
+                config = await client.config_get("appendfsync")
+                appendonly = await client.config_get("appendonly")
+                if appendonly.get("appendonly") != "yes" or config.get("appendfsync") != "always":
+                    raise InvalidConfig(
+                        "confirm_aof",
+                        True,
+                        f"Redis {info.get('redis_version')} has no WAITAOF; run it with appendonly yes and "
+                        "appendfsync always so every acknowledged append is on disk",
+                    )
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        self._append_script = client.register_script(_APPEND)
+        self._snapshot_script = client.register_script(_SNAPSHOT)
+        self._ack_script = client.register_script(_ACK)
+        await self._load_scripts(client)
+        self._closing = False
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name="garrison:redis-journal"
+        )
+        return self
+
+    async def close(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        self._closing = True
+        self._wake()
+        await asyncio.wait({writer})
+        for append in self._queue:
+            _fail(append, JournalClosed(self.url))
+        self._queue.clear()
+        await self._client.aclose()
+        self._client = None
+
+    async def __aenter__(self) -> RedisJournal:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            raise JournalClosed(self.url)
+        return self._client
+
+    # -- appends (group commit over one pipeline) -----------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
+    ) -> int:
+        """Append atomically after ``expected_seq``; returns the new highest seq once Redis
+        acknowledged it (and, with ``confirm_aof``, once it reached the AOF). Raises
+        SequenceConflict (nothing written) or JournalWriteError (outcome unknown)."""
+        check_stream(stream)
+        check_events(stream, events)
+        check_seq("expected_seq", expected_seq)
+        if not events and not acks:
+            return expected_seq
+        if self._writer is None:
+            raise JournalClosed(self.url)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Append(stream, events, expected_seq, acks, future))
+        self._wake()
+        return await future
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _script_call(self, append: _Append) -> tuple[list[str], list[Any]]:
+        keys = [self.events_key(append.stream), self._meta_key(append.stream)]
+        args: list[Any] = [append.expected_seq, len(append.events), *append.events]
+        for ack in append.acks:
+            keys.append(self._offsets_key(ack.stream))
+            args.extend((ack.group, ack.seq))
+        return keys, args
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                continue
+            batch, self._queue = self._queue, []
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        client = self._redis()
+        try:
+            results = await self._pipeline(client, batch)
+            if any(_is_noscript(result) for result in results):
+                # The server lost its script cache (restart, SCRIPT FLUSH): nothing ran.
+                await self._load_scripts(client)
+                results = await self._pipeline(client, batch)
+        except _redis_errors():
+            for append in batch:
+                await self._resolve(append)
+            return
+        if self._waitaof and self.confirm_aof:
+            confirmation = results.pop()
+            if isinstance(confirmation, Exception) or int(confirmation[0]) < 1:
+                for append in batch:
+                    _fail(append, JournalWriteError(append.stream, RuntimeError(f"WAITAOF: {confirmation}")))
+                return
+        self.commits += 1
+        for append, result in zip(batch, results, strict=True):
+            self._settle(append, result)
+
+    async def _pipeline(self, client: Any, batch: list[_Append]) -> list[Any]:
+        # EVALSHA directly: redis-py's script objects re-check the cache on every pipeline.
+        async with client.pipeline(transaction=False) as pipe:
+            for append in batch:
+                keys, args = self._script_call(append)
+                pipe.evalsha(self._append_sha, len(keys), *keys, *args)
+            if self._waitaof and self.confirm_aof:
+                pipe.execute_command("WAITAOF", 1, 0, int(self.socket_timeout * 1000))
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+    async def _load_scripts(self, client: Any) -> None:
+        self._append_sha = await client.script_load(_APPEND)
+
+    def _settle(self, append: _Append, result: Any) -> None:
+        if isinstance(result, Exception):
+            _fail(append, JournalWriteError(append.stream, result))
+            return
+        accepted, highest = int(result[0]), int(result[1])
+        if accepted:
+            self.appends += 1
+            if not append.future.done():
+                append.future.set_result(highest)
+        else:
+            _fail(append, SequenceConflict(append.stream, append.expected_seq, highest))
+
+    async def _resolve(self, append: _Append) -> None:
+        """The connection dropped mid-append: run the same conditional append again, and if
+        the stream moved, read back whether the entries are ours. Never appends blindly."""
+        deadline = time.monotonic() + self.ambiguity_timeout
+        delay = 0.05
+        keys, args = self._script_call(append)
+        while True:
+            try:
+                result = await self._append_script(keys=keys, args=args)
+                accepted, highest = int(result[0]), int(result[1])
+                if not accepted and highest >= append.expected_seq + len(append.events):
+                    mine = await self._entries(append.stream, append.expected_seq, len(append.events))
+                    if mine == list(append.events):
+                        accepted, highest = 1, append.expected_seq + len(append.events)
+            except _redis_errors() as error:
+                if time.monotonic() >= deadline:
+                    _fail(append, JournalWriteError(append.stream, error))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            self.resolved_ambiguous += 1
+            if accepted:
+                self.appends += 1
+                if not append.future.done():
+                    append.future.set_result(highest)
+            else:
+                _fail(append, SequenceConflict(append.stream, append.expected_seq, highest))
+            return
+
+    async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
+        rows = await self._redis().xrange(self.events_key(stream), f"{after_seq + 1}-0", "+", count=count)
+        return [bytes(fields[b"p"]) for _, fields in rows]
+
+    # -- other writes ------------------------------------------------------------------------
+
+    async def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+        check_stream(stream)
+        check_seq("seq", seq)
+        if not isinstance(state, bytes):
+            raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
+        await self._snapshot_script(keys=[self._meta_key(stream)], args=[seq, state])
+
+    async def delete_events(self, stream: str, up_to_seq: int) -> None:
+        """Delete events up to ``up_to_seq``, but never one a consumer group has not acked."""
+        check_stream(stream)
+        check_seq("up_to_seq", up_to_seq)
+        client = self._redis()
+        key = self.events_key(stream)
+        limit = up_to_seq
+        if await client.exists(key):
+            for group in await client.xinfo_groups(key):
+                limit = min(limit, await _unacked_floor(client, key, group))
+        if limit > 0:
+            await client.xtrim(key, minid=f"{limit + 1}-0", approximate=False)
+
+    async def ack(self, stream: str, group: str, seq: int) -> None:
+        check_stream(stream)
+        check_seq("seq", seq)
+        await self._ack_script(keys=[self._offsets_key(stream)], args=[group, seq])
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read_batches(
+        self, stream: str, after_seq: int = 0
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        check_stream(stream)
+        check_seq("after_seq", after_seq)
+        client = self._redis()
+        key = self.events_key(stream)
+        cursor = after_seq
+        while True:
+            rows = await client.xrange(key, f"{cursor + 1}-0", "+", count=self.read_batch)
+            if not rows:
+                return
+            batch = [(int(entry_id.split(b"-", 1)[0]), bytes(fields[b"p"])) for entry_id, fields in rows]
+            yield batch
+            cursor = batch[-1][0]
+            if len(rows) < self.read_batch:
+                return
+
+    async def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
+        async for rows in self.read_batches(stream, after_seq):
+            for row in rows:
+                yield row
+
+    async def highest_seq(self, stream: str) -> int:
+        check_stream(stream)
+        value = await self._redis().hget(self._meta_key(stream), "highest")
+        return int(value) if value is not None else 0
+
+    async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
+        check_stream(stream)
+        seq, state = await self._redis().hmget(self._meta_key(stream), ["snapshot_seq", "snapshot"])
+        if seq is None or state is None:
+            return None
+        return int(seq), bytes(state)
+
+    async def acked_seq(self, stream: str, group: str) -> int:
+        check_stream(stream)
+        value = await self._redis().hget(self._offsets_key(stream), group)
+        return int(value) if value is not None else 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "appends": self.appends,
+            "commits": self.commits,
+            "latency_buckets": ((float("inf"), 0),),
+            "latency_sum": 0.0,
+            "batch_buckets": ((float("inf"), self.commits),),
+        }
+
+    def __repr__(self) -> str:
+        return f"RedisJournal({self.url!r}, {'open' if self._writer is not None else 'closed'})"
+
+
+async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:
+    """The highest seq below every entry ``group`` has not acked (delivered or not)."""
+    pending = await client.xpending(key, group["name"])
+    if pending and pending.get("pending"):
+        return _seq(pending["min"]) - 1
+    return _seq(group["last-delivered-id"])
+
+
+def _is_noscript(result: Any) -> bool:
+    return isinstance(result, Exception) and "NOSCRIPT" in str(result)
+
+
+def _fail(append: _Append, error: BaseException) -> None:
+    if not append.future.done():
+        append.future.set_exception(error)
+
+
+class RedisConsumer:
+    """One consumer in a Redis consumer group on a journal stream: XREADGROUP, XACK, XAUTOCLAIM.
+
+    Contract (DESIGN §6): at-least-once. An entry is delivered again until
+    acked: to this consumer after a restart under the same name (its own
+    pending entries come first), or to any live consumer of the group once
+    it has been pending longer than ``claim_idle`` seconds (a dead consumer's
+    entries are reclaimed). An entry delivered more than ``max_deliveries``
+    times is moved to the dead-letter stream with the reason and acked, so a
+    poison entry cannot block the group. Ack only after the effect is durable
+    (and guard the effect with the intent log: a reclaimed entry may have had
+    its effect already).
+    """
+
+    def __init__(
+        self,
+        journal: RedisJournal,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter_stream: str | None = None,
+        batch: int = 100,
+    ) -> None:
+        check_stream(stream)
+        for field, value in (("group", group), ("consumer", consumer)):
+            if not isinstance(value, str) or not value:
+                raise InvalidConfig(field, value, "must be a non-empty string")
+        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries <= 0:
+            raise InvalidConfig("max_deliveries", max_deliveries, "must be an int > 0")
+        if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float) or claim_idle <= 0:
+            raise InvalidConfig("claim_idle", claim_idle, "must be > 0 seconds")
+        self.journal = journal
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.claim_idle = float(claim_idle)
+        self.max_deliveries = max_deliveries
+        self.dead_letter_stream = dead_letter_stream or f"{stream}.dead-letters"
+        self.batch = batch
+        self.dead_lettered = 0
+        self._key = journal.events_key(stream)
+        self._own_pending_done = False
+
+    async def ensure_group(self, from_seq: int = 0) -> None:
+        """Create the group (idempotent), delivering entries after ``from_seq``."""
+        import redis.exceptions
+
+        try:
+            await self.journal._redis().xgroup_create(
+                self._key, self.group, id=f"{from_seq}-0", mkstream=True
+            )
+        except redis.exceptions.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, *, block: float | None = None) -> list[Any]:
+        """Entries for this consumer: its own unacked ones first, then reclaimed ones,
+        then new ones (waiting up to ``block`` seconds of real time for new ones)."""
+        from garrison.persistence._streams import Delivery
+
+        client = self.journal._redis()
+        if not self._own_pending_done:
+            rows = await client.xreadgroup(self.group, self.consumer, {self._key: "0"}, count=self.batch)
+            entries = rows[0][1] if rows else []
+            if len(entries) < self.batch:
+                self._own_pending_done = True
+            if entries:
+                return await self._screen(client, entries, Delivery)
+        claimed = await client.xautoclaim(
+            self._key, self.group, self.consumer, int(self.claim_idle * 1000), "0-0", count=self.batch
+        )
+        entries = [entry for entry in claimed[1] if entry[1]]
+        if entries:
+            return await self._screen(client, entries, Delivery)
+        rows = await client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self._key: ">"},
+            count=self.batch,
+            block=int(block * 1000) if block else None,
+        )
+        entries = rows[0][1] if rows else []
+        return [Delivery(self.stream, _seq(entry_id), bytes(fields[b"p"]), 1) for entry_id, fields in entries]
+
+    async def _screen(self, client: Any, entries: list[Any], delivery: Any) -> list[Any]:
+        """Attach delivery counts; move entries delivered too often to the dead-letter stream."""
+        first, last = entries[0][0], entries[-1][0]
+        pending = await client.xpending_range(self._key, self.group, min=first, max=last, count=len(entries))
+        counts = {_seq(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        deliveries = []
+        for entry_id, fields in entries:
+            seq = _seq(entry_id)
+            payload = bytes(fields[b"p"])
+            times = counts.get(seq, 1)
+            if times > self.max_deliveries:
+                await self._dead_letter(client, seq, payload, times)
+                continue
+            deliveries.append(delivery(self.stream, seq, payload, times))
+        return deliveries
+
+    async def _dead_letter(self, client: Any, seq: int, payload: bytes, times: int) -> None:
+        reason = (
+            f"delivered {times} times to group {self.group!r} without an ack "
+            f"(max_deliveries={self.max_deliveries})"
+        )
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.journal.events_key(self.dead_letter_stream),
+                {"stream": self.stream, "seq": seq, "group": self.group, "reason": reason, "p": payload},
+            )
+            pipe.xack(self._key, self.group, f"{seq}-0")
+            await pipe.execute()
+        self.dead_lettered += 1
+
+    async def ack(self, *seqs: int) -> int:
+        """Acknowledge entries by seq after their effect is durable; returns how many were pending."""
+        if not seqs:
+            return 0
+        return int(await self.journal._redis().xack(self._key, self.group, *(f"{seq}-0" for seq in seqs)))
+
+    async def lag(self) -> int:
+        """Entries of the stream this group has not acked: never delivered plus pending."""
+        client = self.journal._redis()
+        for info in await client.xinfo_groups(self._key):
+            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            if name == self.group:
+                undelivered = info.get("lag")
+                if undelivered is None:
+                    undelivered = max(
+                        0, await self.journal.highest_seq(self.stream) - _seq(info["last-delivered-id"])
+                    )
+                return int(undelivered) + int(info["pending"])
+        return await self.journal.highest_seq(self.stream)
+
+
+def _seq(entry_id: Any) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return int(text.split("-", 1)[0])
