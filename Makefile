@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,redis,metrics]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -17,8 +17,11 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m examples.hello_node
 
+# With redis-server installed, the Redis tests run against a throwaway server;
+# without it they are skipped with a reason (never in CI: .ci/run installs it).
 test: venv
-	$(PY) -m pytest
+	@if command -v redis-server >/dev/null 2>&1; then scripts/with-redis $(PY) -m pytest; \
+	else $(PY) -m pytest; fi
 
 bench: venv
 	$(PY) -m bench
