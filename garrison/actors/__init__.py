@@ -1,7 +1,7 @@
 """Actors, refs, the node runtime, watch/Terminated, dead letters and lifecycle events."""
 
 from garrison.actors._actor import Actor
-from garrison.actors._context import ActorContext, ActorState, SystemMessage
+from garrison.actors._context import ActorContext, ActorState, DeferredReply, SystemMessage
 from garrison.actors._deadletters import DeadLetters
 from garrison.actors._events import (
     EventStream,
@@ -26,6 +26,7 @@ __all__ = [
     "ActorState",
     "DeadLetter",
     "DeadLetters",
+    "DeferredReply",
     "EventStream",
     "ExitKind",
     "ExitReason",

@@ -67,6 +67,39 @@ class _Rewire(SystemMessage):
         return None
 
 
+class DeferredReply:
+    """The answer to an ask, to be given later: see ``ActorContext.defer_reply``."""
+
+    __slots__ = ("_future", "_context")
+
+    def __init__(self, future: asyncio.Future[Any] | None, context: ActorContext) -> None:
+        self._future = future
+        self._context = context
+
+    @property
+    def expects_answer(self) -> bool:
+        """False for a tell, or once answered or given up."""
+        return self._future is not None and not self._future.done()
+
+    def resolve(self, value: Any) -> None:
+        """Answer the ask with ``value`` (dead-lettered if the asker gave up)."""
+        future = self._future
+        if future is None:
+            return
+        if future.done():
+            self._context.node.dead_letters.publish(
+                value, self._context.path, "deferred reply after the ask gave up", kind="late_reply"
+            )
+            return
+        future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Raise ``error`` in the asker."""
+        future = self._future
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+
 class _Critical:
     """``async with ctx.critical():`` defers runtime cancellation to the end of the block."""
 
@@ -104,6 +137,7 @@ class ActorContext:
         "_deferred_kill",
         "_exit_reason",
         "_interceptors",
+        "_reply",
         "_kill_reason",
         "_logger",
         "_loop",
@@ -179,6 +213,7 @@ class ActorContext:
         self._loop = asyncio.get_running_loop()
         self._throughput = mailbox.throughput
         self._interceptors: list[Interceptor] = []
+        self._reply: asyncio.Future[Any] | None = None
 
     # -- what the actor uses ---------------------------------------------
 
@@ -250,6 +285,18 @@ class ActorContext:
         a TRANSIENT child is not restarted.
         """
         self.mailbox.put_system(_Stop(ExitReason.normal("ctx.stop()")))
+
+    def defer_reply(self) -> DeferredReply:
+        """Answer the message in flight later, from elsewhere (Akka's ``forward``).
+
+        Call inside a handler: the handler's return value no longer answers
+        the ask; ``resolve(value)`` or ``fail(error)`` on the returned handle
+        does, at any later time (for example after another actor confirmed a
+        durable write). For a ``tell`` the handle does nothing. A reply after
+        the ask gave up goes to dead letters.
+        """
+        reply, self._reply = self._reply, None
+        return DeferredReply(reply, self)
 
     def heartbeat(self) -> None:
         """Tell the runtime a long message is still making progress (see heartbeat_timeout)."""
@@ -373,6 +420,8 @@ class ActorContext:
                         continue
                     if track_busy:
                         self.busy_since = now()
+                    if reply is not None:
+                        self._reply = reply
                     try:
                         result = await receive(message)
                     except Exception as exc:
@@ -385,12 +434,12 @@ class ActorContext:
                             reason = self._crashed(message, exc)
                             break
                     else:
-                        if reply is not None:
+                        if reply is not None and self._reply is reply:
                             if not reply.done():
                                 reply.set_result(result)
                             else:
                                 self._late_reply(message, result)
-                    message = reply = None
+                    message = reply = self._reply = None
                     if track_busy:
                         self.busy_since = None
                     served += 1

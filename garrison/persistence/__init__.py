@@ -1,5 +1,15 @@
 """Event-sourced persistence: journals, event-sourced actors, the intent log, durable streams."""
 
+from garrison._errors import (
+    EventDecodeError,
+    FatalError,
+    JournalClosed,
+    JournalCorrupt,
+    JournalError,
+    JournalWriteError,
+    PersistFailed,
+    SequenceConflict,
+)
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._eventsourced import EventSourcedActor
 from garrison.persistence._intents import (
@@ -22,15 +32,23 @@ __all__ = [
     "Delivery",
     "DurableStream",
     "EventCodec",
+    "EventDecodeError",
     "EventSourcedActor",
+    "FatalError",
     "Intent",
     "IntentLog",
     "IntentLogBroken",
     "IntentState",
     "IntentTransitionError",
     "Journal",
+    "JournalClosed",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalWriteError",
+    "PersistFailed",
     "RedisConsumer",
     "RedisJournal",
+    "SequenceConflict",
     "SqliteJournal",
     "StateCodec",
     "client_order_id",

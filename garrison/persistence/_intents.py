@@ -276,12 +276,23 @@ class IntentLog(Generic[P]):
         If the caller is cancelled, the record still completes (or breaks
         the log): cancelling never leaves it half-known.
         """
+        return await asyncio.shield(self.record_nowait(intent_id, payload))
+
+    def record_nowait(self, intent_id: str, payload: P) -> asyncio.Future[Intent[P]]:
+        """Queue a record without awaiting it; the future resolves once it is durable.
+
+        For an actor that records many intents without serializing on each
+        write (resolve a ``ctx.defer_reply()`` from the future's callback).
+        Same idempotence and errors as ``record``; do not cancel the future.
+        """
         self._check_usable()
         if not isinstance(intent_id, str) or not intent_id:
             raise InvalidConfig("intent_id", intent_id, "an intent id is a non-empty string")
         existing = self._intents.get(intent_id)
         if existing is not None:
-            return existing
+            done: asyncio.Future[Intent[P]] = asyncio.get_running_loop().create_future()
+            done.set_result(existing)
+            return done
         recording = self._recording.get(intent_id)
         if recording is None:
             encoded = self._encode_payload(payload)
@@ -290,12 +301,14 @@ class IntentLog(Generic[P]):
             self._projected[intent_id] = IntentState.RECORDED
             written = self._enqueue([IntentRecorded(intent_id, encoded)])
             written.add_done_callback(functools.partial(self._recorded, intent_id, recording))
-        return await asyncio.shield(recording)
+        return recording
 
     def _recorded(
         self, intent_id: str, recording: asyncio.Future[Intent[P]], written: asyncio.Future[None]
     ) -> None:
         self._recording.pop(intent_id, None)
+        if recording.done():
+            return
         error = asyncio.CancelledError() if written.cancelled() else written.exception()
         if error is None:
             recording.set_result(self._intents[intent_id])
@@ -318,15 +331,25 @@ class IntentLog(Generic[P]):
         recording = self._recording.get(intent_id)
         if recording is not None:
             await asyncio.shield(recording)
+        await self.move_nowait(intent_id, state, detail)
+        return self._intents[intent_id]
+
+    def move_nowait(self, intent_id: str, state: IntentState, detail: str = "") -> asyncio.Future[None]:
+        """Queue a move without awaiting it (after a record queued earlier is fine: writes
+        keep their order); the future resolves once it is durable. Raises at once
+        for an unknown id or a forbidden move (nothing queued)."""
         self._check_usable()
+        if not isinstance(state, IntentState):
+            raise InvalidConfig("state", state, "must be an IntentState member")
+        if not isinstance(detail, str):
+            raise InvalidConfig("detail", detail, "must be a str")
         current = self._projected.get(intent_id)
         if current is None:
             raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
         if state not in _TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
         self._projected[intent_id] = state
-        await self._enqueue([IntentMoved(intent_id, state, detail)])
-        return self._intents[intent_id]
+        return self._enqueue([IntentMoved(intent_id, state, detail)])
 
     def _check_usable(self) -> None:
         if not self._opened:
