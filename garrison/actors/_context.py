@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from garrison._errors import ActorStartError, ActorStopped, FatalError, MessageDropped
+from garrison._clock import Cancellable
+from garrison._errors import ActorStartError, ActorStopped, FatalError, MailboxFull, MessageDropped
 from garrison.actors._actor import Actor, _constructing
 from garrison.actors._events import Failed, Started, Stopped
 from garrison.actors._messages import ExitReason, Terminated
@@ -148,6 +149,8 @@ class ActorContext:
         "_terminated",
         "_throughput",
         "_watchers",
+        "_owned_timers",
+        "_owned_tasks",
         "actor_class",
         "args",
         "busy_since",
@@ -214,6 +217,8 @@ class ActorContext:
         self._throughput = mailbox.throughput
         self._interceptors: list[Interceptor] = []
         self._reply: asyncio.Future[Any] | None = None
+        self._owned_timers: set[Cancellable] = set()
+        self._owned_tasks: set[asyncio.Task[Any]] = set()
 
     # -- what the actor uses ---------------------------------------------
 
@@ -285,6 +290,69 @@ class ActorContext:
         a TRANSIENT child is not restarted.
         """
         self.mailbox.put_system(_Stop(ExitReason.normal("ctx.stop()")))
+
+    @property
+    def queued(self) -> int:
+        """User messages waiting in this actor's mailbox behind the one in flight.
+
+        Lets a handler batch: queue work without awaiting while more messages
+        wait, and commit once when ``queued == 0``.
+        """
+        return len(self.mailbox)
+
+    def send_later(self, delay: float, message: Any, *, to: ActorRef | None = None) -> Cancellable:
+        """Tell ``message`` to ``to`` (default: this actor) after ``delay`` seconds of node-clock time.
+
+        The timer belongs to this incarnation: it is cancelled when the
+        incarnation ends (stop, crash, restart). A target that has stopped,
+        or whose mailbox refuses the message, sends it to dead letters.
+        """
+        target = to if to is not None else self.self_ref
+        timer: Cancellable | None = None
+
+        def fire() -> None:
+            self._owned_timers.discard(timer)  # type: ignore[arg-type,unused-ignore]
+            try:
+                target.tell_nowait(message)
+            except (ActorStopped, MailboxFull) as error:
+                self.node.dead_letters.publish(
+                    message, target.path, f"timer message refused: {error}", kind="timer"
+                )
+
+        timer = self.node.clock.call_later(delay, fire)
+        self._owned_timers.add(timer)
+        return timer
+
+    def run_task(self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run ``coroutine`` as a task linked to this incarnation (like an OTP link).
+
+        Cancelled when the incarnation ends; an exception escaping it crashes
+        the actor (its supervisor decides), so a reader loop or a poller can
+        never die unnoticed.
+        """
+        task = self._loop.create_task(coroutine, name=f"garrison:{self.path}:{name or 'task'}")
+        self._owned_tasks.add(task)
+        task.add_done_callback(self._owned_task_done)
+        return task
+
+    def _owned_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._owned_tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and self.instance is not None:
+            self._kill(ExitReason.failure(error, f"task {task.get_name()} failed"))
+
+    async def _cancel_owned(self) -> None:
+        for timer in self._owned_timers:
+            timer.cancel()
+        self._owned_timers.clear()
+        tasks = list(self._owned_tasks)
+        self._owned_tasks.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def defer_reply(self) -> DeferredReply:
         """Answer the message in flight later, from elsewhere (Akka's ``forward``).
@@ -509,6 +577,7 @@ class ActorContext:
     async def _end_incarnation(self, reason: ExitReason, started: asyncio.Future[None] | None) -> None:
         self.instance = None
         self.busy_since = None
+        await self._cancel_owned()
         if self._children:
             await self._stop_children()
         self._task = None
