@@ -70,6 +70,7 @@ the journal is opened with ``migrate=True``: migrations are explicit."""
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_WAL_SWITCH_ATTEMPTS = 500  # 10 ms apart: as long as busy_timeout
 
 
 @lru_cache(maxsize=64)
@@ -185,18 +186,42 @@ class SqliteJournal:
 
     async def _configure(self, db: aiosqlite.Connection) -> None:
         try:
-            await db.execute("PRAGMA journal_mode = WAL")
+            for attempt in range(_WAL_SWITCH_ATTEMPTS):
+                try:
+                    await db.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError as error:
+                    # Switching a new file to WAL needs it alone for a moment, and
+                    # SQLite reports another opener as busy without waiting for it.
+                    if _error_name(error) != "SQLITE_BUSY" or attempt == _WAL_SWITCH_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.01)
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as error:
-            raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
+            self._check_damage(error)
+            raise
+
+    def _check_damage(self, error: sqlite3.DatabaseError, where: str = "") -> None:
+        """Raise JournalCorrupt if ``error`` says the file is not a database or is damaged."""
+        if _error_name(error) in _DAMAGED:
+            raise JournalCorrupt(self.path, f"{where}not a SQLite database, or damaged ({error})") from error
 
     async def _read_header(self, db: aiosqlite.Connection) -> tuple[int, int, set[str]]:
+        # One read transaction: another connection creating the schema meanwhile
+        # must not make a half-created file look like some other program's.
+        own_transaction = not db.in_transaction
         try:
+            if own_transaction:
+                await db.execute("BEGIN")
             application_id = await _scalar(db, "PRAGMA application_id")
             version = await _scalar(db, "PRAGMA user_version")
             tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError as error:
-            raise JournalCorrupt(self.path, f"not a SQLite database, or damaged ({error})") from error
+            self._check_damage(error)
+            raise
+        finally:
+            if own_transaction:
+                await _rollback(db)
         return application_id, version, tables
 
     async def _check_schema(self, db: aiosqlite.Connection) -> None:
@@ -530,11 +555,8 @@ class SqliteJournal:
                 try:
                     rows: list[tuple[int, bytes]] = list(await pending)
                 except sqlite3.DatabaseError as error:
-                    if getattr(error, "sqlite_errorname", "") not in _DAMAGED:
-                        raise
-                    raise JournalCorrupt(
-                        self.path, f"reading stream {stream!r} after seq {after_seq}: damaged ({error})"
-                    ) from error
+                    self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+                    raise
                 pending = None
                 after_seq = rows[-1][0] if rows else after_seq
                 if len(rows) == size:
@@ -601,6 +623,10 @@ def _streams_to_load(batch: list[_Append], cached: dict[str, int]) -> set[str]:
         elif append.expected_seq == current:
             projected[append.stream] = current + len(append.events)
     return streams
+
+
+def _error_name(error: sqlite3.Error) -> str:
+    return str(getattr(error, "sqlite_errorname", ""))
 
 
 def _fail(append: _Append, error: BaseException) -> None:

@@ -291,15 +291,17 @@ async def test_an_empty_file_becomes_a_journal(journal_path: Path) -> None:
         assert await journal.append("s", [b"x"], 0) == 1
 
 
-async def test_two_journals_creating_one_new_file_at_once_both_open_it(journal_path: Path) -> None:
-    first, second = SqliteJournal(journal_path), SqliteJournal(journal_path)
-    try:
-        await asyncio.gather(first.open(), second.open())
-        await first.append("s", [b"x"], 0)
-        assert await second.append("s", [b"y"], 1) == 2
-    finally:
-        await first.close()
-        await second.close()
+async def test_journals_creating_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+        journals = [SqliteJournal(path) for _ in range(3)]
+        try:
+            await asyncio.gather(*(journal.open() for journal in journals))
+            for seq, journal in enumerate(journals):
+                assert await journal.append("s", [b"x"], seq) == seq + 1
+        finally:
+            for journal in journals:
+                await journal.close()
 
 
 async def test_a_damaged_page_is_reported_as_corrupt_naming_the_stream_and_others_still_read(
