@@ -237,25 +237,27 @@ class SupervisorSpec:
 class DynamicSupervisorSpec(SupervisorSpec):
     """OTP's simple_one_for_one: children of one template, started on demand.
 
-    ``start_child(args=...)`` appends ``args`` to the template's. Children are
-    restarted one for one under the same intensity rules and stopped together
-    (concurrently) when the supervisor stops.
+    ``start_child(id=..., args=...)`` appends ``args`` to the template's. As
+    with Elixir's DynamicSupervisor, ``start_child(spec)`` also takes a full
+    ChildSpec, and the template may be omitted (children of several kinds).
+    Children are restarted one for one under the same intensity rules and
+    stopped together (concurrently) when the supervisor stops.
     """
 
-    template: ChildSpec
+    template: ChildSpec | None
     max_children: int | None
 
     def __init__(
         self,
-        template: ChildSpec,
+        template: ChildSpec | None = None,
         *,
         intensity: int = 1,
         period: float = 5.0,
         max_children: int | None = None,
     ) -> None:
-        if not isinstance(template, ChildSpec):
-            raise InvalidSpec(None, "template", template, "must be a garrison.ChildSpec")
-        if template.significant:
+        if template is not None and not isinstance(template, ChildSpec):
+            raise InvalidSpec(None, "template", template, "must be a garrison.ChildSpec or None")
+        if template is not None and template.significant:
             raise InvalidSpec(template.id, "significant", True, "dynamic children cannot be significant")
         if max_children is not None and (
             isinstance(max_children, bool) or not isinstance(max_children, int) or max_children <= 0

@@ -466,6 +466,8 @@ class Supervisor(Actor):
             limit = self.spec.max_children
             if limit is not None and len(self._children) >= limit:
                 raise InvalidSpec(spec.id, "max_children", limit, "the dynamic supervisor is full")
+            if spec.significant:
+                raise InvalidSpec(spec.id, "significant", True, "dynamic children cannot be significant")
         elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
             raise InvalidSpec(spec.id, "significant", True, "needs the supervisor's auto_shutdown")
         child = _Child(spec)
@@ -557,6 +559,8 @@ class SupervisorRef:
                 raise InvalidSpec(None, "spec", None, "a static supervisor's start_child needs a ChildSpec")
             if id is None:
                 raise InvalidSpec(None, "id", None, "a dynamic child needs an id (e.g. the symbol)")
+            if sup_spec.template is None:
+                raise InvalidSpec(id, "spec", None, "no template in this DynamicSupervisor: pass a ChildSpec")
             spec = sup_spec.template.with_args(id, args)
         elif not isinstance(spec, ChildSpec):
             raise InvalidSpec(None, "spec", spec, "must be a garrison.ChildSpec")
