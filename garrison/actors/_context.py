@@ -157,6 +157,7 @@ class ActorContext:
         "incarnation",
         "instance",
         "kwargs",
+        "log_failures",
         "mailbox",
         "name",
         "node",
@@ -197,6 +198,8 @@ class ActorContext:
         """Counts launches; tells a supervisor whether an exit notice is stale."""
         self.stop_children_concurrently = False
         """Stop children all at once rather than in reverse start order (DynamicSupervisor)."""
+        self.log_failures = True
+        """False when the exit hook logs each failure itself (a supervisor: one record with its decision)."""
         self.instance: Actor | None = None
         self.busy_since: float | None = None
         """Node-clock time the message in flight started (or last heartbeat); None when idle."""
@@ -550,12 +553,13 @@ class ActorContext:
     def _report_failure(self, reason: ExitReason, message: Any) -> None:
         message_type = type(message).__name__ if message is not None else ""
         error = reason.error
-        self.logger.opt(exception=error).error(
-            "actor {path} failed{handling}: {reason}",
-            path=self.path,
-            handling=f" handling {message_type}" if message_type else "",
-            reason=reason,
-        )
+        if self.log_failures:
+            self.logger.opt(exception=error).error(
+                "actor {path} failed{handling}: {reason}",
+                path=self.path,
+                handling=f" handling {message_type}" if message_type else "",
+                reason=reason,
+            )
         self.node.events.publish(
             Failed(
                 path=self.path,

@@ -193,11 +193,19 @@ class Supervisor(Actor):
             self._exit_hook,
         )
         child.context = context
+        # We log each failure of our children once, with what we do about it (_report).
+        context.log_failures = False
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         context._launch(started)
         try:
             await started
-        except ActorStartError:
+        except ActorStartError as error:
+            context.logger.opt(exception=error.cause).error(
+                "actor {path} failed to start: {error}; supervisor {supervisor} does not retry it",
+                path=context.path,
+                error=f"{type(error.cause).__name__}: {error.cause}",
+                supervisor=self._path,
+            )
             context._finalize(ExitReason.shutdown("failed to start"))
             child.context = None
             raise
@@ -234,17 +242,11 @@ class Supervisor(Actor):
         spec = child.spec
         if _restarts(spec.restart, reason):
             return await self._restart(child, reason)
+        self._report(context, reason, f"does not restart it ({spec.restart.name} child)")
         context._finalize(reason)
         child.context = None
         if spec.restart is Restart.TEMPORARY or self.dynamic:
             self._children.remove(child)
-        self.ctx.logger.info(
-            "supervisor {path}: {restart} child {id} exited ({reason}); not restarted",
-            path=self._path,
-            restart=spec.restart.name,
-            id=spec.id,
-            reason=reason,
-        )
         if spec.significant:
             return self._auto_shutdown(spec.id)
         return None
@@ -265,6 +267,9 @@ class Supervisor(Actor):
         if not self._intensity.allow(now):
             return self._give_up(child, reason)
         group = self._group(child)
+        delay = self._backoff_delay(child, now)
+        assert child.context is not None
+        self._report(child.context, reason, self._plan(child, group, delay))
         for member in group:
             if member.restart_timer is not None:
                 # A pending backoff restart is folded into this one.
@@ -275,10 +280,12 @@ class Supervisor(Actor):
             if other is child:
                 continue
             assert other.context is not None
-            await other.context._stop_incarnation(
+            ended = await other.context._stop_incarnation(
                 ExitReason.shutdown(f"{self.spec.strategy.value}: sibling {child.spec.id!r} failed"),
                 other.spec.shutdown,
             )
+            if ended.abnormal:
+                self._report(other.context, ended, "restarts it with the group")
         for other in [other for other in group if other is not child]:
             if other.spec.restart is Restart.TEMPORARY:
                 # OTP: a temporary sibling stopped as collateral is not restarted; its spec goes.
@@ -286,23 +293,47 @@ class Supervisor(Actor):
                 other.context._finalize(ExitReason.shutdown("temporary sibling of a restarted child"))
                 self._children.remove(other)
                 group.remove(other)
-        delay = self._backoff_delay(child, now)
         if delay > 0:
             for member in group:
                 assert member.context is not None
                 member.context.state = ActorState.RESTARTING
-            self.ctx.logger.info(
-                "supervisor {path}: restarting {id} in {delay:.3f}s (backoff)",
-                path=self._path,
-                id=child.spec.id,
-                delay=delay,
-            )
             child.restart_timer = self._clock.call_later(
                 delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group, reason)
             )
             child.waiting_group = group
             return None
         return await self._start_group(group, child, reason)
+
+    def _plan(self, child: _Child, group: Sequence[_Child], delay: float) -> str:
+        """What a restart will do, in words, for the log."""
+        assert child.context is not None
+        plan = f"restarts it (restart #{child.context.restarts + 1})"
+        others = [
+            member.spec.id
+            for member in group
+            if member is not child and member.spec.restart is not Restart.TEMPORARY
+        ]
+        if others:
+            plan += f" with {', '.join(map(repr, others))} ({self.spec.strategy.value})"
+        if delay > 0:
+            plan += f" in {delay:.3f}s (backoff)"
+        return plan
+
+    def _report(self, context: ActorContext, reason: ExitReason, next_step: str) -> None:
+        """One record per child exit we handle: who, why, and what happens next (OTP's supervisor report).
+
+        Bound with the child's path; a failure carries its exception.
+        """
+        error = reason.error if reason.abnormal else None
+        context.logger.opt(exception=error).log(
+            "ERROR" if reason.abnormal else "INFO",
+            "actor {path} {how}: {why}; supervisor {supervisor} {next_step}",
+            path=context.path,
+            how="failed" if reason.abnormal else "exited",
+            why=_why(reason),
+            supervisor=self._path,
+            next_step=next_step,
+        )
 
     def _group(self, child: _Child) -> list[_Child]:
         strategy = self.spec.strategy
@@ -351,7 +382,7 @@ class Supervisor(Actor):
             self.ctx.node.events.publish(
                 Restarted(path=context.path, at=member.started_at, restarts=context.restarts, reason=why)
             )
-            self.ctx.logger.info(
+            self.ctx.logger.debug(
                 "supervisor {path}: restarted {id} (restart #{n}) after {why}",
                 path=self._path,
                 id=member.spec.id,
@@ -369,7 +400,10 @@ class Supervisor(Actor):
         child.context = None
         self._cancel_restart_timers()
         self.ctx.node.events.publish(GaveUp(path=self._path, at=self._clock.now(), reason=str(error)))
-        self.ctx.logger.error("{error}; stopping all children", error=error)
+        # The child's failure is logged here, once, with its exception.
+        self.ctx.logger.opt(exception=reason.error if reason.abnormal else None).error(
+            "{error}; stopping all children", error=error
+        )
         # OTP exits with reason `shutdown`: a PERMANENT parent restarts us, others do not.
         return ExitReason(ExitKind.SHUTDOWN, "restart intensity exceeded", error)
 
@@ -477,6 +511,14 @@ class Supervisor(Actor):
         except ActorStartError:
             self._children.remove(child)
             raise
+
+
+def _why(reason: ExitReason) -> str:
+    error = reason.error
+    if error is None:
+        return str(reason)
+    what = f"{type(error).__name__}: {error}"
+    return f"{reason.detail}: {what}" if reason.detail else what
 
 
 def _restarts(restart: Restart, reason: ExitReason) -> bool:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from garrison import (
+    ActorStartError,
+    ChildSpec,
     Failed,
     GaveUp,
     LifecycleEvent,
     ManualClock,
     Node,
+    Restart,
     Restarted,
     Started,
     Stopped,
@@ -18,7 +23,7 @@ from garrison import (
     SupervisorSpec,
 )
 
-from ._support import Journal, crash, of_type, worker
+from ._support import Boom, Journal, Worker, crash, of_type, worker
 
 
 async def test_every_lifecycle_step_is_published_with_its_reason(node: Node, clock: ManualClock) -> None:
@@ -70,23 +75,55 @@ async def test_every_lifecycle_step_is_published_with_its_reason(node: Node, clo
     assert "RestartIntensityExceeded" in of_type(events, Stopped)[-1].reason
 
 
-async def test_restarts_and_giving_up_are_logged_with_the_path_and_the_reason(
+async def test_each_crash_is_logged_once_with_who_why_and_what_happens_next(
     node: Node, clock: ManualClock, log_records: list[dict[str, Any]]
 ) -> None:
     journal = Journal()
-    await node.start(SupervisorSpec(intensity=1, children=[worker("feed", journal)]))
+    await node.start(
+        SupervisorSpec(
+            strategy=Strategy.REST_FOR_ONE,
+            intensity=1,
+            children=[worker(n, journal) for n in ("feed", "book")],
+        )
+    )
     await crash(node.lookup("/root/feed"), clock, "first")
     await crash(node.lookup("/root/feed"), clock, "second")
+    errors = [record for record in log_records if record["level"].name == "ERROR"]
+    # OTP's supervisor report: one record per crash, bound with the child's path, carrying the exception.
+    restart, gave_up, root_exit = errors
+    assert restart["extra"]["actor"] == "/root/feed"
+    assert str(restart["message"]) == (
+        "actor /root/feed failed: crashed handling Crash: Boom: feed crashed first; "
+        "supervisor /root restarts it (restart #1) with 'book' (rest_for_one)"
+    )
+    assert isinstance(restart["exception"].value, Boom)
+    assert gave_up["extra"]["actor"] == "/root"
+    assert "supervisor /root gave up" in str(gave_up["message"])
+    assert "feed crashed second" in str(gave_up["message"])
+    assert isinstance(gave_up["exception"].value, Boom)
+    assert "root supervisor /root exited" in str(root_exit["message"])
+    started = [str(record["message"]) for record in log_records if ": started " in str(record["message"])]
+    assert started == ["supervisor /root: started feed (worker)", "supervisor /root: started book (worker)"]
 
-    def messages(level: str) -> list[str]:
-        return [str(record["message"]) for record in log_records if record["level"].name == level]
 
-    started = [text for text in messages("INFO") if "started feed" in text]
-    assert started and "/root" in started[0]
-    [restart] = [text for text in messages("INFO") if "restarted feed" in text]
-    assert "/root" in restart and "restart #1" in restart and "Boom: feed crashed first" in restart
-    gave_up = [text for text in messages("ERROR") if "gave up" in text]
-    assert gave_up and "supervisor /root" in gave_up[0] and "feed crashed second" in gave_up[0]
-    failures = [record for record in log_records if "failed handling Crash" in str(record["message"])]
-    assert [record["extra"]["actor"] for record in failures] == ["/root/feed", "/root/feed"]
-    assert any("root supervisor /root exited" in text for text in messages("ERROR"))
+async def test_a_child_that_is_not_restarted_is_logged_with_the_decision(
+    node: Node, clock: ManualClock, log_records: list[dict[str, Any]]
+) -> None:
+    journal = Journal()
+    await node.start(SupervisorSpec(children=[worker("job", journal, Restart.TEMPORARY)]))
+    await crash(node.lookup("/root/job"), clock)
+    [record] = [record for record in log_records if record["level"].name == "ERROR"]
+    assert str(record["message"]) == (
+        "actor /root/job failed: crashed handling Crash: Boom: job crashed; "
+        "supervisor /root does not restart it (TEMPORARY child)"
+    )
+
+
+async def test_a_failed_start_is_logged_with_its_exception(
+    node: Node, log_records: list[dict[str, Any]]
+) -> None:
+    with pytest.raises(ActorStartError):
+        await node.start(SupervisorSpec(children=[ChildSpec("a", Worker, args=(Journal(), [True]))]))
+    [record, *_] = [record for record in log_records if record["level"].name == "ERROR"]
+    assert str(record["message"]).startswith("actor /root/a failed to start: Boom: a refuses to start")
+    assert isinstance(record["exception"].value, Boom)
