@@ -146,8 +146,8 @@ class Node:
         """Supervised restarts per actor path since the node started."""
         self.gave_up_counts: Counter[str] = Counter()
         """Supervisors (by path) that exceeded their restart intensity."""
-        self.consumer_groups: set[ConsumerGroup] = set()
-        """Durable-stream consumer groups whose lag the metrics export (``track_consumer_lag``)."""
+        self.consumer_groups: dict[tuple[str, str], ConsumerGroup] = {}
+        """Durable-stream consumer groups whose lag the metrics export, by (stream, group)."""
         self._root: ActorContext | None = None
         self.max_abandoned_threads = max_abandoned_threads
         """More hung ThreadedActor threads abandoned than this fail the node
@@ -201,13 +201,20 @@ class Node:
         self._done.set_result(None)
         if self.journal is not None:
             await self.journal.open()
+        if self.metrics_port is not None:
+            # Bound before the monitor starts: a port in use leaves nothing running.
+            try:
+                self._metrics_server = MetricsServer(self, self.metrics_host, self.metrics_port)
+            except BaseException:
+                if self.journal is not None:
+                    await self.journal.close()
+                raise
+            self.metrics_address = self._metrics_server.address
         if self.guard is not None:
             self.loop_monitor = LoopMonitor(self.guard, self.logger, self.name)
             self.loop_monitor.start()
-        if self.metrics_port is not None:
-            self._metrics_server = MetricsServer(self, self.metrics_host, self.metrics_port)
+        if self._metrics_server is not None:
             self._metrics_server.start()
-            self.metrics_address = self._metrics_server.address
         self._state = "running"
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -471,8 +478,11 @@ class Node:
         return True, "ok"
 
     def track_consumer_lag(self, group: ConsumerGroup) -> None:
-        """Export this durable-stream consumer group's lag with the node's metrics."""
-        self.consumer_groups.add(group)
+        """Export this durable-stream consumer group's lag with the node's metrics.
+
+        Tracking the same (stream, group) again, as a restarted consumer does
+        with its fresh ConsumerGroup, replaces the one tracked before."""
+        self.consumer_groups[(group.stream.name, group.name)] = group
 
     def _count_lifecycle(self, event: LifecycleEvent) -> None:
         if isinstance(event, Restarted):

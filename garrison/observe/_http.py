@@ -129,7 +129,7 @@ async def collect_metrics(node: Node) -> list[Metric]:
     stream_lag = GaugeMetricFamily(
         "garrison_stream_consumer_lag", "Entries appended but not acked", labels=["stream", "group"]
     )
-    for group in list(node.consumer_groups):
+    for group in list(node.consumer_groups.values()):
         stream_lag.add_metric([group.stream.name, group.name], await group.lag())
     families.append(stream_lag)
     return families
@@ -178,7 +178,11 @@ class MetricsServer:
         self._server.server_close()
 
     def _on_loop(self, coroutine: Any) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop is closed: the coroutine will never run
+            coroutine.close()
+            raise
         try:
             return future.result(timeout=SNAPSHOT_TIMEOUT)
         except TimeoutError:
@@ -222,6 +226,9 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 self._reply(503, "text/plain; charset=utf-8", b"event loop not responding\n")
             except RuntimeError as error:  # the loop is closed: the node is gone
                 self._reply(503, "text/plain; charset=utf-8", f"node not running: {error}\n".encode())
+            except Exception as error:  # a source failed (a closed journal): say so, do not hang up
+                text = f"collecting {path} failed: {type(error).__name__}: {error}\n"
+                self._reply(500, "text/plain; charset=utf-8", text.encode())
 
         def _reply(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

@@ -206,7 +206,11 @@ class LoopMonitor:
             if silent_for < blocked_after:
                 continue
             loop = self._loop
-            running = _task_path(asyncio.current_task(loop)) if loop is not None else None
+            if loop is None or loop.is_closed():
+                return  # it will never tick again: nothing left to watch
+            if not loop.is_running():
+                continue  # stopped between run_until_complete calls: idle, not stalled
+            running = _task_path(asyncio.current_task(loop))
             if running is not None and self._culprit is None:
                 self._culprit = running
             if guard.stall_timeout is not None and silent_for >= guard.stall_timeout and dumped_for != tick:

@@ -129,6 +129,29 @@ async def test_a_node_without_a_guard_runs_no_monitor_and_no_watchdog() -> None:
         assert node.health() == (True, "ok")
 
 
+def test_the_watchdog_reports_no_stall_while_the_loop_is_not_running_and_ends_when_it_closes() -> None:
+    loop = asyncio.new_event_loop()
+    lags = monitor(interval=0.02, stall_timeout=0.1)
+
+    async def start() -> None:
+        lags.start()
+
+    try:
+        loop.run_until_complete(start())
+        watchdogs = [t for t in threading.enumerate() if t.name == "garrison-watchdog-unit"]
+        assert len(watchdogs) == 1
+        time.sleep(0.4)  # the loop is stopped, not stalled: nothing is running on it
+        assert lags.stalls == 0
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    watchdogs[0].join(timeout=2.0)
+    assert not watchdogs[0].is_alive()  # a closed loop will never tick again: nothing to watch
+    assert lags.stalls == 0
+
+
 # -- the lag statistics ------------------------------------------------------------------
 
 

@@ -278,6 +278,39 @@ async def test_metrics_export_durable_stream_consumer_lag_per_group(node: Node) 
     assert value(stream_lag, "garrison_stream_consumer_lag", stream="orders", group="billing") == 1
 
 
+async def test_tracking_a_group_again_after_a_consumer_restart_keeps_one_series(node: Node) -> None:
+    assert node.journal is not None
+    stream = DurableStream(node.journal, "orders")
+    await stream.append(b"a", b"b")
+    node.track_consumer_lag(stream.group("billing"))
+    fresh = stream.group("billing")  # what a restarted consumer builds
+    await fresh.ack(1)
+    node.track_consumer_lag(fresh)
+    metrics = await scrape(node)
+    assert (
+        value(
+            metrics["garrison_stream_consumer_lag"],
+            "garrison_stream_consumer_lag",
+            stream="orders",
+            group="billing",
+        )
+        == 1
+    )
+    assert len(node.consumer_groups) == 1
+
+
+async def test_metrics_answer_500_naming_the_error_when_a_source_fails(node: Node, tmp_path: Path) -> None:
+    other = await SqliteJournal(tmp_path / "other.db").open()
+    group = DurableStream(other, "orders").group("billing")
+    node.track_consumer_lag(group)
+    await other.close()  # lag() now raises JournalClosed
+    status, content_type, body = await fetch(node, "/metrics")
+    assert status == 500
+    assert content_type == "text/plain; charset=utf-8"
+    assert b"JournalClosed" in body
+    assert (await fetch(node, "/healthz"))[0] == 200  # a broken metric source is not ill health
+
+
 async def test_metrics_of_a_node_without_guard_or_journal_leave_those_families_out() -> None:
     async with Node("bare", guard=None, metrics_port=0, handle_signals=False) as node:
         await node.spawn(Flaky, name="flaky")
@@ -358,6 +391,21 @@ async def test_the_endpoint_binds_127_0_0_1_by_default_and_releases_its_port_and
         probe.bind(("127.0.0.1", port))  # free again
     with pytest.raises(OSError):
         await asyncio.to_thread(http_get, ("127.0.0.1", port), "/healthz", 1.0)
+
+
+async def test_a_node_that_cannot_listen_on_its_metrics_port_leaves_nothing_running(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "journal.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = Node("clash", metrics_port=port, journal=journal, handle_signals=False)
+        with pytest.raises(OSError):
+            await node.__aenter__()
+    assert "garrison-watchdog-clash" not in {thread.name for thread in threading.enumerate()}
+    assert "garrison-loop-monitor" not in {task.get_name() for task in asyncio.all_tasks()}
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("garrison:journal-writer")]
+    assert not node.running
 
 
 @pytest.mark.parametrize("port", [-1, 65536, True, "9100"])
