@@ -1,0 +1,453 @@
+"""The simulated venue: its orders, dedupe, faults, fills and look-ups, and the group commit.
+
+Everything a client hears is durable first: each request's reply, and each
+fill, is released only after the store transaction holding every change made
+before it has committed (one transaction per batch: whatever was staged while
+the previous commit ran). Replies then wait ``latency_ms`` in one FIFO (the
+latency is the same for all, so a deque and one timer keep them in order);
+fills go out as soon as they are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+import msgspec
+from loguru import logger
+
+from ..protocol import (
+    CancelOrder,
+    CancelResult,
+    Fill,
+    Hello,
+    NewOrder,
+    OrderAccepted,
+    OrderRejected,
+    OrderStatus,
+    QueryOrder,
+    Side,
+    Welcome,
+    encode_frame,
+)
+from .config import BrokerConfig, DedupeMode
+from .store import BrokerStore, StoredFill, StoredOrder, WriteBatch
+
+MAX_ID_LENGTH = 64
+MAX_QTY = 1_000_000_000
+OPEN_STATES = frozenset({"accepted", "partially_filled"})
+
+
+class Peer(Protocol):
+    """What the venue needs of a client connection."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, frame: bytes) -> None: ...
+
+    def hold(self) -> None:
+        """Stop taking requests: a reset is coming."""
+
+    def reset(self) -> None:
+        """Drop the connection abruptly (TCP RST), losing whatever was not yet sent."""
+
+
+@dataclass(slots=True)
+class BrokerStats:
+    """Counters of what the broker did since it started (not persisted)."""
+
+    orders_received: int = 0
+    orders_accepted: int = 0
+    orders_rejected: int = 0
+    duplicates_rejected: int = 0
+    replies_dropped: int = 0
+    connections_reset: int = 0
+    fills: int = 0
+    cancels: int = 0
+    bad_frames: int = 0
+    commits: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    order_id: str
+    client_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    accepted_at: float
+    state: str = "accepted"
+    filled_qty: int = 0
+    visible_at: float = math.inf
+    """Loop time from which QueryOrder sees it: commit time plus the lookup lag."""
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+def order_problem(order: NewOrder) -> str | None:
+    """Why the venue refuses this order as malformed, or None if it is well formed."""
+    if not order.client_order_id:
+        return "client_order_id must not be empty"
+    if len(order.client_order_id) > MAX_ID_LENGTH:
+        return f"client_order_id must be at most {MAX_ID_LENGTH} characters, got {len(order.client_order_id)}"
+    if not order.symbol.strip():
+        return f"symbol must not be empty, got {order.symbol!r}"
+    if order.qty <= 0:
+        return f"qty must be > 0, got {order.qty}"
+    if order.qty > MAX_QTY:
+        return f"qty must be <= {MAX_QTY}, got {order.qty}"
+    if not (math.isfinite(order.price) and order.price > 0):
+        return f"price must be a finite number > 0, got {order.price!r}"
+    return None
+
+
+@dataclass(slots=True)
+class _Reply:
+    due: float
+    peer: Peer
+    frame: bytes
+
+
+@dataclass(slots=True)
+class _Staged:
+    batch: WriteBatch = field(default_factory=WriteBatch)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Venue:
+    """One broker's order book and behaviour. Call ``restore`` then ``start``; ``close`` to finish."""
+
+    def __init__(self, config: BrokerConfig, store: BrokerStore, executor: Executor) -> None:
+        self.config = config
+        self.stats = BrokerStats()
+        self._store = store
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._rng = random.Random(config.seed)
+        self._latency = config.latency_ms / 1000
+        self._fill_delay = config.fill_delay_ms / 1000
+        self._orders: dict[tuple[str, str], list[Order]] = {}
+        self._fills: dict[str, list[Fill]] = {}
+        """Durable fills per client, in fill_seq order: what a Hello replays."""
+        self._subscribers: dict[str, set[Peer]] = {}
+        self._next_order_number = 1
+        self._next_fill_seq = 1
+        self._replies: deque[_Reply] = deque()
+        self._reply_timer: asyncio.TimerHandle | None = None
+        self._staged = _Staged()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- life -------------------------------------------------------------------------------
+
+    def restore(self, orders: list[StoredOrder], fills: list[StoredFill]) -> None:
+        """Take back what the store holds; open orders go on to fill as if never interrupted."""
+        by_id: dict[str, Order] = {}
+        for stored in orders:
+            order = Order(
+                stored.order_id,
+                stored.client_id,
+                stored.client_order_id,
+                stored.symbol,
+                stored.side,
+                stored.qty,
+                stored.price,
+                stored.accepted_at,
+                stored.state,
+                stored.filled_qty,
+                visible_at=-math.inf,
+            )
+            self._orders.setdefault((order.client_id, order.client_order_id), []).append(order)
+            by_id[order.order_id] = order
+        for stored_fill in fills:
+            self._fills.setdefault(stored_fill.client_id, []).append(
+                Fill(
+                    stored_fill.fill_seq,
+                    stored_fill.client_order_id,
+                    stored_fill.order_id,
+                    stored_fill.symbol,
+                    stored_fill.side,
+                    stored_fill.qty,
+                    stored_fill.price,
+                    stored_fill.leaves_qty,
+                )
+            )
+        self._next_order_number = len(orders) + 1
+        self._next_fill_seq = (fills[-1].fill_seq + 1) if fills else 1
+        for order in by_id.values():
+            if order.is_open:
+                self._loop.call_later(self._fill_delay, self._fill, order, [order.qty - order.filled_qty], 0)
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the group-commit writer; the task fails if the store does (the broker must stop)."""
+        self._writer = asyncio.create_task(self._write_loop(), name="broker-store-writer")
+        return self._writer
+
+    async def close(self) -> None:
+        """Commit what is staged, then stop: no more replies, fills or commits."""
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+        self._replies.clear()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def hello(self, peer: Peer, hello: Hello) -> None:
+        """Welcome the client, replay its durable fills after ``fills_after``, then stream live ones."""
+        self._subscribers.setdefault(hello.client_id, set()).add(peer)
+        peer.send(
+            encode_frame(Welcome(self.config.broker_id, self.config.lookup_lag, self.config.dedupe.value))
+        )
+        fills = self._fills.get(hello.client_id, [])
+        for fill in fills[bisect_right(fills, hello.fills_after, key=_fill_seq) :]:
+            peer.send(encode_frame(fill))
+
+    def disconnect(self, peer: Peer, client_id: str) -> None:
+        subscribers = self._subscribers.get(client_id)
+        if subscribers is not None:
+            subscribers.discard(peer)
+            if not subscribers:
+                del self._subscribers[client_id]
+
+    def new_order(self, peer: Peer, client_id: str, request: NewOrder) -> None:
+        self.stats.orders_received += 1
+        config, rng = self.config, self._rng
+        reset = rng.random() < config.reset_rate
+        if reset:
+            self.stats.connections_reset += 1
+            if rng.random() < 0.5:
+                peer.reset()  # before the order is recorded: the venue never saw it
+                return
+            peer.hold()  # after: recorded, and the connection dies before any reply
+
+        def refuse(reason: str, duplicate: bool = False) -> None:
+            self.stats.orders_rejected += 1
+            self.stats.duplicates_rejected += duplicate
+            if reset:
+                self._after_commit(peer.reset)
+            else:
+                self._reply_after_commit(peer, OrderRejected(request.client_order_id, reason, duplicate))
+
+        problem = order_problem(request)
+        if problem is not None:
+            return refuse(problem)
+        key = (client_id, request.client_order_id)
+        earlier = self._orders.get(key)
+        if earlier and self._is_duplicate(earlier[-1]):
+            last = earlier[-1]
+            return refuse(
+                f"duplicate client_order_id {request.client_order_id!r}: order {last.order_id} "
+                f"is {last.state} (dedupe {config.dedupe.value})",
+                duplicate=True,
+            )
+        if rng.random() < config.reject_rate:
+            return refuse("simulated venue reject")
+        drop_reply = rng.random() < config.drop_reply_rate
+
+        order = Order(
+            f"{config.broker_id}-{self._next_order_number}",
+            client_id,
+            request.client_order_id,
+            request.symbol,
+            request.side,
+            request.qty,
+            request.price,
+            accepted_at=time.time(),
+        )
+        self._next_order_number += 1
+        if earlier:
+            earlier.append(order)
+        else:
+            self._orders[key] = [order]
+        self._staged.batch.new_orders.append(
+            (
+                order.order_id,
+                client_id,
+                order.client_order_id,
+                order.symbol,
+                order.side.value,
+                order.qty,
+                order.price,
+                order.state,
+                order.filled_qty,
+                order.accepted_at,
+            )
+        )
+        self._after_commit(partial(self._accepted, peer, order, reset, drop_reply))
+
+    def cancel_order(self, peer: Peer, client_id: str, request: CancelOrder) -> None:
+        orders = self._orders.get((client_id, request.client_order_id), [])
+        target = next((order for order in reversed(orders) if order.is_open), None)
+        if target is None:
+            reason = (
+                f"order {orders[-1].order_id} is already {orders[-1].state}"
+                if orders
+                else f"unknown client_order_id {request.client_order_id!r}"
+            )
+            result = CancelResult(request.client_order_id, cancelled=False, reason=reason)
+        else:
+            target.state = "cancelled"
+            self.stats.cancels += 1
+            self._staged.batch.order_updates.append((target.state, target.filled_qty, target.order_id))
+            result = CancelResult(request.client_order_id, cancelled=True)
+        self._reply_after_commit(peer, result)
+
+    def query_order(self, peer: Peer, client_id: str, request: QueryOrder) -> None:
+        """Report the most recent order with that id the look-up can see (it lags acceptance)."""
+        now = self._loop.time()
+        orders = self._orders.get((client_id, request.client_order_id), [])
+        seen = next((order for order in reversed(orders) if order.visible_at <= now), None)
+        if seen is None:
+            status = OrderStatus(request.request_id, request.client_order_id, found=False)
+        else:
+            status = OrderStatus(
+                request.request_id,
+                request.client_order_id,
+                True,
+                seen.state,
+                seen.order_id,
+                seen.filled_qty,
+                seen.qty,
+            )
+        self._reply_after_commit(peer, status)
+
+    def _is_duplicate(self, earlier: Order) -> bool:
+        mode = self.config.dedupe
+        return mode is DedupeMode.ALWAYS or (mode is DedupeMode.WHILE_OPEN and earlier.is_open)
+
+    # -- after commit -----------------------------------------------------------------------
+
+    def _accepted(self, peer: Peer, order: Order, reset: bool, drop_reply: bool) -> None:
+        self.stats.orders_accepted += 1
+        order.visible_at = self._loop.time() + self.config.lookup_lag
+        if reset:
+            peer.reset()
+        elif drop_reply:
+            self.stats.replies_dropped += 1
+        else:
+            self._reply(peer, OrderAccepted(order.client_order_id, order.order_id))
+        self._loop.call_later(
+            self._latency + self._fill_delay, self._fill, order, self._fill_sizes(order.qty), 0
+        )
+
+    def _fill_sizes(self, qty: int) -> list[int]:
+        if not self.config.partial_fills or qty == 1:
+            return [qty]
+        count = self._rng.randint(1, min(3, qty))
+        cuts = sorted(self._rng.sample(range(1, qty), count - 1))
+        return [high - low for low, high in zip([0, *cuts], [*cuts, qty], strict=True)]
+
+    def _fill(self, order: Order, sizes: list[int], index: int) -> None:
+        if self._closing or not order.is_open:
+            return
+        order.filled_qty += sizes[index]
+        leaves_qty = order.qty - order.filled_qty
+        order.state = "filled" if leaves_qty == 0 else "partially_filled"
+        fill = Fill(
+            self._next_fill_seq,
+            order.client_order_id,
+            order.order_id,
+            order.symbol,
+            order.side,
+            sizes[index],
+            order.price,
+            leaves_qty,
+        )
+        self._next_fill_seq += 1
+        batch = self._staged.batch
+        batch.fills.append(
+            (
+                fill.fill_seq,
+                order.order_id,
+                order.client_id,
+                order.client_order_id,
+                order.symbol,
+                order.side.value,
+                fill.qty,
+                fill.price,
+                leaves_qty,
+                time.time(),
+            )
+        )
+        batch.order_updates.append((order.state, order.filled_qty, order.order_id))
+        self._after_commit(partial(self._filled, order.client_id, fill))
+        if index + 1 < len(sizes):
+            self._loop.call_later(self._fill_delay, self._fill, order, sizes, index + 1)
+
+    def _filled(self, client_id: str, fill: Fill) -> None:
+        self.stats.fills += 1
+        self._fills.setdefault(client_id, []).append(fill)
+        subscribers = self._subscribers.get(client_id)
+        if subscribers:
+            frame = encode_frame(fill)
+            for peer in subscribers:
+                peer.send(frame)
+
+    # -- replies and the group commit -------------------------------------------------------
+
+    def _reply_after_commit(self, peer: Peer, message: msgspec.Struct) -> None:
+        self._after_commit(partial(self._reply, peer, message))
+
+    def _reply(self, peer: Peer, message: msgspec.Struct) -> None:
+        if self._latency == 0:
+            peer.send(encode_frame(message))
+            return
+        reply = _Reply(self._loop.time() + self._latency, peer, encode_frame(message))
+        self._replies.append(reply)
+        if self._reply_timer is None:
+            self._reply_timer = self._loop.call_at(reply.due, self._send_due_replies)
+
+    def _send_due_replies(self) -> None:
+        self._reply_timer = None
+        now, replies = self._loop.time(), self._replies
+        while replies and replies[0].due <= now:
+            reply = replies.popleft()
+            if not reply.peer.closed:
+                reply.peer.send(reply.frame)
+        if replies:
+            self._reply_timer = self._loop.call_at(replies[0].due, self._send_due_replies)
+
+    def _after_commit(self, callback: Callable[[], None]) -> None:
+        self._staged.after_commit.append(callback)
+        self._wakeup.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            staged, self._staged = self._staged, _Staged()
+            if staged.batch:
+                try:
+                    await self._loop.run_in_executor(self._executor, self._store.write, staged.batch)
+                except Exception:
+                    logger.exception(
+                        "broker store write failed: the broker stops (nothing of the batch was acknowledged)"
+                    )
+                    raise
+                self.stats.commits += 1
+            for callback in staged.after_commit:
+                callback()
+            if self._closing and not self._staged.after_commit and not self._staged.batch:
+                return
+
+
+def _fill_seq(fill: Fill) -> int:
+    return fill.fill_seq
