@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, str] = {
     "ask": "bench.ask_latency",
     "spawn": "bench.spawn_memory",
     "metrics": "bench.metrics_overhead",
+    "restart": "bench.restart_latency",
+    "storm": "bench.restart_storm",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 
