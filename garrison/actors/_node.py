@@ -500,7 +500,11 @@ class Node:
         return SupervisorRef(ref)
 
     def tree(self) -> list[dict[str, Any]]:
-        """Every live actor as a tree: path, kind, state, restarts, mailbox depth and lag."""
+        """Every actor as a tree: path, kind, state, restarts, mailbox depth and lag.
+
+        Supervisors list their children in spec order, including specs kept
+        without a running slot (state ``stopped``, restarts 0, empty mailbox).
+        """
         return [_describe(context) for context in self._top.values()]
 
     def lookup(self, path: str) -> ActorRef:
@@ -563,5 +567,12 @@ def _describe(context: ActorContext) -> dict[str, Any]:
             "consumer_lag_seconds": metrics.oldest_age_seconds,
             "dropped": metrics.dropped,
         },
-        "children": [_describe(child) for child in context._children.values()],
+        "children": _describe_children(context),
     }
+
+
+def _describe_children(context: ActorContext) -> list[dict[str, Any]]:
+    children = [_describe(child) for child in context._children.values()]
+    # A supervisor also lists the specs it keeps without a running slot, as "stopped".
+    with_specs = getattr(context.instance, "_tree_children", None)
+    return with_specs(children) if with_specs is not None else children

@@ -438,6 +438,34 @@ class Supervisor(Actor):
             rows.append(ChildInfo(child.spec.id, ref, state, kind, child.spec.restart, restarts))
         return rows
 
+    def _tree_children(self, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``node.tree()``'s children of this supervisor: spec order, kept specs as ``stopped``."""
+        by_name = {entry["name"]: entry for entry in live}
+        rows = []
+        for child in self._children:
+            entry = by_name.pop(child.spec.id, None)
+            rows.append(entry if entry is not None else self._stopped_row(child))
+        rows.extend(by_name.values())
+        return rows
+
+    def _stopped_row(self, child: _Child) -> dict[str, Any]:
+        spec = child.spec
+        if isinstance(spec.start, SupervisorSpec):
+            actor_class: type[Actor] = Supervisor
+        else:
+            actor_class = spec.start
+        mailbox = spec.mailbox if spec.mailbox is not None else actor_class.mailbox
+        return {
+            "path": f"{self._path}/{spec.id}",
+            "name": spec.id,
+            "kind": "supervisor" if spec.is_supervisor else "worker",
+            "actor_class": actor_class.__qualname__,
+            "state": ActorState.STOPPED.value,
+            "restarts": 0,
+            "mailbox": {"depth": 0, "capacity": mailbox.capacity, "consumer_lag_seconds": 0.0, "dropped": 0},
+            "children": [],
+        }
+
     async def count_children(self) -> ChildCounts:
         supervisors = sum(1 for child in self._children if child.spec.is_supervisor)
         return ChildCounts(

@@ -25,7 +25,7 @@ from garrison import (
     SupervisorSpec,
 )
 
-from ._support import Block, Journal, Ping, Record, Worker, crash, drive, worker
+from ._support import Block, Finish, Journal, Ping, Record, Worker, crash, drive, worker
 
 
 def _find(tree: list[dict[str, Any]], path: str) -> dict[str, Any]:
@@ -246,3 +246,27 @@ async def test_a_management_call_to_a_supervisor_that_stops_first_raises_actor_s
         call.result()
     with pytest.raises(ActorStopped):
         await inner_ref.count_children()
+
+
+async def test_tree_lists_kept_specs_without_a_slot_as_stopped(node: Node, clock: ManualClock) -> None:
+    journal = Journal()
+    sup = await node.start(await _tree_spec(journal))
+    await node.lookup("/root/t").tell(Finish())  # a transient child that ends normally keeps its spec
+    await clock.advance(0)
+    await sup.terminate_child("inner")
+    [root] = node.tree()
+    assert [(child["name"], child["state"]) for child in root["children"]] == [
+        ("a", "running"),
+        ("inner", "stopped"),
+        ("t", "stopped"),
+        ("w", "running"),
+    ]
+    inner = _find(node.tree(), "/root/inner")
+    assert (inner["kind"], inner["restarts"], inner["mailbox"]["depth"], inner["children"]) == (
+        "supervisor",
+        0,
+        0,
+        [],
+    )
+    await sup.restart_child("inner")
+    assert _find(node.tree(), "/root/inner/x")["state"] == "running"
