@@ -94,7 +94,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         result = asyncio.run(blast(args.orders, Path(directory) / "broker.db", args.partial_fills))
-        result["baseline_sqlite3_orders_per_s"] = round(sqlite_baseline(args.orders, Path(directory) / "b.db"))
+        result["baseline_sqlite3_orders_per_s"] = round(
+            sqlite_baseline(args.orders, Path(directory) / "b.db")
+        )
     print(json.dumps(result))
 
 

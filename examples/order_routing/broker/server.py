@@ -33,6 +33,7 @@ class BrokerServer:
         self._writer: asyncio.Task[None] | None = None
         self._connections: set[BrokerConnection] = set()
         self._port: int | None = None
+        self._stats = BrokerStats()
 
     @property
     def port(self) -> int:
@@ -42,9 +43,8 @@ class BrokerServer:
 
     @property
     def stats(self) -> BrokerStats:
-        if self._venue is None:
-            raise RuntimeError("the broker is not started")
-        return self._venue.stats
+        """What this broker did since it started (still readable after it stopped)."""
+        return self._stats
 
     async def start(self) -> None:
         """Open the store and start listening; returns once connections are accepted."""
@@ -55,7 +55,7 @@ class BrokerServer:
                 self._executor, BrokerStore, self.config.store_path
             )
             orders, fills = await loop.run_in_executor(self._executor, store.load)
-            self._venue = venue = Venue(self.config, store, self._executor)
+            self._venue = venue = Venue(self.config, store, self._executor, self._stats)
             venue.restore(orders, fills)
             self._writer = venue.start()
             self._writer.add_done_callback(self._writer_done)

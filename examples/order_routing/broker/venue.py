@@ -131,9 +131,11 @@ class _Staged:
 class Venue:
     """One broker's order book and behaviour. Call ``restore`` then ``start``; ``close`` to finish."""
 
-    def __init__(self, config: BrokerConfig, store: BrokerStore, executor: Executor) -> None:
+    def __init__(
+        self, config: BrokerConfig, store: BrokerStore, executor: Executor, stats: BrokerStats
+    ) -> None:
         self.config = config
-        self.stats = BrokerStats()
+        self.stats = stats
         self._store = store
         self._executor = executor
         self._loop = asyncio.get_running_loop()
