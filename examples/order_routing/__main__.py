@@ -1,0 +1,5 @@
+"""python -m examples.order_routing [run|node|chaos|verdict] --help"""
+
+from examples.order_routing.cli import main
+
+raise SystemExit(main())

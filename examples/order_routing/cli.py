@@ -1,0 +1,173 @@
+"""The example's command line: run the demo, run a bare node, chaos-test it, judge a run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from examples.order_routing.broker_process import BrokerProcess, broker_arguments
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.entry import CONFIG_ENV
+from examples.order_routing.node.tree import build_spec
+from examples.order_routing.node.view import live_view, snapshot_of
+from garrison import Node
+from garrison.persistence import RedisJournal, SqliteJournal
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    node = parser.add_argument_group("node")
+    node.add_argument(
+        "--journal", help="journal: a SQLite file path (default: a temp folder) or a redis:// URL"
+    )
+    node.add_argument("--symbols", default="ACME,GLOBEX,INITECH,UMBRELLA,HOOLI,STARK", help="comma-separated")
+    node.add_argument("--strategies", default="momentum,mean-revert", help="comma-separated strategy names")
+    node.add_argument("--rate", type=float, default=200.0, help="ticks per second at the steady rate")
+    node.add_argument("--burst-factor", type=float, default=10.0, help="tick-rate multiplier at market open")
+    node.add_argument("--burst-start", type=float, default=3.0, help="seconds after start the burst begins")
+    node.add_argument("--burst-seconds", type=float, default=4.0, help="how long the burst lasts")
+    node.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
+    node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
+
+
+def _brief(record: Any) -> str:
+    """One line per record on the terminal (tracebacks go to the log file)."""
+    return "{time:HH:mm:ss} {level} {extra[actor]} {message}\n"
+
+
+def build_config(args: argparse.Namespace, journal: str, broker_port: int) -> NodeConfig:
+    return NodeConfig(
+        journal=journal,
+        broker_port=broker_port,
+        symbols=tuple(s for s in args.symbols.split(",") if s),
+        strategies=tuple(s for s in args.strategies.split(",") if s),
+        tick_rate=args.rate,
+        burst_factor=args.burst_factor,
+        burst_start=args.burst_start,
+        burst_seconds=args.burst_seconds,
+        seed=args.seed,
+    )
+
+
+def open_journal(location: str) -> SqliteJournal | RedisJournal:
+    if location.startswith(("redis://", "rediss://")):
+        return RedisJournal(location)
+    return SqliteJournal(location)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m examples.order_routing",
+        description="The garrison order-routing example: a node that places every order exactly once.",
+    )
+    commands = top.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run the demo: a broker simulator and the node (the default)")
+    run.add_argument("--duration", type=float, default=30.0, help="seconds to run before settling")
+    run.add_argument("--no-view", action="store_true", help="no live view; a line every few seconds")
+    _config_arguments(run)
+    broker_arguments(run)
+    node = commands.add_parser("node", help="run only the node (what chaos runs under heart)")
+    node.add_argument("--config-json", required=True, help="a NodeConfig as JSON")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
+        arguments.insert(0, "run")
+    args = parser().parse_args(arguments)
+    if args.command == "run":
+        return asyncio.run(run_demo(args))
+    if args.command == "node":
+        os.environ[CONFIG_ENV] = args.config_json
+        from garrison.cli import main as garrison_main
+
+        config = msgspec.json.decode(args.config_json, type=NodeConfig)
+        return garrison_main(["run", "examples.order_routing.node.entry:spec", "--journal", config.journal])
+    parser().print_help()
+    return 2
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    folder = Path(tempfile.mkdtemp(prefix="order-routing-"))
+    journal_location = args.journal or str(folder / "node.db")
+    logger.remove()
+    logger.add(folder / "node.log", level="INFO")
+    logger.add(sys.stderr, level="ERROR", format=_brief)
+    async with BrokerProcess.start(args, folder / "broker.db") as broker:
+        config = build_config(args, journal_location, broker.port)
+        print(f"broker simulator on 127.0.0.1:{broker.port} (dedupe={args.dedupe}); logs in {folder}")
+        async with Node(
+            config.name, journal=open_journal(journal_location), metrics_port=args.metrics_port
+        ) as node:
+            if node.metrics_address:
+                print(f"metrics on http://{node.metrics_address[0]}:{node.metrics_address[1]}/metrics")
+            started = time.monotonic()
+            await node.start(build_spec(config))
+            stop = asyncio.Event()
+            view = asyncio.create_task(
+                live_view(node, stop, interactive=sys.stderr.isatty() and not args.no_view)
+            )
+            closed = asyncio.create_task(node.wait_closed())
+            done, _ = await asyncio.wait({closed}, timeout=args.duration)
+            interrupted = bool(done)
+            settled = await settle(node) if not interrupted else False
+            stop.set()
+            samples = await view
+            closed.cancel()
+            await print_summary(node, samples, time.monotonic() - started, interrupted, settled)
+        orders = broker.orders()
+    print(
+        f"broker: {len(orders)} orders accepted, {broker.duplicate_count()} client order ids accepted twice"
+    )
+    return 0
+
+
+async def settle(node: Node, timeout: float = 15.0) -> bool:
+    """Stop the feed, then wait (bounded) until nothing is in flight or in doubt."""
+    market = node.supervisor("/root/market")
+    await market.terminate_child("feed")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        executor = await snapshot_of(node, "/root/execution/executor")
+        if executor and executor.get("in_flight", 1) == 0 and executor.get("in_doubt", 1) == 0:
+            await asyncio.sleep(0.5)  # let the last fills arrive
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def print_summary(node: Node, samples: list, elapsed: float, interrupted: bool, settled: bool) -> None:  # type: ignore[type-arg]
+    intents = await snapshot_of(node, "/root/execution/intents")
+    executor = await snapshot_of(node, "/root/execution/executor")
+    positions = await snapshot_of(node, "/root/execution/positions")
+    risk = await snapshot_of(node, "/root/risk")
+    peak = max(
+        ((b.recorded - a.recorded) / max(1e-9, b.at - a.at) for a, b in itertools.pairwise(samples)),
+        default=0.0,
+    )
+    print(f"== order-routing summary ({'interrupted' if interrupted else f'{elapsed:.0f}s'}) ==")
+    print(f"intents recorded: {intents.get('intents', 0):,} (peak {peak:,.0f}/s)")
+    print(
+        "executor: "
+        + ", ".join(f"{key} {value:,}" for key, value in executor.items() if isinstance(value, int))
+    )
+    print(f"risk: approved {risk.get('approved', 0):,}, refused {risk.get('refused', {})}")
+    print(f"fills applied: {positions.get('fills', 0):,}")
+    for symbol, (qty, average) in sorted(positions.get("positions", {}).items()):
+        print(f"  position {symbol:<9} {qty:>8} @ {average:.4f}")
+    stats = node.loop_monitor.stats() if node.loop_monitor else None
+    if stats:
+        print(f"loop lag: p99 {stats.p99 * 1000:.1f} ms, max {stats.max_ever * 1000:.1f} ms")
+    print(f"restarts: {sum(node.restart_counts.values())}, dead letters: {node.dead_letters.count}")
+    print(f"settled: {'yes' if settled else 'no'}")

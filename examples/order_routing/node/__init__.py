@@ -1,0 +1,1 @@
+"""The order-routing node: a supervision tree of actors built from garrison's public API."""

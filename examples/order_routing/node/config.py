@@ -1,0 +1,50 @@
+"""Everything the node can be told, validated once."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+
+class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of one order-routing node. Built by the command line; every actor gets it."""
+
+    name: str = "router-1"
+    journal: str = "order-routing.db"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 0
+    symbols: tuple[str, ...] = ("ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI", "STARK")
+    strategies: tuple[str, ...] = ("momentum", "mean-revert")
+    seed: int = 7
+    tick_rate: float = 200.0
+    """Ticks per second across all symbols at the steady rate."""
+    burst_factor: float = 10.0
+    """The market-open burst multiplies the tick rate by this."""
+    burst_start: float = 3.0
+    burst_seconds: float = 4.0
+    tick_period: float = 0.01
+    """The feed generates ticks in batches this often (seconds)."""
+    order_qty: int = 10
+    max_order_qty: int = 1_000
+    max_position: int = 1_000_000
+    max_notional: float = 1e12
+    price_band: float = 0.05
+    """Orders priced further than this fraction from the last tick are refused."""
+    ack_timeout: float = 2.0
+    """A sent order with no answer after this long is UNKNOWN and looked up."""
+    lookup_margin: float = 0.5
+    """Added to the broker's lookup lag before a 'not found' is trusted."""
+    lookup_retry: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("symbols: give at least one symbol")
+        if not self.strategies:
+            raise ValueError("strategies: give at least one strategy")
+        for field in ("tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry"):
+            value = getattr(self, field)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{field}={value!r}: must be a finite number > 0")
+        if self.order_qty <= 0 or self.order_qty > self.max_order_qty:
+            raise ValueError(f"order_qty={self.order_qty}: must be in 1..max_order_qty={self.max_order_qty}")

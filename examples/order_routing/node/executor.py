@@ -1,0 +1,198 @@
+"""The executor: sends recorded intents exactly once, whatever died when.
+
+The rules (also in the example's README):
+
+- RECORDED (certainly never sent): move to SENDING durably, then send.
+- SENDING or UNKNOWN (the send may have happened): look the order up at the
+  broker by client_order_id before any resend. Found: ACKED (or DONE when
+  filled). Not found: trusted only once the broker's lookup lag (plus a
+  margin) has passed since the send could have happened; then resend. Until
+  then, ask again.
+- A send with no answer within ``ack_timeout``, or refused as a duplicate, is
+  UNKNOWN and looked up. A refusal is recorded as REJECTED only when the
+  broker said so in an OrderRejected: an ambiguous submit never is.
+- ACKED: the order is live; fills arrive through positions, which reports
+  OrderDone when it is filled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.messages import (
+    BrokerInfo,
+    GetBrokerInfo,
+    GetIntentLog,
+    IntentReady,
+    Lookup,
+    OrderDone,
+    OrderIntent,
+    Snapshot,
+    Submit,
+)
+from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
+from garrison import Actor, MailboxConfig
+from garrison.persistence import IntentLog, IntentState, IntentTransitionError
+
+
+class _Sweep(msgspec.Struct, frozen=True):
+    """Self-message: check ack timeouts, due look-ups and intents nobody told us about."""
+
+
+class Executor(Actor):
+    """Sends pending intents through the gateway and reconciles after every restart."""
+
+    mailbox = MailboxConfig(capacity=65536)
+    SWEEP_EVERY = 0.1
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.sent_at: dict[str, float] = {}
+        self.in_doubt: dict[str, float] = {}
+        """client_order_id -> the time after which the send cannot have happened."""
+        self.next_query: dict[str, float] = {}
+        self.to_send: dict[str, OrderIntent] = {}
+        """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
+        self.moves: list[asyncio.Future[None]] = []
+        self.lookup_lag: float | None = None
+        self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
+
+    async def on_start(self) -> None:
+        self.log: IntentLog[OrderIntent] = await self.ctx.node.lookup("/root/execution/intents").ask(
+            GetIntentLog()
+        )
+        now = self.ctx.node.clock.now()
+        for intent in self.log.pending():
+            if intent.state is IntentState.RECORDED:
+                self.to_send[intent.id] = intent.payload
+            elif intent.state in (IntentState.SENDING, IntentState.UNKNOWN):
+                # It may have reached the broker before this incarnation began.
+                self.doubt(intent.id, now)
+        info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
+        if info is not None:
+            self.lookup_lag = info.lookup_lag_seconds
+        if self.to_send:
+            await self.send_pending()
+        self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
+
+    async def on_receive(self, message: Any) -> Any:
+        now = self.ctx.node.clock.now()
+        match message:
+            case IntentReady(intent=intent):
+                cid = intent.client_order_id
+                if cid not in self.sent_at and cid not in self.in_doubt:
+                    self.to_send[cid] = intent
+            case OrderAccepted(client_order_id=cid):
+                self.settle(cid)
+                self.move(cid, IntentState.ACKED, "accepted")
+                self.counts["acked"] += 1
+            case OrderRejected(client_order_id=cid, duplicate=True):
+                # The broker already knows this id: it may be live. Find out, never assume.
+                self.sent_at.pop(cid, None)
+                self.move(cid, IntentState.UNKNOWN, "refused as a duplicate")
+                self.doubt(cid, now)
+            case OrderRejected(client_order_id=cid, reason=reason):
+                self.settle(cid)
+                self.move(cid, IntentState.REJECTED, reason)
+                self.counts["rejected"] += 1
+            case OrderStatus():
+                self.on_status(message, now)
+            case OrderDone(client_order_id=cid):
+                self.settle(cid)
+                self.move(cid, IntentState.DONE, "filled")
+                self.counts["done"] += 1
+            case BrokerInfo(lookup_lag_seconds=lag):
+                self.lookup_lag = lag
+            case _Sweep():
+                self.sweep(now)
+                self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
+            case Snapshot():
+                return {**self.counts, "in_flight": len(self.sent_at), "in_doubt": len(self.in_doubt)}
+            case _:
+                self.ctx.unhandled(message)
+        if self.ctx.queued == 0:
+            if self.to_send:
+                await self.send_pending()
+            if self.moves:
+                moves, self.moves = self.moves, []
+                await asyncio.gather(*moves)
+        return None
+
+    def move(self, cid: str, state: IntentState, detail: str) -> None:
+        # A late or repeated answer finds the intent already further along: nothing to do.
+        with contextlib.suppress(IntentTransitionError, KeyError):
+            self.moves.append(self.log.move_nowait(cid, state, detail))
+
+    def settle(self, cid: str) -> None:
+        self.sent_at.pop(cid, None)
+        self.in_doubt.pop(cid, None)
+        self.next_query.pop(cid, None)
+
+    def doubt(self, cid: str, since: float) -> None:
+        self.in_doubt[cid] = since
+        self.next_query[cid] = since
+
+    async def send_pending(self) -> None:
+        """Durably mark the batch SENDING, then send it: a crash in between is a look-up, not a resend."""
+        batch, self.to_send = self.to_send, {}
+        marked = []
+        for intent in batch.values():
+            try:
+                marked.append((intent, self.log.move_nowait(intent.client_order_id, IntentState.SENDING)))
+            except (IntentTransitionError, KeyError):
+                continue
+        if not marked:
+            return
+        await asyncio.gather(*(future for _, future in marked))
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        now = self.ctx.node.clock.now()
+        for intent, _ in marked:
+            self.sent_at[intent.client_order_id] = now
+            self.counts["sent"] += 1
+            await gateway.tell(Submit(intent))
+
+    def sweep(self, now: float) -> None:
+        for cid, sent in list(self.sent_at.items()):
+            if now - sent >= self.config.ack_timeout:
+                del self.sent_at[cid]
+                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
+                self.doubt(cid, sent)
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        for cid, due in list(self.next_query.items()):
+            if due <= now:
+                self.next_query[cid] = now + self.config.lookup_retry
+                self.counts["lookups"] += 1
+                offer(gateway, Lookup(cid))
+        for intent in self.log.pending():
+            # Recorded while we were not listening (a notification was dropped or is late).
+            cid = intent.id
+            if intent.state is IntentState.RECORDED and cid not in self.sent_at and cid not in self.in_doubt:
+                self.to_send[cid] = intent.payload
+
+    def on_status(self, status: OrderStatus, now: float) -> None:
+        cid = status.client_order_id
+        since = self.in_doubt.get(cid)
+        if since is None:
+            return
+        if status.found:
+            self.settle(cid)
+            self.move(cid, IntentState.ACKED, f"found at the broker ({status.state})")
+            if status.state in ("filled", "cancelled"):
+                self.move(cid, IntentState.DONE, status.state)
+            return
+        lag = self.lookup_lag
+        if lag is None or now - since < lag + self.config.lookup_margin:
+            return  # not yet a reliable answer: asked again at next_query
+        intent = self.log.get(cid)
+        if intent is None:
+            return
+        # Reliably never seen by the broker: sending again cannot duplicate it.
+        self.settle(cid)
+        self.counts["resent"] += 1
+        self.to_send[cid] = intent.payload

@@ -1,0 +1,135 @@
+"""The gateway: the node's one TCP connection to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.messages import (
+    BrokerInfo,
+    GetBrokerInfo,
+    Lookup,
+    Snapshot,
+    Submit,
+    SubscribeFills,
+)
+from examples.order_routing.protocol import (
+    Error,
+    Fill,
+    Hello,
+    NewOrder,
+    OrderAccepted,
+    OrderRejected,
+    OrderStatus,
+    QueryOrder,
+    Welcome,
+    broker_decoder,
+    encode_frame,
+    read_frame,
+)
+from garrison import Actor, ActorRef, MailboxConfig
+
+CONNECT_TIMEOUT = 5.0
+
+
+class BrokerDisconnected(ConnectionError):
+    """The broker connection is gone: the gateway crashes so its supervisor reconnects
+    (with backoff) and restarts what depends on it."""
+
+
+class Gateway(Actor):
+    """Writes orders and look-ups to the broker; routes what comes back.
+
+    Answers to orders and look-ups go to the executor, fills to positions
+    (which asked for them with SubscribeFills, naming the last fill it
+    applied). Frames wait in a backlog until the broker's Welcome. Writing
+    never waits on the socket, so the executor can always hand over work;
+    the reader waits for room in its peers' mailboxes, so the broker slows
+    down rather than anything being dropped.
+    """
+
+    mailbox = MailboxConfig(capacity=65536)
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.welcome: Welcome | None = None
+        self.backlog: list[bytes] = []
+        self.fills_to: ActorRef | None = None
+        self.request_ids = itertools.count(1)
+        self.counts = {"orders": 0, "lookups": 0, "fills": 0}
+
+    async def on_start(self) -> None:
+        try:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(self.config.broker_host, self.config.broker_port), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as error:
+            raise BrokerDisconnected(
+                f"cannot reach the broker at {self.config.broker_host}:{self.config.broker_port}: {error}"
+            ) from error
+        self.ctx.run_task(self.read_loop(), name="broker-reader")
+
+    async def on_stop(self) -> None:
+        self.writer.close()
+
+    async def on_receive(self, message: Any) -> Any:
+        match message:
+            case Submit(intent=intent):
+                self.counts["orders"] += 1
+                self.send(
+                    NewOrder(intent.client_order_id, intent.symbol, intent.side, intent.qty, intent.price)
+                )
+            case Lookup(client_order_id=cid):
+                self.counts["lookups"] += 1
+                self.send(QueryOrder(cid, next(self.request_ids)))
+            case SubscribeFills(after=after, to=to):
+                self.fills_to = to
+                self.writer.write(encode_frame(Hello(self.config.name, after)))
+            case GetBrokerInfo():
+                welcome = self.welcome
+                return BrokerInfo(welcome.lookup_lag_seconds, welcome.dedupe) if welcome else None
+            case Snapshot():
+                return dict(self.counts, connected=self.welcome is not None)
+            case _:
+                self.ctx.unhandled(message)
+        return None
+
+    def send(self, request: NewOrder | QueryOrder) -> None:
+        frame = encode_frame(request)
+        if self.welcome is None:
+            self.backlog.append(frame)
+        else:
+            self.writer.write(frame)
+
+    async def read_loop(self) -> None:
+        """Linked to the incarnation: when it ends, the gateway crashes and is restarted."""
+        node = self.ctx.node
+        while True:
+            try:
+                payload = await read_frame(self.reader)
+            except (OSError, ValueError) as error:
+                raise BrokerDisconnected(f"broker connection failed: {error}") from error
+            if payload is None:
+                raise BrokerDisconnected("the broker closed the connection")
+            message = broker_decoder.decode(payload)
+            match message:
+                case Fill():
+                    self.counts["fills"] += 1
+                    assert self.fills_to is not None
+                    await self.fills_to.tell(message)
+                case OrderAccepted() | OrderRejected() | OrderStatus():
+                    await node.lookup("/root/execution/executor").tell(message)
+                case Welcome():
+                    self.welcome = message
+                    for frame in self.backlog:
+                        self.writer.write(frame)
+                    self.backlog.clear()
+                    offer(
+                        node.lookup("/root/execution/executor"),
+                        BrokerInfo(message.lookup_lag_seconds, message.dedupe),
+                    )
+                case Error(reason=reason):
+                    self.ctx.logger.warning("broker refused a request: {reason}", reason=reason)

@@ -1,0 +1,71 @@
+"""Intents: record each approved order durably before anything irreversible happens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.messages import (
+    GetIntentLog,
+    IntentReady,
+    OrderAck,
+    OrderIntent,
+    RecordIntent,
+    Snapshot,
+)
+from garrison import Actor, ActorNotFound, ActorRef, MailboxConfig
+from garrison.persistence import Intent, IntentLog
+
+INTENTS_STREAM = "intents"
+
+
+class Intents(Actor):
+    """Owns the intent log (an event-sourced log of OrderIntents).
+
+    Contract: a RecordIntent is acknowledged to the strategy only after the
+    intent is durable; recording the same client_order_id again writes
+    nothing and acknowledges again. Messages queued together are recorded in
+    one journal append (it records without waiting while more messages wait,
+    then waits once). On every (re)start it reopens the log from the journal.
+    """
+
+    mailbox = MailboxConfig(capacity=8192)
+
+    async def on_start(self) -> None:
+        journal = self.ctx.node.journal
+        assert journal is not None
+        self.log: IntentLog[OrderIntent] = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+        self.waiting: list[tuple[asyncio.Future[Intent[OrderIntent]], RecordIntent]] = []
+        self.recorded = 0
+        self.duplicates = 0
+
+    async def on_receive(self, message: Any) -> Any:
+        match message:
+            case RecordIntent(intent=intent):
+                if intent.client_order_id in self.log:
+                    self.duplicates += 1
+                self.waiting.append((self.log.record_nowait(intent.client_order_id, intent), message))
+                if self.ctx.queued == 0 or len(self.waiting) >= 4096:
+                    await self.flush()
+            case GetIntentLog():
+                return self.log
+            case Snapshot():
+                return {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
+            case _:
+                self.ctx.unhandled(message)
+        return None
+
+    async def flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        await asyncio.gather(*(future for future, _ in waiting))
+        try:
+            executor: ActorRef | None = self.ctx.node.lookup("/root/execution/executor")
+        except ActorNotFound:
+            executor = None  # starting: it finds recorded intents in the log itself
+        for future, request in waiting:
+            intent = future.result().payload
+            self.recorded += 1
+            offer(request.reply_to, OrderAck(intent.client_order_id, True))
+            if executor is not None:
+                offer(executor, IntentReady(intent))

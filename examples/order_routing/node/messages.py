@@ -1,0 +1,105 @@
+"""Messages between the node's actors. Facts are nouns, commands are imperatives."""
+
+from __future__ import annotations
+
+import msgspec
+
+from examples.order_routing.protocol import Side
+from garrison import ActorRef
+
+
+class Tick(msgspec.Struct, frozen=True, array_like=True, tag="tick"):
+    """A price for a symbol; ``seq`` is the feed's durable sequence number."""
+
+    seq: int
+    symbol: str
+    price: float
+
+
+class OrderIntent(msgspec.Struct, frozen=True, array_like=True):
+    """What a strategy wants done; the intent log's payload. ``client_order_id`` is
+    derived from (strategy_id, signal_seq), so a redelivered signal is the same intent."""
+
+    client_order_id: str
+    strategy_id: str
+    signal_seq: int
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+
+
+class ProposeOrder(msgspec.Struct, frozen=True):
+    """Strategy -> risk: please place this; the answer (OrderAck) goes to ``reply_to``."""
+
+    intent: OrderIntent
+    reply_to: ActorRef
+
+
+class RecordIntent(msgspec.Struct, frozen=True):
+    """Risk -> intents: record this approved intent durably, then answer ``reply_to``."""
+
+    intent: OrderIntent
+    reply_to: ActorRef
+
+
+class OrderAck(msgspec.Struct, frozen=True):
+    """The answer to a ProposeOrder: recorded durably (accepted) or refused, with why."""
+
+    client_order_id: str
+    accepted: bool
+    reason: str = ""
+
+
+class IntentReady(msgspec.Struct, frozen=True):
+    """Intents -> executor: this intent is durable and may be sent."""
+
+    intent: OrderIntent
+
+
+class GetIntentLog(msgspec.Struct, frozen=True):
+    """Executor -> intents (ask): the log this incarnation of intents owns."""
+
+
+class Submit(msgspec.Struct, frozen=True):
+    """Executor -> gateway: send this order to the broker."""
+
+    intent: OrderIntent
+
+
+class Lookup(msgspec.Struct, frozen=True):
+    """Executor -> gateway: ask the broker for this client order id."""
+
+    client_order_id: str
+
+
+class SubscribeFills(msgspec.Struct, frozen=True):
+    """Positions -> gateway: connect the fill feed, replaying fills after ``after``."""
+
+    after: int
+    to: ActorRef
+
+
+class BrokerInfo(msgspec.Struct, frozen=True):
+    """Gateway -> executor: what the broker said in Welcome."""
+
+    lookup_lag_seconds: float
+    dedupe: str
+
+
+class GetBrokerInfo(msgspec.Struct, frozen=True):
+    """Executor -> gateway (ask): the broker's Welcome facts, or None before Welcome."""
+
+
+class ConnectionLost(msgspec.Struct, frozen=True):
+    reason: str
+
+
+class OrderDone(msgspec.Struct, frozen=True):
+    """Positions -> executor: the order is fully filled."""
+
+    client_order_id: str
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """Ask any node actor for its counters (the live view and the summary read them)."""

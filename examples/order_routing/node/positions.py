@@ -1,0 +1,114 @@
+"""Positions: fills -> positions and average prices, event-sourced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.messages import OrderDone, Snapshot, SubscribeFills
+from examples.order_routing.protocol import Fill, Side
+from garrison import MailboxConfig
+from garrison.persistence import EventSourcedActor
+
+
+class FillApplied(msgspec.Struct, frozen=True, array_like=True, tag="fill_applied"):
+    fill_seq: int
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    leaves_qty: int
+
+
+class Position(msgspec.Struct, frozen=True, array_like=True):
+    qty: int = 0
+    """Signed: long > 0, short < 0."""
+    average_price: float = 0.0
+
+
+class Book(msgspec.Struct, frozen=True):
+    last_fill_seq: int = 0
+    fills: int = 0
+    positions: dict[str, Position] = {}
+
+
+def applied(position: Position, side: Side, qty: int, price: float) -> Position:
+    """The position after a fill: the average price moves when the position grows,
+    stays when it shrinks, and restarts at the fill price when it flips."""
+    signed = qty if side is Side.BUY else -qty
+    new_qty = position.qty + signed
+    if position.qty == 0 or (position.qty > 0) == (signed > 0):
+        total = abs(position.qty) + qty
+        average = (position.average_price * abs(position.qty) + price * qty) / total
+    elif abs(signed) <= abs(position.qty):
+        average = position.average_price if new_qty != 0 else 0.0
+    else:
+        average = price
+    return Position(new_qty, average)
+
+
+class Positions(EventSourcedActor[Book]):
+    """Applies each broker fill exactly once (fills carry a broker-wide sequence number;
+    a replayed or repeated one is ignored), and tells the executor when an order is done.
+
+    On every start it asks the gateway for the fills after the last one it applied, so
+    nothing a crash or a disconnect interrupted is missed.
+    """
+
+    events = (FillApplied,)
+    snapshot_every = 5_000
+    mailbox = MailboxConfig(capacity=65536)
+    persistence_id = "positions"
+
+    def initial_state(self) -> Book:
+        return Book()
+
+    def apply(self, state: Book, event: FillApplied) -> Book:
+        positions = dict(state.positions)
+        positions[event.symbol] = applied(
+            positions.get(event.symbol, Position()), event.side, event.qty, event.price
+        )
+        return Book(last_fill_seq=event.fill_seq, fills=state.fills + 1, positions=positions)
+
+    async def on_start(self) -> None:
+        self.buffer: list[FillApplied] = []
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
+
+    async def on_receive(self, message: Any) -> Any:
+        match message:
+            case Fill():
+                last = self.buffer[-1].fill_seq if self.buffer else self.state.last_fill_seq
+                if message.fill_seq > last:
+                    self.buffer.append(
+                        FillApplied(
+                            message.fill_seq,
+                            message.client_order_id,
+                            message.symbol,
+                            message.side,
+                            message.qty,
+                            message.price,
+                            message.leaves_qty,
+                        )
+                    )
+            case Snapshot():
+                return {
+                    "fills": self.state.fills,
+                    "last_fill_seq": self.state.last_fill_seq,
+                    "positions": {
+                        symbol: (p.qty, p.average_price) for symbol, p in self.state.positions.items()
+                    },
+                }
+            case _:
+                self.ctx.unhandled(message)
+        if self.buffer and self.ctx.queued == 0:
+            buffer, self.buffer = self.buffer, []
+            await self.persist(*buffer)
+            executor = self.ctx.node.lookup("/root/execution/executor")
+            for event in buffer:
+                if event.leaves_qty == 0:
+                    offer(executor, OrderDone(event.client_order_id))
+        return None

@@ -1,0 +1,84 @@
+"""Risk: every proposed order is checked before it can become an intent."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.messages import OrderAck, ProposeOrder, RecordIntent, Snapshot, Tick
+from examples.order_routing.protocol import Side
+from garrison import Actor, MailboxConfig, Overflow
+
+
+def ticks_by_symbol(message: Any) -> str | None:
+    return message.symbol if isinstance(message, Tick) else None
+
+
+class Risk(Actor):
+    """Per-symbol position and notional limits, max order size and price bands.
+
+    A refused order is answered with the reason (OrderAck(accepted=False)),
+    counted by reason and logged; it is never recorded, so never sent. An
+    approved one goes to intents, which answers the strategy once it is
+    durable. Ticks (conflated per symbol) keep the reference prices fresh.
+    """
+
+    mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol)
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.reference: dict[str, float] = {}
+        self.position: Counter[str] = Counter()
+        self.notional = 0.0
+        self.approved = 0
+        self.refused: Counter[str] = Counter()
+
+    async def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick():
+                if math.isfinite(message.price) and message.price > 0:
+                    self.reference[message.symbol] = message.price
+                else:
+                    self.refused[f"bad tick: price={message.price!r}"] += 1
+            case ProposeOrder(intent=intent, reply_to=reply_to):
+                reason = self.check(intent.symbol, intent.side, intent.qty, intent.price)
+                if reason is not None:
+                    self.refused[reason.split(":")[0]] += 1
+                    self.ctx.logger.info("refused {cid}: {reason}", cid=intent.client_order_id, reason=reason)
+                    reply_to.tell_nowait(OrderAck(intent.client_order_id, False, reason))
+                    return None
+                signed = intent.qty if intent.side is Side.BUY else -intent.qty
+                self.position[intent.symbol] += signed
+                self.notional += intent.qty * intent.price
+                self.approved += 1
+                await self.ctx.node.lookup("/root/execution/intents").tell(RecordIntent(intent, reply_to))
+            case Snapshot():
+                return {"approved": self.approved, "refused": dict(self.refused)}
+            case _:
+                self.ctx.unhandled(message)
+        return None
+
+    def check(self, symbol: str, side: Side, qty: int, price: float) -> str | None:
+        """None if the order may go, else why not (naming the field and value)."""
+        config = self.config
+        if symbol not in config.symbols:
+            return f"unknown symbol: {symbol!r}"
+        if not isinstance(qty, int) or qty <= 0:
+            return f"qty must be > 0: qty={qty!r}"
+        if qty > config.max_order_qty:
+            return f"qty above max order size: qty={qty} > {config.max_order_qty}"
+        if not math.isfinite(price) or price <= 0:
+            return f"price must be a positive number: price={price!r}"
+        reference = self.reference.get(symbol)
+        if reference is None:
+            return f"no reference price yet: symbol={symbol!r}"
+        if abs(price - reference) > config.price_band * reference:
+            return f"price outside band: price={price} vs reference {reference} ±{config.price_band:.0%}"
+        signed = qty if side is Side.BUY else -qty
+        if abs(self.position[symbol] + signed) > config.max_position:
+            return f"position limit: {symbol} would be {self.position[symbol] + signed}"
+        if self.notional + qty * price > config.max_notional:
+            return f"notional limit: {self.notional + qty * price:.0f} > {config.max_notional:.0f}"
+        return None

@@ -1,0 +1,58 @@
+"""The node's supervision tree (DESIGN §10), built from a NodeConfig."""
+
+from __future__ import annotations
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.executor import Executor
+from examples.order_routing.node.feed import Feed
+from examples.order_routing.node.gateway import Gateway
+from examples.order_routing.node.intents import Intents
+from examples.order_routing.node.monitor import JournalMonitor
+from examples.order_routing.node.positions import Positions
+from examples.order_routing.node.risk import Risk
+from examples.order_routing.node.strategies import StrategyLauncher
+from garrison import Backoff, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
+
+
+def build_spec(config: NodeConfig) -> SupervisorSpec:
+    """root (one_for_one): persistence, execution, risk, market.
+
+    Children start in dependency order (a proposal needs risk, risk needs
+    intents), which is the reverse of the order a diagram reads top-down.
+    execution is rest_for_one: when the gateway reconnects, intents reopens
+    the log, the executor reconciles with the broker, and positions asks for
+    the fills it missed. market is rest_for_one: when the strategies'
+    DynamicSupervisor restarts, the launcher starts the strategies again.
+    """
+    execution = SupervisorSpec(
+        strategy=Strategy.REST_FOR_ONE,
+        intensity=30,
+        period=10.0,
+        children=[
+            ChildSpec("gateway", Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
+            ChildSpec("intents", Intents),
+            ChildSpec("executor", Executor, args=(config,)),
+            ChildSpec("positions", Positions),
+        ],
+    )
+    market = SupervisorSpec(
+        strategy=Strategy.REST_FOR_ONE,
+        intensity=20,
+        period=10.0,
+        children=[
+            ChildSpec("feed", Feed, args=(config,)),
+            ChildSpec("strategies", DynamicSupervisorSpec(intensity=20, period=10.0)),
+            ChildSpec("launcher", StrategyLauncher, args=(config,)),
+        ],
+    )
+    return SupervisorSpec(
+        strategy=Strategy.ONE_FOR_ONE,
+        intensity=10,
+        period=10.0,
+        children=[
+            ChildSpec("persistence", JournalMonitor),
+            ChildSpec("execution", execution),
+            ChildSpec("risk", Risk, args=(config,)),
+            ChildSpec("market", market),
+        ],
+    )

@@ -1,0 +1,140 @@
+"""What the demo shows while it runs, and the summary it ends with."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from examples.order_routing.node.messages import Snapshot
+from garrison import ActorNotFound, ActorStopped, AskTimeout, Node
+
+WATCHED = (
+    "/root/market/feed",
+    "/root/risk",
+    "/root/execution/intents",
+    "/root/execution/executor",
+    "/root/execution/gateway",
+    "/root/execution/positions",
+)
+
+
+async def snapshot_of(node: Node, path: str) -> dict[str, Any]:
+    try:
+        answer = await node.lookup(path).ask(Snapshot(), timeout=2.0)
+    except (ActorNotFound, ActorStopped, AskTimeout):
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+@dataclass
+class Sample:
+    at: float
+    recorded: int = 0
+    acked: int = 0
+    fills: int = 0
+    depths: dict[str, tuple[int, float]] = field(default_factory=dict)
+    loop_p99: float = 0.0
+    loop_max: float = 0.0
+    restarts: int = 0
+    dead_letters: int = 0
+    strategies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+async def sample(node: Node) -> Sample:
+    now = time.monotonic()
+    intents = await snapshot_of(node, "/root/execution/intents")
+    executor = await snapshot_of(node, "/root/execution/executor")
+    positions = await snapshot_of(node, "/root/execution/positions")
+    depths = {}
+    for path in WATCHED:
+        try:
+            metrics = node.lookup(path).mailbox_metrics()
+        except ActorNotFound:
+            continue
+        depths[path.rsplit("/", 1)[-1]] = (metrics.depth, metrics.oldest_age_seconds)
+    strategies = {}
+    for path in node.paths():
+        if path.startswith("/root/market/strategies/"):
+            strategies[path.rsplit("/", 1)[-1]] = await snapshot_of(node, path)
+    stats = node.loop_monitor.stats() if node.loop_monitor is not None else None
+    return Sample(
+        at=now,
+        recorded=int(intents.get("intents", 0)),
+        acked=int(executor.get("acked", 0)),
+        fills=int(positions.get("fills", 0)),
+        depths=depths,
+        loop_p99=stats.p99 if stats else 0.0,
+        loop_max=stats.max if stats else 0.0,
+        restarts=sum(node.restart_counts.values()),
+        dead_letters=node.dead_letters.count,
+        strategies=strategies,
+    )
+
+
+def render(previous: Sample | None, current: Sample) -> Any:
+    """A rich Table of the current sample, with rates against the previous one."""
+    from rich.table import Table
+
+    elapsed = max(1e-9, current.at - previous.at) if previous else 1.0
+    rate = (current.recorded - previous.recorded) / elapsed if previous else 0.0
+    acked_rate = (current.acked - previous.acked) / elapsed if previous else 0.0
+    table = Table(title="order-routing node", expand=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("intents recorded / s", f"{rate:,.0f}")
+    table.add_row("orders acked by broker / s", f"{acked_rate:,.0f}")
+    table.add_row("intents recorded (total)", f"{current.recorded:,}")
+    table.add_row("fills applied (total)", f"{current.fills:,}")
+    for name, (depth, lag) in current.depths.items():
+        table.add_row(f"mailbox {name}: depth / lag", f"{depth} / {lag * 1000:.1f} ms")
+    table.add_row("loop lag p99 / max", f"{current.loop_p99 * 1000:.1f} / {current.loop_max * 1000:.1f} ms")
+    table.add_row("restarts", str(current.restarts))
+    table.add_row("dead letters", str(current.dead_letters))
+    return table
+
+
+async def live_view(
+    node: Node, stop: asyncio.Event, *, interactive: bool, every: float = 1.0
+) -> list[Sample]:
+    """Refresh the view every ``every`` seconds until ``stop``; returns the samples taken."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(stderr=True)
+    samples: list[Sample] = []
+    previous: Sample | None = None
+
+    async def tick() -> Sample:
+        nonlocal previous
+        current = await sample(node)
+        samples.append(current)
+        table = render(previous, current)
+        previous = current
+        return table  # type: ignore[return-value]
+
+    if interactive:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while not stop.is_set():
+                live.update(await tick())
+                await _wait(stop, every)
+    else:
+        while not stop.is_set():
+            await tick()
+            if len(samples) % 5 == 1 and previous is not None:
+                current = samples[-1]
+                rate = (current.recorded - samples[-2].recorded) / every if len(samples) > 1 else 0.0
+                console.print(
+                    f"[{len(samples):>3}s] intents {current.recorded:,} ({rate:,.0f}/s), "
+                    f"fills {current.fills:,}, loop lag p99 {current.loop_p99 * 1000:.1f} ms, "
+                    f"restarts {current.restarts}"
+                )
+            await _wait(stop, every)
+    return samples
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
