@@ -90,7 +90,13 @@ class BrokerConnection(asyncio.Protocol):
                 if end > size:
                     break
                 with view[offset + _HEADER.size : end] as payload:  # released before the buffer shrinks
-                    self._frame(payload)
+                    try:
+                        self._frame(payload)
+                    except Exception as error:  # a bug here must cost one connection, never the broker
+                        logger.opt(exception=True).error(
+                            "broker failed on a frame from {client}", client=self._client_id or "(no hello)"
+                        )
+                        self.close_with_error(f"internal error: {error!r}")
                 offset = end
         if self._taking_requests:
             del buffer[:offset]
@@ -184,11 +190,7 @@ class BrokerConnection(asyncio.Protocol):
             else:
                 self.send(encode_frame(Error(reason)))
             return
-        try:
-            self._request(request)
-        except Exception as error:  # a bug here must cost one connection, never the broker
-            logger.opt(exception=True).error("broker failed on {request}", request=request)
-            self.close_with_error(f"internal error handling {_tag(request)}: {error!r}")
+        self._request(request)
 
     def _request(self, request: Hello | NewOrder | CancelOrder | QueryOrder) -> None:
         client_id = self._client_id
@@ -228,7 +230,7 @@ def _undecodable(payload: memoryview, error: msgspec.DecodeError) -> str:
     """Say what is wrong with a frame in the protocol's terms: the message type and field, not $[i]."""
     try:
         raw = msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return f"frame is not a valid msgpack message: {error}"
     if not (isinstance(raw, list) and raw and isinstance(raw[0], str)):
         return f"frame is not a tagged message [type, fields...]: {error}"

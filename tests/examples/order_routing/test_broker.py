@@ -443,6 +443,7 @@ KEPT_OPEN = {
     "not msgpack": (framed(b"\xc1\xc1\xc1"), "frame is not a valid msgpack message"),
     "empty frame": (framed(b""), "frame is not a valid msgpack message"),
     "not a tagged message": (framed(msgspec.msgpack.encode({"qty": 1})), "frame is not a tagged message"),
+    "deeply nested": (framed(b"\x91" * 60_000 + b"\x01"), "frame is not a valid msgpack message"),
 }
 
 
@@ -620,3 +621,25 @@ async def test_every_accepted_order_is_in_the_store_after_a_sigkill(tmp_path: Pa
     assert acknowledged <= stored, f"acknowledged but lost: {sorted(acknowledged - stored)[:5]}"
     filled = {fill.client_order_id for fill in client.of(Fill)}
     assert filled <= {fill.client_order_id for fill in load_fills(tmp_path / "broker.db")}
+
+
+async def test_a_failure_handling_one_request_costs_only_that_connection(
+    broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.order_routing.broker import venue
+
+    def broken(*args: Any) -> None:
+        raise KeyError("a bug")
+
+    async with broker() as server:
+        client = await Client.hello(server.port)
+        with monkeypatch.context() as patch:
+            patch.setattr(venue.Venue, "query_order", broken)
+            client.send(QueryOrder("c-1", request_id=1))
+            assert (await client.expect(Error)).reason == "internal error: KeyError('a bug')"
+            await client.expect_closed()
+        fresh = await Client.hello(server.port)
+        fresh.send(QueryOrder("c-1", request_id=2))
+        assert await fresh.expect(OrderStatus) == OrderStatus(2, "c-1", found=False)
+        await fresh.close()
+        await client.close()
