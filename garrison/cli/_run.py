@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target", metavar="MODULE:SPEC", help="a SupervisorSpec (or a function returning one)"
     )
     parser.add_argument("--name", default="garrison", help="node name (default: garrison)")
-    parser.add_argument("--journal", metavar="PATH|URL", help="the node's journal: a SQLite file path")
+    parser.add_argument(
+        "--journal", metavar="PATH|URL", help="the node's journal: a SQLite file path or a redis:// URL"
+    )
     parser.add_argument(
         "--metrics-port", type=int, metavar="N", help="serve /metrics /healthz /tree (0: any)"
     )
@@ -129,11 +131,11 @@ def build_journal(location: str | None) -> Journal | None:
         return None
     scheme = location.partition("://")[0].lower() if "://" in location else ""
     if scheme in ("redis", "rediss"):
-        raise UsageError(
-            f"--journal {location}: the Redis Streams journal is not available yet; use a file path"
-        )
+        from garrison.persistence import RedisJournal
+
+        return RedisJournal(location)
     if scheme and scheme != "file":
-        raise UsageError(f"--journal {location}: unknown scheme {scheme!r}; give a SQLite file path")
+        raise UsageError(f"--journal {location}: unknown scheme {scheme!r}; give a file path or redis:// URL")
     from garrison.persistence import SqliteJournal
 
     return SqliteJournal(location.removeprefix("file://"))

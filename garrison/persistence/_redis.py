@@ -161,7 +161,10 @@ class RedisJournal:
             self.url, socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
         )
         try:
-            info = await client.info("server")
+            try:
+                info = await client.info("server")
+            except _redis_errors() as error:
+                raise ConnectionError(f"cannot reach Redis at {self.url}: {error}") from error
             version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
             self._waitaof = version >= (7, 2)
             if self.confirm_aof and not self._waitaof:
