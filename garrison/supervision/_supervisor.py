@@ -121,6 +121,32 @@ class _DelayedRestart(SystemMessage):
         return await instance._start_group(self.group, self.child, self.reason)
 
 
+class _RetryRestart(SystemMessage):
+    """A restart whose start failed, tried again from our loop (OTP's ``try_again_restart``).
+
+    Going through the mailbox lets queued calls and exits in between, and a
+    child that never starts costs no stack depth however large the intensity.
+    """
+
+    __slots__ = ("child", "context", "reason")
+
+    def __init__(self, child: _Child, context: ActorContext, reason: ExitReason) -> None:
+        self.child = child
+        self.context = context
+        self.reason = reason
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        assert isinstance(instance, Supervisor)
+        child = self.child
+        if (
+            child not in instance._children
+            or child.context is not self.context
+            or self.context._task is not None
+        ):
+            return None  # terminated, or restarted with its group, meanwhile
+        return await instance._restart(child, self.reason)
+
+
 class _Call(SystemMessage):
     """A management call run inside the supervisor's task; the caller awaits ``reply``."""
 
@@ -372,7 +398,9 @@ class Supervisor(Actor):
                 await started
             except ActorStartError as error:
                 failure = ExitReason.failure(error.cause, "on_start failed during restart")
-                return await self._restart(member, failure)
+                # Counted again when retried; the rest of the group restarts with it then.
+                self.ctx.mailbox.put_system(_RetryRestart(member, context, failure))
+                return None
             member.started_at = self._clock.now()
             why = (
                 str(reason)

@@ -22,7 +22,7 @@ from garrison import (
     SupervisorSpec,
 )
 
-from ._support import Journal, Worker, crash, of_type, worker
+from ._support import Crash, Journal, Worker, crash, of_type, worker
 
 
 async def test_intensity_zero_gives_up_on_the_first_crash(node: Node, clock: ManualClock) -> None:
@@ -226,3 +226,40 @@ async def test_the_window_reads_the_node_clock(node: Node, clock: ManualClock) -
         await clock.advance(0.6)  # sub-second resolution: each crash sits alone in its window
     assert sup.ref.is_alive
     assert [row.restarts for row in await sup.which_children()] == [10]
+
+
+async def test_a_large_intensity_with_a_child_that_never_starts_again_still_gives_up_cleanly(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    refuse: list[bool] = []
+    sup = await node.start(
+        SupervisorSpec(intensity=3000, children=[ChildSpec("a", Worker, args=(journal, refuse))])
+    )
+    refuse.extend([True] * 5000)
+    await crash(node.lookup("/root/a"), clock)
+    await clock.advance(0)
+    assert not sup.ref.is_alive
+    assert len(journal.steps("start-failed")) == 3000
+    reason = await asyncio.wait_for(sup.ref.wait_terminated(), 1.0)
+    assert isinstance(reason.error, RestartIntensityExceeded)
+
+
+async def test_a_retry_after_a_failed_start_lets_management_calls_in(node: Node, clock: ManualClock) -> None:
+    # OTP retries a failed restart through its own mailbox (try_again_restart), so calls interleave.
+    journal = Journal()
+    refuse: list[bool] = []
+    sup = await node.start(
+        SupervisorSpec(intensity=10_000, children=[ChildSpec("a", Worker, args=(journal, refuse))])
+    )
+    refuse.extend([True] * 1_000_000)
+    await node.lookup("/root/a").tell(Crash())
+    await asyncio.sleep(0)  # a crashes; its exit is queued ahead of the call below
+    [row] = await sup.which_children()  # answered between two attempts, while it keeps failing
+    assert row.state == "restarting"
+    await sup.terminate_child("a")  # and the retries stop
+    attempts = len(journal.steps("start-failed"))
+    await clock.advance(1.0)
+    assert len(journal.steps("start-failed")) == attempts
+    assert sup.ref.is_alive
+    assert [(row.id, row.state) for row in await sup.which_children()] == [("a", "undefined")]
