@@ -77,7 +77,8 @@ class _Child:
         self.spec = spec
         self.context: ActorContext | None = None
         self.backoff_attempt = 0
-        self.started_at = 0.0
+        self.started_at: float | None = None
+        """When the current incarnation started running; None after a failed start (it never ran)."""
         self.restart_timer: Cancellable | None = None
         self.waiting_group: list[_Child] = []
         """While ``restart_timer`` runs: the children that restart with this one (itself included)."""
@@ -374,7 +375,8 @@ class Supervisor(Actor):
         backoff = child.spec.backoff
         if backoff is None:
             return 0.0
-        if now - child.started_at >= backoff.quiet_period:
+        # Quiet means it ran that long without failing; time spent failing to start is not quiet.
+        if child.started_at is not None and now - child.started_at >= backoff.quiet_period:
             child.backoff_attempt = 0
         delay = backoff.delay(child.backoff_attempt, self.ctx.node.random.random())
         child.backoff_attempt += 1
@@ -398,17 +400,18 @@ class Supervisor(Actor):
                 await started
             except ActorStartError as error:
                 failure = ExitReason.failure(error.cause, "on_start failed during restart")
+                member.started_at = None
                 # Counted again when retried; the rest of the group restarts with it then.
                 self.ctx.mailbox.put_system(_RetryRestart(member, context, failure))
                 return None
-            member.started_at = self._clock.now()
+            started_at = member.started_at = self._clock.now()
             why = (
                 str(reason)
                 if member is failed
                 else f"{self.spec.strategy.value}: sibling {failed.spec.id!r} exited ({reason})"
             )
             self.ctx.node.events.publish(
-                Restarted(path=context.path, at=member.started_at, restarts=context.restarts, reason=why)
+                Restarted(path=context.path, at=started_at, restarts=context.restarts, reason=why)
             )
             self.ctx.logger.debug(
                 "supervisor {path}: restarted {id} (restart #{n}) after {why}",

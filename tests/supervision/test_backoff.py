@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from garrison import Backoff, ManualClock, Node, Restarted, Strategy, SupervisorSpec
+from garrison import Backoff, ChildSpec, ManualClock, Node, Restarted, Strategy, SupervisorSpec
 
-from ._support import Journal, Record, crash, of_type, worker
+from ._support import Journal, Record, Worker, crash, of_type, worker
 
 
 def _row_state(tree: list[dict[str, Any]], path: str) -> str:
@@ -209,3 +209,27 @@ async def test_terminating_a_waiting_child_still_restarts_the_siblings_that_wait
         ("c", "running"),
     ]
     assert (await sup.count_children()).active == 1
+
+
+async def test_a_child_that_keeps_failing_to_start_keeps_backing_off(node: Node, clock: ManualClock) -> None:
+    # Time passing is not a quiet period: the child never ran, so the delays keep growing.
+    journal = Journal()
+    refuse: list[bool] = []
+    backoff = Backoff(initial=1.0, max=8.0, jitter=0.0)
+    await node.start(
+        SupervisorSpec(
+            intensity=100, children=[ChildSpec("a", Worker, args=(journal, refuse), backoff=backoff)]
+        )
+    )
+    refuse.extend([True] * 6)
+    await crash(node.lookup("/root/a"), clock)
+    await clock.advance(60.0)
+    assert [at for at, step, _ in journal.timeline if step == "start-failed"] == [
+        1.0,
+        3.0,
+        7.0,
+        15.0,
+        23.0,
+        31.0,
+    ]
+    assert journal.when("start", "a") == 39.0
