@@ -91,7 +91,8 @@ class Order:
     state: str = "accepted"
     filled_qty: int = 0
     visible_at: float = math.inf
-    """Loop time from which QueryOrder sees it: commit time plus the lookup lag."""
+    """Loop time from which QueryOrder sees it: once durable, the lookup lag after it was received
+    (from receipt, not commit, so "not found" is honest for an order sent more than the lag ago)."""
 
     @property
     def is_open(self) -> bool:
@@ -128,6 +129,14 @@ class _Staged:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
+@dataclass(slots=True, eq=False)
+class _FillStep:
+    order: Order
+    sizes: list[int]
+    """The order's fills, by quantity, in the order they happen."""
+    index: int = 0
+
+
 class Venue:
     """One broker's order book and behaviour. Call ``restore`` then ``start``; ``close`` to finish."""
 
@@ -151,6 +160,8 @@ class Venue:
         self._replies: deque[_Reply] = deque()
         self._reply_timer: asyncio.TimerHandle | None = None
         self._staged = _Staged()
+        self._to_fill: list[_FillStep] = []
+        """Orders accepted by the commit in hand, to fill ``latency + fill_delay`` after it."""
         self._wakeup = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -191,9 +202,11 @@ class Venue:
             )
         self._next_order_number = len(orders) + 1
         self._next_fill_seq = (fills[-1].fill_seq + 1) if fills else 1
-        for order in by_id.values():
-            if order.is_open:
-                self._loop.call_later(self._fill_delay, self._fill, order, [order.qty - order.filled_qty], 0)
+        resumed = [
+            _FillStep(order, [order.qty - order.filled_qty]) for order in by_id.values() if order.is_open
+        ]
+        if resumed:
+            self._loop.call_later(self._fill_delay, self._fill_steps, resumed)
 
     def start(self) -> asyncio.Task[None]:
         """Start the group-commit writer; the task fails if the store does (the broker must stop)."""
@@ -293,7 +306,8 @@ class Venue:
                 order.accepted_at,
             )
         )
-        self._after_commit(partial(self._accepted, peer, order, reset, drop_reply))
+        received = self._loop.time()
+        self._after_commit(partial(self._accepted, peer, order, received, reset, drop_reply))
 
     def cancel_order(self, peer: Peer, client_id: str, request: CancelOrder) -> None:
         orders = self._orders.get((client_id, request.client_order_id), [])
@@ -337,18 +351,16 @@ class Venue:
 
     # -- after commit -----------------------------------------------------------------------
 
-    def _accepted(self, peer: Peer, order: Order, reset: bool, drop_reply: bool) -> None:
+    def _accepted(self, peer: Peer, order: Order, received: float, reset: bool, drop_reply: bool) -> None:
         self.stats.orders_accepted += 1
-        order.visible_at = self._loop.time() + self.config.lookup_lag
+        order.visible_at = received + self.config.lookup_lag
         if reset:
             peer.reset()
         elif drop_reply:
             self.stats.replies_dropped += 1
         else:
             self._reply(peer, OrderAccepted(order.client_order_id, order.order_id))
-        self._loop.call_later(
-            self._latency + self._fill_delay, self._fill, order, self._fill_sizes(order.qty), 0
-        )
+        self._to_fill.append(_FillStep(order, self._fill_sizes(order.qty)))
 
     def _fill_sizes(self, qty: int) -> list[int]:
         if not self.config.partial_fills or qty == 1:
@@ -357,10 +369,23 @@ class Venue:
         cuts = sorted(self._rng.sample(range(1, qty), count - 1))
         return [high - low for low, high in zip([0, *cuts], [*cuts, qty], strict=True)]
 
-    def _fill(self, order: Order, sizes: list[int], index: int) -> None:
-        if self._closing or not order.is_open:
+    def _fill_steps(self, steps: list[_FillStep]) -> None:
+        """Fill each order's next slice; all of them fell due together (one timer, not one per order)."""
+        if self._closing:
             return
-        order.filled_qty += sizes[index]
+        later: list[_FillStep] = []
+        for step in steps:
+            order = step.order
+            if order.is_open:
+                self._fill(order, step.sizes[step.index])
+                step.index += 1
+                if step.index < len(step.sizes):
+                    later.append(step)
+        if later:
+            self._loop.call_later(self._fill_delay, self._fill_steps, later)
+
+    def _fill(self, order: Order, qty: int) -> None:
+        order.filled_qty += qty
         leaves_qty = order.qty - order.filled_qty
         order.state = "filled" if leaves_qty == 0 else "partially_filled"
         fill = Fill(
@@ -369,7 +394,7 @@ class Venue:
             order.order_id,
             order.symbol,
             order.side,
-            sizes[index],
+            qty,
             order.price,
             leaves_qty,
         )
@@ -391,8 +416,6 @@ class Venue:
         )
         batch.order_updates.append((order.state, order.filled_qty, order.order_id))
         self._after_commit(partial(self._filled, order.client_id, fill))
-        if index + 1 < len(sizes):
-            self._loop.call_later(self._fill_delay, self._fill, order, sizes, index + 1)
 
     def _filled(self, client_id: str, fill: Fill) -> None:
         self.stats.fills += 1
@@ -447,6 +470,10 @@ class Venue:
                 self.stats.commits += 1
             for callback in staged.after_commit:
                 callback()
+            if self._to_fill:
+                # Every order accepted by this commit falls due at once: one timer for the lot.
+                self._loop.call_later(self._latency + self._fill_delay, self._fill_steps, self._to_fill)
+                self._to_fill = []
             if self._closing and not self._staged.after_commit and not self._staged.batch:
                 return
 
