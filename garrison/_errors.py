@@ -116,11 +116,18 @@ class MessageDropped(GarrisonError):
 
 
 class InvalidSpec(InvalidConfig):
-    """A supervision spec is invalid; ``child_id`` names the child (None: the supervisor)."""
+    """A supervision spec is invalid; ``child_id`` names the child (None: the supervisor).
 
-    def __init__(self, child_id: str | None, field: str, value: Any, expected: str) -> None:
+    ``where`` replaces the "child 'id': " / "supervisor: " prefix of the message
+    (a ``Backoff`` is built before the child it belongs to: its errors have none).
+    """
+
+    def __init__(
+        self, child_id: str | None, field: str, value: Any, expected: str, *, where: str | None = None
+    ) -> None:
         self.child_id = child_id
-        where = f"child {child_id!r}: " if child_id is not None else "supervisor: "
+        if where is None:
+            where = f"child {child_id!r}: " if child_id is not None else "supervisor: "
         super().__init__(field, value, expected)
         self.args = (f"{where}{field}={value!r} is invalid: {expected}",)
 

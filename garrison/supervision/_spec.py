@@ -46,13 +46,15 @@ class AutoShutdown(enum.Enum):
     ALL_SIGNIFICANT = "all_significant"
 
 
-def _number(child_id: str | None, name: str, value: object, *, positive: bool = False) -> float:
+def _number(
+    child_id: str | None, name: str, value: object, *, positive: bool = False, where: str | None = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidSpec(child_id, name, value, "must be a number")
+        raise InvalidSpec(child_id, name, value, "must be a number", where=where)
     if positive and not value > 0:
-        raise InvalidSpec(child_id, name, value, "must be > 0")
+        raise InvalidSpec(child_id, name, value, "must be > 0", where=where)
     if value < 0:
-        raise InvalidSpec(child_id, name, value, "must be >= 0")
+        raise InvalidSpec(child_id, name, value, "must be >= 0", where=where)
     return float(value)
 
 
@@ -74,15 +76,16 @@ class Backoff:
     reset_after: float | None = None
 
     def __post_init__(self) -> None:
-        _number(None, "backoff.initial", self.initial, positive=True)
-        _number(None, "backoff.max", self.max, positive=True)
+        # Built before the ChildSpec it goes into: the field name alone says where it is.
+        _number(None, "backoff.initial", self.initial, positive=True, where="")
+        _number(None, "backoff.max", self.max, positive=True, where="")
         if self.max < self.initial:
-            raise InvalidSpec(None, "backoff.max", self.max, f"must be >= initial={self.initial}")
-        if _number(None, "backoff.multiplier", self.multiplier) < 1:
-            raise InvalidSpec(None, "backoff.multiplier", self.multiplier, "must be >= 1")
-        _number(None, "backoff.jitter", self.jitter)
+            raise InvalidSpec(None, "backoff.max", self.max, f"must be >= initial={self.initial}", where="")
+        if _number(None, "backoff.multiplier", self.multiplier, where="") < 1:
+            raise InvalidSpec(None, "backoff.multiplier", self.multiplier, "must be >= 1", where="")
+        _number(None, "backoff.jitter", self.jitter, where="")
         if self.reset_after is not None:
-            _number(None, "backoff.reset_after", self.reset_after, positive=True)
+            _number(None, "backoff.reset_after", self.reset_after, positive=True, where="")
 
     @property
     def quiet_period(self) -> float:

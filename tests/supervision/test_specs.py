@@ -142,7 +142,7 @@ def test_backoff_values_are_checked(options: dict[str, Any], field: str) -> None
     with pytest.raises(InvalidSpec) as error:
         Backoff(**options)
     assert error.value.field == field
-    assert re.search(re.escape(field) + "=", str(error.value))
+    assert re.match(re.escape(field) + "=", str(error.value)), "a Backoff is not a supervisor"
 
 
 def test_every_bad_field_of_a_child_spec_names_the_child() -> None:
