@@ -26,8 +26,11 @@ BENCHMARKS: dict[str, str] = {
     "ask": "bench.ask_latency",
     "spawn": "bench.spawn_memory",
     "metrics": "bench.metrics_overhead",
+    "guard": "bench.guard_overhead",
     "restart": "bench.restart_latency",
     "storm": "bench.restart_storm",
+    "journal_append": "bench.journal_append",
+    "journal_replay": "bench.journal_replay",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 

@@ -200,11 +200,16 @@ class LoopMonitor:
         sample_every = min(guard.interval / 2, 0.02)
         blocked_after = guard.interval * 1.5 + sample_every
         dumped_for: float | None = None
-        while not self._stop.wait(sample_every):
+        pause = sample_every
+        while not self._stop.wait(pause):
             tick = self.last_tick
             silent_for = time.monotonic() - tick
             if silent_for < blocked_after:
+                # The loop ticks: sleep until a stall could have begun, not a sample
+                # period. Each wake-up takes the GIL from the loop's thread.
+                pause = blocked_after - silent_for
                 continue
+            pause = sample_every
             loop = self._loop
             if loop is None or loop.is_closed():
                 return  # it will never tick again: nothing left to watch
