@@ -17,10 +17,12 @@ import msgspec
 from loguru import logger
 
 from examples.order_routing.broker_process import BrokerProcess, broker_arguments
+from examples.order_routing.chaos import chaos_arguments, run_chaos
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.node.view import live_view, snapshot_of
+from examples.order_routing.verdict import judge
 from garrison import Node
 from garrison.persistence import RedisJournal, SqliteJournal
 
@@ -76,6 +78,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-view", action="store_true", help="no live view; a line every few seconds")
     _config_arguments(run)
     broker_arguments(run)
+    chaos = commands.add_parser("chaos", help="kill the node at random moments, settle, print the verdict")
+    _config_arguments(chaos)
+    broker_arguments(chaos)
+    chaos_arguments(chaos)
+    verdict = commands.add_parser("verdict", help="judge a finished run from its journal and broker store")
+    verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
+    verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
+    verdict.add_argument("--client-id", default="router-1")
     node = commands.add_parser("node", help="run only the node (what chaos runs under heart)")
     node.add_argument("--config-json", required=True, help="a NodeConfig as JSON")
     return top
@@ -88,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(arguments)
     if args.command == "run":
         return asyncio.run(run_demo(args))
+    if args.command == "chaos":
+        return asyncio.run(run_chaos(args, build_config))
+    if args.command == "verdict":
+        return asyncio.run(print_verdict(args))
     if args.command == "node":
         os.environ[CONFIG_ENV] = args.config_json
         from garrison.cli import main as garrison_main
@@ -96,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return garrison_main(["run", "examples.order_routing.node.entry:spec", "--journal", config.journal])
     parser().print_help()
     return 2
+
+
+async def print_verdict(args: argparse.Namespace) -> int:
+    async with open_journal(args.journal) as journal:
+        verdict = await judge(journal, args.broker_store, args.client_id)
+    for line in verdict.lines():
+        print(line)
+    return 0 if verdict.passed else 1
 
 
 async def run_demo(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 The configuration comes as JSON in the ORDER_ROUTING_CONFIG environment
 variable (the chaos runner and `python -m examples.order_routing node` set
-it). The process writes its pid to ``<journal>.pid`` so a chaos run can
-SIGKILL the node itself rather than the heart that restarts it.
+it). With ``control_dir`` set, the process writes its pid to
+``<control_dir>/node.pid`` so a chaos run can SIGKILL the node itself rather
+than the heart that restarts it, and takes a one-shot ``die-after`` order
+from there (SIGKILL itself right after the Nth order it sends).
 """
 
 from __future__ import annotations
@@ -20,14 +22,24 @@ CONFIG_ENV = "ORDER_ROUTING_CONFIG"
 
 
 def load_config() -> NodeConfig:
+    """The config from the environment, with a one-shot chaos order applied if one is waiting."""
     raw = os.environ.get(CONFIG_ENV)
-    if raw is None:
-        return NodeConfig()
-    return msgspec.json.decode(raw, type=NodeConfig)
+    config = NodeConfig() if raw is None else msgspec.json.decode(raw, type=NodeConfig)
+    if not config.control_dir:
+        return config
+    order = os.path.join(config.control_dir, "die-after")
+    try:
+        with open(order) as file:
+            sends = int(file.read().strip() or 0)
+        os.unlink(order)
+    except FileNotFoundError:
+        return config
+    return msgspec.structs.replace(config, die_after_sends=sends)
 
 
 def spec() -> SupervisorSpec:
     config = load_config()
-    with open(f"{config.journal}.pid", "w") as pid_file:
-        pid_file.write(str(os.getpid()))
+    if config.control_dir:
+        with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
+            pid_file.write(str(os.getpid()))
     return build_spec(config)

@@ -48,6 +48,8 @@ class _Sweep(msgspec.Struct, frozen=True):
 class Executor(Actor):
     """Sends pending intents through the gateway and reconciles after every restart."""
 
+    heartbeat_timeout = 5.0
+
     mailbox = MailboxConfig(capacity=65536)
     SWEEP_EVERY = 0.1
 

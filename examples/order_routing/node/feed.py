@@ -26,6 +26,8 @@ class Feed(Actor):
     ``ticks`` stream (so strategies can replay after a crash), then routes it to the
     strategies and to risk. The burst starts ``burst_start`` seconds after start."""
 
+    heartbeat_timeout = 5.0
+
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.random = random.Random(config.seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
@@ -50,6 +52,8 @@ class Gateway(Actor):
     the reader waits for room in its peers' mailboxes, so the broker slows
     down rather than anything being dropped.
     """
+
+    heartbeat_timeout = 5.0
 
     mailbox = MailboxConfig(capacity=65536)
 
@@ -101,8 +105,13 @@ class Gateway(Actor):
         frame = encode_frame(request)
         if self.welcome is None:
             self.backlog.append(frame)
-        else:
-            self.writer.write(frame)
+            return
+        self.writer.write(frame)
+        if isinstance(request, NewOrder) and self.config.die_after_sends:
+            self.sends = getattr(self, "sends", 0) + 1
+            if self.sends >= self.config.die_after_sends:
+                # Chaos: die with the order on the wire and its intent still SENDING.
+                os.kill(os.getpid(), signal.SIGKILL)
 
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted."""

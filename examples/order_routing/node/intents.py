@@ -30,6 +30,8 @@ class Intents(Actor):
     then waits once). On every (re)start it reopens the log from the journal.
     """
 
+    heartbeat_timeout = 5.0
+
     mailbox = MailboxConfig(capacity=8192)
 
     async def on_start(self) -> None:

@@ -50,6 +50,14 @@ def applied(position: Position, side: Side, qty: int, price: float) -> Position:
     return Position(new_qty, average)
 
 
+def apply_fill(book: Book, event: FillApplied) -> Book:
+    """The book after one fill (pure: replay and live use the same function)."""
+    positions = dict(book.positions)
+    position = positions.get(event.symbol, Position())
+    positions[event.symbol] = applied(position, event.side, event.qty, event.price)
+    return Book(last_fill_seq=event.fill_seq, fills=book.fills + 1, positions=positions)
+
+
 class Positions(EventSourcedActor[Book]):
     """Applies each broker fill exactly once (fills carry a broker-wide sequence number;
     a replayed or repeated one is ignored), and tells the executor when an order is done.
@@ -59,6 +67,7 @@ class Positions(EventSourcedActor[Book]):
     """
 
     events = (FillApplied,)
+    heartbeat_timeout = 5.0
     snapshot_every = 5_000
     mailbox = MailboxConfig(capacity=65536)
     persistence_id = "positions"
@@ -67,11 +76,7 @@ class Positions(EventSourcedActor[Book]):
         return Book()
 
     def apply(self, state: Book, event: FillApplied) -> Book:
-        positions = dict(state.positions)
-        positions[event.symbol] = applied(
-            positions.get(event.symbol, Position()), event.side, event.qty, event.price
-        )
-        return Book(last_fill_seq=event.fill_seq, fills=state.fills + 1, positions=positions)
+        return apply_fill(state, event)
 
     async def on_start(self) -> None:
         self.buffer: list[FillApplied] = []

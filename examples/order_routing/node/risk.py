@@ -25,6 +25,8 @@ class Risk(Actor):
     durable. Ticks (conflated per symbol) keep the reference prices fresh.
     """
 
+    heartbeat_timeout = 5.0
+
     mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol)
 
     def __init__(self, config: NodeConfig) -> None:

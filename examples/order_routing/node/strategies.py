@@ -10,6 +10,7 @@ proposing again after a crash can never place a second order.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import msgspec
@@ -33,6 +34,8 @@ def latest_per_symbol(message: Any) -> str | None:
 class Strategy(Actor):
     """Base of the example strategies: warm up, decide per tick, propose, count answers."""
 
+    heartbeat_timeout = 5.0
+
     mailbox = MailboxConfig(capacity=256, overflow=Overflow.CONFLATE, key=latest_per_symbol)
     kind: ClassVar[str] = "strategy"
 
@@ -42,6 +45,7 @@ class Strategy(Actor):
         self.proposed = 0
         self.accepted = 0
         self.refused: dict[str, int] = {}
+        self.bad_ticks = 0
 
     async def on_start(self) -> None:
         # Rebuild indicators from the durable tick stream; signals are not re-sent for them.
@@ -52,6 +56,10 @@ class Strategy(Actor):
 
     async def on_receive(self, message: Any) -> Any:
         match message:
+            case Tick() if not (math.isfinite(message.price) and message.price > 0):
+                self.bad_ticks += 1
+                reason = f"bad tick: price={message.price!r} (must be > 0 and finite)"
+                self.ctx.node.dead_letters.publish(message, self.ctx.path, reason, kind="invalid")
             case Tick():
                 side = self.decide(message)
                 self.observe(message)
@@ -62,7 +70,12 @@ class Strategy(Actor):
             case OrderAck(reason=reason):
                 self.refused[reason] = self.refused.get(reason, 0) + 1
             case Snapshot():
-                return {"proposed": self.proposed, "accepted": self.accepted, "refused": dict(self.refused)}
+                return {
+                    "proposed": self.proposed,
+                    "accepted": self.accepted,
+                    "refused": dict(self.refused),
+                    "bad_ticks": self.bad_ticks,
+                }
             case _:
                 self.ctx.unhandled(message)
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from examples.order_routing.node.chaos_monkey import ChaosMonkey
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.executor import Executor
 from examples.order_routing.node.feed import Feed
@@ -10,6 +11,7 @@ from examples.order_routing.node.intents import Intents
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.positions import Positions
 from examples.order_routing.node.risk import Risk
+from examples.order_routing.node.settler import Settler
 from examples.order_routing.node.strategies import StrategyLauncher
 from garrison import Backoff, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
 
@@ -35,16 +37,22 @@ def build_spec(config: NodeConfig) -> SupervisorSpec:
             ChildSpec("positions", Positions),
         ],
     )
+    feed = [ChildSpec("feed", Feed, args=(config,))] if config.feed else []
     market = SupervisorSpec(
         strategy=Strategy.REST_FOR_ONE,
         intensity=20,
         period=10.0,
         children=[
-            ChildSpec("feed", Feed, args=(config,)),
+            *feed,
             ChildSpec("strategies", DynamicSupervisorSpec(intensity=20, period=10.0)),
             ChildSpec("launcher", StrategyLauncher, args=(config,)),
         ],
     )
+    extras = []
+    if config.chaos_faults_per_second > 0:
+        extras.append(ChildSpec("chaos", ChaosMonkey, args=(config,)))
+    if config.settle_report:
+        extras.append(ChildSpec("settler", Settler, args=(config,)))
     return SupervisorSpec(
         strategy=Strategy.ONE_FOR_ONE,
         intensity=10,
@@ -54,5 +62,6 @@ def build_spec(config: NodeConfig) -> SupervisorSpec:
             ChildSpec("execution", execution),
             ChildSpec("risk", Risk, args=(config,)),
             ChildSpec("market", market),
+            *extras,
         ],
     )

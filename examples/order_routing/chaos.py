@@ -1,0 +1,170 @@
+"""The chaos run: kill the node at random moments, settle, and judge.
+
+The node runs under ``garrison run --heart``, which restarts it after every
+SIGKILL. Inside, a chaos monkey crashes and hangs random actors. Some kills
+are aimed at the dead zone: the node is told to SIGKILL itself right after
+writing an order to the broker, before the intent can move on. The broker
+simulator runs with faults on (lost replies, connection resets, rejects,
+partial fills, look-ups that lag) and a dedupe mode that does not save a
+careless node (while-open or none). Then the feed stops, the node settles,
+and the verdict compares the journal with the broker's own record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from examples.order_routing.broker_process import BrokerProcess
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.entry import CONFIG_ENV
+from examples.order_routing.verdict import judge
+from garrison.persistence import RedisJournal, SqliteJournal
+
+NODE_TARGET = "examples.order_routing.node.entry:spec"
+
+
+def chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    chaos = parser.add_argument_group("chaos")
+    chaos.add_argument("--kills", type=int, default=20, help="SIGKILLs of the whole node")
+    chaos.add_argument("--min-interval", type=float, default=0.3, help="shortest gap between kills (s)")
+    chaos.add_argument("--max-interval", type=float, default=1.5, help="longest gap between kills (s)")
+    chaos.add_argument(
+        "--dead-zone-share", type=float, default=0.3, help="share of kills aimed at the dead zone"
+    )
+    chaos.add_argument("--actor-faults", type=float, default=0.5, help="actor crashes/hangs per second")
+    chaos.add_argument("--calm", type=float, default=2.0, help="seconds of running after the last kill")
+    chaos.add_argument("--settle-timeout", type=float, default=60.0)
+    chaos.add_argument("--chaos-seed", type=int, default=1, help="seed of the kill schedule")
+    chaos.add_argument("--folder", help="keep journal, store and logs here (default: a temp folder)")
+
+
+def chaos_defaults(args: argparse.Namespace) -> None:
+    """Faults on unless the user chose otherwise."""
+    for name, value in (("drop_reply_rate", 0.02), ("reset_rate", 0.002), ("reject_rate", 0.01)):
+        if getattr(args, name) == 0.0:
+            setattr(args, name, value)
+    if args.dedupe == "always":
+        print(
+            "note: dedupe 'always' would hide duplicates; the verdict is meaningful with while-open or none"
+        )
+
+
+def _node_command(journal: str, *extra: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
+        *("--name", "router-1", "--log-level", "WARNING", "--stall-timeout", "0", *extra),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _node_pid(control: Path, heart_pid: int) -> int | None:
+    try:
+        pid = int((control / "node.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid != heart_pid and _alive(pid) else None
+
+
+async def _stop_group(process: asyncio.subprocess.Process, timeout: float) -> int:
+    """SIGTERM the process (heart forwards it), wait bounded, then SIGKILL its whole group."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+    return process.returncode if process.returncode is not None else -1
+
+
+async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
+    chaos_defaults(args)
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="order-routing-chaos-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    control = folder / "control"
+    control.mkdir(exist_ok=True)
+    journal = args.journal or str(folder / "node.db")
+    schedule = random.Random(args.chaos_seed)
+    log = open(folder / "node.log", "ab")  # noqa: SIM115, ASYNC230 - once, before anything runs
+    print(f"chaos: {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
+    try:
+        async with BrokerProcess.start(args, folder / "broker.db") as broker:
+            base: NodeConfig = config_of(args, journal, broker.port)  # type: ignore[operator]
+            config = msgspec.structs.replace(
+                base, control_dir=str(control), chaos_faults_per_second=args.actor_faults
+            )
+            environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(config).decode()})
+            heart = await asyncio.create_subprocess_exec(
+                *_node_command(journal, "--heart", "--heart-timeout", "5", "--heart-intensity", "100000",
+                               "--heart-backoff", "0.05", "--heart-max-backoff", "0.5"),
+                env=environment, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+            kills = dead_zone = 0
+            deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
+            try:
+                while kills < args.kills:
+                    if heart.returncode is not None or time.monotonic() > deadline:
+                        print(
+                            f"chaos: heart ended early (exit {heart.returncode}); see {folder / 'node.log'}"
+                        )
+                        return 2
+                    await asyncio.sleep(schedule.uniform(args.min_interval, args.max_interval))
+                    pid = _node_pid(control, heart.pid)
+                    if pid is None:
+                        continue  # between incarnations
+                    if schedule.random() < args.dead_zone_share:
+                        (control / "die-after").write_text(str(schedule.randint(1, 40)))
+                        dead_zone += 1
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                    print(f"chaos: kill {kills}/{args.kills} (pid {pid})", flush=True)
+                await asyncio.sleep(args.calm)
+            finally:
+                code = await _stop_group(heart, 20.0)
+            print(f"chaos: {kills} kills ({dead_zone} armed for the dead zone); node stopped (exit {code})")
+            with contextlib.suppress(FileNotFoundError):
+                (control / "die-after").unlink()
+            settle = msgspec.structs.replace(
+                config, feed=False, chaos_faults_per_second=0.0,
+                settle_report=str(folder / "settle.json"), settle_timeout=args.settle_timeout,
+            )  # fmt: skip
+            environment[CONFIG_ENV] = msgspec.json.encode(settle).decode()
+            settler = await asyncio.create_subprocess_exec(
+                *_node_command(journal), env=environment, stdout=log, stderr=log, start_new_session=True
+            )
+            try:
+                await asyncio.wait_for(settler.wait(), args.settle_timeout + 30)
+            except TimeoutError:
+                print("chaos: the settle run did not finish in time")
+            finally:
+                await _stop_group(settler, 5.0)
+            report = folder / "settle.json"
+            print(f"chaos: settle report: {report.read_text() if report.exists() else 'none'}")
+        opened = RedisJournal(journal) if journal.startswith("redis") else SqliteJournal(journal)
+        async with opened:
+            verdict = await judge(opened, str(folder / "broker.db"), "router-1")
+    finally:
+        log.close()
+    for line in verdict.lines():
+        print(line)
+    return 0 if verdict.passed else 1

@@ -1,0 +1,120 @@
+"""The verdict the whole design exists for, read from the node's journal and the broker's store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from examples.order_routing.broker.store import duplicates, load_fills, load_orders
+from examples.order_routing.node.intents import INTENTS_STREAM
+from examples.order_routing.node.messages import OrderIntent
+from examples.order_routing.node.positions import Book, FillApplied, apply_fill
+from examples.order_routing.protocol import Side
+from garrison.persistence import EventCodec, IntentLog, IntentState, Journal, StateCodec
+
+
+@dataclass
+class Verdict:
+    intents_recorded: int = 0
+    orders_at_broker: int = 0
+    duplicates: int = 0
+    """Client order ids the broker accepted more than once: must be 0."""
+    lost: int = 0
+    """Intents recorded and not venue-rejected that the broker never accepted: must be 0."""
+    phantom: int = 0
+    """Orders at the broker that the node never recorded as intents: must be 0."""
+    ambiguous: int = 0
+    """Intents still RECORDED/SENDING/UNKNOWN after settling: must be 0."""
+    rejected_by_venue: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    positions_match: bool = False
+    position_mismatches: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """symbol -> (node qty, broker net filled qty) where they differ."""
+    fills_at_broker: int = 0
+    fills_at_node: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.duplicates == 0
+            and self.lost == 0
+            and self.phantom == 0
+            and self.ambiguous == 0
+            and self.positions_match
+        )
+
+    def lines(self) -> list[str]:
+        mark = {True: "ok", False: "FAIL"}
+        return [
+            f"intents recorded:        {self.intents_recorded:,}",
+            f"orders at the broker:    {self.orders_at_broker:,}",
+            f"rejected by the venue:   {self.rejected_by_venue:,}",
+            f"duplicates (must be 0):  {self.duplicates:,}  {mark[self.duplicates == 0]}",
+            f"lost intents (must be 0): {self.lost:,}  {mark[self.lost == 0]}",
+            f"phantom orders (must be 0): {self.phantom:,}  {mark[self.phantom == 0]}",
+            f"ambiguous after settling (must be 0): {self.ambiguous:,}  {mark[self.ambiguous == 0]}",
+            f"fills: broker {self.fills_at_broker:,}, node {self.fills_at_node:,}",
+            f"positions at the node match fills at the broker: {mark[self.positions_match]}"
+            + (f" {self.position_mismatches}" if self.position_mismatches else ""),
+            f"VERDICT: {'PASS' if self.passed else 'FAIL'}",
+        ]
+
+
+async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
+    """Compare what the node recorded with what the broker holds."""
+    verdict = Verdict()
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    intents = {intent.id: intent for intent in log.intents()}
+    verdict.intents_recorded = len(intents)
+    verdict.states = dict(Counter(intent.state.value for intent in intents.values()))
+    orders = [
+        order for order in await asyncio.to_thread(load_orders, broker_store) if order.client_id == client_id
+    ]
+    at_broker = {order.client_order_id for order in orders}
+    verdict.orders_at_broker = len(orders)
+    verdict.duplicates = sum(
+        1 for d in await asyncio.to_thread(duplicates, broker_store) if d.client_id == client_id
+    )
+    verdict.rejected_by_venue = sum(1 for i in intents.values() if i.state is IntentState.REJECTED)
+    verdict.lost = sum(
+        1
+        for cid, intent in intents.items()
+        if intent.state is not IntentState.REJECTED and cid not in at_broker
+    )
+    verdict.phantom = sum(1 for cid in at_broker if cid not in intents)
+    verdict.ambiguous = sum(
+        1
+        for intent in intents.values()
+        if intent.state in (IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN)
+    )
+    fills = [
+        fill for fill in await asyncio.to_thread(load_fills, broker_store) if fill.client_id == client_id
+    ]
+    verdict.fills_at_broker = len(fills)
+    broker_net: Counter[str] = Counter()
+    for fill in fills:
+        broker_net[fill.symbol] += fill.qty if fill.side is Side.BUY else -fill.qty
+    book = await replay_positions(journal)
+    verdict.fills_at_node = book.fills
+    node_net = {symbol: position.qty for symbol, position in book.positions.items()}
+    for symbol in set(node_net) | set(broker_net):
+        if node_net.get(symbol, 0) != broker_net.get(symbol, 0):
+            verdict.position_mismatches[symbol] = (node_net.get(symbol, 0), broker_net.get(symbol, 0))
+    verdict.positions_match = not verdict.position_mismatches and book.fills == len(fills)
+    return verdict
+
+
+async def replay_positions(journal: Journal) -> Book:
+    """The positions actor's state, rebuilt from its snapshot and events (as it recovers)."""
+    codec = EventCodec([FillApplied])
+    snapshot = await journal.load_snapshot("positions")
+    if snapshot is None:
+        seq, book = 0, Book()
+    else:
+        seq, payload = snapshot
+        book = StateCodec(Book).decode(payload, "positions", seq)
+    async for rows in journal.read_batches("positions", seq):
+        for event in codec.decode_rows(rows, "positions"):
+            book = apply_fill(book, event)
+    return book
