@@ -186,9 +186,10 @@ async def test_reconnect_replays_the_fills_after_fills_after_and_fills_that_wait
     async with broker(fill_delay_ms=20) as server:
         client = await Client.hello(server.port)
         client.send(order("c-1"), order("c-2"), order("c-3"))
-        for client_order_id in ("c-1", "c-2", "c-3"):
-            await client.expect(Fill, lambda fill, c=client_order_id: fill.client_order_id == c)
+        while len(client.of(Fill)) < 3:
+            await client.expect(Fill)
         live = client.of(Fill)
+        assert sorted(fill.client_order_id for fill in live) == ["c-1", "c-2", "c-3"]
         # The fourth order fills while nobody is connected: it waits in the store for the next Hello.
         client.send(order("c-4"))
         await client.expect(OrderAccepted, lambda accepted: accepted.client_order_id == "c-4")
