@@ -609,17 +609,29 @@ async def test_the_broker_process_prints_listening_and_exits_zero_on_sigterm(tmp
 async def test_every_accepted_order_is_in_the_store_after_a_sigkill(tmp_path: Path) -> None:
     with broker_process(tmp_path, "--latency-ms", "0") as (process, port):
         client = await Client.hello(port)
-        client.send(*(order(f"c-{i}") for i in range(3000)))
-        while len(client.of(OrderAccepted)) < 500:
-            await client.expect(OrderAccepted)
-        process.send_signal(signal.SIGKILL)
-        await client.gather(1.0)  # whatever was already on its way
+
+        async def keep_sending() -> None:
+            for start in range(0, 20_000, 100):
+                client.send(*(order(f"c-{i}") for i in range(start, start + 100)))
+                await asyncio.sleep(0.002)
+
+        sender = asyncio.create_task(keep_sending())
+        try:
+            while len(client.of(OrderAccepted)) < 1000:
+                await client.expect(OrderAccepted)
+            process.send_signal(signal.SIGKILL)  # in the middle of the stream of orders
+            await client.gather(1.0)  # whatever was already on its way
+        finally:
+            sender.cancel()
+            with suppress(asyncio.CancelledError, ConnectionError):
+                await sender
         await client.close()
         assert await asyncio.to_thread(process.wait, 10) == -signal.SIGKILL
 
     acknowledged = {accepted.client_order_id for accepted in client.of(OrderAccepted)}
     stored = {stored.client_order_id for stored in load_orders(tmp_path / "broker.db")}
     assert acknowledged <= stored, f"acknowledged but lost: {sorted(acknowledged - stored)[:5]}"
+    assert len(stored) < 20_000, "the kill came before every order was sent"
     filled = {fill.client_order_id for fill in client.of(Fill)}
     assert filled <= {fill.client_order_id for fill in load_fills(tmp_path / "broker.db")}
 
