@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from garrison import Backoff, ChildSpec, ManualClock, Node, Restarted, Strategy, SupervisorSpec
+import pytest
+
+from garrison import (
+    Backoff,
+    ChildSpec,
+    GaveUp,
+    LifecycleEvent,
+    ManualClock,
+    Node,
+    Restarted,
+    Strategy,
+    SupervisorSpec,
+)
 
 from ._support import Journal, Record, Worker, crash, of_type, worker
 
@@ -233,3 +245,34 @@ async def test_a_child_that_keeps_failing_to_start_keeps_backing_off(node: Node,
         31.0,
     ]
     assert journal.when("start", "a") == 39.0
+
+
+@pytest.mark.parametrize(("intensity", "gives_up_at"), [(5, None), (4, 7.5)])
+async def test_the_documented_backoff_and_intensity_example(
+    node: Node, clock: ManualClock, intensity: int, gives_up_at: float | None
+) -> None:
+    # docs/supervision.md: Backoff(initial=0.5, max=8) and a child that can never start again
+    # fail at 0, 0.5, 1.5, 3.5, 7.5, then every 8 s: 5 restarts in the first 10 s, 2 after that.
+    journal = Journal()
+    refuse: list[bool] = []
+    events: list[LifecycleEvent] = []
+    node.events.subscribe(events.append)
+    backoff = Backoff(initial=0.5, max=8.0, jitter=0.0)
+    sup = await node.start(
+        SupervisorSpec(
+            intensity=intensity,
+            period=10.0,
+            children=[ChildSpec("a", Worker, args=(journal, refuse), backoff=backoff)],
+        )
+    )
+    refuse.extend([True] * 1000)
+    await crash(node.lookup("/root/a"), clock)
+    await clock.advance(100.0)
+    if gives_up_at is None:
+        assert sup.ref.is_alive
+        failed_at = [at for at, step, _ in journal.timeline if step == "start-failed"]
+        assert failed_at[:6] == [0.5, 1.5, 3.5, 7.5, 15.5, 23.5]
+    else:
+        assert not sup.ref.is_alive
+        [gave_up] = of_type(events, GaveUp)
+        assert gave_up.at == gives_up_at
