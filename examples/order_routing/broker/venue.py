@@ -1,9 +1,8 @@
-"""The simulated venue: its orders, dedupe, faults, fills and look-ups, and the group commit.
+"""The simulated venue: its orders, dedupe, faults, fills and look-ups.
 
 Everything a client hears is durable first: each request's reply, and each
 fill, is released only after the store transaction holding every change made
-before it has committed (one transaction per batch: whatever was staged while
-the previous commit ran). Replies then wait ``latency_ms`` in one FIFO (the
+before it has committed (``commit.GroupCommit``). Replies then wait ``latency_ms`` in one FIFO (the
 latency is the same for all, so a deque and one timer keep them in order);
 fills go out as soon as they are durable.
 """
@@ -16,14 +15,12 @@ import random
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
 import msgspec
-from loguru import logger
 
 from ..protocol import (
     CancelOrder,
@@ -39,8 +36,9 @@ from ..protocol import (
     Welcome,
     encode_frame,
 )
+from .commit import GroupCommit
 from .config import BrokerConfig, DedupeMode
-from .store import BrokerStore, StoredFill, StoredOrder, WriteBatch
+from .store import BrokerStore, StoredFill, StoredOrder
 
 MAX_ID_LENGTH = 64
 MAX_QTY = 1_000_000_000
@@ -123,12 +121,6 @@ class _Reply:
     frame: bytes
 
 
-@dataclass(slots=True)
-class _Staged:
-    batch: WriteBatch = field(default_factory=WriteBatch)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
-
-
 @dataclass(slots=True, eq=False)
 class _FillStep:
     order: Order
@@ -159,12 +151,10 @@ class Venue:
         self._next_fill_seq = 1
         self._replies: deque[_Reply] = deque()
         self._reply_timer: asyncio.TimerHandle | None = None
-        self._staged = _Staged()
+        self._commit = GroupCommit(store, executor, on_batch_done=self._fill_accepted_later)
         self._to_fill: list[_FillStep] = []
         """Orders accepted by the commit in hand, to fill ``latency + fill_delay`` after it."""
-        self._wakeup = asyncio.Event()
         self._closing = False
-        self._writer: asyncio.Task[None] | None = None
 
     # -- life -------------------------------------------------------------------------------
 
@@ -210,15 +200,15 @@ class Venue:
 
     def start(self) -> asyncio.Task[None]:
         """Start the group-commit writer; the task fails if the store does (the broker must stop)."""
-        self._writer = asyncio.create_task(self._write_loop(), name="broker-store-writer")
-        return self._writer
+        return self._commit.start()
 
     async def close(self) -> None:
         """Commit what is staged, then stop: no more replies, fills or commits."""
         self._closing = True
-        self._wakeup.set()
-        if self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        try:
+            await self._commit.close()
+        finally:
+            self.stats.commits = self._commit.commits
         if self._reply_timer is not None:
             self._reply_timer.cancel()
         self._replies.clear()
@@ -257,7 +247,7 @@ class Venue:
             self.stats.orders_rejected += 1
             self.stats.duplicates_rejected += duplicate
             if reset:
-                self._after_commit(peer.reset)
+                self._commit.after_commit(peer.reset)
             else:
                 self._reply_after_commit(peer, OrderRejected(request.client_order_id, reason, duplicate))
 
@@ -292,7 +282,7 @@ class Venue:
             earlier.append(order)
         else:
             self._orders[key] = [order]
-        self._staged.batch.new_orders.append(
+        self._commit.batch.new_orders.append(
             (
                 order.order_id,
                 client_id,
@@ -307,7 +297,7 @@ class Venue:
             )
         )
         received = self._loop.time()
-        self._after_commit(partial(self._accepted, peer, order, received, reset, drop_reply))
+        self._commit.after_commit(partial(self._accepted, peer, order, received, reset, drop_reply))
 
     def cancel_order(self, peer: Peer, client_id: str, request: CancelOrder) -> None:
         orders = self._orders.get((client_id, request.client_order_id), [])
@@ -322,7 +312,7 @@ class Venue:
         else:
             target.state = "cancelled"
             self.stats.cancels += 1
-            self._staged.batch.order_updates.append((target.state, target.filled_qty, target.order_id))
+            self._commit.batch.order_updates.append((target.state, target.filled_qty, target.order_id))
             result = CancelResult(request.client_order_id, cancelled=True)
         self._reply_after_commit(peer, result)
 
@@ -399,7 +389,7 @@ class Venue:
             leaves_qty,
         )
         self._next_fill_seq += 1
-        batch = self._staged.batch
+        batch = self._commit.batch
         batch.fills.append(
             (
                 fill.fill_seq,
@@ -415,7 +405,7 @@ class Venue:
             )
         )
         batch.order_updates.append((order.state, order.filled_qty, order.order_id))
-        self._after_commit(partial(self._filled, order.client_id, fill))
+        self._commit.after_commit(partial(self._filled, order.client_id, fill))
 
     def _filled(self, client_id: str, fill: Fill) -> None:
         self.stats.fills += 1
@@ -429,7 +419,7 @@ class Venue:
     # -- replies and the group commit -------------------------------------------------------
 
     def _reply_after_commit(self, peer: Peer, message: msgspec.Struct) -> None:
-        self._after_commit(partial(self._reply, peer, message))
+        self._commit.after_commit(partial(self._reply, peer, message))
 
     def _reply(self, peer: Peer, message: msgspec.Struct) -> None:
         if self._latency == 0:
@@ -450,32 +440,12 @@ class Venue:
         if replies:
             self._reply_timer = self._loop.call_at(replies[0].due, self._send_due_replies)
 
-    def _after_commit(self, callback: Callable[[], None]) -> None:
-        self._staged.after_commit.append(callback)
-        self._wakeup.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            staged, self._staged = self._staged, _Staged()
-            if staged.batch:
-                try:
-                    await self._loop.run_in_executor(self._executor, self._store.write, staged.batch)
-                except Exception:
-                    logger.exception(
-                        "broker store write failed: the broker stops (nothing of the batch was acknowledged)"
-                    )
-                    raise
-                self.stats.commits += 1
-            for callback in staged.after_commit:
-                callback()
-            if self._to_fill:
-                # Every order accepted by this commit falls due at once: one timer for the lot.
-                self._loop.call_later(self._latency + self._fill_delay, self._fill_steps, self._to_fill)
-                self._to_fill = []
-            if self._closing and not self._staged.after_commit and not self._staged.batch:
-                return
+    def _fill_accepted_later(self) -> None:
+        self.stats.commits = self._commit.commits
+        if self._to_fill:
+            # Every order accepted by this commit falls due at once: one timer for the lot.
+            self._loop.call_later(self._latency + self._fill_delay, self._fill_steps, self._to_fill)
+            self._to_fill = []
 
 
 def _fill_seq(fill: Fill) -> int:

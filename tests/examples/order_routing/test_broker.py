@@ -7,6 +7,7 @@ import asyncio
 import math
 import os
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -656,3 +657,27 @@ async def test_a_failure_handling_one_request_costs_only_that_connection(
         assert await fresh.expect(OrderStatus) == OrderStatus(2, "c-1", found=False)
         await fresh.close()
         await client.close()
+
+
+async def test_a_store_that_cannot_commit_acknowledges_nothing_and_cuts_every_client_off(
+    broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.order_routing.broker import store
+
+    def disk_error(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async with broker() as server:
+        client = await Client.hello(server.port)
+        monkeypatch.setattr(store.BrokerStore, "write", disk_error)
+        client.send(order("c-1"))
+        with pytest.raises(ConnectionResetError):
+            await client.expect(OrderAccepted)
+        assert client.of(OrderAccepted) == []
+        async with asyncio.timeout(WAIT):
+            failure = await server.wait_failed()
+        assert isinstance(failure, sqlite3.OperationalError)
+        with pytest.raises(OSError):
+            await Client.hello(server.port)  # no longer listening
+        client.writer.close()
+    assert load_orders(server.config.store_path) == []
