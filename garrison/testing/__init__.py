@@ -4,12 +4,14 @@ Importable without pytest: ``ActorTestKit`` gives a seeded node on a manual
 clock with everything below. With pytest, the ``garrison`` plugin (installed
 with garrison, opt out with ``-p no:garrison``) offers the same as fixtures:
 ``node``, ``clock``, ``probe``, ``events``, ``faults``, ``logs``,
-``node_guard``. See docs/testing.md, "Testing your actors".
+``node_guard``, ``journal``. See docs/testing.md, "Testing your actors".
 """
 
 from garrison.testing._events import EventRecorder
-from garrison.testing._faults import Crash, Fault, Faults, Hang, InjectedFault
+from garrison.testing._faults import Crash, Fault, Faults, Hang
 from garrison.testing._guard import NodeGuard
+from garrison.testing._injected import InjectedFault
+from garrison.testing._journal import JournalFault, TrackedJournal
 from garrison.testing._kit import ActorTestKit
 from garrison.testing._logs import LogCapture, LogRecord
 from garrison.testing._matching import Matcher
@@ -26,11 +28,13 @@ __all__ = [
     "Faults",
     "Hang",
     "InjectedFault",
+    "JournalFault",
     "LogCapture",
     "LogRecord",
     "Matcher",
     "NodeGuard",
     "TestProbe",
+    "TrackedJournal",
     "kill_process",
     "wait_until",
 ]

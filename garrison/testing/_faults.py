@@ -1,9 +1,12 @@
-"""Fault injection: crash or hang a running actor on chosen messages, then take it out.
+"""Fault injection: crash or hang a running actor on chosen messages, fail the node's
+journal on chosen appends, kill child processes; then take it all out.
 
-A fault wraps the target's ``on_receive`` through ``ActorContext.intercept``:
-it applies to the incarnation running now (from its next message on) and to
-every later incarnation after restarts, until it is removed. Removing it
-restores the handler before the next message and leaves nothing behind.
+An actor fault wraps the target's ``on_receive`` through
+``ActorContext.intercept``: it applies to the incarnation running now (from
+its next message on) and to every later incarnation after restarts, until it
+is removed. Removing it restores the handler before the next message and
+leaves nothing behind. A journal fault stands in front of ``node.journal``
+until removed (see :class:`~garrison.testing.JournalFault`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from garrison._errors import InvalidConfig
 from garrison.actors import ActorRef
+from garrison.testing._injected import InjectedFault
+from garrison.testing._journal import JournalErrorSpec, JournalFault, JournalFaultMode
 from garrison.testing._matching import Matcher, describe, matches
 from garrison.testing._process import ChildProcess, Output, kill_process
 from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_until
 
 if TYPE_CHECKING:
+    from garrison.actors import Node
     from garrison.actors._context import Receive
     from garrison.testing._guard import NodeGuard
-
-
-class InjectedFault(Exception):
-    """The exception ``faults.crash`` raises when no ``exc`` is given."""
 
 
 ExceptionSpec = BaseException | type[BaseException] | Callable[[Any], BaseException] | None
@@ -227,12 +229,14 @@ class Faults:
 
     The ``faults`` fixture is one of these, closed after the test. Standalone:
     ``async with Faults() as faults: ...``. Given the node's guard, failures
-    the faults cause are expected and do not fail the test.
+    the faults cause are expected and do not fail the test. ``node`` (default:
+    the guard's) is the node whose journal :meth:`fail_journal` fails.
     """
 
-    def __init__(self, guard: NodeGuard | None = None) -> None:
+    def __init__(self, guard: NodeGuard | None = None, *, node: Node | None = None) -> None:
         self._guard = guard
-        self._faults: list[Fault] = []
+        self._node = node if node is not None else guard.node if guard is not None else None
+        self._faults: list[Fault | JournalFault] = []
         self._processes: list[ChildProcess] = []
 
     def crash(
@@ -276,6 +280,40 @@ class Faults:
         self._faults.append(fault)
         return fault
 
+    def fail_journal(
+        self,
+        after: int = 0,
+        *,
+        mode: JournalFaultMode = "before_write",
+        times: int | None = 1,
+        stream: str | None = None,
+        error: JournalErrorSpec = None,
+        node: Node | None = None,
+    ) -> JournalFault:
+        """Make the node's journal fail appends: the first ``after`` go through, the next ``times`` fail.
+
+        ``mode="before_write"``: nothing is written and the append raises.
+        ``mode="after_write"``: the append is durable, then raises (the
+        writer is not told: an EventSourcedActor stops with PersistFailed and
+        its recovery finds the events). ``stream`` limits the fault to one
+        stream (None: every stream; only matching appends are counted).
+        ``error`` chooses what is raised (default: JournalWriteError with an
+        :class:`InjectedFault` as its cause, what a real failed write raises).
+
+        Installs a :class:`~garrison.testing.JournalFault` as ``node.journal``
+        (``node`` defaults to the kit's), so it reaches code that reads
+        ``node.journal`` at each use, as EventSourcedActor does. Removing it
+        puts the journal back. Raises InvalidConfig when the node has no journal.
+        """
+        target = node if node is not None else self._node
+        if target is None:
+            raise InvalidConfig("node", None, "Faults() without a guard needs fail_journal(node=...)")
+        fault = JournalFault(
+            target, after=after, times=times, mode=mode, error=error, stream=stream, guard=self._guard
+        )
+        self._faults.append(fault)
+        return fault
+
     async def start_process(
         self,
         *argv: str,
@@ -299,7 +337,7 @@ class Faults:
         return await kill_process(process, after_output=after_output, timeout=timeout)
 
     @property
-    def installed(self) -> list[Fault]:
+    def installed(self) -> list[Fault | JournalFault]:
         """Faults still active."""
         return [fault for fault in self._faults if fault.active]
 

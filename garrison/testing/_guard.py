@@ -85,7 +85,9 @@ class NodeGuard:
     # -- what faults report ----------------------------------------------
 
     def injected_error(self, path: str, error: BaseException) -> None:
-        """A fault is about to raise ``error`` in ``path``'s handler: the crash it causes is expected."""
+        """A fault is about to raise ``error`` at ``path`` (an actor's handler, or a journal
+        stream): the crash it causes is expected, also when the handler's error only has
+        ``error`` as its cause (PersistFailed from a failed journal append)."""
         self._injected_errors.append(error)
 
     def injected_kill(self, path: str) -> None:
@@ -123,8 +125,9 @@ class NodeGuard:
     def _on_dead_letter(self, letter: DeadLetter) -> None:
         error = letter.error
         if error is not None:
+            causes = _causes(error)
             for index, injected in enumerate(self._injected_errors):
-                if injected is error:
+                if any(injected is cause for cause in causes):
                     del self._injected_errors[index]
                     self._injected_failures[letter.recipient] += 1
                     return
@@ -152,6 +155,16 @@ class NodeGuard:
         if isinstance(what, Failed):
             return any(rule.allows(what) for rule in self._crash_rules)
         return any(rule.allows(what) for rule in self._dead_letter_rules)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ if current.__cause__ is not None else current.__context__
+    return chain
 
 
 def _describe_failure(event: Failed) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 
 from garrison._clock import ManualClock
+from garrison._errors import InvalidConfig
 from garrison.actors import Node
+from garrison.persistence import Journal
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults
 from garrison.testing._guard import NodeGuard
+from garrison.testing._journal import TrackedJournal, tracked
 from garrison.testing._probe import TestProbe
 from garrison.testing._waiting import drive_to_completion
 
@@ -33,6 +37,10 @@ class ActorTestKit:
     two sources of variation (time and ``node.random``); with the same code
     and seed, messages, crashes and restarts interleave the same way on every
     run, so a failing seed replays.
+
+    ``journal`` (a Journal, or a path for a new SqliteJournal) becomes the
+    node's journal, opened and closed with the node, as a
+    :class:`TrackedJournal` so that its I/O takes no virtual time.
     """
 
     def __init__(
@@ -43,10 +51,13 @@ class ActorTestKit:
         clock: ManualClock | None = None,
         allow_crashes: bool = False,
         allow_dead_letters: bool = False,
+        journal: Journal | str | os.PathLike[str] | None = None,
     ) -> None:
         self.seed = seed
         self.clock = clock if clock is not None else ManualClock()
-        self.node = Node(name, clock=self.clock, seed=seed, handle_signals=False)
+        self.journal: TrackedJournal | None = None if journal is None else tracked(journal, self.clock)
+        """The node's journal as the kit gave it (``node.journal`` is a fault while one is installed)."""
+        self.node = Node(name, clock=self.clock, seed=seed, handle_signals=False, journal=self.journal)
         self.guard = NodeGuard(self.node, allow_crashes=allow_crashes, allow_dead_letters=allow_dead_letters)
         self.events = EventRecorder(self.node)
         self.faults = Faults(self.guard)
@@ -57,6 +68,20 @@ class ActorTestKit:
         await self.node.__aenter__()
         return self
 
+    async def open_journal(self, journal: Journal | str | os.PathLike[str]) -> TrackedJournal:
+        """Give the running node a journal (a path means a new SqliteJournal there) and open it.
+
+        Awaits the open. The node closes it when it shuts down, as if it had
+        been passed to the constructor. Raises InvalidConfig if the node has
+        a journal already.
+        """
+        if self.node.journal is not None:
+            raise InvalidConfig("journal", journal, f"node {self.node.name!r} has a journal already")
+        opened = tracked(journal, self.clock)
+        await opened.open()
+        self.journal = self.node.journal = opened
+        return opened
+
     def probe(self, name: str | None = None) -> TestProbe:
         """A new :class:`TestProbe` on the node (``/probe``, ``/probe-2``, ... unless named)."""
         if name is None:
@@ -65,9 +90,9 @@ class ActorTestKit:
         return TestProbe(self.node, name)
 
     async def close(self, *, check: bool = True) -> None:
-        """Remove faults, check the guard (if ``check``), shut the node down. Idempotent.
+        """Remove faults, check the guard (if ``check``), shut the node down, close the journal.
 
-        The shutdown runs on virtual time: the clock is advanced timer by
+        Idempotent. The shutdown runs on virtual time: the clock is advanced timer by
         timer, so a message in flight finishes (or its shutdown timeout fires)
         without the test advancing it. Raises AssertionError from the guard
         after the node is down.
@@ -87,6 +112,10 @@ class ActorTestKit:
                 )
             finally:
                 self.events.close()
+                if self.journal is not None:
+                    # The node closed it, unless its shutdown failed part-way; a journal
+                    # left open keeps its threads, and the test process, alive.
+                    await self.journal.close()
 
     async def __aenter__(self) -> ActorTestKit:
         return await self.start()

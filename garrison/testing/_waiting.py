@@ -6,12 +6,19 @@ the next due timer, one timer at a time, until the condition holds or
 ``within`` seconds of virtual time have passed; the clock is left where the
 condition first held. On any other clock it awaits real time, bounded by
 ``within``.
+
+Work that runs off the loop and is registered as :class:`OutsideWork` of the
+clock (the journal I/O of a kit's :class:`~garrison.testing.TrackedJournal`)
+takes no virtual time: before each step, the wait lets it finish, in real
+time, bounded by :data:`OUTSIDE_WORK_REAL_LIMIT`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,6 +26,9 @@ from garrison._clock import Clock, ManualClock, settle
 from garrison._errors import InvalidConfig
 
 T = TypeVar("T")
+
+OUTSIDE_WORK_REAL_LIMIT = 30.0
+"""Real seconds a wait on the manual clock gives work off the loop (journal I/O) to finish."""
 
 MAX_TIMER_STEPS = 100_000
 """A wait on the manual clock fires at most this many timers; more means a timer
@@ -53,6 +63,7 @@ async def _drive_virtual_time(clock: ManualClock, ready: Callable[[], bool], wit
     deadline = clock.now() + within
     await settle()
     for _ in range(MAX_TIMER_STEPS):
+        await finish_outside_work(clock)
         if ready():
             return True
         now = clock.now()
@@ -111,6 +122,78 @@ class Notifier:
                 waiter.set_result(None)
 
 
+class OutsideWork:
+    """Calls running off the loop (a journal's SQLite thread) that waits on a clock let finish.
+
+    Virtual time stands still while such a call is in flight: on the manual
+    clock the kit's expectations, and the kit's shutdown, wait for it in real
+    time before they fire the next timer. One per clock: :func:`outside_work`.
+    """
+
+    __slots__ = ("__weakref__", "_idle", "in_flight")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        """Calls started through :meth:`run` and not finished."""
+        self._idle = Notifier()
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``, counted as in flight until it returns or raises."""
+        self.in_flight += 1
+        try:
+            return await awaitable
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.notify()
+
+    def idle(self) -> asyncio.Future[None]:
+        """Completes when nothing is in flight (at once if nothing is)."""
+        if not self.in_flight:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self._idle.changed()
+
+
+_OUTSIDE_WORK: weakref.WeakKeyDictionary[Clock, OutsideWork] = weakref.WeakKeyDictionary()
+
+
+def outside_work(clock: Clock) -> OutsideWork:
+    """The :class:`OutsideWork` of ``clock``: every waiter on that clock lets it finish.
+
+    Kept with the clock (and dropped with it), not with any one node: nodes
+    sharing a virtual clock share its notion of "now".
+    """
+    work = _OUTSIDE_WORK.get(clock)
+    if work is None:
+        work = _OUTSIDE_WORK[clock] = OutsideWork()
+    return work
+
+
+async def finish_outside_work(clock: Clock, real_limit: float = OUTSIDE_WORK_REAL_LIMIT) -> None:
+    """Wait until no outside work of ``clock`` is in flight and the loop has settled.
+
+    What finishing work sets off (a recovered actor's next step) may start
+    more; this waits for that too. Raises AssertionError after ``real_limit``
+    real seconds.
+    """
+    work = _OUTSIDE_WORK.get(clock)
+    if work is None or not work.in_flight:
+        return
+    give_up = time.monotonic() + real_limit
+    while work.in_flight:
+        remaining = give_up - time.monotonic()
+        try:
+            await asyncio.wait_for(work.idle(), max(remaining, 0.0))
+        except TimeoutError:
+            raise AssertionError(
+                f"{work.in_flight} journal call(s) still in flight after {real_limit}s of real time; "
+                "virtual time cannot move on while they run"
+            ) from None
+        await settle()
+
+
 def clock_kind(clock: Clock) -> str:
     """How a timeout is described in a failure message."""
     return "virtual" if isinstance(clock, ManualClock) else "real"
@@ -132,6 +215,7 @@ async def drive_to_completion(
         limit = clock.now() + virtual_limit
         await settle()
         while not task.done():
+            await finish_outside_work(clock)
             next_timer = clock.next_deadline()
             if next_timer is not None and next_timer <= limit:
                 await clock.advance(max(next_timer - clock.now(), 0.0))

@@ -4,8 +4,9 @@ Registered through the ``pytest11`` entry point, so it is active wherever
 garrison is installed; ``-p no:garrison`` turns it off. It only adds things:
 
 - fixtures ``clock``, ``node``, ``probe``, ``events``, ``faults``, ``logs``,
-  ``node_guard``, ``garrison_kit``, ``garrison_seed`` (a project's own
-  fixtures of the same names take precedence, as pytest always does);
+  ``node_guard``, ``journal``, ``garrison_kit``, ``garrison_seed`` (a
+  project's own fixtures of the same names take precedence, as pytest
+  always does);
 - the marker ``@pytest.mark.garrison(seed=..., allow_crashes=..., allow_dead_letters=...)``;
 - the option ``--garrison-seed=N|random``;
 - in pytest-asyncio's strict mode, the ``asyncio`` mark on ``async def`` tests
@@ -23,6 +24,7 @@ import inspect
 import random
 import zlib
 from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,7 @@ from garrison.actors import Node
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults
 from garrison.testing._guard import NodeGuard
+from garrison.testing._journal import TrackedJournal
 from garrison.testing._kit import ActorTestKit
 from garrison.testing._logs import LogCapture
 from garrison.testing._probe import TestProbe
@@ -44,7 +47,18 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
     HAVE_PYTEST_ASYNCIO = False
 
 FIXTURES = frozenset(
-    {"clock", "node", "probe", "events", "faults", "logs", "node_guard", "garrison_kit", "garrison_seed"}
+    {
+        "clock",
+        "node",
+        "probe",
+        "events",
+        "faults",
+        "logs",
+        "node_guard",
+        "journal",
+        "garrison_kit",
+        "garrison_seed",
+    }
 )
 KIT = pytest.StashKey[ActorTestKit]()
 MISSING_ASYNCIO = (
@@ -136,6 +150,12 @@ if HAVE_PYTEST_ASYNCIO:
         """A TestProbe registered at ``/probe`` on the node."""
         return garrison_kit.probe()
 
+    @pytest_asyncio.fixture
+    async def journal(garrison_kit: ActorTestKit, tmp_path: Path) -> TrackedJournal:
+        """A real SqliteJournal in ``tmp_path``, installed as ``node.journal``: opened now,
+        closed when the node shuts down. Its I/O takes no virtual time (see TrackedJournal)."""
+        return await garrison_kit.open_journal(tmp_path / "journal.db")
+
 else:  # pragma: no cover - exercised in a subprocess test
 
     @pytest.fixture(name="garrison_kit")
@@ -144,6 +164,10 @@ else:  # pragma: no cover - exercised in a subprocess test
 
     @pytest.fixture(name="probe")
     def _probe_needs_pytest_asyncio() -> TestProbe:
+        pytest.fail(MISSING_ASYNCIO, pytrace=False)
+
+    @pytest.fixture(name="journal")
+    def _journal_needs_pytest_asyncio() -> TrackedJournal:
         pytest.fail(MISSING_ASYNCIO, pytrace=False)
 
 
@@ -169,7 +193,7 @@ def events(garrison_kit: ActorTestKit) -> EventRecorder:
 
 @pytest.fixture
 def faults(garrison_kit: ActorTestKit) -> Faults:
-    """Fault injection on the node's actors; every fault is removed after the test."""
+    """Fault injection on the node's actors and journal; every fault is removed after the test."""
     return garrison_kit.faults
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from garrison import Actor, ActorRef
+from garrison.persistence import EventSourcedActor
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,39 @@ class Counter(Actor):
     async def on_receive(self, message: Any) -> Any:
         self.count += 1
         return self.count
+
+
+class Added(msgspec.Struct, frozen=True, tag=True):
+    n: int
+
+
+@dataclass(frozen=True)
+class Add:
+    n: int
+
+
+@dataclass(frozen=True)
+class Total:
+    pass
+
+
+class Tally(EventSourcedActor[int]):
+    """Persists ``Added(n)`` for ``Add(n)``; its state is the sum. Both messages answer
+    ``(total, last_seq)``."""
+
+    events = (Added,)
+    persistence_id = "tally"
+
+    def initial_state(self) -> int:
+        return 0
+
+    def apply(self, state: int, event: Any) -> int:
+        assert isinstance(event, Added)
+        return state + event.n
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Add):
+            await self.persist(Added(message.n))
+        elif not isinstance(message, Total):
+            return await super().on_receive(message)
+        return self.state, self.last_seq
