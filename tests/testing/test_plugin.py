@@ -123,6 +123,52 @@ async def test_derived(node, garrison_seed):
     assert line(replayed, "derived").split()[2] == line(first, "pinned").split()[1]
 
 
+def test_the_journal_fixture_gives_the_node_a_journal_and_a_journal_fault_is_expected(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT)
+    pytester.makepyfile(
+        """
+import msgspec
+import pytest
+from garrison import ChildSpec, PersistFailed, Restarted, SupervisorSpec
+from garrison.persistence import EventSourcedActor
+
+class Counted(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+class Counter(EventSourcedActor):
+    events = (Counted,)
+
+    def initial_state(self):
+        return 0
+
+    def apply(self, state, event):
+        return state + 1
+
+    async def on_receive(self, message):
+        if message == "count":
+            await self.persist(Counted())
+        return self.state
+
+async def test_recovers_what_is_durable(node, journal, faults, events):
+    await node.start(SupervisorSpec(children=[ChildSpec("counter", Counter)]))
+    counter = node.lookup("/root/counter")
+    assert await counter.ask("count") == 1
+    faults.fail_journal(mode="after_write")
+    with pytest.raises(PersistFailed):
+        await counter.ask("count")
+    await events.expect(Restarted(path="/root/counter"))
+    assert await counter.ask("get") == 2
+    assert journal.path.endswith("journal.db")
+
+async def test_without_the_fixture_the_node_has_no_journal(node):
+    assert node.journal is None
+"""
+    )
+    pytester.runpytest("-q").assert_outcomes(passed=2)
+
+
 def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makeini(STRICT)
     pytester.makepyfile(
