@@ -2,14 +2,20 @@
 
 The fixtures come from the garrison pytest plugin: ``node`` runs on the
 virtual ``clock``, ``probe`` stands in for the actors the strategy talks to,
-``faults`` injects crashes, ``events`` records lifecycle events. The test
-fails if an actor crashes, or a message is dead-lettered, without the test
-expecting it.
+``faults`` injects crashes and journal failures, ``events`` records lifecycle
+events, ``journal`` gives the node a real SqliteJournal. The test fails if an
+actor crashes, or a message is dead-lettered, without the test expecting it.
 """
 
-from garrison import ChildSpec, Failed, GaveUp, Node, Restarted, SupervisorSpec
+from typing import Literal
+
+import pytest
+
+from garrison import ChildSpec, Failed, GaveUp, Node, PersistFailed, Restarted, SupervisorSpec
+from garrison.persistence import Journal
 from garrison.testing import EventRecorder, Faults, TestProbe
 
+from .book import Book, Fill, GetPosition
 from .momentum import Momentum, PlaceOrder, Tick
 
 
@@ -55,4 +61,37 @@ async def test_a_crash_loop_exhausts_the_restart_intensity(
     await events.expect(GaveUp(path="/root"))
 
 
-# 3. Replay its journal: lands with the persistence test kit (faults.fail_journal).
+# 3. Replay its journal: the book's positions survive a crash, rebuilt from what was journaled.
+async def test_the_book_recovers_its_positions_from_the_journal_after_a_crash(
+    node: Node, journal: Journal, faults: Faults, events: EventRecorder
+) -> None:
+    await node.start(SupervisorSpec(children=[ChildSpec("book", Book)]))
+    book = node.lookup("/root/book")
+    await book.ask(Fill("ACME", 10))
+    assert await book.ask(Fill("ACME", -4)) == 6
+    faults.crash(book, on=Fill)
+    await book.tell(Fill("ACME", 100))  # crashes before persisting
+    await events.expect(Restarted(path="/root/book"))  # published once recovery is done
+    assert await book.ask(GetPosition("ACME")) == 6
+    assert [seq async for seq, _ in journal.read("book")] == [1, 2]
+
+
+# ... and a journal write that fails stops it: its restart keeps exactly what is durable.
+# "before_write": the fill was never written; "after_write": it was, but persist heard it failed.
+@pytest.mark.parametrize(("mode", "position"), [("before_write", 10), ("after_write", 15)])
+async def test_a_failed_write_stops_the_book_and_recovery_reads_back_what_is_durable(
+    node: Node,
+    journal: Journal,
+    faults: Faults,
+    events: EventRecorder,
+    mode: Literal["before_write", "after_write"],
+    position: int,
+) -> None:
+    await node.start(SupervisorSpec(children=[ChildSpec("book", Book)]))
+    book = node.lookup("/root/book")
+    await book.ask(Fill("ACME", 10))
+    faults.fail_journal(mode=mode)
+    with pytest.raises(PersistFailed):
+        await book.ask(Fill("ACME", 5))
+    await events.expect(Restarted(path="/root/book"))
+    assert await book.ask(GetPosition("ACME")) == position
