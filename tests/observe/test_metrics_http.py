@@ -325,7 +325,7 @@ async def test_metrics_answer_503_instead_of_hanging_while_the_loop_is_blocked(
 ) -> None:
     monkeypatch.setattr(http_module, "SNAPSHOT_TIMEOUT", 0.2)
     sleeper = await node.spawn(Sleeper, name="sleeper")
-    sleeper.tell_nowait(Sleep(0.6))
+    sleeper.tell_nowait(Sleep(1.0))
     # The request is sent while the loop sleeps in the handler.
     status, _, body = await fetch(node, "/metrics")
     assert status == 503
