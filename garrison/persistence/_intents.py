@@ -22,11 +22,14 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalError
+from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalError, SequenceConflict
 from garrison.persistence._codec import EventCodec
 from garrison.persistence._journal import Journal, check_stream
 
 P = TypeVar("P")
+
+MAX_CONFLICT_RETRIES = 100
+"""How many times in a row a write re-reads another writer's events before giving up."""
 
 _VENUE_SAFE = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -369,23 +372,89 @@ class IntentLog(Generic[P]):
     async def _flush(self) -> None:
         while self._queue and self._broken is None:
             batch, self._queue = self._queue, []
-            events = [event for group, _ in batch for event in group]
-            payloads = [_CODEC.encode(event) for event in events]
-            try:
-                self._seq = await self.journal.append(self.stream, payloads, self._seq)
-                for event in events:
-                    _apply(self._intents, event, self._decode_payload)
-            except Exception as error:
-                self._broken = IntentLogBroken(self.stream, error)
-                batch.extend(self._queue)
-                self._queue = []
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(self._broken)
+            for _ in range(MAX_CONFLICT_RETRIES):
+                events = [event for group, _ in batch for event in group]
+                if not events:
+                    break
+                payloads = [_CODEC.encode(event) for event in events]
+                try:
+                    self._seq = await self.journal.append(self.stream, payloads, self._seq)
+                    for event in events:
+                        _apply(self._intents, event, self._decode_payload)
+                    break
+                except SequenceConflict:
+                    # Another writer (another process) appended: read its events, then
+                    # re-check ours against them; nothing of ours was written.
+                    try:
+                        await self._catch_up()
+                    except Exception as error:
+                        self._break(batch, error)
+                        return
+                    batch = self._revalidate(batch)
+                except Exception as error:
+                    self._break(batch, error)
+                    return
+            else:
+                self._break(batch, RuntimeError(f"{MAX_CONFLICT_RETRIES} conflicting writers in a row"))
                 return
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+
+    def _break(self, batch: list[tuple[list[Any], asyncio.Future[None]]], error: BaseException) -> None:
+        self._broken = IntentLogBroken(self.stream, error)
+        batch.extend(self._queue)
+        self._queue = []
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(self._broken)
+
+    async def refresh(self) -> None:
+        """Read what other writers appended since this log last wrote or read (several
+        processes sharing one stream); queued writes of this log are re-checked when they
+        conflict anyway, this only makes ``get``/``pending`` and move checks current."""
+        self._check_usable()
+        await self._catch_up()
+        pending = {intent_id for intent_id in self._projected if intent_id in self._recording}
+        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
+        for intent_id in pending:
+            self._projected.setdefault(intent_id, IntentState.RECORDED)
+
+    async def _catch_up(self) -> None:
+        async for rows in self.journal.read_batches(self.stream, self._seq):
+            for event in _CODEC.decode_rows(rows, self.stream):
+                _apply(self._intents, event, self._decode_payload)
+            self._seq = rows[-1][0]
+
+    def _revalidate(
+        self, batch: list[tuple[list[Any], asyncio.Future[None]]]
+    ) -> list[tuple[list[Any], asyncio.Future[None]]]:
+        """Our queued writes, re-checked against what the other writer did: a record of an
+        id it recorded is dropped (the record resolves to its intent), a move its moves made
+        illegal fails alone. The projected states are rebuilt from the durable ones."""
+        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
+        kept: list[tuple[list[Any], asyncio.Future[None]]] = []
+        for events, future in batch:
+            still: list[Any] = []
+            for event in events:
+                if isinstance(event, IntentRecorded):
+                    if event.id not in self._projected:
+                        self._projected[event.id] = IntentState.RECORDED
+                        still.append(event)
+                    continue
+                current = self._projected.get(event.id)
+                if current is None or event.state not in _TRANSITIONS[current]:
+                    if not future.done():
+                        future.set_exception(
+                            IntentTransitionError(event.id, current or IntentState.RECORDED, event.state)
+                        )
+                    still = []
+                    break
+                self._projected[event.id] = event.state
+                still.append(event)
+            if not future.done():
+                kept.append((still, future))
+        return kept
 
 
 def _apply(intents: dict[str, Intent[Any]], event: Any, decode: Any) -> None:

@@ -59,6 +59,8 @@ class Executor(Actor):
         self.in_doubt: dict[str, float] = {}
         """client_order_id -> the time after which the send cannot have happened."""
         self.next_query: dict[str, float] = {}
+        self.reconcile: dict[str, float] = {}
+        """ACKED intents found at start: looked up once to learn whether they are done."""
         self.to_send: dict[str, OrderIntent] = {}
         """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
         self.moves: list[asyncio.Future[None]] = []
@@ -76,6 +78,10 @@ class Executor(Actor):
             elif intent.state in (IntentState.SENDING, IntentState.UNKNOWN):
                 # It may have reached the broker before this incarnation began.
                 self.doubt(intent.id, now)
+            elif intent.state is IntentState.ACKED:
+                # Live at the broker; its last fill may have been applied before a crash
+                # that lost the OrderDone, so ask the broker how it stands.
+                self.reconcile[intent.id] = now
         info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
         if info is not None:
             self.lookup_lag = info.lookup_lag_seconds
@@ -166,6 +172,11 @@ class Executor(Actor):
                 self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
                 self.doubt(cid, sent)
         gateway = self.ctx.node.lookup("/root/execution/gateway")
+        for cid, asked in list(self.reconcile.items()):
+            if asked <= now:
+                self.reconcile[cid] = now + 10 * self.config.lookup_retry
+                self.counts["lookups"] += 1
+                offer(gateway, Lookup(cid))
         for cid, due in list(self.next_query.items()):
             if due <= now:
                 self.next_query[cid] = now + self.config.lookup_retry
@@ -179,6 +190,10 @@ class Executor(Actor):
 
     def on_status(self, status: OrderStatus, now: float) -> None:
         cid = status.client_order_id
+        if self.reconcile.pop(cid, None) is not None:
+            if status.found and status.state in ("filled", "cancelled"):
+                self.move(cid, IntentState.DONE, status.state)
+            return
         since = self.in_doubt.get(cid)
         if since is None:
             return
