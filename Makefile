@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo hello test bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
+	$(PY) -m examples.order_routing run --duration 30
+
+hello: venv
 	$(PY) -m examples.hello_node
 
 # With redis-server installed, the Redis tests run against a throwaway server;
