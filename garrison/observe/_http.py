@@ -219,9 +219,9 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 if path == "/metrics":
                     from prometheus_client import CONTENT_TYPE_LATEST
 
-                    self._reply(200, CONTENT_TYPE_LATEST, server.metrics())
+                    content_type, body = CONTENT_TYPE_LATEST, server.metrics()
                 else:
-                    self._reply(200, "application/json", server.tree())
+                    content_type, body = "application/json", server.tree()
             except TimeoutError:
                 self._reply(503, "text/plain; charset=utf-8", b"event loop not responding\n")
             except RuntimeError as error:  # the loop is closed: the node is gone
@@ -229,13 +229,18 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             except Exception as error:  # a source failed (a closed journal): say so, do not hang up
                 text = f"collecting {path} failed: {type(error).__name__}: {error}\n"
                 self._reply(500, "text/plain; charset=utf-8", text.encode())
+            else:
+                self._reply(200, content_type, body)
 
         def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except ConnectionError:
+                self.close_connection = True  # the client hung up: nobody left to answer
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # requests are not worth a log line each

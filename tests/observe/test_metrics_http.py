@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -331,6 +332,29 @@ async def test_metrics_answer_503_instead_of_hanging_while_the_loop_is_blocked(
     assert status == 503
     assert b"event loop not responding" in body
     assert (await fetch(node, "/metrics"))[0] == 200  # and all is well once it is back
+
+
+async def test_a_scraper_that_hangs_up_early_leaves_no_traceback(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert node.metrics_address is not None
+
+    def hang_up() -> None:
+        with socket.create_connection(node.metrics_address, timeout=5.0) as connection:
+            connection.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            # Close with a reset before the answer is written: its write fails.
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def handling() -> bool:
+        return any("process_request" in thread.name for thread in threading.enumerate())
+
+    for _ in range(3):
+        await asyncio.to_thread(hang_up)
+        await eventually(lambda: not handling())
+    assert (await fetch(node, "/healthz"))[0] == 200
+    errors = capsys.readouterr().err
+    assert "Exception occurred during processing" not in errors
+    assert "BrokenPipeError" not in errors and "ConnectionResetError" not in errors
 
 
 # -- /tree, /healthz, 404 ----------------------------------------------------------------
