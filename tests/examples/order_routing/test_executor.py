@@ -66,23 +66,24 @@ def executor_of(node: Node) -> ActorRef:
 
 async def state_becomes(journal: Journal, cid: str, state: IntentState) -> None:
     """Wait (bounded, real time: journal I/O) until the journal holds ``cid`` in ``state``."""
-    async with asyncio.timeout(REAL_WAIT):
-        while (current := await durable_state(journal, cid)) is not state:
-            await asyncio.sleep(0.01)
-    del current
+    current = None
+    for _ in range(int(REAL_WAIT / 0.01)):
+        current = await durable_state(journal, cid)
+        if current is state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"intent {cid} is {current} in the journal after {REAL_WAIT}s, not {state}")
 
 
 async def answer_not_found_until_submitted(probe: TestProbe, node: Node, cid: str) -> tuple[int, float]:
     """Answer every Lookup of ``cid`` with 'not found' until a Submit comes; (lookups, time of the Submit)."""
-    lookups = 0
-    for _ in range(100):
+    for lookups in range(100):
         message = await probe.expect((Lookup, Submit), within=5.0)
         if isinstance(message, Submit):
             assert message.intent.client_order_id == cid
             return lookups, node.clock.now()
         assert message == Lookup(cid)
-        lookups += 1
-        await executor_of(node).tell(OrderStatus(lookups, cid, found=False))
+        await executor_of(node).tell(OrderStatus(lookups + 1, cid, found=False))
     raise AssertionError("no Submit after 100 look-ups")
 
 
@@ -292,7 +293,9 @@ async def test_a_late_accept_after_the_timeout_still_acks_the_intent(
     await probe.expect_no_message(within=2.0)
 
 
-async def test_an_intent_ready_twice_is_submitted_once(node: Node, probe: TestProbe, journal: Journal) -> None:
+async def test_an_intent_ready_twice_is_submitted_once(
+    node: Node, probe: TestProbe, journal: Journal
+) -> None:
     await node.start(execution(probe, journal, {}))
     intent = make_intent(seq=25)
     await submitted(node, probe, intent)
