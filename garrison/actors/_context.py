@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Coroutine
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from garrison._clock import Cancellable
@@ -148,6 +149,7 @@ class ActorContext:
         "_task",
         "_terminated",
         "_throughput",
+        "_throughput_deadline",
         "_watchers",
         "_owned_timers",
         "_owned_tasks",
@@ -218,6 +220,7 @@ class ActorContext:
         self._logger: Logger | None = None
         self._loop = asyncio.get_running_loop()
         self._throughput = mailbox.throughput
+        self._throughput_deadline = mailbox.throughput_deadline
         self._interceptors: list[Interceptor] = []
         self._reply: asyncio.Future[Any] | None = None
         self._owned_timers: set[Cancellable] = set()
@@ -461,6 +464,9 @@ class ActorContext:
             track_busy = self.actor_class.heartbeat_timeout is not None
             now = self.node.clock.now
             throughput = self._throughput
+            deadline = self._throughput_deadline
+            # Fairness is about the real loop, so real time, whatever the node's clock.
+            yielded_at = perf_counter()
             served = 0
             try:
                 while True:
@@ -488,35 +494,42 @@ class ActorContext:
                         message, _, reply = take()
                     else:
                         await mailbox.wait()
+                        yielded_at = perf_counter()
                         continue
                     if track_busy:
                         self.busy_since = now()
-                    if reply is not None:
-                        self._reply = reply
-                    try:
-                        result = await receive(message)
-                    except Exception as exc:
-                        if reply is None:
-                            reason = self._crashed(message, exc)
-                            break
-                        if not reply.done():
-                            reply.set_exception(exc)
-                        if isinstance(exc, FatalError):
+                    if reply is None:
+                        try:
+                            await receive(message)
+                        except Exception as exc:
                             reason = self._crashed(message, exc)
                             break
                     else:
-                        if reply is not None and self._reply is reply:
+                        self._reply = reply
+                        try:
+                            result = await receive(message)
+                        except Exception as exc:
                             if not reply.done():
-                                reply.set_result(result)
-                            else:
-                                self._late_reply(message, result)
-                    message = reply = self._reply = None
+                                reply.set_exception(exc)
+                            if isinstance(exc, FatalError):
+                                reason = self._crashed(message, exc)
+                                break
+                        else:
+                            if self._reply is reply:  # not deferred
+                                if not reply.done():
+                                    reply.set_result(result)
+                                else:
+                                    self._late_reply(message, result)
+                        reply = self._reply = None
+                    message = None
                     if track_busy:
                         self.busy_since = None
                     served += 1
                     if served >= throughput:
                         served = 0
-                        await asyncio.sleep(0)
+                        if perf_counter() - yielded_at >= deadline:
+                            await asyncio.sleep(0)
+                            yielded_at = perf_counter()
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():

@@ -29,11 +29,12 @@ class ActorRef:
     conflated messages).
     """
 
-    __slots__ = ("_context", "_done", "_mailbox", "path")
+    __slots__ = ("_context", "_done", "_mailbox", "_try_put", "path")
 
     def __init__(self, context: ActorContext) -> None:
         self._context = context
         self._mailbox = context.mailbox
+        self._try_put = context.mailbox.try_put  # bound once: tell is the hot path
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
         self._done = context.node._done
         self.path = context.path
@@ -57,7 +58,7 @@ class ActorRef:
         space. Raises MailboxFull under REJECT, ActorStopped once the actor
         has stopped for good. Cancelling the wait leaves the message unsent.
         """
-        if self._mailbox.try_put(message):
+        if self._try_put(message):
             return self._done
         waiting: Awaitable[None] = self._mailbox.put(message)
         return waiting

@@ -35,8 +35,13 @@ class MailboxConfig:
     its conflation key (for example ``lambda tick: tick.symbol``); a key of
     None queues that message without conflating it (asks, commands).
     ``metrics=False`` skips per-message timestamps (no consumer-lag figures).
-    ``throughput`` is how many messages the actor handles before it yields
-    the loop to other tasks, like Akka's dispatcher throughput.
+    ``throughput`` and ``throughput_deadline`` bound how long an actor keeps
+    the loop while it drains its mailbox, like Akka's dispatcher throughput
+    and throughput-deadline-time: every ``throughput`` messages it checks the
+    real time, and yields to other tasks once ``throughput_deadline`` seconds
+    have passed since it last yielded. Cheap handlers drain in large batches;
+    slow ones yield every ``throughput`` messages at the latest past the
+    deadline. ``throughput_deadline=0`` yields every ``throughput`` messages.
     """
 
     capacity: int = 1000
@@ -44,6 +49,7 @@ class MailboxConfig:
     key: Callable[[Any], Hashable | None] | None = None
     metrics: bool = True
     throughput: int = 64
+    throughput_deadline: float = 0.0005
 
     def __post_init__(self) -> None:
         if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
@@ -62,3 +68,6 @@ class MailboxConfig:
             raise InvalidConfig("key", self.key, "must be callable: message -> hashable key")
         if isinstance(self.throughput, bool) or not isinstance(self.throughput, int) or self.throughput <= 0:
             raise InvalidConfig("throughput", self.throughput, "must be an int > 0")
+        deadline = self.throughput_deadline
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 <= deadline < 1:
+            raise InvalidConfig("throughput_deadline", deadline, "must be seconds in [0, 1)")

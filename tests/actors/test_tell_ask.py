@@ -338,16 +338,30 @@ async def test_spawn_mailbox_argument_overrides_the_class_config(node: Node) -> 
 
 async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> None:
     log: list[str] = []
-    a = await node.spawn(Counter, name="a", args=(log, "a"))
-    b = await node.spawn(Counter, name="b", args=(log, "b"))
+    every_two = MailboxConfig(throughput=2, throughput_deadline=0.0)
+    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=every_two)
+    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=every_two)
     for index in range(4):
         a.tell_nowait(index)
         b.tell_nowait(index)
     await settle()
     assert sorted(log) == sorted(f"{name}{i}" for name in "ab" for i in range(4))
-    # Neither actor handled all four before the other started (throughput=2).
+    # Neither actor handled all four before the other started (throughput=2, no deadline).
     assert log.index("b0") < log.index("a3")
     assert log.index("a0") < log.index("b3")
+
+
+async def test_an_actor_with_cheap_handlers_keeps_the_loop_until_its_throughput_deadline(node: Node) -> None:
+    log: list[str] = []
+    late = MailboxConfig(throughput=2, throughput_deadline=0.9)
+    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=late)
+    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=late)
+    for index in range(4):
+        a.tell_nowait(index)
+        b.tell_nowait(index)
+    await settle()
+    # Well within 0.9 s of real time, each drains its whole mailbox in one turn.
+    assert log == [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
 
 
 async def test_a_sender_waiting_for_space_gets_actor_stopped_when_the_actor_stops(node: Node) -> None:

@@ -6,7 +6,11 @@ import pytest
 
 from garrison import ManualClock, Overflow
 from garrison.mailbox import WAIT_BUCKETS
+from garrison.mailbox._mailbox import WAIT_SAMPLE_MASK
 from tests.mailbox._support import build, take_all
+
+SAMPLE = WAIT_SAMPLE_MASK + 1
+"""The wait histogram records every SAMPLE-th message taken."""
 
 
 async def test_metrics_report_depth_capacity_and_counts() -> None:
@@ -48,16 +52,16 @@ async def test_conflated_message_keeps_the_age_of_its_key_first_arrival() -> Non
     assert mailbox.metrics().oldest_age_seconds == 5.0
 
 
-async def test_wait_histogram_samples_every_eighth_message_taken() -> None:
+async def test_wait_histogram_samples_every_sixteenth_message_taken() -> None:
     clock = ManualClock()
     mailbox, _ = build(capacity=100, clock=clock)
-    for message in range(20):
+    for message in range(2 * SAMPLE + 4):
         mailbox.put_nowait(message)
     await clock.advance(0.3)
     take_all(mailbox)
     metrics = mailbox.metrics()
-    assert metrics.processed == 20
-    assert metrics.wait_count == 2  # the 8th and the 16th
+    assert metrics.processed == 2 * SAMPLE + 4
+    assert metrics.wait_count == 2  # the 16th and the 32nd
     assert metrics.wait_sum_seconds == pytest.approx(0.6)
     counts = dict(metrics.wait_buckets)
     assert counts[0.5] == 2
@@ -67,10 +71,10 @@ async def test_wait_histogram_samples_every_eighth_message_taken() -> None:
 async def test_wait_histogram_measures_each_message_from_its_own_enqueue_time() -> None:
     clock = ManualClock()
     mailbox, _ = build(capacity=100, clock=clock)
-    for _ in range(7):
+    for _ in range(SAMPLE - 1):
         mailbox.put_nowait("early")
     await clock.advance(4.0)
-    mailbox.put_nowait("eighth")  # enqueued at t=4
+    mailbox.put_nowait("sampled")  # enqueued at t=4
     await clock.advance(0.02)
     take_all(mailbox)
     metrics = mailbox.metrics()
@@ -82,7 +86,7 @@ async def test_wait_histogram_measures_each_message_from_its_own_enqueue_time() 
 async def test_wait_bucket_bounds_are_inclusive_upper_bounds() -> None:
     clock = ManualClock()
     mailbox, _ = build(capacity=100, clock=clock)
-    for _ in range(8):
+    for _ in range(SAMPLE):
         mailbox.put_nowait("m")
     await clock.advance(1.0)
     take_all(mailbox)
@@ -94,7 +98,7 @@ async def test_wait_bucket_bounds_are_inclusive_upper_bounds() -> None:
 async def test_wait_buckets_end_with_an_infinite_bound_for_long_waits() -> None:
     clock = ManualClock()
     mailbox, _ = build(capacity=100, clock=clock)
-    for _ in range(8):
+    for _ in range(SAMPLE):
         mailbox.put_nowait("m")
     await clock.advance(60.0)
     take_all(mailbox)
@@ -110,11 +114,11 @@ async def test_wait_quantile_reads_the_bucket_holding_the_rank() -> None:
     mailbox, _ = build(capacity=1000, clock=clock)
     # Nine sampled messages wait 0.8ms, one waits 2s.
     for _ in range(9):
-        for _ in range(8):
+        for _ in range(SAMPLE):
             mailbox.put_nowait("fast")
         await clock.advance(0.0008)
         take_all(mailbox)
-    for _ in range(8):
+    for _ in range(SAMPLE):
         mailbox.put_nowait("slow")
     await clock.advance(2.0)
     take_all(mailbox)

@@ -143,7 +143,7 @@ async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_w
     for index in range(5):  # three queue behind "first", two are dropped
         gate.tell_nowait(index)
     echo = await node.spawn(Flaky, name="echo")
-    for index in range(8):  # the mailbox samples every 8th message's wait
+    for index in range(16):  # the mailbox samples every 16th message's wait
         assert await echo.ask(index, timeout=2.0) == index
     await asyncio.sleep(0.05)  # the oldest queued message ages
     metrics = await scrape(node)
