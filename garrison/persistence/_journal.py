@@ -81,6 +81,26 @@ class Journal(Protocol):
         ...
 
 
+def check_append(stream: str, events: object, expected_seq: object) -> None:
+    """Validate an append's arguments, naming the field and value that is wrong."""
+    check_stream(stream)
+    check_events(stream, events)
+    check_seq("expected_seq", expected_seq)
+
+
+class ReadsInBatches:
+    """``read`` one event at a time, for journals that implement ``read_batches``."""
+
+    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        raise NotImplementedError
+
+    async def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Events after ``after_seq``, one ``(seq, payload)`` at a time, in order."""
+        async for rows in self.read_batches(stream, after_seq):
+            for row in rows:
+                yield row
+
+
 def check_stream(stream: object) -> str:
     if not isinstance(stream, str) or not stream:
         raise InvalidConfig("stream", stream, "a stream name is a non-empty string")

@@ -27,7 +27,8 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
-from garrison.persistence._journal import Ack, check_events, check_seq, check_stream
+from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
+from garrison.persistence._writer import PendingAppend, WriterQueue
 
 _APPEND = """
 local current = tonumber(redis.call('HGET', KEYS[2], 'highest') or '0')
@@ -35,16 +36,16 @@ local expected = tonumber(ARGV[1])
 if current ~= expected then return {0, current} end
 local n = tonumber(ARGV[2])
 for i = 1, n do
-  redis.call('XADD', KEYS[1], (expected + i) .. '-0', 'p', ARGV[2 + i])
+  redis.call('XADD', KEYS[1], string.format('%d-0', expected + i), 'p', ARGV[2 + i])
 end
-if n > 0 then redis.call('HSET', KEYS[2], 'highest', expected + n) end
+if n > 0 then redis.call('HSET', KEYS[2], 'highest', string.format('%d', expected + n)) end
 local a = 3 + n
 for k = 3, #KEYS do
   local group = ARGV[a]
   local seq = tonumber(ARGV[a + 1])
   a = a + 2
   local old = tonumber(redis.call('HGET', KEYS[k], group) or '0')
-  if seq > old then redis.call('HSET', KEYS[k], group, seq) end
+  if seq > old then redis.call('HSET', KEYS[k], group, ARGV[a - 1]) end
 end
 return {1, expected + n}
 """
@@ -63,6 +64,18 @@ if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) en
 return 1
 """
 
+# Dead-letter an entry: ack it in the group and, only if this call acked it (a
+# racing consumer may have), append it to the dead-letter journal stream under
+# the next seq, with the reason beside the payload. One script: both or neither.
+_DEAD_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
+redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'reason', ARGV[4],
+  'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
+redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
+return seq
+"""
+
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
 
 
@@ -72,25 +85,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *_CONNECTION_ERRORS)
 
 
-class _Append:
-    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
-
-    def __init__(
-        self,
-        stream: str,
-        events: Sequence[bytes],
-        expected_seq: int,
-        acks: Sequence[Ack],
-        future: asyncio.Future[int],
-    ) -> None:
-        self.stream = stream
-        self.events = events
-        self.expected_seq = expected_seq
-        self.acks = acks
-        self.future = future
-
-
-class RedisJournal:
+class RedisJournal(ReadsInBatches):
     """A journal on a Redis server (redis-py asyncio; ``pip install 'garrison[redis]'``).
 
     ``url`` as redis-py takes it (``redis://127.0.0.1:6379/0``). ``namespace``
@@ -130,10 +125,8 @@ class RedisJournal:
         self._ack_script: Any = None
         self._append_sha = ""
         self._waitaof = False
-        self._queue: list[_Append] = []
-        self._wakeup: asyncio.Future[None] | None = None
+        self._queue: WriterQueue[PendingAppend] = WriterQueue()
         self._writer: asyncio.Task[None] | None = None
-        self._closing = False
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -185,7 +178,7 @@ class RedisJournal:
         self._snapshot_script = client.register_script(_SNAPSHOT)
         self._ack_script = client.register_script(_ACK)
         await self._load_scripts(client)
-        self._closing = False
+        self._queue.reopen()
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name="garrison:redis-journal"
         )
@@ -196,12 +189,10 @@ class RedisJournal:
         if writer is None:
             return
         self._writer = None
-        self._closing = True
-        self._wake()
+        self._queue.close()
         await asyncio.wait({writer})
-        for append in self._queue:
-            _fail(append, JournalClosed(self.url))
-        self._queue.clear()
+        for append in self._queue.drain():
+            append.fail(JournalClosed(self.url))
         await self._client.aclose()
         self._client = None
 
@@ -224,26 +215,16 @@ class RedisJournal:
         """Append atomically after ``expected_seq``; returns the new highest seq once Redis
         acknowledged it (and, with ``confirm_aof``, once it reached the AOF). Raises
         SequenceConflict (nothing written) or JournalWriteError (outcome unknown)."""
-        check_stream(stream)
-        check_events(stream, events)
-        check_seq("expected_seq", expected_seq)
+        check_append(stream, events, expected_seq)
         if not events and not acks:
             return expected_seq
         if self._writer is None:
             raise JournalClosed(self.url)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(stream, events, expected_seq, acks, future))
-        self._wake()
+        self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
         return await future
 
-    def _wake(self) -> None:
-        waiter = self._wakeup
-        if waiter is not None:
-            self._wakeup = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _script_call(self, append: _Append) -> tuple[list[str], list[Any]]:
+    def _script_call(self, append: PendingAppend) -> tuple[list[str], list[Any]]:
         keys = [self.events_key(append.stream), self._meta_key(append.stream)]
         args: list[Any] = [append.expected_seq, len(append.events), *append.events]
         for ack in append.acks:
@@ -252,18 +233,10 @@ class RedisJournal:
         return keys, args
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup = loop.create_future()
-                await self._wakeup
-                continue
-            batch, self._queue = self._queue, []
+        while (batch := await self._queue.next_batch()) is not None:
             await self._commit(batch)
 
-    async def _commit(self, batch: list[_Append]) -> None:
+    async def _commit(self, batch: list[PendingAppend]) -> None:
         client = self._redis()
         try:
             results = await self._pipeline(client, batch)
@@ -279,13 +252,13 @@ class RedisJournal:
             confirmation = results.pop()
             if isinstance(confirmation, Exception) or int(confirmation[0]) < 1:
                 for append in batch:
-                    _fail(append, JournalWriteError(append.stream, RuntimeError(f"WAITAOF: {confirmation}")))
+                    append.fail(JournalWriteError(append.stream, RuntimeError(f"WAITAOF: {confirmation}")))
                 return
         self.commits += 1
         for append, result in zip(batch, results, strict=True):
             self._settle(append, result)
 
-    async def _pipeline(self, client: Any, batch: list[_Append]) -> list[Any]:
+    async def _pipeline(self, client: Any, batch: list[PendingAppend]) -> list[Any]:
         # EVALSHA directly: redis-py's script objects re-check the cache on every pipeline.
         async with client.pipeline(transaction=False) as pipe:
             for append in batch:
@@ -299,9 +272,9 @@ class RedisJournal:
     async def _load_scripts(self, client: Any) -> None:
         self._append_sha = await client.script_load(_APPEND)
 
-    def _settle(self, append: _Append, result: Any) -> None:
+    def _settle(self, append: PendingAppend, result: Any) -> None:
         if isinstance(result, Exception):
-            _fail(append, JournalWriteError(append.stream, result))
+            append.fail(JournalWriteError(append.stream, result))
             return
         accepted, highest = int(result[0]), int(result[1])
         if accepted:
@@ -309,9 +282,9 @@ class RedisJournal:
             if not append.future.done():
                 append.future.set_result(highest)
         else:
-            _fail(append, SequenceConflict(append.stream, append.expected_seq, highest))
+            append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
 
-    async def _resolve(self, append: _Append) -> None:
+    async def _resolve(self, append: PendingAppend) -> None:
         """The connection dropped mid-append: run the same conditional append again, and if
         the stream moved, read back whether the entries are ours. Never appends blindly."""
         deadline = time.monotonic() + self.ambiguity_timeout
@@ -327,7 +300,7 @@ class RedisJournal:
                         accepted, highest = 1, append.expected_seq + len(append.events)
             except _redis_errors() as error:
                 if time.monotonic() >= deadline:
-                    _fail(append, JournalWriteError(append.stream, error))
+                    append.fail(JournalWriteError(append.stream, error))
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -338,7 +311,7 @@ class RedisJournal:
                 if not append.future.done():
                     append.future.set_result(highest)
             else:
-                _fail(append, SequenceConflict(append.stream, append.expected_seq, highest))
+                append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
             return
 
     async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
@@ -392,11 +365,6 @@ class RedisJournal:
             if len(rows) < self.read_batch:
                 return
 
-    async def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
-        async for rows in self.read_batches(stream, after_seq):
-            for row in rows:
-                yield row
-
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
         value = await self._redis().hget(self._meta_key(stream), "highest")
@@ -437,11 +405,6 @@ async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:
 
 def _is_noscript(result: Any) -> bool:
     return isinstance(result, Exception) and "NOSCRIPT" in str(result)
-
-
-def _fail(append: _Append, error: BaseException) -> None:
-    if not append.future.done():
-        append.future.set_exception(error)
 
 
 class RedisConsumer:

@@ -29,7 +29,8 @@ from garrison._errors import (
     JournalWriteError,
     SequenceConflict,
 )
-from garrison.persistence._journal import Ack, check_events, check_seq, check_stream
+from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
+from garrison.persistence._writer import PendingAppend, WriterQueue
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
@@ -78,24 +79,6 @@ def _insert_sql(rows: int) -> str:
     return "INSERT INTO events (stream, seq, payload) VALUES " + ",".join(["(?,?,?)"] * rows)
 
 
-class _Append:
-    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
-
-    def __init__(
-        self,
-        stream: str,
-        events: Sequence[bytes],
-        expected_seq: int,
-        acks: Sequence[Ack],
-        future: asyncio.Future[int],
-    ) -> None:
-        self.stream = stream
-        self.events = events
-        self.expected_seq = expected_seq
-        self.acks = acks
-        self.future = future
-
-
 class _Exclusive:
     """A write that is not an append (snapshot, deletion, ack), run by the writer in turn."""
 
@@ -108,7 +91,7 @@ class _Exclusive:
         self.future = future
 
 
-class SqliteJournal:
+class SqliteJournal(ReadsInBatches):
     """A journal in one SQLite file (WAL mode).
 
     ``synchronous="FULL"`` (default) makes every acknowledged append survive
@@ -144,11 +127,9 @@ class SqliteJournal:
         self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
-        self._queue: list[_Append | _Exclusive] = []
-        self._wakeup: asyncio.Future[None] | None = None
+        self._queue: WriterQueue[PendingAppend | _Exclusive] = WriterQueue()
         self._writer: asyncio.Task[None] | None = None
         self._highest: dict[str, int] = {}
-        self._closing = False
 
     # -- open and close ----------------------------------------------------------
 
@@ -167,7 +148,7 @@ class SqliteJournal:
         self._reader_db = reader
         # Another process may have appended while this journal was closed.
         self._highest.clear()
-        self._closing = False
+        self._queue.reopen()
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name=f"garrison:journal-writer:{self.path}"
         )
@@ -288,13 +269,11 @@ class SqliteJournal:
         if writer is None:
             return
         self._writer = None
-        self._closing = True
-        self._wake()
+        self._queue.close()
         await asyncio.wait({writer})
-        for item in self._queue:
+        for item in self._queue.drain():
             if not item.future.done():
                 item.future.set_exception(JournalClosed(self.path))
-        self._queue.clear()
         for db in (self._writer_db, self._reader_db):
             if db is not None:
                 await db.close()
@@ -317,14 +296,11 @@ class SqliteJournal:
         written) or JournalWriteError (the outcome is unknown: read back).
         If the caller is cancelled, the append may still be committed.
         """
-        check_stream(stream)
-        check_events(stream, events)
-        check_seq("expected_seq", expected_seq)
+        check_append(stream, events, expected_seq)
         if not events and not acks:
             return expected_seq
         future = self._submit_future()
-        self._queue.append(_Append(stream, events, expected_seq, acks, future))
-        self._wake()
+        self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
         started = time.monotonic()
         highest = await future
         latency = time.monotonic() - started
@@ -402,30 +378,14 @@ class SqliteJournal:
 
     async def _exclusive(self, operation: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
         future = self._submit_future()
-        self._queue.append(_Exclusive(operation, future))
-        self._wake()
+        self._queue.put(_Exclusive(operation, future))
         await future
 
-    def _wake(self) -> None:
-        waiter = self._wakeup
-        if waiter is not None:
-            self._wakeup = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup = loop.create_future()
-                await self._wakeup
-                continue
-            batch, self._queue = self._queue, []
-            appends: list[_Append] = []
+        while (batch := await self._queue.next_batch()) is not None:
+            appends: list[PendingAppend] = []
             for item in batch:
-                if isinstance(item, _Append):
+                if isinstance(item, PendingAppend):
                     appends.append(item)
                     continue
                 # Keep order: appends queued before this write commit first.
@@ -448,7 +408,7 @@ class SqliteJournal:
             if not item.future.done():
                 item.future.set_result(0)
 
-    async def _commit(self, batch: list[_Append], *, retry_alone: bool = True) -> None:
+    async def _commit(self, batch: list[PendingAppend], *, retry_alone: bool = True) -> None:
         """Commit a group of appends in one transaction; conflicts fail alone."""
         db = self._writer_db
         assert db is not None
@@ -458,15 +418,15 @@ class SqliteJournal:
                 await self._load_highest(db, unknown)
             except Exception as error:
                 for append in batch:
-                    _fail(append, JournalWriteError(append.stream, error))
+                    append.fail(JournalWriteError(append.stream, error))
                 return
         tentative: dict[str, int] = {}
-        accepted: list[tuple[_Append, int]] = []
+        accepted: list[tuple[PendingAppend, int]] = []
         rows: list[Any] = []
         for append in batch:
             current = tentative.get(append.stream, self._highest[append.stream])
             if append.expected_seq != current:
-                _fail(append, SequenceConflict(append.stream, append.expected_seq, current))
+                append.fail(SequenceConflict(append.stream, append.expected_seq, current))
                 continue
             for offset, payload in enumerate(append.events, start=1):
                 rows.append((append.stream, current + offset, payload))
@@ -491,16 +451,16 @@ class SqliteJournal:
                     try:
                         actual = await _highest(db, append.stream)
                     except Exception as read_error:
-                        _fail(append, JournalWriteError(append.stream, read_error))
+                        append.fail(JournalWriteError(append.stream, read_error))
                     else:
-                        _fail(append, SequenceConflict(append.stream, append.expected_seq, actual))
+                        append.fail(SequenceConflict(append.stream, append.expected_seq, actual))
             del error
             return
         except Exception as error:
             for stream in tentative:
                 self._highest.pop(stream, None)
             for append, _ in accepted:
-                _fail(append, JournalWriteError(append.stream, error))
+                append.fail(JournalWriteError(append.stream, error))
             return
         self._highest.update(tentative)
         self.commits += 1
@@ -567,12 +527,6 @@ class SqliteJournal:
             if pending is not None:
                 pending.cancel()
 
-    async def read(self, stream: str, after_seq: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
-        """Events after ``after_seq``, one ``(seq, payload)`` at a time, in order."""
-        async for rows in self.read_batches(stream, after_seq):
-            for row in rows:
-                yield row
-
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
         return await _highest(self._reader(), stream)
@@ -606,7 +560,7 @@ _UPSERT_OFFSET = (
 )
 
 
-def _streams_to_load(batch: list[_Append], cached: dict[str, int]) -> set[str]:
+def _streams_to_load(batch: list[PendingAppend], cached: dict[str, int]) -> set[str]:
     """Streams whose highest seq must be read before this batch is checked.
 
     Those never seen, and those an append expects to be further along than
@@ -627,11 +581,6 @@ def _streams_to_load(batch: list[_Append], cached: dict[str, int]) -> set[str]:
 
 def _error_name(error: sqlite3.Error) -> str:
     return str(getattr(error, "sqlite_errorname", ""))
-
-
-def _fail(append: _Append, error: BaseException) -> None:
-    if not append.future.done():
-        append.future.set_exception(error)
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:

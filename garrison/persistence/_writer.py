@@ -1,0 +1,86 @@
+"""What the journals share: a pending append, and the queue their one writer task drains."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+from garrison.persistence._journal import Ack
+
+T = TypeVar("T")
+
+
+class PendingAppend:
+    """One ``append`` waiting for the writer; ``future`` gets the new highest seq or the error."""
+
+    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
+
+    def __init__(
+        self,
+        stream: str,
+        events: Sequence[bytes],
+        expected_seq: int,
+        acks: Sequence[Ack],
+        future: asyncio.Future[int],
+    ) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected_seq = expected_seq
+        self.acks = acks
+        self.future = future
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    def succeed(self, highest: int) -> None:
+        if not self.future.done():
+            self.future.set_result(highest)
+
+
+class WriterQueue(Generic[T]):
+    """Producers ``put``; the writer task takes everything queued at once (group commit).
+
+    The writer wakes as soon as something arrives, so a lone producer waits
+    for nothing but its own commit.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._closing = False
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        """Let ``next_batch`` return None once the queue is empty."""
+        self._closing = True
+        self._wake()
+
+    def reopen(self) -> None:
+        self._closing = False
+
+    def drain(self) -> list[T]:
+        """Whatever is still queued (after the writer stopped)."""
+        items, self._items = self._items, []
+        return items
+
+    async def next_batch(self) -> list[T] | None:
+        """Everything queued now (waiting for the first item); None when closed and empty."""
+        while not self._items:
+            if self._closing:
+                return None
+            self._wakeup = asyncio.get_running_loop().create_future()
+            await self._wakeup
+        items, self._items = self._items, []
+        return items
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            if not waiter.done():
+                waiter.set_result(None)
