@@ -1,6 +1,7 @@
 """Supervision trees with OTP semantics: specs, strategies, intensity, backoff, introspection."""
 
 from garrison.supervision._intensity import RestartIntensity
+from garrison.supervision._ref import SupervisorRef
 from garrison.supervision._spec import (
     AutoShutdown,
     Backoff,
@@ -10,7 +11,7 @@ from garrison.supervision._spec import (
     Strategy,
     SupervisorSpec,
 )
-from garrison.supervision._supervisor import ChildCounts, ChildInfo, Supervisor, SupervisorRef
+from garrison.supervision._supervisor import ChildCounts, ChildInfo, Supervisor
 
 __all__ = [
     "AutoShutdown",
