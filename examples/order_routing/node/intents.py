@@ -15,7 +15,7 @@ from examples.order_routing.node.messages import (
     Snapshot,
 )
 from garrison import Actor, ActorNotFound, ActorRef, MailboxConfig
-from garrison.persistence import Intent, IntentLog
+from garrison.persistence import Intent, IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
 
@@ -51,6 +51,10 @@ class Intents(Actor):
                 if self.ctx.queued == 0 or len(self.waiting) >= 4096:
                     await self.flush()
             case GetIntentLog():
+                if _broken(self.log):
+                    # A write of the shared log (the executor's SENDING mark) was not confirmed:
+                    # read back what is durable, or the asker (a restarting executor) cannot start.
+                    await self.log.open()
                 return self.log
             case Snapshot():
                 return {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
@@ -71,3 +75,11 @@ class Intents(Actor):
             offer(request.reply_to, OrderAck(intent.client_order_id, True))
             if executor is not None:
                 offer(executor, IntentReady(intent))
+
+
+def _broken(log: IntentLog[OrderIntent]) -> bool:
+    try:
+        log.get("")  # every query raises once a write could not be confirmed
+    except IntentLogBroken:
+        return True
+    return False
