@@ -4,6 +4,8 @@ against ``metrics=False``, interleaved in the same run.
 The workload is the one of ``tell_throughput``: one producer, one counting
 actor, capacity 1000. With metrics on, every enqueue is timestamped and a
 sample of dequeues records the wait; with metrics off neither happens.
+Both variants are single-threaded, so the cost is taken from CPU-time rates
+(see ``tell_throughput``); the wall-clock figures are reported beside them.
 """
 
 from __future__ import annotations
@@ -55,23 +57,32 @@ def run(quick: bool) -> dict[str, Any]:
         runs,
     )
     recorded = recorded_lag(messages, with_metrics)
-    on_over_off = paired_ratio(rates["metrics_on"], rates["metrics_off"])
+    wall = {name: [rate.wall for rate in runs_of] for name, runs_of in rates.items()}
+    cpu = {name: [rate.cpu for rate in runs_of] for name, runs_of in rates.items()}
+    on_over_off = paired_ratio(cpu["metrics_on"], cpu["metrics_off"])
     cost = 1.0 - on_over_off
     return {
-        "measures": "tell throughput with consumer-lag metrics on vs off; cost = 1 - on/off",
+        "measures": "tell throughput with consumer-lag metrics on vs off; cost = 1 - on/off (CPU time)",
         "params": {"messages": messages, "capacity": CAPACITY, "runs": runs},
         "figures": {
-            "metrics_on_msgs_per_sec": summary(rates["metrics_on"], 0),
+            "metrics_on_msgs_per_sec": summary(wall["metrics_on"], 0),
+            "metrics_on_msgs_per_cpu_sec": summary(cpu["metrics_on"], 0),
             "consumer_lag_recorded_in_one_run": recorded,
         },
-        "baselines": {"metrics_off_msgs_per_sec": summary(rates["metrics_off"], 0)},
+        "baselines": {
+            "metrics_off_msgs_per_sec": summary(wall["metrics_off"], 0),
+            "metrics_off_msgs_per_cpu_sec": summary(cpu["metrics_off"], 0),
+        },
         "ratios": {
             "metrics_on_over_off": round(on_over_off, 3),
             "metrics_cost_fraction": round(cost, 3),
+            "metrics_cost_fraction_wall_clock": round(
+                1.0 - paired_ratio(wall["metrics_on"], wall["metrics_off"]), 3
+            ),
         },
         "targets": {
             "metrics_cost": target(
-                cost, "<=", 0.10, "fraction of tell throughput lost to metrics=True (negative: noise)"
+                cost, "<=", 0.10, "fraction of tell throughput (per CPU second) lost to metrics=True"
             ),
         },
     }
