@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from garrison._clock import Cancellable
 from garrison._errors import (
@@ -38,8 +38,6 @@ from garrison.supervision._spec import (
     Strategy,
     SupervisorSpec,
 )
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
