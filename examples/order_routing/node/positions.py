@@ -100,6 +100,9 @@ class Positions(EventSourcedActor[Book]):
                         )
                     )
             case Snapshot():
+                # Answer with every fill received so far; returning before the write
+                # would also leave them unapplied until the next message.
+                await self.apply_buffered()
                 return {
                     "fills": self.state.fills,
                     "last_fill_seq": self.state.last_fill_seq,
@@ -109,11 +112,17 @@ class Positions(EventSourcedActor[Book]):
                 }
             case _:
                 self.ctx.unhandled(message)
-        if self.buffer and self.ctx.queued == 0:
-            buffer, self.buffer = self.buffer, []
-            await self.persist(*buffer)
-            executor = self.ctx.node.lookup("/root/execution/executor")
-            for event in buffer:
-                if event.leaves_qty == 0:
-                    offer(executor, OrderDone(event.client_order_id))
+        if self.ctx.queued == 0:
+            await self.apply_buffered()
         return None
+
+    async def apply_buffered(self) -> None:
+        """Persist the fills received since the last write (one append), then report finished orders."""
+        if not self.buffer:
+            return
+        buffer, self.buffer = self.buffer, []
+        await self.persist(*buffer)
+        executor = self.ctx.node.lookup("/root/execution/executor")
+        for event in buffer:
+            if event.leaves_qty == 0:
+                offer(executor, OrderDone(event.client_order_id))
