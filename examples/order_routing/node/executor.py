@@ -12,7 +12,8 @@ The rules (also in the example's README):
   UNKNOWN and looked up. A refusal is recorded as REJECTED only when the
   broker said so in an OrderRejected: an ambiguous submit never is.
 - ACKED: the order is live; fills arrive through positions, which reports
-  OrderDone when it is filled.
+  OrderDone when it is filled. ACKED intents are looked up once at start, and
+  whenever positions restarts (CheckLiveOrders): an OrderDone may have been lost.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
     BrokerInfo,
+    CheckLiveOrders,
     GetBrokerInfo,
     GetIntentLog,
     IntentReady,
@@ -115,6 +117,10 @@ class Executor(Actor):
                 self.settle(cid)
                 self.move(cid, IntentState.DONE, "filled")
                 self.counts["done"] += 1
+            case CheckLiveOrders():
+                for intent in self.log.pending():
+                    if intent.state is IntentState.ACKED:
+                        self.reconcile.setdefault(intent.id, now)
             case BrokerInfo(lookup_lag_seconds=lag):
                 self.lookup_lag = lag
             case _Sweep():

@@ -101,5 +101,10 @@ class OrderDone(msgspec.Struct, frozen=True):
     client_order_id: str
 
 
+class CheckLiveOrders(msgspec.Struct, frozen=True):
+    """Positions -> executor, on every (re)start: an OrderDone may have died with the last
+    incarnation (its fill durable, the notice not sent); look up every ACKED order."""
+
+
 class Snapshot(msgspec.Struct, frozen=True):
     """Ask any node actor for its counters (the live view and the summary read them)."""

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from examples.order_routing.node.delivery import offer
-from examples.order_routing.node.messages import OrderDone, Snapshot, SubscribeFills
+from examples.order_routing.node.messages import CheckLiveOrders, OrderDone, Snapshot, SubscribeFills
 from examples.order_routing.protocol import Fill, Side
 from garrison import MailboxConfig
 from garrison.persistence import EventSourcedActor
@@ -82,6 +82,8 @@ class Positions(EventSourcedActor[Book]):
         self.buffer: list[FillApplied] = []
         gateway = self.ctx.node.lookup("/root/execution/gateway")
         await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
+        # Fills up to last_fill_seq are not replayed: an order they finished is found by look-up.
+        offer(self.ctx.node.lookup("/root/execution/executor"), CheckLiveOrders())
 
     async def on_receive(self, message: Any) -> Any:
         match message:
