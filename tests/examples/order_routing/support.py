@@ -20,8 +20,9 @@ class StandIn(Actor):
 
     Asks whose type is in ``answers`` are answered from it instead (an
     executor asks the gateway for the broker's Welcome facts while it starts,
-    before a test could reply). ``before_forward`` runs first on each message,
-    e.g. to read what is durable at the moment a message arrives.
+    before a test could reply). Messages of a type in ``ignore`` are dropped
+    (risk's stand-in need not pass on every tick). ``before_forward`` runs
+    first on each message, e.g. to read what is durable the moment it arrives.
     """
 
     def __init__(
@@ -29,14 +30,18 @@ class StandIn(Actor):
         to: ActorRef,
         answers: dict[type, Any] | None = None,
         before_forward: Any = None,
+        ignore: tuple[type, ...] = (),
     ) -> None:
         self.to = to
         self.answers = answers or {}
         self.before_forward = before_forward
+        self.ignore = ignore
 
     async def on_receive(self, message: Any) -> Any:
         if type(message) in self.answers:
             return self.answers[type(message)]
+        if isinstance(message, self.ignore):
+            return None
         if self.before_forward is not None:
             await self.before_forward(message)
         await self.to.tell(message)
