@@ -7,9 +7,18 @@ from collections import Counter
 from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.messages import OrderAck, ProposeOrder, RecordIntent, Snapshot, Tick
+from examples.order_routing.node.messages import (
+    GetIntentLog,
+    OrderAck,
+    OrderIntent,
+    ProposeOrder,
+    RecordIntent,
+    Snapshot,
+    Tick,
+)
 from examples.order_routing.protocol import Side
 from garrison import Actor, MailboxConfig, Overflow
+from garrison.persistence import IntentState
 
 
 def ticks_by_symbol(message: Any) -> str | None:
@@ -23,6 +32,7 @@ class Risk(Actor):
     counted by reason and logged; it is never recorded, so never sent. An
     approved one goes to intents, which answers the strategy once it is
     durable. Ticks (conflated per symbol) keep the reference prices fresh.
+    The exposure is rebuilt from the intent log on every start.
     """
 
     heartbeat_timeout = 5.0
@@ -36,6 +46,14 @@ class Risk(Actor):
         self.notional = 0.0
         self.approved = 0
         self.refused: Counter[str] = Counter()
+
+    async def on_start(self) -> None:
+        # Limits must hold across a restart (of risk or of the node): the exposure is every
+        # order recorded and not refused by the venue, which is what this actor approved.
+        log = await self.ctx.node.lookup("/root/execution/intents").ask(GetIntentLog())
+        for recorded in log.intents():
+            if recorded.state is not IntentState.REJECTED:
+                self.add_exposure(recorded.payload)
 
     async def on_receive(self, message: Any) -> Any:
         match message:
@@ -51,9 +69,7 @@ class Risk(Actor):
                     self.ctx.logger.info("refused {cid}: {reason}", cid=intent.client_order_id, reason=reason)
                     reply_to.tell_nowait(OrderAck(intent.client_order_id, False, reason))
                     return None
-                signed = intent.qty if intent.side is Side.BUY else -intent.qty
-                self.position[intent.symbol] += signed
-                self.notional += intent.qty * intent.price
+                self.add_exposure(intent)
                 self.approved += 1
                 await self.ctx.node.lookup("/root/execution/intents").tell(RecordIntent(intent, reply_to))
             case Snapshot():
@@ -61,6 +77,10 @@ class Risk(Actor):
             case _:
                 self.ctx.unhandled(message)
         return None
+
+    def add_exposure(self, intent: OrderIntent) -> None:
+        self.position[intent.symbol] += intent.qty if intent.side is Side.BUY else -intent.qty
+        self.notional += intent.qty * intent.price
 
     def check(self, symbol: str, side: Side, qty: int, price: float) -> str | None:
         """None if the order may go, else why not (naming the field and value)."""
