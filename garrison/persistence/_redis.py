@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
+from garrison.persistence._sqlite import BATCH_BUCKETS, LATENCY_BUCKETS
 from garrison.persistence._writer import PendingAppend, WriterQueue
 
 _APPEND = """
@@ -119,6 +121,9 @@ class RedisJournal(ReadsInBatches):
         self.appends = 0
         self.resolved_ambiguous = 0
         """Appends whose connection dropped and that were settled by reading back."""
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
         self._client: Any = None
         self._append_script: Any = None
         self._snapshot_script: Any = None
@@ -146,12 +151,19 @@ class RedisJournal(ReadsInBatches):
             return self
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
         except ImportError as error:
             raise InvalidConfig(
                 "url", self.url, "RedisJournal needs redis-py: pip install 'garrison[redis]'"
             ) from error
+        # No retries inside redis-py: a re-sent append whose first reply was lost would
+        # come back as a conflict with itself. The journal settles a lost reply itself.
         client = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
+            self.url,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             try:
@@ -222,7 +234,12 @@ class RedisJournal(ReadsInBatches):
             raise JournalClosed(self.url)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
-        return await future
+        started = time.monotonic()
+        highest = await future
+        latency = time.monotonic() - started
+        self._latency_sum += latency
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        return highest
 
     def _script_call(self, append: PendingAppend) -> tuple[list[str], list[Any]]:
         keys = [self.events_key(append.stream), self._meta_key(append.stream)]
@@ -234,40 +251,85 @@ class RedisJournal(ReadsInBatches):
 
     async def _write_loop(self) -> None:
         while (batch := await self._queue.next_batch()) is not None:
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as error:
+                # Whatever went wrong, the writer lives on: a dead writer would leave
+                # every later append waiting forever.
+                for append in batch:
+                    append.fail(JournalWriteError(append.stream, error))
 
     async def _commit(self, batch: list[PendingAppend]) -> None:
         client = self._redis()
         try:
-            results = await self._pipeline(client, batch)
-            if any(_is_noscript(result) for result in results):
-                # The server lost its script cache (restart, SCRIPT FLUSH): nothing ran.
+            results, confirmation = await self._pipeline(client, batch)
+            lost = [index for index, result in enumerate(results) if _is_noscript(result)]
+            if lost:
+                # The server lost its script cache (SCRIPT FLUSH, a failover): those did not
+                # run. Run exactly those again, once the script is loaded.
                 await self._load_scripts(client)
-                results = await self._pipeline(client, batch)
+                retried, confirmation = await self._pipeline(client, [batch[index] for index in lost])
+                for index, result in zip(lost, retried, strict=True):
+                    results[index] = result
         except _redis_errors():
             for append in batch:
                 await self._resolve(append)
             return
-        if self._waitaof and self.confirm_aof:
-            confirmation = results.pop()
-            if isinstance(confirmation, Exception) or int(confirmation[0]) < 1:
-                for append in batch:
-                    append.fail(JournalWriteError(append.stream, RuntimeError(f"WAITAOF: {confirmation}")))
-                return
+        unconfirmed = self._unconfirmed(confirmation)
         self.commits += 1
+        self._batch_counts[bisect_left(BATCH_BUCKETS, len(batch))] += 1
         for append, result in zip(batch, results, strict=True):
+            if unconfirmed is not None and not isinstance(result, Exception):
+                # Written (the script ran), but not confirmed on disk: the outcome is
+                # unknown to the caller in the sense that matters, durability.
+                append.fail(JournalWriteError(append.stream, unconfirmed))
+                continue
             self._settle(append, result)
 
-    async def _pipeline(self, client: Any, batch: list[PendingAppend]) -> list[Any]:
+    async def _pipeline(self, client: Any, batch: list[PendingAppend]) -> tuple[list[Any], list[Any]]:
+        """One round trip: every append's script, then the AOF confirmation asked for."""
         # EVALSHA directly: redis-py's script objects re-check the cache on every pipeline.
         async with client.pipeline(transaction=False) as pipe:
             for append in batch:
                 keys, args = self._script_call(append)
                 pipe.evalsha(self._append_sha, len(keys), *keys, *args)
-            if self._waitaof and self.confirm_aof:
-                pipe.execute_command("WAITAOF", 1, 0, int(self.socket_timeout * 1000))
+            self._queue_confirmation(pipe)
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        return results[: len(batch)], results[len(batch) :]
+
+    def _queue_confirmation(self, pipe: Any) -> None:
+        if not self.confirm_aof:
+            return
+        if self._waitaof:
+            pipe.execute_command("WAITAOF", 1, 0, int(self.socket_timeout * 1000))
+        else:
+            # No WAITAOF before 7.2: with appendonly yes and appendfsync always, Redis
+            # fsyncs the scripts' writes before it sends any reply; read the policy in
+            # the same round trip, after them, so a CONFIG SET since open() is seen.
+            pipe.execute_command("CONFIG GET", "appendonly")
+            pipe.execute_command("CONFIG GET", "appendfsync")
+
+    def _unconfirmed(self, confirmation: list[Any]) -> BaseException | None:
+        """Why the appends of this round trip are not confirmed on disk, or None if they are."""
+        if not self.confirm_aof:
+            return None
+        if self._waitaof:
+            reply = confirmation[0] if confirmation else None
+            if isinstance(reply, Exception) or not reply or int(reply[0]) < 1:
+                return RuntimeError(f"WAITAOF did not confirm the local AOF fsync: {reply!r}")
+            return None
+        settings: dict[str, str] = {}
+        for reply in confirmation:
+            if isinstance(reply, Exception):
+                return RuntimeError(f"could not read the AOF policy: {reply}")
+            settings.update({_text(key): _text(value) for key, value in dict(reply).items()})
+        if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
+            return RuntimeError(
+                f"written, but the server now runs appendonly={settings.get('appendonly')} "
+                f"appendfsync={settings.get('appendfsync')}: not confirmed on disk (confirm_aof needs "
+                "appendonly yes and appendfsync always on a server without WAITAOF)"
+            )
+        return None
 
     async def _load_scripts(self, client: Any) -> None:
         self._append_sha = await client.script_load(_APPEND)
@@ -289,15 +351,9 @@ class RedisJournal(ReadsInBatches):
         the stream moved, read back whether the entries are ours. Never appends blindly."""
         deadline = time.monotonic() + self.ambiguity_timeout
         delay = 0.05
-        keys, args = self._script_call(append)
         while True:
             try:
-                result = await self._append_script(keys=keys, args=args)
-                accepted, highest = int(result[0]), int(result[1])
-                if not accepted and highest >= append.expected_seq + len(append.events):
-                    mine = await self._entries(append.stream, append.expected_seq, len(append.events))
-                    if mine == list(append.events):
-                        accepted, highest = 1, append.expected_seq + len(append.events)
+                outcome = await self._settle_ambiguous(append)
             except _redis_errors() as error:
                 if time.monotonic() >= deadline:
                     append.fail(JournalWriteError(append.stream, error))
@@ -306,13 +362,59 @@ class RedisJournal(ReadsInBatches):
                 delay = min(delay * 2, 1.0)
                 continue
             self.resolved_ambiguous += 1
-            if accepted:
-                self.appends += 1
-                if not append.future.done():
-                    append.future.set_result(highest)
+            if isinstance(outcome, BaseException):
+                append.fail(outcome)
             else:
-                append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
+                self.appends += 1
+                append.succeed(outcome)
             return
+
+    async def _settle_ambiguous(self, append: PendingAppend) -> int | BaseException:
+        """Run the conditional append again; the new highest seq, or the error to report."""
+        keys, args = self._script_call(append)
+        client = self._redis()
+        async with client.pipeline(transaction=False) as pipe:
+            # The script object loads the script if the server lost it (a restart).
+            await self._append_script(keys=keys, args=args, client=pipe)
+            marked = self.confirm_aof and self._waitaof
+            if marked:
+                # WAITAOF waits for this connection's last write: make one, so that it
+                # also covers entries the lost connection may have written before it.
+                pipe.hincrby(self._meta_key(append.stream), "resolved", 1)
+            self._queue_confirmation(pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        result, confirmation = replies[0], replies[2:] if marked else replies[1:]
+        if isinstance(result, Exception):
+            if isinstance(result, _redis_errors()):
+                raise result
+            return JournalWriteError(append.stream, result)
+        accepted, highest = int(result[0]), int(result[1])
+        expected, count = append.expected_seq, len(append.events)
+        if not accepted and highest >= expected + count:
+            if count:
+                mine = await self._entries(append.stream, expected, count)
+                if len(mine) < count:
+                    # Trimmed since: whether they were ours cannot be told any more.
+                    return JournalWriteError(
+                        append.stream, RuntimeError("the entries to read back were deleted")
+                    )
+                accepted = int(mine == list(append.events))
+            else:
+                # Acks alone: they are ours if every offset is where the append put it.
+                accepted = int(await self._acks_applied(append.acks))
+            highest = expected + count if accepted else highest
+        if not accepted:
+            return SequenceConflict(append.stream, expected, highest)
+        unconfirmed = self._unconfirmed(confirmation)
+        if unconfirmed is not None:
+            return JournalWriteError(append.stream, unconfirmed)
+        return highest
+
+    async def _acks_applied(self, acks: Sequence[Ack]) -> bool:
+        for ack in acks:
+            if await self.acked_seq(ack.stream, ack.group) < ack.seq:
+                return False
+        return True
 
     async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
         rows = await self._redis().xrange(self.events_key(stream), f"{after_seq + 1}-0", "+", count=count)
@@ -325,7 +427,11 @@ class RedisJournal(ReadsInBatches):
         check_seq("seq", seq)
         if not isinstance(state, bytes):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
-        await self._snapshot_script(keys=[self._meta_key(stream)], args=[seq, state])
+        client = self._redis()
+        try:
+            await self._snapshot_script(keys=[self._meta_key(stream)], args=[seq, state], client=client)
+        except _redis_errors() as error:
+            raise JournalWriteError(stream, error) from error
 
     async def delete_events(self, stream: str, up_to_seq: int) -> None:
         """Delete events up to ``up_to_seq``, but never one a consumer group has not acked."""
@@ -334,16 +440,23 @@ class RedisJournal(ReadsInBatches):
         client = self._redis()
         key = self.events_key(stream)
         limit = up_to_seq
-        if await client.exists(key):
-            for group in await client.xinfo_groups(key):
-                limit = min(limit, await _unacked_floor(client, key, group))
-        if limit > 0:
-            await client.xtrim(key, minid=f"{limit + 1}-0", approximate=False)
+        try:
+            if await client.exists(key):
+                for group in await client.xinfo_groups(key):
+                    limit = min(limit, await _unacked_floor(client, key, group))
+            if limit > 0:
+                await client.xtrim(key, minid=f"{limit + 1}-0", approximate=False)
+        except _redis_errors() as error:
+            raise JournalWriteError(stream, error) from error
 
     async def ack(self, stream: str, group: str, seq: int) -> None:
         check_stream(stream)
         check_seq("seq", seq)
-        await self._ack_script(keys=[self._offsets_key(stream)], args=[group, seq])
+        client = self._redis()
+        try:
+            await self._ack_script(keys=[self._offsets_key(stream)], args=[group, seq], client=client)
+        except _redis_errors() as error:
+            raise JournalWriteError(stream, error) from error
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -383,12 +496,16 @@ class RedisJournal(ReadsInBatches):
         return int(value) if value is not None else 0
 
     def stats(self) -> dict[str, Any]:
+        """Counters for metrics, as SqliteJournal reports them: appends, commits (round trips),
+        append latency and appends-per-round-trip histograms."""
         return {
             "appends": self.appends,
             "commits": self.commits,
-            "latency_buckets": ((float("inf"), 0),),
-            "latency_sum": 0.0,
-            "batch_buckets": ((float("inf"), self.commits),),
+            "latency_buckets": tuple(
+                zip((*LATENCY_BUCKETS, float("inf")), self._latency_counts, strict=True)
+            ),
+            "latency_sum": self._latency_sum,
+            "batch_buckets": tuple(zip((*BATCH_BUCKETS, float("inf")), self._batch_counts, strict=True)),
         }
 
     def __repr__(self) -> str:
@@ -404,7 +521,14 @@ async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:
 
 
 def _is_noscript(result: Any) -> bool:
-    return isinstance(result, Exception) and "NOSCRIPT" in str(result)
+    # redis-py strips the "NOSCRIPT" prefix from the message: match the type.
+    import redis.exceptions
+
+    return isinstance(result, redis.exceptions.NoScriptError)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisConsumer:
