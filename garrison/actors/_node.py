@@ -30,6 +30,7 @@ from garrison._errors import (
 from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, ActorState, ExitHook, stop_for_good
 from garrison.actors._deadletters import DeadLetters
+from garrison.actors._deadlines import AskDeadlines
 from garrison.actors._events import EventStream, GaveUp, LifecycleEvent, Restarted
 from garrison.actors._messages import ExitReason
 from garrison.mailbox import MailboxConfig
@@ -162,6 +163,7 @@ class Node:
         """The journal event-sourced actors use by default; opened and closed with the node."""
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
+        self._ask_deadlines = AskDeadlines(self.clock)
         self.events.subscribe(self._count_lifecycle)
         self.dead_letters = DeadLetters(
             self.clock,

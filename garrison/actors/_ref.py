@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from garrison._errors import AskTimeout, InvalidConfig
+from garrison._errors import InvalidConfig
 
 if TYPE_CHECKING:
     from garrison.actors._context import ActorContext
@@ -14,11 +14,6 @@ if TYPE_CHECKING:
     from garrison.mailbox import MailboxMetrics
 
 DEFAULT_ASK_TIMEOUT = 5.0
-
-
-def _expire(future: asyncio.Future[Any], path: str, timeout: float, message: Any) -> None:
-    if not future.done():
-        future.set_exception(AskTimeout(path, timeout, type(message).__name__))
 
 
 class ActorRef:
@@ -88,18 +83,15 @@ class ActorRef:
             raise InvalidConfig("timeout", timeout, "an ask timeout must be > 0 seconds, or None")
         context = self._context
         reply: asyncio.Future[Any] = context._loop.create_future()
-        timer = (
-            context.node.clock.call_later(timeout, _expire, reply, self.path, timeout, message)
-            if timeout is not None
-            else None
-        )
+        if timeout is not None:
+            context.node._ask_deadlines.add(reply, timeout, self.path, message)
         try:
             if not self._mailbox.try_put(message, reply):
                 await self._mailbox.put(message, reply)
-            return await reply
-        finally:
-            if timer is not None:
-                timer.cancel()
+        except BaseException:
+            reply.cancel()  # never sent: nothing is left for its deadline to expire
+            raise
+        return await reply
 
     def mailbox_metrics(self) -> MailboxMetrics:
         """A snapshot of this actor's mailbox counters and consumer lag (also after it stopped)."""
