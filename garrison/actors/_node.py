@@ -39,7 +39,7 @@ from garrison.observe._loop import LoopGuard, LoopMonitor
 
 if TYPE_CHECKING:
     from garrison.actors._ref import ActorRef
-    from garrison.persistence import ConsumerGroup, Journal
+    from garrison.persistence import ConsumerGroup, Journal, RedisConsumer
     from garrison.supervision import SupervisorRef, SupervisorSpec
 
 T = TypeVar("T")
@@ -147,7 +147,7 @@ class Node:
         """Supervised restarts per actor path since the node started."""
         self.gave_up_counts: Counter[str] = Counter()
         """Supervisors (by path) that exceeded their restart intensity."""
-        self.consumer_groups: dict[tuple[str, str], ConsumerGroup] = {}
+        self.consumer_groups: dict[tuple[str, str], ConsumerGroup | RedisConsumer] = {}
         """Durable-stream consumer groups whose lag the metrics export, by (stream, group)."""
         self._root: ActorContext | None = None
         self.max_abandoned_threads = max_abandoned_threads
@@ -479,12 +479,14 @@ class Node:
             return False, f"root supervisor {root.path} is {root.state.value}"
         return True, "ok"
 
-    def track_consumer_lag(self, group: ConsumerGroup) -> None:
-        """Export this durable-stream consumer group's lag with the node's metrics.
+    def track_consumer_lag(self, group: ConsumerGroup | RedisConsumer) -> None:
+        """Export this durable-stream consumer group's lag with the node's metrics
+        (a RedisConsumer's is its Redis group's lag, read from the server).
 
         Tracking the same (stream, group) again, as a restarted consumer does
         with its fresh ConsumerGroup, replaces the one tracked before."""
-        self.consumer_groups[(group.stream.name, group.name)] = group
+        stream = group.stream if isinstance(group.stream, str) else group.stream.name
+        self.consumer_groups[(stream, group.name)] = group
 
     def _count_lifecycle(self, event: LifecycleEvent) -> None:
         if isinstance(event, Restarted):

@@ -129,8 +129,8 @@ async def collect_metrics(node: Node) -> list[Metric]:
     stream_lag = GaugeMetricFamily(
         "garrison_stream_consumer_lag", "Entries appended but not acked", labels=["stream", "group"]
     )
-    for group in list(node.consumer_groups.values()):
-        stream_lag.add_metric([group.stream.name, group.name], await group.lag())
+    for (stream, name), group in list(node.consumer_groups.items()):
+        stream_lag.add_metric([stream, name], await group.lag())
     families.append(stream_lag)
     return families
 

@@ -30,6 +30,7 @@ from typing import Any
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
 from garrison.persistence._sqlite import BATCH_BUCKETS, LATENCY_BUCKETS
+from garrison.persistence._streams import Delivery
 from garrison.persistence._writer import PendingAppend, WriterQueue
 
 _APPEND = """
@@ -538,11 +539,13 @@ class RedisConsumer:
     acked: to this consumer after a restart under the same name (its own
     pending entries come first), or to any live consumer of the group once
     it has been pending longer than ``claim_idle`` seconds (a dead consumer's
-    entries are reclaimed). An entry delivered more than ``max_deliveries``
-    times is moved to the dead-letter stream with the reason and acked, so a
-    poison entry cannot block the group. Ack only after the effect is durable
-    (and guard the effect with the intent log: a reclaimed entry may have had
-    its effect already).
+    entries are reclaimed; reclaiming is tried at least every
+    ``claim_idle / 4`` seconds while reading). An entry delivered more than
+    ``max_deliveries`` times is moved to the dead-letter stream — a journal
+    stream, readable like any other, its Redis entries carrying the reason —
+    and acked, so a poison entry cannot block the group. Ack only after the
+    effect is durable (and guard the effect with the intent log: a reclaimed
+    entry may have had its effect already).
     """
 
     def __init__(
@@ -565,17 +568,29 @@ class RedisConsumer:
             raise InvalidConfig("max_deliveries", max_deliveries, "must be an int > 0")
         if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float) or claim_idle <= 0:
             raise InvalidConfig("claim_idle", claim_idle, "must be > 0 seconds")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+            raise InvalidConfig("batch", batch, "must be an int > 0")
         self.journal = journal
         self.stream = stream
         self.group = group
         self.consumer = consumer
         self.claim_idle = float(claim_idle)
         self.max_deliveries = max_deliveries
-        self.dead_letter_stream = dead_letter_stream or f"{stream}.dead-letters"
+        self.dead_letter_stream = check_stream(dead_letter_stream or f"{stream}.dead-letters")
         self.batch = batch
         self.dead_lettered = 0
+        self.reclaimed = 0
+        """Entries this consumer took over from another (XAUTOCLAIM)."""
         self._key = journal.events_key(stream)
-        self._own_pending_done = False
+        self._own_cursor: str | None = "0-0"
+        self._claim_cursor = "0-0"
+        self._next_claim = 0.0
+        self._dead_letter_script: Any = None
+
+    @property
+    def name(self) -> str:
+        """The group's name (as ``ConsumerGroup.name``: lag is per group)."""
+        return self.group
 
     async def ensure_group(self, from_seq: int = 0) -> None:
         """Create the group (idempotent), delivering entries after ``from_seq``."""
@@ -589,25 +604,27 @@ class RedisConsumer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    async def read(self, *, block: float | None = None) -> list[Any]:
-        """Entries for this consumer: its own unacked ones first, then reclaimed ones,
-        then new ones (waiting up to ``block`` seconds of real time for new ones)."""
-        from garrison.persistence._streams import Delivery
-
+    async def read(self, *, block: float | None = None) -> list[Delivery]:
+        """Entries for this consumer: its own unacked ones first (once, after it starts), then
+        ones reclaimed from consumers idle longer than ``claim_idle``, then new ones (waiting
+        up to ``block`` seconds of real time for new ones). Awaits one or two round trips."""
         client = self.journal._redis()
-        if not self._own_pending_done:
-            rows = await client.xreadgroup(self.group, self.consumer, {self._key: "0"}, count=self.batch)
+        if self._own_cursor is not None:
+            rows = await client.xreadgroup(
+                self.group, self.consumer, {self._key: self._own_cursor}, count=self.batch
+            )
             entries = rows[0][1] if rows else []
-            if len(entries) < self.batch:
-                self._own_pending_done = True
+            # Read on from the last one: a caller that has not acked them yet must not get
+            # them again (each read would count as one more delivery).
+            self._own_cursor = _text(entries[-1][0]) if len(entries) >= self.batch else None
+            entries = [entry for entry in entries if entry[1]]
             if entries:
-                return await self._screen(client, entries, Delivery)
-        claimed = await client.xautoclaim(
-            self._key, self.group, self.consumer, int(self.claim_idle * 1000), "0-0", count=self.batch
-        )
-        entries = [entry for entry in claimed[1] if entry[1]]
-        if entries:
-            return await self._screen(client, entries, Delivery)
+                return await self._screen(client, entries)
+        if time.monotonic() >= self._next_claim:
+            entries = await self._claim(client)
+            if entries:
+                self.reclaimed += len(entries)
+                return await self._screen(client, entries)
         rows = await client.xreadgroup(
             self.group,
             self.consumer,
@@ -616,37 +633,70 @@ class RedisConsumer:
             block=int(block * 1000) if block else None,
         )
         entries = rows[0][1] if rows else []
-        return [Delivery(self.stream, _seq(entry_id), bytes(fields[b"p"]), 1) for entry_id, fields in entries]
+        return [_delivery(self.stream, entry_id, fields, 1) for entry_id, fields in entries]
 
-    async def _screen(self, client: Any, entries: list[Any], delivery: Any) -> list[Any]:
+    async def _claim(self, client: Any) -> list[Any]:
+        """Take over entries idle longer than ``claim_idle``. Scans the pending list on from
+        where the last scan stopped (one XAUTOCLAIM looks at no more than 10 x COUNT
+        pending entries), and waits ``claim_idle / 4`` after a full pass."""
+        for _ in range(10):
+            cursor, entries, *_ = await client.xautoclaim(
+                self._key,
+                self.group,
+                self.consumer,
+                int(self.claim_idle * 1000),
+                self._claim_cursor,
+                count=self.batch,
+            )
+            self._claim_cursor = _text(cursor)
+            if self._claim_cursor == "0-0":
+                self._next_claim = time.monotonic() + self.claim_idle / 4
+            entries = [entry for entry in entries if entry[1]]
+            if entries or self._claim_cursor == "0-0":
+                return entries
+        return []
+
+    async def _screen(self, client: Any, entries: list[Any]) -> list[Delivery]:
         """Attach delivery counts; move entries delivered too often to the dead-letter stream."""
-        first, last = entries[0][0], entries[-1][0]
-        pending = await client.xpending_range(self._key, self.group, min=first, max=last, count=len(entries))
-        counts = {_seq(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        async with client.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(self._key, self.group, min=entry_id, max=entry_id, count=1)
+            pending: list[Any] = await pipe.execute()
         deliveries = []
-        for entry_id, fields in entries:
-            seq = _seq(entry_id)
-            payload = bytes(fields[b"p"])
-            times = counts.get(seq, 1)
+        for (entry_id, fields), rows in zip(entries, pending, strict=True):
+            times = int(rows[0]["times_delivered"]) if rows else 1
+            delivery = _delivery(self.stream, entry_id, fields, times)
             if times > self.max_deliveries:
-                await self._dead_letter(client, seq, payload, times)
+                await self._dead_letter(client, entry_id, delivery)
                 continue
-            deliveries.append(delivery(self.stream, seq, payload, times))
+            deliveries.append(delivery)
         return deliveries
 
-    async def _dead_letter(self, client: Any, seq: int, payload: bytes, times: int) -> None:
+    async def _dead_letter(self, client: Any, entry_id: Any, delivery: Delivery) -> None:
         reason = (
-            f"delivered {times} times to group {self.group!r} without an ack "
+            f"delivered {delivery.delivery_count} times to group {self.group!r} without an ack "
             f"(max_deliveries={self.max_deliveries})"
         )
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.xadd(
+        if self._dead_letter_script is None:
+            self._dead_letter_script = client.register_script(_DEAD_LETTER)
+        moved = await self._dead_letter_script(
+            keys=[
+                self._key,
                 self.journal.events_key(self.dead_letter_stream),
-                {"stream": self.stream, "seq": seq, "group": self.group, "reason": reason, "p": payload},
-            )
-            pipe.xack(self._key, self.group, f"{seq}-0")
-            await pipe.execute()
-        self.dead_lettered += 1
+                self.journal._meta_key(self.dead_letter_stream),
+            ],
+            args=[
+                self.group,
+                entry_id,
+                delivery.payload,
+                reason,
+                self.stream,
+                delivery.seq,
+                delivery.delivery_count,
+            ],
+        )
+        if moved:
+            self.dead_lettered += 1
 
     async def ack(self, *seqs: int) -> int:
         """Acknowledge entries by seq after their effect is durable; returns how many were pending."""
@@ -655,11 +705,15 @@ class RedisConsumer:
         return int(await self.journal._redis().xack(self._key, self.group, *(f"{seq}-0" for seq in seqs)))
 
     async def lag(self) -> int:
-        """Entries of the stream this group has not acked: never delivered plus pending."""
+        """Entries of the stream this group has not acked: never delivered plus pending.
+
+        Read from the server (XINFO GROUPS), so it counts every consumer of the
+        group in every process; the same figure as ``ConsumerGroup.lag()``."""
         client = self.journal._redis()
+        if not await client.exists(self._key):
+            return 0
         for info in await client.xinfo_groups(self._key):
-            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-            if name == self.group:
+            if _text(info["name"]) == self.group:
                 undelivered = info.get("lag")
                 if undelivered is None:
                     undelivered = max(
@@ -667,6 +721,10 @@ class RedisConsumer:
                     )
                 return int(undelivered) + int(info["pending"])
         return await self.journal.highest_seq(self.stream)
+
+
+def _delivery(stream: str, entry_id: Any, fields: Any, times: int) -> Delivery:
+    return Delivery(stream, _seq(entry_id), bytes(fields[b"p"]), times)
 
 
 def _seq(entry_id: Any) -> int:

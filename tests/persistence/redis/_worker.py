@@ -1,0 +1,189 @@
+"""An order-intent worker: one consumer of a Redis consumer group, effects guarded by an intent log.
+
+Run as ``python _worker.py URL NAMESPACE CONSUMER [--claim-idle S] [--die-after-effect]``.
+It consumes the ``orders`` journal stream through the group ``executors``
+(RedisConsumer), and for each order:
+
+1. records an intent under an id derived from the order (``client_order_id``)
+   in the ``intents`` stream, which every worker shares (IntentLog: a second
+   record of an id writes nothing and returns the first);
+2. decides from the durable state, read fresh (``refresh``): DONE means
+   nothing to do; SENDING means a worker may have sent it and died — ask the
+   venue before sending again; RECORDED means it was certainly never sent;
+3. moves it to SENDING (durable) before sending, sends, moves it to DONE;
+4. and only then acks the entry (XACK).
+
+The venue (``Venue``) is Redis too: ``send`` appends one effect to an
+``effects`` stream and indexes it by client order id, atomically; it does
+not dedupe, so an order sent twice shows up twice. ``--die-after-effect``
+SIGKILLs the worker right after its first send, before the DONE move and
+the ack. Prints ``ready``, then ``handled N reclaimed M`` per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from garrison.persistence import (
+    Delivery,
+    Intent,
+    IntentLog,
+    IntentState,
+    IntentTransitionError,
+    RedisConsumer,
+    RedisJournal,
+    client_order_id,
+)
+
+ORDERS = "orders"
+INTENTS = "intents"
+GROUP = "executors"
+
+
+class Order(msgspec.Struct, frozen=True):
+    order_id: str
+    symbol: str
+    quantity: int
+
+
+def intent_id(order: Order) -> str:
+    return client_order_id("redis-orders", int(order.order_id.rsplit("-", 1)[1]))
+
+
+class Venue:
+    """The broker stand-in: effects land in a stream, indexed by client order id. No dedupe."""
+
+    def __init__(self, journal: RedisJournal) -> None:
+        self.journal = journal
+        self.effects_key = f"{journal.namespace}:venue:effects"
+        self.index_key = f"{journal.namespace}:venue:by-client-order-id"
+
+    async def send(self, orders: Sequence[tuple[str, Order]]) -> None:
+        async with self.journal._redis().pipeline(transaction=True) as pipe:
+            for coid, order in orders:
+                pipe.xadd(self.effects_key, {"coid": coid, "order": order.order_id})
+                pipe.hincrby(self.index_key, coid, 1)
+            await pipe.execute()
+
+    async def lookup(self, coid: str) -> bool:
+        """Did the venue ever get this order? (Reliable: the index commits with the effect.)"""
+        return bool(await self.journal._redis().hexists(self.index_key, coid))
+
+    async def effects(self) -> list[str]:
+        rows = await self.journal._redis().xrange(self.effects_key)
+        return [fields[b"coid"].decode() for _, fields in rows]
+
+
+class OrderExecutor:
+    """Handles batches of deliveries: at most one effect per order, acked after it."""
+
+    def __init__(
+        self,
+        consumer: RedisConsumer,
+        log: IntentLog[Order],
+        venue: Venue,
+        *,
+        die_after_effect: bool = False,
+    ) -> None:
+        self.consumer = consumer
+        self.log = log
+        self.venue = venue
+        self.die_after_effect = die_after_effect
+        self.sent = 0
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        decoder = msgspec.msgpack.Decoder(Order)
+        orders = {delivery.seq: decoder.decode(delivery.payload) for delivery in deliveries}
+        # What the other workers did (one of them may have died mid-order) decides.
+        await self.log.refresh()
+        recorded = await asyncio.gather(*(self.log.record(intent_id(o), o) for o in orders.values()))
+        finishing: list[asyncio.Future[None]] = []
+        candidates: dict[int, Intent[Order]] = {}
+        for seq, intent in zip(orders, recorded, strict=True):
+            if intent.terminal:
+                continue
+            if intent.may_have_happened and await self.venue.lookup(intent.id):
+                finishing.append(self.log.move_nowait(intent.id, IntentState.DONE, "found at the venue"))
+                continue
+            candidates[seq] = intent
+        moves = await asyncio.gather(
+            *(self.log.move_nowait(i.id, IntentState.SENDING) for i in candidates.values()),
+            return_exceptions=True,
+        )
+        _raise_unexpected(moves)
+        mine = await self._owned(list(orders))
+        # Sent only if SENDING is durable and the entry is still ours: a consumer slower
+        # than claim_idle may have lost it to another, which then decides.
+        to_send = [
+            (intent.id, intent.payload)
+            for (seq, intent), moved in zip(candidates.items(), moves, strict=True)
+            if moved is None and seq in mine
+        ]
+        if to_send:
+            await self.venue.send(to_send)
+            self.sent += len(to_send)
+            if self.die_after_effect:
+                os.kill(os.getpid(), signal.SIGKILL)
+            finishing.extend(self.log.move_nowait(coid, IntentState.DONE, "sent") for coid, _ in to_send)
+        _raise_unexpected(await asyncio.gather(*finishing, return_exceptions=True))
+        await self.consumer.ack(*(seq for seq in orders if seq in mine))
+
+    async def _owned(self, seqs: Sequence[int]) -> set[int]:
+        """The entries still pending under this consumer's name."""
+        key = self.consumer.journal.events_key(ORDERS)
+        async with self.consumer.journal._redis().pipeline(transaction=False) as pipe:
+            for seq in seqs:
+                pipe.xpending_range(key, GROUP, min=f"{seq}-0", max=f"{seq}-0", count=1)
+            replies: list[Any] = await pipe.execute()
+        return {
+            seq
+            for seq, rows in zip(seqs, replies, strict=True)
+            if rows and rows[0]["consumer"].decode() == self.consumer.consumer
+        }
+
+
+def _raise_unexpected(outcomes: Sequence[object]) -> None:
+    """A move another worker's moves made illegal (it finished the order) is expected."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, IntentTransitionError):
+            raise outcome
+
+
+async def work(url: str, namespace: str, name: str, claim_idle: float, die_after_effect: bool) -> None:
+    async with RedisJournal(url, namespace=namespace) as journal:
+        consumer = RedisConsumer(
+            journal, ORDERS, GROUP, name, claim_idle=claim_idle, max_deliveries=1000, batch=20
+        )
+        await consumer.ensure_group()
+        log = await IntentLog(journal, INTENTS, Order).open()
+        executor = OrderExecutor(consumer, log, Venue(journal), die_after_effect=die_after_effect)
+        print("ready", flush=True)
+        while True:
+            before = consumer.reclaimed
+            deliveries = await consumer.read(block=0.1)
+            if deliveries:
+                await executor.handle(deliveries)
+                print(f"handled {len(deliveries)} reclaimed {consumer.reclaimed - before}", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("namespace")
+    parser.add_argument("consumer")
+    parser.add_argument("--claim-idle", type=float, default=0.5)
+    parser.add_argument("--die-after-effect", action="store_true")
+    args = parser.parse_args(argv)
+    asyncio.run(work(args.url, args.namespace, args.consumer, args.claim_idle, args.die_after_effect))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
