@@ -177,14 +177,17 @@ limits = st.tuples(st.integers(0, 3), st.sampled_from([1.0, 2.0, 5.0]))
 class SupervisionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        logger.disable("garrison")
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock()
+        # No loop monitor: it would start a watchdog thread per example.
         self.node = Node("model", clock=self.clock, handle_signals=False, guard=None)
         self.events: list[LifecycleEvent] = []
         self.journal = Journal()
         self.run(self.node.__aenter__())
         self.node.events.subscribe(self.events.append)
+        # Thousands of crashes per run: formatting their tracebacks would be most of the time.
+        # Re-enabled in teardown, which hypothesis runs for every machine it built.
+        logger.disable("garrison")
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
