@@ -28,6 +28,7 @@ from bench.restart_latency import (
     UNREACHABLE_INTENSITY,
     Crashy,
     Respawner,
+    Stamp,
     production_log_file,
 )
 from garrison import ChildSpec, Node, Strategy, SupervisorSpec
@@ -96,7 +97,7 @@ def _summarize(storms: list[Storm]) -> Storm:
 
 
 async def _garrison(storms: int) -> Storm:
-    raised: list[int] = []
+    raised: list[Stamp] = []
     async with Node("bench", handle_signals=False) as node:
         await node.start(
             SupervisorSpec(
@@ -126,7 +127,7 @@ def garrison_storm(storms: int) -> Storm:
 
 
 async def _respawn(storms: int) -> Storm:
-    raised: list[int] = []
+    raised: list[Stamp] = []
     servers = [Respawner(raised, log=True) for _ in range(CHILDREN)]
 
     async def crash_all() -> None:
