@@ -1,13 +1,17 @@
-"""Fixtures for the persistence tests: a real SqliteJournal in a fresh file per test."""
+"""Fixtures for the persistence tests: a real SqliteJournal in a fresh file per test, and
+``make_journal`` for the journal contract suite, which runs on every backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from garrison.persistence import SqliteJournal
+from garrison.persistence import RedisJournal, SqliteJournal
+
+BACKENDS = ["sqlite", "redis"]
 
 
 @pytest.fixture
@@ -20,3 +24,41 @@ async def journal(journal_path: Path) -> AsyncIterator[SqliteJournal]:
     """An open SqliteJournal (synchronous=FULL, the default) on a new file; closed after the test."""
     async with SqliteJournal(journal_path) as opened:
         yield opened
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each journal backend in turn. Redis needs GARRISON_REDIS_URL (see tests/persistence/redis)."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_journal(
+    backend: str, journal_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
+    """``make_journal(**options)``: a new, unopened journal of ``backend``, on the same store
+    each call (one SQLite file, or one Redis namespace of this test's own) — a second call
+    is what a second process would open. Every journal made is closed after the test."""
+    made: list[Any] = []
+    namespace = ""
+    if backend == "redis":
+        from .redis._server import delete_namespace, shared_redis_url, unique_namespace
+
+        url = shared_redis_url()
+        namespace = unique_namespace(request.node.name[:40])
+
+    def make(**options: Any) -> Any:
+        if backend == "redis":
+            opened: Any = RedisJournal(url, namespace=namespace, **options)
+        else:
+            opened = SqliteJournal(journal_path, **options)
+        made.append(opened)
+        return opened
+
+    try:
+        yield make
+    finally:
+        for opened in made:
+            await opened.close()
+        if namespace:
+            await delete_namespace(url, namespace)

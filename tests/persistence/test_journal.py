@@ -1,4 +1,5 @@
-"""The Journal protocol, held against SqliteJournal on a real file.
+"""The Journal protocol, held against every backend: SqliteJournal on a real file and
+RedisJournal on a real server (``make_journal`` in conftest.py).
 
 Appends are atomic per batch with optimistic concurrency, reads stream in
 bounded batches, snapshots replace older ones, deleting events never lowers
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,15 @@ from ._model import read_all
 
 def payloads(tag: str, count: int) -> list[bytes]:
     return [f"{tag}-{i}".encode() for i in range(1, count + 1)]
+
+
+MakeJournal = Callable[..., Any]
+
+
+@pytest.fixture
+async def journal(make_journal: MakeJournal) -> Any:
+    """An open journal of each backend (this module's contract tests run on all of them)."""
+    return await make_journal().open()
 
 
 def committed_rows(path: Path, stream: str) -> list[tuple[int, bytes]]:
@@ -38,7 +50,7 @@ def committed_rows(path: Path, stream: str) -> list[tuple[int, bytes]]:
 # -- append and read ------------------------------------------------------------------
 
 
-async def test_sqlite_journal_satisfies_the_journal_protocol(journal: SqliteJournal) -> None:
+async def test_the_journal_satisfies_the_journal_protocol(journal: SqliteJournal) -> None:
     assert isinstance(journal, Journal)
 
 
@@ -53,8 +65,10 @@ async def test_a_new_stream_numbers_events_from_one_and_read_yields_them_in_orde
     assert await journal.highest_seq("orders") == 4
 
 
-async def test_an_append_is_committed_when_it_returns(journal: SqliteJournal, journal_path: Path) -> None:
-    await journal.append("orders", payloads("a", 2), 0)
+async def test_an_append_is_committed_when_it_returns(journal_path: Path) -> None:
+    """SQLite: another connection sees it (tests/persistence/redis checks the same on Redis)."""
+    async with SqliteJournal(journal_path) as journal:
+        await journal.append("orders", payloads("a", 2), 0)
 
     assert committed_rows(journal_path, "orders") == [(1, b"a-1"), (2, b"a-2")]
 
@@ -81,8 +95,8 @@ async def test_streams_are_independent(journal: SqliteJournal) -> None:
     assert [seq for seq, _ in await read_all(journal, "b")] == [1, 2, 3]
 
 
-async def test_read_streams_in_batches_of_at_most_read_batch_rows(journal_path: Path) -> None:
-    async with SqliteJournal(journal_path, read_batch=7) as journal:
+async def test_read_streams_in_batches_of_at_most_read_batch_rows(make_journal: MakeJournal) -> None:
+    async with make_journal(read_batch=7) as journal:
         await journal.append("s", payloads("e", 50), 0)
 
         sizes = [len(rows) async for rows in journal.read_batches("s")]
@@ -92,8 +106,8 @@ async def test_read_streams_in_batches_of_at_most_read_batch_rows(journal_path: 
     assert [seq for seq, _ in events] == list(range(1, 51))
 
 
-async def test_a_reader_that_stops_early_leaves_the_journal_usable(journal_path: Path) -> None:
-    async with SqliteJournal(journal_path, read_batch=4) as journal:
+async def test_a_reader_that_stops_early_leaves_the_journal_usable(make_journal: MakeJournal) -> None:
+    async with make_journal(read_batch=4) as journal:
         await journal.append("s", payloads("e", 20), 0)
         reader = journal.read("s")
         first = [await anext(reader) for _ in range(5)]
@@ -165,9 +179,9 @@ async def test_in_one_group_commit_a_conflicting_append_fails_alone(journal: Sql
     assert await read_all(journal, "s") == [(1, b"base"), (2, b"winner"), (3, b"next")]
 
 
-async def test_two_journals_on_one_file_never_interleave_a_stream(journal_path: Path) -> None:
+async def test_two_journals_on_one_store_never_interleave_a_stream(make_journal: MakeJournal) -> None:
     """Two writers (two connections, as two processes would have) race for one stream."""
-    async with SqliteJournal(journal_path) as first, SqliteJournal(journal_path) as second:
+    async with make_journal() as first, make_journal() as second:
         await first.append("s", [b"f-1"], 0)
         assert await second.append("s", [b"s-1", b"s-2"], 1) == 3
 
@@ -178,9 +192,9 @@ async def test_two_journals_on_one_file_never_interleave_a_stream(journal_path: 
         assert await read_all(first, "s") == [(1, b"f-1"), (2, b"s-1"), (3, b"s-2")]
 
 
-async def test_a_writer_that_caught_up_with_another_journal_can_append(journal_path: Path) -> None:
+async def test_a_writer_that_caught_up_with_another_journal_can_append(make_journal: MakeJournal) -> None:
     """After reading what another writer appended, an append with the true highest seq succeeds."""
-    async with SqliteJournal(journal_path) as first, SqliteJournal(journal_path) as second:
+    async with make_journal() as first, make_journal() as second:
         await first.append("s", [b"f-1"], 0)
         await second.append("s", [b"s-1"], 1)
 
@@ -278,12 +292,12 @@ async def test_deleting_past_the_end_deletes_everything_without_raising_the_high
     assert [seq for seq, _ in await read_all(journal, "s")] == [3]
 
 
-async def test_deleting_events_survives_reopening(journal_path: Path) -> None:
-    async with SqliteJournal(journal_path) as journal:
+async def test_deleting_events_survives_reopening(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
         await journal.append("s", payloads("e", 3), 0)
         await journal.delete_events("s", 3)
 
-    async with SqliteJournal(journal_path) as reopened:
+    async with make_journal() as reopened:
         assert await reopened.highest_seq("s") == 3
         with pytest.raises(SequenceConflict):
             await reopened.append("s", [b"again-1"], 0)
@@ -344,8 +358,8 @@ async def test_a_snapshot_state_must_be_bytes(journal: SqliteJournal) -> None:
         await journal.save_snapshot("s", 1, "text")  # type: ignore[arg-type]
 
 
-async def test_a_journal_that_is_not_open_raises_journal_closed(journal_path: Path) -> None:
-    journal = SqliteJournal(journal_path)
+async def test_a_journal_that_is_not_open_raises_journal_closed(make_journal: MakeJournal) -> None:
+    journal = make_journal()
     with pytest.raises(JournalClosed, match="open it first"):
         await journal.append("s", [b"x"], 0)
     with pytest.raises(JournalClosed):
@@ -359,15 +373,15 @@ async def test_a_journal_that_is_not_open_raises_journal_closed(journal_path: Pa
         await journal.save_snapshot("s", 1, b"state")
 
 
-async def test_close_finishes_the_appends_already_queued(journal_path: Path) -> None:
-    journal = await SqliteJournal(journal_path).open()
+async def test_close_finishes_the_appends_already_queued(make_journal: MakeJournal) -> None:
+    journal = await make_journal().open()
     appends = [asyncio.ensure_future(journal.append(f"s{i}", [b"x", b"y"], 0)) for i in range(20)]
     await asyncio.sleep(0)  # every append is queued; none has been committed yet
 
     await journal.close()
 
     assert [append.result() for append in appends] == [2] * 20
-    async with SqliteJournal(journal_path) as reopened:
+    async with make_journal() as reopened:
         assert [await reopened.highest_seq(f"s{i}") for i in range(20)] == [2] * 20
 
 
@@ -387,8 +401,8 @@ async def test_a_cancelled_append_is_either_wholly_stored_or_absent(journal: Sql
     assert len(await read_all(journal, "s")) == highest + 1
 
 
-async def test_close_twice_and_reopen_continue_the_streams(journal_path: Path) -> None:
-    journal = SqliteJournal(journal_path)
+async def test_close_twice_and_reopen_continue_the_streams(make_journal: MakeJournal) -> None:
+    journal = make_journal()
     async with journal:
         await journal.append("s", [b"1"], 0)
     await journal.close()
