@@ -43,24 +43,28 @@ class Intents(Actor):
         self.duplicates = 0
 
     async def on_receive(self, message: Any) -> Any:
+        answer: Any = None
         match message:
             case RecordIntent(intent=intent):
                 if intent.client_order_id in self.log:
                     self.duplicates += 1
                 self.waiting.append((self.log.record_nowait(intent.client_order_id, intent), message))
-                if self.ctx.queued == 0 or len(self.waiting) >= 4096:
+                if len(self.waiting) >= 4096:
                     await self.flush()
             case GetIntentLog():
                 if _broken(self.log):
                     # A write of the shared log (the executor's SENDING mark) was not confirmed:
                     # read back what is durable, or the asker (a restarting executor) cannot start.
                     await self.log.open()
-                return self.log
+                answer = self.log
             case Snapshot():
-                return {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
+                answer = {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
             case _:
                 self.ctx.unhandled(message)
-        return None
+        # Whatever the last message of a burst was, the records before it are acknowledged now.
+        if self.waiting and self.ctx.queued == 0:
+            await self.flush()
+        return answer
 
     async def flush(self) -> None:
         waiting, self.waiting = self.waiting, []
