@@ -317,3 +317,20 @@ async def test_fills_to_positions_killed_between_persist_and_order_done_the_exec
         OrderStatus(2, intent.client_order_id, found=True, state="filled", filled_qty=10, qty=10)
     )
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
+
+
+async def test_risk_to_intents_records_are_acknowledged_even_when_the_last_message_is_a_query(
+    node: Node, probe: TestProbe, journal: Journal
+) -> None:
+    """Records queued together are acknowledged once the mailbox is empty, whatever came last."""
+    gateway = TestProbe(node, "gateway")
+    await node.start(SupervisorSpec(children=[execution_group(gateway)]))
+    intents = node.lookup("/root/execution/intents")
+    first, second = make_intent(seq=40), make_intent(seq=41)
+
+    await intents.tell(RecordIntent(first, probe))
+    await intents.tell(RecordIntent(second, probe))
+    await intents.ask(Snapshot())
+
+    acks = {(await probe.expect(OrderAck, within=0.5)).client_order_id for _ in range(2)}
+    assert acks == {first.client_order_id, second.client_order_id}
