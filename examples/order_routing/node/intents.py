@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
     GetIntentLog,
@@ -14,10 +16,14 @@ from examples.order_routing.node.messages import (
     RecordIntent,
     Snapshot,
 )
-from garrison import Actor, ActorNotFound, ActorRef, MailboxConfig
+from garrison import Actor, ActorNotFound, MailboxConfig
 from garrison.persistence import Intent, IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
+
+
+class _Announce(msgspec.Struct, frozen=True):
+    """Self-message: offer the executor the IntentReady notices its mailbox refused."""
 
 
 class Intents(Actor):
@@ -28,7 +34,14 @@ class Intents(Actor):
     nothing and acknowledges again. Messages queued together are recorded in
     one journal append (it records without waiting while more messages wait,
     then waits once). On every (re)start it reopens the log from the journal.
+
+    Each durable intent is announced to the executor (IntentReady) without
+    waiting for room: a notice its full mailbox refused is offered again
+    every RETRY_EVERY seconds, so the executor never has to scan the log for
+    intents it was not told about (it reads the whole log only when it starts).
     """
+
+    RETRY_EVERY = 0.1
 
     heartbeat_timeout = 5.0
 
@@ -41,6 +54,9 @@ class Intents(Actor):
         self.waiting: list[tuple[asyncio.Future[Intent[OrderIntent]], RecordIntent]] = []
         self.recorded = 0
         self.duplicates = 0
+        self.unannounced: list[OrderIntent] = []
+        """Intents whose IntentReady the executor's mailbox refused: offered again later."""
+        self.retry_at = 0.0
 
     async def on_receive(self, message: Any) -> Any:
         answer: Any = None
@@ -59,6 +75,9 @@ class Intents(Actor):
                 answer = self.log
             case Snapshot():
                 answer = {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
+            case _Announce():
+                self.retry_at = 0.0
+                self.announce([])
             case _:
                 self.ctx.unhandled(message)
         # Whatever the last message of a burst was, the records before it are acknowledged now.
@@ -69,16 +88,31 @@ class Intents(Actor):
     async def flush(self) -> None:
         waiting, self.waiting = self.waiting, []
         await asyncio.gather(*(future for future, _ in waiting))
-        try:
-            executor: ActorRef | None = self.ctx.node.lookup("/root/execution/executor")
-        except ActorNotFound:
-            executor = None  # starting: it finds recorded intents in the log itself
+        recorded = []
         for future, request in waiting:
             intent = future.result().payload
             self.recorded += 1
             offer(request.reply_to, OrderAck(intent.client_order_id, True))
-            if executor is not None:
-                offer(executor, IntentReady(intent))
+            recorded.append(intent)
+        self.announce(recorded)
+
+    def announce(self, intents: list[OrderIntent]) -> None:
+        """Offer IntentReady for the ones refused before, then ``intents``; keep what is refused
+        and try it again in a moment (or at the next flush, whichever comes first)."""
+        try:
+            executor = self.ctx.node.lookup("/root/execution/executor")
+        except ActorNotFound:
+            self.unannounced.clear()
+            return  # starting: it reads every recorded intent from the log itself
+        waiting, self.unannounced = [*self.unannounced, *intents], []
+        for intent in waiting:
+            if not offer(executor, IntentReady(intent)):
+                self.unannounced.append(intent)
+        now = self.ctx.node.clock.now()
+        # A retry timer refused by our own full mailbox is simply re-armed once it is overdue.
+        if self.unannounced and now >= self.retry_at:
+            self.retry_at = now + self.RETRY_EVERY
+            self.ctx.send_later(self.RETRY_EVERY, _Announce())
 
 
 def _broken(log: IntentLog[OrderIntent]) -> bool:
