@@ -33,7 +33,7 @@ from examples.order_routing.node.positions import Positions
 from examples.order_routing.node.risk import Risk
 from examples.order_routing.node.strategies import StrategyLauncher
 from examples.order_routing.protocol import Fill, OrderAccepted, OrderStatus
-from garrison import ChildSpec, DynamicSupervisorSpec, Node, Strategy, SupervisorSpec
+from garrison import ChildSpec, DynamicSupervisorSpec, MailboxConfig, Node, Strategy, SupervisorSpec
 from garrison.actors import Restarted
 from garrison.persistence import IntentLog, IntentState, Journal, client_order_id
 from garrison.testing import EventRecorder, Faults, NodeGuard, TestProbe
@@ -334,3 +334,30 @@ async def test_risk_to_intents_records_are_acknowledged_even_when_the_last_messa
 
     acks = {(await probe.expect(OrderAck, within=0.5)).client_order_id for _ in range(2)}
     assert acks == {first.client_order_id, second.client_order_id}
+
+
+async def test_intents_to_executor_a_notice_a_full_executor_refused_is_offered_again(
+    node: Node, probe: TestProbe, journal: Journal, faults: Faults, node_guard: NodeGuard
+) -> None:
+    """Row 4: IntentReady is offered, never awaited (two full mailboxes must not deadlock). One the
+    executor's full mailbox refused is offered again later, so the intent is still sent."""
+    node_guard.allow_dead_letters("/root/execution/executor", IntentReady, reason="not offered")
+    gateway = TestProbe(node, "gateway")
+    group = execution_group(gateway).start
+    assert isinstance(group, SupervisorSpec)
+    small = ChildSpec("executor", Executor, args=(FAST,), mailbox=MailboxConfig(capacity=2))
+    spec = SupervisorSpec(strategy=Strategy.REST_FOR_ONE, children=[*group.children[:2], small])
+    await node.start(SupervisorSpec(children=[ChildSpec("execution", spec)]))
+    hang = faults.hang(node.lookup("/root/execution/executor"), on=IntentReady)
+    intents = [make_intent(seq=seq) for seq in range(50, 55)]
+
+    for intent in intents:
+        await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
+        assert await probe.expect(OrderAck, within=0.0) == OrderAck(intent.client_order_id, True)
+    refused = [letter for letter in node.dead_letters.recent() if isinstance(letter.message, IntentReady)]
+    assert refused, "the executor's mailbox never refused a notice: the test proves nothing"
+    hang.remove()
+
+    submitted = {(await gateway.expect(Submit, within=2.0)).intent.client_order_id for _ in intents}
+    assert submitted == {intent.client_order_id for intent in intents}
+    await gateway.expect_no_message(within=0.5)
