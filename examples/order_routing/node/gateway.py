@@ -35,6 +35,7 @@ from examples.order_routing.protocol import (
 from garrison import Actor, ActorRef, MailboxConfig
 
 CONNECT_TIMEOUT = 5.0
+FRAMES_PER_YIELD = 256
 
 
 class BrokerDisconnected(ConnectionError):
@@ -116,7 +117,11 @@ class Gateway(Actor):
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted."""
         node = self.ctx.node
-        while True:
+        for frames in itertools.count(1):
+            if frames % FRAMES_PER_YIELD == 0:
+                # Neither a buffered read nor a tell with room suspends: without this, a socket
+                # buffer full of replies and fills is routed in one go, holding the loop for tens of ms.
+                await asyncio.sleep(0)
             try:
                 payload = await read_frame(self.reader)
             except (OSError, ValueError) as error:
