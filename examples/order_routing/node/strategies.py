@@ -141,7 +141,23 @@ class MeanReversion(Strategy):
         return Side.SELL if tick.price > average else Side.BUY
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"momentum": Momentum, "mean-revert": MeanReversion}
+class Blast(Strategy):
+    """A load generator, not a strategy: signals on every tick it sees, alternating buy and
+    sell per symbol so that positions stay flat (the benchmark's blast mode)."""
+
+    kind = "blast"
+
+    def __init__(self, strategy_id: str, config: NodeConfig) -> None:
+        super().__init__(strategy_id, config)
+        self.next_side: dict[str, Side] = {}
+
+    def decide(self, tick: Tick) -> Side | None:
+        side = self.next_side.get(tick.symbol, Side.BUY)
+        self.next_side[tick.symbol] = Side.SELL if side is Side.BUY else Side.BUY
+        return side
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"momentum": Momentum, "mean-revert": MeanReversion, "blast": Blast}
 
 
 class StrategyLauncher(Actor):
