@@ -23,9 +23,17 @@ def broker_arguments(parser: argparse.ArgumentParser) -> None:
     broker.add_argument("--drop-reply-rate", type=float, default=0.0, help="accepted but the reply is lost")
     broker.add_argument("--reset-rate", type=float, default=0.0, help="connection reset after an order")
     broker.add_argument("--lookup-lag", type=float, default=0.2, help="order look-ups lag acceptance (s)")
-    broker.add_argument("--dedupe", choices=("always", "while-open", "none"), default="while-open")
+    broker.add_argument(
+        "--dedupe",
+        choices=("always", "while-open", "none"),
+        default="while-open",
+        help="how the venue treats a reused client order id: refused always, only while the first "
+        "order is open, or never (default: while-open)",
+    )
     broker.add_argument("--partial-fills", action="store_true", help="fill orders in 1-3 parts")
-    broker.add_argument("--fill-delay-ms", type=float, default=5.0)
+    broker.add_argument(
+        "--fill-delay-ms", type=float, default=5.0, help="delay from accept (and between parts) to a fill"
+    )
 
 
 def broker_command(args: argparse.Namespace, store: Path, seed: int) -> list[str]:

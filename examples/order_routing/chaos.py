@@ -44,7 +44,9 @@ def chaos_arguments(parser: argparse.ArgumentParser) -> None:
     )
     chaos.add_argument("--actor-faults", type=float, default=0.5, help="actor crashes/hangs per second")
     chaos.add_argument("--calm", type=float, default=2.0, help="seconds of running after the last kill")
-    chaos.add_argument("--settle-timeout", type=float, default=60.0)
+    chaos.add_argument(
+        "--settle-timeout", type=float, default=60.0, help="longest wait for every intent to finish (s)"
+    )
     chaos.add_argument("--chaos-seed", type=int, default=1, help="seed of the kill schedule")
     chaos.add_argument("--folder", help="keep journal, store and logs here (default: a temp folder)")
 
