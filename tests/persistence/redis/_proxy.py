@@ -7,8 +7,9 @@ may not have run. This proxy makes both outcomes deterministic:
   server (it runs), but the connection is cut before the reply gets back;
 - ``lose_request(marker)``: the next request containing ``marker`` never
   reaches the server; the connection is cut;
-- ``refuse()`` / ``accept()``: while refusing, every new connection is cut
-  at once (the server looks down), without touching the server.
+- ``refuse()`` / ``accept()``: every open connection is cut, and while
+  refusing every new one too (the server looks down), without touching the
+  server.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class FaultyProxy:
         self._lose_reply: bytes | None = None
         self._lose_request: bytes | None = None
         self._refusing = False
+        self._refuse_after_cut = False
         self.connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -38,14 +40,22 @@ class FaultyProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def lose_reply(self, marker: bytes) -> None:
+    def lose_reply(self, marker: bytes, *, then_refuse: bool = False) -> None:
+        """The next request containing ``marker`` runs, its reply is lost; with
+        ``then_refuse``, the server looks down from that moment until ``accept()``."""
         self._lose_reply = marker
+        self._refuse_after_cut = then_refuse
 
-    def lose_request(self, marker: bytes) -> None:
+    def lose_request(self, marker: bytes, *, then_refuse: bool = False) -> None:
+        """The next request containing ``marker`` is lost; ``then_refuse`` as for lose_reply."""
         self._lose_request = marker
+        self._refuse_after_cut = then_refuse
 
     def refuse(self) -> None:
+        """Cut every connection now, and every new one until ``accept()``."""
         self._refusing = True
+        for writer in list(self._writers):
+            writer.close()
 
     def accept(self) -> None:
         self._refusing = False
@@ -53,6 +63,9 @@ class FaultyProxy:
     def _count_cut(self) -> None:
         self.cuts += 1
         self.cut.set()
+        if self._refuse_after_cut:
+            self._refuse_after_cut = False
+            self.refuse()
 
     async def __aenter__(self) -> FaultyProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)

@@ -99,8 +99,7 @@ async def test_an_append_that_ran_is_recognised_even_after_another_writer_append
     journal: RedisJournal, proxy: FaultyProxy, direct: RedisJournal
 ) -> None:
     await journal.append("s", [b"a"], 0)
-    proxy.lose_reply(APPEND)
-    proxy.refuse()  # the journal cannot get back in while the other writer goes on
+    proxy.lose_reply(APPEND, then_refuse=True)  # no way back in while the other writer goes on
     append = asyncio.ensure_future(journal.append("s", [b"mine"], 1))
     await asyncio.wait_for(proxy.cut.wait(), 5)
 
@@ -115,8 +114,7 @@ async def test_an_append_that_never_ran_and_lost_its_place_is_a_sequence_conflic
     journal: RedisJournal, proxy: FaultyProxy, direct: RedisJournal
 ) -> None:
     await journal.append("s", [b"a"], 0)
-    proxy.lose_request(APPEND)
-    proxy.refuse()
+    proxy.lose_request(APPEND, then_refuse=True)
     append = asyncio.ensure_future(journal.append("s", [b"mine"], 1))
     await asyncio.wait_for(proxy.cut.wait(), 5)
 
@@ -133,8 +131,7 @@ async def test_acks_alone_whose_reply_was_lost_are_settled_by_reading_the_offset
     journal: RedisJournal, proxy: FaultyProxy, direct: RedisJournal
 ) -> None:
     await journal.append("out", [b"x"], 0)
-    proxy.lose_reply(APPEND)
-    proxy.refuse()
+    proxy.lose_reply(APPEND, then_refuse=True)
     append = asyncio.ensure_future(journal.append("out", [], 1, acks=[Ack("in", "g", 5)]))
     await asyncio.wait_for(proxy.cut.wait(), 5)
     await direct.append("out", [b"y"], 1)
@@ -149,8 +146,7 @@ async def test_an_append_that_cannot_be_settled_in_time_is_a_journal_write_error
 ) -> None:
     async with RedisJournal(proxy.url, namespace=namespace, ambiguity_timeout=0.3) as journal:
         await journal.append("s", [b"a"], 0)
-        proxy.lose_request(APPEND)
-        proxy.refuse()
+        proxy.lose_request(APPEND, then_refuse=True)
 
         with pytest.raises(JournalWriteError, match="'s'"):
             await journal.append("s", [b"b"], 1)
