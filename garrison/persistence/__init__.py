@@ -22,7 +22,8 @@ from garrison.persistence._intents import (
     deterministic_id,
 )
 from garrison.persistence._journal import Ack, Journal
-from garrison.persistence._redis import RedisConsumer, RedisJournal
+from garrison.persistence._redis import RedisJournal
+from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
 

@@ -1,0 +1,223 @@
+"""``RedisConsumer``: one consumer in a Redis consumer group on a RedisJournal stream.
+
+XREADGROUP to read, XACK after the effect, XAUTOCLAIM to take over a dead
+consumer's entries, a dead-letter journal stream for entries delivered too
+often, and the group's lag from XINFO GROUPS.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from garrison._errors import InvalidConfig
+from garrison.persistence._journal import check_stream
+from garrison.persistence._redis import RedisJournal, _seq, _text
+from garrison.persistence._streams import Delivery
+
+# Dead-letter an entry: ack it in the group and, only if this call acked it (a
+# racing consumer may have), append it to the dead-letter journal stream under
+# the next seq, with the reason beside the payload. One script: both or neither.
+_DEAD_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
+redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'reason', ARGV[4],
+  'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
+redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
+return seq
+"""
+
+
+class RedisConsumer:
+    """One consumer in a Redis consumer group on a journal stream: XREADGROUP, XACK, XAUTOCLAIM.
+
+    Contract (DESIGN §6): at-least-once. An entry is delivered again until
+    acked: to this consumer after a restart under the same name (its own
+    pending entries come first), or to any live consumer of the group once
+    it has been pending longer than ``claim_idle`` seconds (a dead consumer's
+    entries are reclaimed; reclaiming is tried at least every
+    ``claim_idle / 4`` seconds while reading). An entry delivered more than
+    ``max_deliveries`` times is moved to the dead-letter stream — a journal
+    stream, readable like any other, its Redis entries carrying the reason —
+    and acked, so a poison entry cannot block the group. Ack only after the
+    effect is durable (and guard the effect with the intent log: a reclaimed
+    entry may have had its effect already).
+    """
+
+    def __init__(
+        self,
+        journal: RedisJournal,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter_stream: str | None = None,
+        batch: int = 100,
+    ) -> None:
+        check_stream(stream)
+        for field, value in (("group", group), ("consumer", consumer)):
+            if not isinstance(value, str) or not value:
+                raise InvalidConfig(field, value, "must be a non-empty string")
+        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries <= 0:
+            raise InvalidConfig("max_deliveries", max_deliveries, "must be an int > 0")
+        if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float) or claim_idle <= 0:
+            raise InvalidConfig("claim_idle", claim_idle, "must be > 0 seconds")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+            raise InvalidConfig("batch", batch, "must be an int > 0")
+        self.journal = journal
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.claim_idle = float(claim_idle)
+        self.max_deliveries = max_deliveries
+        self.dead_letter_stream = check_stream(dead_letter_stream or f"{stream}.dead-letters")
+        self.batch = batch
+        self.dead_lettered = 0
+        self.reclaimed = 0
+        """Entries this consumer took over from another (XAUTOCLAIM)."""
+        self._key = journal.events_key(stream)
+        self._own_cursor: str | None = "0-0"
+        self._claim_cursor = "0-0"
+        self._next_claim = 0.0
+        self._dead_letter_script: Any = None
+
+    @property
+    def name(self) -> str:
+        """The group's name (as ``ConsumerGroup.name``: lag is per group)."""
+        return self.group
+
+    async def ensure_group(self, from_seq: int = 0) -> None:
+        """Create the group (idempotent), delivering entries after ``from_seq``."""
+        import redis.exceptions
+
+        try:
+            await self.journal._redis().xgroup_create(
+                self._key, self.group, id=f"{from_seq}-0", mkstream=True
+            )
+        except redis.exceptions.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, *, block: float | None = None) -> list[Delivery]:
+        """Entries for this consumer: its own unacked ones first (once, after it starts), then
+        ones reclaimed from consumers idle longer than ``claim_idle``, then new ones (waiting
+        up to ``block`` seconds of real time for new ones). Awaits one or two round trips."""
+        client = self.journal._redis()
+        if self._own_cursor is not None:
+            rows = await client.xreadgroup(
+                self.group, self.consumer, {self._key: self._own_cursor}, count=self.batch
+            )
+            entries = rows[0][1] if rows else []
+            # Read on from the last one: a caller that has not acked them yet must not get
+            # them again (each read would count as one more delivery).
+            self._own_cursor = _text(entries[-1][0]) if len(entries) >= self.batch else None
+            entries = [entry for entry in entries if entry[1]]
+            if entries:
+                return await self._screen(client, entries)
+        if time.monotonic() >= self._next_claim:
+            entries = await self._claim(client)
+            if entries:
+                self.reclaimed += len(entries)
+                return await self._screen(client, entries)
+        rows = await client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self._key: ">"},
+            count=self.batch,
+            block=int(block * 1000) if block else None,
+        )
+        entries = rows[0][1] if rows else []
+        return [_delivery(self.stream, entry_id, fields, 1) for entry_id, fields in entries]
+
+    async def _claim(self, client: Any) -> list[Any]:
+        """Take over entries idle longer than ``claim_idle``. Scans the pending list on from
+        where the last scan stopped (one XAUTOCLAIM looks at no more than 10 x COUNT
+        pending entries), and waits ``claim_idle / 4`` after a full pass."""
+        for _ in range(10):
+            cursor, entries, *_ = await client.xautoclaim(
+                self._key,
+                self.group,
+                self.consumer,
+                int(self.claim_idle * 1000),
+                self._claim_cursor,
+                count=self.batch,
+            )
+            self._claim_cursor = _text(cursor)
+            if self._claim_cursor == "0-0":
+                self._next_claim = time.monotonic() + self.claim_idle / 4
+            entries = [entry for entry in entries if entry[1]]
+            if entries or self._claim_cursor == "0-0":
+                return entries
+        return []
+
+    async def _screen(self, client: Any, entries: list[Any]) -> list[Delivery]:
+        """Attach delivery counts; move entries delivered too often to the dead-letter stream."""
+        async with client.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(self._key, self.group, min=entry_id, max=entry_id, count=1)
+            pending: list[Any] = await pipe.execute()
+        deliveries = []
+        for (entry_id, fields), rows in zip(entries, pending, strict=True):
+            times = int(rows[0]["times_delivered"]) if rows else 1
+            delivery = _delivery(self.stream, entry_id, fields, times)
+            if times > self.max_deliveries:
+                await self._dead_letter(client, entry_id, delivery)
+                continue
+            deliveries.append(delivery)
+        return deliveries
+
+    async def _dead_letter(self, client: Any, entry_id: Any, delivery: Delivery) -> None:
+        reason = (
+            f"delivered {delivery.delivery_count} times to group {self.group!r} without an ack "
+            f"(max_deliveries={self.max_deliveries})"
+        )
+        if self._dead_letter_script is None:
+            self._dead_letter_script = client.register_script(_DEAD_LETTER)
+        moved = await self._dead_letter_script(
+            keys=[
+                self._key,
+                self.journal.events_key(self.dead_letter_stream),
+                self.journal._meta_key(self.dead_letter_stream),
+            ],
+            args=[
+                self.group,
+                entry_id,
+                delivery.payload,
+                reason,
+                self.stream,
+                delivery.seq,
+                delivery.delivery_count,
+            ],
+        )
+        if moved:
+            self.dead_lettered += 1
+
+    async def ack(self, *seqs: int) -> int:
+        """Acknowledge entries by seq after their effect is durable; returns how many were pending."""
+        if not seqs:
+            return 0
+        return int(await self.journal._redis().xack(self._key, self.group, *(f"{seq}-0" for seq in seqs)))
+
+    async def lag(self) -> int:
+        """Entries of the stream this group has not acked: never delivered plus pending.
+
+        Read from the server (XINFO GROUPS), so it counts every consumer of the
+        group in every process; the same figure as ``ConsumerGroup.lag()``."""
+        client = self.journal._redis()
+        if not await client.exists(self._key):
+            return 0
+        for info in await client.xinfo_groups(self._key):
+            if _text(info["name"]) == self.group:
+                undelivered = info.get("lag")
+                if undelivered is None:
+                    undelivered = max(
+                        0, await self.journal.highest_seq(self.stream) - _seq(info["last-delivered-id"])
+                    )
+                return int(undelivered) + int(info["pending"])
+        return await self.journal.highest_seq(self.stream)
+
+
+def _delivery(stream: str, entry_id: Any, fields: Any, times: int) -> Delivery:
+    return Delivery(stream, _seq(entry_id), bytes(fields[b"p"]), times)
