@@ -115,7 +115,14 @@ class Gateway(Actor):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     async def read_loop(self) -> None:
-        """Linked to the incarnation: when it ends, the gateway crashes and is restarted."""
+        """Linked to the incarnation: when it ends, the gateway crashes and is restarted; when
+        the incarnation ends (a crash too, where on_stop does not run), it closes the connection."""
+        try:
+            await self.route_replies()
+        finally:
+            self.writer.close()
+
+    async def route_replies(self) -> None:
         node = self.ctx.node
         for frames in itertools.count(1):
             if frames % FRAMES_PER_YIELD == 0:
