@@ -148,6 +148,12 @@ async def test_executor_to_broker_a_gateway_killed_with_an_order_on_the_wire_nev
     await assert_exactly_once(node, journal, broker, intents)
     assert node.restart_counts["/root/execution/gateway"] == 1
     assert (await node.lookup("/root/execution/executor").ask(Snapshot()))["resent"] == 0
+    # The dead incarnation's connection is closed, not left subscribed to every fill.
+    for _ in range(100):
+        if len(broker._connections) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert len(broker._connections) == 1
 
 
 async def test_executor_to_broker_connections_reset_on_every_order_still_place_each_once(
