@@ -185,3 +185,36 @@ async def test_confirm_aof_checks_every_append_not_only_the_opening(start_redis:
                 await journal.append("s", [b"3 again"], 2)
     finally:
         await raw.aclose()
+
+
+async def test_an_append_that_fails_on_the_server_fails_alone_in_its_group_commit(
+    redis_journal: RedisJournal, raw: aioredis.Redis
+) -> None:
+    await raw.set(redis_journal.events_key("broken"), "not a stream")
+    await raw.hset(redis_journal._meta_key("broken"), "highest", 0)
+
+    outcomes = await asyncio.gather(
+        redis_journal.append("before", [b"x"], 0),
+        redis_journal.append("broken", [b"x"], 0),
+        redis_journal.append("after", [b"x", b"y"], 0),
+        return_exceptions=True,
+    )
+
+    assert outcomes[0] == 1 and outcomes[2] == 2
+    assert isinstance(outcomes[1], JournalWriteError) and "WRONGTYPE" in str(outcomes[1])
+    assert await redis_journal.highest_seq("broken") == 0
+
+
+async def test_a_group_commit_larger_than_one_script_is_split_and_every_append_lands(
+    redis_journal: RedisJournal,
+) -> None:
+    from garrison.persistence._redis import MAX_APPENDS_PER_SCRIPT
+
+    count = MAX_APPENDS_PER_SCRIPT * 2 + 7
+    commits_before = redis_journal.commits
+
+    results = await asyncio.gather(*(redis_journal.append(f"s{i}", [b"x", b"y"], 0) for i in range(count)))
+
+    assert results == [2] * count
+    assert redis_journal.commits - commits_before <= 3
+    assert [await redis_journal.highest_seq(f"s{i}") for i in (0, count // 2, count - 1)] == [2, 2, 2]
