@@ -102,6 +102,15 @@ class DeferredReply:
             future.set_exception(error)
 
 
+class _TimerMessage(SystemMessage):
+    """A ``send_later`` to self that found the mailbox full: delivered from the system lane."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
 class _Critical:
     """``async with ctx.critical():`` defers runtime cancellation to the end of the block."""
 
@@ -310,8 +319,10 @@ class ActorContext:
         """Tell ``message`` to ``to`` (default: this actor) after ``delay`` seconds of node-clock time.
 
         The timer belongs to this incarnation: it is cancelled when the
-        incarnation ends (stop, crash, restart). A target that has stopped,
-        or whose mailbox refuses the message, sends it to dead letters.
+        incarnation ends (stop, crash, restart). A timer to this actor is never
+        lost to a full mailbox (it is delivered from the system lane), so a
+        self-rescheduling poll keeps going; a message for another actor that
+        has stopped or whose mailbox refuses it goes to dead letters.
         """
         target = to if to is not None else self.self_ref
         timer: Cancellable | None = None
@@ -320,7 +331,16 @@ class ActorContext:
             self._owned_timers.discard(timer)  # type: ignore[arg-type,unused-ignore]
             try:
                 target.tell_nowait(message)
-            except (ActorStopped, MailboxFull) as error:
+            except MailboxFull:
+                if target is self.self_ref:
+                    # A timer to itself (a poll, a sweep) must not die because the mailbox
+                    # is busy: it goes on the system lane, delivered like any message.
+                    self.mailbox.put_system(_TimerMessage(message))
+                    return
+                self.node.dead_letters.publish(
+                    message, target.path, f"timer message refused: {target.path} is full", kind="timer"
+                )
+            except ActorStopped as error:
                 self.node.dead_letters.publish(
                     message, target.path, f"timer message refused: {error}", kind="timer"
                 )
@@ -474,6 +494,8 @@ class ActorContext:
                         control = system.pop(0)
                         if control.__class__ is Terminated:
                             message = control
+                        elif control.__class__ is _TimerMessage:
+                            message = control.message
                         elif control.__class__ is _Stop:
                             reason = control.reason
                             await self._run_on_stop(instance)

@@ -28,6 +28,9 @@ from garrison.persistence._journal import Journal, check_stream
 
 P = TypeVar("P")
 
+MAX_GROUPS_PER_APPEND = 1024
+"""Queued writes folded into one journal append at most."""
+
 MAX_CONFLICT_RETRIES = 100
 """How many times in a row a write re-reads another writer's events before giving up."""
 
@@ -371,7 +374,8 @@ class IntentLog(Generic[P]):
 
     async def _flush(self) -> None:
         while self._queue and self._broken is None:
-            batch, self._queue = self._queue, []
+            # Bounded appends: a burst of queued writes never holds the loop for long.
+            batch, self._queue = self._queue[:MAX_GROUPS_PER_APPEND], self._queue[MAX_GROUPS_PER_APPEND:]
             for _ in range(MAX_CONFLICT_RETRIES):
                 events = [event for group, _ in batch for event in group]
                 if not events:

@@ -42,6 +42,8 @@ from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderS
 from garrison import Actor, MailboxConfig
 from garrison.persistence import IntentLog, IntentState, IntentTransitionError
 
+MAX_SEND_BATCH = 512
+
 
 class _Sweep(msgspec.Struct, frozen=True):
     """Self-message: check ack timeouts and due look-ups.
@@ -127,6 +129,11 @@ class Executor(Actor):
                         self.reconcile.setdefault(intent.id, now)
             case BrokerInfo(lookup_lag_seconds=lag):
                 self.lookup_lag = lag
+                # A (re)connected gateway writes what waited for Welcome only now: an order
+                # still queued there may reach the broker from this moment, so a "not found"
+                # is trusted only lookup_lag + margin after it.
+                for cid, since in self.in_doubt.items():
+                    self.in_doubt[cid] = max(since, now)
             case _Sweep():
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
@@ -135,7 +142,7 @@ class Executor(Actor):
             case _:
                 self.ctx.unhandled(message)
         if self.ctx.queued == 0:
-            if self.to_send:
+            while self.to_send:
                 await self.send_pending()
             if self.moves:
                 moves, self.moves = self.moves, []
@@ -158,7 +165,13 @@ class Executor(Actor):
 
     async def send_pending(self) -> None:
         """Durably mark the batch SENDING, then send it: a crash in between is a look-up, not a resend."""
-        batch, self.to_send = self.to_send, {}
+        batch = self.to_send
+        if len(batch) > MAX_SEND_BATCH:
+            # Bounded batches keep the loop responsive during a burst; the rest goes next turn.
+            keys = list(batch)[:MAX_SEND_BATCH]
+            batch = {cid: batch.pop(cid) for cid in keys}
+        else:
+            self.to_send = {}
         marked = []
         for intent in batch.values():
             try:

@@ -65,7 +65,7 @@ class Intents(Actor):
                 if intent.client_order_id in self.log:
                     self.duplicates += 1
                 self.waiting.append((self.log.record_nowait(intent.client_order_id, intent), message))
-                if len(self.waiting) >= 4096:
+                if len(self.waiting) >= 512:
                     await self.flush()
             case GetIntentLog():
                 if _broken(self.log):

@@ -21,7 +21,7 @@ from examples.order_routing.node.messages import (
     Submit,
 )
 from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
-from garrison import ActorRef, ChildSpec, Node, Strategy, SupervisorSpec
+from garrison import ActorRef, ChildSpec, ManualClock, Node, Strategy, SupervisorSpec
 from garrison.persistence import IntentState, Journal
 from garrison.testing import TestProbe
 from tests.examples.order_routing.support import (
@@ -305,3 +305,20 @@ async def test_an_intent_ready_twice_is_submitted_once(
     await executor_of(node).tell(OrderAccepted(intent.client_order_id, "B-25"))
     await probe.expect_no_message(within=1.0)
     assert (await durable_intents(journal))[intent.client_order_id].attempts == 1
+
+
+async def test_a_welcome_after_start_restarts_the_clock_before_a_not_found_is_trusted(
+    node: Node, probe: TestProbe, journal: Journal, clock: ManualClock
+) -> None:
+    # An order queued in a reconnecting gateway goes out only at its Welcome: a 'not found'
+    # is trusted only lookup_lag + margin after that, not after the executor's start.
+    intent = make_intent(seq=40)
+    await seed_intents(journal, (intent, (IntentState.SENDING,)))
+    await node.start(execution(probe, journal, {}))
+    await clock.advance(TRUSTED_AFTER / 2)
+    welcomed_at = node.clock.now()
+    await executor_of(node).tell(BrokerInfo(LOOKUP_LAG, "none"))
+
+    _, submitted_at = await answer_not_found_until_submitted(probe, node, intent.client_order_id)
+
+    assert submitted_at - welcomed_at >= TRUSTED_AFTER
