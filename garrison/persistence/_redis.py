@@ -2,10 +2,11 @@
 
 One Redis stream per journal stream, entry ids ``<seq>-0``: the server itself
 refuses an entry id at or below the stream's top, so a stale or duplicate
-append can never land. Each append runs as one Lua script (atomic: the
-expected-seq check, every XADD, the consumer acks), and appends waiting at
-the same moment travel in one pipeline: one round trip, and with
-``appendfsync always`` one fsync on the server, for many producers.
+append can never land. The appends waiting at the same moment (group
+commit) run as one Lua script: each checked and written on its own (the
+expected-seq check, every XADD, the consumer acks: all or nothing), the
+batch one atomic step on the server, one round trip, and with
+``appendfsync always`` one fsync, for many producers.
 
 Durability (see docs/persistence.md): with ``appendonly yes`` and
 ``appendfsync always`` an acknowledged append is on disk before Redis
@@ -257,7 +258,7 @@ class RedisJournal(ReadsInBatches):
             raise JournalClosed(self.url)
         return self._client
 
-    # -- appends (group commit over one pipeline) -----------------------------------------
+    # -- appends (group commit: one script per round trip) -------------------------------
 
     async def append(
         self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
