@@ -17,7 +17,8 @@ The venue (``Venue``) is Redis too: ``send`` appends one effect to an
 ``effects`` stream and indexes it by client order id, atomically; it does
 not dedupe, so an order sent twice shows up twice. ``--die-after-effect``
 SIGKILLs the worker right after its first send, before the DONE move and
-the ack. Prints ``ready``, then ``handled N reclaimed M`` per batch.
+the ack. Prints ``ready``, then ``handled N reclaimed M redelivered K`` per
+batch (M taken over from other consumers, K delivered before, to anyone).
 """
 
 from __future__ import annotations
@@ -171,7 +172,11 @@ async def work(url: str, namespace: str, name: str, claim_idle: float, die_after
             deliveries = await consumer.read(block=0.1)
             if deliveries:
                 await executor.handle(deliveries)
-                print(f"handled {len(deliveries)} reclaimed {consumer.reclaimed - before}", flush=True)
+                again = sum(delivery.delivery_count > 1 for delivery in deliveries)
+                print(
+                    f"handled {len(deliveries)} reclaimed {consumer.reclaimed - before} redelivered {again}",
+                    flush=True,
+                )
 
 
 def main(argv: list[str]) -> None:

@@ -90,10 +90,10 @@ async def test_a_dead_consumers_entries_are_reclaimed_after_claim_idle_with_thei
 ) -> None:
     await orders.append(b"o1", b"o2", b"o3")
     assert len(await consumer(redis_journal, "dead").read()) == 3  # then it dies, never acking
-    live = consumer(redis_journal, "live", claim_idle=0.3)
+    live = consumer(redis_journal, "live", claim_idle=0.5)
 
     assert await live.read() == []  # held for less than claim_idle: the owner may be alive
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.55)
     reclaimed = await live.read()
 
     assert [(d.seq, d.payload, d.delivery_count) for d in reclaimed] == [
@@ -114,21 +114,15 @@ async def test_reclaiming_reaches_idle_entries_behind_a_long_busy_pending_list(
     redis_journal: RedisJournal, orders: DurableStream
 ) -> None:
     """One XAUTOCLAIM scans at most 10 x COUNT pending entries: the scan must go on from there."""
-    await orders.append(*(b"old" for _ in range(5)))
-    assert len(await consumer(redis_journal, "dead", batch=5).read()) == 5
-    await asyncio.sleep(0.35)
-    # 60 entries pending at a live consumer, not idle; with batch=2 one scan sees 20.
-    await orders.append(*(b"busy" for _ in range(60)))
-    busy = consumer(redis_journal, "busy", batch=60)
-    assert len(await busy.read()) == 60
-    await redis_journal._redis().xclaim(
-        redis_journal.events_key("orders"), "executors", "busy", 0, [f"{s}-0" for s in range(1, 6)]
-    )
+    await orders.append(*(f"o{i}".encode() for i in range(1, 66)))
+    busy = consumer(redis_journal, "busy", batch=65)
+    assert len(await busy.read()) == 65  # pending at a live consumer, not idle
+    # The last five belong to a consumer gone quiet 5 s ago.
     await redis_journal._redis().xclaim(
         redis_journal.events_key("orders"), "executors", "dead", 0, [f"{s}-0" for s in range(61, 66)],
-        idle=1000,
+        idle=5000,
     )  # fmt: skip
-    live = consumer(redis_journal, "live", claim_idle=0.3, batch=2)
+    live = consumer(redis_journal, "live", claim_idle=2.0, batch=2)  # one scan: 20 pending entries
 
     reclaimed: list[int] = []
     for _ in range(20):
