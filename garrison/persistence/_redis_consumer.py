@@ -220,4 +220,5 @@ class RedisConsumer:
 
 
 def _delivery(stream: str, entry_id: Any, fields: Any, times: int) -> Delivery:
-    return Delivery(stream, _seq(entry_id), bytes(fields[b"p"]), times)
+    seq = int(entry_id.split(b"-", 1)[0]) if isinstance(entry_id, bytes) else _seq(entry_id)
+    return Delivery(stream, seq, fields[b"p"], times)
