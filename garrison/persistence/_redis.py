@@ -239,10 +239,7 @@ class RedisJournal(ReadsInBatches):
         if writer is None:
             return
         self._writer = None
-        self._queue.close()
-        await asyncio.wait({writer})
-        for append in self._queue.drain():
-            append.fail(JournalClosed(self.url))
+        await self._queue.finish(writer, JournalClosed(self.url))
         await self._client.aclose()
         await self._writer_client.aclose()
         self._client = self._writer_client = None

@@ -269,11 +269,7 @@ class SqliteJournal(ReadsInBatches):
         if writer is None:
             return
         self._writer = None
-        self._queue.close()
-        await asyncio.wait({writer})
-        for item in self._queue.drain():
-            if not item.future.done():
-                item.future.set_exception(JournalClosed(self.path))
+        await self._queue.finish(writer, JournalClosed(self.path))
         for db in (self._writer_db, self._reader_db):
             if db is not None:
                 await db.close()

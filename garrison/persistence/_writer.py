@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from garrison.persistence._journal import Ack
 
@@ -62,6 +62,15 @@ class WriterQueue(Generic[T]):
 
     def reopen(self) -> None:
         self._closing = False
+
+    async def finish(self, writer: asyncio.Task[None], error: BaseException) -> None:
+        """Close, let ``writer`` commit what is queued, then fail whatever is left with ``error``."""
+        self.close()
+        await asyncio.wait({writer})
+        for item in self.drain():
+            future: asyncio.Future[Any] = item.future  # type: ignore[attr-defined]
+            if not future.done():
+                future.set_exception(error)
 
     def drain(self) -> list[T]:
         """Whatever is still queued (after the writer stopped)."""
