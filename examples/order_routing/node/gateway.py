@@ -91,6 +91,10 @@ class Gateway(Actor):
                 self.counts["lookups"] += 1
                 self.send(QueryOrder(cid, next(self.request_ids)))
             case SubscribeFills(after=after, to=to):
+                if self.fills_to is not None:
+                    # A restarted positions lost fills it had not written yet; the broker
+                    # replays only on a new connection's Hello, so reconnect.
+                    raise BrokerDisconnected("positions subscribed again: reconnecting for a replay")
                 self.fills_to = to
                 self.writer.write(encode_frame(Hello(self.config.name, after)))
             case GetBrokerInfo():

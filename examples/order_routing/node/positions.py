@@ -58,6 +58,10 @@ def apply_fill(book: Book, event: FillApplied) -> Book:
     return Book(last_fill_seq=event.fill_seq, fills=book.fills + 1, positions=positions)
 
 
+class _FreshFromHere(msgspec.Struct, frozen=True):
+    """Self-message queued at start: fills before it belong to an earlier subscription."""
+
+
 class Positions(EventSourcedActor[Book]):
     """Applies each broker fill exactly once (fills carry a broker-wide sequence number;
     a replayed or repeated one is ignored), and tells the executor when an order is done.
@@ -80,6 +84,12 @@ class Positions(EventSourcedActor[Book]):
 
     async def on_start(self) -> None:
         self.buffer: list[FillApplied] = []
+        # Fills still queued here came over a connection an earlier incarnation subscribed:
+        # they may overtake the replay this subscription asks for, and the fill_seq check
+        # would then drop replayed fills as old. Everything queued before this marker is
+        # dropped instead; what was not durable comes again in the replay.
+        self.stale = True
+        self.ctx.self_ref.tell_nowait(_FreshFromHere())
         gateway = self.ctx.node.lookup("/root/execution/gateway")
         await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
         # Fills up to last_fill_seq are not replayed: an order they finished is found by look-up.
@@ -87,6 +97,10 @@ class Positions(EventSourcedActor[Book]):
 
     async def on_receive(self, message: Any) -> Any:
         match message:
+            case _FreshFromHere():
+                self.stale = False
+            case Fill() if self.stale:
+                pass
             case Fill():
                 last = self.buffer[-1].fill_seq if self.buffer else self.state.last_fill_seq
                 if message.fill_seq > last:
