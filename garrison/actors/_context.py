@@ -616,6 +616,7 @@ class ActorContext:
     async def _end_incarnation(self, reason: ExitReason, started: asyncio.Future[None] | None) -> None:
         self.instance = None
         self.busy_since = None
+        self._reply = None  # an ask cut off mid-handler must not be deferrable by the next incarnation
         await self._cancel_owned()
         if self._children:
             await self._stop_children()
