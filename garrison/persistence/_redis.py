@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from bisect import bisect_left
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
-from garrison.persistence._sqlite import BATCH_BUCKETS, LATENCY_BUCKETS
-from garrison.persistence._writer import PendingAppend, WriterQueue
+from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 # Every append of a group commit in one script: each is checked and written on its
 # own (a conflict or an error fails that append alone), and the whole batch is one
@@ -147,9 +145,7 @@ class RedisJournal(ReadsInBatches):
         self.appends = 0
         self.resolved_ambiguous = 0
         """Appends whose connection dropped and that were settled by reading back."""
-        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
-        self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
+        self._histograms = AppendHistograms()
         self._client: Any = None
         self._writer_client: Any = None
         self._append_script: Any = None
@@ -270,12 +266,7 @@ class RedisJournal(ReadsInBatches):
             raise JournalClosed(self.url)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
-        started = time.monotonic()
-        highest = await future
-        latency = time.monotonic() - started
-        self._latency_sum += latency
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        return highest
+        return await self._histograms.timed(future)
 
     def _script_call(self, appends: Sequence[PendingAppend]) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
@@ -323,7 +314,7 @@ class RedisJournal(ReadsInBatches):
             return
         unconfirmed = self._unconfirmed(confirmation)
         self.commits += 1
-        self._batch_counts[bisect_left(BATCH_BUCKETS, len(batch))] += 1
+        self._histograms.batch(len(batch))
         for append, result in zip(batch, results, strict=True):
             if unconfirmed is not None and not isinstance(result, Exception):
                 # Written (the script ran), but not confirmed on disk: the outcome is
@@ -563,15 +554,7 @@ class RedisJournal(ReadsInBatches):
     def stats(self) -> dict[str, Any]:
         """Counters for metrics, as SqliteJournal reports them: appends, commits (round trips),
         append latency and appends-per-round-trip histograms."""
-        return {
-            "appends": self.appends,
-            "commits": self.commits,
-            "latency_buckets": tuple(
-                zip((*LATENCY_BUCKETS, float("inf")), self._latency_counts, strict=True)
-            ),
-            "latency_sum": self._latency_sum,
-            "batch_buckets": tuple(zip((*BATCH_BUCKETS, float("inf")), self._batch_counts, strict=True)),
-        }
+        return self._histograms.stats(self.appends, self.commits)
 
     def __repr__(self) -> str:
         return f"RedisJournal({self.url!r}, {'open' if self._writer is not None else 'closed'})"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
-from bisect import bisect_left
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -30,12 +28,10 @@ from garrison._errors import (
     SequenceConflict,
 )
 from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
-from garrison.persistence._writer import PendingAppend, WriterQueue
+from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
 
 _SCHEMA = (
@@ -122,9 +118,7 @@ class SqliteJournal(ReadsInBatches):
         self.commits = 0
         """Transactions committed by the writer (appends per commit = group-commit batching)."""
         self.appends = 0
-        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
-        self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
+        self._histograms = AppendHistograms()
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
         self._queue: WriterQueue[PendingAppend | _Exclusive] = WriterQueue()
@@ -297,24 +291,11 @@ class SqliteJournal(ReadsInBatches):
             return expected_seq
         future = self._submit_future()
         self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
-        started = time.monotonic()
-        highest = await future
-        latency = time.monotonic() - started
-        self._latency_sum += latency
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        return highest
+        return await self._histograms.timed(future)
 
     def stats(self) -> dict[str, Any]:
         """Counters for metrics: appends, commits, append latency and batch-size histograms."""
-        return {
-            "appends": self.appends,
-            "commits": self.commits,
-            "latency_buckets": tuple(
-                zip((*LATENCY_BUCKETS, float("inf")), self._latency_counts, strict=True)
-            ),
-            "latency_sum": self._latency_sum,
-            "batch_buckets": tuple(zip((*BATCH_BUCKETS, float("inf")), self._batch_counts, strict=True)),
-        }
+        return self._histograms.stats(self.appends, self.commits)
 
     async def ack(self, stream: str, group: str, seq: int) -> None:
         """Move ``group``'s offset on ``stream`` to ``seq``; never moves it backwards."""
@@ -461,7 +442,7 @@ class SqliteJournal(ReadsInBatches):
         self._highest.update(tentative)
         self.commits += 1
         self.appends += len(accepted)
-        self._batch_counts[bisect_left(BATCH_BUCKETS, len(accepted))] += 1
+        self._histograms.batch(len(accepted))
         for append, highest in accepted:
             if not append.future.done():
                 append.future.set_result(highest)

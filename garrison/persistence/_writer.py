@@ -3,12 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from garrison.persistence._journal import Ack
 
 T = TypeVar("T")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Upper bounds (seconds) of the append-latency histogram."""
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+"""Upper bounds of the appends-per-commit histogram."""
+
+
+class AppendHistograms:
+    """Append latency and group-commit batch sizes, as every journal reports them in ``stats()``."""
+
+    __slots__ = ("_batch_counts", "_latency_counts", "_latency_sum")
+
+    def __init__(self) -> None:
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
+
+    async def timed(self, future: asyncio.Future[int]) -> int:
+        """Await an append's future, recording how long it took from now."""
+        started = time.monotonic()
+        highest = await future
+        latency = time.monotonic() - started
+        self._latency_sum += latency
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        return highest
+
+    def batch(self, appends: int) -> None:
+        """One commit folded ``appends`` appends."""
+        self._batch_counts[bisect_left(BATCH_BUCKETS, appends)] += 1
+
+    def stats(self, appends: int, commits: int) -> dict[str, Any]:
+        infinity = float("inf")
+        return {
+            "appends": appends,
+            "commits": commits,
+            "latency_buckets": tuple(zip((*LATENCY_BUCKETS, infinity), self._latency_counts, strict=True)),
+            "latency_sum": self._latency_sum,
+            "batch_buckets": tuple(zip((*BATCH_BUCKETS, infinity), self._batch_counts, strict=True)),
+        }
 
 
 class PendingAppend:
