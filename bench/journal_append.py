@@ -9,7 +9,13 @@
   commit, one fsync per append. This is the fastest honest form of "commit
   every append" in the standard library;
 - raw write+fdatasync of the same payload to a plain file: the disk's floor,
-  for reading the others (no target).
+  for reading the others (no target);
+- aiosqlite, naive: the same single-row INSERT per append awaited through
+  aiosqlite (the SQLite bridge the journal runs on), one producer: the floor
+  for any asyncio journal that keeps the commit off the loop (no target);
+- loop/thread round trip: an asyncio future resolved by a worker thread
+  (queue hand-off there, ``call_soon_threadsafe`` back), nothing else: what
+  keeping the fsync off the loop costs per commit on this machine (no target).
 
 Each run uses a fresh file. Latency is measured around each awaited append
 (for stdlib, around each INSERT). Variants run interleaved, round after
@@ -20,14 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import msgspec
 
 from bench._harness import interleave, median, paired_ratio, percentile, quiet_logs, summary, target
@@ -127,6 +136,73 @@ def stdlib_run(appends: int) -> Run:
     return _latencies(appends, elapsed, latencies)
 
 
+_SCHEMA = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, payload BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+)
+
+
+async def _aiosqlite_naive(appends: int) -> Run:
+    directory, path = _fresh_file()
+    with directory:
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            insert = "INSERT INTO events (stream, seq, payload) VALUES (?, ?, ?)"
+            clock = time.perf_counter
+            latencies: list[float] = []
+            started = clock()
+            for seq in range(1, appends + 1):
+                before = clock()
+                await db.execute(insert, ("producer-0", seq, PAYLOAD))
+                latencies.append(clock() - before)
+            elapsed = clock() - started
+        finally:
+            await db.close()
+    return _latencies(appends, elapsed, latencies)
+
+
+def aiosqlite_run(appends: int) -> Run:
+    """One commit per append awaited through aiosqlite: the bridge's own floor."""
+    return asyncio.run(_aiosqlite_naive(appends))
+
+
+async def _round_trips(count: int) -> Run:
+    loop = asyncio.get_running_loop()
+    handoff: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (future := handoff.get()) is not None:
+            loop.call_soon_threadsafe(future.set_result, None)
+
+    thread = threading.Thread(target=worker, name="bench-round-trip")
+    thread.start()
+    try:
+        clock = time.perf_counter
+        latencies: list[float] = []
+        started = clock()
+        for _ in range(count):
+            before = clock()
+            future = loop.create_future()
+            handoff.put(future)
+            await future
+            latencies.append(clock() - before)
+        elapsed = clock() - started
+    finally:
+        handoff.put(None)
+        thread.join(timeout=10)
+    return _latencies(count, elapsed, latencies)
+
+
+def round_trip_run(count: int) -> Run:
+    """Loop -> worker thread -> loop with nothing in between."""
+    return asyncio.run(_round_trips(count))
+
+
 def fdatasync_run(appends: int) -> Run:
     directory, path = _fresh_file()
     with directory:
@@ -160,6 +236,8 @@ def run(quick: bool) -> dict[str, Any]:
     variants = {f"garrison_{n}": garrison(n) for n in PRODUCERS}
     variants["stdlib_sqlite3"] = lambda: stdlib_run(single)
     variants["raw_fdatasync"] = lambda: fdatasync_run(single)
+    variants["aiosqlite_naive"] = lambda: aiosqlite_run(single)
+    variants["loop_thread_round_trip"] = lambda: round_trip_run(single)
     results = interleave(variants, runs)
 
     def rates(name: str) -> list[float]:
@@ -183,8 +261,12 @@ def run(quick: bool) -> dict[str, Any]:
             "p50_ms": round(median([r.p50_ms for r in results[name]]), 3),
             "p99_ms": round(median([r.p99_ms for r in results[name]]), 3),
         }
-        for name in ("stdlib_sqlite3", "raw_fdatasync")
+        for name in ("stdlib_sqlite3", "raw_fdatasync", "aiosqlite_naive", "loop_thread_round_trip")
     }
+    ratios["garrison_1_over_aiosqlite_naive"] = round(
+        paired_ratio(rates("garrison_1"), rates("aiosqlite_naive")), 3
+    )
+    ratios["aiosqlite_naive_over_stdlib"] = round(paired_ratio(rates("aiosqlite_naive"), stdlib), 3)
     p99_at_100 = median([r.p99_ms for r in results["garrison_100"]])
     return {
         "measures": "appends per second and per-append latency, one event per append, synchronous=FULL",
