@@ -27,6 +27,24 @@ redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
 return seq
 """
 
+# Renew this consumer's hold on entries: each one still pending under this consumer has its
+# idle time reset (XCLAIM to itself, min-idle 0, JUSTID: the delivery count is not touched);
+# one another consumer has claimed is left alone. One script, so a claim cannot slip in
+# between the owner check and the reset. Answers the ids renewed.
+_RENEW = """
+local kept = {}
+for i, id in ipairs(ARGV) do
+  if i > 2 then
+    local row = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    if row[1] and row[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
+      kept[#kept + 1] = id
+    end
+  end
+end
+return kept
+"""
+
 
 class RedisConsumer:
     """One consumer in a Redis consumer group on a journal stream: XREADGROUP, XACK, XAUTOCLAIM.
@@ -82,6 +100,7 @@ class RedisConsumer:
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         self._dead_letter_script: Any = None
+        self._renew_script: Any = None
 
     @property
     def name(self) -> str:
@@ -199,6 +218,26 @@ class RedisConsumer:
         if not seqs:
             return 0
         return int(await self.journal._redis().xack(self._key, self.group, *(f"{seq}-0" for seq in seqs)))
+
+    async def renew(self, *seqs: int) -> set[int]:
+        """Keep holding entries delivered to this consumer: those still pending under its name
+        have their idle time reset, so no other consumer reclaims them for another
+        ``claim_idle``; returns the seqs renewed (one missing was acked, or claimed by another
+        consumer after this one stayed silent for ``claim_idle``). Awaits one round trip.
+
+        A consumer that holds entries for longer than ``claim_idle`` renews them every
+        ``claim_idle / 4`` or so, and acts on an entry (a send) only while its last renewal
+        is recent: an idle threshold cannot tell a slow consumer from a dead one.
+        """
+        if not seqs:
+            return set()
+        client = self.journal._redis()
+        if self._renew_script is None:
+            self._renew_script = client.register_script(_RENEW)
+        kept = await self._renew_script(
+            keys=[self._key], args=[self.group, self.consumer, *(f"{seq}-0" for seq in seqs)]
+        )
+        return {_seq(entry_id) for entry_id in kept}
 
     async def lag(self) -> int:
         """Entries of the stream this group has not acked: never delivered plus pending.

@@ -110,6 +110,34 @@ async def test_a_dead_consumers_entries_are_reclaimed_after_claim_idle_with_thei
     assert await live.lag() == 0
 
 
+async def test_renewing_keeps_a_slow_consumers_entries_and_never_takes_back_one_reclaimed(
+    redis_journal: RedisJournal, orders: DurableStream
+) -> None:
+    await orders.append(b"o1", b"o2", b"o3")
+    slow = consumer(redis_journal, "slow", claim_idle=0.5)
+    live = consumer(redis_journal, "live", claim_idle=0.5)
+    assert len(await slow.read()) == 3
+    await asyncio.sleep(0.3)
+    assert await slow.renew(1, 2) == {1, 2}  # o3 is left to go idle
+    await asyncio.sleep(0.3)
+
+    reclaimed = await live.read()
+
+    assert [d.seq for d in reclaimed] == [3]  # o1 and o2 were renewed 0.3 s ago: still held
+    assert await slow.renew(1, 2, 3) == {1, 2}  # o3 is live's now, and stays live's
+    pending = await redis_journal._redis().xpending_range(
+        redis_journal.events_key("orders"), "executors", min="-", max="+", count=10
+    )
+    assert {(row["message_id"], row["consumer"], row["times_delivered"]) for row in pending} == {
+        (b"1-0", b"slow", 1),  # renewing does not count as a delivery
+        (b"2-0", b"slow", 1),
+        (b"3-0", b"live", 2),
+    }
+    await slow.ack(1, 2)
+    assert await slow.renew(1, 2) == set()
+    assert await slow.renew() == set()
+
+
 async def test_reclaiming_reaches_idle_entries_behind_a_long_busy_pending_list(
     redis_journal: RedisJournal, orders: DurableStream
 ) -> None:
