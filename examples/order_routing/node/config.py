@@ -47,13 +47,27 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Chaos: where the node writes its pid (node.pid) and finds one-shot orders (die-after)."""
     die_after_sends: int = 0
     """Chaos: SIGKILL this process right after the Nth order frame is written (the dead zone)."""
+    role: str = "single"
+    """``single``: one node does everything (its executor sends every intent it records).
+    Several nodes on one Redis journal (node/shared_work.py): ``full`` runs everything and owns
+    positions; ``executor`` runs only a gateway and an executor. Every executor of either role
+    takes its share of the recorded intents from one consumer group."""
+    member: str = ""
+    """Several nodes: this executor's consumer name in the group (stable across restarts)."""
+    claim_idle: float = 2.0
+    """Several nodes: an executor silent this long (s) loses its unfinished intents to another."""
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ValueError("symbols: give at least one symbol")
         if not self.strategies:
             raise ValueError("strategies: give at least one strategy")
-        for field in ("tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry"):
+        if self.role not in ("single", "full", "executor"):
+            raise ValueError(f"role={self.role!r}: must be 'single', 'full' or 'executor'")
+        if self.role != "single" and not self.member:
+            raise ValueError(f"member: a {self.role} node needs its consumer name in the executors' group")
+        fields = ("tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry", "claim_idle")
+        for field in fields:
             value = getattr(self, field)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{field}={value!r}: must be a finite number > 0")

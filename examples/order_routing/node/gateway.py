@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import signal
 from typing import Any
@@ -61,10 +62,11 @@ class Gateway(Actor):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.welcome: Welcome | None = None
-        self.backlog: list[bytes] = []
+        self.backlog: list[tuple[bytes, float]] = []
+        """Frames waiting for Welcome, each with the node-clock time after which it must not go out."""
         self.fills_to: ActorRef | None = None
         self.request_ids = itertools.count(1)
-        self.counts = {"orders": 0, "lookups": 0, "fills": 0}
+        self.counts = {"orders": 0, "lookups": 0, "fills": 0, "expired": 0}
 
     async def on_start(self) -> None:
         try:
@@ -82,10 +84,11 @@ class Gateway(Actor):
 
     async def on_receive(self, message: Any) -> Any:
         match message:
-            case Submit(intent=intent):
+            case Submit(intent=intent, not_after=not_after):
                 self.counts["orders"] += 1
                 self.send(
-                    NewOrder(intent.client_order_id, intent.symbol, intent.side, intent.qty, intent.price)
+                    NewOrder(intent.client_order_id, intent.symbol, intent.side, intent.qty, intent.price),
+                    not_after,
                 )
             case Lookup(client_order_id=cid):
                 self.counts["lookups"] += 1
@@ -106,17 +109,28 @@ class Gateway(Actor):
                 self.ctx.unhandled(message)
         return None
 
-    def send(self, request: NewOrder | QueryOrder) -> None:
+    def send(self, request: NewOrder | QueryOrder, not_after: float = math.inf) -> None:
         frame = encode_frame(request)
         if self.welcome is None:
-            self.backlog.append(frame)
+            self.backlog.append((frame, not_after))
             return
-        self.writer.write(frame)
+        if not self.write(frame, not_after):
+            return
         if isinstance(request, NewOrder) and self.config.die_after_sends:
             self.sends = getattr(self, "sends", 0) + 1
             if self.sends >= self.config.die_after_sends:
                 # Chaos: die with the order on the wire and its intent still SENDING.
                 os.kill(os.getpid(), signal.SIGKILL)
+
+    def write(self, frame: bytes, not_after: float) -> bool:
+        """Write the frame unless its time is past; the check and the write are one step (no await)."""
+        if self.ctx.node.clock.now() > not_after:
+            # The executor's lease on this order ran out (several nodes): another executor may own
+            # it now. The intent stays SENDING, so whoever owns it looks it up before any resend.
+            self.counts["expired"] += 1
+            return False
+        self.writer.write(frame)
+        return True
 
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted; when
@@ -149,8 +163,8 @@ class Gateway(Actor):
                     await node.lookup("/root/execution/executor").tell(message)
                 case Welcome():
                     self.welcome = message
-                    for frame in self.backlog:
-                        self.writer.write(frame)
+                    for frame, not_after in self.backlog:
+                        self.write(frame, not_after)
                     self.backlog.clear()
                     offer(
                         node.lookup("/root/execution/executor"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from examples.order_routing.protocol import Side
@@ -62,9 +64,12 @@ class GetIntentLog(msgspec.Struct, frozen=True):
 
 
 class Submit(msgspec.Struct, frozen=True):
-    """Executor -> gateway: send this order to the broker."""
+    """Executor -> gateway: send this order to the broker, if the node clock has not passed
+    ``not_after`` when the frame would be written (several nodes: the end of this executor's
+    lease on the intent; past it another executor may have taken the intent over)."""
 
     intent: OrderIntent
+    not_after: float = math.inf
 
 
 class Lookup(msgspec.Struct, frozen=True):
