@@ -19,7 +19,6 @@ The rules (also in the example's README):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import msgspec
@@ -40,9 +39,12 @@ from examples.order_routing.node.messages import (
 )
 from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
 from garrison import Actor, MailboxConfig
-from garrison.persistence import IntentLog, IntentState, IntentTransitionError
+from garrison.persistence import IntentLog, IntentState
 
 MAX_SEND_BATCH = 512
+"""Intents marked SENDING (one durable write) and handed to the gateway per step."""
+MAX_MOVES = 1024
+"""Answers' moves collected before they are written (one durable write) even while more messages wait."""
 
 
 class _Sweep(msgspec.Struct, frozen=True):
@@ -71,7 +73,8 @@ class Executor(Actor):
         """ACKED intents found at start: looked up once to learn whether they are done."""
         self.to_send: dict[str, OrderIntent] = {}
         """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
-        self.moves: list[asyncio.Future[None]] = []
+        self.moves: list[tuple[str, IntentState, str]] = []
+        """Moves the answers of this turn asked for, written together (one append) at its end."""
         self.lookup_lag: float | None = None
         self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
 
@@ -141,18 +144,34 @@ class Executor(Actor):
                 return {**self.counts, "in_flight": len(self.sent_at), "in_doubt": len(self.in_doubt)}
             case _:
                 self.ctx.unhandled(message)
-        if self.ctx.queued == 0:
+        # A burst never stops the work: a full batch is written even while more messages wait.
+        if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
+            await self.write_moves()
             while self.to_send:
                 await self.send_pending()
-            if self.moves:
-                moves, self.moves = self.moves, []
-                await asyncio.gather(*moves)
+                if self.ctx.queued:
+                    break  # the rest after the next message: one bounded batch per step
         return None
 
     def move(self, cid: str, state: IntentState, detail: str) -> None:
-        # A late or repeated answer finds the intent already further along: nothing to do.
-        with contextlib.suppress(IntentTransitionError, KeyError):
-            self.moves.append(self.log.move_nowait(cid, state, detail))
+        self.moves.append((cid, state, detail))
+
+    async def write_moves(self) -> None:
+        """Write the moves asked for since the last write: one durable append (one more each time
+        an intent moves twice). A late or repeated answer that finds its intent already further
+        along is left out."""
+        moves, self.moves = self.moves, []
+        written = []
+        batch: dict[str, tuple[str, IntentState, str]] = {}
+        for move in moves:
+            if move[0] in batch:
+                written.append(self.log.move_many_nowait(batch.values()))
+                batch = {}
+            if self.log.can_move(move[0], move[1]):
+                batch[move[0]] = move
+        if batch:
+            written.append(self.log.move_many_nowait(batch.values()))
+        await asyncio.gather(*written)
 
     def settle(self, cid: str) -> None:
         self.sent_at.pop(cid, None)
@@ -172,18 +191,16 @@ class Executor(Actor):
             batch = {cid: batch.pop(cid) for cid in keys}
         else:
             self.to_send = {}
-        marked = []
-        for intent in batch.values():
-            try:
-                marked.append((intent, self.log.move_nowait(intent.client_order_id, IntentState.SENDING)))
-            except (IntentTransitionError, KeyError):
-                continue
-        if not marked:
+        log = self.log
+        ready = [
+            intent for intent in batch.values() if log.can_move(intent.client_order_id, IntentState.SENDING)
+        ]
+        if not ready:
             return
-        await asyncio.gather(*(future for _, future in marked))
+        await log.move_many_nowait([(intent.client_order_id, IntentState.SENDING) for intent in ready])
         gateway = self.ctx.node.lookup("/root/execution/gateway")
         now = self.ctx.node.clock.now()
-        for intent, _ in marked:
+        for intent in ready:
             self.sent_at[intent.client_order_id] = now
             self.counts["sent"] += 1
             await gateway.tell(Submit(intent))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
@@ -17,9 +16,11 @@ from examples.order_routing.node.messages import (
     Snapshot,
 )
 from garrison import Actor, ActorNotFound, MailboxConfig
-from garrison.persistence import Intent, IntentLog, IntentLogBroken
+from garrison.persistence import IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
+MAX_RECORD_BATCH = 512
+"""Records written in one batch at most, even while more wait (a burst is acknowledged in steps)."""
 
 
 class _Announce(msgspec.Struct, frozen=True):
@@ -51,7 +52,8 @@ class Intents(Actor):
         journal = self.ctx.node.journal
         assert journal is not None
         self.log: IntentLog[OrderIntent] = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
-        self.waiting: list[tuple[asyncio.Future[Intent[OrderIntent]], RecordIntent]] = []
+        self.waiting: list[RecordIntent] = []
+        """Records received and not yet written: one durable append (one batch) for all of them."""
         self.recorded = 0
         self.duplicates = 0
         self.unannounced: list[OrderIntent] = []
@@ -64,8 +66,8 @@ class Intents(Actor):
             case RecordIntent(intent=intent):
                 if intent.client_order_id in self.log:
                     self.duplicates += 1
-                self.waiting.append((self.log.record_nowait(intent.client_order_id, intent), message))
-                if len(self.waiting) >= 512:
+                self.waiting.append(message)
+                if len(self.waiting) >= MAX_RECORD_BATCH:
                     await self.flush()
             case GetIntentLog():
                 if _broken(self.log):
@@ -86,11 +88,14 @@ class Intents(Actor):
         return answer
 
     async def flush(self) -> None:
+        """Record what waits (one batch, one durable append), then acknowledge and announce it."""
         waiting, self.waiting = self.waiting, []
-        await asyncio.gather(*(future for future, _ in waiting))
+        intents = await self.log.record_many_nowait(
+            [(request.intent.client_order_id, request.intent) for request in waiting]
+        )
         recorded = []
-        for future, request in waiting:
-            intent = future.result().payload
+        for recorded_intent, request in zip(intents, waiting, strict=True):
+            intent = recorded_intent.payload
             self.recorded += 1
             offer(request.reply_to, OrderAck(intent.client_order_id, True))
             recorded.append(intent)
