@@ -19,6 +19,7 @@ The rules (also in the example's README):
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -45,6 +46,8 @@ MAX_SEND_BATCH = 512
 """Intents marked SENDING (one durable write) and handed to the gateway per step."""
 MAX_MOVES = 1024
 """Answers' moves collected before they are written (one durable write) even while more messages wait."""
+MAX_UNCONFIRMED_WRITES = 8
+"""Writes of the log in flight before the executor waits for the oldest (backpressure from the disk)."""
 
 
 class _Sweep(msgspec.Struct, frozen=True):
@@ -75,6 +78,10 @@ class Executor(Actor):
         """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
         self.moves: list[tuple[str, IntentState, str]] = []
         """Moves the answers of this turn asked for, written together (one append) at its end."""
+        self.marking: set[str] = set()
+        """Intents whose SENDING mark is being written: sent once it is durable, never queued again."""
+        self.unconfirmed: deque[asyncio.Future[None]] = deque()
+        """The log's writes not yet known durable, oldest first."""
         self.lookup_lag: float | None = None
         self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
 
@@ -96,8 +103,7 @@ class Executor(Actor):
         info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
         if info is not None:
             self.lookup_lag = info.lookup_lag_seconds
-        if self.to_send:
-            await self.send_pending()
+        await self.write_and_send()
         self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
 
     async def on_receive(self, message: Any) -> Any:
@@ -105,7 +111,7 @@ class Executor(Actor):
         match message:
             case IntentReady(intent=intent):
                 cid = intent.client_order_id
-                if cid not in self.sent_at and cid not in self.in_doubt:
+                if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
                     self.to_send[cid] = intent
             case OrderAccepted(client_order_id=cid):
                 self.settle(cid)
@@ -146,32 +152,44 @@ class Executor(Actor):
                 self.ctx.unhandled(message)
         # A burst never stops the work: a full batch is written even while more messages wait.
         if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
-            await self.write_moves()
-            while self.to_send:
-                await self.send_pending()
-                if self.ctx.queued:
-                    break  # the rest after the next message: one bounded batch per step
+            await self.write_and_send()
         return None
+
+    async def write_and_send(self) -> None:
+        """Write the answers' moves, then mark and send what waits: one bounded batch per loop turn,
+        and none of it waits for the disk unless MAX_UNCONFIRMED_WRITES are in flight."""
+        self.write_moves()
+        self.send_pending()
+        while self.to_send and self.ctx.queued == 0:
+            await asyncio.sleep(0)  # others run between two batches
+            self.send_pending()
+        await self.confirm(MAX_UNCONFIRMED_WRITES)
+
+    async def confirm(self, at_most: int) -> None:
+        """Raise the error of a write that failed; wait for the oldest while more than ``at_most`` are
+        in flight. A write that cannot be confirmed (IntentLogBroken) crashes the executor."""
+        unconfirmed = self.unconfirmed
+        while unconfirmed and (unconfirmed[0].done() or len(unconfirmed) > at_most):
+            await unconfirmed.popleft()
 
     def move(self, cid: str, state: IntentState, detail: str) -> None:
         self.moves.append((cid, state, detail))
 
-    async def write_moves(self) -> None:
-        """Write the moves asked for since the last write: one durable append (one more each time
-        an intent moves twice). A late or repeated answer that finds its intent already further
-        along is left out."""
+    def write_moves(self) -> None:
+        """Queue the moves asked for since the last write: one append (one more each time an
+        intent moves twice). A late or repeated answer that finds its intent already further
+        along is left out. Nothing waits on them: they decide nothing until the next start,
+        which reads what is durable."""
         moves, self.moves = self.moves, []
-        written = []
         batch: dict[str, tuple[str, IntentState, str]] = {}
         for move in moves:
             if move[0] in batch:
-                written.append(self.log.move_many_nowait(batch.values()))
+                self.unconfirmed.append(self.log.move_many_nowait(batch.values()))
                 batch = {}
             if self.log.can_move(move[0], move[1]):
                 batch[move[0]] = move
         if batch:
-            written.append(self.log.move_many_nowait(batch.values()))
-        await asyncio.gather(*written)
+            self.unconfirmed.append(self.log.move_many_nowait(batch.values()))
 
     def settle(self, cid: str) -> None:
         self.sent_at.pop(cid, None)
@@ -182,8 +200,9 @@ class Executor(Actor):
         self.in_doubt[cid] = since
         self.next_query[cid] = since
 
-    async def send_pending(self) -> None:
-        """Durably mark the batch SENDING, then send it: a crash in between is a look-up, not a resend."""
+    def send_pending(self) -> None:
+        """Mark a batch SENDING, and send it once the mark is durable (a task: answers keep
+        flowing meanwhile). A crash in between is a look-up, not a resend."""
         batch = self.to_send
         if len(batch) > MAX_SEND_BATCH:
             # Bounded batches keep the loop responsive during a burst; the rest goes next turn.
@@ -197,11 +216,21 @@ class Executor(Actor):
         ]
         if not ready:
             return
-        await log.move_many_nowait([(intent.client_order_id, IntentState.SENDING) for intent in ready])
+        marked = log.move_many_nowait([(intent.client_order_id, IntentState.SENDING) for intent in ready])
+        self.unconfirmed.append(marked)
+        self.marking.update(intent.client_order_id for intent in ready)
+        self.ctx.run_task(self.submit(marked, ready), name="submit")
+
+    async def submit(self, marked: asyncio.Future[None], ready: list[OrderIntent]) -> None:
+        """Hand the batch to the gateway once its SENDING mark is durable (never before)."""
+        await marked
         gateway = self.ctx.node.lookup("/root/execution/gateway")
         now = self.ctx.node.clock.now()
         for intent in ready:
-            self.sent_at[intent.client_order_id] = now
+            cid = intent.client_order_id
+            self.marking.discard(cid)
+            # From now on the broker may have it: "not found" is trusted only lookup_lag after this.
+            self.sent_at[cid] = now
             self.counts["sent"] += 1
             await gateway.tell(Submit(intent))
 
