@@ -37,6 +37,8 @@ from garrison import Actor, ActorRef, MailboxConfig
 
 CONNECT_TIMEOUT = 5.0
 FRAMES_PER_YIELD = 256
+MAX_FRAMES_PER_WRITE = 256
+"""Frames of consecutive messages joined into one socket write (one system call, not one per order)."""
 
 
 class BrokerDisconnected(ConnectionError):
@@ -67,6 +69,8 @@ class Gateway(Actor):
         self.fills_to: ActorRef | None = None
         self.request_ids = itertools.count(1)
         self.counts = {"orders": 0, "lookups": 0, "fills": 0, "expired": 0}
+        self.outgoing: list[tuple[bytes, float, bool]] = []
+        """Frames of the messages handled since the last write: (frame, not_after, is an order)."""
 
     async def on_start(self) -> None:
         try:
@@ -107,6 +111,8 @@ class Gateway(Actor):
                 return dict(self.counts, connected=self.welcome is not None)
             case _:
                 self.ctx.unhandled(message)
+        if self.outgoing and (self.ctx.queued == 0 or len(self.outgoing) >= MAX_FRAMES_PER_WRITE):
+            self.write_outgoing()
         return None
 
     def send(self, request: NewOrder | QueryOrder, not_after: float = math.inf) -> None:
@@ -114,23 +120,28 @@ class Gateway(Actor):
         if self.welcome is None:
             self.backlog.append((frame, not_after))
             return
-        if not self.write(frame, not_after):
-            return
-        if isinstance(request, NewOrder) and self.config.die_after_sends:
-            self.sends = getattr(self, "sends", 0) + 1
-            if self.sends >= self.config.die_after_sends:
-                # Chaos: die with the order on the wire and its intent still SENDING.
-                os.kill(os.getpid(), signal.SIGKILL)
+        self.outgoing.append((frame, not_after, type(request) is NewOrder))
 
-    def write(self, frame: bytes, not_after: float) -> bool:
-        """Write the frame unless its time is past; the check and the write are one step (no await)."""
-        if self.ctx.node.clock.now() > not_after:
-            # The executor's lease on this order ran out (several nodes): another executor may own
-            # it now. The intent stays SENDING, so whoever owns it looks it up before any resend.
-            self.counts["expired"] += 1
-            return False
-        self.writer.write(frame)
-        return True
+    def write_outgoing(self) -> None:
+        """Write the frames gathered since the last write in one go, leaving out those whose time
+        is past: each frame's check and the write are one step (no await between them)."""
+        outgoing, self.outgoing = self.outgoing, []
+        now = self.ctx.node.clock.now()
+        frames = []
+        for frame, not_after, order in outgoing:
+            if now > not_after:
+                # The executor's lease on this order ran out (several nodes): another executor may own
+                # it now. The intent stays SENDING, so whoever owns it looks it up before any resend.
+                self.counts["expired"] += 1
+                continue
+            frames.append(frame)
+            if order and self.config.die_after_sends:
+                self.sends = getattr(self, "sends", 0) + 1
+                if self.sends >= self.config.die_after_sends:
+                    # Chaos: die with the order on the wire and its intent still SENDING.
+                    self.writer.write(b"".join(frames))
+                    os.kill(os.getpid(), signal.SIGKILL)
+        self.writer.write(b"".join(frames))
 
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted; when
@@ -163,9 +174,9 @@ class Gateway(Actor):
                     await node.lookup("/root/execution/executor").tell(message)
                 case Welcome():
                     self.welcome = message
-                    for frame, not_after in self.backlog:
-                        self.write(frame, not_after)
+                    self.outgoing.extend((frame, not_after, False) for frame, not_after in self.backlog)
                     self.backlog.clear()
+                    self.write_outgoing()
                     offer(
                         node.lookup("/root/execution/executor"),
                         BrokerInfo(message.lookup_lag_seconds, message.dedupe),

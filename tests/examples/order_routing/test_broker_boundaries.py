@@ -121,6 +121,7 @@ def gateway_killed_after_write(kills: int) -> type[Gateway]:
             answer = await super().on_receive(message)
             if isinstance(message, Submit) and self.welcome is not None and left[0] > 0:
                 left[0] -= 1
+                self.write_outgoing()  # frames of a burst are joined into one write: this one goes now
                 raise InjectedFault("killed with an order on the wire")
             return answer
 
