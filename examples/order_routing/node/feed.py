@@ -14,6 +14,9 @@ from garrison import Actor, ActorNotFound, ActorStopped, MailboxFull
 from garrison.persistence import DurableStream
 
 TICKS_STREAM = "ticks"
+MAX_TICKS_PER_BATCH = 256
+"""Ticks generated in one step at most: after a stall the feed does not catch up in one burst of
+work that would hold the loop (a real feed would have conflated them anyway)."""
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -67,7 +70,7 @@ class Feed(Actor):
     async def generate(self) -> None:
         now = self.ctx.node.clock.now()
         elapsed = now - self.started_at
-        self.owed += self.rate_at(elapsed) * (now - self.last_batch_at)
+        self.owed = min(self.owed + self.rate_at(elapsed) * (now - self.last_batch_at), MAX_TICKS_PER_BATCH)
         self.last_batch_at = now
         count = int(self.owed)
         if count <= 0:

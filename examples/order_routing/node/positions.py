@@ -12,6 +12,9 @@ from examples.order_routing.protocol import Fill, Side
 from garrison import MailboxConfig
 from garrison.persistence import EventSourcedActor
 
+MAX_FILLS_PER_WRITE = 512
+"""Fills written in one append at most, even while more wait (encoding them holds the loop)."""
+
 
 class FillApplied(msgspec.Struct, frozen=True, array_like=True, tag="fill_applied"):
     fill_seq: int
@@ -128,7 +131,7 @@ class Positions(EventSourcedActor[Book]):
                 }
             case _:
                 self.ctx.unhandled(message)
-        if self.ctx.queued == 0:
+        if self.ctx.queued == 0 or len(self.buffer) >= MAX_FILLS_PER_WRITE:
             await self.apply_buffered()
         return None
 
