@@ -10,8 +10,10 @@ import msgspec
 from garrison._errors import EventDecodeError, InvalidConfig
 
 # TypeError: a stored payload that is not bytes at all (a TEXT or INTEGER value
-# written into the row by something other than the journal).
-_UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, TypeError)
+# written into the row by something other than the journal). UnicodeDecodeError:
+# a string field whose bytes are not UTF-8 (msgspec raises it as it is).
+_UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, TypeError, UnicodeDecodeError)
+_MAX_PACKED = 2**32 - 1  # the count field of a msgpack array32 header
 
 
 def _check_event_type(event_type: object) -> type[msgspec.Struct]:
@@ -54,6 +56,7 @@ class EventCodec:
         self._encoder = msgspec.msgpack.Encoder()
         union: Any = types[0] if len(types) == 1 else Union[types]  # noqa: UP007
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(union)
+        self._packed_decoder: msgspec.msgpack.Decoder[list[Any]] = msgspec.msgpack.Decoder(list[union])
 
     def encode(self, event: Any, stream: str = "") -> bytes:
         """Encode one event. Raises InvalidConfig for a type that was not registered."""
@@ -82,6 +85,21 @@ class EventCodec:
             for seq, payload in rows:
                 self.decode(payload, stream, seq)
             raise
+
+    def decode_packed(self, payloads: bytes, count: int) -> list[Any] | None:
+        """Decode ``count`` events stored back to back in ``payloads``, in one call.
+
+        Returns the events, exactly ``count`` of them, in order; or None if
+        ``payloads`` is not exactly ``count`` registered events: then decode
+        the rows one by one (``decode_rows``) to learn which event is bad.
+        """
+        if count < 1 or count > _MAX_PACKED:
+            return None
+        try:
+            events: list[Any] = self._packed_decoder.decode(b"\xdd" + count.to_bytes(4, "big") + payloads)
+        except _UNDECODABLE:
+            return None
+        return events
 
 
 class StateCodec:

@@ -121,6 +121,7 @@ def test_a_missing_field_is_an_error() -> None:
         b"\xff\xfe garbage",
         CODEC.encode(Deposited(1))[:-1],
         CODEC.encode(Deposited(1)) + b"\x00",
+        b"\x82\xa4type\xa7Renamed\xa5owner\xa2\xff\xfe",  # a string that is not UTF-8
     ],
 )
 def test_bytes_that_are_not_msgpack_are_an_error(payload: bytes) -> None:
@@ -148,6 +149,40 @@ def test_decode_rows_names_the_first_bad_row_not_the_batch() -> None:
         CODEC.decode_rows(rows, "acct")
 
     assert_decode_error(caught.value, "acct", 14)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(Deposited, st.integers(-(2**63), 2**64 - 1)),
+            st.builds(Renamed, st.text()),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_decode_packed_returns_exactly_the_events_encoded_back_to_back(events: list[Any]) -> None:
+    payloads = b"".join(CODEC.encode(event) for event in events)
+
+    assert CODEC.decode_packed(payloads, len(events)) == events
+
+
+@pytest.mark.parametrize(
+    ("payloads", "count"),
+    [
+        (CODEC.encode(Deposited(1)) * 3, 2),  # more events than counted
+        (CODEC.encode(Deposited(1)) * 3, 4),  # fewer
+        (CODEC.encode(Deposited(1)) + b"\xc1", 2),
+        (CODEC.encode(Deposited(1)) + msgspec.msgpack.encode(Unregistered(2)), 2),
+        (CODEC.encode(Deposited(1)) + CODEC.encode(Deposited(2))[:-1], 2),
+        (b"", 0),
+    ],
+)
+def test_decode_packed_gives_none_unless_the_bytes_are_exactly_count_events(
+    payloads: bytes, count: int
+) -> None:
+    assert CODEC.decode_packed(payloads, count) is None
 
 
 def test_a_snapshot_decodes_back_and_a_bad_one_names_stream_and_seq() -> None:
