@@ -21,9 +21,10 @@ from garrison.persistence._intents import (
     client_order_id,
     deterministic_id,
 )
-from garrison.persistence._journal import Ack, Journal
+from garrison.persistence._journal import Ack, Journal, PackedEvents
 from garrison.persistence._redis import RedisJournal
 from garrison.persistence._redis_consumer import RedisConsumer
+from garrison.persistence._replay import replay_events
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
 
@@ -46,6 +47,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalError",
     "JournalWriteError",
+    "PackedEvents",
     "PersistFailed",
     "RedisConsumer",
     "RedisJournal",
@@ -54,4 +56,5 @@ __all__ = [
     "StateCodec",
     "client_order_id",
     "deterministic_id",
+    "replay_events",
 ]

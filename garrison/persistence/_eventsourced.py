@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -10,6 +11,7 @@ import msgspec
 from garrison._errors import FatalError, InvalidConfig, PersistFailed
 from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
+from garrison.persistence._replay import replay_events
 
 if TYPE_CHECKING:
     from garrison.persistence._journal import Journal
@@ -154,10 +156,11 @@ class EventSourcedActor(Actor, Generic[S]):
         else:
             seq, state = 0, self.initial_state()
         apply = self.apply
-        async for rows in journal.read_batches(stream, seq):
-            for event in codec.decode_rows(rows, stream):
-                state = apply(state, event)
-            seq = rows[-1][0]
+        async with aclosing(replay_events(journal, stream, codec, seq)) as replay:
+            async for first_seq, events in replay:
+                for event in events:
+                    state = apply(state, event)
+                seq = first_seq + len(events) - 1
         self._state = state
         self._seq = seq
 

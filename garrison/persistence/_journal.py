@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +16,35 @@ class Ack:
     stream: str
     group: str
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PackedEvents:
+    """A run of consecutive events of one stream, read for replay (``Journal.read_packed``).
+
+    Its events have seqs ``first_seq`` .. ``last_seq`` (``count`` >= 1, no
+    gaps). At least one of two forms is set:
+
+    - ``payloads``: the ``count`` stored payloads concatenated in seq order,
+      with nothing in between, for a codec to decode in one call
+      (``EventCodec.decode_packed``);
+    - ``rows``: the same events as ``read_batches`` yields them, ``(seq,
+      payload)`` in seq order, when the journal has them at hand (a payload
+      is then whatever the store holds, bytes or not).
+
+    When ``payloads`` does not decode as exactly ``count`` events, ``rows``
+    (or ``read_batches`` over the same seqs) is the authority on which event
+    is bad: only row by row can a bad event be named.
+    """
+
+    first_seq: int
+    count: int
+    payloads: bytes | None
+    rows: Sequence[tuple[int, bytes]] | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
 
 
 @runtime_checkable
@@ -45,7 +74,16 @@ class Journal(Protocol):
         ...
 
     def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
-        """The same events as ``read``, as lists of bounded size (for fast replay)."""
+        """The same events as ``read``, as lists of bounded size."""
+        ...
+
+    def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        """The same events as ``read``, as runs of consecutive events for replay.
+
+        Runs come in seq order, each of at most the journal's read batch size;
+        events appended or deleted while the read goes on are seen or not as
+        ``read_batches`` would see them. Used through ``replay_events``.
+        """
         ...
 
     async def highest_seq(self, stream: str) -> int:
@@ -89,7 +127,8 @@ def check_append(stream: str, events: object, expected_seq: object) -> None:
 
 
 class ReadsInBatches:
-    """``read`` one event at a time, for journals that implement ``read_batches``."""
+    """``read`` one event at a time and ``read_packed`` in runs, for journals that implement
+    ``read_batches``."""
 
     def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         raise NotImplementedError
@@ -99,6 +138,42 @@ class ReadsInBatches:
         async for rows in self.read_batches(stream, after_seq):
             for row in rows:
                 yield row
+
+    async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        """Each batch of ``read_batches`` as runs of consecutive events, rows kept."""
+        async for rows in self.read_batches(stream, after_seq):
+            for run in pack_rows(rows):
+                yield run
+
+
+def pack_rows(rows: Sequence[tuple[int, bytes]]) -> Iterator[PackedEvents]:
+    """``(seq, payload)`` rows in seq order as PackedEvents, one per run of consecutive seqs.
+
+    Every run keeps its rows; its payloads are concatenated only if they are
+    all bytes (anything else can only be decoded, and rejected, row by row).
+    """
+    for run in consecutive_runs(rows):
+        try:
+            packed: bytes | None = b"".join([payload for _, payload in run])
+        except TypeError:
+            packed = None
+        yield PackedEvents(run[0][0], len(run), packed, run)
+
+
+def consecutive_runs(rows: Sequence[tuple[int, bytes]]) -> list[Sequence[tuple[int, bytes]]]:
+    """Rows in seq order (as every journal reads them), split where a seq is skipped."""
+    if not rows:
+        return []
+    if rows[-1][0] - rows[0][0] == len(rows) - 1:
+        return [rows]
+    runs: list[Sequence[tuple[int, bytes]]] = []
+    start = 0
+    for index in range(1, len(rows)):
+        if rows[index][0] != rows[index - 1][0] + 1:
+            runs.append(rows[start:index])
+            start = index
+    runs.append(rows[start:])
+    return runs
 
 
 def check_stream(stream: object) -> str:

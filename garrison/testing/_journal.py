@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from garrison._clock import Clock
 from garrison._errors import InvalidConfig, JournalWriteError
-from garrison.persistence import Ack, Journal, SqliteJournal
+from garrison.persistence import Ack, Journal, PackedEvents, SqliteJournal
 from garrison.testing._injected import InjectedFault
 from garrison.testing._waiting import outside_work
 
@@ -76,6 +76,18 @@ class TrackedJournal:
                 yield rows
         finally:
             await self._work.run(batches.aclose())
+
+    async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        runs = self.inner.read_packed(stream, after_seq)
+        try:
+            while True:
+                try:
+                    run = await self._work.run(anext(runs))
+                except StopAsyncIteration:
+                    return
+                yield run
+        finally:
+            await self._work.run(runs.aclose())
 
     async def highest_seq(self, stream: str) -> int:
         return await self._work.run(self.inner.highest_seq(stream))

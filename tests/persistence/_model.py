@@ -11,6 +11,7 @@ import msgspec
 from garrison import LifecycleEvent, Node, Started
 from garrison._errors import JournalWriteError
 from garrison.persistence import Ack, EventSourcedActor, Journal, SqliteJournal
+from garrison.persistence._journal import ReadsInBatches
 
 # -- events, state, commands ------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class SnapshottingAccount(Account):
 # -- a real journal with faults injected -------------------------------------------------
 
 
-class FaultyJournal:
+class FaultyJournal(ReadsInBatches):
     """Delegates every call to a real SqliteJournal, with faults the test switches on.
 
     - ``fail_append_before``: the next append raises JournalWriteError without
@@ -129,7 +130,8 @@ class FaultyJournal:
     - ``before_append``: called as each append starts (to look at the actor then).
 
     ``appends`` records ``(stream, count, expected_seq)`` and ``batches`` the
-    sizes ``read_batches`` yielded.
+    sizes ``read_batches`` yielded. Recovery reads through ``read_batches``
+    too: ``read_packed`` is ReadsInBatches' default, built on it.
     """
 
     def __init__(self, inner: SqliteJournal) -> None:

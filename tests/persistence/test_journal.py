@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from garrison import InvalidConfig
 from garrison._errors import JournalClosed, SequenceConflict
-from garrison.persistence import Ack, Journal, SqliteJournal
+from garrison.persistence import Ack, EventCodec, Journal, SqliteJournal, replay_events
 
 from ._model import read_all
 
@@ -28,6 +29,10 @@ def payloads(tag: str, count: int) -> list[bytes]:
 
 
 MakeJournal = Callable[..., Any]
+
+
+class Note(msgspec.Struct, frozen=True, tag=True):
+    text: str
 
 
 @pytest.fixture
@@ -116,6 +121,57 @@ async def test_a_reader_that_stops_early_leaves_the_journal_usable(make_journal:
         assert [seq for seq, _ in first] == [1, 2, 3, 4, 5]
         assert await journal.append("s", [b"more"], 20) == 21
         assert len(await read_all(journal, "s")) == 21
+
+
+async def packed(journal: Any, stream: str, after_seq: int = 0) -> list[Any]:
+    return [run async for run in journal.read_packed(stream, after_seq)]
+
+
+async def test_read_packed_yields_the_events_of_read_in_runs_of_consecutive_seqs(
+    make_journal: MakeJournal,
+) -> None:
+    async with make_journal(read_batch=7) as journal:
+        written = [b"\x00", b"\xff\xfe", *payloads("e", 18)]
+        await journal.append("s", written, 0)
+        await journal.append("other", payloads("o", 5), 0)
+
+        runs = await packed(journal, "s")
+        later = await packed(journal, "s", after_seq=12)
+
+    assert [(run.first_seq, run.count) for run in runs] == [(1, 7), (8, 7), (15, 6)]
+    assert [(run.first_seq, run.count) for run in later] == [(13, 7), (20, 1)]
+    for run in runs:
+        stored = written[run.first_seq - 1 : run.last_seq]
+        assert run.payloads in (None, b"".join(stored))
+        assert run.rows in (None, list(enumerate(stored, run.first_seq)))
+        assert run.payloads is not None or run.rows is not None
+
+
+async def test_replay_after_a_deleted_prefix_starts_at_the_first_kept_event(journal: Any) -> None:
+    codec = EventCodec([Note])
+    await journal.append("s", [codec.encode(Note(f"n{seq}")) for seq in range(1, 11)], 0)
+    await journal.delete_events("s", 6)
+
+    for after_seq in (0, 3, 6, 8):
+        replayed = [
+            (seq, event)
+            async for first_seq, events in replay_events(journal, "s", codec, after_seq)
+            for seq, event in enumerate(events, first_seq)
+        ]
+        first = max(after_seq, 6) + 1
+        assert replayed == [(seq, Note(f"n{seq}")) for seq in range(first, 11)]
+
+
+async def test_read_packed_sees_events_appended_while_it_reads(make_journal: MakeJournal) -> None:
+    async with make_journal(read_batch=4) as journal:
+        await journal.append("s", payloads("e", 10), 0)
+        reader = journal.read_packed("s")
+        first = await anext(reader)
+        await journal.append("s", payloads("f", 3), 10)
+        rest = [run async for run in reader]
+
+    assert (first.first_seq, first.count) == (1, 4)
+    assert [(run.first_seq, run.count) for run in rest] == [(5, 4), (9, 4), (13, 1)]
 
 
 async def test_an_empty_append_writes_nothing_and_returns_expected_seq(journal: SqliteJournal) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
 
 from garrison import ChildSpec, InvalidConfig, ManualClock, Node, Restarted, SupervisorSpec
 from garrison._errors import JournalClosed
-from garrison.persistence import SqliteJournal
+from garrison.persistence import PackedEvents, SqliteJournal
 from garrison.testing import ActorTestKit, TrackedJournal
 from garrison.testing._waiting import finish_outside_work, outside_work
 from tests.testing.actors import Add, Tally, Total
@@ -66,6 +67,28 @@ async def test_recovery_takes_no_virtual_time_however_long_the_journal_takes(tmp
         await kit.events.expect(Restarted(path="/root/tally"), within=0.1)
         assert kit.clock.now() == 0.0
         assert await tally.ask(Total()) == (3, 1)
+
+
+class SlowReadingSqliteJournal(SqliteJournal):
+    """A SqliteJournal on a slow disk: each run of events read for replay takes 0.2 s of real time."""
+
+    async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        async for run in super().read_packed(stream, after_seq):
+            await asyncio.to_thread(time.sleep, 0.2)
+            yield run
+
+
+async def test_replaying_events_takes_no_virtual_time_however_long_the_journal_takes(tmp_path: Path) -> None:
+    async with ActorTestKit(journal=SlowReadingSqliteJournal(tmp_path / "journal.db")) as kit:
+        await kit.node.start(SupervisorSpec(children=[ChildSpec("tally", Tally)]))
+        tally = kit.node.lookup("/root/tally")
+        assert await tally.ask(Add(3)) == (3, 1)
+        assert await tally.ask(Add(5)) == (8, 2)
+        kit.faults.crash(tally, on=Add)
+        await tally.tell(Add(4))
+        await kit.events.expect(Restarted(path="/root/tally"), within=0.1)
+        assert kit.clock.now() == 0.0
+        assert await tally.ask(Total()) == (8, 2)
 
 
 async def test_a_journal_call_that_never_returns_fails_the_wait_after_the_real_limit() -> None:
