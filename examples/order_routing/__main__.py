@@ -1,4 +1,4 @@
-"""python -m examples.order_routing [run|node|chaos|verdict] --help"""
+"""python -m examples.order_routing [run|node|chaos|multinode|verdict] --help"""
 
 from examples.order_routing.cli import main
 

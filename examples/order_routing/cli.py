@@ -18,6 +18,7 @@ from loguru import logger
 
 from examples.order_routing.broker_process import BrokerProcess, broker_arguments
 from examples.order_routing.chaos import chaos_arguments, run_chaos
+from examples.order_routing.multinode import multinode_arguments, run_multinode
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.node.tree import build_spec
@@ -82,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
     _config_arguments(chaos)
     broker_arguments(chaos)
     chaos_arguments(chaos)
+    multinode = commands.add_parser(
+        "multinode",
+        help="several nodes on one redis:// journal sharing the intents; kill them at random, settle, "
+        "print the verdict",
+    )
+    _config_arguments(multinode)
+    broker_arguments(multinode)
+    multinode_arguments(multinode)
+    multinode.set_defaults(dedupe="none")
     verdict = commands.add_parser("verdict", help="judge a finished run from its journal and broker store")
     verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
     verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
@@ -100,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(args))
     if args.command == "chaos":
         return asyncio.run(run_chaos(args, build_config))
+    if args.command == "multinode":
+        return asyncio.run(run_multinode(args, build_config))
     if args.command == "verdict":
         return asyncio.run(print_verdict(args))
     if args.command == "node":

@@ -1,0 +1,297 @@
+"""Several nodes on one Redis journal, one of them SIGKILLed again and again; then the verdict.
+
+``python -m examples.order_routing multinode --journal redis://... --kills N`` starts
+the broker simulator (dedupe ``none``: a careless node would show duplicates),
+then the nodes, each under ``garrison run --heart`` (restarted after every
+exit): node ``a`` is a full node (feed, strategies, risk, intents, an
+executor, positions) and nodes ``b``... are executor-only (a gateway and an
+executor). Every executor takes its share of the recorded intents from one
+consumer group (node/shared_work.py). The runner SIGKILLs a random node at
+random moments (a share of the kills aimed at the dead zone, as in the chaos
+run), lets them run ``--calm`` seconds, stops them, starts them once more
+without a feed until no intent is left pending, and prints the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from examples.order_routing.broker.store import load_fills
+from examples.order_routing.broker_process import BrokerProcess
+from examples.order_routing.chaos import _node_pid, _stop_group, chaos_defaults
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.entry import CONFIG_ENV
+from examples.order_routing.node.intents import INTENTS_STREAM
+from examples.order_routing.node.messages import OrderIntent
+from examples.order_routing.verdict import judge, replay_positions
+from garrison.persistence import IntentLog, IntentState, RedisJournal
+
+NODE_TARGET = "examples.order_routing.node.shared_tree:spec"
+ACCOUNT = "router-1"
+"""The broker account every node's session logs in as (look-ups see each other's orders)."""
+
+
+def multinode_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("several nodes")
+    group.add_argument("--nodes", type=int, default=2, help="a full node and N-1 executor-only nodes")
+    group.add_argument("--kills", type=int, default=10, help="SIGKILLs, each of a random node")
+    group.add_argument(
+        "--victim", choices=("any", "full", "executor"), default="any", help="which nodes are killed"
+    )
+    group.add_argument("--min-interval", type=float, default=0.8, help="shortest gap between kills (s)")
+    group.add_argument("--max-interval", type=float, default=2.0, help="longest gap between kills (s)")
+    group.add_argument(
+        "--dead-zone-share", type=float, default=0.3, help="share of kills aimed at the dead zone"
+    )
+    group.add_argument(
+        "--claim-idle", type=float, default=2.0, help="an executor silent this long loses its intents (s)"
+    )
+    group.add_argument(
+        "--restart-delay",
+        type=float,
+        default=1.0,
+        help="heart restarts a killed node after this long (s); with its start-up, about claim_idle: "
+        "sometimes the survivor takes the dead node's intents over, sometimes the node itself",
+    )
+    group.add_argument("--actor-faults", type=float, default=0.0, help="in-node actor crashes/hangs per s")
+    group.add_argument("--calm", type=float, default=2.0, help="seconds of running after the last kill")
+    group.add_argument(
+        "--settle-timeout", type=float, default=40.0, help="longest wait for every intent to finish (s)"
+    )
+    group.add_argument("--chaos-seed", type=int, default=1, help="seed of the kill schedule")
+    group.add_argument("--folder", help="keep the broker store and the logs here (default: a temp folder)")
+
+
+@dataclass
+class NodeProcess:
+    """One node of the several: its config, its control folder, the process running it."""
+
+    config: NodeConfig
+    control: Path
+    log: IO[bytes]
+    process: asyncio.subprocess.Process | None = None
+    kills: int = 0
+
+    @property
+    def member(self) -> str:
+        return self.config.member
+
+    async def start(self, journal: str, *, heart: bool, restart_delay: float = 1.0) -> None:
+        command = [
+            *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
+            *("--name", f"node-{self.member}", "--log-level", "WARNING", "--stall-timeout", "0"),
+        ]
+        if heart:
+            command += [
+                *("--heart", "--heart-timeout", "5", "--heart-intensity", "100000"),
+                *("--heart-backoff", str(restart_delay), "--heart-max-backoff", str(restart_delay)),
+            ]
+        environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(self.config).decode()})
+        self.process = await asyncio.create_subprocess_exec(
+            *command, env=environment, stdout=self.log, stderr=self.log, start_new_session=True
+        )
+
+    def pid(self) -> int | None:
+        """The node's own pid (not its heart's), once it has started."""
+        assert self.process is not None
+        return _node_pid(self.control, self.process.pid)
+
+    async def stop(self, timeout: float) -> int:
+        assert self.process is not None
+        return await _stop_group(self.process, timeout)
+
+
+async def _journal_is_empty(journal: RedisJournal) -> bool:
+    return await journal.highest_seq(INTENTS_STREAM) == 0 and await journal.highest_seq("positions") == 0
+
+
+async def wait_settled(journal: RedisJournal, broker_store: Path, timeout: float) -> tuple[bool, int]:
+    """Poll the journal (bounded) until no intent is pending and positions has every fill the
+    broker made for the account; returns (settled, intents still pending)."""
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    deadline = time.monotonic() + timeout
+    pending = -1
+    while time.monotonic() < deadline:
+        await log.refresh()
+        pending = len(log.pending())
+        if pending == 0:
+            fills = [f for f in await asyncio.to_thread(load_fills, broker_store) if f.client_id == ACCOUNT]
+            if (await replay_positions(journal)).fills == len(fills):
+                return True, 0
+        await asyncio.sleep(0.5)
+    return False, pending
+
+
+async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
+    if not (args.journal or "").startswith(("redis://", "rediss://")):
+        print("multinode: --journal must be a redis:// URL (the nodes share it)")
+        return 2
+    if args.nodes < 2:
+        print("multinode: --nodes must be at least 2")
+        return 2
+    chaos_defaults(args)
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="order-routing-multinode-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    journal_url: str = args.journal
+    async with RedisJournal(journal_url) as journal:
+        if not await _journal_is_empty(journal):
+            print(f"multinode: {journal_url} already holds intents or positions; give an empty database")
+            return 2
+    schedule = random.Random(args.chaos_seed)
+    # Once, before anything runs.
+    logs = [open(folder / f"node-{chr(ord('a') + i)}.log", "ab") for i in range(args.nodes)]  # noqa: SIM115, ASYNC230
+    print(f"multinode: {args.nodes} nodes, {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
+    try:
+        async with BrokerProcess.start(args, folder / "broker.db") as broker:
+            base: NodeConfig = config_of(args, journal_url, broker.port)
+            nodes = []
+            for index, log in enumerate(logs):
+                member = chr(ord("a") + index)
+                control = folder / f"control-{member}"
+                control.mkdir(exist_ok=True)
+                config = msgspec.structs.replace(
+                    base,
+                    name=ACCOUNT,
+                    role="full" if index == 0 else "executor",
+                    member=member,
+                    claim_idle=args.claim_idle,
+                    control_dir=str(control),
+                    chaos_faults_per_second=args.actor_faults,
+                )
+                nodes.append(NodeProcess(config, control, log))
+            code = await _kill_loop(args, nodes, journal_url, schedule, folder)
+            if code:
+                return code
+            print("multinode: settling: every node again, without a feed")
+            for node in nodes:
+                with contextlib.suppress(FileNotFoundError):
+                    (node.control / "die-after").unlink()
+                node.config = msgspec.structs.replace(node.config, feed=False, chaos_faults_per_second=0.0)
+                await node.start(journal_url, heart=False)
+            try:
+                async with RedisJournal(journal_url) as journal:
+                    settled, pending = await wait_settled(journal, broker.store, args.settle_timeout)
+            finally:
+                for node in nodes:
+                    await node.stop(10.0)
+            print(f"multinode: settled: {'yes' if settled else f'no, {pending} intents still pending'}")
+        async with RedisJournal(journal_url) as journal:
+            verdict = await judge(journal, str(folder / "broker.db"), ACCOUNT)
+            summary = await take_over_summary(journal, folder)
+    finally:
+        for log in logs:
+            log.close()
+    print(summary)
+    for line in verdict.lines():
+        print(line)
+    return 0 if verdict.passed else 1
+
+
+async def _kill_loop(
+    args: argparse.Namespace,
+    nodes: list[NodeProcess],
+    journal_url: str,
+    schedule: random.Random,
+    folder: Path,
+) -> int:
+    """Run the nodes under heart and SIGKILL one at random moments; stop them all at the end."""
+    for node in nodes:
+        await node.start(journal_url, heart=True, restart_delay=args.restart_delay)
+    kills = dead_zone = 0
+    deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
+    victims = [
+        node
+        for node in nodes
+        if args.victim == "any" or (args.victim == "full") == (node.config.role == "full")
+    ]
+    try:
+        while kills < args.kills:
+            for node in nodes:
+                assert node.process is not None
+                if node.process.returncode is not None or time.monotonic() > deadline:
+                    print(f"multinode: node {node.member} ended early; see {folder}/node-{node.member}.log")
+                    return 2
+            await asyncio.sleep(schedule.uniform(args.min_interval, args.max_interval))
+            victim = schedule.choice(victims)
+            pid = victim.pid()
+            if pid is None:
+                continue  # between incarnations
+            armed = schedule.random() < args.dead_zone_share
+            if armed:
+                # The next incarnation SIGKILLs itself right after writing its Nth order.
+                (victim.control / "die-after").write_text(str(schedule.randint(1, 40)))
+                dead_zone += 1
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            kills += 1
+            victim.kills += 1
+            print(f"multinode: kill {kills}/{args.kills}: node {victim.member} (pid {pid})", flush=True)
+        await asyncio.sleep(args.calm)
+    finally:
+        codes = [await node.stop(20.0) for node in nodes]
+    by_node = ", ".join(f"{node.member} {node.kills}" for node in nodes)
+    print(f"multinode: {kills} kills ({by_node}; {dead_zone} armed for the dead zone); stopped {codes}")
+    return 0
+
+
+async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
+    """What the take-overs did, from the nodes' logs and the journal."""
+    reclaimed = restarted = doubt = 0
+    pattern = (
+        r"took over (\d+) intents (from another executor|this executor held before it restarted)"
+        r" \((\d+) in doubt"
+    )
+    for text in await asyncio.to_thread(_read_logs, folder):
+        for match in re.finditer(pattern, text):
+            if match.group(2).startswith("from"):
+                reclaimed += int(match.group(1))
+            else:
+                restarted += int(match.group(1))
+            doubt += int(match.group(3))
+    found = 0
+    async for _, payload in journal.read(INTENTS_STREAM):
+        event = _events.decode(payload)
+        found += isinstance(event, _Moved) and event.detail.startswith("found at the broker")
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    intents = log.intents()
+    resent = sum(i.attempts > 1 for i in intents)
+    rejected = sum(i.state is IntentState.REJECTED for i in intents)
+    return (
+        f"take-overs: {reclaimed} intents taken over from another (dead) executor, {restarted} by a "
+        f"restarted executor from its earlier self; {doubt} of them in doubt, looked up first.\n"
+        f"in all: {found} orders found at the broker by a look-up, {resent} sent again after a "
+        f"reliable 'not found', {rejected} rejected by the venue"
+    )
+
+
+def _read_logs(folder: Path) -> list[str]:
+    return [path.read_text(errors="replace") for path in sorted(folder.glob("node-*.log"))]
+
+
+class _Recorded(msgspec.Struct, tag="garrison.intent.recorded"):
+    id: str
+
+
+class _Moved(msgspec.Struct, tag="garrison.intent.moved"):
+    """The intent log's move event as stored, to count the moves a look-up made."""
+
+    id: str
+    state: str
+    detail: str = ""
+
+
+_events = msgspec.msgpack.Decoder(_Recorded | _Moved)

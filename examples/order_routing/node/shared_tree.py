@@ -1,0 +1,107 @@
+"""The tree of a node of several on one Redis journal (node/shared_work.py says how they share).
+
+``full``: the single node's tree (feed, strategies, risk, intents, positions)
+with a SharedExecutor. ``executor``: a gateway, a SharedExecutor and a
+FillSink, nothing else. Run one with ``garrison run
+examples.order_routing.node.shared_tree:spec`` and the config in
+ORDER_ROUTING_CONFIG (the multinode command does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.entry import load_config
+from examples.order_routing.node.messages import Snapshot, SubscribeFills
+from examples.order_routing.node.monitor import JournalMonitor
+from examples.order_routing.node.shared_work import SharedExecutor
+from examples.order_routing.node.tree import build_spec
+from examples.order_routing.protocol import Fill
+from garrison import Actor, ChildSpec, Strategy, SupervisorSpec
+
+NO_REPLAY = 2**62
+"""fills_after for a node that counts no fills: the broker replays none."""
+
+
+class FillSink(Actor):
+    """Positions' place on an executor-only node. The broker welcomes a session once it
+    subscribes to fills and then streams every fill of the account to it; this node counts
+    none (the full node's positions does), so it asks for no replay and drops them."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.dropped = 0
+
+    async def on_start(self) -> None:
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        await gateway.tell(SubscribeFills(NO_REPLAY, self.ctx.self_ref))
+
+    async def on_receive(self, message: Any) -> Any:
+        match message:
+            case Fill():
+                self.dropped += 1
+            case Snapshot():
+                return {"fills_dropped": self.dropped}
+            case _:
+                self.ctx.unhandled(message)
+        return None
+
+
+def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
+    """The tree of one node of several: ``full`` is the single node's tree with a
+    SharedExecutor; ``executor`` is a gateway, a SharedExecutor and a FillSink."""
+    if config.role == "full":
+        root = build_spec(config)
+        children = []
+        for child in root.children:
+            if child.id == "execution" and isinstance(child.start, SupervisorSpec):
+                execution = dataclasses.replace(
+                    child.start,
+                    children=[
+                        ChildSpec("executor", SharedExecutor, args=(config,)) if c.id == "executor" else c
+                        for c in child.start.children
+                    ],
+                )
+                child = ChildSpec("execution", execution)
+            children.append(child)
+        return dataclasses.replace(root, children=children)
+    if config.role != "executor":
+        raise ValueError(f"role={config.role!r}: build_spec builds a single node")
+    single = build_spec(config)
+    gateway = next(
+        c
+        for group in single.children
+        if group.id == "execution" and isinstance(group.start, SupervisorSpec)
+        for c in group.start.children
+        if c.id == "gateway"
+    )
+    execution = SupervisorSpec(
+        strategy=Strategy.REST_FOR_ONE,
+        intensity=30,
+        period=10.0,
+        children=[
+            gateway,
+            ChildSpec("executor", SharedExecutor, args=(config,)),
+            ChildSpec("fills", FillSink, args=(config,)),
+        ],
+    )
+    extras = [c for c in single.children if c.id == "chaos"]
+    return SupervisorSpec(
+        strategy=Strategy.ONE_FOR_ONE,
+        intensity=10,
+        period=10.0,
+        children=[ChildSpec("persistence", JournalMonitor), ChildSpec("execution", execution), *extras],
+    )
+
+
+def spec() -> SupervisorSpec:
+    """``garrison run examples.order_routing.node.shared_work:spec``: the config from the
+    environment, as ``node.entry`` reads it (pid file and die-after order included)."""
+    config = load_config()
+    if config.control_dir:
+        with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
+            pid_file.write(str(os.getpid()))
+    return build_shared_spec(config)

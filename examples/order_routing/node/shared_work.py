@@ -1,0 +1,533 @@
+"""Several nodes on one Redis journal: the executors share the recorded intents.
+
+Every intent the full node records is one entry of the ``intents`` journal
+stream (a Redis stream). The executors of all nodes read that stream as one
+consumer group (``executors``), so each entry, and so each intent, is
+delivered to one executor at a time; the other events of the stream (the
+moves) are acked as they come. The executor that holds an intent's entry is
+the only one that may send it, and it holds it on a lease:
+
+- it renews its hold on every entry it has not finished every
+  ``claim_idle / 4`` (RedisConsumer.renew: the entry's idle time is reset,
+  and only while the entry is still its own);
+- a Submit carries the end of the lease (``not_after``: the time the last
+  renewal was asked for, plus ``claim_idle / 2``), and the gateway writes
+  the order only before it, checked in the same step as the socket write;
+- an executor silent for ``claim_idle`` (a dead node, or one whose loop
+  stood still) loses its entries: any other executor of the group reclaims
+  them (XAUTOCLAIM), reads the durable state of each intent fresh, and
+  takes it over with the rule a single node follows after a restart
+  (``take_over``): RECORDED is marked SENDING durably and sent; SENDING or
+  UNKNOWN (the dead one may have sent it) is looked up at the broker by
+  client order id before any resend, and a "not found" counts only from the
+  take-over on (by then the old holder's lease has ended, so it can send no
+  more); ACKED, REJECTED or DONE has nothing left to send.
+
+An entry is acked once its intent is settled (ACKED, REJECTED or DONE):
+nothing is left to send. Finishing an ACKED order (DONE on its last fill)
+belongs to the node that owns positions (the full node), for every order,
+whichever executor sent it: the broker streams the account's fills to every
+session, and only the full node counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import math
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import msgspec
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.intents import INTENTS_STREAM
+from examples.order_routing.node.messages import (
+    BrokerInfo,
+    CheckLiveOrders,
+    GetBrokerInfo,
+    IntentReady,
+    Lookup,
+    OrderDone,
+    OrderIntent,
+    Snapshot,
+    Submit,
+)
+from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
+from garrison import Actor, MailboxConfig, Node
+from garrison.persistence import (
+    Delivery,
+    IntentLog,
+    IntentLogBroken,
+    IntentState,
+    IntentTransitionError,
+    RedisConsumer,
+    RedisJournal,
+)
+
+GROUP = "executors"
+"""The consumer group every executor of every node reads the intents stream in."""
+MAX_DELIVERIES = 1_000
+"""An intent is delivered again after every take-over; only a poison entry gets this far."""
+READ_BATCH = 512
+MAX_SEND_BATCH = 512
+MAX_MOVES = 1024
+
+SETTLED = frozenset({IntentState.ACKED, IntentState.REJECTED, IntentState.DONE})
+"""Nothing left to send: the entry can be acked."""
+
+
+class TakeOver(enum.Enum):
+    SEND = "send"
+    """Certainly never sent: mark SENDING durably, then send."""
+    LOOK_UP = "look up"
+    """Maybe sent by the executor that held it: look it up before any resend."""
+    SETTLED = "settled"
+    """Nothing left to send: ack the entry."""
+
+
+def take_over(state: IntentState) -> TakeOver:
+    """What an executor does with an intent it was just handed (a new one, or one another
+    executor held and died holding): the decision table of a single node after a restart."""
+    if state is IntentState.RECORDED:
+        return TakeOver.SEND
+    if state in (IntentState.SENDING, IntentState.UNKNOWN):
+        return TakeOver.LOOK_UP
+    return TakeOver.SETTLED
+
+
+class WorkQueue(Protocol):
+    """The consumer group as an executor uses it (RedisConsumer; a fake in tests)."""
+
+    async def ensure_group(self, from_seq: int = 0) -> None: ...
+
+    async def read(self, *, block: float | None = None) -> list[Delivery]: ...
+
+    async def ack(self, *seqs: int) -> int: ...
+
+    async def renew(self, *seqs: int) -> set[int]: ...
+
+
+def redis_work_queue(node: Node, config: NodeConfig) -> WorkQueue:
+    journal = node.journal
+    if not isinstance(journal, RedisJournal):
+        raise TypeError(f"several nodes share intents through a redis:// journal, not {journal!r}")
+    return RedisConsumer(
+        journal,
+        INTENTS_STREAM,
+        GROUP,
+        config.member,
+        claim_idle=config.claim_idle,
+        max_deliveries=MAX_DELIVERIES,
+        batch=READ_BATCH,
+    )
+
+
+class _Recorded(msgspec.Struct, tag="garrison.intent.recorded"):
+    """The intent log's record event, as stored (its tag is the log's durable format)."""
+
+    id: str
+
+
+class _Moved(msgspec.Struct, tag="garrison.intent.moved"):
+    id: str
+
+
+_entry_decoder = msgspec.msgpack.Decoder(_Recorded | _Moved)
+
+
+@dataclasses.dataclass(slots=True)
+class Lease:
+    seq: int
+    """The entry of the intents stream that recorded the intent."""
+    until: float
+    """Node-clock time after which this executor must not send the intent."""
+
+
+class _Taken(msgspec.Struct, frozen=True):
+    """Self-message: intents delivered to this executor (new, its own again, or reclaimed)."""
+
+    client_order_ids: tuple[str, ...]
+    again: int
+    """How many of them were delivered before (to an executor that died or went silent)."""
+    reclaimed: bool
+    """Taken from another consumer of the group (XAUTOCLAIM), not this one's own."""
+
+
+class _Lost(msgspec.Struct, frozen=True):
+    """Self-message: entries another executor claimed (this one was silent for claim_idle)."""
+
+    client_order_ids: tuple[str, ...]
+
+
+class _Sweep(msgspec.Struct, frozen=True):
+    """Self-message: ack timeouts, due look-ups."""
+
+
+class SharedExecutor(Actor):
+    """Sends the intents the group hands it, exactly once across all nodes (see the module's
+    docstring), with the single node's decision table.
+
+    It keeps its own view of the intent log (a writer of the shared stream
+    like any other node's executor) and reads the durable state fresh before
+    it decides on an intent it was handed. It sends only under a live lease. A
+    move another writer made first (the intent moved on) is that writer's, never
+    a crash. It acks an entry once its intent is settled. Writes are awaited at
+    the end of each turn (a simpler, slower executor than the single node's
+    pipelined one: several nodes share the load).
+    """
+
+    heartbeat_timeout = 5.0
+    mailbox = MailboxConfig(capacity=65536)
+    SWEEP_EVERY = 0.1
+
+    def __init__(self, config: NodeConfig, queue_of: Any = redis_work_queue) -> None:
+        self.config = config
+        self.queue_of = queue_of
+        self.leases: dict[str, Lease] = {}
+        self.sent_at: dict[str, float] = {}
+        self.in_doubt: dict[str, float] = {}
+        """client_order_id -> the time after which the send cannot have happened."""
+        self.next_query: dict[str, float] = {}
+        self.reconcile: dict[str, float] = {}
+        """ACKED intents (full node only): looked up to learn whether they are done."""
+        self.to_send: dict[str, OrderIntent] = {}
+        self.moves: list[tuple[str, IntentState, str]] = []
+        self.retry: dict[str, tuple[IntentState, str]] = {}
+        """Moves this view refused (it may be behind another writer): tried again after a catch-up."""
+        self.settled: set[str] = set()
+        """Leased intents found settled: their entries are acked at the end of the turn."""
+        self.lookup_lag: float | None = None
+        self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
+        self.work = {"taken": 0, "again": 0, "reclaimed": 0, "looked_up_first": 0, "lost": 0}
+
+    async def on_start(self) -> None:
+        node = self.ctx.node
+        assert node.journal is not None
+        self.log = await IntentLog(node.journal, INTENTS_STREAM, OrderIntent).open()
+        self.queue: WorkQueue = self.queue_of(node, self.config)
+        await self.queue.ensure_group()
+        if self.config.role == "full":
+            # This node owns positions, so finishing live orders is its job, whoever sent them.
+            now = node.clock.now()
+            for intent in self.log.pending():
+                if intent.state is IntentState.ACKED:
+                    self.reconcile[intent.id] = now
+        info = await node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
+        if info is not None:
+            self.lookup_lag = info.lookup_lag_seconds
+        self.ctx.run_task(self.take_work(), name="take-work")
+        self.ctx.run_task(self.keep_leases(), name="keep-leases")
+        self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
+
+    # -- the group: deliveries and leases ---------------------------------------------
+
+    async def take_work(self) -> None:
+        """Read the group; record events are work (leased from the moment of the read),
+        every other event of the stream is acked at once."""
+        clock = self.ctx.node.clock
+        while True:
+            asked_at = clock.now()
+            before = getattr(self.queue, "reclaimed", 0)
+            deliveries = await self.queue.read(block=0.2)
+            taken: list[str] = []
+            again = 0
+            other: list[int] = []
+            for delivery in deliveries:
+                entry = _entry_decoder.decode(delivery.payload)
+                if isinstance(entry, _Recorded):
+                    self.leases[entry.id] = Lease(delivery.seq, asked_at + self.config.claim_idle / 2)
+                    taken.append(entry.id)
+                    again += delivery.delivery_count > 1
+                else:
+                    other.append(delivery.seq)
+            if other:
+                await self.queue.ack(*other)
+            if taken:
+                # One read answers from one source: this consumer's own pending entries, ones
+                # reclaimed from another consumer, or new ones.
+                reclaimed = getattr(self.queue, "reclaimed", 0) > before
+                await self.ctx.self_ref.tell(_Taken(tuple(taken), again, reclaimed))
+
+    async def keep_leases(self) -> None:
+        """Renew the hold on every unfinished entry; learn which ones another executor took."""
+        clock = self.ctx.node.clock
+        while True:
+            await clock.sleep(self.config.claim_idle / 4)
+            held = dict(self.leases)
+            if not held:
+                continue
+            asked_at = clock.now()
+            kept = await self.queue.renew(*(lease.seq for lease in held.values()))
+            lost = []
+            for cid, lease in held.items():
+                if self.leases.get(cid) is not lease:
+                    continue  # settled and acked meanwhile
+                if lease.seq in kept:
+                    lease.until = asked_at + self.config.claim_idle / 2
+                else:
+                    lease.until = -math.inf  # nothing more goes out for it from here
+                    lost.append(cid)
+            if lost:
+                self.work["lost"] += len(lost)
+                self.ctx.logger.warning(
+                    "work: {n} intents claimed by another executor (this one was silent for {idle}s)",
+                    n=len(lost),
+                    idle=self.config.claim_idle,
+                )
+                await self.ctx.self_ref.tell(_Lost(tuple(lost)))
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def on_receive(self, message: Any) -> Any:
+        now = self.ctx.node.clock.now()
+        match message:
+            case _Taken(client_order_ids=ids, again=again, reclaimed=reclaimed):
+                await self.take(ids, again, reclaimed)
+            case _Lost(client_order_ids=ids):
+                for cid in ids:
+                    self.leases.pop(cid, None)
+                    self.forget(cid)
+            case OrderAccepted(client_order_id=cid):
+                self.settle(cid)
+                self.move(cid, IntentState.ACKED, "accepted")
+                self.counts["acked"] += 1
+            case OrderRejected(client_order_id=cid, duplicate=True):
+                # The broker already knows this id: it may be live. Find out, never assume.
+                self.sent_at.pop(cid, None)
+                self.move(cid, IntentState.UNKNOWN, "refused as a duplicate")
+                self.doubt(cid, now)
+            case OrderRejected(client_order_id=cid, reason=reason):
+                self.settle(cid)
+                self.move(cid, IntentState.REJECTED, reason)
+                self.counts["rejected"] += 1
+            case OrderStatus():
+                self.on_status(message, now)
+            case OrderDone(client_order_id=cid):
+                self.settle(cid)
+                self.move(cid, IntentState.DONE, "filled")
+                self.counts["done"] += 1
+            case CheckLiveOrders():
+                await self.catch_up()
+                for intent in self.log.pending():
+                    if intent.state is IntentState.ACKED:
+                        self.reconcile.setdefault(intent.id, now)
+            case BrokerInfo(lookup_lag_seconds=lag):
+                self.lookup_lag = lag
+                # Orders that waited for Welcome in the gateway go out only now.
+                for cid, since in self.in_doubt.items():
+                    self.in_doubt[cid] = max(since, now)
+            case _Sweep():
+                self.sweep(now)
+                self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
+            case IntentReady():
+                pass  # the group decides which executor sends an intent, not the node that recorded it
+            case Snapshot():
+                return {
+                    **self.counts,
+                    **self.work,
+                    "held": len(self.leases),
+                    "in_flight": len(self.sent_at),
+                    "in_doubt": len(self.in_doubt),
+                }
+            case _:
+                self.ctx.unhandled(message)
+        if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
+            await self.finish_turn()
+        return None
+
+    async def take(self, ids: Iterable[str], again: int, reclaimed: bool) -> None:
+        """Decide on intents just handed to this executor, from their durable state read now:
+        the executor that held them before may have moved them since this view last looked."""
+        await self.catch_up()
+        now = self.ctx.node.clock.now()
+        taken = [cid for cid in ids if cid in self.leases]
+        in_doubt = 0
+        for cid in taken:
+            intent = self.log.get(cid)
+            if intent is None:
+                self.ctx.logger.error("work: entry of {cid} names no recorded intent", cid=cid)
+                self.leases.pop(cid, None)
+                continue
+            match take_over(intent.state):
+                case TakeOver.SEND:
+                    self.to_send[cid] = intent.payload
+                case TakeOver.LOOK_UP:
+                    # The old holder's lease ended before this one began: nothing of its can
+                    # reach the broker from now on, so a "not found" counts from now.
+                    in_doubt += 1
+                    self.settle(cid)
+                    self.doubt(cid, now)
+                case TakeOver.SETTLED:
+                    self.settled.add(cid)
+        self.work["taken"] += len(taken)
+        self.work["looked_up_first"] += in_doubt
+        if again:
+            self.work["again"] += again
+            self.work["reclaimed"] += again if reclaimed else 0
+            self.ctx.logger.warning(
+                "work: took over {n} intents {whose} ({doubt} in doubt: looked up first)",
+                n=again,
+                whose="from another executor" if reclaimed else "this executor held before it restarted",
+                doubt=in_doubt,
+            )
+
+    def on_status(self, status: OrderStatus, now: float) -> None:
+        cid = status.client_order_id
+        if self.reconcile.pop(cid, None) is not None:
+            if status.found and status.state in ("filled", "cancelled"):
+                self.move(cid, IntentState.DONE, status.state)
+            return
+        since = self.in_doubt.get(cid)
+        if since is None:
+            return
+        if status.found:
+            self.settle(cid)
+            self.move(cid, IntentState.ACKED, f"found at the broker ({status.state})")
+            if status.state in ("filled", "cancelled"):
+                self.move(cid, IntentState.DONE, status.state)
+            return
+        lag = self.lookup_lag
+        if lag is None or now - since < lag + self.config.lookup_margin:
+            return  # not yet a reliable answer: asked again at next_query
+        intent = self.log.get(cid)
+        if intent is None or cid not in self.leases:
+            return
+        # Reliably never seen by the broker: sending again cannot duplicate it.
+        self.settle(cid)
+        self.counts["resent"] += 1
+        self.to_send[cid] = intent.payload
+
+    def sweep(self, now: float) -> None:
+        for cid, sent in list(self.sent_at.items()):
+            if now - sent >= self.config.ack_timeout:
+                del self.sent_at[cid]
+                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
+                self.doubt(cid, sent)
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        for cid, asked in list(self.reconcile.items()):
+            if asked <= now:
+                self.reconcile[cid] = now + 10 * self.config.lookup_retry
+                self.counts["lookups"] += 1
+                offer(gateway, Lookup(cid))
+        for cid, due in list(self.next_query.items()):
+            if due <= now:
+                self.next_query[cid] = now + self.config.lookup_retry
+                self.counts["lookups"] += 1
+                offer(gateway, Lookup(cid))
+
+    def settle(self, cid: str) -> None:
+        self.sent_at.pop(cid, None)
+        self.in_doubt.pop(cid, None)
+        self.next_query.pop(cid, None)
+
+    def doubt(self, cid: str, since: float) -> None:
+        self.in_doubt[cid] = since
+        self.next_query[cid] = since
+
+    def forget(self, cid: str) -> None:
+        self.settle(cid)
+        self.to_send.pop(cid, None)
+        self.reconcile.pop(cid, None)
+        self.settled.discard(cid)
+
+    def move(self, cid: str, state: IntentState, detail: str) -> None:
+        self.moves.append((cid, state, detail))
+
+    # -- the end of a turn: writes, sends, acks ------------------------------------------
+
+    async def catch_up(self) -> None:
+        """Read what the other writers of the stream did; first write what this view asked for."""
+        await self.write_moves()
+        await self.log.refresh()
+
+    async def finish_turn(self) -> None:
+        """Write the moves, try again the ones this view refused (from the durable state), send
+        what waits, and ack the entries of settled intents."""
+        await self.write_moves()
+        if self.retry:
+            retry, self.retry = self.retry, {}
+            await self.catch_up()
+            self.moves.extend((cid, state, detail) for cid, (state, detail) in retry.items())
+            await self.write_moves(again=False)
+        while self.to_send:
+            await self.send_pending()
+        if self.settled:
+            settled, self.settled = self.settled, set()
+            seqs = []
+            for cid in settled:
+                lease = self.leases.pop(cid, None)
+                if lease is not None:
+                    seqs.append(lease.seq)
+                    self.forget(cid)
+            if seqs:
+                await self.queue.ack(*seqs)
+
+    async def write_moves(self, again: bool = True) -> None:
+        """Write the moves asked for (one future each, folded into one append by the log).
+        Another writer may make any one of them impossible; that one alone is left out (its
+        intent moved on: that writer's work). A move this view refuses (it may be behind
+        another writer) is tried once more after a catch-up."""
+        moves, self.moves = self.moves, []
+        written = []
+        for cid, state, detail in moves:
+            if self.log.can_move(cid, state):
+                written.append((cid, self.log.move_nowait(cid, state, detail)))
+            elif again:
+                self.retry.setdefault(cid, (state, detail))
+            else:
+                self.note(cid)
+        outcomes = await asyncio.gather(*(future for _, future in written), return_exceptions=True)
+        for (cid, _), outcome in zip(written, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, IntentTransitionError):
+                raise outcome
+            self.note(cid)
+
+    def note(self, cid: str) -> None:
+        """Ack the entry of a leased intent once its durable state is settled."""
+        if cid not in self.leases:
+            return
+        try:
+            intent = self.log.get(cid)
+        except IntentLogBroken:
+            return
+        if intent is not None and intent.state in SETTLED:
+            self.settled.add(cid)
+
+    async def send_pending(self) -> None:
+        """Durably mark SENDING, then send: only intents this executor holds a live lease on,
+        each Submit carrying the lease's end for the gateway to check at the write."""
+        batch = self.to_send
+        if len(batch) > MAX_SEND_BATCH:
+            keys = list(batch)[:MAX_SEND_BATCH]
+            batch = {cid: batch.pop(cid) for cid in keys}
+        else:
+            self.to_send = {}
+        now = self.ctx.node.clock.now()
+        marked = []
+        for cid, intent in batch.items():
+            lease = self.leases.get(cid)
+            if lease is None or lease.until <= now:
+                continue  # not this executor's (any more): whoever holds it decides
+            if self.log.can_move(cid, IntentState.SENDING):
+                marked.append((intent, self.log.move_nowait(cid, IntentState.SENDING)))
+        if not marked:
+            return
+        outcomes = await asyncio.gather(*(future for _, future in marked), return_exceptions=True)
+        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        now = self.ctx.node.clock.now()
+        for (intent, _), outcome in zip(marked, outcomes, strict=True):
+            cid = intent.client_order_id
+            if isinstance(outcome, IntentTransitionError):
+                self.note(cid)  # another writer moved it on first: nothing of this one to send
+                continue
+            if isinstance(outcome, BaseException):
+                raise outcome
+            lease = self.leases.get(cid)
+            if lease is None:
+                continue  # lost while SENDING was written: the new holder looks it up first
+            self.sent_at[cid] = now
+            self.counts["sent"] += 1
+            await gateway.tell(Submit(intent, not_after=lease.until))
