@@ -138,6 +138,45 @@ def encode_frame(message: msgspec.Struct) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
+class FrameSplitter:
+    """Whole frames out of a byte stream read in chunks (one read for many frames).
+
+    ``split(chunk)`` returns the payloads the bytes so far complete, in order, and
+    keeps a partial frame for the next chunk. Raises FrameError for an oversized frame;
+    ``end()`` raises it if the stream ended inside a frame.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def split(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer
+        buffer += chunk
+        size = len(buffer)
+        payloads = []
+        offset = 0
+        while size - offset >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(buffer, offset)
+            if length > MAX_FRAME:
+                raise FrameError(f"frame of {length} bytes exceeds MAX_FRAME={MAX_FRAME}")
+            end = offset + _HEADER.size + length
+            if end > size:
+                break
+            payloads.append(bytes(buffer[offset + _HEADER.size : end]))
+            offset = end
+        del buffer[:offset]
+        return payloads
+
+    def end(self) -> None:
+        buffer = self._buffer
+        if not buffer:
+            return
+        if len(buffer) < _HEADER.size:
+            raise FrameError(f"stream ended inside a frame header ({len(buffer)} of {_HEADER.size} bytes)")
+        (length,) = _HEADER.unpack_from(buffer)
+        raise FrameError(f"stream ended inside a frame ({len(buffer) - _HEADER.size} of {length} bytes)")
+
+
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
     """The next frame's payload, or None at a clean end of stream.
 

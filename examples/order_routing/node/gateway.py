@@ -22,6 +22,8 @@ from examples.order_routing.node.messages import (
 from examples.order_routing.protocol import (
     Error,
     Fill,
+    FrameError,
+    FrameSplitter,
     Hello,
     NewOrder,
     OrderAccepted,
@@ -31,12 +33,13 @@ from examples.order_routing.protocol import (
     Welcome,
     broker_decoder,
     encode_frame,
-    read_frame,
 )
 from garrison import Actor, ActorRef, MailboxConfig
 
 CONNECT_TIMEOUT = 5.0
 FRAMES_PER_YIELD = 256
+READ_CHUNK = 64 * 1024
+"""Bytes read from the socket at a time: one read for many frames."""
 MAX_FRAMES_PER_WRITE = 256
 """Frames of consecutive messages joined into one socket write (one system call, not one per order)."""
 
@@ -152,34 +155,41 @@ class Gateway(Actor):
             self.writer.close()
 
     async def route_replies(self) -> None:
-        node = self.ctx.node
-        for frames in itertools.count(1):
-            if frames % FRAMES_PER_YIELD == 0:
-                # Neither a buffered read nor a tell with room suspends: without this, a socket
-                # buffer full of replies and fills is routed in one go, holding the loop for tens of ms.
-                await asyncio.sleep(0)
+        frames = FrameSplitter()
+        while True:
             try:
-                payload = await read_frame(self.reader)
-            except (OSError, ValueError) as error:
+                chunk = await self.reader.read(READ_CHUNK)
+                if not chunk:
+                    frames.end()
+                    raise BrokerDisconnected("the broker closed the connection")
+                payloads = frames.split(chunk)
+            except (OSError, FrameError) as error:
                 raise BrokerDisconnected(f"broker connection failed: {error}") from error
-            if payload is None:
-                raise BrokerDisconnected("the broker closed the connection")
-            message = broker_decoder.decode(payload)
-            match message:
-                case Fill():
-                    self.counts["fills"] += 1
-                    assert self.fills_to is not None
-                    await self.fills_to.tell(message)
-                case OrderAccepted() | OrderRejected() | OrderStatus():
-                    await node.lookup("/root/execution/executor").tell(message)
-                case Welcome():
-                    self.welcome = message
-                    self.outgoing.extend((frame, not_after, False) for frame, not_after in self.backlog)
-                    self.backlog.clear()
-                    self.write_outgoing()
-                    offer(
-                        node.lookup("/root/execution/executor"),
-                        BrokerInfo(message.lookup_lag_seconds, message.dedupe),
-                    )
-                case Error(reason=reason):
-                    self.ctx.logger.warning("broker refused a request: {reason}", reason=reason)
+            for start in range(0, len(payloads), FRAMES_PER_YIELD):
+                if start:
+                    # A tell with room does not suspend: without this, a chunk full of replies
+                    # and fills is routed in one go, holding the loop for tens of ms.
+                    await asyncio.sleep(0)
+                node = self.ctx.node
+                for payload in payloads[start : start + FRAMES_PER_YIELD]:
+                    message = broker_decoder.decode(payload)
+                    match message:
+                        case Fill():
+                            self.counts["fills"] += 1
+                            assert self.fills_to is not None
+                            await self.fills_to.tell(message)
+                        case OrderAccepted() | OrderRejected() | OrderStatus():
+                            await node.lookup("/root/execution/executor").tell(message)
+                        case Welcome():
+                            self.welcome = message
+                            self.outgoing.extend(
+                                (frame, not_after, False) for frame, not_after in self.backlog
+                            )
+                            self.backlog.clear()
+                            self.write_outgoing()
+                            offer(
+                                node.lookup("/root/execution/executor"),
+                                BrokerInfo(message.lookup_lag_seconds, message.dedupe),
+                            )
+                        case Error(reason=reason):
+                            self.ctx.logger.warning("broker refused a request: {reason}", reason=reason)
