@@ -109,10 +109,11 @@ class Executor(Actor):
     async def on_receive(self, message: Any) -> Any:
         now = self.ctx.node.clock.now()
         match message:
-            case IntentReady(intent=intent):
-                cid = intent.client_order_id
-                if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
-                    self.to_send[cid] = intent
+            case IntentReady(intents=intents):
+                for intent in intents:
+                    cid = intent.client_order_id
+                    if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
+                        self.to_send[cid] = intent
             case OrderAccepted(client_order_id=cid):
                 self.settle(cid)
                 self.move(cid, IntentState.ACKED, "accepted")

@@ -32,12 +32,14 @@ class Intents(Actor):
 
     Contract: a RecordIntent is acknowledged to the strategy only after the
     intent is durable; recording the same client_order_id again writes
-    nothing and acknowledges again. Messages queued together are recorded in
-    one journal append (it records without waiting while more messages wait,
-    then waits once). On every (re)start it reopens the log from the journal.
+    nothing and acknowledges again. Messages queued together (up to
+    MAX_RECORD_BATCH) are recorded as one batch, in one journal append, and
+    acknowledged once it is durable. On every (re)start it reopens the log
+    from the journal.
 
-    Each durable intent is announced to the executor (IntentReady) without
-    waiting for room: a notice its full mailbox refused is offered again
+    The intents of each write are announced to the executor in one
+    IntentReady, offered without waiting for room: a notice its full mailbox
+    refused is offered again (with the next ones)
     every RETRY_EVERY seconds, so the executor never has to scan the log for
     intents it was not told about (it reads the whole log only when it starts).
     """
@@ -110,9 +112,8 @@ class Intents(Actor):
             self.unannounced.clear()
             return  # starting: it reads every recorded intent from the log itself
         waiting, self.unannounced = [*self.unannounced, *intents], []
-        for intent in waiting:
-            if not offer(executor, IntentReady(intent)):
-                self.unannounced.append(intent)
+        if waiting and not offer(executor, IntentReady(tuple(waiting))):
+            self.unannounced = waiting
         now = self.ctx.node.clock.now()
         # A retry timer refused by our own full mailbox is simply re-armed once it is overdue.
         if self.unannounced and now >= self.retry_at:

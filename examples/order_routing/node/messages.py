@@ -54,9 +54,9 @@ class OrderAck(msgspec.Struct, frozen=True):
 
 
 class IntentReady(msgspec.Struct, frozen=True):
-    """Intents -> executor: this intent is durable and may be sent."""
+    """Intents -> executor: these intents are durable and may be sent (one notice per write)."""
 
-    intent: OrderIntent
+    intents: tuple[OrderIntent, ...]
 
 
 class GetIntentLog(msgspec.Struct, frozen=True):

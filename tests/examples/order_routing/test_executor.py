@@ -300,8 +300,8 @@ async def test_an_intent_ready_twice_is_submitted_once(
     intent = make_intent(seq=25)
     await submitted(node, probe, intent)
 
-    await executor_of(node).tell(IntentReady(intent))
-    await executor_of(node).tell(IntentReady(intent))
+    await executor_of(node).tell(IntentReady((intent,)))
+    await executor_of(node).tell(IntentReady((intent, intent)))
     await executor_of(node).tell(OrderAccepted(intent.client_order_id, "B-25"))
     await probe.expect_no_message(within=1.0)
     assert (await durable_intents(journal))[intent.client_order_id].attempts == 1
