@@ -509,8 +509,11 @@ class SharedExecutor(Actor):
         marked = []
         for cid, intent in batch.items():
             lease = self.leases.get(cid)
-            if lease is None or lease.until <= now:
+            if lease is None:
                 continue  # not this executor's (any more): whoever holds it decides
+            if lease.until <= now:
+                self.doubt(cid, now)  # renewals late: asked about again, sent once renewed
+                continue
             if self.log.can_move(cid, IntentState.SENDING):
                 marked.append((intent, self.log.move_nowait(cid, IntentState.SENDING)))
         if not marked:
@@ -528,6 +531,11 @@ class SharedExecutor(Actor):
             lease = self.leases.get(cid)
             if lease is None:
                 continue  # lost while SENDING was written: the new holder looks it up first
+            if lease.until <= now:
+                # The lease ran out while SENDING was written (lost, or renewals late): not sent.
+                # It is SENDING now, so whoever holds it next looks it up first (this one too).
+                self.doubt(cid, now)
+                continue
             self.sent_at[cid] = now
             self.counts["sent"] += 1
             await gateway.tell(Submit(intent, not_after=lease.until))
