@@ -73,6 +73,7 @@ MAX_DELIVERIES = 1_000
 """An intent is delivered again after every take-over; only a poison entry gets this far."""
 READ_BATCH = 512
 MAX_SEND_BATCH = 512
+RENEW_BATCH = 500
 MAX_MOVES = 1024
 
 SETTLED = frozenset({IntentState.ACKED, IntentState.REJECTED, IntentState.DONE})
@@ -260,7 +261,10 @@ class SharedExecutor(Actor):
             if not held:
                 continue
             asked_at = clock.now()
-            kept = await self.queue.renew(*(lease.seq for lease in held.values()))
+            seqs = [lease.seq for lease in held.values()]
+            kept: set[int] = set()
+            for start in range(0, len(seqs), RENEW_BATCH):  # one short script each
+                kept |= await self.queue.renew(*seqs[start : start + RENEW_BATCH])
             lost = []
             for cid, lease in held.items():
                 if self.leases.get(cid) is not lease:
