@@ -27,7 +27,15 @@ from garrison._errors import (
     JournalWriteError,
     SequenceConflict,
 )
-from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
+from garrison.persistence._journal import (
+    Ack,
+    PackedEvents,
+    ReadsInBatches,
+    check_append,
+    check_seq,
+    check_stream,
+    pack_rows,
+)
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 SCHEMA_VERSION = 1
@@ -124,6 +132,8 @@ class SqliteJournal(ReadsInBatches):
         self._queue: WriterQueue[PendingAppend | _Exclusive] = WriterQueue()
         self._writer: asyncio.Task[None] | None = None
         self._highest: dict[str, int] = {}
+        self._packing_checked: aiosqlite.Connection | None = None
+        self._packing = False
 
     # -- open and close ----------------------------------------------------------
 
@@ -504,6 +514,95 @@ class SqliteJournal(ReadsInBatches):
             if pending is not None:
                 pending.cancel()
 
+    async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        """Events after ``after_seq`` as runs of at most ``read_batch`` consecutive events, in order.
+
+        Each run is one query in which SQLite concatenates the payloads of a
+        seq range (a stream's seqs have no gaps after its deleted prefix), so
+        no row reaches Python; the next run is fetched while the caller
+        decodes this one. A range that cannot be packed (a gap in its seqs,
+        a concatenation too large for SQLite) is read as ``read_batches``
+        reads it, rows kept; so is every range if the file is not UTF-8 or
+        SQLite would not walk the (stream, seq) index. Appends and deletions
+        made meanwhile are seen as ``read_batches`` would see them. A damaged
+        file raises JournalCorrupt naming the stream.
+        """
+        check_stream(stream)
+        check_seq("after_seq", after_seq)
+        db = self._reader()
+        if not await self._packs(db):
+            async for run in super().read_packed(stream, after_seq):
+                yield run
+            return
+        size = self.read_batch
+        pending: asyncio.Future[Any] | None = asyncio.ensure_future(
+            db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
+        )
+        try:
+            while pending is not None:
+                runs: list[PackedEvents] = []
+                try:
+                    count, first, last, payloads = next(iter(await pending))
+                except sqlite3.DatabaseError as error:
+                    if _error_name(error) != "SQLITE_TOOBIG":
+                        self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+                        raise
+                else:
+                    if count == 0:
+                        return
+                    if count == last - first + 1 and type(payloads) is bytes:
+                        runs = [PackedEvents(first, count, payloads)]
+                pending = None
+                if not runs:
+                    runs = list(pack_rows(await self._rows_after(db, stream, after_seq, size)))
+                    if not runs:
+                        return
+                after_seq = runs[-1].last_seq
+                pending = asyncio.ensure_future(db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size)))
+                # Let the query reach the connection's thread before the caller decodes.
+                await asyncio.sleep(0)
+                for run in runs:
+                    yield run
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def _rows_after(
+        self, db: aiosqlite.Connection, stream: str, after_seq: int, size: int
+    ) -> list[tuple[int, bytes]]:
+        """One batch as ``read_batches`` reads it."""
+        try:
+            return list(await db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)))  # type: ignore[arg-type]
+        except sqlite3.DatabaseError as error:
+            self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+            raise
+
+    async def _packs(self, db: aiosqlite.Connection) -> bool:
+        """Whether ``_PACKED_QUERY`` yields the payloads byte for byte in seq order on ``db``.
+
+        Checked once per reader connection: the database is UTF-8
+        (group_concat passes a BLOB's bytes through as text in the database's
+        encoding, unchanged only in UTF-8), and SQLite walks the (stream,
+        seq) index forwards to aggregate (the order group_concat keeps).
+        """
+        if self._packing_checked is not db:
+            try:
+                await db.execute("PRAGMA reverse_unordered_selects = OFF")
+                encoding = next(iter(await db.execute_fetchall("PRAGMA encoding")))[0]
+            except sqlite3.DatabaseError as error:
+                self._check_damage(error)
+                raise
+            try:
+                plan = [
+                    str(row[3])
+                    for row in await db.execute_fetchall("EXPLAIN QUERY PLAN " + _PACKED_QUERY, ("", 0, 1))
+                ]
+            except sqlite3.OperationalError:
+                plan = []  # no such index: "INDEXED BY" refuses to plan, rows do without it
+            self._packing = encoding == "UTF-8" and bool(plan) and plan[0].startswith(_PACKED_PLAN)
+            self._packing_checked = db
+        return self._packing
+
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
         return await _highest(self._reader(), stream)
@@ -530,6 +629,22 @@ class SqliteJournal(ReadsInBatches):
         state = "open" if self._writer is not None else "closed"
         return f"SqliteJournal({self.path!r}, {state})"
 
+
+_ROWS_QUERY = "SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
+
+# One seq range of a stream, from its first seq after ?2, packed: count and
+# bounds to check it has no gaps, and the payloads concatenated in the order
+# the index walk visits them. A payload that is not a BLOB (or is empty) is
+# not looked for here, which would cost a function call per row: it is not
+# one whole event, so the range fails to decode as exactly count events and
+# is decoded row by row, which names it.
+_PACKED_QUERY = (
+    "SELECT count(*), min(seq), max(seq), CAST(group_concat(payload, '') AS BLOB) "
+    "FROM events INDEXED BY events_by_stream "
+    "WHERE stream = ?1 AND seq >= (SELECT min(seq) FROM events WHERE stream = ?1 AND seq > ?2) "
+    "AND seq < (SELECT min(seq) FROM events WHERE stream = ?1 AND seq > ?2) + ?3"
+)
+_PACKED_PLAN = "SEARCH events USING INDEX events_by_stream (stream=? AND seq>? AND seq<?)"
 
 _UPSERT_OFFSET = (
     "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "
