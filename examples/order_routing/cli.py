@@ -20,7 +20,7 @@ from examples.order_routing.broker_process import BrokerProcess, broker_argument
 from examples.order_routing.chaos import chaos_arguments, run_chaos
 from examples.order_routing.multinode import multinode_arguments, run_multinode
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV
+from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.node.view import live_view, snapshot_of
 from examples.order_routing.verdict import judge
@@ -147,6 +147,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             if node.metrics_address:
                 print(f"metrics on http://{node.metrics_address[0]}:{node.metrics_address[1]}/metrics")
             started = time.monotonic()
+            settle_the_heap()
             await node.start(build_spec(config))
             stop = asyncio.Event()
             view = asyncio.create_task(

@@ -167,12 +167,18 @@ class IntentLogBroken(JournalError):
         )
 
 
-class IntentRecorded(msgspec.Struct, frozen=True, tag="garrison.intent.recorded"):
+# gc=False: an intent log holds every intent it ever recorded, and a full collection walked
+# all of them (pauses of 100 ms and more with a few hundred thousand). None of these can be
+# part of a reference cycle: their fields are strings, numbers, enum members, and payloads
+# decoded from msgpack bytes (fresh objects no one else refers to).
+
+
+class IntentRecorded(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.recorded"):
     id: str
     payload: bytes
 
 
-class IntentMoved(msgspec.Struct, frozen=True, tag="garrison.intent.moved"):
+class IntentMoved(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.moved"):
     id: str
     state: IntentState
     detail: str = ""
@@ -186,8 +192,12 @@ _Group = tuple[list[Any], "asyncio.Future[None]"]
 """Events written together (one call's worth) and the future that resolves once they are durable."""
 
 
-class Intent(msgspec.Struct, Generic[P], frozen=True):
-    """One recorded intent as the log knows it durably."""
+class Intent(msgspec.Struct, Generic[P], frozen=True, gc=False):
+    """One recorded intent as the log knows it durably.
+
+    Not tracked by the garbage collector (its payload is decoded from the journal's bytes and
+    cannot refer back to it), so a log of many intents adds nothing to a full collection. Do not
+    make a (mutable) payload refer to its Intent: such a cycle would never be collected."""
 
     id: str
     payload: P

@@ -10,6 +10,7 @@ from there (SIGKILL itself right after the Nth order it sends).
 
 from __future__ import annotations
 
+import gc
 import os
 
 import msgspec
@@ -37,8 +38,20 @@ def load_config() -> NodeConfig:
     return msgspec.structs.replace(config, die_after_sends=sends)
 
 
+def settle_the_heap() -> None:
+    """Move everything allocated so far (modules, classes, config) out of the garbage collector's
+    reach (``gc.freeze()``), so a full collection walks only what the node allocates from here on.
+
+    Call it once the node's modules are imported and before it starts: a full collection that
+    walked them all took tens of ms, on the loop, at random moments. The intent log's intents
+    are not tracked at all (Intent and OrderIntent are gc=False)."""
+    gc.collect()
+    gc.freeze()
+
+
 def spec() -> SupervisorSpec:
     config = load_config()
+    settle_the_heap()
     if config.control_dir:
         with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
             pid_file.write(str(os.getpid()))
