@@ -42,9 +42,9 @@ from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderS
 from garrison import Actor, MailboxConfig
 from garrison.persistence import IntentLog, IntentState
 
-MAX_SEND_BATCH = 512
+MAX_SEND_BATCH = 256
 """Intents marked SENDING (one durable write) and handed to the gateway per step."""
-MAX_MOVES = 1024
+MAX_MOVES = 512
 """Answers' moves collected before they are written (one durable write) even while more messages wait."""
 MAX_UNCONFIRMED_WRITES = 8
 """Writes of the log in flight before the executor waits for the oldest (backpressure from the disk)."""
@@ -134,9 +134,9 @@ class Executor(Actor):
                 self.move(cid, IntentState.DONE, "filled")
                 self.counts["done"] += 1
             case CheckLiveOrders():
-                for intent in self.log.pending():
-                    if intent.state is IntentState.ACKED:
-                        self.reconcile.setdefault(intent.id, now)
+                for pending in self.log.pending():
+                    if pending.state is IntentState.ACKED:
+                        self.reconcile.setdefault(pending.id, now)
             case BrokerInfo(lookup_lag_seconds=lag):
                 self.lookup_lag = lag
                 # A (re)connected gateway writes what waited for Welcome only now: an order

@@ -14,7 +14,7 @@ from garrison import Actor, ActorNotFound, ActorStopped, MailboxFull
 from garrison.persistence import DurableStream
 
 TICKS_STREAM = "ticks"
-MAX_TICKS_PER_BATCH = 256
+MAX_TICKS_PER_BATCH = 128
 """Ticks generated in one step at most: after a stall the feed does not catch up in one burst of
 work that would hold the loop (a real feed would have conflated them anyway)."""
 _encode = msgspec.msgpack.Encoder().encode

@@ -37,7 +37,7 @@ from examples.order_routing.protocol import (
 from garrison import Actor, ActorRef, MailboxConfig
 
 CONNECT_TIMEOUT = 5.0
-FRAMES_PER_YIELD = 256
+FRAMES_PER_YIELD = 128
 READ_CHUNK = 64 * 1024
 """Bytes read from the socket at a time: one read for many frames."""
 MAX_FRAMES_PER_WRITE = 256

@@ -19,7 +19,7 @@ from garrison import Actor, ActorNotFound, MailboxConfig
 from garrison.persistence import IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
-MAX_RECORD_BATCH = 512
+MAX_RECORD_BATCH = 256
 """Records written in one batch at most, even while more wait (a burst is acknowledged in steps)."""
 
 

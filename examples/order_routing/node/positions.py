@@ -12,7 +12,7 @@ from examples.order_routing.protocol import Fill, Side
 from garrison import MailboxConfig
 from garrison.persistence import EventSourcedActor
 
-MAX_FILLS_PER_WRITE = 512
+MAX_FILLS_PER_WRITE = 256
 """Fills written in one append at most, even while more wait (encoding them holds the loop)."""
 
 
