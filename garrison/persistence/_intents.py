@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import functools
 import hashlib
@@ -25,6 +26,7 @@ import msgspec
 from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalError, SequenceConflict
 from garrison.persistence._codec import EventCodec
 from garrison.persistence._journal import Journal, check_stream
+from garrison.persistence._replay import replay_events
 
 P = TypeVar("P")
 
@@ -260,13 +262,10 @@ class IntentLog(Generic[P]):
             raise InvalidConfig("intent log", self.stream, "writes are in flight: open() it before writing")
         intents: dict[str, Intent[P]] = {}
         seq = 0
-        async for rows in self.journal.read_batches(self.stream, 0):
-            for (row_seq, _), event in zip(rows, _CODEC.decode_rows(rows, self.stream), strict=True):
-                try:
-                    _apply(intents, event, self._decode_payload)
-                except (msgspec.DecodeError, LookupError) as error:
-                    raise EventDecodeError(self.stream, row_seq, error) from error
-            seq = rows[-1][0]
+        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC)) as runs:
+            async for first_seq, events in runs:
+                self._replay(intents, first_seq, events)
+                seq = first_seq + len(events) - 1
         self._intents = intents
         self._projected = {intent_id: intent.state for intent_id, intent in intents.items()}
         self._recording = {}
@@ -276,8 +275,29 @@ class IntentLog(Generic[P]):
         self._opened = True
         return self
 
-    def _decode_payload(self, payload: bytes) -> P:
-        return self._decoder.decode(payload)
+    def _replay(self, intents: dict[str, Intent[P]], first_seq: int, events: list[Any]) -> None:
+        """Apply a run of stored events (``events[i]`` has seq ``first_seq + i``): ``_apply``
+        unrolled for the hundreds of thousands of events of a recovery."""
+        decode = self._decoder.decode
+        recorded, sending = IntentState.RECORDED, IntentState.SENDING
+        offset = 0
+        try:
+            for offset, event in enumerate(events):  # noqa: B007 - the except block names its seq
+                intent_id = event.id
+                if type(event) is IntentRecorded:
+                    if intent_id not in intents:
+                        intents[intent_id] = Intent(intent_id, decode(event.payload), recorded)
+                    continue
+                current = intents[intent_id]
+                state = event.state
+                attempts = current.attempts + 1 if state is sending else current.attempts
+                intents[intent_id] = Intent(intent_id, current.payload, state, event.detail, attempts)
+        except (msgspec.DecodeError, KeyError) as error:
+            cause: Exception = error
+            if isinstance(error, KeyError):
+                event = events[offset]
+                cause = LookupError(f"intent {event.id!r} moved to {event.state.name} before it was recorded")
+            raise EventDecodeError(self.stream, first_seq + offset, cause) from error
 
     def _encode_payload(self, payload: P) -> tuple[bytes, P]:
         # A payload that would not decode as payload_type must never reach the
@@ -610,10 +630,10 @@ class IntentLog(Generic[P]):
             self._projected.setdefault(intent_id, IntentState.RECORDED)
 
     async def _catch_up(self) -> None:
-        async for rows in self.journal.read_batches(self.stream, self._seq):
-            for event in _CODEC.decode_rows(rows, self.stream):
-                _apply(self._intents, event, self._decode_payload)
-            self._seq = rows[-1][0]
+        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, self._seq)) as runs:
+            async for first_seq, events in runs:
+                self._replay(self._intents, first_seq, events)
+                self._seq = first_seq + len(events) - 1
 
     def _revalidate(self, batch: list[_Group]) -> list[_Group]:
         """Our queued writes, re-checked against what the other writer did: a record of an
@@ -662,18 +682,6 @@ def _check_move(state: object, detail: object) -> None:
 
 def _error_of(future: asyncio.Future[None]) -> BaseException | None:
     return asyncio.CancelledError() if future.cancelled() else future.exception()
-
-
-def _apply(intents: dict[str, Intent[Any]], event: Any, decode: Any) -> None:
-    if isinstance(event, IntentRecorded):
-        if event.id not in intents:
-            intents[event.id] = Intent(event.id, decode(event.payload), IntentState.RECORDED)
-        return
-    current = intents.get(event.id)
-    if current is None:
-        raise LookupError(f"intent {event.id!r} moved to {event.state.name} before it was recorded")
-    attempts = current.attempts + (1 if event.state is IntentState.SENDING else 0)
-    intents[event.id] = Intent(event.id, current.payload, event.state, event.detail, attempts)
 
 
 def payload_types() -> Sequence[type[msgspec.Struct]]:

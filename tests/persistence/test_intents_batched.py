@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from garrison import InvalidConfig
-from garrison._errors import JournalWriteError
+from garrison._errors import EventDecodeError, JournalWriteError
 from garrison.persistence import (
     Intent,
     IntentLog,
@@ -27,6 +27,7 @@ from garrison.persistence import (
     IntentTransitionError,
     SqliteJournal,
 )
+from garrison.persistence._intents import MAX_EVENTS_PER_APPEND, IntentMoved, IntentRecorded
 
 STREAM = "intents"
 S = IntentState
@@ -252,8 +253,6 @@ async def test_a_batch_another_writer_made_forbidden_fails_as_a_whole(journal: S
 async def test_a_large_queue_is_written_in_bounded_appends_and_a_batch_is_never_split(
     journal: SqliteJournal,
 ) -> None:
-    from garrison.persistence._intents import MAX_EVENTS_PER_APPEND
-
     counting = CountingJournal(journal)
     log = await open_log(counting)
     big = MAX_EVENTS_PER_APPEND + 10
@@ -337,3 +336,39 @@ def test_batched_writes_equal_the_same_writes_one_by_one_live_and_after_a_replay
             assert (await open_log(journal, "batched")).intents() == batched.intents()
 
     asyncio.run(scenario())
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+async def test_a_stored_move_of_an_intent_never_recorded_names_its_stream_and_seq(
+    journal: SqliteJournal,
+) -> None:
+    encode = msgspec.msgpack.encode
+    await journal.append(
+        STREAM,
+        [
+            encode(IntentRecorded("a", encode(Order("A", 1)))),
+            encode(IntentMoved("a", S.SENDING)),
+            encode(IntentMoved("ghost", S.SENDING)),
+        ],
+        0,
+    )
+    with pytest.raises(EventDecodeError) as raised:
+        await open_log(journal)
+    assert (raised.value.stream, raised.value.seq) == (STREAM, 3)
+    assert "ghost" in str(raised.value) and "before it was recorded" in str(raised.value)
+
+
+async def test_a_replay_equals_the_live_log_across_many_read_batches(journal: SqliteJournal) -> None:
+    log = await open_log(journal)
+    ids = [f"o-{index}" for index in range(3000)]
+    await log.record_many_nowait([(intent_id, Order("A", index)) for index, intent_id in enumerate(ids)])
+    await log.move_many_nowait([(intent_id, S.SENDING) for intent_id in ids[::2]])
+    await log.move_many_nowait([(intent_id, S.UNKNOWN, "timeout") for intent_id in ids[::4]])
+    await log.move_many_nowait([(intent_id, S.SENDING) for intent_id in ids[::4]])
+    await log.move_many_nowait([(intent_id, S.DONE) for intent_id in ids[1::2]])
+    replayed = await open_log(journal)
+    assert replayed.intents() == log.intents()
+    assert replayed.get("o-0") == Intent("o-0", Order("A", 0), S.SENDING, attempts=2)
+    assert len(replayed.pending()) == 1500
