@@ -26,8 +26,8 @@ class PackedEvents:
     gaps). At least one of two forms is set:
 
     - ``payloads``: the ``count`` stored payloads concatenated in seq order,
-      with nothing in between, for a codec to decode in one call
-      (``EventCodec.decode_packed``);
+      with nothing in between (a stored value that is not bytes adds its
+      text), for a codec to decode in one call (``EventCodec.decode_packed``);
     - ``rows``: the same events as ``read_batches`` yields them, ``(seq,
       payload)`` in seq order, when the journal has them at hand (a payload
       is then whatever the store holds, bytes or not).
