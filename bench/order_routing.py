@@ -160,9 +160,11 @@ def _wrap(ref: ActorRef, before: Callable[[Any], None]) -> None:
     """Call ``before(message)`` ahead of the actor's handler, in this and every later incarnation."""
 
     def interceptor(receive: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        async def wrapped(message: Any) -> Any:
+        # Returns the handler's own coroutine: no frame of its own per message, so measuring
+        # costs the node next to nothing.
+        def wrapped(message: Any) -> Any:
             before(message)
-            return await receive(message)
+            return receive(message)
 
         return wrapped
 
