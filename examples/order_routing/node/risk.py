@@ -37,7 +37,8 @@ class Risk(Actor):
 
     heartbeat_timeout = 5.0
 
-    mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol)
+    # Checks the clock every 32 messages (not 64): a proposal costs several microseconds.
+    mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol, throughput=32)
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
