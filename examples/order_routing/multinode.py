@@ -93,7 +93,7 @@ class NodeProcess:
     async def start(self, journal: str, *, heart: bool, restart_delay: float = 1.0) -> None:
         command = [
             *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
-            *("--name", f"node-{self.member}", "--log-level", "WARNING", "--stall-timeout", "0"),
+            *("--name", f"node-{self.member}", "--log-level", "WARNING", "--stall-timeout", "5"),
         ]
         if heart:
             command += [

@@ -202,7 +202,7 @@ class SharedExecutor(Actor):
         """Leased intents found settled: their entries are acked at the end of the turn."""
         self.lookup_lag: float | None = None
         self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
-        self.work = {"taken": 0, "again": 0, "reclaimed": 0, "looked_up_first": 0, "lost": 0}
+        self.work = {"taken": 0, "again": 0, "reclaimed": 0, "looked_up_first": 0, "lost": 0, "held_back": 0}
 
     async def on_start(self) -> None:
         node = self.ctx.node
@@ -511,12 +511,14 @@ class SharedExecutor(Actor):
             self.to_send = {}
         now = self.ctx.node.clock.now()
         marked = []
+        held_back = 0
         for cid, intent in batch.items():
             lease = self.leases.get(cid)
             if lease is None:
                 continue  # not this executor's (any more): whoever holds it decides
             if lease.until <= now:
                 self.doubt(cid, now)  # renewals late: asked about again, sent once renewed
+                held_back += 1
                 continue
             if self.log.can_move(cid, IntentState.SENDING):
                 marked.append((intent, self.log.move_nowait(cid, IntentState.SENDING)))
@@ -539,7 +541,15 @@ class SharedExecutor(Actor):
                 # The lease ran out while SENDING was written (lost, or renewals late): not sent.
                 # It is SENDING now, so whoever holds it next looks it up first (this one too).
                 self.doubt(cid, now)
+                held_back += 1
                 continue
             self.sent_at[cid] = now
             self.counts["sent"] += 1
             await gateway.tell(Submit(intent, not_after=lease.until))
+        if held_back:
+            self.work["held_back"] += held_back
+            self.ctx.logger.warning(
+                "work: {n} intents held back, their lease ran out before the send (renewals late or "
+                "lost): asked about again",
+                n=held_back,
+            )
