@@ -10,12 +10,12 @@ from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
     GetIntentLog,
     IntentReady,
-    OrderAck,
     OrderIntent,
+    OrdersRecorded,
     RecordIntent,
     Snapshot,
 )
-from garrison import Actor, ActorNotFound, MailboxConfig
+from garrison import Actor, ActorNotFound, ActorRef, MailboxConfig
 from garrison.persistence import IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
@@ -34,8 +34,9 @@ class Intents(Actor):
     intent is durable; recording the same client_order_id again writes
     nothing and acknowledges again. Messages queued together (up to
     MAX_RECORD_BATCH) are recorded as one batch, in one journal append, and
-    acknowledged once it is durable. On every (re)start it reopens the log
-    from the journal.
+    acknowledged once it is durable: one OrdersRecorded per strategy, naming
+    its intents of that write. On every (re)start it reopens the log from
+    the journal.
 
     The intents of each write are announced to the executor in one
     IntentReady, offered without waiting for room: a notice its full mailbox
@@ -96,11 +97,14 @@ class Intents(Actor):
             [(request.intent.client_order_id, request.intent) for request in waiting]
         )
         recorded = []
+        answers: dict[int, tuple[ActorRef, list[str]]] = {}
         for recorded_intent, request in zip(intents, waiting, strict=True):
             intent = recorded_intent.payload
             self.recorded += 1
-            offer(request.reply_to, OrderAck(intent.client_order_id, True))
+            answers.setdefault(id(request.reply_to), (request.reply_to, []))[1].append(intent.client_order_id)
             recorded.append(intent)
+        for reply_to, client_order_ids in answers.values():
+            offer(reply_to, OrdersRecorded(tuple(client_order_ids)))
         self.announce(recorded)
 
     def announce(self, intents: list[OrderIntent]) -> None:

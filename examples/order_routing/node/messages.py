@@ -55,6 +55,13 @@ class OrderAck(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class OrdersRecorded(msgspec.Struct, frozen=True):
+    """Intents -> strategy: these proposals of yours are durable intents; their acceptance, one
+    notice per durable write (the refusals come from risk, one OrderAck each)."""
+
+    client_order_ids: tuple[str, ...]
+
+
 class IntentReady(msgspec.Struct, frozen=True):
     """Intents -> executor: these intents are durable and may be sent (one notice per write)."""
 

@@ -3,7 +3,9 @@
 A strategy is a plain garrison Actor. Its mailbox conflates ticks per symbol,
 so a slow strategy always sees the latest price and never a backlog. It
 decides on each tick and proposes an order to risk without waiting: the
-answer (OrderAck) arrives later as a message. Each proposal's
+answer arrives later as a message (OrderAck with the reason when risk refuses
+it; OrdersRecorded, for many at a time, once intents has recorded them
+durably). Each proposal's
 ``client_order_id`` comes from (strategy id, the tick's sequence number), so
 proposing again after a crash can never place a second order.
 """
@@ -17,7 +19,14 @@ import msgspec
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.feed import TICKS_STREAM
-from examples.order_routing.node.messages import OrderAck, OrderIntent, ProposeOrder, Snapshot, Tick
+from examples.order_routing.node.messages import (
+    OrderAck,
+    OrderIntent,
+    OrdersRecorded,
+    ProposeOrder,
+    Snapshot,
+    Tick,
+)
 from examples.order_routing.protocol import Side
 from garrison import Actor, ChildSpec, MailboxConfig, Overflow
 from garrison.persistence import DurableStream, client_order_id
@@ -67,8 +76,8 @@ class Strategy(Actor):
                 self.observe(message)
                 if side is not None:
                     await self.propose(message, side)
-            case OrderAck(accepted=True):
-                self.accepted += 1
+            case OrdersRecorded(client_order_ids=recorded):
+                self.accepted += len(recorded)
             case OrderAck(reason=reason):
                 self.refused[reason] = self.refused.get(reason, 0) + 1
             case Snapshot():

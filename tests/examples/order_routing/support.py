@@ -6,10 +6,11 @@ from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
-from examples.order_routing.node.messages import OrderIntent
+from examples.order_routing.node.messages import OrderIntent, OrdersRecorded
 from examples.order_routing.protocol import Side
 from garrison import Actor, ActorRef
 from garrison.persistence import Intent, IntentLog, IntentState, Journal, client_order_id
+from garrison.testing import TestProbe
 
 FAST = NodeConfig(ack_timeout=2.0, lookup_margin=0.5, lookup_retry=0.25)
 """The timings the decision-table tests reason about (the defaults, spelled out)."""
@@ -84,3 +85,12 @@ async def seed_intents(journal: Journal, *paths: tuple[OrderIntent, tuple[Intent
         await log.record(intent.client_order_id, intent)
         for state in states:
             await log.move(intent.client_order_id, state, "seeded")
+
+
+async def expect_recorded(probe: TestProbe, count: int, within: float | None = None) -> set[str]:
+    """The ids of the next ``count`` acceptances (OrdersRecorded: one notice per durable write)."""
+    recorded: list[str] = []
+    while len(recorded) < count:
+        recorded.extend((await probe.expect(OrdersRecorded, within=within)).client_order_ids)
+    assert len(recorded) == count, f"more acceptances than expected: {recorded}"
+    return set(recorded)

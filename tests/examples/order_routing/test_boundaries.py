@@ -20,8 +20,8 @@ from examples.order_routing.node.messages import (
     GetIntentLog,
     IntentReady,
     Lookup,
-    OrderAck,
     OrderIntent,
+    OrdersRecorded,
     ProposeOrder,
     RecordIntent,
     Snapshot,
@@ -41,6 +41,7 @@ from tests.examples.order_routing.support import (
     FAST,
     StandIn,
     durable_intents,
+    expect_recorded,
     intent_events,
     make_intent,
     seed_intents,
@@ -193,7 +194,7 @@ async def test_risk_to_intents_a_record_cut_short_is_acked_once_redelivered_and_
     mode: str,
     durable: int,
 ) -> None:
-    """Row 3: the ack (OrderAck) follows the durable append. Intents dies after the append
+    """Row 3: the ack (OrdersRecorded) follows the durable append. Intents dies after the append
     (after_write) or before it: no ack either way; what is durable is sent once; the redelivered
     RecordIntent is acknowledged without a second record."""
     node_guard.allow_crashes("/root/execution/intents", "IntentLogBroken")  # caused by the fault
@@ -211,7 +212,7 @@ async def test_risk_to_intents_a_record_cut_short_is_acked_once_redelivered_and_
         assert await gateway.expect(Submit, within=1.0) == Submit(intent)
 
     await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
-    assert await probe.expect(OrderAck) == OrderAck(intent.client_order_id, True)
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
     assert await records_of(journal, intent.client_order_id) == 1
     if not durable:
         assert await gateway.expect(Submit, within=1.0) == Submit(intent)
@@ -232,7 +233,7 @@ async def test_intents_to_executor_a_lost_intent_ready_is_found_in_the_durable_l
     intent = make_intent(seq=8)
 
     await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
-    assert await probe.expect(OrderAck) == OrderAck(intent.client_order_id, True)
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
     await events.expect(Restarted(path="/root/execution/executor"))
     assert await gateway.expect(Submit, within=1.0) == Submit(intent)
     await gateway.expect_no_message(within=0.5)
@@ -255,7 +256,7 @@ async def test_intents_to_executor_killed_between_sending_and_submit_it_looks_up
     intent = make_intent(seq=9)
 
     await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
-    assert await probe.expect(OrderAck) == OrderAck(intent.client_order_id, True)
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
     await events.expect(Restarted(path="/root/execution/executor"))
     assert (await durable_intents(journal))[intent.client_order_id].state is IntentState.SENDING
 
@@ -332,7 +333,7 @@ async def test_risk_to_intents_records_are_acknowledged_even_when_the_last_messa
     await intents.tell(RecordIntent(second, probe))
     await intents.ask(Snapshot())
 
-    acks = {(await probe.expect(OrderAck, within=0.5)).client_order_id for _ in range(2)}
+    acks = await expect_recorded(probe, 2, within=0.5)
     assert acks == {first.client_order_id, second.client_order_id}
 
 
@@ -353,7 +354,7 @@ async def test_intents_to_executor_a_notice_a_full_executor_refused_is_offered_a
 
     for intent in intents:
         await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
-        assert await probe.expect(OrderAck, within=0.0) == OrderAck(intent.client_order_id, True)
+        assert await probe.expect(OrdersRecorded, within=0.0) == OrdersRecorded((intent.client_order_id,))
     refused = [letter for letter in node.dead_letters.recent() if isinstance(letter.message, IntentReady)]
     assert refused, "the executor's mailbox never refused a notice: the test proves nothing"
     hang.remove()

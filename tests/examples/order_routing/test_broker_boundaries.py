@@ -16,13 +16,13 @@ import pytest
 from examples.order_routing.broker import BrokerConfig, BrokerServer, DedupeMode, duplicates, load_orders
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.gateway import BrokerDisconnected, Gateway
-from examples.order_routing.node.messages import OrderAck, OrderIntent, RecordIntent, Snapshot, Submit
+from examples.order_routing.node.messages import OrderIntent, RecordIntent, Snapshot, Submit
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.verdict import judge
 from garrison import MonotonicClock, Node
 from garrison.persistence import IntentState, Journal
 from garrison.testing import InjectedFault, NodeGuard, TestProbe
-from tests.examples.order_routing.support import durable_intents, make_intent
+from tests.examples.order_routing.support import durable_intents, expect_recorded, make_intent
 
 SETTLE = 20.0
 """Real seconds a test gives the node to bring every intent to a terminal state."""
@@ -61,7 +61,7 @@ async def record(node: Node, probe: TestProbe, intents: list[OrderIntent]) -> No
     recorder = node.lookup("/root/execution/intents")
     for intent in intents:
         await recorder.tell(RecordIntent(intent, probe))
-    acks = {(await probe.expect(OrderAck, within=5.0)).client_order_id for _ in intents}
+    acks = await expect_recorded(probe, len(intents), within=5.0)
     assert acks == {intent.client_order_id for intent in intents}
 
 

@@ -17,6 +17,7 @@ from examples.order_routing.node.messages import (
     Lookup,
     OrderDone,
     OrderIntent,
+    OrdersRecorded,
     RecordIntent,
     Submit,
 )
@@ -210,7 +211,7 @@ async def test_every_state_at_once_each_intent_gets_its_own_decision(
 async def submitted(node: Node, probe: TestProbe, intent: OrderIntent) -> None:
     """Record ``intent`` through intents, as risk does, and take its Submit off the probe."""
     await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
-    await probe.expect(lambda message: getattr(message, "accepted", False))  # the OrderAck
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
     assert await probe.expect(Submit) == Submit(intent)
 
 

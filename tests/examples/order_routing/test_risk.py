@@ -13,6 +13,7 @@ from examples.order_routing.node.messages import (
     GetIntentLog,
     OrderAck,
     OrderIntent,
+    OrdersRecorded,
     ProposeOrder,
     RecordIntent,
     Snapshot,
@@ -151,7 +152,7 @@ async def test_an_approved_order_is_answered_by_intents_once_durable_not_by_risk
 
     await risk.tell(ProposeOrder(intent, probe))
 
-    assert await probe.expect(OrderAck) == OrderAck(intent.client_order_id, True)
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
     log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
     assert log.get(intent.client_order_id) is not None
     await probe.expect_no_message(within=0.5)
@@ -172,7 +173,7 @@ async def test_limits_hold_across_a_restart_of_risk(
     await risk.tell(Tick(1, "ACME", 100.0))
     first = make_intent(seq=1, qty=20)
     await risk.tell(ProposeOrder(first, probe))
-    assert await probe.expect(OrderAck) == OrderAck(first.client_order_id, True)
+    assert await probe.expect(OrdersRecorded) == OrdersRecorded((first.client_order_id,))
 
     faults.crash(risk, on=Tick)
     await risk.tell(Tick(2, "ACME", 100.0))
