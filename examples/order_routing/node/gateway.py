@@ -131,11 +131,12 @@ class Gateway(Actor):
         outgoing, self.outgoing = self.outgoing, []
         now = self.ctx.node.clock.now()
         frames = []
+        expired = 0
         for frame, not_after, order in outgoing:
             if now > not_after:
                 # The executor's lease on this order ran out (several nodes): another executor may own
                 # it now. The intent stays SENDING, so whoever owns it looks it up before any resend.
-                self.counts["expired"] += 1
+                expired += 1
                 continue
             frames.append(frame)
             if order and self.config.die_after_sends:
@@ -145,6 +146,9 @@ class Gateway(Actor):
                     self.writer.write(b"".join(frames))
                     os.kill(os.getpid(), signal.SIGKILL)
         self.writer.write(b"".join(frames))
+        if expired:
+            self.counts["expired"] += expired
+            self.ctx.logger.warning("{n} orders not sent: their executor's lease had run out", n=expired)
 
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted; when
