@@ -141,13 +141,13 @@ async def run_demo(args: argparse.Namespace) -> int:
     async with BrokerProcess.start(args, folder / "broker.db") as broker:
         config = build_config(args, journal_location, broker.port)
         print(f"broker simulator on 127.0.0.1:{broker.port} (dedupe={args.dedupe}); logs in {folder}")
+        settle_the_heap()  # before the node (and its loop-lag monitor) starts
         async with Node(
             config.name, journal=open_journal(journal_location), metrics_port=args.metrics_port
         ) as node:
             if node.metrics_address:
                 print(f"metrics on http://{node.metrics_address[0]}:{node.metrics_address[1]}/metrics")
             started = time.monotonic()
-            settle_the_heap()
             await node.start(build_spec(config))
             stop = asyncio.Event()
             view = asyncio.create_task(
