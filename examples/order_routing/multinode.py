@@ -8,8 +8,10 @@ executor, positions) and nodes ``b``... are executor-only (a gateway and an
 executor). Every executor takes its share of the recorded intents from one
 consumer group (node/shared_work.py). The runner SIGKILLs a random node at
 random moments (a share of the kills aimed at the dead zone, as in the chaos
-run), lets them run ``--calm`` seconds, stops them, starts them once more
-without a feed until no intent is left pending, and prints the verdict.
+run) and freezes one a few times (SIGSTOP, then SIGCONT once its intents
+were taken over), lets them run ``--calm`` seconds, stops them, starts them
+once more without a feed until no intent is left pending, and prints the
+verdict.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def multinode_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--claim-idle", type=float, default=2.0, help="an executor silent this long loses its intents (s)"
+    )
+    group.add_argument(
+        "--freezes",
+        type=int,
+        default=2,
+        help="besides the kills, freeze a random node this many times (SIGSTOP for 1.5 x claim_idle, "
+        "then SIGCONT): a live executor whose intents are taken over while it stands still",
     )
     group.add_argument(
         "--restart-delay",
@@ -176,12 +185,12 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
             code = await _kill_loop(args, nodes, journal_url, schedule, folder)
             if code:
                 return code
-            print("multinode: settling: every node again, without a feed")
+            print("multinode: settling: every node again (under heart), without a feed")
             for node in nodes:
                 with contextlib.suppress(FileNotFoundError):
                     (node.control / "die-after").unlink()
                 node.config = msgspec.structs.replace(node.config, feed=False, chaos_faults_per_second=0.0)
-                await node.start(journal_url, heart=False)
+                await node.start(journal_url, heart=True, restart_delay=args.restart_delay)
             try:
                 async with RedisJournal(journal_url) as journal:
                     settled, pending = await wait_settled(journal, broker.store, args.settle_timeout)
@@ -208,18 +217,19 @@ async def _kill_loop(
     schedule: random.Random,
     folder: Path,
 ) -> int:
-    """Run the nodes under heart and SIGKILL one at random moments; stop them all at the end."""
+    """Run the nodes under heart; SIGKILL (or freeze) one at random moments; stop them all."""
     for node in nodes:
         await node.start(journal_url, heart=True, restart_delay=args.restart_delay)
-    kills = dead_zone = 0
-    deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
+    kills = dead_zone = pauses = blow = 0
+    freezes_at = set(schedule.sample(range(args.kills + args.freezes), args.freezes))
+    deadline = time.monotonic() + 60 + (args.kills + args.freezes) * (args.max_interval + 10)
     victims = [
         node
         for node in nodes
         if args.victim == "any" or (args.victim == "full") == (node.config.role == "full")
     ]
     try:
-        while kills < args.kills:
+        while blow < args.kills + args.freezes:
             for node in nodes:
                 assert node.process is not None
                 if node.process.returncode is not None or time.monotonic() > deadline:
@@ -230,6 +240,21 @@ async def _kill_loop(
             pid = victim.pid()
             if pid is None:
                 continue  # between incarnations
+            if blow in freezes_at:
+                # Frozen, not dead: its leases run out and another executor takes its intents
+                # over; when it goes on, nothing it was about to send may go out.
+                pause = 1.5 * args.claim_idle
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                try:
+                    print(f"multinode: froze node {victim.member} (pid {pid}) for {pause:g}s", flush=True)
+                    await asyncio.sleep(pause)
+                finally:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+                pauses += 1
+                blow += 1
+                continue
             armed = schedule.random() < args.dead_zone_share
             if armed:
                 # The next incarnation SIGKILLs itself right after writing its Nth order.
@@ -238,19 +263,23 @@ async def _kill_loop(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             kills += 1
+            blow += 1
             victim.kills += 1
             print(f"multinode: kill {kills}/{args.kills}: node {victim.member} (pid {pid})", flush=True)
         await asyncio.sleep(args.calm)
     finally:
         codes = [await node.stop(20.0) for node in nodes]
     by_node = ", ".join(f"{node.member} {node.kills}" for node in nodes)
-    print(f"multinode: {kills} kills ({by_node}; {dead_zone} armed for the dead zone); stopped {codes}")
+    print(
+        f"multinode: {kills} kills ({by_node}; {dead_zone} armed for the dead zone), {pauses} freezes; "
+        f"stopped {codes}"
+    )
     return 0
 
 
 async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
     """What the take-overs did, from the nodes' logs and the journal."""
-    reclaimed = restarted = doubt = 0
+    reclaimed = restarted = doubt = held_back = lost = 0
     pattern = (
         r"took over (\d+) intents (from another executor|this executor held before it restarted)"
         r" \((\d+) in doubt"
@@ -262,6 +291,9 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
             else:
                 restarted += int(match.group(1))
             doubt += int(match.group(3))
+        held_back += sum(int(n) for n in re.findall(r"work: (\d+) intents held back", text))
+        held_back += sum(int(n) for n in re.findall(r"(\d+) orders not sent: their executor's lease", text))
+        lost += sum(int(n) for n in re.findall(r"work: (\d+) intents claimed by another executor", text))
     found = 0
     async for _, payload in journal.read(INTENTS_STREAM):
         event = _events.decode(payload)
@@ -271,10 +303,13 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
     resent = sum(i.attempts > 1 for i in intents)
     rejected = sum(i.state is IntentState.REJECTED for i in intents)
     return (
-        f"take-overs: {reclaimed} intents taken over from another (dead) executor, {restarted} by a "
-        f"restarted executor from its earlier self; {doubt} of them in doubt, looked up first.\n"
+        f"take-overs: {reclaimed} intents taken over from another executor (dead or frozen), "
+        f"{restarted} by a restarted executor from its earlier self; {doubt} of them in doubt, "
+        f"looked up first.\n"
         f"in all: {found} orders found at the broker by a look-up, {resent} sent again after a "
-        f"reliable 'not found', {rejected} rejected by the venue"
+        f"reliable 'not found', {rejected} rejected by the venue.\n"
+        f"leases: {held_back} orders held back (the lease ran out before the send), {lost} intents "
+        f"taken from a live executor that was silent too long"
     )
 
 
