@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import msgspec
 
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.messages import Snapshot, Tick
+from examples.order_routing.node.messages import Snapshot, Tick, Ticks
 from garrison import Actor, ActorNotFound, ActorStopped, MailboxFull
 from garrison.persistence import DurableStream
 
@@ -87,7 +88,7 @@ class Feed(Actor):
         self.seq = await self.stream.append(*(_encode(tick) for tick in ticks))
         self.generated += len(ticks)
         node = self.ctx.node
-        for path in (*self.routed_to, "/root/risk"):
+        for path in self.routed_to:
             try:
                 ref = node.lookup(path)
             except ActorNotFound:
@@ -97,3 +98,6 @@ class Feed(Actor):
                     ref.tell_nowait(tick)
                 except (MailboxFull, ActorStopped):
                     break
+        # Risk keeps only the latest price per symbol: the step's ticks in one message.
+        with contextlib.suppress(ActorNotFound, MailboxFull, ActorStopped):
+            node.lookup("/root/risk").tell_nowait(Ticks(tuple(ticks)))

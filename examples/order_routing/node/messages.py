@@ -18,6 +18,13 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, tag="tick"):
     price: float
 
 
+class Ticks(msgspec.Struct, frozen=True):
+    """Feed -> risk: the ticks of one step of the feed, in seq order (risk keeps only the
+    latest price per symbol, so it takes them in one message rather than one each)."""
+
+    ticks: tuple[Tick, ...]
+
+
 class OrderIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """What a strategy wants done; the intent log's payload. ``client_order_id`` is
     derived from (strategy_id, signal_seq), so a redelivered signal is the same intent.

@@ -15,6 +15,7 @@ from examples.order_routing.node.messages import (
     RecordIntent,
     Snapshot,
     Tick,
+    Ticks,
 )
 from examples.order_routing.protocol import Side
 from garrison import Actor, MailboxConfig, Overflow
@@ -31,7 +32,8 @@ class Risk(Actor):
     A refused order is answered with the reason (OrderAck(accepted=False)),
     counted by reason and logged; it is never recorded, so never sent. An
     approved one goes to intents, which answers the strategy once it is
-    durable. Ticks (conflated per symbol) keep the reference prices fresh.
+    durable. Ticks keep the reference prices fresh: the feed sends a step's ticks in one
+    Ticks message (a Tick alone, conflated per symbol, works too).
     The exposure is rebuilt from the intent log on every start.
     """
 
@@ -59,10 +61,10 @@ class Risk(Actor):
     async def on_receive(self, message: Any) -> Any:
         match message:
             case Tick():
-                if math.isfinite(message.price) and message.price > 0:
-                    self.reference[message.symbol] = message.price
-                else:
-                    self.refused[f"bad tick: price={message.price!r}"] += 1
+                self.observe(message)
+            case Ticks(ticks=ticks):
+                for tick in ticks:
+                    self.observe(tick)
             case ProposeOrder(intent=intent, reply_to=reply_to):
                 reason = self.check(intent.symbol, intent.side, intent.qty, intent.price)
                 if reason is not None:
@@ -78,6 +80,13 @@ class Risk(Actor):
             case _:
                 self.ctx.unhandled(message)
         return None
+
+    def observe(self, tick: Tick) -> None:
+        """A good tick is the symbol's reference price; a bad one is counted, never used."""
+        if math.isfinite(tick.price) and tick.price > 0:
+            self.reference[tick.symbol] = tick.price
+        else:
+            self.refused[f"bad tick: price={tick.price!r}"] += 1
 
     def add_exposure(self, intent: OrderIntent) -> None:
         self.position[intent.symbol] += intent.qty if intent.side is Side.BUY else -intent.qty

@@ -28,6 +28,7 @@ from examples.order_routing.node.messages import (
     Submit,
     SubscribeFills,
     Tick,
+    Ticks,
 )
 from examples.order_routing.node.positions import Positions
 from examples.order_routing.node.risk import Risk
@@ -93,7 +94,7 @@ def market_tree(risk: TestProbe) -> SupervisorSpec:
     )
     return SupervisorSpec(
         children=[
-            ChildSpec("risk", StandIn, args=(risk,), kwargs={"ignore": (Tick,)}),
+            ChildSpec("risk", StandIn, args=(risk,), kwargs={"ignore": (Tick, Ticks)}),
             ChildSpec("market", market),
         ]
     )

@@ -18,6 +18,7 @@ from examples.order_routing.node.messages import (
     RecordIntent,
     Snapshot,
     Tick,
+    Ticks,
 )
 from examples.order_routing.node.risk import Risk
 from examples.order_routing.protocol import Side
@@ -185,3 +186,22 @@ async def test_limits_hold_across_a_restart_of_risk(
     assert await probe.expect(OrderAck) == OrderAck(
         second.client_order_id, False, "position limit: ACME would be 30"
     )
+
+
+async def test_a_step_of_ticks_sets_the_latest_good_price_per_symbol_and_counts_the_bad(
+    node: Node, probe: TestProbe, journal: Journal
+) -> None:
+    """The feed sends risk a step's ticks in one Ticks message: the last good price of a symbol
+    is its reference, and bad ticks are counted, never used."""
+    intents = TestProbe(node, "intents")
+    risk = await start_risk(node, journal, intents)
+    steps = (Tick(2, "ACME", 110.0), Tick(3, "ACME", math.nan), Tick(4, "ACME", 120.0), Tick(5, "ACME", -1.0))
+    await risk.tell(Ticks(steps))
+
+    low = make_intent(price=113.0)  # inside the band around 110, outside the one around 120
+    await risk.tell(ProposeOrder(low, probe))
+
+    reason = "price outside band: price=113.0 vs reference 120.0 ±5%"
+    assert await probe.expect(OrderAck) == OrderAck(low.client_order_id, False, reason)
+    refused = (await risk.ask(Snapshot()))["refused"]
+    assert refused == {"bad tick: price=nan": 1, "bad tick: price=-1.0": 1, "price outside band": 1}
