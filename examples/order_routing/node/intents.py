@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -16,11 +18,13 @@ from examples.order_routing.node.messages import (
     Snapshot,
 )
 from garrison import Actor, ActorNotFound, ActorRef, MailboxConfig
-from garrison.persistence import IntentLog, IntentLogBroken
+from garrison.persistence import Intent, IntentLog, IntentLogBroken
 
 INTENTS_STREAM = "intents"
 MAX_RECORD_BATCH = 256
 """Records written in one batch at most, even while more wait (a burst is acknowledged in steps)."""
+MAX_BATCHES_IN_FLIGHT = 4
+"""Batches written and not yet acknowledged before intents waits for the oldest (the disk's pace)."""
 
 
 class _Announce(msgspec.Struct, frozen=True):
@@ -62,6 +66,8 @@ class Intents(Actor):
         self.unannounced: list[OrderIntent] = []
         """Intents whose IntentReady the executor's mailbox refused: offered again later."""
         self.retry_at = 0.0
+        self.in_flight: deque[asyncio.Future[list[Intent[OrderIntent]]]] = deque()
+        """Batches being written, oldest first: each acknowledged by a task once it is durable."""
 
     async def on_receive(self, message: Any) -> Any:
         answer: Any = None
@@ -91,11 +97,26 @@ class Intents(Actor):
         return answer
 
     async def flush(self) -> None:
-        """Record what waits (one batch, one durable append), then acknowledge and announce it."""
+        """Record what waits as one batch (one durable append). A task of this incarnation
+        acknowledges and announces it once it is durable, so records keep being taken while the
+        disk works; past MAX_BATCHES_IN_FLIGHT this waits for the oldest."""
         waiting, self.waiting = self.waiting, []
-        intents = await self.log.record_many_nowait(
+        written = self.log.record_many_nowait(
             [(request.intent.client_order_id, request.intent) for request in waiting]
         )
+        self.in_flight.append(written)
+        self.ctx.run_task(self.acknowledge(written, waiting), name="acknowledge")
+        in_flight = self.in_flight
+        while in_flight and (in_flight[0].done() or len(in_flight) > MAX_BATCHES_IN_FLIGHT):
+            # Its task acknowledges it (or fails, and this incarnation with it).
+            await asyncio.wait([in_flight.popleft()])
+
+    async def acknowledge(
+        self, written: asyncio.Future[list[Intent[OrderIntent]]], waiting: list[RecordIntent]
+    ) -> None:
+        """Once the batch is durable (never before): answer each strategy, and tell the executor.
+        A write that cannot be confirmed raises here, and intents restarts (reopening the log)."""
+        intents = await written
         recorded = []
         answers: dict[int, tuple[ActorRef, list[str]]] = {}
         for recorded_intent, request in zip(intents, waiting, strict=True):
