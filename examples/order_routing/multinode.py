@@ -195,9 +195,9 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
                 async with RedisJournal(journal_url) as journal:
                     settled, pending = await wait_settled(journal, broker.store, args.settle_timeout)
             finally:
-                for node in nodes:
-                    await node.stop(10.0)
-            print(f"multinode: settled: {'yes' if settled else f'no, {pending} intents still pending'}")
+                codes = [await node.stop(10.0) for node in nodes]
+            outcome = "yes" if settled else f"no, {pending} intents still pending"
+            print(f"multinode: settled: {outcome}; stopped {codes}")
         async with RedisJournal(journal_url) as journal:
             verdict = await judge(journal, str(folder / "broker.db"), ACCOUNT)
             summary = await take_over_summary(journal, folder)
