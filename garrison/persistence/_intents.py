@@ -542,6 +542,9 @@ class IntentLog(Generic[P]):
         for _, future in batch:
             if not future.done():
                 future.set_exception(self._broken)
+                # Retrieved: a caller that queued without awaiting (a move it did not need to
+                # wait for) learns it from its next call, which raises the same error.
+                future.exception()
 
     async def refresh(self) -> None:
         """Read what other writers appended since this log last wrote or read (several
