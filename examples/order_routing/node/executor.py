@@ -46,8 +46,8 @@ MAX_SEND_BATCH = 256
 """Intents marked SENDING (one durable write) and handed to the gateway per step."""
 MAX_MOVES = 512
 """Answers' moves collected before they are written (one durable write) even while more messages wait."""
-MAX_UNCONFIRMED_WRITES = 8
-"""Writes of the log in flight before the executor waits for the oldest (backpressure from the disk)."""
+MAX_UNCONFIRMED_WRITES = 256
+"""Writes of the log in flight (each a batch) before the executor waits for the oldest: the disk's pace."""
 
 
 class _Sweep(msgspec.Struct, frozen=True):

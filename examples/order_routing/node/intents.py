@@ -23,8 +23,8 @@ from garrison.persistence import Intent, IntentLog, IntentLogBroken
 INTENTS_STREAM = "intents"
 MAX_RECORD_BATCH = 256
 """Records written in one batch at most, even while more wait (a burst is acknowledged in steps)."""
-MAX_BATCHES_IN_FLIGHT = 4
-"""Batches written and not yet acknowledged before intents waits for the oldest (the disk's pace)."""
+MAX_RECORDS_IN_FLIGHT = 4096
+"""Records written and not yet acknowledged before intents waits for the oldest batch (the disk's pace)."""
 
 
 class _Announce(msgspec.Struct, frozen=True):
@@ -66,8 +66,9 @@ class Intents(Actor):
         self.unannounced: list[OrderIntent] = []
         """Intents whose IntentReady the executor's mailbox refused: offered again later."""
         self.retry_at = 0.0
-        self.in_flight: deque[asyncio.Future[list[Intent[OrderIntent]]]] = deque()
-        """Batches being written, oldest first: each acknowledged by a task once it is durable."""
+        self.in_flight: deque[tuple[asyncio.Future[list[Intent[OrderIntent]]], int]] = deque()
+        """Batches being written (and their sizes), oldest first: each acknowledged by a task once durable."""
+        self.records_in_flight = 0
 
     async def on_receive(self, message: Any) -> Any:
         answer: Any = None
@@ -99,17 +100,21 @@ class Intents(Actor):
     async def flush(self) -> None:
         """Record what waits as one batch (one durable append). A task of this incarnation
         acknowledges and announces it once it is durable, so records keep being taken while the
-        disk works; past MAX_BATCHES_IN_FLIGHT this waits for the oldest."""
+        disk works; past MAX_RECORDS_IN_FLIGHT this waits for the oldest batch."""
         waiting, self.waiting = self.waiting, []
         written = self.log.record_many_nowait(
             [(request.intent.client_order_id, request.intent) for request in waiting]
         )
-        self.in_flight.append(written)
+        self.in_flight.append((written, len(waiting)))
+        self.records_in_flight += len(waiting)
         self.ctx.run_task(self.acknowledge(written, waiting), name="acknowledge")
         in_flight = self.in_flight
-        while in_flight and (in_flight[0].done() or len(in_flight) > MAX_BATCHES_IN_FLIGHT):
-            # Its task acknowledges it (or fails, and this incarnation with it).
-            await asyncio.wait([in_flight.popleft()])
+        while in_flight and (in_flight[0][0].done() or self.records_in_flight > MAX_RECORDS_IN_FLIGHT):
+            oldest, size = in_flight.popleft()
+            self.records_in_flight -= size
+            if not oldest.done():
+                # Its task acknowledges it (or fails, and this incarnation with it).
+                await asyncio.wait([oldest])
 
     async def acknowledge(
         self, written: asyncio.Future[list[Intent[OrderIntent]]], waiting: list[RecordIntent]
