@@ -7,6 +7,7 @@ and trimming never deletes what a group has not acked.
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -136,6 +137,30 @@ async def test_renewing_keeps_a_slow_consumers_entries_and_never_takes_back_one_
     await slow.ack(1, 2)
     assert await slow.renew(1, 2) == set()
     assert await slow.renew() == set()
+
+
+async def test_a_reader_loop_cancelled_at_any_moment_ends(
+    redis_journal: RedisJournal, orders: DurableStream
+) -> None:
+    """A task that reads in a loop (an actor's reader) must end when cancelled, wherever the
+    cancellation lands; redis-py has been seen to swallow it mid-command."""
+    reader = consumer(redis_journal, "reader", claim_idle=0.05, batch=5)
+    rng = random.Random(7)
+    for round_ in range(30):
+        if round_ % 3 == 0:
+            await orders.append(*(b"o" for _ in range(8)))
+
+        async def loop() -> None:
+            while True:
+                await reader.read(block=0.05)
+                await reader.renew(1, 2, 3)
+
+        task = asyncio.ensure_future(loop())
+        await asyncio.sleep(rng.uniform(0.0, 0.06))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert done, f"round {round_}: the cancelled reader is still running"
+        assert task.cancelled()
 
 
 async def test_reclaiming_reaches_idle_entries_behind_a_long_busy_pending_list(
