@@ -81,6 +81,9 @@ def multinode_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--settle-timeout", type=float, default=40.0, help="longest wait for every intent to finish (s)"
     )
+    group.add_argument(
+        "--node-log-level", default="WARNING", help="the nodes' log level (their logs: --folder)"
+    )
     group.add_argument("--chaos-seed", type=int, default=1, help="seed of the kill schedule")
     group.add_argument("--folder", help="keep the broker store and the logs here (default: a temp folder)")
 
@@ -99,10 +102,12 @@ class NodeProcess:
     def member(self) -> str:
         return self.config.member
 
-    async def start(self, journal: str, *, heart: bool, restart_delay: float = 1.0) -> None:
+    async def start(
+        self, journal: str, *, heart: bool, restart_delay: float = 1.0, log_level: str = "WARNING"
+    ) -> None:
         command = [
             *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
-            *("--name", f"node-{self.member}", "--log-level", "WARNING", "--stall-timeout", "5"),
+            *("--name", f"node-{self.member}", "--log-level", log_level, "--stall-timeout", "5"),
         ]
         if heart:
             command += [
@@ -190,14 +195,18 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
                 with contextlib.suppress(FileNotFoundError):
                     (node.control / "die-after").unlink()
                 node.config = msgspec.structs.replace(node.config, feed=False, chaos_faults_per_second=0.0)
-                await node.start(journal_url, heart=True, restart_delay=args.restart_delay)
+                await node.start(
+                    journal_url, heart=True, restart_delay=args.restart_delay, log_level=args.node_log_level
+                )
             try:
                 async with RedisJournal(journal_url) as journal:
                     settled, pending = await wait_settled(journal, broker.store, args.settle_timeout)
             finally:
+                stopping = time.monotonic()
                 codes = [await node.stop(10.0) for node in nodes]
+                stop_took = time.monotonic() - stopping
             outcome = "yes" if settled else f"no, {pending} intents still pending"
-            print(f"multinode: settled: {outcome}; stopped {codes}")
+            print(f"multinode: settled: {outcome}; stopped {codes} in {stop_took:.1f}s")
         async with RedisJournal(journal_url) as journal:
             verdict = await judge(journal, str(folder / "broker.db"), ACCOUNT)
             summary = await take_over_summary(journal, folder)
@@ -219,7 +228,9 @@ async def _kill_loop(
 ) -> int:
     """Run the nodes under heart; SIGKILL (or freeze) one at random moments; stop them all."""
     for node in nodes:
-        await node.start(journal_url, heart=True, restart_delay=args.restart_delay)
+        await node.start(
+            journal_url, heart=True, restart_delay=args.restart_delay, log_level=args.node_log_level
+        )
     kills = dead_zone = pauses = blow = 0
     freezes_at = set(schedule.sample(range(args.kills + args.freezes), args.freezes))
     deadline = time.monotonic() + 60 + (args.kills + args.freezes) * (args.max_interval + 10)
@@ -268,11 +279,13 @@ async def _kill_loop(
             print(f"multinode: kill {kills}/{args.kills}: node {victim.member} (pid {pid})", flush=True)
         await asyncio.sleep(args.calm)
     finally:
+        stopping = time.monotonic()
         codes = [await node.stop(20.0) for node in nodes]
+        stop_took = time.monotonic() - stopping
     by_node = ", ".join(f"{node.member} {node.kills}" for node in nodes)
     print(
         f"multinode: {kills} kills ({by_node}; {dead_zone} armed for the dead zone), {pauses} freezes; "
-        f"stopped {codes}"
+        f"stopped {codes} in {stop_took:.1f}s"
     )
     return 0
 
