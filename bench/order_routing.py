@@ -9,7 +9,9 @@ intent log, loop lag at the market-open burst, and recovery after kill -9 with a
   its latency runs from the moment its strategy took the tick (the signal) to that moment,
   through risk, the durable intent record, the durable SENDING mark, the gateway, the broker
   and back. Each phase's loop lag is ``node.loop_monitor.stats()`` read at the phase's end,
-  its window sized to the phase (10 ms samples).
+  its window sized to the phase (10 ms samples). The burst also reports the CPU the loop's
+  thread used (its share of the burst's wall time, and per order acked): on a shared machine
+  the rates follow what the node is given, the CPU per order much less.
 - recovery: a journal of 100,000 intents (most DONE, some RECORDED/SENDING/ACKED, as a busy
   node leaves it) serves a node process, SIGKILLed half a second after its first order; a new
   process starts on the same journal, three times. Figure: the median of the seconds from a
@@ -203,7 +205,9 @@ async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: f
             steady_from = feed_started + warm_up + steady - min(steady, burst)
             await _sleep_until(feed_started + warm_up + steady)
             steady_lag = _lag(node)
+            loop_cpu = time.thread_time()  # this task runs on the loop's thread
             await _sleep_until(feed_started + warm_up + steady + burst)
+            loop_cpu = time.thread_time() - loop_cpu
             burst_lag = _lag(node)
             await asyncio.sleep(1.0)  # acks of the burst's last orders
             phases = {
@@ -213,6 +217,11 @@ async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: f
                     **burst_lag,
                 },
             }
+            # What the loop's thread got of a CPU, and spent per order: unlike the wall-clock rates,
+            # these hardly move when other processes compete for the machine.
+            acked = max(1, phases["burst"]["orders_acked"])
+            phases["burst"]["loop_cpu_share"] = round(loop_cpu / burst, 2)
+            phases["burst"]["loop_cpu_us_per_order"] = round(loop_cpu / acked * 1e6, 1)
             stats = journal.stats()
             await node.supervisor("/root/market").terminate_child("feed")
     phases["journal"] = {
