@@ -101,6 +101,9 @@ def test_two_nodes_sharing_intents_on_redis_lose_and_duplicate_nothing_when_one_
     assert freezes is not None and int(freezes.group(1)) > 0, output
     assert int(kills.group(1)) + int(kills.group(2)) == KILLS
     assert "multinode: settled: yes" in output
+    # Every node stopped when asked (SIGTERM through heart): none had to be SIGKILLed after 20 s.
+    stops = re.findall(r"stopped \[([^\]]*)\] in", output)
+    assert len(stops) == 2 and all("-9" not in codes for codes in stops), output
     # The survivor took over intents a killed node held, looking up first those it may have sent.
     taken = re.search(r"take-overs: (\d+) intents taken over from another executor", output)
     assert taken is not None and int(taken.group(1)) > 0, output
