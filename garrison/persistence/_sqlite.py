@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 import aiosqlite
+from loguru import logger
 
 from garrison._errors import (
     InvalidConfig,
@@ -76,6 +77,10 @@ the journal is opened with ``migrate=True``: migrations are explicit."""
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _WAL_SWITCH_ATTEMPTS = 500  # 10 ms apart: as long as busy_timeout
+CHECKPOINT_FRAMES = 1000
+"""WAL frames a background checkpoint lets accumulate before it copies them (SQLite's own default)."""
+_WRITER_AUTOCHECKPOINT = 10 * CHECKPOINT_FRAMES
+"""The writer's own checkpoint, only if the background one cannot keep up (a reader holding the WAL)."""
 
 
 @lru_cache(maxsize=64)
@@ -84,15 +89,23 @@ def _insert_sql(rows: int) -> str:
 
 
 class _Exclusive:
-    """A write that is not an append (snapshot, deletion, ack), run by the writer in turn."""
+    """A write that is not an append (snapshot, deletion, ack), run by the writer in turn.
 
-    __slots__ = ("future", "operation")
+    ``commit`` is False for the writer's own housekeeping (a checkpoint), which
+    is not counted as a commit and whose failure nobody awaits."""
+
+    __slots__ = ("commit", "future", "operation")
 
     def __init__(
-        self, operation: Callable[[aiosqlite.Connection], Awaitable[None]], future: asyncio.Future[int]
+        self,
+        operation: Callable[[aiosqlite.Connection], Awaitable[None]],
+        future: asyncio.Future[int],
+        *,
+        commit: bool = True,
     ) -> None:
         self.operation = operation
         self.future = future
+        self.commit = commit
 
 
 class SqliteJournal(ReadsInBatches):
@@ -134,6 +147,15 @@ class SqliteJournal(ReadsInBatches):
         self._highest: dict[str, int] = {}
         self._packing_checked: aiosqlite.Connection | None = None
         self._packing = False
+        self.checkpoints = 0
+        """Background WAL checkpoints run (off the commit path, on a connection of their own)."""
+        self._checkpoint_db: aiosqlite.Connection | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._commits_since_checkpoint = 0
+        self._commits_in_wal = 0
+        """Commits since the WAL last started over: its frames over this are frames per commit."""
+        self._checkpoint_after = 64
+        """Commits between checkpoints, learned from how many WAL frames a commit writes."""
 
     # -- open and close ----------------------------------------------------------
 
@@ -144,9 +166,17 @@ class SqliteJournal(ReadsInBatches):
         writer = await self._connect(configure=False)
         try:
             await self._check_schema(writer)
+            # Checkpoints run in the background (see _checkpoint): a commit never copies the WAL.
+            await writer.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT}")
             reader = await self._connect()
         except BaseException:
             await writer.close()
+            raise
+        try:
+            self._checkpoint_db = await self._connect()
+        except BaseException:
+            await writer.close()
+            await reader.close()
             raise
         self._writer_db = writer
         self._reader_db = reader
@@ -274,10 +304,13 @@ class SqliteJournal(ReadsInBatches):
             return
         self._writer = None
         await self._queue.finish(writer, JournalClosed(self.path))
-        for db in (self._writer_db, self._reader_db):
+        if self._checkpointing is not None:
+            # Its statement runs on the connection's thread and cannot be cut short.
+            await asyncio.wait({self._checkpointing})
+        for db in (self._writer_db, self._reader_db, self._checkpoint_db):
             if db is not None:
                 await db.close()
-        self._writer_db = self._reader_db = None
+        self._writer_db = self._reader_db = self._checkpoint_db = None
 
     async def __aenter__(self) -> SqliteJournal:
         return await self.open()
@@ -388,10 +421,13 @@ class SqliteJournal(ReadsInBatches):
         try:
             await item.operation(self._writer_db)
         except Exception as error:
-            if not item.future.done():
+            if not item.commit:
+                logger.opt(exception=True).warning("journal {path}: checkpoint failed", path=self.path)
+            elif not item.future.done():
                 item.future.set_exception(JournalWriteError("(snapshot/ack/delete)", error))
         else:
-            self.commits += 1
+            if item.commit:
+                self._committed()
             if not item.future.done():
                 item.future.set_result(0)
 
@@ -450,12 +486,62 @@ class SqliteJournal(ReadsInBatches):
                 append.fail(JournalWriteError(append.stream, error))
             return
         self._highest.update(tentative)
-        self.commits += 1
+        self._committed()
         self.appends += len(accepted)
         self._histograms.batch(len(accepted))
         for append, highest in accepted:
             if not append.future.done():
                 append.future.set_result(highest)
+
+    def _committed(self) -> None:
+        """Count a commit; start a background checkpoint when about CHECKPOINT_FRAMES are in the WAL."""
+        self.commits += 1
+        self._commits_since_checkpoint += 1
+        self._commits_in_wal += 1
+        if (
+            self._commits_since_checkpoint >= self._checkpoint_after
+            and self._checkpointing is None
+            and self._checkpoint_db is not None
+        ):
+            self._checkpointing = asyncio.get_running_loop().create_task(
+                self._checkpoint(self._checkpoint_db),
+                name=f"garrison:journal-checkpoint:{self.path}",
+            )
+            self._commits_since_checkpoint = 0
+
+    async def _checkpoint(self, db: aiosqlite.Connection) -> None:
+        """Copy the WAL into the database file beside the writer, not in a commit.
+
+        SQLite's automatic checkpoint runs inside the commit that crosses its
+        threshold, so one producer in a few hundred waits for a copy of about
+        a thousand pages and two more fsyncs: the append-latency tail. Here a
+        PASSIVE checkpoint on a connection of its own copies them while the
+        writer goes on appending; then the writer, between two commits, copies
+        the few frames written meanwhile, so that its next commit starts the
+        WAL over (SQLite restarts it only when a write finds it fully copied).
+        A failure costs only a longer WAL; the writer's own automatic
+        checkpoint is the backstop (_WRITER_AUTOCHECKPOINT).
+        """
+        try:
+            await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.checkpoints += 1
+            if self._writer is not None:
+                future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                self._queue.put(_Exclusive(self._catch_up, future, commit=False))
+        except Exception:
+            logger.opt(exception=True).warning("journal {path}: background checkpoint failed", path=self.path)
+        finally:
+            self._checkpointing = None
+
+    async def _catch_up(self, db: aiosqlite.Connection) -> None:
+        """Copy what was written during the background checkpoint (the writer's turn: no commit
+        runs meanwhile), and learn from the WAL's size how often to checkpoint."""
+        rows = await db.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        busy, frames, copied = next(iter(rows))
+        if not busy and frames == copied and frames > 0 and self._commits_in_wal > 0:
+            per_commit = frames / self._commits_in_wal
+            self._checkpoint_after = max(1, min(10_000, int(CHECKPOINT_FRAMES / per_commit)))
+            self._commits_in_wal = 0
 
     async def _transaction(self, db: aiosqlite.Connection, rows: list[Any], acks: list[Any]) -> None:
         await db.execute("BEGIN IMMEDIATE")

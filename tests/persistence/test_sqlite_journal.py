@@ -136,6 +136,46 @@ async def test_producers_arriving_during_a_commit_fold_into_the_next_one(journal
         assert [seq for seq, _ in await read_all(journal, f"p{i}")] == list(range(1, 21))
 
 
+async def test_checkpoints_run_beside_the_writer_and_keep_the_wal_near_its_checkpoint_size(
+    journal_path: Path,
+) -> None:
+    """The writer's own automatic checkpoint is only a backstop at ten times the size; the
+    background checkpoints, and the writer's catch-up between commits, start the WAL over."""
+    async with SqliteJournal(journal_path, synchronous="NORMAL") as journal:
+        assert await connection_pragma(journal, "wal_autocheckpoint") == 10 * sqlite_module.CHECKPOINT_FRAMES
+        seq = 0
+        for _ in range(6000):  # about 18,000 WAL frames if nothing started the WAL over
+            seq = await journal.append("solo", [b"\x01" * 64], seq)
+        checkpoints = journal.checkpoints
+        page_size = pragma(journal_path, "page_size")
+        assert isinstance(page_size, int)
+        wal_bytes = Path(f"{journal_path}-wal").stat().st_size
+
+    assert checkpoints >= 3
+    # Commits go on while a checkpoint copies, so a cycle overshoots; the backstop alone
+    # would let it reach 10 x CHECKPOINT_FRAMES.
+    assert wal_bytes <= 5 * sqlite_module.CHECKPOINT_FRAMES * (page_size + 24)
+    async with SqliteJournal(journal_path) as reopened:
+        assert [s for s, _ in await read_all(reopened, "solo")] == list(range(1, 6001))
+
+
+async def test_closing_while_a_checkpoint_runs_loses_nothing_and_warns_of_nothing(
+    journal_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    journal = SqliteJournal(journal_path, synchronous="NORMAL")
+    await journal.open()
+    journal._checkpoint_after = 1  # a checkpoint after every commit: one is running at the close
+    await asyncio.gather(*(journal.append(f"p{i}", [b"e"], 0) for i in range(50)))
+    await journal.append("p0", [b"f"], 1)
+    await journal.close()
+
+    assert journal.checkpoints >= 1
+    assert not [w for w in recwarn if "never retrieved" in str(w.message)]
+    async with SqliteJournal(journal_path) as reopened:
+        assert [s for s, _ in await read_all(reopened, "p0")] == [1, 2]
+        assert await reopened.highest_seq("p49") == 1
+
+
 async def test_a_group_with_consumer_acks_commits_events_and_offsets_together(
     journal: SqliteJournal, journal_path: Path
 ) -> None:
