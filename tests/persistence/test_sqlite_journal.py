@@ -38,6 +38,10 @@ def wal_exists(path: Path) -> bool:
     return Path(f"{path}-wal").exists()
 
 
+def wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
 def damage_middle_pages(path: Path, count: int) -> None:
     """Checkpoint the WAL into the file, then overwrite ``count`` pages in its middle."""
     db = sqlite3.connect(path)
@@ -149,7 +153,7 @@ async def test_checkpoints_run_beside_the_writer_and_keep_the_wal_near_its_check
         checkpoints = journal.checkpoints
         page_size = pragma(journal_path, "page_size")
         assert isinstance(page_size, int)
-        wal_bytes = Path(f"{journal_path}-wal").stat().st_size
+        wal_bytes = wal_size(journal_path)
 
     assert checkpoints >= 3
     # Commits go on while a checkpoint copies, so a cycle overshoots; the backstop alone
