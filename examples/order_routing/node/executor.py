@@ -24,21 +24,17 @@ from typing import Any
 
 import msgspec
 
+from examples.order_routing.node.answers import BrokerAnswers
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
-    BrokerInfo,
     CheckLiveOrders,
     GetBrokerInfo,
     GetIntentLog,
     IntentReady,
-    Lookup,
-    OrderDone,
     OrderIntent,
     Snapshot,
     Submit,
 )
-from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
 from garrison import Actor, MailboxConfig
 from garrison.persistence import IntentLog, IntentState
 
@@ -58,7 +54,7 @@ class _Sweep(msgspec.Struct, frozen=True):
     whole log is read once, at start."""
 
 
-class Executor(Actor):
+class Executor(BrokerAnswers, Actor):
     """Sends pending intents through the gateway and reconciles after every restart."""
 
     heartbeat_timeout = 5.0
@@ -67,23 +63,11 @@ class Executor(Actor):
     SWEEP_EVERY = 0.1
 
     def __init__(self, config: NodeConfig) -> None:
-        self.config = config
-        self.sent_at: dict[str, float] = {}
-        self.in_doubt: dict[str, float] = {}
-        """client_order_id -> the time after which the send cannot have happened."""
-        self.next_query: dict[str, float] = {}
-        self.reconcile: dict[str, float] = {}
-        """ACKED intents found at start: looked up once to learn whether they are done."""
-        self.to_send: dict[str, OrderIntent] = {}
-        """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
-        self.moves: list[tuple[str, IntentState, str]] = []
-        """Moves the answers of this turn asked for, written together (one append) at its end."""
+        super().__init__(config)
         self.marking: set[str] = set()
         """Intents whose SENDING mark is being written: sent once it is durable, never queued again."""
         self.unconfirmed: deque[asyncio.Future[None]] = deque()
         """The log's writes not yet known durable, oldest first."""
-        self.lookup_lag: float | None = None
-        self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
 
     async def on_start(self) -> None:
         self.log: IntentLog[OrderIntent] = await self.ctx.node.lookup("/root/execution/intents").ask(
@@ -114,43 +98,18 @@ class Executor(Actor):
                     cid = intent.client_order_id
                     if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
                         self.to_send[cid] = intent
-            case OrderAccepted(client_order_id=cid):
-                self.settle(cid)
-                self.move(cid, IntentState.ACKED, "accepted")
-                self.counts["acked"] += 1
-            case OrderRejected(client_order_id=cid, duplicate=True):
-                # The broker already knows this id: it may be live. Find out, never assume.
-                self.sent_at.pop(cid, None)
-                self.move(cid, IntentState.UNKNOWN, "refused as a duplicate")
-                self.doubt(cid, now)
-            case OrderRejected(client_order_id=cid, reason=reason):
-                self.settle(cid)
-                self.move(cid, IntentState.REJECTED, reason)
-                self.counts["rejected"] += 1
-            case OrderStatus():
-                self.on_status(message, now)
-            case OrderDone(client_order_id=cid):
-                self.settle(cid)
-                self.move(cid, IntentState.DONE, "filled")
-                self.counts["done"] += 1
             case CheckLiveOrders():
                 for pending in self.log.pending():
                     if pending.state is IntentState.ACKED:
                         self.reconcile.setdefault(pending.id, now)
-            case BrokerInfo(lookup_lag_seconds=lag):
-                self.lookup_lag = lag
-                # A (re)connected gateway writes what waited for Welcome only now: an order
-                # still queued there may reach the broker from this moment, so a "not found"
-                # is trusted only lookup_lag + margin after it.
-                for cid, since in self.in_doubt.items():
-                    self.in_doubt[cid] = max(since, now)
             case _Sweep():
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
             case Snapshot():
                 return {**self.counts, "in_flight": len(self.sent_at), "in_doubt": len(self.in_doubt)}
             case _:
-                self.ctx.unhandled(message)
+                if not self.on_answer(message, now):
+                    self.ctx.unhandled(message)
         # A burst never stops the work: a full batch is written even while more messages wait.
         if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
             await self.write_and_send()
@@ -173,9 +132,6 @@ class Executor(Actor):
         while unconfirmed and (unconfirmed[0].done() or len(unconfirmed) > at_most):
             await unconfirmed.popleft()
 
-    def move(self, cid: str, state: IntentState, detail: str) -> None:
-        self.moves.append((cid, state, detail))
-
     def write_moves(self) -> None:
         """Queue the moves asked for since the last write: one append (one more each time an
         intent moves twice). A late or repeated answer that finds its intent already further
@@ -191,15 +147,6 @@ class Executor(Actor):
                 batch[move[0]] = move
         if batch:
             self.unconfirmed.append(self.log.move_many_nowait(batch.values()))
-
-    def settle(self, cid: str) -> None:
-        self.sent_at.pop(cid, None)
-        self.in_doubt.pop(cid, None)
-        self.next_query.pop(cid, None)
-
-    def doubt(self, cid: str, since: float) -> None:
-        self.in_doubt[cid] = since
-        self.next_query[cid] = since
 
     def send_pending(self) -> None:
         """Mark a batch SENDING, and send it once the mark is durable (a task: answers keep
@@ -234,47 +181,3 @@ class Executor(Actor):
             self.sent_at[cid] = now
             self.counts["sent"] += 1
             await gateway.tell(Submit(intent))
-
-    def sweep(self, now: float) -> None:
-        for cid, sent in list(self.sent_at.items()):
-            if now - sent >= self.config.ack_timeout:
-                del self.sent_at[cid]
-                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
-                self.doubt(cid, sent)
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
-        for cid, asked in list(self.reconcile.items()):
-            if asked <= now:
-                self.reconcile[cid] = now + 10 * self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
-        for cid, due in list(self.next_query.items()):
-            if due <= now:
-                self.next_query[cid] = now + self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
-
-    def on_status(self, status: OrderStatus, now: float) -> None:
-        cid = status.client_order_id
-        if self.reconcile.pop(cid, None) is not None:
-            if status.found and status.state in ("filled", "cancelled"):
-                self.move(cid, IntentState.DONE, status.state)
-            return
-        since = self.in_doubt.get(cid)
-        if since is None:
-            return
-        if status.found:
-            self.settle(cid)
-            self.move(cid, IntentState.ACKED, f"found at the broker ({status.state})")
-            if status.state in ("filled", "cancelled"):
-                self.move(cid, IntentState.DONE, status.state)
-            return
-        lag = self.lookup_lag
-        if lag is None or now - since < lag + self.config.lookup_margin:
-            return  # not yet a reliable answer: asked again at next_query
-        intent = self.log.get(cid)
-        if intent is None:
-            return
-        # Reliably never seen by the broker: sending again cannot duplicate it.
-        self.settle(cid)
-        self.counts["resent"] += 1
-        self.to_send[cid] = intent.payload

@@ -41,21 +41,17 @@ from typing import Any, Protocol
 
 import msgspec
 
+from examples.order_routing.node.answers import BrokerAnswers
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import (
-    BrokerInfo,
     CheckLiveOrders,
     GetBrokerInfo,
     IntentReady,
-    Lookup,
-    OrderDone,
     OrderIntent,
     Snapshot,
     Submit,
 )
-from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
 from garrison import Actor, MailboxConfig, Node
 from garrison.persistence import (
     Delivery,
@@ -167,7 +163,7 @@ class _Sweep(msgspec.Struct, frozen=True):
     """Self-message: ack timeouts, due look-ups."""
 
 
-class SharedExecutor(Actor):
+class SharedExecutor(BrokerAnswers, Actor):
     """Sends the intents the group hands it, exactly once across all nodes (see the module's
     docstring), with the single node's decision table.
 
@@ -185,23 +181,13 @@ class SharedExecutor(Actor):
     SWEEP_EVERY = 0.1
 
     def __init__(self, config: NodeConfig, queue_of: Any = redis_work_queue) -> None:
-        self.config = config
+        super().__init__(config)
         self.queue_of = queue_of
         self.leases: dict[str, Lease] = {}
-        self.sent_at: dict[str, float] = {}
-        self.in_doubt: dict[str, float] = {}
-        """client_order_id -> the time after which the send cannot have happened."""
-        self.next_query: dict[str, float] = {}
-        self.reconcile: dict[str, float] = {}
-        """ACKED intents (full node only): looked up to learn whether they are done."""
-        self.to_send: dict[str, OrderIntent] = {}
-        self.moves: list[tuple[str, IntentState, str]] = []
         self.retry: dict[str, tuple[IntentState, str]] = {}
         """Moves this view refused (it may be behind another writer): tried again after a catch-up."""
         self.settled: set[str] = set()
         """Leased intents found settled: their entries are acked at the end of the turn."""
-        self.lookup_lag: float | None = None
-        self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
         self.work = {"taken": 0, "again": 0, "reclaimed": 0, "looked_up_first": 0, "lost": 0, "held_back": 0}
 
     async def on_start(self) -> None:
@@ -294,35 +280,11 @@ class SharedExecutor(Actor):
                 for cid in ids:
                     self.leases.pop(cid, None)
                     self.forget(cid)
-            case OrderAccepted(client_order_id=cid):
-                self.settle(cid)
-                self.move(cid, IntentState.ACKED, "accepted")
-                self.counts["acked"] += 1
-            case OrderRejected(client_order_id=cid, duplicate=True):
-                # The broker already knows this id: it may be live. Find out, never assume.
-                self.sent_at.pop(cid, None)
-                self.move(cid, IntentState.UNKNOWN, "refused as a duplicate")
-                self.doubt(cid, now)
-            case OrderRejected(client_order_id=cid, reason=reason):
-                self.settle(cid)
-                self.move(cid, IntentState.REJECTED, reason)
-                self.counts["rejected"] += 1
-            case OrderStatus():
-                self.on_status(message, now)
-            case OrderDone(client_order_id=cid):
-                self.settle(cid)
-                self.move(cid, IntentState.DONE, "filled")
-                self.counts["done"] += 1
             case CheckLiveOrders():
                 await self.catch_up()
                 for intent in self.log.pending():
                     if intent.state is IntentState.ACKED:
                         self.reconcile.setdefault(intent.id, now)
-            case BrokerInfo(lookup_lag_seconds=lag):
-                self.lookup_lag = lag
-                # Orders that waited for Welcome in the gateway go out only now.
-                for cid, since in self.in_doubt.items():
-                    self.in_doubt[cid] = max(since, now)
             case _Sweep():
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
@@ -337,7 +299,8 @@ class SharedExecutor(Actor):
                     "in_doubt": len(self.in_doubt),
                 }
             case _:
-                self.ctx.unhandled(message)
+                if not self.on_answer(message, now):
+                    self.ctx.unhandled(message)
         if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
             await self.finish_turn()
         return None
@@ -378,67 +341,14 @@ class SharedExecutor(Actor):
                 doubt=in_doubt,
             )
 
-    def on_status(self, status: OrderStatus, now: float) -> None:
-        cid = status.client_order_id
-        if self.reconcile.pop(cid, None) is not None:
-            if status.found and status.state in ("filled", "cancelled"):
-                self.move(cid, IntentState.DONE, status.state)
-            return
-        since = self.in_doubt.get(cid)
-        if since is None:
-            return
-        if status.found:
-            self.settle(cid)
-            self.move(cid, IntentState.ACKED, f"found at the broker ({status.state})")
-            if status.state in ("filled", "cancelled"):
-                self.move(cid, IntentState.DONE, status.state)
-            return
-        lag = self.lookup_lag
-        if lag is None or now - since < lag + self.config.lookup_margin:
-            return  # not yet a reliable answer: asked again at next_query
-        intent = self.log.get(cid)
-        if intent is None or cid not in self.leases:
-            return
-        # Reliably never seen by the broker: sending again cannot duplicate it.
-        self.settle(cid)
-        self.counts["resent"] += 1
-        self.to_send[cid] = intent.payload
-
-    def sweep(self, now: float) -> None:
-        for cid, sent in list(self.sent_at.items()):
-            if now - sent >= self.config.ack_timeout:
-                del self.sent_at[cid]
-                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
-                self.doubt(cid, sent)
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
-        for cid, asked in list(self.reconcile.items()):
-            if asked <= now:
-                self.reconcile[cid] = now + 10 * self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
-        for cid, due in list(self.next_query.items()):
-            if due <= now:
-                self.next_query[cid] = now + self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
-
-    def settle(self, cid: str) -> None:
-        self.sent_at.pop(cid, None)
-        self.in_doubt.pop(cid, None)
-        self.next_query.pop(cid, None)
-
-    def doubt(self, cid: str, since: float) -> None:
-        self.in_doubt[cid] = since
-        self.next_query[cid] = since
+    def may_resend(self, cid: str) -> bool:
+        return cid in self.leases
 
     def forget(self, cid: str) -> None:
         self.settle(cid)
         self.to_send.pop(cid, None)
         self.reconcile.pop(cid, None)
         self.settled.discard(cid)
-
-    def move(self, cid: str, state: IntentState, detail: str) -> None:
-        self.moves.append((cid, state, detail))
 
     # -- the end of a turn: writes, sends, acks ------------------------------------------
 
