@@ -1,0 +1,62 @@
+"""What the end-to-end tests share: run a command of the example in a process group of its own,
+stop it if it overruns, and read the verdict it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run_example(command: str, folder: Path, arguments: tuple[str, ...], timeout: float) -> str:
+    """``python -m examples.order_routing COMMAND --folder FOLDER ...``; its output. An overrun
+    gets SIGINT (the runner stops its nodes and broker), then SIGKILL for anything left."""
+    argv = [sys.executable, "-m", "examples.order_routing", command, "--folder", str(folder), *arguments]
+    process = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        pytest.fail(f"the {command} run took more than {timeout}s:\n{output}")
+    assert process.returncode == 0, output
+    return output
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_verdict_passed(output: str) -> None:
+    """Every line of the verdict ok: 0 duplicates, 0 lost, 0 phantom, 0 ambiguous, fills match."""
+    lines = {line.split(":")[0]: line for line in output.splitlines()}
+    assert lines["duplicates (must be 0)"].split()[-2:] == ["0", "ok"], output
+    assert lines["lost intents (must be 0)"].split()[-2:] == ["0", "ok"], output
+    assert lines["phantom orders (must be 0)"].split()[-2:] == ["0", "ok"], output
+    assert lines["ambiguous after settling (must be 0)"].split()[-2:] == ["0", "ok"], output
+    assert lines["positions at the node match fills at the broker"].endswith(": ok"), output
+    assert int(lines["intents recorded"].split()[-1].replace(",", "")) > 100, output
+    fills = re.search(r"fills: broker ([\d,]+), node ([\d,]+)", output)
+    assert fills is not None, output
+    broker, node = fills.groups()
+    assert broker == node and int(broker.replace(",", "")) > 0, output
+    assert output.rstrip().endswith("VERDICT: PASS"), output
