@@ -12,7 +12,7 @@ import random
 import re
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +36,15 @@ from garrison.persistence import (
 )
 from garrison.testing import ChildProcess
 
+from ._intent_model import STREAM, Order, open_log, stored_events
+
 WORKER = str(Path(__file__).with_name("_intent_worker.py"))
 VENUE_ID = re.compile(r"^[A-Za-z0-9_-]*$")
-STREAM = "intents"
-
 S = IntentState
-
-
-class Order(msgspec.Struct, frozen=True):
-    symbol: str
-    quantity: int
 
 
 class Cancel(msgspec.Struct, frozen=True):
     order_id: str
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
-    async with SqliteJournal(tmp_path / "journal.db") as opened:
-        yield opened
-
-
-async def open_log(journal: Any, stream: str = STREAM) -> IntentLog[Order]:
-    return await IntentLog(journal, stream, Order).open()
-
-
-async def stored_events(journal: SqliteJournal, stream: str = STREAM) -> list[dict[str, Any]]:
-    """The stream as stored: each event as a plain dict with its type tag."""
-    return [msgspec.msgpack.decode(payload) async for _, payload in journal.read(stream)]
 
 
 def recorded_ids(events: Sequence[dict[str, Any]]) -> list[str]:

@@ -8,8 +8,6 @@ live and after a replay). Every test runs on a real SQLite file.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,7 +19,6 @@ from garrison import InvalidConfig
 from garrison._errors import EventDecodeError, JournalWriteError
 from garrison.persistence import (
     Intent,
-    IntentLog,
     IntentLogBroken,
     IntentState,
     IntentTransitionError,
@@ -29,7 +26,8 @@ from garrison.persistence import (
 )
 from garrison.persistence._intents import MAX_EVENTS_PER_APPEND, IntentMoved, IntentRecorded
 
-STREAM = "intents"
+from ._intent_model import STREAM, Order, open_log, stored_events
+
 S = IntentState
 
 ALLOWED = {
@@ -40,25 +38,6 @@ ALLOWED = {
     S.REJECTED: set(),
     S.DONE: set(),
 }
-
-
-class Order(msgspec.Struct, frozen=True):
-    symbol: str
-    quantity: int
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
-    async with SqliteJournal(tmp_path / "journal.db") as opened:
-        yield opened
-
-
-async def open_log(journal: Any, stream: str = STREAM) -> IntentLog[Order]:
-    return await IntentLog(journal, stream, Order).open()
-
-
-async def stored(journal: SqliteJournal, stream: str = STREAM) -> list[dict[str, Any]]:
-    return [msgspec.msgpack.decode(payload) async for _, payload in journal.read(stream)]
 
 
 class CountingJournal:
@@ -117,7 +96,7 @@ async def test_record_many_is_idempotent_within_the_batch_and_across_calls(journ
         ("new", "NEW"),
     ]
     assert (await in_flight).payload == Order("QUEUED", 2)
-    assert [event["id"] for event in await stored(journal)] == ["known", "queued", "new"]
+    assert [event["id"] for event in await stored_events(journal)] == ["known", "queued", "new"]
 
 
 async def test_record_many_of_ids_only_in_flight_resolves_after_their_write(journal: SqliteJournal) -> None:
@@ -332,7 +311,7 @@ def test_batched_writes_equal_the_same_writes_one_by_one_live_and_after_a_replay
             await asyncio.gather(*waiting)
             assert batched.intents() == single.intents()
             assert {intent.id: intent.state for intent in batched.intents()} == model
-            assert await stored(journal, "batched") == await stored(journal, "single")
+            assert await stored_events(journal, "batched") == await stored_events(journal, "single")
             assert (await open_log(journal, "batched")).intents() == batched.intents()
 
     asyncio.run(scenario())
