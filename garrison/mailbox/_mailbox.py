@@ -87,12 +87,6 @@ def _ticket(entry: tuple[int, asyncio.Future[None]]) -> int:
     return entry[0]
 
 
-class _Unique:
-    """A key equal only to itself: queues a message without conflating it."""
-
-    __slots__ = ()
-
-
 def _zero() -> float:
     return 0.0
 
@@ -394,7 +388,10 @@ class ConflatingMailbox(Mailbox):
         by_key = self._by_key
         key = self._key(message)
         if key is None:
-            key = _Unique()  # a message the key function exempts from conflation
+            # A message the key function exempts from conflation: a key equal only to itself.
+            # A bare object(), unlike an instance of a class of our own, is not tracked by the
+            # garbage collector (one per proposal at capacity: young collections came sooner).
+            key = object()
         replaced = by_key.get(key)
         if replaced is not None:
             # Assigning to an existing key keeps its place in the order.
