@@ -8,8 +8,10 @@ intent log, loop lag at the market-open burst, and recovery after kill -9 with a
   ``burst_factor``). An order counts when the broker's OrderAccepted reaches the executor;
   its latency runs from the moment its strategy took the tick (the signal) to that moment,
   through risk, the durable intent record, the durable SENDING mark, the gateway, the broker
-  and back. Each phase's loop lag is ``node.loop_monitor.stats()`` read at the phase's end,
-  its window sized to the phase (10 ms samples). The burst also reports the CPU the loop's
+  and back. Each phase's loop lag is the node's own lag monitor's samples (every 10 ms) taken
+  within that phase and no other (each sample is stamped as the monitor records it). The
+  bench's bookkeeping lives in the node's process, so it keeps its stamps in arrays of floats,
+  which the garbage collector never walks. The burst also reports the CPU the loop's
   thread used (its share of the burst's wall time, and per order acked): on a shared machine
   the rates follow what the node is given, the CPU per order much less.
 - recovery: a journal of 100,000 intents (most DONE, some RECORDED/SENDING/ACKED, as a busy
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,9 +106,11 @@ class Stamps:
     def __init__(self) -> None:
         self.signal_at: dict[tuple[str, int], float] = {}
         self.signal_of: dict[str, tuple[str, int]] = {}
-        self.acks: list[tuple[float, float]] = []
-        """(when the OrderAccepted reached the executor, signal-to-ack seconds)."""
-        self.taken: list[float] = []
+        self.ack_at = array("d")
+        """When each OrderAccepted reached the executor."""
+        self.ack_latency = array("d")
+        """Its signal-to-ack seconds."""
+        self.taken = array("d")
         """When a strategy took a tick: a Blast strategy signals on every tick it takes."""
 
     def install(self, node: Node, strategies: tuple[str, ...]) -> None:
@@ -118,7 +123,7 @@ class Stamps:
                 message: Any,
                 name: str = name,
                 signals: dict[tuple[str, int], float] = signals,
-                taken: list[float] = taken,
+                taken: array[float] = taken,
             ) -> None:
                 if type(message) is Tick:
                     signals[(name, message.seq)] = now = clock()
@@ -137,13 +142,18 @@ class Stamps:
                 key = self.signal_of.pop(message.client_order_id, None)
                 signalled = self.signal_at.pop(key, None) if key is not None else None
                 if signalled is not None:
-                    self.acks.append((now, now - signalled))
+                    self.ack_at.append(now)
+                    self.ack_latency.append(now - signalled)
 
         _wrap(node.lookup("/root/execution/intents"), on_record)
         _wrap(node.lookup("/root/execution/executor"), on_accepted)
 
     def phase(self, started: float, ended: float) -> dict[str, Any]:
-        latencies = sorted(latency for at, latency in self.acks if started <= at < ended)
+        latencies = sorted(
+            latency
+            for at, latency in zip(self.ack_at, self.ack_latency, strict=True)
+            if started <= at < ended
+        )
         signals = sum(1 for at in self.taken if started <= at < ended)
         offered = {"signals_per_sec": round(signals / (ended - started))}
         if not latencies:
@@ -173,15 +183,35 @@ def _wrap(ref: ActorRef, before: Callable[[Any], None]) -> None:
     ref._context.intercept(interceptor)
 
 
-def _lag(node: Node) -> dict[str, float]:
-    assert node.loop_monitor is not None
-    stats = node.loop_monitor.stats()
-    return {
-        "loop_lag_p50_ms": round(stats.p50 * 1000, 2),
-        "loop_lag_p99_ms": round(stats.p99 * 1000, 2),
-        "loop_lag_max_ms": round(stats.max * 1000, 2),
-        "loop_lag_samples": stats.samples,
-    }
+class LagSamples:
+    """Every sample the node's lag monitor records, stamped, so that a phase's figures come
+    from that phase's samples alone."""
+
+    def __init__(self, node: Node) -> None:
+        monitor = node.loop_monitor
+        assert monitor is not None
+        self.at = array("d")
+        self.lag = array("d")
+        record = monitor.record
+        clock = time.perf_counter
+
+        def stamped(lag: float) -> None:
+            self.at.append(clock())
+            self.lag.append(lag)
+            record(lag)
+
+        monitor.record = stamped  # type: ignore[method-assign]
+
+    def phase(self, started: float, ended: float) -> dict[str, float]:
+        lags = sorted(lag for at, lag in zip(self.at, self.lag, strict=True) if started <= at < ended)
+        if not lags:
+            return {"loop_lag_samples": 0}
+        return {
+            "loop_lag_p50_ms": round(percentile(lags, 0.50) * 1000, 2),
+            "loop_lag_p99_ms": round(percentile(lags, 0.99) * 1000, 2),
+            "loop_lag_max_ms": round(lags[-1] * 1000, 2),
+            "loop_lag_samples": len(lags),
+        }
 
 
 async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: float) -> dict[str, Any]:
@@ -189,9 +219,7 @@ async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: f
     settle_the_heap()  # as the node process does before it starts
     burst = config.burst_seconds
     config = msgspec.structs.replace(config, burst_start=warm_up + steady, journal=str(folder / "node.db"))
-    guard = LoopGuard(
-        interval=LAG_INTERVAL, window=int(min(steady, burst) / LAG_INTERVAL), stall_timeout=None
-    )
+    guard = LoopGuard(interval=LAG_INTERVAL, stall_timeout=None)
     async with BrokerProcess.start(
         _broker_args(latency_ms=1.0, fill_delay_ms=5.0), folder / "broker.db"
     ) as broker:
@@ -199,23 +227,21 @@ async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: f
         journal = SqliteJournal(config.journal, synchronous="FULL")
         async with Node(config.name, journal=journal, guard=guard, handle_signals=False) as node:
             stamps = Stamps()
+            lags = LagSamples(node)
             await node.start(build_spec(config))
             feed_started = time.perf_counter()  # the feed's clock starts within its on_start
             stamps.install(node, config.strategies)
             steady_from = feed_started + warm_up + steady - min(steady, burst)
             await _sleep_until(feed_started + warm_up + steady)
-            steady_lag = _lag(node)
             loop_cpu = time.thread_time()  # this task runs on the loop's thread
             await _sleep_until(feed_started + warm_up + steady + burst)
             loop_cpu = time.thread_time() - loop_cpu
-            burst_lag = _lag(node)
             await asyncio.sleep(1.0)  # acks of the burst's last orders
+            steady_phase = (steady_from, feed_started + warm_up + steady)
+            burst_phase = (feed_started + warm_up + steady, feed_started + warm_up + steady + burst)
             phases = {
-                "steady": {**stamps.phase(steady_from, feed_started + warm_up + steady), **steady_lag},
-                "burst": {
-                    **stamps.phase(feed_started + warm_up + steady, feed_started + warm_up + steady + burst),
-                    **burst_lag,
-                },
+                "steady": {**stamps.phase(*steady_phase), **lags.phase(*steady_phase)},
+                "burst": {**stamps.phase(*burst_phase), **lags.phase(*burst_phase)},
             }
             # What the loop's thread got of a CPU, and spent per order: unlike the wall-clock rates,
             # these hardly move when other processes compete for the machine.
