@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Sequence
+from typing import Any, TypeVar
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
@@ -473,7 +473,9 @@ class RedisJournal(ReadsInBatches):
         return True
 
     async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
-        rows = await self._redis().xrange(self.events_key(stream), f"{after_seq + 1}-0", "+", count=count)
+        rows = await kept_cancelled(
+            self._redis().xrange(self.events_key(stream), f"{after_seq + 1}-0", "+", count=count)
+        )
         return [bytes(fields[b"p"]) for _, fields in rows]
 
     # -- other writes ------------------------------------------------------------------------
@@ -525,7 +527,7 @@ class RedisJournal(ReadsInBatches):
         key = self.events_key(stream)
         cursor = after_seq
         while True:
-            rows = await client.xrange(key, f"{cursor + 1}-0", "+", count=self.read_batch)
+            rows = await kept_cancelled(client.xrange(key, f"{cursor + 1}-0", "+", count=self.read_batch))
             if not rows:
                 return
             batch = [(int(entry_id.split(b"-", 1)[0]), bytes(fields[b"p"])) for entry_id, fields in rows]
@@ -536,19 +538,21 @@ class RedisJournal(ReadsInBatches):
 
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
-        value = await self._redis().hget(self._meta_key(stream), "highest")
+        value = await kept_cancelled(self._redis().hget(self._meta_key(stream), "highest"))
         return int(value) if value is not None else 0
 
     async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
         check_stream(stream)
-        seq, state = await self._redis().hmget(self._meta_key(stream), ["snapshot_seq", "snapshot"])
+        seq, state = await kept_cancelled(
+            self._redis().hmget(self._meta_key(stream), ["snapshot_seq", "snapshot"])
+        )
         if seq is None or state is None:
             return None
         return int(seq), bytes(state)
 
     async def acked_seq(self, stream: str, group: str) -> int:
         check_stream(stream)
-        value = await self._redis().hget(self._offsets_key(stream), group)
+        value = await kept_cancelled(self._redis().hget(self._offsets_key(stream), group))
         return int(value) if value is not None else 0
 
     def stats(self) -> dict[str, Any]:
@@ -599,3 +603,21 @@ def _text(value: Any) -> str:
 def _seq(entry_id: Any) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     return int(text.split("-", 1)[0])
+
+
+T = TypeVar("T")
+
+
+async def kept_cancelled(call: Awaitable[T]) -> T:
+    """Await a redis-py call, then raise CancelledError if this task was cancelled meanwhile.
+
+    redis-py (seen with 8.1, any command) can catch the CancelledError of a task cancelled
+    mid-command and return as if nothing happened: a loop around a read would then never
+    end, and whoever waits for that task (an actor stopping, a supervisor restarting it) would
+    wait forever. The cancellation request is still counted on the task, so it is raised here.
+    """
+    result = await call
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+    return result

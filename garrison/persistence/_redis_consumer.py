@@ -7,17 +7,13 @@ often, and the group's lag from XINFO GROUPS.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from garrison._errors import InvalidConfig
 from garrison.persistence._journal import check_stream
-from garrison.persistence._redis import RedisJournal, _seq, _text
+from garrison.persistence._redis import RedisJournal, _seq, _text, kept_cancelled
 from garrison.persistence._streams import Delivery
-
-T = TypeVar("T")
 
 # Dead-letter an entry: ack it in the group and, only if this call acked it (a
 # racing consumer may have), append it to the dead-letter journal stream under
@@ -129,7 +125,7 @@ class RedisConsumer:
         up to ``block`` seconds of real time for new ones). Awaits one or two round trips."""
         client = self.journal._redis()
         if self._own_cursor is not None:
-            rows = await _kept_cancelled(
+            rows = await kept_cancelled(
                 client.xreadgroup(self.group, self.consumer, {self._key: self._own_cursor}, count=self.batch)
             )
             entries = rows[0][1] if rows else []
@@ -144,7 +140,7 @@ class RedisConsumer:
             if entries:
                 self.reclaimed += len(entries)
                 return await self._screen(client, entries)
-        rows = await _kept_cancelled(
+        rows = await kept_cancelled(
             client.xreadgroup(
                 self.group,
                 self.consumer,
@@ -161,7 +157,7 @@ class RedisConsumer:
         where the last scan stopped (one XAUTOCLAIM looks at no more than 10 x COUNT
         pending entries), and waits ``claim_idle / 4`` after a full pass."""
         for _ in range(10):
-            cursor, entries, *_ = await _kept_cancelled(
+            cursor, entries, *_ = await kept_cancelled(
                 client.xautoclaim(
                     self._key,
                     self.group,
@@ -184,7 +180,7 @@ class RedisConsumer:
         async with client.pipeline(transaction=False) as pipe:
             for entry_id, _ in entries:
                 pipe.xpending_range(self._key, self.group, min=entry_id, max=entry_id, count=1)
-            pending: list[Any] = await _kept_cancelled(pipe.execute())
+            pending: list[Any] = await kept_cancelled(pipe.execute())
         deliveries = []
         for (entry_id, fields), rows in zip(entries, pending, strict=True):
             times = int(rows[0]["times_delivered"]) if rows else 1
@@ -242,7 +238,7 @@ class RedisConsumer:
         client = self.journal._redis()
         if self._renew_script is None:
             self._renew_script = client.register_script(_RENEW)
-        kept = await _kept_cancelled(
+        kept = await kept_cancelled(
             self._renew_script(
                 keys=[self._key], args=[self.group, self.consumer, *(f"{seq}-0" for seq in seqs)]
             )
@@ -266,21 +262,6 @@ class RedisConsumer:
                     )
                 return int(undelivered) + int(info["pending"])
         return await self.journal.highest_seq(self.stream)
-
-
-async def _kept_cancelled(call: Awaitable[T]) -> T:
-    """Await a redis-py call, then raise CancelledError if this task was cancelled meanwhile.
-
-    redis-py (seen with 8.1, any command) can catch the CancelledError of a task cancelled
-    mid-command and return as if nothing happened: a loop around ``read`` would then never
-    end, and whoever waits for that task (an actor stopping, a supervisor restarting it) would
-    wait forever. The cancellation request is still counted on the task, so it is raised here.
-    """
-    result = await call
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError()
-    return result
 
 
 def _delivery(stream: str, entry_id: Any, fields: Any, times: int) -> Delivery:

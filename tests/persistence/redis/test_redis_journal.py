@@ -6,6 +6,7 @@ durability it is asked to confirm is checked on every append.
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 import redis.asyncio as aioredis
@@ -218,3 +219,29 @@ async def test_a_group_commit_larger_than_one_script_is_split_and_every_append_l
     assert results == [2] * count
     assert redis_journal.commits - commits_before <= 3
     assert [await redis_journal.highest_seq(f"s{i}") for i in (0, count // 2, count - 1)] == [2, 2, 2]
+
+
+async def test_a_task_reading_in_a_loop_ends_when_cancelled_at_any_moment(
+    redis_journal: RedisJournal,
+) -> None:
+    """An actor recovering from the journal must stop when it is stopped, wherever the
+    cancellation lands; redis-py has been seen to swallow it mid-command."""
+    await redis_journal.append("orders", [b"o"] * 50, 0)
+    await redis_journal.save_snapshot("orders", 10, b"state")
+    rng = random.Random(11)
+    for round_ in range(30):
+
+        async def reads() -> None:
+            while True:
+                await redis_journal.load_snapshot("orders")
+                await redis_journal.highest_seq("orders")
+                await redis_journal.acked_seq("orders", "g")
+                async for _ in redis_journal.read_batches("orders"):
+                    pass
+
+        task = asyncio.ensure_future(reads())
+        await asyncio.sleep(rng.uniform(0.0, 0.02))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert done, f"round {round_}: the cancelled reader is still running"
+        assert task.cancelled()
