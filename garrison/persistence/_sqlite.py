@@ -578,10 +578,9 @@ class SqliteJournal(ReadsInBatches):
         check_stream(stream)
         check_seq("after_seq", after_seq)
         db = self._reader()
-        query = "SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
         size = self.read_batch
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(
-            db.execute_fetchall(query, (stream, after_seq, size))
+            db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
         )
         try:
             while pending is not None:
@@ -593,7 +592,9 @@ class SqliteJournal(ReadsInBatches):
                 pending = None
                 after_seq = rows[-1][0] if rows else after_seq
                 if len(rows) == size:
-                    pending = asyncio.ensure_future(db.execute_fetchall(query, (stream, rows[-1][0], size)))
+                    pending = asyncio.ensure_future(
+                        db.execute_fetchall(_ROWS_QUERY, (stream, rows[-1][0], size))
+                    )
                 if rows:
                     yield rows
         finally:
