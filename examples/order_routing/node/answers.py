@@ -15,14 +15,34 @@ The moves are collected in ``moves``; each executor writes them its own way.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
-from examples.order_routing.node.messages import BrokerInfo, Lookup, OrderDone, OrderIntent
+from examples.order_routing.node.messages import BrokerInfo, GetBrokerInfo, Lookup, OrderDone, OrderIntent
 from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
 from garrison import ActorContext
 from garrison.persistence import IntentLog, IntentState
+
+
+class TakeOver(enum.Enum):
+    SEND = "send"
+    """Certainly never sent: mark SENDING durably, then send."""
+    LOOK_UP = "look up"
+    """Maybe sent (before a restart, or by the executor that held it): look it up before any resend."""
+    SETTLED = "settled"
+    """Nothing left to send."""
+
+
+def take_over(state: IntentState) -> TakeOver:
+    """What an executor does with an intent it finds pending when it starts, or is handed by
+    the group: the decision table after a restart (and after a take-over)."""
+    if state is IntentState.RECORDED:
+        return TakeOver.SEND
+    if state in (IntentState.SENDING, IntentState.UNKNOWN):
+        return TakeOver.LOOK_UP
+    return TakeOver.SETTLED
 
 
 class BrokerAnswers:
@@ -47,6 +67,28 @@ class BrokerAnswers:
         """Moves the answers asked for, written together (one append) by the executor."""
         self.lookup_lag: float | None = None
         self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
+
+    async def ask_broker_info(self) -> None:
+        """The broker's lookup lag, from the gateway (None until it has met the broker)."""
+        info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
+        if info is not None:
+            self.lookup_lag = info.lookup_lag_seconds
+
+    def reconcile_live(self, now: float) -> None:
+        """Look up every ACKED intent: live at the broker, its last fill may have been applied
+        before a crash that lost the OrderDone, so ask the broker how it stands."""
+        for intent in self.log.pending():
+            if intent.state is IntentState.ACKED:
+                self.reconcile.setdefault(intent.id, now)
+
+    def take_batch(self, limit: int) -> dict[str, OrderIntent]:
+        """Up to ``limit`` of the intents waiting to be sent, oldest first (the rest wait)."""
+        batch = self.to_send
+        if len(batch) > limit:
+            # Bounded batches keep the loop responsive during a burst; the rest goes next turn.
+            return {cid: batch.pop(cid) for cid in list(batch)[:limit]}
+        self.to_send = {}
+        return batch
 
     def on_answer(self, message: Any, now: float) -> bool:
         """Handle a broker answer, an OrderDone or a BrokerInfo; False for any other message."""

@@ -24,11 +24,10 @@ from typing import Any
 
 import msgspec
 
-from examples.order_routing.node.answers import BrokerAnswers
+from examples.order_routing.node.answers import BrokerAnswers, TakeOver, take_over
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.messages import (
     CheckLiveOrders,
-    GetBrokerInfo,
     GetIntentLog,
     IntentReady,
     OrderIntent,
@@ -75,18 +74,14 @@ class Executor(BrokerAnswers, Actor):
         )
         now = self.ctx.node.clock.now()
         for intent in self.log.pending():
-            if intent.state is IntentState.RECORDED:
-                self.to_send[intent.id] = intent.payload
-            elif intent.state in (IntentState.SENDING, IntentState.UNKNOWN):
-                # It may have reached the broker before this incarnation began.
-                self.doubt(intent.id, now)
-            elif intent.state is IntentState.ACKED:
-                # Live at the broker; its last fill may have been applied before a crash
-                # that lost the OrderDone, so ask the broker how it stands.
-                self.reconcile[intent.id] = now
-        info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
-        if info is not None:
-            self.lookup_lag = info.lookup_lag_seconds
+            match take_over(intent.state):
+                case TakeOver.SEND:
+                    self.to_send[intent.id] = intent.payload
+                case TakeOver.LOOK_UP:
+                    # It may have reached the broker before this incarnation began.
+                    self.doubt(intent.id, now)
+        self.reconcile_live(now)
+        await self.ask_broker_info()
         await self.write_and_send()
         self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
 
@@ -99,9 +94,7 @@ class Executor(BrokerAnswers, Actor):
                     if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
                         self.to_send[cid] = intent
             case CheckLiveOrders():
-                for pending in self.log.pending():
-                    if pending.state is IntentState.ACKED:
-                        self.reconcile.setdefault(pending.id, now)
+                self.reconcile_live(now)
             case _Sweep():
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
@@ -151,13 +144,7 @@ class Executor(BrokerAnswers, Actor):
     def send_pending(self) -> None:
         """Mark a batch SENDING, and send it once the mark is durable (a task: answers keep
         flowing meanwhile). A crash in between is a look-up, not a resend."""
-        batch = self.to_send
-        if len(batch) > MAX_SEND_BATCH:
-            # Bounded batches keep the loop responsive during a burst; the rest goes next turn.
-            keys = list(batch)[:MAX_SEND_BATCH]
-            batch = {cid: batch.pop(cid) for cid in keys}
-        else:
-            self.to_send = {}
+        batch = self.take_batch(MAX_SEND_BATCH)
         log = self.log
         ready = [
             intent for intent in batch.values() if log.can_move(intent.client_order_id, IntentState.SENDING)

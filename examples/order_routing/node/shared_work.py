@@ -34,19 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import math
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import msgspec
 
-from examples.order_routing.node.answers import BrokerAnswers
+from examples.order_routing.node.answers import BrokerAnswers, TakeOver, take_over
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import (
     CheckLiveOrders,
-    GetBrokerInfo,
     IntentReady,
     OrderIntent,
     Snapshot,
@@ -74,25 +72,6 @@ MAX_MOVES = 1024
 
 SETTLED = frozenset({IntentState.ACKED, IntentState.REJECTED, IntentState.DONE})
 """Nothing left to send: the entry can be acked."""
-
-
-class TakeOver(enum.Enum):
-    SEND = "send"
-    """Certainly never sent: mark SENDING durably, then send."""
-    LOOK_UP = "look up"
-    """Maybe sent by the executor that held it: look it up before any resend."""
-    SETTLED = "settled"
-    """Nothing left to send: ack the entry."""
-
-
-def take_over(state: IntentState) -> TakeOver:
-    """What an executor does with an intent it was just handed (a new one, or one another
-    executor held and died holding): the decision table of a single node after a restart."""
-    if state is IntentState.RECORDED:
-        return TakeOver.SEND
-    if state in (IntentState.SENDING, IntentState.UNKNOWN):
-        return TakeOver.LOOK_UP
-    return TakeOver.SETTLED
 
 
 class WorkQueue(Protocol):
@@ -198,13 +177,8 @@ class SharedExecutor(BrokerAnswers, Actor):
         await self.queue.ensure_group()
         if self.config.role == "full":
             # This node owns positions, so finishing live orders is its job, whoever sent them.
-            now = node.clock.now()
-            for intent in self.log.pending():
-                if intent.state is IntentState.ACKED:
-                    self.reconcile[intent.id] = now
-        info = await node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
-        if info is not None:
-            self.lookup_lag = info.lookup_lag_seconds
+            self.reconcile_live(node.clock.now())
+        await self.ask_broker_info()
         self.ctx.run_task(self.take_work(), name="take-work")
         self.ctx.run_task(self.keep_leases(), name="keep-leases")
         self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
@@ -282,9 +256,7 @@ class SharedExecutor(BrokerAnswers, Actor):
                     self.forget(cid)
             case CheckLiveOrders():
                 await self.catch_up()
-                for intent in self.log.pending():
-                    if intent.state is IntentState.ACKED:
-                        self.reconcile.setdefault(intent.id, now)
+                self.reconcile_live(now)
             case _Sweep():
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
@@ -413,12 +385,7 @@ class SharedExecutor(BrokerAnswers, Actor):
     async def send_pending(self) -> None:
         """Durably mark SENDING, then send: only intents this executor holds a live lease on,
         each Submit carrying the lease's end for the gateway to check at the write."""
-        batch = self.to_send
-        if len(batch) > MAX_SEND_BATCH:
-            keys = list(batch)[:MAX_SEND_BATCH]
-            batch = {cid: batch.pop(cid) for cid in keys}
-        else:
-            self.to_send = {}
+        batch = self.take_batch(MAX_SEND_BATCH)
         now = self.ctx.node.clock.now()
         marked = []
         held_back = 0
