@@ -182,6 +182,12 @@ def check_stream(stream: object) -> str:
     return stream
 
 
+def check_positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidConfig(field, value, "must be an int > 0")
+    return value
+
+
 def check_seq(field: str, seq: object) -> int:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise InvalidConfig(field, seq, "a sequence number is an int >= 0")

@@ -32,7 +32,14 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
-from garrison.persistence._journal import Ack, ReadsInBatches, check_append, check_seq, check_stream
+from garrison.persistence._journal import (
+    Ack,
+    ReadsInBatches,
+    check_append,
+    check_positive_int,
+    check_seq,
+    check_stream,
+)
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 # Every append of a group commit in one script: each is checked and written on its
@@ -133,8 +140,7 @@ class RedisJournal(ReadsInBatches):
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidConfig("url", url, "a Redis URL such as redis://127.0.0.1:6379/0")
-        if isinstance(read_batch, bool) or not isinstance(read_batch, int) or read_batch <= 0:
-            raise InvalidConfig("read_batch", read_batch, "must be an int > 0")
+        check_positive_int("read_batch", read_batch)
         self.url = url
         self.namespace = namespace
         self.read_batch = read_batch
@@ -397,8 +403,7 @@ class RedisJournal(ReadsInBatches):
         accepted, highest = result
         if accepted:
             self.appends += 1
-            if not append.future.done():
-                append.future.set_result(highest)
+            append.succeed(highest)
         else:
             append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
 
@@ -590,7 +595,10 @@ def _unpack(reply: Any, count: int) -> list[Any]:
 
 
 def _is_noscript(result: Any) -> bool:
-    # redis-py strips the "NOSCRIPT" prefix from the message: match the type.
+    # redis-py strips the "NOSCRIPT" prefix from the message: match the type. Called for
+    # every append's result, nearly always a reply: only an error needs the import.
+    if not isinstance(result, Exception):
+        return False
     import redis.exceptions
 
     return isinstance(result, redis.exceptions.NoScriptError)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from garrison._errors import InvalidConfig
-from garrison.persistence._journal import check_stream
+from garrison.persistence._journal import check_positive_int, check_stream
 from garrison.persistence._redis import RedisJournal, _seq, _text, kept_cancelled
 from garrison.persistence._streams import Delivery
 
@@ -78,12 +78,10 @@ class RedisConsumer:
         for field, value in (("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value:
                 raise InvalidConfig(field, value, "must be a non-empty string")
-        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries <= 0:
-            raise InvalidConfig("max_deliveries", max_deliveries, "must be an int > 0")
+        check_positive_int("max_deliveries", max_deliveries)
         if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float) or claim_idle <= 0:
             raise InvalidConfig("claim_idle", claim_idle, "must be > 0 seconds")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
-            raise InvalidConfig("batch", batch, "must be an int > 0")
+        check_positive_int("batch", batch)
         self.journal = journal
         self.stream = stream
         self.group = group

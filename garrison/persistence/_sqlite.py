@@ -33,6 +33,7 @@ from garrison.persistence._journal import (
     PackedEvents,
     ReadsInBatches,
     check_append,
+    check_positive_int,
     check_seq,
     check_stream,
     pack_rows,
@@ -130,8 +131,7 @@ class SqliteJournal(ReadsInBatches):
     ) -> None:
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise InvalidConfig("synchronous", synchronous, f"must be one of {_SYNCHRONOUS}")
-        if isinstance(read_batch, bool) or not isinstance(read_batch, int) or read_batch <= 0:
-            raise InvalidConfig("read_batch", read_batch, "must be an int > 0")
+        check_positive_int("read_batch", read_batch)
         self.path = os.fspath(path)
         self.synchronous = str(synchronous).upper()
         self.read_batch = read_batch
@@ -490,8 +490,7 @@ class SqliteJournal(ReadsInBatches):
         self.appends += len(accepted)
         self._histograms.batch(len(accepted))
         for append, highest in accepted:
-            if not append.future.done():
-                append.future.set_result(highest)
+            append.succeed(highest)
 
     def _committed(self) -> None:
         """Count a commit; start a background checkpoint when about CHECKPOINT_FRAMES are in the WAL."""

@@ -21,7 +21,7 @@ import msgspec
 
 from garrison._clock import Clock, MonotonicClock
 from garrison._errors import InvalidConfig, SequenceConflict
-from garrison.persistence._journal import Ack, Journal, check_seq, check_stream
+from garrison.persistence._journal import Ack, Journal, check_positive_int, check_seq, check_stream
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -97,8 +97,7 @@ class ConsumerGroup:
     def __init__(self, stream: DurableStream, name: str, *, batch: int = 100) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidConfig("group", name, "a consumer group name is a non-empty string")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
-            raise InvalidConfig("batch", batch, "must be an int > 0")
+        check_positive_int("batch", batch)
         self.stream = stream
         self.name = name
         self.batch = batch
@@ -176,6 +175,8 @@ class ConsumerGroup:
 
         Reads both from the journal, so it counts acks made by any consumer of
         the group, in any process. Awaits two reads."""
-        await self._position()
-        self._acked = max(self._acked, await self.stream.journal.acked_seq(self.stream.name, self.name))
+        if self._cursor is None:
+            await self._position()  # reads the acked seq as it places the cursor
+        else:
+            self._acked = max(self._acked, await self.stream.journal.acked_seq(self.stream.name, self.name))
         return max(0, await self.stream.highest_seq() - self._acked)
