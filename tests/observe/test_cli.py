@@ -152,7 +152,9 @@ def test_under_systemd_the_node_sends_ready_watchdog_and_stopping(
             assert time.monotonic() < deadline, received
             received.append(server.recv(4096).decode())
         node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
         while "STOPPING=1" not in received[-1]:
+            assert time.monotonic() < deadline, received
             received.append(server.recv(4096).decode())
         assert node.wait() == 0, node.text()
 

@@ -195,7 +195,11 @@ async def test_reconnect_replays_the_fills_after_fills_after_and_fills_that_wait
         client.send(order("c-4"))
         await client.expect(OrderAccepted, lambda accepted: accepted.client_order_id == "c-4")
         await client.close()
-        await asyncio.sleep(0.1)
+        # Reconnect only once its fill is in the store, made while nobody was connected.
+        deadline = time.monotonic() + WAIT
+        while "c-4" not in {fill.client_order_id for fill in load_fills(server.config.store_path)}:
+            assert time.monotonic() < deadline, "the fourth order's fill never reached the store"
+            await asyncio.sleep(0.01)
 
         again = await Client.hello(server.port, fills_after=live[0].fill_seq)
         replayed = [await again.expect(Fill) for _ in range(3)]

@@ -309,6 +309,7 @@ async def test_a_submit_past_the_lease_is_not_handed_to_the_gateway(
 
     later = await drain(probe, node, intent.client_order_id, quiet=3.0)
 
+    assert not group.waiting, "the executor never read the entry it was handed"
     # It may ask the broker about it (harmless), never send it.
     assert all(isinstance(message, Lookup) for message in later), later
     assert (await durable_intents(journal))[intent.client_order_id].attempts <= 1
