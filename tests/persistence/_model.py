@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -244,3 +246,9 @@ def stored_events(rows: Sequence[tuple[int, bytes]]) -> list[Any]:
 
 async def read_all(journal: Any, stream: str, after_seq: int = 0) -> list[tuple[int, bytes]]:
     return [row async for row in journal.read(stream, after_seq)]
+
+
+def in_fresh_file(body: Any) -> Any:
+    """Run ``body(path)`` on a journal path in a new temporary folder (one per hypothesis example)."""
+    with tempfile.TemporaryDirectory() as directory:
+        return asyncio.run(body(Path(directory) / "journal.db"))

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from ._model import (
     Withdraw,
     Withdrawn,
     fold,
+    in_fresh_file,
     read_all,
     stored_events,
 )
@@ -78,11 +78,6 @@ commands = st.lists(
     ),
     max_size=25,
 )
-
-
-def in_fresh_file(body: Any) -> Any:
-    with tempfile.TemporaryDirectory() as directory:
-        return asyncio.run(body(Path(directory) / "journal.db"))
 
 
 async def recover(path: Path, actor: type[Account], read_batch: int = 10_000) -> tuple[Balance, int]:

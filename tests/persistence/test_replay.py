@@ -9,9 +9,7 @@ prefix is skipped, and an event that does not decode is named by its seq.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import tempfile
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
@@ -25,6 +23,8 @@ from hypothesis import strategies as st
 from garrison._errors import EventDecodeError
 from garrison.persistence import EventCodec, PackedEvents, SqliteJournal, replay_events
 from garrison.persistence._journal import ReadsInBatches
+
+from ._model import in_fresh_file
 
 STREAM = "replayed"
 
@@ -90,11 +90,6 @@ async def append_all(journal: SqliteJournal, events: list[Any], batch: int) -> N
     for start in range(0, len(events), batch):
         payloads = [CODEC.encode(event) for event in events[start : start + batch]]
         seq = await journal.append(STREAM, payloads, seq)
-
-
-def in_fresh_file(body: Any) -> Any:
-    with tempfile.TemporaryDirectory() as directory:
-        return asyncio.run(body(Path(directory) / "journal.db"))
 
 
 def change_rows(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:

@@ -22,18 +22,10 @@ from garrison._errors import SequenceConflict
 from garrison.persistence import ConsumerGroup, Delivery, DurableStream, SqliteJournal
 from garrison.testing import ChildProcess
 
+from ._model import read_all
+
 WORKER = str(Path(__file__).with_name("_intent_worker.py"))
 POLL = 1000.0  # virtual seconds: a subscriber woken before this was woken by an append
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
-    async with SqliteJournal(tmp_path / "journal.db") as opened:
-        yield opened
-
-
-async def payloads(journal: SqliteJournal, stream: str) -> list[tuple[int, bytes]]:
-    return [row async for row in journal.read(stream)]
 
 
 # -- append, read, ack -----------------------------------------------------------------------
@@ -149,7 +141,7 @@ async def test_the_effect_and_the_ack_commit_together(journal: SqliteJournal) ->
     # A failed effect (here: a stale expected_seq) takes its ack with it.
     with pytest.raises(SequenceConflict):
         await journal.append("effects", [b"did " + second.payload], 0, acks=[group.ack_marker(second.seq)])
-    assert await payloads(journal, "effects") == [(1, b"did buy")]
+    assert await read_all(journal, "effects") == [(1, b"did buy")]
     assert await journal.acked_seq("orders", "executor") == 1
     assert [delivery.seq for delivery in await stream.group("executor").read()] == [2]
 
@@ -167,7 +159,7 @@ async def test_a_killed_consumer_leaves_every_effect_exactly_once_and_the_offset
 
     async def check() -> int:
         async with SqliteJournal(path) as journal:
-            effects = [int(payload) for _, payload in await payloads(journal, "effects")]
+            effects = [int(payload) for _, payload in await read_all(journal, "effects")]
             acked = await journal.acked_seq("orders", "executor")
             lag = await DurableStream(journal, "orders").group("executor").lag()
         assert effects == list(range(1, len(effects) + 1)), "an effect is missing or duplicated"
@@ -244,7 +236,7 @@ async def test_two_producers_in_one_process_make_one_gap_free_sequence(journal: 
 
     from_first, from_second = await asyncio.gather(produce(first, "a"), produce(second, "b"))
 
-    stored = await payloads(journal, "orders")
+    stored = await read_all(journal, "orders")
     assert [seq for seq, _ in stored] == list(range(1, 81))
     assert sorted(stored) == sorted(from_first + from_second)  # each append's seq holds its payload
 
@@ -266,7 +258,7 @@ async def test_two_producer_processes_on_one_file_make_one_gap_free_sequence(tmp
             assert await child.wait(timeout=20) == 0
 
     async with SqliteJournal(path) as journal:
-        stored = await payloads(journal, "orders")
+        stored = await read_all(journal, "orders")
     assert [seq for seq, _ in stored] == list(range(1, 2 * count + 1))
     assert sorted(payload for _, payload in stored) == sorted(
         f"{tag}-{index}".encode() for tag in ("p", "q") for index in range(count)
@@ -280,7 +272,7 @@ async def test_a_producer_catches_up_with_appends_made_through_another_connectio
         await DurableStream(elsewhere, "orders").append(b"2", b"3")
         # A producer that starts now reads seq 3, while `here` last saw 1.
         assert await DurableStream(here, "orders").append(b"4") == 4
-        assert [seq for seq, _ in await payloads(here, "orders")] == [1, 2, 3, 4]
+        assert [seq for seq, _ in await read_all(here, "orders")] == [1, 2, 3, 4]
 
 
 # -- subscribe ----------------------------------------------------------------------------------------

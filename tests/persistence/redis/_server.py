@@ -205,7 +205,6 @@ class RedisServer:
         return f"<RedisServer {self.url} {'running' if self.running else 'stopped'}>"
 
 
-
 def _client(port: int, *, timeout: float) -> Any:
     """A client that tries once: redis-py's default retries would keep re-sending a SHUTDOWN."""
     import redis.asyncio as aioredis

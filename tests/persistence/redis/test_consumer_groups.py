@@ -308,9 +308,7 @@ async def order_stream(redis_journal: RedisJournal) -> AsyncIterator[DurableStre
 
 
 def encoded_orders(count: int, start: int = 0) -> list[bytes]:
-    return [
-        msgspec.msgpack.encode(Order(f"order-{i}", "ACME", i + 1)) for i in range(start, start + count)
-    ]
+    return [msgspec.msgpack.encode(Order(f"order-{i}", "ACME", i + 1)) for i in range(start, start + count)]
 
 
 async def test_a_consumer_that_crashes_between_effect_and_ack_has_the_entry_redelivered_and_the_effect_is_not_applied_twice(  # noqa: E501

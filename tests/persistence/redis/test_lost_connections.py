@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from garrison._errors import JournalWriteError, SequenceConflict
 from garrison.persistence import Ack, DurableStream, RedisJournal
+from tests.persistence._model import read_all
 
 from ._proxy import FaultyProxy
 from ._server import RedisServer
@@ -48,10 +49,6 @@ async def direct(redis_url: str, namespace: str) -> AsyncIterator[RedisJournal]:
     """Another writer on the same keys, straight to the server."""
     async with RedisJournal(redis_url, namespace=namespace) as opened:
         yield opened
-
-
-async def read_all(journal: RedisJournal, stream: str) -> list[tuple[int, bytes]]:
-    return [row async for row in journal.read(stream)]
 
 
 async def test_a_lost_reply_of_an_append_that_ran_is_read_back_not_appended_again(

@@ -15,6 +15,7 @@ import redis.exceptions
 from garrison import InvalidConfig
 from garrison._errors import JournalWriteError, SequenceConflict
 from garrison.persistence import Journal, RedisJournal
+from tests.persistence._model import read_all
 
 from .conftest import StartRedis
 
@@ -24,10 +25,6 @@ async def raw(redis_url: str) -> aioredis.Redis:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-async def read_all(journal: RedisJournal, stream: str) -> list[tuple[int, bytes]]:
-    return [row async for row in journal.read(stream)]
 
 
 async def test_redis_journal_satisfies_the_journal_protocol(redis_journal: RedisJournal) -> None:
