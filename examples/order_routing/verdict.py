@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from examples.order_routing.broker.store import duplicates, load_fills, load_orders
@@ -11,7 +12,7 @@ from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
 from examples.order_routing.node.positions import Book, FillApplied, apply_fill
 from examples.order_routing.protocol import Side
-from garrison.persistence import EventCodec, IntentLog, IntentState, Journal, StateCodec
+from garrison.persistence import EventCodec, IntentLog, IntentState, Journal, StateCodec, replay_events
 
 
 @dataclass
@@ -76,7 +77,7 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
     verdict.duplicates = sum(
         1 for d in await asyncio.to_thread(duplicates, broker_store) if d.client_id == client_id
     )
-    verdict.rejected_by_venue = sum(1 for i in intents.values() if i.state is IntentState.REJECTED)
+    verdict.rejected_by_venue = verdict.states.get(IntentState.REJECTED.value, 0)
     verdict.lost = sum(
         1
         for cid, intent in intents.items()
@@ -84,9 +85,8 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
     )
     verdict.phantom = sum(1 for cid in at_broker if cid not in intents)
     verdict.ambiguous = sum(
-        1
-        for intent in intents.values()
-        if intent.state in (IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN)
+        verdict.states.get(state.value, 0)
+        for state in (IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN)
     )
     fills = [
         fill for fill in await asyncio.to_thread(load_fills, broker_store) if fill.client_id == client_id
@@ -114,7 +114,8 @@ async def replay_positions(journal: Journal) -> Book:
     else:
         seq, payload = snapshot
         book = StateCodec(Book).decode(payload, "positions", seq)
-    async for rows in journal.read_batches("positions", seq):
-        for event in codec.decode_rows(rows, "positions"):
-            book = apply_fill(book, event)
+    async with aclosing(replay_events(journal, "positions", codec, seq)) as runs:
+        async for _, events in runs:
+            for event in events:
+                book = apply_fill(book, event)
     return book

@@ -61,10 +61,15 @@ def settle_the_heap() -> None:
     gc.set_threshold(threshold0, threshold1, FULL_COLLECTION_EVERY)
 
 
-def spec() -> SupervisorSpec:
-    config = load_config()
-    settle_the_heap()
+def write_pid(config: NodeConfig) -> None:
+    """Leave this process's pid where a chaos runner looks for it (its control folder)."""
     if config.control_dir:
         with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
             pid_file.write(str(os.getpid()))
+
+
+def spec() -> SupervisorSpec:
+    config = load_config()
+    settle_the_heap()
+    write_pid(config)
     return build_spec(config)

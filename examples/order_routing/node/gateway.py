@@ -70,6 +70,8 @@ class Gateway(Actor):
         self.backlog: list[tuple[bytes, float]] = []
         """Frames waiting for Welcome, each with the node-clock time after which it must not go out."""
         self.fills_to: ActorRef | None = None
+        self.sends = 0
+        """Order frames written (counted only when the config arms a die-after kill)."""
         self.request_ids = itertools.count(1)
         self.counts = {"orders": 0, "lookups": 0, "fills": 0, "expired": 0}
         self.outgoing: list[tuple[bytes, float, bool]] = []
@@ -140,7 +142,7 @@ class Gateway(Actor):
                 continue
             frames.append(frame)
             if order and self.config.die_after_sends:
-                self.sends = getattr(self, "sends", 0) + 1
+                self.sends += 1
                 if self.sends >= self.config.die_after_sends:
                     # Chaos: die with the order on the wire and its intent still SENDING.
                     self.writer.write(b"".join(frames))

@@ -10,11 +10,10 @@ ORDER_ROUTING_CONFIG (the multinode command does).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import load_config
+from examples.order_routing.node.entry import load_config, write_pid
 from examples.order_routing.node.messages import Snapshot, SubscribeFills
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
@@ -98,10 +97,8 @@ def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
 
 
 def spec() -> SupervisorSpec:
-    """``garrison run examples.order_routing.node.shared_work:spec``: the config from the
+    """``garrison run examples.order_routing.node.shared_tree:spec``: the config from the
     environment, as ``node.entry`` reads it (pid file and die-after order included)."""
     config = load_config()
-    if config.control_dir:
-        with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
-            pid_file.write(str(os.getpid()))
+    write_pid(config)
     return build_shared_spec(config)
