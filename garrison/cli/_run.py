@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</cyan> {message}\n{exception}"
 
+_HEART = HeartConfig()
+"""Heart's defaults, for the --heart-* options (one place to change them)."""
+
 
 def configure_logging(level: str, *, json: bool = False, who: str = "") -> None:
     """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``."""
@@ -69,20 +72,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     heart = parser.add_argument_group("heart: run the node as a child process and restart it")
     heart.add_argument("--heart", action="store_true", help="run the node under heart")
     heart.add_argument(
-        "--heart-timeout", type=float, default=10.0, metavar="S", help="restart after S s without a beat (10)"
+        "--heart-timeout",
+        type=float,
+        default=_HEART.timeout,
+        metavar="S",
+        help="restart after S s without a beat (%(default)s)",
     )
     heart.add_argument(
         "--heart-startup", type=float, metavar="S", help="time for the first beat (default: max(30, timeout))"
     )
     heart.add_argument(
-        "--heart-intensity", type=int, default=5, metavar="N", help="give up after more than N restarts..."
+        "--heart-intensity",
+        type=int,
+        default=_HEART.intensity,
+        metavar="N",
+        help="give up after more than N restarts...",
     )
-    heart.add_argument("--heart-period", type=float, default=60.0, metavar="S", help="...within S s (60)")
     heart.add_argument(
-        "--heart-backoff", type=float, default=0.5, metavar="S", help="first restart delay, doubling (0.5)"
+        "--heart-period", type=float, default=_HEART.period, metavar="S", help="...within S s (%(default)s)"
     )
     heart.add_argument(
-        "--heart-max-backoff", type=float, default=30.0, metavar="S", help="longest restart delay (30)"
+        "--heart-backoff",
+        type=float,
+        default=_HEART.backoff,
+        metavar="S",
+        help="first restart delay, doubling (%(default)s)",
+    )
+    heart.add_argument(
+        "--heart-max-backoff",
+        type=float,
+        default=_HEART.max_backoff,
+        metavar="S",
+        help="longest restart delay (%(default)s)",
     )
 
 
