@@ -315,8 +315,10 @@ class RedisJournal(ReadsInBatches):
                 for index, result in zip(lost, retried, strict=True):
                     results[index] = result
         except _redis_errors():
+            # One bound for the whole group: ambiguity_timeout, not that much per append.
+            deadline = time.monotonic() + self.ambiguity_timeout
             for append in batch:
-                await self._resolve(append)
+                await self._resolve(append, deadline)
             return
         unconfirmed = self._unconfirmed(confirmation)
         self.commits += 1
@@ -407,10 +409,10 @@ class RedisJournal(ReadsInBatches):
         else:
             append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
 
-    async def _resolve(self, append: PendingAppend) -> None:
+    async def _resolve(self, append: PendingAppend, deadline: float) -> None:
         """The connection dropped mid-append: run the same conditional append again, and if
-        the stream moved, read back whether the entries are ours. Never appends blindly."""
-        deadline = time.monotonic() + self.ambiguity_timeout
+        the stream moved, read back whether the entries are ours. Never appends blindly.
+        Retries until ``deadline`` (time.monotonic()); always tries at least once."""
         delay = 0.05
         while True:
             try:

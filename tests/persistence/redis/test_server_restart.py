@@ -5,6 +5,9 @@ pending entries, which are delivered again after the restart.
 
 from __future__ import annotations
 
+import asyncio
+
+from garrison._errors import JournalWriteError
 from garrison.persistence import Ack, DurableStream, RedisConsumer, RedisJournal
 
 from .conftest import StartRedis
@@ -42,3 +45,22 @@ async def test_acknowledged_appends_snapshots_and_group_state_survive_a_server_r
         # The stream goes on where it was: the server still refuses a stale append.
         assert await journal.append("orders", [b"o51"], 50) == 51
     assert server.starts == 2
+
+
+async def test_a_group_commit_to_a_dead_server_gives_up_within_one_ambiguity_timeout(
+    start_redis: StartRedis,
+) -> None:
+    """ambiguity_timeout bounds how long appends keep reconnecting, for a whole group commit:
+    not that much again for every append of the group."""
+    server = await start_redis()
+    async with RedisJournal(server.url, namespace="app", ambiguity_timeout=0.5) as journal:
+        await journal.append("warm", [b"w"], 0)
+        await server.kill()
+        appends = [journal.append(f"s{i}", [b"e"], 0) for i in range(20)]
+        # Twenty appends at 0.5 s each would take 10 s; the group's one bound, about 0.5 s.
+        async with asyncio.timeout(5.0):
+            outcomes = await asyncio.gather(*appends, return_exceptions=True)
+    assert len(outcomes) == 20
+    for outcome in outcomes:
+        assert isinstance(outcome, JournalWriteError), outcome
+    assert not server.running
