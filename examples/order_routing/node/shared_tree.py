@@ -9,7 +9,6 @@ ORDER_ROUTING_CONFIG (the multinode command does).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
@@ -53,20 +52,7 @@ def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
     """The tree of one node of several: ``full`` is the single node's tree with a
     SharedExecutor; ``executor`` is a gateway, a SharedExecutor and a FillSink."""
     if config.role == "full":
-        root = build_spec(config)
-        children = []
-        for child in root.children:
-            if child.id == "execution" and isinstance(child.start, SupervisorSpec):
-                execution = dataclasses.replace(
-                    child.start,
-                    children=[
-                        ChildSpec("executor", SharedExecutor, args=(config,)) if c.id == "executor" else c
-                        for c in child.start.children
-                    ],
-                )
-                child = ChildSpec("execution", execution)
-            children.append(child)
-        return dataclasses.replace(root, children=children)
+        return build_spec(config, executor=SharedExecutor)
     if config.role != "executor":
         raise ValueError(f"role={config.role!r}: build_spec builds a single node")
     single = build_spec(config)

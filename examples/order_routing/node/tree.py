@@ -13,10 +13,10 @@ from examples.order_routing.node.positions import Positions
 from examples.order_routing.node.risk import Risk
 from examples.order_routing.node.settler import Settler
 from examples.order_routing.node.strategies import StrategyLauncher
-from garrison import Backoff, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
+from garrison import Actor, Backoff, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
 
 
-def build_spec(config: NodeConfig) -> SupervisorSpec:
+def build_spec(config: NodeConfig, *, executor: type[Actor] = Executor) -> SupervisorSpec:
     """root (one_for_one): persistence, execution, risk, market.
 
     Children start in dependency order (a proposal needs risk, risk needs
@@ -25,6 +25,8 @@ def build_spec(config: NodeConfig) -> SupervisorSpec:
     the log, the executor reconciles with the broker, and positions asks for
     the fills it missed. market is rest_for_one: when the strategies'
     DynamicSupervisor restarts, the launcher starts the strategies again.
+    ``executor`` is the actor class started (with the config) as execution's
+    executor: a node of several runs a SharedExecutor there.
     """
     execution = SupervisorSpec(
         strategy=Strategy.REST_FOR_ONE,
@@ -33,7 +35,7 @@ def build_spec(config: NodeConfig) -> SupervisorSpec:
         children=[
             ChildSpec("gateway", Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
             ChildSpec("intents", Intents),
-            ChildSpec("executor", Executor, args=(config,)),
+            ChildSpec("executor", executor, args=(config,)),
             ChildSpec("positions", Positions),
         ],
     )
