@@ -121,6 +121,20 @@ class Journal(Protocol):
 
 def check_append(stream: str, events: object, expected_seq: object) -> None:
     """Validate an append's arguments, naming the field and value that is wrong."""
+    # Every append pays this: the usual shapes are checked by exact type first
+    # (an ABC isinstance per call was a sixth of a group commit's loop time).
+    if (
+        type(stream) is str
+        and stream
+        and type(expected_seq) is int
+        and expected_seq >= 0
+        and (type(events) is list or type(events) is tuple)
+    ):
+        for payload in events:
+            if type(payload) is not bytes:
+                break
+        else:
+            return
     check_stream(stream)
     check_events(stream, events)
     check_seq("expected_seq", expected_seq)

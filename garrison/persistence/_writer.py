@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
@@ -28,14 +27,10 @@ class AppendHistograms:
         self._latency_sum = 0.0
         self._batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
 
-    async def timed(self, future: asyncio.Future[int]) -> int:
-        """Await an append's future, recording how long it took from now."""
-        started = time.monotonic()
-        highest = await future
-        latency = time.monotonic() - started
-        self._latency_sum += latency
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        return highest
+    def latency(self, seconds: float) -> None:
+        """One append took ``seconds`` from its call to its commit (``time.monotonic`` differences)."""
+        self._latency_sum += seconds
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def batch(self, appends: int) -> None:
         """One commit folded ``appends`` appends."""
