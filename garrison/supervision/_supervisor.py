@@ -84,6 +84,23 @@ class _Child:
     def running(self) -> bool:
         return self.context is not None and self.context.state is not ActorState.STOPPED
 
+    def await_restart(self, timer: Cancellable, group: list[_Child]) -> None:
+        """Wait out a backoff delay: when ``timer`` fires, ``group`` (this child included) restarts."""
+        self.restart_timer = timer
+        self.waiting_group = group
+
+    def forget_pending_restart(self) -> list[_Child]:
+        """Cancel the pending backoff restart, if any; returns the group that was waiting on it.
+
+        Safe to call whether or not a restart is pending, and after its timer has fired.
+        """
+        timer, group = self.restart_timer, self.waiting_group
+        if timer is not None:
+            timer.cancel()
+        self.restart_timer = None
+        self.waiting_group = []
+        return group
+
 
 class _ChildExit(SystemMessage):
     """A child's incarnation ended without the supervisor asking for it."""
@@ -112,8 +129,7 @@ class _DelayedRestart(SystemMessage):
 
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         assert isinstance(instance, Supervisor)
-        self.child.restart_timer = None
-        self.child.waiting_group = []
+        self.child.forget_pending_restart()
         if self.child not in instance._children:
             return None
         return await instance._start_group(self.group, self.child, self.reason)
@@ -295,11 +311,8 @@ class Supervisor(Actor):
         assert child.context is not None
         self._report(child.context, reason, self._plan(child, group, delay))
         for member in group:
-            if member.restart_timer is not None:
-                # A pending backoff restart is folded into this one.
-                member.restart_timer.cancel()
-                member.restart_timer = None
-                member.waiting_group = []
+            # A pending backoff restart is folded into this one.
+            member.forget_pending_restart()
         for other in reversed(group):
             if other is child:
                 continue
@@ -321,10 +334,10 @@ class Supervisor(Actor):
             for member in group:
                 assert member.context is not None
                 member.context.state = ActorState.RESTARTING
-            child.restart_timer = self._clock.call_later(
+            timer = self._clock.call_later(
                 delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group, reason)
             )
-            child.waiting_group = group
+            child.await_restart(timer, group)
             return None
         return await self._start_group(group, child, reason)
 
@@ -440,10 +453,7 @@ class Supervisor(Actor):
 
     def _cancel_restart_timers(self) -> None:
         for child in self._children:
-            if child.restart_timer is not None:
-                child.restart_timer.cancel()
-                child.restart_timer = None
-                child.waiting_group = []
+            child.forget_pending_restart()
 
     # -- management calls (run inside our task via _Call) -------------------------
 
@@ -510,11 +520,7 @@ class Supervisor(Actor):
 
     async def terminate_child(self, child_id: str) -> None:
         child = self._find(child_id)
-        waiting = [member for member in child.waiting_group if member is not child]
-        if child.restart_timer is not None:
-            child.restart_timer.cancel()
-            child.restart_timer = None
-            child.waiting_group = []
+        waiting = [member for member in child.forget_pending_restart() if member is not child]
         if child.context is not None:
             context, child.context = child.context, None
             await context._stop(ExitReason.shutdown("terminate_child"), child.spec.shutdown)
