@@ -18,7 +18,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +25,11 @@ from pathlib import Path
 import msgspec
 
 from examples.order_routing.broker_process import BrokerProcess
+from examples.order_routing.launch import SINGLE_NODE, HeartOptions, node_command
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.verdict import judge
 from garrison.persistence import RedisJournal, SqliteJournal
-
-NODE_TARGET = "examples.order_routing.node.entry:spec"
 
 
 def chaos_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,13 +58,6 @@ def chaos_defaults(args: argparse.Namespace) -> None:
         print(
             "note: dedupe 'always' would hide duplicates; the verdict is meaningful with while-open or none"
         )
-
-
-def _node_command(journal: str, *extra: str) -> list[str]:
-    return [
-        *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
-        *("--name", "router-1", "--log-level", "WARNING", "--stall-timeout", "0", *extra),
-    ]
 
 
 def _alive(pid: int) -> bool:
@@ -116,8 +107,8 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             )
             environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(config).decode()})
             heart = await asyncio.create_subprocess_exec(
-                *_node_command(journal, "--heart", "--heart-timeout", "5", "--heart-intensity", "100000",
-                               "--heart-backoff", "0.05", "--heart-max-backoff", "0.5"),
+                *node_command(SINGLE_NODE, journal, name="router-1",
+                              heart=HeartOptions(backoff=0.05, max_backoff=0.5)),
                 env=environment, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
             kills = dead_zone = 0
@@ -152,7 +143,11 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             )  # fmt: skip
             environment[CONFIG_ENV] = msgspec.json.encode(settle).decode()
             settler = await asyncio.create_subprocess_exec(
-                *_node_command(journal), env=environment, stdout=log, stderr=log, start_new_session=True
+                *node_command(SINGLE_NODE, journal, name="router-1"),
+                env=environment,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
             try:
                 await asyncio.wait_for(settler.wait(), args.settle_timeout + 30)

@@ -23,7 +23,6 @@ import os
 import random
 import re
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import msgspec
 from examples.order_routing.broker.store import load_fills
 from examples.order_routing.broker_process import BrokerProcess
 from examples.order_routing.chaos import _node_pid, _stop_group, chaos_defaults
+from examples.order_routing.launch import SHARED_NODE, HeartOptions, node_command
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.node.intents import INTENTS_STREAM
@@ -42,7 +42,6 @@ from examples.order_routing.node.messages import OrderIntent
 from examples.order_routing.verdict import judge, replay_positions
 from garrison.persistence import IntentLog, IntentState, RedisJournal
 
-NODE_TARGET = "examples.order_routing.node.shared_tree:spec"
 ACCOUNT = "router-1"
 """The broker account every node's session logs in as (look-ups see each other's orders)."""
 
@@ -105,15 +104,14 @@ class NodeProcess:
     async def start(
         self, journal: str, *, heart: bool, restart_delay: float = 1.0, log_level: str = "WARNING"
     ) -> None:
-        command = [
-            *(sys.executable, "-m", "garrison.cli", "run", NODE_TARGET, "--journal", journal),
-            *("--name", f"node-{self.member}", "--log-level", log_level, "--stall-timeout", "5"),
-        ]
-        if heart:
-            command += [
-                *("--heart", "--heart-timeout", "5", "--heart-intensity", "100000"),
-                *("--heart-backoff", str(restart_delay), "--heart-max-backoff", str(restart_delay)),
-            ]
+        command = node_command(
+            SHARED_NODE,
+            journal,
+            name=f"node-{self.member}",
+            log_level=log_level,
+            stall_timeout=5,
+            heart=HeartOptions(backoff=restart_delay, max_backoff=restart_delay) if heart else None,
+        )
         environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(self.config).decode()})
         self.process = await asyncio.create_subprocess_exec(
             *command, env=environment, stdout=self.log, stderr=self.log, start_new_session=True

@@ -1,0 +1,53 @@
+"""The command line that starts the example node as a child process (``garrison run`` on one of
+its entries): the chaos run, the multinode run and the recovery bench all start it this way.
+
+The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment; the caller
+sets that.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+SINGLE_NODE = "examples.order_routing.node.entry:spec"
+"""The single node's tree (node/tree.py)."""
+SHARED_NODE = "examples.order_routing.node.shared_tree:spec"
+"""A node of several on one Redis journal (node/shared_tree.py)."""
+
+
+@dataclass(frozen=True)
+class HeartOptions:
+    """Run the node under ``garrison run --heart``, restarted after every exit.
+
+    The runs kill the node on purpose, far more often than anything would in
+    production, so heart must never give up: ``intensity`` is that high.
+    """
+
+    backoff: float
+    max_backoff: float
+    timeout: float = 5.0
+    intensity: int = 100_000
+
+
+def node_command(
+    target: str,
+    journal: str,
+    *,
+    name: str,
+    log_level: str = "WARNING",
+    stall_timeout: float = 0.0,
+    heart: HeartOptions | None = None,
+) -> list[str]:
+    """The argv of ``garrison run target`` on ``journal`` as node ``name``, with this
+    interpreter; ``stall_timeout`` 0: the loop watchdog never dumps stacks."""
+    command = [
+        *(sys.executable, "-m", "garrison.cli", "run", target, "--journal", journal),
+        *("--name", name, "--log-level", log_level, "--stall-timeout", str(stall_timeout)),
+    ]
+    if heart is not None:
+        command += [
+            *("--heart", "--heart-timeout", str(heart.timeout), "--heart-intensity", str(heart.intensity)),
+            *("--heart-backoff", str(heart.backoff), "--heart-max-backoff", str(heart.max_backoff)),
+        ]
+    return command
