@@ -447,26 +447,32 @@ class SqliteJournal(ReadsInBatches):
                 for append in batch:
                     append.fail(JournalWriteError(append.stream, error))
                 return
+        highest = self._highest
         tentative: dict[str, int] = {}
         accepted: list[tuple[PendingAppend, int]] = []
-        rows: list[Any] = []
+        values: list[Any] = []  # (stream, seq, payload) per row, flat: the INSERT's parameters
         for append in batch:
-            current = tentative.get(append.stream, self._highest[append.stream])
+            stream = append.stream
+            current = tentative.get(stream)
+            if current is None:
+                current = highest[stream]
             if append.expected_seq != current:
-                append.fail(SequenceConflict(append.stream, append.expected_seq, current))
+                append.fail(SequenceConflict(stream, append.expected_seq, current))
                 continue
-            for offset, payload in enumerate(append.events, start=1):
-                rows.append((append.stream, current + offset, payload))
-            tentative[append.stream] = current + len(append.events)
-            accepted.append((append, current + len(append.events)))
+            for payload in append.events:
+                current += 1
+                values += (stream, current, payload)
+            tentative[stream] = current
+            accepted.append((append, current))
         if not accepted:
             return
+        rows = len(values) // 3
         acks = [(ack.stream, ack.group, ack.seq) for append, _ in accepted for ack in append.acks]
         try:
-            if not acks and 0 < len(rows) <= MAX_ROWS_PER_STATEMENT:
-                await db.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
+            if not acks and 0 < rows <= MAX_ROWS_PER_STATEMENT:
+                await db.execute(_insert_sql(rows), values)
             else:
-                await self._transaction(db, rows, acks)
+                await self._transaction(db, values, acks)
         except sqlite3.IntegrityError as error:
             # Another process appended to one of these streams: find out which, alone.
             for stream in tentative:
@@ -546,12 +552,14 @@ class SqliteJournal(ReadsInBatches):
             self._checkpoint_after = max(1, min(10_000, int(CHECKPOINT_FRAMES / per_commit)))
             self._commits_in_wal = 0
 
-    async def _transaction(self, db: aiosqlite.Connection, rows: list[Any], acks: list[Any]) -> None:
+    async def _transaction(self, db: aiosqlite.Connection, values: list[Any], acks: list[Any]) -> None:
+        """Rows (``values``: stream, seq, payload per row, flat) and offsets in one transaction."""
         await db.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-                chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
-                await db.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+            step = 3 * MAX_ROWS_PER_STATEMENT
+            for start in range(0, len(values), step):
+                chunk = values[start : start + step]
+                await db.execute(_insert_sql(len(chunk) // 3), chunk)
             if acks:
                 await db.executemany(_UPSERT_OFFSET, acks)
             await db.execute("COMMIT")
