@@ -29,6 +29,7 @@ from garrison._errors import (
 from garrison.actors import Actor, ActorContext, ActorRef, ActorState, SystemMessage
 from garrison.actors._events import GaveUp, Restarted
 from garrison.actors._messages import ExitKind, ExitReason
+from garrison.actors._node import _describe
 from garrison.supervision._intensity import RestartIntensity
 from garrison.supervision._spec import (
     AutoShutdown,
@@ -216,14 +217,9 @@ class Supervisor(Actor):
     async def _start_new_slot(self, child: _Child) -> ActorRef:
         spec = child.spec
         node = self.ctx.node
-        if isinstance(spec.start, SupervisorSpec):
-            actor_class: type[Actor] = Supervisor
-            args: tuple[Any, ...] = (spec.start,)
-        else:
-            actor_class = spec.start
-            args = spec.args
+        args: tuple[Any, ...] = (spec.start,) if isinstance(spec.start, SupervisorSpec) else spec.args
         context = node._prepare(
-            actor_class,
+            _actor_class(spec),
             self.ctx,
             spec.id,
             args,
@@ -487,22 +483,26 @@ class Supervisor(Actor):
         return rows
 
     def _stopped_row(self, child: _Child) -> dict[str, Any]:
+        """The row ``node.tree()`` gives a live slot, for the slot this spec would have if stopped.
+
+        Described by the node's own ``_describe`` so the two rows cannot drift apart: the slot
+        is built but never registered or started, so nothing else ever sees it.
+        """
         spec = child.spec
-        if isinstance(spec.start, SupervisorSpec):
-            actor_class: type[Actor] = Supervisor
-        else:
-            actor_class = spec.start
-        mailbox = spec.mailbox if spec.mailbox is not None else actor_class.mailbox
-        return {
-            "path": f"{self._path}/{spec.id}",
-            "name": spec.id,
-            "kind": "supervisor" if spec.is_supervisor else "worker",
-            "actor_class": actor_class.__qualname__,
-            "state": ActorState.STOPPED.value,
-            "restarts": 0,
-            "mailbox": {"depth": 0, "capacity": mailbox.capacity, "consumer_lag_seconds": 0.0, "dropped": 0},
-            "children": [],
-        }
+        actor_class = _actor_class(spec)
+        slot = ActorContext(
+            self.ctx.node,
+            self.ctx,
+            spec.id,
+            actor_class,
+            (),
+            {},
+            spec.mailbox if spec.mailbox is not None else actor_class.mailbox,
+            spec.shutdown,
+            _unstarted_exit,
+        )
+        slot.state = ActorState.STOPPED
+        return _describe(slot)
 
     async def count_children(self) -> ChildCounts:
         supervisors = sum(1 for child in self._children if child.spec.is_supervisor)
@@ -573,6 +573,14 @@ class Supervisor(Actor):
         except ActorStartError:
             self._children.remove(child)
             raise
+
+
+def _actor_class(spec: ChildSpec) -> type[Actor]:
+    return Supervisor if isinstance(spec.start, SupervisorSpec) else spec.start
+
+
+def _unstarted_exit(context: ActorContext, reason: ExitReason) -> None:
+    """The exit hook of a slot that is only described, never started."""
 
 
 def _why(reason: ExitReason) -> str:

@@ -270,3 +270,10 @@ async def test_tree_lists_kept_specs_without_a_slot_as_stopped(node: Node, clock
     )
     await sup.restart_child("inner")
     assert _find(node.tree(), "/root/inner/x")["state"] == "running"
+
+
+async def test_tree_describes_a_kept_spec_as_its_idle_slot_would_be_described_stopped(node: Node) -> None:
+    sup = await node.start(await _tree_spec(Journal()))
+    live = _find(node.tree(), "/root/inner")
+    await sup.terminate_child("inner")
+    assert _find(node.tree(), "/root/inner") == {**live, "state": "stopped", "children": []}
