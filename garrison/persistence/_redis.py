@@ -40,6 +40,7 @@ from garrison.persistence._journal import (
     check_seq,
     check_stream,
 )
+from garrison.persistence._redis_ids import entry_seq
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 # Every append of a group commit in one script: each is checked and written on its
@@ -540,7 +541,7 @@ class RedisJournal(ReadsInBatches):
             rows = await kept_cancelled(client.xrange(key, f"{cursor + 1}-0", "+", count=self.read_batch))
             if not rows:
                 return
-            batch = [(int(entry_id.split(b"-", 1)[0]), bytes(fields[b"p"])) for entry_id, fields in rows]
+            batch = [(entry_seq(entry_id), bytes(fields[b"p"])) for entry_id, fields in rows]
             yield batch
             cursor = batch[-1][0]
             if len(rows) < self.read_batch:
@@ -578,8 +579,8 @@ async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:
     """The highest seq below every entry ``group`` has not acked (delivered or not)."""
     pending = await client.xpending(key, group["name"])
     if pending and pending.get("pending"):
-        return _seq(pending["min"]) - 1
-    return _seq(group["last-delivered-id"])
+        return entry_seq(pending["min"]) - 1
+    return entry_seq(group["last-delivered-id"])
 
 
 def _unpack(reply: Any, count: int) -> list[Any]:
@@ -611,11 +612,6 @@ def _is_noscript(result: Any) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _seq(entry_id: Any) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    return int(text.split("-", 1)[0])
 
 
 T = TypeVar("T")

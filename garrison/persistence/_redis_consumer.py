@@ -12,7 +12,8 @@ from typing import Any
 
 from garrison._errors import InvalidConfig
 from garrison.persistence._journal import check_positive_int, check_stream
-from garrison.persistence._redis import RedisJournal, _seq, _text, kept_cancelled
+from garrison.persistence._redis import RedisJournal, _text, kept_cancelled
+from garrison.persistence._redis_ids import entry_seq
 from garrison.persistence._streams import Delivery
 
 # Dead-letter an entry: ack it in the group and, only if this call acked it (a
@@ -241,7 +242,7 @@ class RedisConsumer:
                 keys=[self._key], args=[self.group, self.consumer, *(f"{seq}-0" for seq in seqs)]
             )
         )
-        return {_seq(entry_id) for entry_id in kept}
+        return {entry_seq(entry_id) for entry_id in kept}
 
     async def lag(self) -> int:
         """Entries of the stream this group has not acked: never delivered plus pending.
@@ -256,12 +257,11 @@ class RedisConsumer:
                 undelivered = info.get("lag")
                 if undelivered is None:
                     undelivered = max(
-                        0, await self.journal.highest_seq(self.stream) - _seq(info["last-delivered-id"])
+                        0, await self.journal.highest_seq(self.stream) - entry_seq(info["last-delivered-id"])
                     )
                 return int(undelivered) + int(info["pending"])
         return await self.journal.highest_seq(self.stream)
 
 
 def _delivery(stream: str, entry_id: Any, fields: Any, times: int) -> Delivery:
-    seq = int(entry_id.split(b"-", 1)[0]) if isinstance(entry_id, bytes) else _seq(entry_id)
-    return Delivery(stream, seq, fields[b"p"], times)
+    return Delivery(stream, entry_seq(entry_id), fields[b"p"], times)

@@ -1,0 +1,18 @@
+"""Redis stream entry ids as RedisJournal writes them: ``<seq>-0``, the journal seq in the
+id's millisecond part, so the server itself refuses an entry at or below a stream's top."""
+
+from __future__ import annotations
+
+
+def entry_seq(entry_id: bytes | str) -> int:
+    """The journal seq an entry id holds: its ``<ms>`` part (``b"42-0"`` -> 42).
+
+    Takes the id as redis-py answers it (bytes) or as text. Raises ValueError
+    naming the id when it is not ``<ms>-<seq>`` (two runs of ASCII digits).
+    """
+    raw = entry_id.encode() if isinstance(entry_id, str) else entry_id
+    if isinstance(raw, bytes):
+        milliseconds, dash, sequence = raw.partition(b"-")
+        if dash and milliseconds.isdigit() and sequence.isdigit():
+            return int(milliseconds)
+    raise ValueError(f"not a Redis stream entry id (<ms>-<seq>): {entry_id!r}")
