@@ -447,7 +447,7 @@ class SqliteJournal(ReadsInBatches):
                 for append in batch:
                     append.fail(JournalWriteError(append.stream, error))
                 return
-        highest = self._highest
+        cached = self._highest
         tentative: dict[str, int] = {}
         accepted: list[tuple[PendingAppend, int]] = []
         values: list[Any] = []  # (stream, seq, payload) per row, flat: the INSERT's parameters
@@ -455,7 +455,7 @@ class SqliteJournal(ReadsInBatches):
             stream = append.stream
             current = tentative.get(stream)
             if current is None:
-                current = highest[stream]
+                current = cached[stream]
             if append.expected_seq != current:
                 append.fail(SequenceConflict(stream, append.expected_seq, current))
                 continue
@@ -499,8 +499,8 @@ class SqliteJournal(ReadsInBatches):
         self._committed()
         self.appends += len(accepted)
         self._histograms.batch(len(accepted))
-        for append, highest in accepted:
-            append.succeed(highest)
+        for append, new_highest in accepted:
+            append.succeed(new_highest)
 
     def _committed(self) -> None:
         """Count a commit; start a background checkpoint when about CHECKPOINT_FRAMES are in the WAL."""
