@@ -326,14 +326,18 @@ class RedisJournal(ReadsInBatches):
             return
         unconfirmed = self._unconfirmed(confirmation)
         self.commits += 1
-        self._histograms.batch(len(batch))
+        accepted = 0
         for append, result in zip(batch, results, strict=True):
             if unconfirmed is not None and not isinstance(result, Exception):
                 # Written (the script ran), but not confirmed on disk: the outcome is
                 # unknown to the caller in the sense that matters, durability.
                 append.fail(JournalWriteError(append.stream, unconfirmed))
                 continue
-            self._settle(append, result)
+            accepted += self._settle(append, result)
+        if accepted:
+            # As SqliteJournal counts it: the appends this commit accepted, not the ones
+            # that came back as a conflict or an error.
+            self._histograms.batch(accepted)
 
     async def _pipeline(self, client: Any, batch: list[PendingAppend]) -> tuple[list[Any], list[Any]]:
         """One round trip: the appends' script(s), then the AOF confirmation asked for.
@@ -402,16 +406,18 @@ class RedisJournal(ReadsInBatches):
     async def _load_scripts(self, client: Any) -> None:
         self._append_sha = await client.script_load(_APPEND)
 
-    def _settle(self, append: PendingAppend, result: Any) -> None:
+    def _settle(self, append: PendingAppend, result: Any) -> bool:
+        """Answer ``append`` with its script result; True if it was accepted."""
         if isinstance(result, Exception):
             append.fail(JournalWriteError(append.stream, result))
-            return
+            return False
         accepted, highest = result
         if accepted:
             self.appends += 1
             append.succeed(highest)
-        else:
-            append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
+            return True
+        append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
+        return False
 
     async def _resolve(self, append: PendingAppend, deadline: float) -> None:
         """The connection dropped mid-append: run the same conditional append again, and if
