@@ -10,6 +10,9 @@ Counters satisfy ``enqueued == processed + dropped + depth`` at every step:
 ``dropped`` counts every message that left the mailbox unprocessed (overflow
 drops, conflation replacements, and what is drained when the owner stops);
 ``conflated`` is the part of ``dropped`` that conflation replaced.
+Messages refused (``rejected``) and the owner's own messages moved to the
+system lane because the queue was full (``deferred``) are outside that sum:
+they never entered the user queue.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class MailboxMetrics(msgspec.Struct, frozen=True):
     dropped: int
     conflated: int
     rejected: int
+    """Messages refused to a sender: ``MailboxFull`` raised, nothing queued."""
+    deferred: int
+    """The owner's own messages (timers to itself) that found the queue full and were
+    queued on the system lane instead (see ``Mailbox.put_or_defer``): delivered, not refused."""
     oldest_age_seconds: float
     """Age of the oldest queued message: the consumer lag right now."""
     wait_count: int
@@ -115,6 +122,7 @@ class Mailbox:
         "_waiter",
         "capacity",
         "conflated",
+        "deferred",
         "dropped",
         "enqueued",
         "overflow",
@@ -140,6 +148,7 @@ class Mailbox:
         self.dropped = 0
         self.conflated = 0
         self.rejected = 0
+        self.deferred = 0
         self._queue: deque[Envelope] = deque()
         self.pending: deque[Envelope] | OrderedDict[Hashable, Envelope] = self._queue
         """The container of queued user messages: truthy while any is queued."""
@@ -210,6 +219,27 @@ class Mailbox:
         if not self.try_put(message, reply):
             self.rejected += 1
             raise MailboxFull(self.path, self.capacity, self.overflow.name)
+
+    def put_or_defer(self, message: Any, deferred: Callable[[Any], Any]) -> bool:
+        """Enqueue the owner's own message (a timer to itself); where a sender would wait, defer it.
+
+        Where a sender would wait or be refused (a full queue under BACKPRESSURE
+        or REJECT, a new key under CONFLATE), ``deferred(message)`` goes on the
+        system lane instead, served before the queued user messages, and is
+        counted as ``deferred``, not ``rejected``: no sender is there to retry
+        it, and a self-rescheduling poll must not stop because its actor is
+        busy. Under DROP_NEWEST / DROP_OLDEST the policy drops as for any
+        message. Returns True when queued as a user message. Never awaits;
+        raises ActorStopped once the mailbox is closed.
+        """
+        if self._closed is not None:
+            raise ActorStopped(self.path, self._closed)
+        # REJECT would count a refusal before we could defer; its refusal is just "full".
+        if not (self.overflow is Overflow.REJECT and len(self) >= self.capacity) and self.try_put(message):
+            return True
+        self.deferred += 1
+        self.put_system(deferred(message))
+        return False
 
     async def put(self, message: Any, reply: asyncio.Future[Any] | None = None) -> None:
         """Enqueue, waiting for space while the policy is BACKPRESSURE.
@@ -353,6 +383,7 @@ class Mailbox:
             dropped=self.dropped,
             conflated=self.conflated,
             rejected=self.rejected,
+            deferred=self.deferred,
             oldest_age_seconds=age,
             wait_count=sum(self._wait_counts),
             wait_sum_seconds=self._wait_sum,
