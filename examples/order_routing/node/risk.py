@@ -44,6 +44,8 @@ class Risk(Actor):
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+        self.symbols = frozenset(config.symbols)
+        """The tradable symbols, as a set: a proposal's look-up must not walk the config's tuple."""
         self.reference: dict[str, float] = {}
         self.position: Counter[str] = Counter()
         self.notional = 0.0
@@ -95,7 +97,7 @@ class Risk(Actor):
     def check(self, symbol: str, side: Side, qty: int, price: float) -> str | None:
         """None if the order may go, else why not (naming the field and value)."""
         config = self.config
-        if symbol not in config.symbols:
+        if symbol not in self.symbols:
             return f"unknown symbol: {symbol!r}"
         if not isinstance(qty, int) or qty <= 0:
             return f"qty must be > 0: qty={qty!r}"
