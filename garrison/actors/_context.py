@@ -330,13 +330,13 @@ class ActorContext:
         def fire() -> None:
             self._owned_timers.discard(timer)  # type: ignore[arg-type,unused-ignore]
             try:
-                target.tell_nowait(message)
-            except MailboxFull:
                 if target is self.self_ref:
                     # A timer to itself (a poll, a sweep) must not die because the mailbox
-                    # is busy: it goes on the system lane, delivered like any message.
-                    self.mailbox.put_system(_TimerMessage(message))
-                    return
+                    # is busy: it is deferred to the system lane, delivered like any message.
+                    self.mailbox.put_or_defer(message, _TimerMessage)
+                else:
+                    target.tell_nowait(message)
+            except MailboxFull:
                 self.node.dead_letters.publish(
                     message, target.path, f"timer message refused: {target.path} is full", kind="timer"
                 )

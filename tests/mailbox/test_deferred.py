@@ -89,11 +89,6 @@ class _Poller(Actor):
             await self.ctx.node.clock.sleep(5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ActorContext.send_later (garrison/actors) still sends a timer to self with tell_nowait and "
-    "catches MailboxFull, which counts it as rejected; it should call mailbox.put_or_defer",
-)
 async def test_a_timer_to_itself_at_a_full_mailbox_is_counted_as_deferred_not_rejected(
     node: Node, clock: ManualClock
 ) -> None:
