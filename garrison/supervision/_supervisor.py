@@ -69,7 +69,7 @@ class ChildCounts:
 class _Child:
     """The supervisor's record of one child spec and its current slot."""
 
-    __slots__ = ("backoff_attempt", "context", "restart_timer", "spec", "started_at", "waiting_group")
+    __slots__ = ("backoff_attempt", "context", "pending_restart", "restart_timer", "spec", "started_at")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -77,30 +77,44 @@ class _Child:
         self.backoff_attempt = 0
         self.started_at: float | None = None
         """When the current incarnation started running; None after a failed start (it never ran)."""
+        self.pending_restart: _DelayedRestart | None = None
+        """The restart this child waits on, until it runs or is forgotten; only it may start the group."""
         self.restart_timer: Cancellable | None = None
-        self.waiting_group: list[_Child] = []
-        """While ``restart_timer`` runs: the children that restart with this one (itself included)."""
+        """Posts ``pending_restart`` when its backoff delay has passed (None: already posted)."""
 
     @property
     def running(self) -> bool:
         return self.context is not None and self.context.state is not ActorState.STOPPED
 
-    def await_restart(self, timer: Cancellable, group: list[_Child]) -> None:
-        """Wait out a backoff delay: when ``timer`` fires, ``group`` (this child included) restarts."""
+    @property
+    def waiting_group(self) -> list[_Child]:
+        """The children that restart with this one (itself included) when its pending restart runs."""
+        return self.pending_restart.group if self.pending_restart is not None else []
+
+    def await_restart(self, restart: _DelayedRestart, timer: Cancellable | None) -> None:
+        """Make ``restart`` this child's pending restart, posted by ``timer`` (None: posted already).
+
+        Only the pending restart may run: once it is forgotten (folded into a group restart,
+        cancelled by terminate_child or a stop), a copy already in the mailbox is stale.
+        """
+        self.pending_restart = restart
         self.restart_timer = timer
-        self.waiting_group = group
 
     def forget_pending_restart(self) -> list[_Child]:
-        """Cancel the pending backoff restart, if any; returns the group that was waiting on it.
+        """Cancel the pending restart, if any; returns the group that was waiting on it.
 
-        Safe to call whether or not a restart is pending, and after its timer has fired.
+        Safe to call whether or not a restart is pending, and after its timer has fired: the
+        restart it posted then finds itself stale and does nothing.
         """
-        timer, group = self.restart_timer, self.waiting_group
-        if timer is not None:
-            timer.cancel()
+        group = self.waiting_group
+        if self.restart_timer is not None:
+            self.restart_timer.cancel()
         self.restart_timer = None
-        self.waiting_group = []
+        self.pending_restart = None
         return group
+
+    def is_pending(self, restart: _DelayedRestart) -> bool:
+        return self.pending_restart is restart
 
 
 class _ChildExit(SystemMessage):
@@ -119,7 +133,12 @@ class _ChildExit(SystemMessage):
 
 
 class _DelayedRestart(SystemMessage):
-    """The backoff delay of a restart has passed."""
+    """The backoff delay of a restart has passed (or terminate_child released the siblings).
+
+    Its timer can fire while we are busy, queueing it behind an exit or a call that restarts
+    or terminates the same child; then it is no longer ``child``'s pending restart and must
+    not start anyone (OTP never runs a child twice).
+    """
 
     __slots__ = ("child", "group", "reason")
 
@@ -130,6 +149,8 @@ class _DelayedRestart(SystemMessage):
 
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         assert isinstance(instance, Supervisor)
+        if not self.child.is_pending(self):
+            return None  # stale: folded into a group restart, or cancelled, after it was posted
         self.child.forget_pending_restart()
         if self.child not in instance._children:
             return None
@@ -330,10 +351,8 @@ class Supervisor(Actor):
             for member in group:
                 assert member.context is not None
                 member.context.state = ActorState.RESTARTING
-            timer = self._clock.call_later(
-                delay, self.ctx.mailbox.put_system, _DelayedRestart(child, group, reason)
-            )
-            child.await_restart(timer, group)
+            restart = _DelayedRestart(child, group, reason)
+            child.await_restart(restart, self._clock.call_later(delay, self.ctx.mailbox.put_system, restart))
             return None
         return await self._start_group(group, child, reason)
 
@@ -530,7 +549,10 @@ class Supervisor(Actor):
             # Siblings stopped only because this child failed, waiting on its backoff: OTP's
             # terminate_child would not have touched them, so they start now rather than never.
             reason = ExitReason.shutdown(f"terminate_child({child_id!r}) during its backoff")
-            self.ctx.mailbox.put_system(_DelayedRestart(waiting[0], waiting, reason))
+            restart = _DelayedRestart(waiting[0], waiting, reason)
+            # Pending like a timed one, so a group restart that gets there first cancels it.
+            waiting[0].await_restart(restart, None)
+            self.ctx.mailbox.put_system(restart)
 
     async def restart_child(self, child_id: str) -> ActorRef:
         child = self._find(child_id)

@@ -4,6 +4,7 @@ window when it is decided (at failure time), and a group restart waits for the b
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,10 +18,11 @@ from garrison import (
     Node,
     Restarted,
     Strategy,
+    SupervisorRef,
     SupervisorSpec,
 )
 
-from ._support import Journal, Record, Worker, crash, of_type, worker
+from ._support import Journal, Record, Work, Worker, crash, of_type, worker
 
 
 def _row_state(tree: list[dict[str, Any]], path: str) -> str:
@@ -276,3 +278,133 @@ async def test_the_documented_backoff_and_intensity_example(
         assert not sup.ref.is_alive
         [gave_up] = of_type(events, GaveUp)
         assert gave_up.at == gives_up_at
+
+
+# A backoff timer that fires while the supervisor is busy queues its restart behind whatever
+# arrived first. When what arrived first restarts the same child (a sibling's group restart,
+# terminate_child), the queued restart is stale and must not start the child a second time.
+
+
+async def _busy_until(node: Node, clock: ManualClock, sup: SupervisorRef, child_id: str, until: float) -> Any:
+    """Keep ``sup`` inside terminate_child(child_id) until ``until``: the child is mid-Work."""
+    await node.lookup(f"/root/{child_id}").tell(Work(until - clock.now()))
+    await clock.advance(0)
+    busy = asyncio.ensure_future(sup.terminate_child(child_id))
+    await clock.advance(0)
+    return busy
+
+
+def _restart_counts(events: list[LifecycleEvent], path: str) -> list[int]:
+    return [event.restarts for event in of_type(events, Restarted) if event.path == path]
+
+
+async def test_a_due_backoff_restart_is_dropped_when_a_rest_for_one_group_restart_started_the_child(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    events: list[LifecycleEvent] = []
+    node.events.subscribe(events.append)
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=Strategy.REST_FOR_ONE,
+            intensity=10,
+            children=[
+                worker("slow", journal, shutdown=10.0),
+                worker("a", journal),
+                worker("b", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
+                worker("c", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/b"), clock)  # b (and c with it) wait until t=2
+    busy = await _busy_until(node, clock, sup, "slow", until=3.0)
+    await crash(node.lookup("/root/a"), clock)  # queued before b's timer fires at t=2
+    journal.clear()
+    await clock.advance(3.0)
+    await busy
+    # a's group restart (a, b, c) at t=3 took b's pending restart with it.
+    assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "c")]
+    assert _restart_counts(events, "/root/b") == [1]
+    assert _restart_counts(events, "/root/c") == [1]
+    await clock.advance(10.0)
+    assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "c")]
+    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+        ("slow", "undefined", 0),
+        ("a", "running", 1),
+        ("b", "running", 1),
+        ("c", "running", 1),
+    ]
+
+
+async def test_a_due_backoff_restart_is_dropped_when_a_one_for_all_group_restart_started_the_child(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    events: list[LifecycleEvent] = []
+    node.events.subscribe(events.append)
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=Strategy.ONE_FOR_ALL,
+            intensity=10,
+            children=[
+                worker("a", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
+                worker("b", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/a"), clock)  # a and b wait until t=2
+    # Children added during the wait run at once; one of them crashing restarts everyone.
+    await sup.start_child(worker("slow", journal, shutdown=10.0))
+    await sup.start_child(worker("n", journal))
+    busy = await _busy_until(node, clock, sup, "slow", until=3.0)
+    await crash(node.lookup("/root/n"), clock)  # queued before a's timer fires at t=2
+    journal.clear()
+    await clock.advance(3.0)
+    await busy
+    assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "n")]
+    assert _restart_counts(events, "/root/a") == [1]
+    assert _restart_counts(events, "/root/b") == [1]
+    await clock.advance(10.0)
+    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+        ("a", "running", 1),
+        ("b", "running", 1),
+        ("slow", "undefined", 0),
+        ("n", "running", 1),
+    ]
+
+
+async def test_a_due_backoff_restart_is_dropped_when_terminate_child_already_released_the_siblings(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    events: list[LifecycleEvent] = []
+    node.events.subscribe(events.append)
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=Strategy.REST_FOR_ONE,
+            intensity=10,
+            children=[
+                worker("slow", journal, shutdown=10.0),
+                worker("b", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
+                worker("c", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/b"), clock)  # b (and c with it) wait until t=2
+    busy = await _busy_until(node, clock, sup, "slow", until=3.0)
+    terminated = asyncio.ensure_future(sup.terminate_child("b"))  # queued before b's timer fires
+    await clock.advance(0)
+    journal.clear()
+    await clock.advance(3.0)
+    await busy
+    await terminated
+    # terminate_child(b) starts c, which waited only for b; b's own timer must not start it again.
+    assert journal.steps("start") == [("start", "c")]
+    assert _restart_counts(events, "/root/b") == []
+    assert _restart_counts(events, "/root/c") == [1]
+    await clock.advance(10.0)
+    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+        ("slow", "undefined", 0),
+        ("b", "undefined", 0),
+        ("c", "running", 1),
+    ]
