@@ -180,6 +180,12 @@ class _RetryRestart(SystemMessage):
             or self.context._task is not None
         ):
             return None  # terminated, or restarted with its group, meanwhile
+        for other in instance._children:
+            if child in other.waiting_group:
+                # Folded into a group restart waiting on a sibling's backoff: it starts with
+                # that group, once; retrying now would start it twice, or cut the wait short.
+                instance._report(self.context, self.reason, f"restarts it with {other.spec.id!r} (backoff)")
+                return None
         return await instance._restart(child, self.reason)
 
 

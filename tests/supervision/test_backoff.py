@@ -21,8 +21,9 @@ from garrison import (
     SupervisorRef,
     SupervisorSpec,
 )
+from garrison.testing import LogCapture
 
-from ._support import Journal, Record, Work, Worker, crash, of_type, worker
+from ._support import Crash, Journal, Record, Work, Worker, crash, of_type, worker
 
 
 def _row_state(tree: list[dict[str, Any]], path: str) -> str:
@@ -407,4 +408,48 @@ async def test_a_due_backoff_restart_is_dropped_when_terminate_child_already_rel
         ("slow", "undefined", 0),
         ("b", "undefined", 0),
         ("c", "running", 1),
+    ]
+
+
+@pytest.mark.parametrize("strategy", [Strategy.REST_FOR_ONE, Strategy.ONE_FOR_ALL])
+async def test_a_sibling_whose_start_failed_waits_for_the_backoff_group_it_was_folded_into(
+    node: Node, clock: ManualClock, strategy: Strategy
+) -> None:
+    # At t=2 k restarts and crashes at once on a queued message, then m fails to start: k's
+    # exit is queued before m's retry, so k's next restart (delay 4) takes m and n with it.
+    # m's retry must then do nothing: it used to start m and n at t=2 and again with k at t=6
+    # (rest_for_one), or fold k's wait in and start all three at t=2 (one_for_all).
+    journal = Journal()
+    refuse: list[bool] = []
+    sup = await node.start(
+        SupervisorSpec(
+            strategy=strategy,
+            intensity=10,
+            children=[
+                worker("k", journal, backoff=Backoff(initial=2.0, max=8.0, jitter=0.0)),
+                ChildSpec("m", Worker, args=(journal, refuse)),
+                worker("n", journal),
+            ],
+        )
+    )
+    await crash(node.lookup("/root/k"), clock)
+    await node.lookup("/root/k").tell(Crash("again"))
+    refuse.append(True)
+    journal.clear()
+    with LogCapture(clock=clock) as logs:
+        await clock.advance(20.0)
+    # m's failed start is still reported, with what happens next.
+    [report] = logs.find("m refuses to start; supervisor /root", level="ERROR")
+    assert report.message.endswith("restarts it with 'k' (backoff)")
+    assert journal.timeline == [
+        (2.0, "start", "k"),
+        (2.0, "start-failed", "m"),
+        (6.0, "start", "k"),
+        (6.0, "start", "m"),
+        (6.0, "start", "n"),
+    ]
+    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+        ("k", "running", 2),
+        ("m", "running", 2),
+        ("n", "running", 1),
     ]
