@@ -59,7 +59,7 @@ from examples.order_routing.launch import SINGLE_NODE, node_command
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
 from examples.order_routing.node.intents import INTENTS_STREAM
-from examples.order_routing.node.messages import OrderIntent, RecordIntent, Tick
+from examples.order_routing.node.messages import BrokerReplies, OrderIntent, RecordIntent, Tick
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.protocol import OrderAccepted, Side
 from garrison import ActorRef, Node
@@ -138,13 +138,15 @@ class Stamps:
                 self.signal_of[intent.client_order_id] = (intent.strategy_id, intent.signal_seq)
 
         def on_accepted(message: Any) -> None:
-            if type(message) is OrderAccepted:
+            if type(message) is BrokerReplies:
                 now = clock()
-                key = self.signal_of.pop(message.client_order_id, None)
-                signalled = self.signal_at.pop(key, None) if key is not None else None
-                if signalled is not None:
-                    self.ack_at.append(now)
-                    self.ack_latency.append(now - signalled)
+                for reply in message.replies:
+                    if type(reply) is OrderAccepted:
+                        key = self.signal_of.pop(reply.client_order_id, None)
+                        signalled = self.signal_at.pop(key, None) if key is not None else None
+                        if signalled is not None:
+                            self.ack_at.append(now)
+                            self.ack_latency.append(now - signalled)
 
         _wrap(node.lookup("/root/execution/intents"), on_record)
         _wrap(node.lookup("/root/execution/executor"), on_accepted)

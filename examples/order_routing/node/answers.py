@@ -8,7 +8,7 @@ share (the single node's ``Executor`` and the several nodes' ``SharedExecutor``)
   when it is filled or cancelled). Not found: trusted only once the broker's
   lookup lag plus a margin has passed since the send could have happened; then
   it is sent again. Until then, asked again.
-- OrderDone (positions saw the last fill): DONE.
+- OrdersDone (positions saw the last fill): DONE.
 
 The moves are collected in ``moves``; each executor writes them its own way.
 """
@@ -20,7 +20,14 @@ from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
-from examples.order_routing.node.messages import BrokerInfo, GetBrokerInfo, Lookup, OrderDone, OrderIntent
+from examples.order_routing.node.messages import (
+    BrokerInfo,
+    BrokerReplies,
+    GetBrokerInfo,
+    Lookup,
+    OrderIntent,
+    OrdersDone,
+)
 from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
 from garrison import ActorContext
 from garrison.persistence import IntentLog, IntentState
@@ -60,7 +67,7 @@ class BrokerAnswers:
         """client_order_id -> the time after which the send cannot have happened."""
         self.next_query: dict[str, float] = {}
         self.reconcile: dict[str, float] = {}
-        """ACKED intents looked up to learn whether they are done (an OrderDone may have been lost)."""
+        """ACKED intents looked up to learn whether they are done (an OrdersDone may have been lost)."""
         self.to_send: dict[str, OrderIntent] = {}
         """Intents to mark SENDING and send, by client order id (a dict: never twice in a batch)."""
         self.moves: list[tuple[str, IntentState, str]] = []
@@ -76,7 +83,7 @@ class BrokerAnswers:
 
     def reconcile_live(self, now: float) -> None:
         """Look up every ACKED intent: live at the broker, its last fill may have been applied
-        before a crash that lost the OrderDone, so ask the broker how it stands."""
+        before a crash that lost the OrdersDone, so ask the broker how it stands."""
         for intent in self.log.pending():
             if intent.state is IntentState.ACKED:
                 self.reconcile.setdefault(intent.id, now)
@@ -91,8 +98,16 @@ class BrokerAnswers:
         return batch
 
     def on_answer(self, message: Any, now: float) -> bool:
-        """Handle a broker answer, an OrderDone or a BrokerInfo; False for any other message."""
+        """Handle broker answers (one or a BrokerReplies), an OrdersDone or a BrokerInfo; False otherwise."""
         match message:
+            case BrokerReplies(replies=replies):
+                for reply in replies:
+                    self.on_answer(reply, now)
+            case OrdersDone(client_order_ids=done):
+                for cid in done:
+                    self.settle(cid)
+                    self.move(cid, IntentState.DONE, "filled")
+                self.counts["done"] += len(done)
             case OrderAccepted(client_order_id=cid):
                 self.settle(cid)
                 self.move(cid, IntentState.ACKED, "accepted")
@@ -108,10 +123,6 @@ class BrokerAnswers:
                 self.counts["rejected"] += 1
             case OrderStatus():
                 self.on_status(message, now)
-            case OrderDone(client_order_id=cid):
-                self.settle(cid)
-                self.move(cid, IntentState.DONE, "filled")
-                self.counts["done"] += 1
             case BrokerInfo(lookup_lag_seconds=lag):
                 self.lookup_lag = lag
                 # A (re)connected gateway writes what waited for Welcome only now: an order

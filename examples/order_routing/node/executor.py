@@ -12,8 +12,8 @@ The rules (also in the example's README):
   UNKNOWN and looked up. A refusal is recorded as REJECTED only when the
   broker said so in an OrderRejected: an ambiguous submit never is.
 - ACKED: the order is live; fills arrive through positions, which reports
-  OrderDone when it is filled. ACKED intents are looked up once at start, and
-  whenever positions restarts (CheckLiveOrders): an OrderDone may have been lost.
+  OrdersDone when it is filled. ACKED intents are looked up once at start, and
+  whenever positions restarts (CheckLiveOrders): an OrdersDone may have been lost.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
     BrokerInfo,
+    BrokerReplies,
+    Fills,
     GetBrokerInfo,
     Lookup,
     Snapshot,
@@ -177,16 +179,20 @@ class Gateway(Actor):
                     # and fills is routed in one go, holding the loop for tens of ms.
                     await asyncio.sleep(0)
                 node = self.ctx.node
+                # Answers and fills go on in one message each per slice, in arrival order:
+                # a message per frame was most of what a busy node's loop spent on replies.
+                replies: list[OrderAccepted | OrderRejected | OrderStatus] = []
+                fills: list[Fill] = []
                 for payload in payloads[start : start + FRAMES_PER_YIELD]:
                     message = broker_decoder.decode(payload)
                     match message:
                         case Fill():
-                            self.counts["fills"] += 1
-                            assert self.fills_to is not None
-                            await self.fills_to.tell(message)
+                            fills.append(message)
                         case OrderAccepted() | OrderRejected() | OrderStatus():
-                            await node.lookup("/root/execution/executor").tell(message)
+                            replies.append(message)
                         case Welcome():
+                            await self.forward(replies, fills)
+                            replies, fills = [], []
                             self.welcome = message
                             self.outgoing.extend(
                                 (frame, not_after, False) for frame, not_after in self.backlog
@@ -199,3 +205,15 @@ class Gateway(Actor):
                             )
                         case Error(reason=reason):
                             self.ctx.logger.warning("broker refused a request: {reason}", reason=reason)
+                await self.forward(replies, fills)
+
+    async def forward(
+        self, replies: list[OrderAccepted | OrderRejected | OrderStatus], fills: list[Fill]
+    ) -> None:
+        """Fills to positions and answers to the executor, one message each (none if empty)."""
+        if fills:
+            self.counts["fills"] += len(fills)
+            assert self.fills_to is not None
+            await self.fills_to.tell(Fills(fills))
+        if replies:
+            await self.ctx.node.lookup("/root/execution/executor").tell(BrokerReplies(replies))

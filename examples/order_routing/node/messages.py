@@ -6,7 +6,7 @@ import math
 
 import msgspec
 
-from examples.order_routing.protocol import Side
+from examples.order_routing.protocol import Fill, OrderAccepted, OrderRejected, OrderStatus, Side
 from garrison import ActorRef
 
 
@@ -116,14 +116,27 @@ class ConnectionLost(msgspec.Struct, frozen=True):
     reason: str
 
 
-class OrderDone(msgspec.Struct, frozen=True):
-    """Positions -> executor: the order is fully filled."""
+class BrokerReplies(msgspec.Struct, frozen=True):
+    """Gateway -> executor: the broker's answers to orders and look-ups read in one go, in the
+    order they arrived (one message for many: a busy node gets hundreds per read)."""
 
-    client_order_id: str
+    replies: list[OrderAccepted | OrderRejected | OrderStatus]
+
+
+class Fills(msgspec.Struct, frozen=True):
+    """Gateway -> positions: the fills read in one go, in the order they arrived."""
+
+    fills: list[Fill]
+
+
+class OrdersDone(msgspec.Struct, frozen=True):
+    """Positions -> executor: the orders that one durable write of fills finished."""
+
+    client_order_ids: list[str]
 
 
 class CheckLiveOrders(msgspec.Struct, frozen=True):
-    """Positions -> executor, on every (re)start: an OrderDone may have died with the last
+    """Positions -> executor, on every (re)start: an OrdersDone may have died with the last
     incarnation (its fill durable, the notice not sent); look up every ACKED order."""
 
 

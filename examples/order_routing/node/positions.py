@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from examples.order_routing.node.delivery import offer
-from examples.order_routing.node.messages import CheckLiveOrders, OrderDone, Snapshot, SubscribeFills
+from examples.order_routing.node.messages import CheckLiveOrders, Fills, OrdersDone, Snapshot, SubscribeFills
 from examples.order_routing.protocol import Fill, Side
 from garrison import MailboxConfig
 from garrison.persistence import EventSourcedActor
@@ -102,22 +102,11 @@ class Positions(EventSourcedActor[Book]):
         match message:
             case _FreshFromHere():
                 self.stale = False
-            case Fill() if self.stale:
-                pass
+            case Fills(fills=fills):
+                for fill in fills:
+                    self.take(fill)
             case Fill():
-                last = self.buffer[-1].fill_seq if self.buffer else self.state.last_fill_seq
-                if message.fill_seq > last:
-                    self.buffer.append(
-                        FillApplied(
-                            message.fill_seq,
-                            message.client_order_id,
-                            message.symbol,
-                            message.side,
-                            message.qty,
-                            message.price,
-                            message.leaves_qty,
-                        )
-                    )
+                self.take(message)
             case Snapshot():
                 # Answer with every fill received so far; returning before the write
                 # would also leave them unapplied until the next message.
@@ -135,13 +124,30 @@ class Positions(EventSourcedActor[Book]):
             await self.apply_buffered()
         return None
 
+    def take(self, fill: Fill) -> None:
+        """Buffer a fill newer than the last one applied (or buffered); drop it while stale."""
+        if self.stale:
+            return
+        last = self.buffer[-1].fill_seq if self.buffer else self.state.last_fill_seq
+        if fill.fill_seq > last:
+            self.buffer.append(
+                FillApplied(
+                    fill.fill_seq,
+                    fill.client_order_id,
+                    fill.symbol,
+                    fill.side,
+                    fill.qty,
+                    fill.price,
+                    fill.leaves_qty,
+                )
+            )
+
     async def apply_buffered(self) -> None:
         """Persist the fills received since the last write (one append), then report finished orders."""
         if not self.buffer:
             return
         buffer, self.buffer = self.buffer, []
         await self.persist(*buffer)
-        executor = self.ctx.node.lookup("/root/execution/executor")
-        for event in buffer:
-            if event.leaves_qty == 0:
-                offer(executor, OrderDone(event.client_order_id))
+        done = [event.client_order_id for event in buffer if event.leaves_qty == 0]
+        if done:
+            offer(self.ctx.node.lookup("/root/execution/executor"), OrdersDone(done))

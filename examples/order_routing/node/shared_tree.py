@@ -13,7 +13,7 @@ from typing import Any
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import load_config, write_pid
-from examples.order_routing.node.messages import Snapshot, SubscribeFills
+from examples.order_routing.node.messages import Fills, Snapshot, SubscribeFills
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
 from examples.order_routing.node.tree import build_spec
@@ -39,6 +39,8 @@ class FillSink(Actor):
 
     async def on_receive(self, message: Any) -> Any:
         match message:
+            case Fills(fills=fills):
+                self.dropped += len(fills)
             case Fill():
                 self.dropped += 1
             case Snapshot():

@@ -16,6 +16,7 @@ from examples.order_routing.node.feed import TICKS_STREAM, Feed
 from examples.order_routing.node.intents import Intents
 from examples.order_routing.node.messages import (
     BrokerInfo,
+    Fills,
     GetBrokerInfo,
     GetIntentLog,
     IntentReady,
@@ -277,15 +278,16 @@ def a_fill(seq: int, intent: OrderIntent, qty: int, leaves: int) -> Fill:
 async def test_fills_to_positions_a_fill_seen_twice_is_applied_once(
     node: Node, probe: TestProbe, journal: Journal
 ) -> None:
-    """Row 6: duplicates are possible (replay after reconnect); fill_seq drops them."""
+    """Row 6: duplicates are possible (replay after reconnect); fill_seq drops them, within one
+    Fills (the gateway's batch of one read) and across two."""
     gateway = TestProbe(node, "gateway")
     intent = make_intent(seq=30)
     await seed_intents(journal, (intent, (IntentState.SENDING, IntentState.ACKED)))
     await node.start(SupervisorSpec(children=[execution_group(gateway, positions=True)]))
     positions = node.lookup("/root/execution/positions")
 
-    for fill in (a_fill(1, intent, 4, 6), a_fill(1, intent, 4, 6), a_fill(2, intent, 6, 0)):
-        await positions.tell(fill)
+    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(1, intent, 4, 6)]))
+    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(2, intent, 6, 0)]))
     snapshot = await positions.ask(Snapshot())
     assert snapshot["fills"] == 2 and snapshot["positions"]["ACME"][0] == 10
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
@@ -313,7 +315,7 @@ async def test_fills_to_positions_killed_between_persist_and_order_done_the_exec
     assert await gateway.expect(SubscribeFills) == SubscribeFills(1, node.lookup("/root/execution/positions"))
     assert (await node.lookup("/root/execution/positions").ask(Snapshot()))["fills"] == 1
 
-    # The OrderDone was lost with the incarnation: the executor must learn it from the broker.
+    # The OrdersDone was lost with the incarnation: the executor must learn it from the broker.
     assert await gateway.expect(Lookup, within=5.0) == Lookup(intent.client_order_id)
     await node.lookup("/root/execution/executor").tell(
         OrderStatus(2, intent.client_order_id, found=True, state="filled", filled_qty=10, qty=10)

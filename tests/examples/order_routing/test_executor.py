@@ -12,11 +12,12 @@ from examples.order_routing.node.executor import Executor
 from examples.order_routing.node.intents import Intents
 from examples.order_routing.node.messages import (
     BrokerInfo,
+    BrokerReplies,
     GetBrokerInfo,
     IntentReady,
     Lookup,
-    OrderDone,
     OrderIntent,
+    OrdersDone,
     OrdersRecorded,
     RecordIntent,
     Submit,
@@ -164,10 +165,10 @@ async def test_an_acked_intent_is_looked_up_once_at_start_to_learn_whether_it_is
     )
     if final is not None:
         await state_becomes(journal, intent.client_order_id, final)
-    # Live orders finish through positions (OrderDone), not through polling.
+    # Live orders finish through positions (OrdersDone), not through polling.
     await probe.expect_no_message(within=1.0)
     assert await durable_state(journal, intent.client_order_id) is (final or IntentState.ACKED)
-    await executor_of(node).tell(OrderDone(intent.client_order_id))
+    await executor_of(node).tell(OrdersDone([intent.client_order_id]))
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
 
 
@@ -224,9 +225,34 @@ async def test_an_accepted_order_is_acked_and_done_once_positions_says_it_is_fil
 
     await executor_of(node).tell(OrderAccepted(intent.client_order_id, "B-20"))
     await state_becomes(journal, intent.client_order_id, IntentState.ACKED)
-    await executor_of(node).tell(OrderDone(intent.client_order_id))
+    await executor_of(node).tell(OrdersDone([intent.client_order_id]))
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
     await probe.expect_no_message(within=FAST.ack_timeout + 1.0)
+
+
+async def test_the_answers_of_one_read_each_settle_their_own_intent(
+    node: Node, probe: TestProbe, journal: Journal
+) -> None:
+    """The gateway hands over the answers of one read as one BrokerReplies: each is handled as
+    if it came alone, in order, including a refusal as a duplicate (in doubt, never rejected)."""
+    await node.start(execution(probe, journal, {}))
+    accepted, refused, duplicate = make_intent(seq=40), make_intent(seq=41), make_intent(seq=42)
+    for intent in (accepted, refused, duplicate):
+        await submitted(node, probe, intent)
+
+    await executor_of(node).tell(
+        BrokerReplies(
+            [
+                OrderAccepted(accepted.client_order_id, "B-40"),
+                OrderRejected(refused.client_order_id, "price outside the venue's band"),
+                OrderRejected(duplicate.client_order_id, "known id", duplicate=True),
+            ]
+        )
+    )
+    await state_becomes(journal, accepted.client_order_id, IntentState.ACKED)
+    await state_becomes(journal, refused.client_order_id, IntentState.REJECTED)
+    await state_becomes(journal, duplicate.client_order_id, IntentState.UNKNOWN)
+    assert await probe.expect(Lookup, within=2.0) == Lookup(duplicate.client_order_id)
 
 
 async def test_a_duplicate_refusal_is_looked_up_and_never_recorded_as_rejected(

@@ -11,7 +11,7 @@ import pytest
 from examples.order_routing.broker import BrokerConfig, BrokerServer, DedupeMode, load_orders
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.gateway import Gateway
-from examples.order_routing.node.messages import BrokerInfo, Snapshot, Submit
+from examples.order_routing.node.messages import BrokerInfo, BrokerReplies, Snapshot, Submit
 from examples.order_routing.node.shared_tree import FillSink, build_shared_spec
 from examples.order_routing.protocol import OrderAccepted
 from garrison import ChildSpec, MonotonicClock, Node, Strategy, SupervisorSpec
@@ -49,8 +49,9 @@ async def test_the_gateway_writes_no_order_past_the_lease_end_of_its_submit(
         await gateway.tell(Submit(late, not_after=now - 0.001))
         await gateway.tell(Submit(in_time, not_after=now + 30.0))
 
-        accepted = await probe.expect(OrderAccepted, within=5.0)
-        assert accepted.client_order_id == in_time.client_order_id
+        replies = await probe.expect(BrokerReplies, within=5.0)
+        assert [type(reply) for reply in replies.replies] == [OrderAccepted]
+        assert replies.replies[0].client_order_id == in_time.client_order_id
         assert [order.client_order_id for order in load_orders(store)] == [in_time.client_order_id]
         assert (await gateway.ask(Snapshot()))["expired"] == 1
         await node.supervisor("/root").terminate_child("execution")  # before the broker stops

@@ -17,8 +17,8 @@ from examples.order_routing.node.messages import (
     BrokerInfo,
     GetBrokerInfo,
     Lookup,
-    OrderDone,
     OrderIntent,
+    OrdersDone,
     Submit,
 )
 from examples.order_routing.node.shared_work import SharedExecutor, TakeOver, take_over
@@ -328,6 +328,6 @@ async def test_a_fill_for_an_intent_another_node_recorded_and_sent_finishes_it_o
     await other_node.move(intent.client_order_id, IntentState.SENDING)
     await other_node.move(intent.client_order_id, IntentState.ACKED)
 
-    await executor_of(node).tell(OrderDone(intent.client_order_id))
+    await executor_of(node).tell(OrdersDone([intent.client_order_id]))
 
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
