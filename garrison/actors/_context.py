@@ -103,7 +103,10 @@ class DeferredReply:
 
 
 class _TimerMessage(SystemMessage):
-    """A ``send_later`` to self that found the mailbox full: delivered from the system lane."""
+    """A ``send_later`` to self that found the mailbox full: delivered from the system lane.
+
+    Only while the incarnation that set the timer lives: see ``_discard_timer_messages``.
+    """
 
     __slots__ = ("message",)
 
@@ -318,11 +321,17 @@ class ActorContext:
     def send_later(self, delay: float, message: Any, *, to: ActorRef | None = None) -> Cancellable:
         """Tell ``message`` to ``to`` (default: this actor) after ``delay`` seconds of node-clock time.
 
-        The timer belongs to this incarnation: it is cancelled when the
-        incarnation ends (stop, crash, restart). A timer to this actor is never
-        lost to a full mailbox (it is delivered from the system lane), so a
-        self-rescheduling poll keeps going; a message for another actor that
-        has stopped or whose mailbox refuses it goes to dead letters.
+        The timer belongs to this incarnation (as Akka's timers do): it is
+        cancelled when the incarnation ends (stop, crash, restart). A timer to
+        this actor is never lost to a full mailbox (it is deferred to the system
+        lane and delivered ahead of queued user messages), so a
+        self-rescheduling poll keeps going. A deferred message still waiting
+        when its incarnation ends is not delivered to the next one: it goes to
+        dead letters (kind ``timer`` at a restart, ``stopped`` at a stop) with
+        the reason. A timer message that found room went into the queue as an
+        ordinary user message and, like any queued message, survives a
+        restart. A message for another actor that has stopped or whose mailbox
+        refuses it goes to dead letters.
         """
         target = to if to is not None else self.self_ref
         timer: Cancellable | None = None
@@ -370,15 +379,37 @@ class ActorContext:
             self._kill(ExitReason.failure(error, f"task {task.get_name()} failed"))
 
     async def _cancel_owned(self) -> None:
-        for timer in self._owned_timers:
-            timer.cancel()
-        self._owned_timers.clear()
+        self._cancel_owned_timers()
         tasks = list(self._owned_tasks)
         self._owned_tasks.clear()
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+            # A task's cleanup may have set a timer while it was being cancelled.
+            self._cancel_owned_timers()
+
+    def _cancel_owned_timers(self) -> None:
+        for timer in self._owned_timers:
+            timer.cancel()
+        self._owned_timers.clear()
+
+    def _discard_timer_messages(self, reason: str, kind: str) -> None:
+        """Dead-letter the timer messages deferred to the system lane; other control stays queued.
+
+        A timer message belongs to the incarnation that set the timer: it must reach neither
+        the next incarnation nor a slot that is stopping.
+        """
+        system = self.mailbox._system
+        if not any(control.__class__ is _TimerMessage for control in system):
+            return
+        kept = []
+        for control in system:
+            if control.__class__ is _TimerMessage:
+                self.node.dead_letters.publish(control.message, self.path, reason, kind=kind)
+            else:
+                kept.append(control)
+        system[:] = kept
 
     def defer_reply(self) -> DeferredReply:
         """Answer the message in flight later, from elsewhere (Akka's ``forward``).
@@ -618,6 +649,11 @@ class ActorContext:
         self.busy_since = None
         self._reply = None  # an ask cut off mid-handler must not be deferrable by the next incarnation
         await self._cancel_owned()
+        self._discard_timer_messages(
+            f"timer set by incarnation #{self.incarnation} of {self.path}, which ended ({reason}): "
+            "discarded, not delivered to a later incarnation",
+            "timer",
+        )
         if self._children:
             await self._stop_children()
         self._task = None
@@ -699,6 +735,7 @@ class ActorContext:
         self.state = ActorState.STOPPING
         self.mailbox.close(f"stopping: {reason}")
         self.mailbox.drain(f"{self.path} stopped before processing it")
+        self._discard_timer_messages(f"{self.path} stopped before processing it (deferred timer)", "stopped")
         ended = await self._stop_incarnation(reason, timeout)
         self._finalize(ended)
 
@@ -711,10 +748,7 @@ class ActorContext:
         self.mailbox.close(str(reason))
         self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
         for control in self.mailbox.drain_system():
-            if isinstance(control, Terminated):
-                self.node.dead_letters.publish(
-                    control, self.path, "watcher stopped first", kind="watcher_stopped"
-                )
+            self._undelivered(control, reason)
         self.node._forget(self)
         if self._parent is not None and self._parent._children.get(self.name) is self:
             del self._parent._children[self.name]
@@ -726,6 +760,20 @@ class ActorContext:
             self._terminated.set_result(reason)
         self.node.events.publish(Stopped(path=self.path, at=self.node.clock.now(), reason=str(reason)))
         self.logger.info("actor {path} stopped: {reason}", path=self.path, reason=reason)
+
+    def _undelivered(self, control: Any, reason: ExitReason) -> None:
+        """A system message the slot stopped for good before serving: nothing vanishes silently."""
+        if control.__class__ is Terminated:
+            self.node.dead_letters.publish(
+                control, self.path, "watcher stopped first", kind="watcher_stopped"
+            )
+        elif control.__class__ is _TimerMessage:
+            self.node.dead_letters.publish(
+                control.message,
+                self.path,
+                f"{self.path} stopped before processing it ({reason}; deferred timer)",
+                kind="stopped",
+            )
 
     def _dropped(self, message: Any, reply: asyncio.Future[Any] | None, reason: str) -> None:
         if reply is not None and not reply.done():
