@@ -48,6 +48,11 @@ class ActorState(enum.Enum):
 class SystemMessage:
     """A control message served on the system lane, inside the actor's own task."""
 
+    reply: asyncio.Future[Any] | None = None
+    """What a sender awaits, if anything (a supervisor call). Should the slot stop for good
+    before serving the message, or the incarnation be cancelled while serving it, this
+    future fails with ActorStopped naming the exit reason."""
+
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         """Do the work; return an exit reason to end the incarnation, or None to go on."""
         raise NotImplementedError
@@ -486,6 +491,7 @@ class ActorContext:
         reason: ExitReason
         message: Any = None
         reply: asyncio.Future[Any] | None = None
+        serving: SystemMessage | None = None
         instance: Actor | None = None
         try:
             token = _constructing.set(self)
@@ -532,12 +538,14 @@ class ActorContext:
                             await self._run_on_stop(instance)
                             break
                         else:
+                            serving = control
                             try:
                                 outcome = await control.run(self, instance)
                             except Exception as exc:
                                 reason = ExitReason.failure(exc, f"{type(control).__name__} failed")
                                 self._report_failure(reason, None)
                                 break
+                            serving = None
                             if outcome is not None:
                                 reason = outcome
                                 break
@@ -587,6 +595,11 @@ class ActorContext:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.path, str(reason)))
+                if serving is not None and serving.reply is not None and not serving.reply.done():
+                    # A call cut off mid-way (a supervisor call) is answered, as an ask would be.
+                    serving.reply.set_exception(
+                        ActorStopped(self.path, f"cancelled while answering: {reason}")
+                    )
                 # A tell cut off by any kill (a shutdown timeout too) was not processed.
                 if message is not None and reply is None:
                     self.node.dead_letters.publish(
@@ -774,6 +787,10 @@ class ActorContext:
                 f"{self.path} stopped before processing it ({reason}; deferred timer)",
                 kind="stopped",
             )
+        elif isinstance(control, SystemMessage):
+            reply = control.reply
+            if reply is not None and not reply.done():
+                reply.set_exception(ActorStopped(self.path, f"stopped before answering: {reason}"))
 
     def _dropped(self, message: Any, reply: asyncio.Future[Any] | None, reason: str) -> None:
         if reply is not None and not reply.done():

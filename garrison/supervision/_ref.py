@@ -36,17 +36,9 @@ class SupervisorRef:
         if context.state is ActorState.STOPPED:
             raise ActorStopped(self.path, "supervisor stopped")
         reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # A supervisor that stops for good before serving the call fails ``reply`` with ActorStopped.
         context.mailbox.put_system(_Call(fn, reply))
-        # A supervisor that stops for good before serving the call drops it with its mailbox.
-        terminated = asyncio.ensure_future(context._wait_terminated())
-        try:
-            await asyncio.wait((reply, terminated), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            terminated.cancel()
-        if not reply.done():
-            reply.cancel()
-            raise ActorStopped(self.path, f"supervisor stopped before answering: {terminated.result()}")
-        return reply.result()
+        return await reply
 
     async def which_children(self) -> list[ChildInfo]:
         """Every child spec in start order, with its ref and state."""

@@ -190,13 +190,17 @@ class _RetryRestart(SystemMessage):
 
 
 class _Call(SystemMessage):
-    """A management call run inside the supervisor's task; the caller awaits ``reply``."""
+    """A management call run inside the supervisor's task; the caller awaits ``reply``.
+
+    If the supervisor stops for good before serving it, or is cancelled while serving it,
+    the slot fails ``reply`` with ActorStopped (see ``SystemMessage.reply``).
+    """
 
     __slots__ = ("fn", "reply")
 
     def __init__(self, fn: Callable[[Supervisor], Awaitable[Any]], reply: asyncio.Future[Any]) -> None:
         self.fn = fn
-        self.reply = reply
+        self.reply: asyncio.Future[Any] = reply
 
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         assert isinstance(instance, Supervisor)

@@ -21,6 +21,7 @@ from garrison import (
     Stopped,
 )
 from garrison._clock import settle
+from garrison.actors import ActorContext, ExitReason, SystemMessage
 from tests.actors.helpers import Boom, Crash, Fragile, Gated, dead_letters_to
 
 
@@ -321,3 +322,53 @@ async def test_a_timer_to_itself_is_delivered_even_when_the_mailbox_is_full(
     await clock.advance(8.0)
     assert ticks[:3] == [5.0, 6.0, 7.0]  # the t=1 tick waited behind the busy handler, then went on
     assert not [letter for letter in node.dead_letters.recent() if letter.kind == "timer"]
+
+
+class _Question(SystemMessage):
+    """A control message whose sender awaits an answer (as a supervisor call does)."""
+
+    def __init__(self, reply: asyncio.Future[Any]) -> None:
+        self.reply = reply
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        self.reply.set_result("answered")
+        return None
+
+
+async def test_a_queued_control_message_awaiting_a_reply_fails_with_actor_stopped_when_the_actor_stops(
+    node: Node, clock: ManualClock
+) -> None:
+    gate = asyncio.Event()
+    ref = await node.spawn(Gated, name="gated", args=(gate, []))
+    ref.tell_nowait("hold")
+    await settle()
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    ref._context.mailbox.put_system(_Question(reply))
+    await node.stop(ref, timeout=0)
+    assert reply.done()
+    error = reply.exception()
+    assert isinstance(error, ActorStopped)
+    assert error.path == "/gated"
+    assert "stopped by request" in str(error)
+
+
+class _SlowQuestion(SystemMessage):
+    """A control message whose answer never comes before the actor is cancelled."""
+
+    def __init__(self, reply: asyncio.Future[Any]) -> None:
+        self.reply = reply
+
+    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_control_message_cut_off_mid_way_fails_its_reply_with_actor_stopped(node: Node) -> None:
+    ref = await node.spawn(Lifecycle, name="life", args=([],))
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    ref._context.mailbox.put_system(_SlowQuestion(reply))
+    await settle()
+    await node.stop(ref, timeout=0)
+    error = reply.exception()
+    assert isinstance(error, ActorStopped)
+    assert "cancelled while answering" in str(error)

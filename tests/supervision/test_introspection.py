@@ -24,6 +24,7 @@ from garrison import (
     Strategy,
     SupervisorSpec,
 )
+from garrison.supervision._supervisor import _Call
 
 from ._support import Block, Finish, Journal, Ping, Record, Worker, crash, drive, worker
 
@@ -277,3 +278,30 @@ async def test_tree_describes_a_kept_spec_as_its_idle_slot_would_be_described_st
     live = _find(node.tree(), "/root/inner")
     await sup.terminate_child("inner")
     assert _find(node.tree(), "/root/inner") == {**live, "state": "stopped", "children": []}
+
+
+async def test_a_call_still_queued_when_the_supervisor_stops_for_good_is_failed_with_its_exit_reason(
+    node: Node, clock: ManualClock
+) -> None:
+    # The reply future itself is failed when the supervisor's slot ends, so nothing need race it.
+    journal = Journal()
+    inner = SupervisorSpec(children=[worker("x", journal, shutdown=5.0)])
+    root = await node.start(SupervisorSpec(children=[ChildSpec("inner", inner, shutdown=1.0)]))
+    await node.lookup("/root/inner/x").tell(Block())
+    await clock.advance(0)
+    inner_context = node.lookup("/root/inner")._context
+    busy = asyncio.ensure_future(node.supervisor("/root/inner").terminate_child("x"))
+    await clock.advance(0)
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    inner_context.mailbox.put_system(_Call(lambda sup: sup.which_children(), reply))
+    stopping = asyncio.ensure_future(root.terminate_child("inner"))
+    await clock.advance(1.0)  # inner's shutdown=1.0 runs out while it waits on x: it is cancelled
+    assert not reply.done()
+    await drive(clock, stopping, within=60.0)  # ... and ends once x has stopped
+    assert reply.done()
+    error = reply.exception()
+    assert isinstance(error, ActorStopped)
+    assert error.path == "/root/inner"
+    assert "shutdown" in error.reason
+    with pytest.raises(ActorStopped):
+        await busy
