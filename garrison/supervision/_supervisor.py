@@ -423,10 +423,24 @@ class Supervisor(Actor):
         """Start each member's slot again, in start order. A failed start counts as another restart.
 
         ``failed`` is the child whose exit caused the restart and ``reason`` its exit reason.
+        A member whose slot still runs an incarnation is never launched again: it is left
+        running and the skip is logged as an internal error naming it (one task per slot).
         """
         for member in group:
             context = member.context
             if context is None or member not in self._children:
+                continue
+            if context._task is not None and not context._task.done():
+                # Launching it again would run two incarnations of one slot: a bug upstream
+                # (a stale restart that was not recognised). The running one stays untouched.
+                self.ctx.logger.error(
+                    "supervisor {path}: internal error: child {id!r} is already running; "
+                    "not starting it twice (restart of {failed!r} after {why})",
+                    path=self._path,
+                    id=member.spec.id,
+                    failed=failed.spec.id,
+                    why=reason,
+                )
                 continue
             started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             context.restarts += 1

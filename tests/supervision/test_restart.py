@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from garrison import Actor, ChildSpec, ManualClock, Node, SupervisorSpec
+from garrison import Actor, ChildSpec, ExitReason, ManualClock, Node, SupervisorSpec
+from garrison.testing import LogCapture
 
-from ._support import Boom, Crash, Journal, Ping, Record, crash, worker
+from ._support import Boom, Crash, Finish, Journal, Ping, Record, crash, worker
 
 
 class Counter(Actor):
@@ -103,3 +104,27 @@ async def test_an_ask_whose_handler_raises_does_not_restart_the_child(node: Node
     await clock.advance(0)
     assert [(row.state, row.restarts) for row in await sup.which_children()] == [("running", 0)]
     assert journal.steps("start") == [("start", "a")]
+
+
+async def test_a_group_restart_never_launches_a_child_that_is_still_running(
+    node: Node, clock: ManualClock
+) -> None:
+    # An internal guard: reaching _start_group with a running member is a bug elsewhere; the
+    # running incarnation is left alone (one task per slot), and the error names the child.
+    journal = Journal()
+    sup = await node.start(SupervisorSpec(children=[worker("a", journal), worker("b", journal)]))
+    ref = node.lookup("/root/a")
+    _, serial = await ref.ask(Ping())
+    await node.lookup("/root/b").tell(Finish())  # b stops normally: a PERMANENT child, restarted
+    await clock.advance(0)
+    journal.clear()
+    reason = ExitReason.shutdown("test: a stale group restart")
+    with LogCapture(clock=clock) as logs:
+        await sup._call(
+            lambda instance: instance._start_group(instance._children, instance._children[0], reason)
+        )
+    assert journal.steps("start") == []
+    assert await ref.ask(Ping()) == ("a", serial)
+    assert [(row.id, row.restarts) for row in await sup.which_children()] == [("a", 0), ("b", 1)]
+    [error] = logs.find("child 'a' is already running", level="ERROR")
+    assert "not starting it twice" in error.message
