@@ -64,7 +64,8 @@ class MailboxMetrics(msgspec.Struct, frozen=True):
     """Messages refused to a sender: ``MailboxFull`` raised, nothing queued."""
     deferred: int
     """The owner's own messages (timers to itself) that found the queue full and were
-    queued on the system lane instead (see ``Mailbox.put_or_defer``): delivered, not refused."""
+    queued on the system lane instead (see ``Mailbox.put_or_defer``): not refused, and
+    delivered unless the incarnation that set the timer ends first (then dead-lettered)."""
     oldest_age_seconds: float
     """Age of the oldest queued message: the consumer lag right now."""
     wait_count: int
