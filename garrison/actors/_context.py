@@ -556,6 +556,7 @@ class ActorContext:
                     else:
                         await mailbox.wait()
                         yielded_at = perf_counter()
+                        served = 0
                         continue
                     if track_busy:
                         self.busy_since = now()
@@ -585,12 +586,14 @@ class ActorContext:
                     message = None
                     if track_busy:
                         self.busy_since = None
+                    # Akka's dispatcher rule: yield after `throughput` messages, or sooner once
+                    # `throughput_deadline` has passed since the last yield (checked after each
+                    # message), so one slice never holds the loop much past the deadline.
                     served += 1
-                    if served >= throughput:
+                    if served >= throughput or (deadline and perf_counter() - yielded_at >= deadline):
                         served = 0
-                        if perf_counter() - yielded_at >= deadline:
-                            await asyncio.sleep(0)
-                            yielded_at = perf_counter()
+                        await asyncio.sleep(0)
+                        yielded_at = perf_counter()
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():

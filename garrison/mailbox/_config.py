@@ -36,12 +36,13 @@ class MailboxConfig:
     None queues that message without conflating it (asks, commands).
     ``metrics=False`` skips per-message timestamps (no consumer-lag figures).
     ``throughput`` and ``throughput_deadline`` bound how long an actor keeps
-    the loop while it drains its mailbox, like Akka's dispatcher throughput
-    and throughput-deadline-time: every ``throughput`` messages it checks the
-    real time, and yields to other tasks once ``throughput_deadline`` seconds
-    have passed since it last yielded. Cheap handlers drain in large batches;
-    slow ones yield every ``throughput`` messages at the latest past the
-    deadline. ``throughput_deadline=0`` yields every ``throughput`` messages.
+    the loop while it drains its mailbox, as Akka's dispatcher throughput and
+    throughput-deadline-time do: it yields to other tasks after ``throughput``
+    messages, or sooner once ``throughput_deadline`` seconds (real time) have
+    passed since it last yielded, checked after every message. A slice of
+    the loop is thus at most ``throughput`` messages and at most the deadline
+    plus one message. ``throughput_deadline=0`` yields every ``throughput``
+    messages whatever the time.
     """
 
     capacity: int = 1000

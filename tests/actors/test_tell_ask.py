@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -351,17 +352,41 @@ async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> Non
     assert log.index("a0") < log.index("b3")
 
 
-async def test_an_actor_with_cheap_handlers_keeps_the_loop_until_its_throughput_deadline(node: Node) -> None:
+async def test_a_far_deadline_does_not_stretch_a_slice_past_the_throughput(node: Node) -> None:
+    """Akka's rule: a slice ends at ``throughput`` messages even when the deadline is far off."""
     log: list[str] = []
-    late = MailboxConfig(throughput=2, throughput_deadline=0.9)
-    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=late)
-    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=late)
+    far = MailboxConfig(throughput=2, throughput_deadline=0.9)
+    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=far)
+    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=far)
     for index in range(4):
         a.tell_nowait(index)
         b.tell_nowait(index)
     await settle()
-    # Well within 0.9 s of real time, each drains its whole mailbox in one turn.
-    assert log == [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
+    assert log == ["a0", "a1", "b0", "b1", "a2", "a3", "b2", "b3"]
+
+
+class Slow(Counter):
+    """Holds the loop for 2 ms of real time per message (the CPU work of a heavy handler)."""
+
+    async def on_receive(self, message: Any) -> Any:
+        until = time.perf_counter() + 0.002
+        while time.perf_counter() < until:
+            pass
+        self.log.append(f"{self.name}{message}")
+
+
+async def test_a_slow_handler_yields_once_the_throughput_deadline_has_passed(node: Node) -> None:
+    """The deadline (real time, checked after every message) ends a slice long before the
+    throughput would: each 2 ms message is past a 1 ms deadline, so the two take turns."""
+    log: list[str] = []
+    short = MailboxConfig(throughput=100, throughput_deadline=0.001)
+    a = await node.spawn(Slow, name="a", args=(log, "a"), mailbox=short)
+    b = await node.spawn(Slow, name="b", args=(log, "b"), mailbox=short)
+    for index in range(3):
+        a.tell_nowait(index)
+        b.tell_nowait(index)
+    await settle()
+    assert log == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
 async def test_a_sender_waiting_for_space_gets_actor_stopped_when_the_actor_stops(node: Node) -> None:

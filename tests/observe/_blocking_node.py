@@ -48,6 +48,13 @@ async def stall(exit_on_stall: bool) -> int:
         print("ready", flush=True)
         await sleeper.ask(Sleep(STALL_BLOCK_SECONDS), timeout=30.0)
         print("woke", flush=True)
+        # Let the lag monitor take its sample of the stall before the node shuts down (bounded).
+        monitor = node.loop_monitor
+        assert monitor is not None
+        for _ in range(100):
+            if monitor.stats().max_ever >= STALL_BLOCK_SECONDS / 2:
+                break
+            await asyncio.sleep(guard.interval)
     return 0
 
 

@@ -39,8 +39,9 @@ class Risk(Actor):
 
     heartbeat_timeout = 5.0
 
-    # Checks the clock every 32 messages (not 64): a proposal costs several microseconds.
-    mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol, throughput=32)
+    # Its slices end at the 0.5 ms deadline, not at 64 messages: what it passes on in one slice is
+    # what intents records in one batch (one append), and smaller batches cost CPU per order.
+    mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol, throughput=256)
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
