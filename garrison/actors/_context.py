@@ -65,6 +65,28 @@ class _Stop(SystemMessage):
         self.reason = reason
 
 
+class _IncarnationStop:
+    """A stop of the running incarnation in progress; every stop call while it lasts joins it.
+
+    The first call's reason and shutdown deadline stand (as in OTP and Akka):
+    a later call neither re-arms the deadline nor replaces what the earlier
+    callers await. It belongs to the slot, not to a caller, so a caller that
+    is cancelled does not take the stop back.
+    """
+
+    __slots__ = ("ended", "for_good", "stop", "timer")
+
+    def __init__(self, ended: asyncio.Future[ExitReason]) -> None:
+        self.ended = ended
+        """How the incarnation ended; every joined caller awaits it (shielded)."""
+        self.for_good = False
+        """A slot stop (``_stop``) is among the callers: the slot is finalized when the incarnation ends."""
+        self.stop: _Stop | None = None
+        """The _Stop asked for on the system lane (None for an immediate kill)."""
+        self.timer: Cancellable | None = None
+        """The shutdown deadline, after which what is left is cancelled."""
+
+
 class _Rewire(SystemMessage):
     """Re-read the interceptors before the next message."""
 
@@ -162,7 +184,7 @@ class ActorContext:
         "_loop",
         "_on_exit",
         "_parent",
-        "_stop_waiter",
+        "_stopping",
         "_task",
         "_terminated",
         "_throughput",
@@ -228,7 +250,7 @@ class ActorContext:
         self._watchers: dict[ActorContext, None] = {}
         self._on_exit = on_exit
         self._task: asyncio.Task[None] | None = None
-        self._stop_waiter: asyncio.Future[ExitReason] | None = None
+        self._stopping: _IncarnationStop | None = None
         self._kill_reason: ExitReason | None = None
         self._critical_depth = 0
         self._deferred_kill = False
@@ -676,18 +698,30 @@ class ActorContext:
         self._kill_reason = None
         self._deferred_kill = False
         self._critical_depth = 0
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None:
+            self._stop_ended(stopping, reason)
         if started is not None:
-            # The first start failed: the spawner finalizes the slot and raises.
+            # The first start failed (or was stopped): the spawner finalizes the slot and raises.
             error = reason.error if reason.error is not None else ActorStopped(self.path, str(reason))
             started.set_exception(ActorStartError(self.path, error))
             return
-        waiter = self._stop_waiter
-        if waiter is not None:
-            self._stop_waiter = None
-            if not waiter.done():
-                waiter.set_result(reason)
+        if stopping is not None:
+            # An exit the slot asked for: its callers decide, not the exit hook.
+            if stopping.for_good:
+                self._finalize(reason)
             return
         self._on_exit(self, reason)
+
+    def _stop_ended(self, stopping: _IncarnationStop, reason: ExitReason) -> None:
+        if stopping.timer is not None:
+            stopping.timer.cancel()
+        if stopping.stop is not None and stopping.stop in self.mailbox._system:
+            # The incarnation ended before serving it (cancelled, or crashed): it must
+            # not stop the next incarnation the moment it starts.
+            self.mailbox._system.remove(stopping.stop)
+        if not stopping.ended.done():
+            stopping.ended.set_result(reason)
 
     async def _stop_children(self) -> None:
         reason = ExitReason.shutdown(f"parent {self.path} stopping")
@@ -709,51 +743,70 @@ class ActorContext:
             return
         task.cancel()
 
-    async def _stop_incarnation(self, reason: ExitReason, timeout: float | None) -> ExitReason:
-        """End the running incarnation without ending the slot; returns how it ended.
+    def _begin_stop(self, reason: ExitReason, timeout: float | None) -> _IncarnationStop | None:
+        """Ask the running incarnation to end, or join the stop already asked for.
 
-        ``timeout=0`` cancels at once (no ``on_stop``); otherwise the message in
-        flight finishes and ``on_stop`` runs, and after ``timeout`` seconds
-        (None: never) what is left is cancelled. The queued mailbox is kept.
+        None when no incarnation is running. Only the first call acts: its
+        reason and deadline stand for everyone who joins.
         """
         if self._task is None or self._task.done():
-            return reason
-        waiter: asyncio.Future[ExitReason] = self._loop.create_future()
-        self._stop_waiter = waiter
-        timer = None
-        stop: _Stop | None = None
+            return None
+        stopping = self._stopping
+        if stopping is not None:
+            return stopping
+        stopping = self._stopping = _IncarnationStop(self._loop.create_future())
         if timeout == 0:
             self._kill(reason)
         else:
-            stop = _Stop(reason)
-            self.mailbox.put_system(stop)
+            stopping.stop = _Stop(reason)
+            self.mailbox.put_system(stopping.stop)
             if timeout is not None:
-                timer = self.node.clock.call_later(
+                stopping.timer = self.node.clock.call_later(
                     timeout,
                     self._kill,
                     ExitReason.shutdown(f"did not stop within shutdown={timeout}s; cancelled"),
                 )
-        try:
-            return await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if stop is not None and stop in self.mailbox._system:
-                # The incarnation ended before serving it (cancelled, or crashed): it must
-                # not stop the next incarnation the moment it starts.
-                self.mailbox._system.remove(stop)
+        return stopping
+
+    async def _stop_incarnation(self, reason: ExitReason, timeout: float | None) -> ExitReason:
+        """End the running incarnation without ending the slot; awaits, and returns how it ended.
+
+        ``timeout=0`` cancels at once (no ``on_stop``); otherwise the message in
+        flight finishes and ``on_stop`` runs, and after ``timeout`` seconds
+        (None: never) what is left is cancelled. The queued mailbox is kept.
+        If a stop is already in progress, this joins it: its reason and
+        deadline stand. Cancelling the await does not cancel the stop.
+        """
+        stopping = self._begin_stop(reason, timeout)
+        if stopping is None:
+            return reason
+        return await asyncio.shield(stopping.ended)
 
     async def _stop(self, reason: ExitReason, timeout: float | None) -> None:
         """Stop the slot for good: close the mailbox, dead-letter what is queued,
-        end the incarnation within ``timeout``, then finalize."""
+        end the incarnation within ``timeout``, then finalize. Awaits the end.
+
+        A slot already stopping is not stopped again: this joins that stop and
+        returns when the slot has stopped (its reason and deadline stand). A
+        slot already stopped returns at once. Cancelling the await does not
+        cancel the stop.
+        """
         if self.state is ActorState.STOPPED:
             return
-        self.state = ActorState.STOPPING
-        self.mailbox.close(f"stopping: {reason}")
-        self.mailbox.drain(f"{self.path} stopped before processing it")
-        self._discard_timer_messages(f"{self.path} stopped before processing it (deferred timer)", "stopped")
-        ended = await self._stop_incarnation(reason, timeout)
-        self._finalize(ended)
+        if self.state is not ActorState.STOPPING:
+            self.state = ActorState.STOPPING
+            self.mailbox.close(f"stopping: {reason}")
+            self.mailbox.drain(f"{self.path} stopped before processing it")
+            self._discard_timer_messages(
+                f"{self.path} stopped before processing it (deferred timer)", "stopped"
+            )
+            stopping = self._begin_stop(reason, timeout)
+            if stopping is None:
+                self._finalize(reason)
+                return
+            # Also when it joined a supervisor's stop of the incarnation (a restart).
+            stopping.for_good = True
+        await self._wait_terminated()
 
     def _finalize(self, reason: ExitReason) -> None:
         """The slot is gone: refs raise ActorStopped, watchers get Terminated."""

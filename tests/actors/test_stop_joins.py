@@ -1,0 +1,133 @@
+"""Stopping an actor that is already stopping joins the stop in progress (as in OTP and Akka).
+
+Every caller returns once the actor has stopped; the first stop's reason and
+shutdown deadline stand; stopping a stopped actor returns at once. All on
+virtual time: ``settle`` runs the loop until nothing is ready, so a stop that
+has not returned by then is waiting for the clock or for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from garrison import Actor, ActorStartError, ChildSpec, ManualClock, Node, SupervisorSpec
+from garrison._clock import settle
+from garrison.actors import ExitReason
+from tests.actors.helpers import Gated
+
+
+async def test_two_concurrent_stops_both_return_when_the_actor_has_stopped(node: Node) -> None:
+    gate = asyncio.Event()
+    ref = await node.spawn(Gated, name="slow", args=(gate, []))
+    ref.tell_nowait("in flight")
+    await settle()
+    first = asyncio.create_task(node.stop(ref))
+    second = asyncio.create_task(node.stop(ref))
+    await settle()
+    assert not first.done() and not second.done()
+    gate.set()
+    await settle()
+    assert first.done() and second.done()
+    assert first.result() is None and second.result() is None
+    assert not ref.is_alive
+
+
+async def test_a_second_stop_does_not_extend_the_first_stops_deadline(node: Node, clock: ManualClock) -> None:
+    ref = await node.spawn(Gated, name="stuck", args=(asyncio.Event(), []))
+    ref.tell_nowait("runs for ever")
+    await settle()
+    first = asyncio.create_task(node.stop(ref, timeout=3.0))
+    await clock.advance(2.0)
+    second = asyncio.create_task(node.stop(ref, timeout=10.0))
+    await clock.advance(1.0)
+    assert first.done() and second.done()
+    reason = await asyncio.wait_for(ref.wait_terminated(), timeout=5.0)
+    assert "shutdown=3.0s" in str(reason)
+    assert clock.pending_timers == 0  # the second stop left no timer of its own behind
+
+
+async def test_the_first_stops_reason_stands_when_a_second_stop_joins(node: Node) -> None:
+    gate = asyncio.Event()
+    ref = await node.spawn(Gated, name="slow", args=(gate, []))
+    ref.tell_nowait("in flight")
+    await settle()
+    first = asyncio.create_task(node.stop(ref))
+    await settle()
+    shutting_down = asyncio.create_task(ref._context._stop(ExitReason.shutdown("second stop"), None))
+    gate.set()
+    await settle()
+    assert first.done() and shutting_down.done()
+    reason = await asyncio.wait_for(ref.wait_terminated(), timeout=5.0)
+    assert "stopped by request" in str(reason)
+
+
+async def test_a_stop_of_an_actor_already_stopped_returns_at_once(node: Node, clock: ManualClock) -> None:
+    ref = await node.spawn(Gated, name="done", args=(asyncio.Event(), []))
+    await node.stop(ref)
+    again = asyncio.create_task(node.stop(ref, timeout=None))
+    await settle()
+    assert again.done() and again.result() is None
+    assert clock.pending_timers == 0
+
+
+async def test_a_stop_joining_after_the_deadline_fired_returns_with_the_others(
+    node: Node, clock: ManualClock
+) -> None:
+    ref = await node.spawn(Gated, name="stuck", args=(asyncio.Event(), []))
+    ref.tell_nowait("runs for ever")
+    await settle()
+    stops = [asyncio.create_task(node.stop(ref, timeout=1.0)) for _ in range(3)]
+    await clock.advance(1.0)
+    assert all(stop.done() for stop in stops)
+    assert not ref.is_alive
+
+
+async def test_cancelling_a_stop_caller_does_not_take_the_stop_back(node: Node, clock: ManualClock) -> None:
+    ref = await node.spawn(Gated, name="stuck", args=(asyncio.Event(), []))
+    ref.tell_nowait("runs for ever")
+    await settle()
+    first = asyncio.create_task(node.stop(ref, timeout=3.0))
+    second = asyncio.create_task(node.stop(ref))
+    await settle()
+    first.cancel()
+    await settle()
+    assert first.cancelled()
+    assert not second.done()
+    await clock.advance(3.0)
+    assert second.done() and second.result() is None
+    assert not ref.is_alive
+
+
+async def test_terminate_child_while_node_stop_is_stopping_it_joins_that_stop(
+    node: Node, clock: ManualClock
+) -> None:
+    gate = asyncio.Event()
+    spec = SupervisorSpec(children=[ChildSpec("worker", Gated, args=(gate, []), shutdown=3.0)])
+    supervisor = await node.start(spec, name="sup")
+    worker = await supervisor.child("worker")
+    worker.tell_nowait("runs for ever")
+    await settle()
+    by_node = asyncio.create_task(node.stop(worker))
+    await settle()
+    by_supervisor = asyncio.create_task(supervisor.terminate_child("worker"))
+    await clock.advance(3.0)
+    assert by_node.done() and by_supervisor.done()
+    assert by_node.result() is None and by_supervisor.result() is None
+    assert not worker.is_alive
+
+
+async def test_a_stop_that_cuts_off_on_start_returns_and_the_spawn_fails(
+    node: Node, clock: ManualClock
+) -> None:
+    class NeverStarts(Actor):
+        async def on_start(self) -> None:
+            await asyncio.Event().wait()
+
+    spawning = asyncio.create_task(node.spawn(NeverStarts, name="never"))
+    await settle()
+    ref = node.lookup("/never")
+    stopping = asyncio.create_task(node.stop(ref, timeout=1.0))
+    await clock.advance(1.0)
+    assert stopping.done() and stopping.result() is None
+    assert spawning.done() and isinstance(spawning.exception(), ActorStartError)
+    assert not ref.is_alive
