@@ -419,7 +419,12 @@ class Node:
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
         """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
         queued messages go to dead letters; after ``timeout`` (default: its own
-        shutdown setting) what is left is cancelled. Awaits the end."""
+        shutdown setting) what is left is cancelled. Awaits the end.
+
+        Stopping an actor that is already stopping joins that stop: this returns
+        when the actor has stopped, and the first stop's reason and deadline
+        stand (``timeout`` is not used). An actor already stopped returns at
+        once. Cancelling the await does not cancel the stop."""
         context = ref._context
         wait = context.shutdown if timeout is None else validate_shutdown("timeout", timeout)
         await context._stop(ExitReason.shutdown("stopped by request"), wait)
