@@ -733,9 +733,14 @@ class ActorContext:
             await child._stop(reason, child.shutdown)
 
     def _kill(self, reason: ExitReason) -> None:
-        """Cancel the running incarnation now (or at the end of a critical section)."""
+        """Cancel the running incarnation now (or at the end of a critical section).
+
+        Not once the instance is gone: the incarnation is ending (stopping its
+        children, each within its own shutdown), and cutting that short would
+        leave its children running and its stop callers waiting for ever.
+        """
         task = self._task
-        if task is None or task.done():
+        if task is None or task.done() or self.instance is None:
             return
         self._kill_reason = reason
         if self._critical_depth:

@@ -131,3 +131,23 @@ async def test_a_stop_that_cuts_off_on_start_returns_and_the_spawn_fails(
     assert stopping.done() and stopping.result() is None
     assert spawning.done() and isinstance(spawning.exception(), ActorStartError)
     assert not ref.is_alive
+
+
+async def test_a_parent_whose_deadline_passes_while_its_children_stop_still_stops(
+    node: Node, clock: ManualClock
+) -> None:
+    class Parent(Actor):
+        async def on_start(self) -> None:
+            child = await self.ctx.spawn(Gated, name="child", args=(asyncio.Event(), []), shutdown=5.0)
+            child.tell_nowait("runs for ever")
+
+        async def on_receive(self, message: object) -> None:
+            return None
+
+    parent = await node.spawn(Parent, name="parent", shutdown=1.0)
+    await settle()
+    child = node.lookup("/parent/child")
+    stopping = asyncio.create_task(node.stop(parent))
+    await clock.advance(5.0)
+    assert stopping.done() and stopping.result() is None
+    assert not parent.is_alive and not child.is_alive
