@@ -43,6 +43,8 @@ MAX_MOVES = 512
 """Answers' moves collected before they are written (one durable write) even while more messages wait."""
 MAX_UNCONFIRMED_WRITES = 256
 """Writes of the log in flight (each a batch) before the executor waits for the oldest: the disk's pace."""
+SUBMITS_PER_STEP = 64
+"""Orders per Submit to the gateway (one message), the loop yielding between two."""
 
 
 class _Sweep(msgspec.Struct, frozen=True):
@@ -161,10 +163,16 @@ class Executor(BrokerAnswers, Actor):
         await marked
         gateway = self.ctx.node.lookup("/root/execution/gateway")
         now = self.ctx.node.clock.now()
-        for intent in ready:
-            cid = intent.client_order_id
-            self.marking.discard(cid)
-            # From now on the broker may have it: "not found" is trusted only lookup_lag after this.
-            self.sent_at[cid] = now
-            self.counts["sent"] += 1
-            await gateway.tell(Submit(intent))
+        for start in range(0, len(ready), SUBMITS_PER_STEP):
+            if start:
+                # A tell with room does not suspend: a batch of 256 in one go held the loop for ms.
+                await asyncio.sleep(0)
+                now = self.ctx.node.clock.now()
+            chunk = tuple(ready[start : start + SUBMITS_PER_STEP])
+            for intent in chunk:
+                cid = intent.client_order_id
+                self.marking.discard(cid)
+                # From now on the broker may have it: "not found" is trusted only lookup_lag after this.
+                self.sent_at[cid] = now
+            self.counts["sent"] += len(chunk)
+            await gateway.tell(Submit(chunk))

@@ -95,12 +95,10 @@ class Gateway(Actor):
 
     async def on_receive(self, message: Any) -> Any:
         match message:
-            case Submit(intent=intent, not_after=not_after):
-                self.counts["orders"] += 1
-                self.send(
-                    NewOrder(intent.client_order_id, intent.symbol, intent.side, intent.qty, intent.price),
-                    not_after,
-                )
+            case Submit(intents=intents, not_after=not_after):
+                self.counts["orders"] += len(intents)
+                for i in intents:
+                    self.send(NewOrder(i.client_order_id, i.symbol, i.side, i.qty, i.price), not_after)
             case Lookup(client_order_id=cid):
                 self.counts["lookups"] += 1
                 self.send(QueryOrder(cid, next(self.request_ids)))

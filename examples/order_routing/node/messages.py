@@ -80,11 +80,12 @@ class GetIntentLog(msgspec.Struct, frozen=True):
 
 
 class Submit(msgspec.Struct, frozen=True):
-    """Executor -> gateway: send this order to the broker, if the node clock has not passed
-    ``not_after`` when the frame would be written (several nodes: the end of this executor's
-    lease on the intent; past it another executor may have taken the intent over)."""
+    """Executor -> gateway: send these orders to the broker (a batch whose SENDING marks are
+    durable), each if the node clock has not passed ``not_after`` when its frame would be
+    written (several nodes: the end of this executor's lease on the intents; past it another
+    executor may have taken them over)."""
 
-    intent: OrderIntent
+    intents: tuple[OrderIntent, ...]
     not_after: float = math.inf
 
 

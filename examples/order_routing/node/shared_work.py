@@ -422,7 +422,7 @@ class SharedExecutor(BrokerAnswers, Actor):
                 continue
             self.sent_at[cid] = now
             self.counts["sent"] += 1
-            await gateway.tell(Submit(intent, not_after=lease.until))
+            await gateway.tell(Submit((intent,), not_after=lease.until))
         if held_back:
             self.work["held_back"] += held_back
             self.ctx.logger.warning(

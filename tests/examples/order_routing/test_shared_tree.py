@@ -46,8 +46,8 @@ async def test_the_gateway_writes_no_order_past_the_lease_end_of_its_submit(
         late, in_time = make_intent(seq=1), make_intent(seq=2)
 
         now = node.clock.now()
-        await gateway.tell(Submit(late, not_after=now - 0.001))
-        await gateway.tell(Submit(in_time, not_after=now + 30.0))
+        await gateway.tell(Submit((late,), not_after=now - 0.001))
+        await gateway.tell(Submit((in_time,), not_after=now + 30.0))
 
         replies = await probe.expect(BrokerReplies, within=5.0)
         assert [type(reply) for reply in replies.replies] == [OrderAccepted]

@@ -173,9 +173,8 @@ async def test_a_new_intent_is_marked_sending_durably_then_submitted_with_its_le
 
     async def note(message: object) -> None:
         if isinstance(message, Submit):
-            seen[message.intent.client_order_id] = await durable_state(
-                journal, message.intent.client_order_id
-            )
+            for intent in message.intents:
+                seen[intent.client_order_id] = await durable_state(journal, intent.client_order_id)
 
     await node.start(execution(probe, group, seen=note))
     handed_at = node.clock.now()
@@ -183,7 +182,7 @@ async def test_a_new_intent_is_marked_sending_durably_then_submitted_with_its_le
     group.hand(entry)
 
     submit = await probe.expect(Submit)
-    assert submit.intent == intent
+    assert submit.intents == (intent,)
     assert seen[intent.client_order_id] is IntentState.SENDING, "the Submit left before SENDING was durable"
     assert handed_at < submit.not_after <= node.clock.now() + LEASE
     await executor_of(node).tell(OrderAccepted(intent.client_order_id, "B-1"))
@@ -211,7 +210,7 @@ async def test_an_intent_a_dead_executor_held_in_the_dead_zone_is_looked_up_befo
     # "Not found" counts only from the take-over on: the dead one's lease ended before it.
     assert lookups >= 2
     assert submitted_at - taken_at >= TRUSTED_AFTER
-    assert message.intent == intent
+    assert message.intents == (intent,)
     await state_becomes(journal, intent.client_order_id, IntentState.SENDING)
     assert (await durable_intents(journal))[intent.client_order_id].attempts == 2
 
