@@ -90,6 +90,10 @@ def _insert_sql(rows: int) -> str:
     return "INSERT INTO events (stream, seq, payload) VALUES " + ",".join(["(?,?,?)"] * rows)
 
 
+_Plan = tuple[dict[str, int], list[tuple[PendingAppend, int]], list[tuple[PendingAppend, int]], list[Any]]
+"""What ``SqliteJournal._plan`` makes of a batch: new highest seqs, accepted, conflicts, rows."""
+
+
 class _Exclusive:
     """A write that is not an append (snapshot, deletion, ack), run by the writer in turn.
 
@@ -439,31 +443,19 @@ class SqliteJournal(ReadsInBatches):
         """Commit a group of appends in one transaction; conflicts fail alone."""
         db = self._writer_db
         assert db is not None
-        unknown = _streams_to_load(batch, self._highest)
-        if unknown:
+        plan = self._plan(batch, loaded=False)
+        if plan is None:
             try:
-                await self._load_highest(db, unknown)
+                await self._load_highest(db, _streams_to_load(batch, self._highest))
             except Exception as error:
                 for append in batch:
                     append.fail(JournalWriteError(append.stream, error))
                 return
-        cached = self._highest
-        tentative: dict[str, int] = {}
-        accepted: list[tuple[PendingAppend, int]] = []
-        values: list[Any] = []  # (stream, seq, payload) per row, flat: the INSERT's parameters
-        for append in batch:
-            stream = append.stream
-            current = tentative.get(stream)
-            if current is None:
-                current = cached[stream]
-            if append.expected_seq != current:
-                append.fail(SequenceConflict(stream, append.expected_seq, current))
-                continue
-            for payload in append.events:
-                current += 1
-                values += (stream, current, payload)
-            tentative[stream] = current
-            accepted.append((append, current))
+            plan = self._plan(batch, loaded=True)
+            assert plan is not None
+        tentative, accepted, conflicts, values = plan
+        for append, current in conflicts:
+            append.fail(SequenceConflict(append.stream, append.expected_seq, current))
         if not accepted:
             return
         rows = len(values) // 3
@@ -501,6 +493,40 @@ class SqliteJournal(ReadsInBatches):
         self._histograms.batch(len(accepted))
         for append, new_highest in accepted:
             append.succeed(new_highest)
+
+    def _plan(self, batch: list[PendingAppend], *, loaded: bool) -> _Plan | None:
+        """Check a batch against the cached highest seqs: the new highest seq per stream, the
+        appends accepted (with theirs), those that conflict (with the seq they met), and the rows.
+
+        None if a stream must be read first (``loaded=False`` only): never seen, or an append
+        expects it further along than the cache says (another process may have appended; a
+        highest seq never decreases, so one behind is a conflict for sure). One pass: the check
+        is the plan, and the common batch needs no other.
+        """
+        cached = self._highest
+        tentative: dict[str, int] = {}
+        accepted: list[tuple[PendingAppend, int]] = []
+        conflicts: list[tuple[PendingAppend, int]] = []
+        values: list[Any] = []  # (stream, seq, payload) per row, flat: the INSERT's parameters
+        for append in batch:
+            stream = append.stream
+            current = tentative.get(stream)
+            if current is None:
+                current = cached.get(stream)
+                if current is None:
+                    return None
+            expected = append.expected_seq
+            if expected != current:
+                if expected > current and not loaded:
+                    return None
+                conflicts.append((append, current))
+                continue
+            for payload in append.events:
+                current += 1
+                values += (stream, current, payload)
+            tentative[stream] = current
+            accepted.append((append, current))
+        return tentative, accepted, conflicts, values
 
     def _committed(self) -> None:
         """Count a commit; start a background checkpoint when about CHECKPOINT_FRAMES are in the WAL."""
