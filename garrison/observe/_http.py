@@ -53,7 +53,10 @@ async def collect_metrics(node: Node) -> list[Metric]:
         "garrison_mailbox_consumer_lag_seconds", "Age of the oldest queued message", labels=["actor"]
     )
     messages = CounterMetricFamily(
-        "garrison_mailbox_messages", "Messages by outcome", labels=["actor", "outcome"]
+        "garrison_mailbox_messages",
+        "Messages by outcome; deferred counts the actor's own timer messages that found its"
+        " mailbox full and were moved to the system lane",
+        labels=["actor", "outcome"],
     )
     waited = HistogramMetricFamily(
         "garrison_mailbox_wait_seconds", "Time messages waited in the mailbox (sampled)", labels=["actor"]
@@ -69,7 +72,7 @@ async def collect_metrics(node: Node) -> list[Metric]:
         depth.add_metric([path], snapshot.depth)
         capacity.add_metric([path], snapshot.capacity)
         lag.add_metric([path], snapshot.oldest_age_seconds)
-        for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected"):
+        for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected", "deferred"):
             messages.add_metric([path, outcome], getattr(snapshot, outcome))
         waited.add_metric([path], _cumulative(snapshot.wait_buckets), snapshot.wait_sum_seconds)
         state.add_metric([path], 1.0 if context.state.value == "running" else 0.0)

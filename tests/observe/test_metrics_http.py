@@ -36,6 +36,7 @@ from garrison import (
     ChildSpec,
     InvalidConfig,
     MailboxConfig,
+    ManualClock,
     Node,
     Overflow,
     SupervisorSpec,
@@ -114,6 +115,13 @@ class Gate(Actor):
         await self.opened.wait()
 
 
+class TickingGate(Gate):
+    """A Gate that sets itself a timer on start: a tick due while the gate is held finds its mailbox full."""
+
+    async def on_start(self) -> None:
+        self.ctx.send_later(1.0, "tick")
+
+
 class Flaky(Actor):
     async def on_receive(self, message: Any) -> Any:
         if message == "crash":
@@ -131,10 +139,20 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield running
 
 
+@pytest.fixture
+async def virtual_node(clock: ManualClock) -> AsyncIterator[Node]:
+    """A node on the test kit's manual clock with metrics on a free port: timers fire on ``clock.advance``."""
+    async with Node("observed", clock=clock, guard=None, metrics_port=0, handle_signals=False) as running:
+        yield running
+
+
 # -- /metrics ----------------------------------------------------------------------------
 
 
-async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_wait(node: Node) -> None:
+async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_wait(
+    virtual_node: Node, clock: ManualClock
+) -> None:
+    node = virtual_node
     entered, opened = asyncio.Event(), asyncio.Event()
     mailbox = MailboxConfig(capacity=3, overflow=Overflow.DROP_NEWEST)
     gate = await node.spawn(Gate, name="gate", args=(entered, opened), mailbox=mailbox)
@@ -142,10 +160,17 @@ async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_w
     await asyncio.wait_for(entered.wait(), 2.0)
     for index in range(5):  # three queue behind "first", two are dropped
         gate.tell_nowait(index)
+    ticking_entered = asyncio.Event()
+    ticking = await node.spawn(
+        TickingGate, name="ticking", args=(ticking_entered, opened), mailbox=MailboxConfig(capacity=1)
+    )
+    ticking.tell_nowait("first")
+    await asyncio.wait_for(ticking_entered.wait(), 2.0)
+    ticking.tell_nowait("queued")  # full when its own timer fires
     echo = await node.spawn(Flaky, name="echo")
     for index in range(16):  # the mailbox samples every 16th message's wait
         assert await echo.ask(index, timeout=2.0) == index
-    await asyncio.sleep(0.05)  # the oldest queued message ages
+    await clock.advance(1.0)  # the oldest queued message ages; the tick is deferred
     metrics = await scrape(node)
     opened.set()
 
@@ -156,16 +181,24 @@ async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_w
         "garrison_mailbox_consumer_lag_seconds",
         actor="/gate",
     )
-    assert 0.05 <= lag < 5.0
+    assert lag == 1.0
     messages = metrics["garrison_mailbox_messages"]
-    by_outcome = {
-        outcome: value(messages, "garrison_mailbox_messages_total", actor="/gate", outcome=outcome)
-        for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected")
-    }
+
+    def by_outcome(actor: str) -> dict[str, float]:
+        return {
+            outcome: value(messages, "garrison_mailbox_messages_total", actor=actor, outcome=outcome)
+            for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected", "deferred")
+        }
+
+    gate_outcomes = by_outcome("/gate")
     # Every message offered is counted in: one processed, two dropped, three queued.
-    assert (by_outcome["processed"], by_outcome["dropped"]) == (1, 2)
-    assert by_outcome["enqueued"] == 6
-    assert (by_outcome["conflated"], by_outcome["rejected"]) == (0, 0)
+    assert (gate_outcomes["processed"], gate_outcomes["dropped"]) == (1, 2)
+    assert gate_outcomes["enqueued"] == 6
+    assert (gate_outcomes["conflated"], gate_outcomes["rejected"], gate_outcomes["deferred"]) == (0, 0, 0)
+    # The tick found the mailbox full: moved to the system lane, neither refused nor enqueued.
+    ticking_outcomes = by_outcome("/ticking")
+    assert (ticking_outcomes["deferred"], ticking_outcomes["rejected"]) == (1, 0)
+    assert (ticking_outcomes["enqueued"], ticking_outcomes["processed"]) == (2, 1)
     wait = metrics["garrison_mailbox_wait_seconds"]
     assert value(wait, "garrison_mailbox_wait_seconds_count", actor="/echo") == 1
     assert value(wait, "garrison_mailbox_wait_seconds_bucket", actor="/echo", le="+Inf") == 1
