@@ -40,7 +40,7 @@ from garrison.persistence._journal import (
     check_seq,
     check_stream,
 )
-from garrison.persistence._redis_ids import entry_seq
+from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 # Every append of a group commit in one script: each is checked and written on its
@@ -491,7 +491,7 @@ class RedisJournal(ReadsInBatches):
 
     async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
         rows = await kept_cancelled(
-            self._redis().xrange(self.events_key(stream), f"{after_seq + 1}-0", "+", count=count)
+            self._redis().xrange(self.events_key(stream), entry_id(after_seq + 1), "+", count=count)
         )
         return [bytes(fields[b"p"]) for _, fields in rows]
 
@@ -520,7 +520,7 @@ class RedisJournal(ReadsInBatches):
                 for group in await client.xinfo_groups(key):
                     limit = min(limit, await _unacked_floor(client, key, group))
             if limit > 0:
-                await client.xtrim(key, minid=f"{limit + 1}-0", approximate=False)
+                await client.xtrim(key, minid=entry_id(limit + 1), approximate=False)
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
 
@@ -544,7 +544,7 @@ class RedisJournal(ReadsInBatches):
         key = self.events_key(stream)
         cursor = after_seq
         while True:
-            rows = await kept_cancelled(client.xrange(key, f"{cursor + 1}-0", "+", count=self.read_batch))
+            rows = await kept_cancelled(client.xrange(key, entry_id(cursor + 1), "+", count=self.read_batch))
             if not rows:
                 return
             batch = [(entry_seq(entry_id), bytes(fields[b"p"])) for entry_id, fields in rows]

@@ -13,7 +13,7 @@ from typing import Any
 from garrison._errors import InvalidConfig
 from garrison.persistence._journal import check_positive_int, check_stream
 from garrison.persistence._redis import RedisJournal, _text, kept_cancelled
-from garrison.persistence._redis_ids import entry_seq
+from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._streams import Delivery
 
 # Dead-letter an entry: ack it in the group and, only if this call acked it (a
@@ -112,7 +112,7 @@ class RedisConsumer:
 
         try:
             await self.journal._redis().xgroup_create(
-                self._key, self.group, id=f"{from_seq}-0", mkstream=True
+                self._key, self.group, id=entry_id(from_seq), mkstream=True
             )
         except redis.exceptions.ResponseError as error:
             if "BUSYGROUP" not in str(error):
@@ -220,7 +220,7 @@ class RedisConsumer:
         """Acknowledge entries by seq after their effect is durable; returns how many were pending."""
         if not seqs:
             return 0
-        return int(await self.journal._redis().xack(self._key, self.group, *(f"{seq}-0" for seq in seqs)))
+        return int(await self.journal._redis().xack(self._key, self.group, *(entry_id(seq) for seq in seqs)))
 
     async def renew(self, *seqs: int) -> set[int]:
         """Keep holding entries delivered to this consumer: those still pending under its name
@@ -239,7 +239,7 @@ class RedisConsumer:
             self._renew_script = client.register_script(_RENEW)
         kept = await kept_cancelled(
             self._renew_script(
-                keys=[self._key], args=[self.group, self.consumer, *(f"{seq}-0" for seq in seqs)]
+                keys=[self._key], args=[self.group, self.consumer, *(entry_id(seq) for seq in seqs)]
             )
         )
         return {entry_seq(entry_id) for entry_id in kept}
