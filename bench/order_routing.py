@@ -55,9 +55,9 @@ import msgspec
 
 from bench._harness import median, percentile, quiet_logs, summary, target
 from examples.order_routing.broker_process import BrokerProcess, broker_arguments
-from examples.order_routing.launch import SINGLE_NODE, node_command
+from examples.order_routing.launch import SINGLE_NODE, node_command, node_env
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
+from examples.order_routing.node.entry import settle_the_heap
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import BrokerReplies, OrderIntent, RecordIntent, Tick
 from examples.order_routing.node.tree import build_spec
@@ -376,9 +376,8 @@ async def _wait_first_order(store: Path, moment: float, timeout: float) -> float
 
 def _node_process(config: NodeConfig, journal: Path, log: Any) -> subprocess.Popen[bytes]:
     command = node_command(SINGLE_NODE, str(journal), name=config.name)
-    environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(config).decode()})
     return subprocess.Popen(
-        command, cwd=REPO, env=environment, stdout=log, stderr=log, start_new_session=True
+        command, cwd=REPO, env=node_env(config), stdout=log, stderr=log, start_new_session=True
     )
 
 

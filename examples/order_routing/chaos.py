@@ -25,9 +25,8 @@ from pathlib import Path
 import msgspec
 
 from examples.order_routing.broker_process import BrokerProcess
-from examples.order_routing.launch import SINGLE_NODE, HeartOptions, node_command
+from examples.order_routing.launch import SINGLE_NODE, HeartOptions, node_command, node_env
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.verdict import judge
 from garrison.persistence import RedisJournal, SqliteJournal
 
@@ -105,11 +104,10 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             config = msgspec.structs.replace(
                 base, control_dir=str(control), chaos_faults_per_second=args.actor_faults
             )
-            environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(config).decode()})
             heart = await asyncio.create_subprocess_exec(
                 *node_command(SINGLE_NODE, journal, name="router-1",
                               heart=HeartOptions(backoff=0.05, max_backoff=0.5)),
-                env=environment, stdout=log, stderr=log, start_new_session=True,
+                env=node_env(config), stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
             kills = dead_zone = 0
             deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
@@ -141,10 +139,9 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
                 config, feed=False, chaos_faults_per_second=0.0,
                 settle_report=str(folder / "settle.json"), settle_timeout=args.settle_timeout,
             )  # fmt: skip
-            environment[CONFIG_ENV] = msgspec.json.encode(settle).decode()
             settler = await asyncio.create_subprocess_exec(
                 *node_command(SINGLE_NODE, journal, name="router-1"),
-                env=environment,
+                env=node_env(settle),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -1,14 +1,22 @@
-"""The command line that starts the example node as a child process (``garrison run`` on one of
-its entries): the chaos run, the multinode run and the recovery bench all start it this way.
+"""The command line and environment that start the example node as a child process (``garrison
+run`` on one of its entries): the chaos run, the multinode run and the recovery bench all start
+it this way.
 
-The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment; the caller
-sets that.
+The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment:
+``node_env`` puts it there.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import msgspec
+
+from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.entry import CONFIG_ENV
 
 SINGLE_NODE = "examples.order_routing.node.entry:spec"
 """The single node's tree (node/tree.py)."""
@@ -51,3 +59,9 @@ def node_command(
             *("--heart-backoff", str(heart.backoff), "--heart-max-backoff", str(heart.max_backoff)),
         ]
     return command
+
+
+def node_env(config: NodeConfig, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A copy of ``base`` (default: this process's environment, as it is at the call) with
+    ``config`` as JSON under CONFIG_ENV, where the node started by ``node_command`` reads it."""
+    return {**base, CONFIG_ENV: msgspec.json.encode(config).decode()}

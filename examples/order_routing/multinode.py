@@ -34,9 +34,8 @@ import msgspec
 from examples.order_routing.broker.store import load_fills
 from examples.order_routing.broker_process import BrokerProcess
 from examples.order_routing.chaos import _node_pid, _stop_group, chaos_defaults
-from examples.order_routing.launch import SHARED_NODE, HeartOptions, node_command
+from examples.order_routing.launch import SHARED_NODE, HeartOptions, node_command, node_env
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
 from examples.order_routing.verdict import judge, replay_positions
@@ -112,9 +111,8 @@ class NodeProcess:
             stall_timeout=5,
             heart=HeartOptions(backoff=restart_delay, max_backoff=restart_delay) if heart else None,
         )
-        environment = dict(os.environ, **{CONFIG_ENV: msgspec.json.encode(self.config).decode()})
         self.process = await asyncio.create_subprocess_exec(
-            *command, env=environment, stdout=self.log, stderr=self.log, start_new_session=True
+            *command, env=node_env(self.config), stdout=self.log, stderr=self.log, start_new_session=True
         )
 
     def pid(self) -> int | None:
