@@ -14,7 +14,6 @@ from garrison import (
     ExitKind,
     Failed,
     LifecycleEvent,
-    MailboxConfig,
     ManualClock,
     Node,
     Started,
@@ -22,6 +21,7 @@ from garrison import (
 )
 from garrison._clock import settle
 from garrison.actors import ActorContext, ExitReason, SystemMessage
+from tests.actors._pollers import spawn_busy_poller
 from tests.actors.helpers import Boom, Crash, Fragile, Gated, dead_letters_to
 
 
@@ -290,35 +290,11 @@ async def test_an_unhandled_message_goes_to_dead_letters(node: Node) -> None:
     assert ref.is_alive
 
 
-class _Poller(Actor):
-    """Re-arms a timer to itself on every tick, like a sweep or a poll loop."""
-
-    mailbox = MailboxConfig(capacity=2)
-
-    def __init__(self, ticks: list[float]) -> None:
-        self.ticks = ticks
-
-    async def on_start(self) -> None:
-        self.ctx.send_later(1.0, "tick")
-
-    async def on_receive(self, message: Any) -> Any:
-        if message == "tick":
-            self.ticks.append(self.ctx.node.clock.now())
-            self.ctx.send_later(1.0, "tick")
-        elif message == "block":
-            await self.ctx.node.clock.sleep(5.0)
-        return None
-
-
 async def test_a_timer_to_itself_is_delivered_even_when_the_mailbox_is_full(
     node: Node, clock: ManualClock
 ) -> None:
-    ticks: list[float] = []
-    ref = await node.spawn(_Poller, name="poller", args=(ticks,))
-    ref.tell_nowait("block")  # in flight until t=5
-    await settle()
-    ref.tell_nowait("queued-1")
-    ref.tell_nowait("queued-2")  # the mailbox (capacity 2) is full when the timer fires at t=1
+    # "block" is in flight until t=5; the mailbox (capacity 2) is full when the timer fires at t=1.
+    _, _, ticks = await spawn_busy_poller(node, "block", ["queued-1", "queued-2"], rearm=True)
     await clock.advance(8.0)
     assert ticks[:3] == [5.0, 6.0, 7.0]  # the t=1 tick waited behind the busy handler, then went on
     assert not [letter for letter in node.dead_letters.recent() if letter.kind == "timer"]

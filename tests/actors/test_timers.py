@@ -5,39 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from garrison import Actor, MailboxConfig, ManualClock, Node
-from garrison._clock import settle
-from tests.actors.helpers import Crash, dead_letters_to
-
-
-class _Ticker(Actor):
-    """Sets one tick to itself at t+1; its mailbox holds one message, so the tick can find it full."""
-
-    mailbox = MailboxConfig(capacity=1)
-
-    def __init__(self, seen: list[Any]) -> None:
-        self.seen = seen
-
-    async def on_start(self) -> None:
-        self.ctx.send_later(1.0, "tick")
-
-    async def on_receive(self, message: Any) -> Any:
-        if message == "block":
-            await self.ctx.node.clock.sleep(5.0)
-        elif message == "crash-later":
-            await self.ctx.node.clock.sleep(2.0)
-            raise Crash("ticker crashed")
-        self.seen.append(message)
-        return None
+from garrison import ManualClock, Node
+from tests.actors._pollers import spawn_busy_poller
+from tests.actors.helpers import dead_letters_to
 
 
 async def _tick_deferred_behind(node: Node, clock: ManualClock, first: str) -> Any:
-    """Spawn a ticker busy with ``first``, its one queue slot taken, its t=1 tick on the system lane."""
-    seen: list[Any] = []
-    ref = await node.spawn(_Ticker, name="ticker", args=(seen,))
-    ref.tell_nowait(first)
-    await settle()
-    ref.tell_nowait("queued")
+    """Spawn a poller busy with ``first``, its one queue slot taken, its t=1 tick on the system lane."""
+    ref, seen, _ = await spawn_busy_poller(node, first, ["queued"], name="ticker")
     await clock.advance(1.0)
     assert ref.mailbox_metrics().deferred == 1
     return ref, seen

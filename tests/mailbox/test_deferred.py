@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from garrison import Actor, ActorStopped, MailboxConfig, MailboxFull, ManualClock, Node, Overflow
-from garrison._clock import settle
+from garrison import ActorStopped, MailboxFull, ManualClock, Node, Overflow
+from tests.actors._pollers import spawn_busy_poller
 from tests.mailbox._support import build, counts_add_up, take_all
 
 
@@ -73,31 +73,11 @@ async def test_a_senders_tell_nowait_at_a_full_mailbox_is_still_counted_as_rejec
     assert (mailbox.metrics().rejected, mailbox.metrics().deferred) == (1, 0)
 
 
-class _Poller(Actor):
-    mailbox = MailboxConfig(capacity=2)
-
-    def __init__(self, ticks: list[float]) -> None:
-        self.ticks = ticks
-
-    async def on_start(self) -> None:
-        self.ctx.send_later(1.0, "tick")
-
-    async def on_receive(self, message: Any) -> None:
-        if message == "tick":
-            self.ticks.append(self.ctx.node.clock.now())
-        elif message == "block":
-            await self.ctx.node.clock.sleep(5.0)
-
-
 async def test_a_timer_to_itself_at_a_full_mailbox_is_counted_as_deferred_not_rejected(
     node: Node, clock: ManualClock
 ) -> None:
-    ticks: list[float] = []
-    ref = await node.spawn(_Poller, name="poller", args=(ticks,))
-    ref.tell_nowait("block")  # in flight until t=5
-    await settle()
-    ref.tell_nowait("queued-1")
-    ref.tell_nowait("queued-2")  # full when the timer fires at t=1
+    # "block" is in flight until t=5; the mailbox is full when the timer fires at t=1.
+    ref, _, ticks = await spawn_busy_poller(node, "block", ["queued-1", "queued-2"])
     await clock.advance(6.0)
     assert ticks == [5.0]
     metrics = ref.mailbox_metrics()
