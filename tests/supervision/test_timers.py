@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from garrison import Actor, ChildSpec, MailboxConfig, ManualClock, Node, SupervisorSpec
+from garrison import Actor, ActorRef, ChildSpec, MailboxConfig, ManualClock, Node, SupervisorSpec
 
 from ._support import Boom
 
@@ -32,14 +32,20 @@ class Ticker(Actor):
         return None
 
 
-async def test_a_restart_discards_the_old_incarnations_deferred_tick_to_dead_letters(
-    node: Node, clock: ManualClock
-) -> None:
+async def _supervised_ticker_that_crashes_at_t2(node: Node) -> tuple[ActorRef, list[tuple[int, Any, float]]]:
+    """Supervise a Ticker busy with "crash-later" (raises at t=2); return its ref and what it saw."""
     seen: list[tuple[int, Any, float]] = []
     serials: list[int] = []
     await node.start(SupervisorSpec(children=[ChildSpec("ticker", Ticker, args=(seen, serials))]))
     ref = node.lookup("/root/ticker")
-    await ref.tell("crash-later")  # in flight until it raises at t=2
+    await ref.tell("crash-later")
+    return ref, seen
+
+
+async def test_a_restart_discards_the_old_incarnations_deferred_tick_to_dead_letters(
+    node: Node, clock: ManualClock
+) -> None:
+    ref, seen = await _supervised_ticker_that_crashes_at_t2(node)
     await clock.advance(0)
     await ref.tell("queued")  # fills the mailbox: the t=1 tick is deferred to the system lane
     await clock.advance(1.0)
@@ -57,11 +63,7 @@ async def test_a_tick_that_entered_the_queue_is_an_ordinary_queued_message_and_s
     node: Node, clock: ManualClock
 ) -> None:
     # Documented limit: only a tick deferred to the system lane is recognisably a timer's.
-    seen: list[tuple[int, Any, float]] = []
-    serials: list[int] = []
-    await node.start(SupervisorSpec(children=[ChildSpec("ticker", Ticker, args=(seen, serials))]))
-    ref = node.lookup("/root/ticker")
-    await ref.tell("crash-later")
+    ref, seen = await _supervised_ticker_that_crashes_at_t2(node)
     await clock.advance(1.0)  # the t=1 tick finds room in the queue
     assert ref.mailbox_metrics().deferred == 0
     await clock.advance(1.0)
