@@ -5,6 +5,7 @@ window when it is decided (at failure time), and a group restart waits for the b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -299,37 +300,56 @@ def _restart_counts(events: list[LifecycleEvent], path: str) -> list[int]:
     return [event.restarts for event in of_type(events, Restarted) if event.path == path]
 
 
+_TWO_SECOND_BACKOFF = Backoff(initial=2.0, max=2.0, jitter=0.0)
+
+
+async def _supervise(
+    node: Node, strategy: Strategy, *children: ChildSpec
+) -> tuple[SupervisorRef, list[LifecycleEvent]]:
+    """Start the root supervisor over ``children``; return it and every lifecycle event from now on."""
+    events: list[LifecycleEvent] = []
+    node.events.subscribe(events.append)
+    sup = await node.start(SupervisorSpec(strategy=strategy, intensity=10, children=list(children)))
+    return sup, events
+
+
+async def _starts_until_t3(
+    clock: ManualClock, journal: Journal, *queued: Awaitable[Any]
+) -> list[tuple[str, str]]:
+    """Run to t=3, when the busy supervisor is free and ``queued`` are done; the starts from now on."""
+    journal.clear()
+    await clock.advance(3.0)
+    for call in queued:
+        await call
+    return journal.steps("start")
+
+
+async def _child_rows(sup: SupervisorRef) -> list[tuple[str, str, int]]:
+    return [(row.id, row.state, row.restarts) for row in await sup.which_children()]
+
+
 async def test_a_due_backoff_restart_is_dropped_when_a_rest_for_one_group_restart_started_the_child(
     node: Node, clock: ManualClock
 ) -> None:
     journal = Journal()
-    events: list[LifecycleEvent] = []
-    node.events.subscribe(events.append)
-    sup = await node.start(
-        SupervisorSpec(
-            strategy=Strategy.REST_FOR_ONE,
-            intensity=10,
-            children=[
-                worker("slow", journal, shutdown=10.0),
-                worker("a", journal),
-                worker("b", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
-                worker("c", journal),
-            ],
-        )
+    sup, events = await _supervise(
+        node,
+        Strategy.REST_FOR_ONE,
+        worker("slow", journal, shutdown=10.0),
+        worker("a", journal),
+        worker("b", journal, backoff=_TWO_SECOND_BACKOFF),
+        worker("c", journal),
     )
     await crash(node.lookup("/root/b"), clock)  # b (and c with it) wait until t=2
     busy = await _busy_until(node, clock, sup, "slow", until=3.0)
     await crash(node.lookup("/root/a"), clock)  # queued before b's timer fires at t=2
-    journal.clear()
-    await clock.advance(3.0)
-    await busy
     # a's group restart (a, b, c) at t=3 took b's pending restart with it.
-    assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "c")]
+    assert await _starts_until_t3(clock, journal, busy) == [("start", "a"), ("start", "b"), ("start", "c")]
     assert _restart_counts(events, "/root/b") == [1]
     assert _restart_counts(events, "/root/c") == [1]
     await clock.advance(10.0)
     assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "c")]
-    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+    assert await _child_rows(sup) == [
         ("slow", "undefined", 0),
         ("a", "running", 1),
         ("b", "running", 1),
@@ -341,17 +361,11 @@ async def test_a_due_backoff_restart_is_dropped_when_a_one_for_all_group_restart
     node: Node, clock: ManualClock
 ) -> None:
     journal = Journal()
-    events: list[LifecycleEvent] = []
-    node.events.subscribe(events.append)
-    sup = await node.start(
-        SupervisorSpec(
-            strategy=Strategy.ONE_FOR_ALL,
-            intensity=10,
-            children=[
-                worker("a", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
-                worker("b", journal),
-            ],
-        )
+    sup, events = await _supervise(
+        node,
+        Strategy.ONE_FOR_ALL,
+        worker("a", journal, backoff=_TWO_SECOND_BACKOFF),
+        worker("b", journal),
     )
     await crash(node.lookup("/root/a"), clock)  # a and b wait until t=2
     # Children added during the wait run at once; one of them crashing restarts everyone.
@@ -359,14 +373,11 @@ async def test_a_due_backoff_restart_is_dropped_when_a_one_for_all_group_restart
     await sup.start_child(worker("n", journal))
     busy = await _busy_until(node, clock, sup, "slow", until=3.0)
     await crash(node.lookup("/root/n"), clock)  # queued before a's timer fires at t=2
-    journal.clear()
-    await clock.advance(3.0)
-    await busy
-    assert journal.steps("start") == [("start", "a"), ("start", "b"), ("start", "n")]
+    assert await _starts_until_t3(clock, journal, busy) == [("start", "a"), ("start", "b"), ("start", "n")]
     assert _restart_counts(events, "/root/a") == [1]
     assert _restart_counts(events, "/root/b") == [1]
     await clock.advance(10.0)
-    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+    assert await _child_rows(sup) == [
         ("a", "running", 1),
         ("b", "running", 1),
         ("slow", "undefined", 0),
@@ -378,33 +389,23 @@ async def test_a_due_backoff_restart_is_dropped_when_terminate_child_already_rel
     node: Node, clock: ManualClock
 ) -> None:
     journal = Journal()
-    events: list[LifecycleEvent] = []
-    node.events.subscribe(events.append)
-    sup = await node.start(
-        SupervisorSpec(
-            strategy=Strategy.REST_FOR_ONE,
-            intensity=10,
-            children=[
-                worker("slow", journal, shutdown=10.0),
-                worker("b", journal, backoff=Backoff(initial=2.0, max=2.0, jitter=0.0)),
-                worker("c", journal),
-            ],
-        )
+    sup, events = await _supervise(
+        node,
+        Strategy.REST_FOR_ONE,
+        worker("slow", journal, shutdown=10.0),
+        worker("b", journal, backoff=_TWO_SECOND_BACKOFF),
+        worker("c", journal),
     )
     await crash(node.lookup("/root/b"), clock)  # b (and c with it) wait until t=2
     busy = await _busy_until(node, clock, sup, "slow", until=3.0)
     terminated = asyncio.ensure_future(sup.terminate_child("b"))  # queued before b's timer fires
     await clock.advance(0)
-    journal.clear()
-    await clock.advance(3.0)
-    await busy
-    await terminated
     # terminate_child(b) starts c, which waited only for b; b's own timer must not start it again.
-    assert journal.steps("start") == [("start", "c")]
+    assert await _starts_until_t3(clock, journal, busy, terminated) == [("start", "c")]
     assert _restart_counts(events, "/root/b") == []
     assert _restart_counts(events, "/root/c") == [1]
     await clock.advance(10.0)
-    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+    assert await _child_rows(sup) == [
         ("slow", "undefined", 0),
         ("b", "undefined", 0),
         ("c", "running", 1),
@@ -448,7 +449,7 @@ async def test_a_sibling_whose_start_failed_waits_for_the_backoff_group_it_was_f
         (6.0, "start", "m"),
         (6.0, "start", "n"),
     ]
-    assert [(row.id, row.state, row.restarts) for row in await sup.which_children()] == [
+    assert await _child_rows(sup) == [
         ("k", "running", 2),
         ("m", "running", 2),
         ("n", "running", 1),
