@@ -68,13 +68,16 @@ class _Stop(SystemMessage):
 class _IncarnationStop:
     """A stop of the running incarnation in progress; every stop call while it lasts joins it.
 
-    The first call's reason and shutdown deadline stand (as in OTP and Akka):
-    a later call neither re-arms the deadline nor replaces what the earlier
-    callers await. It belongs to the slot, not to a caller, so a caller that
-    is cancelled does not take the stop back.
+    The first call's reason stands (as in OTP and Akka), and so does its
+    shutdown deadline unless a later call's ends sooner: a joining call may
+    bring the deadline forward (``timeout=0`` cancels at once, as OTP's
+    ``exit(Pid, kill)`` cuts a graceful shutdown short), never push it back.
+    A later call does not replace what the earlier callers await. It belongs
+    to the slot, not to a caller, so a caller that is cancelled does not take
+    the stop back.
     """
 
-    __slots__ = ("ended", "for_good", "stop", "timer")
+    __slots__ = ("deadline", "ended", "for_good", "stop", "timer")
 
     def __init__(self, ended: asyncio.Future[ExitReason]) -> None:
         self.ended = ended
@@ -83,8 +86,10 @@ class _IncarnationStop:
         """A slot stop (``_stop``) is among the callers: the slot is finalized when the incarnation ends."""
         self.stop: _Stop | None = None
         """The _Stop asked for on the system lane (None for an immediate kill)."""
+        self.deadline: float | None = None
+        """Node-clock time at which what is left is cancelled; None: never."""
         self.timer: Cancellable | None = None
-        """The shutdown deadline, after which what is left is cancelled."""
+        """Fires at ``deadline`` (None once the deadline is now, or never)."""
 
 
 class _Rewire(SystemMessage):
@@ -751,27 +756,44 @@ class ActorContext:
     def _begin_stop(self, reason: ExitReason, timeout: float | None) -> _IncarnationStop | None:
         """Ask the running incarnation to end, or join the stop already asked for.
 
-        None when no incarnation is running. Only the first call acts: its
-        reason and deadline stand for everyone who joins.
+        None when no incarnation is running. The first call's reason stands
+        for everyone who joins; a joining call may only bring the deadline
+        forward (see ``_hasten``).
         """
         if self._task is None or self._task.done():
             return None
         stopping = self._stopping
-        if stopping is not None:
-            return stopping
-        stopping = self._stopping = _IncarnationStop(self._loop.create_future())
+        if stopping is None:
+            stopping = self._stopping = _IncarnationStop(self._loop.create_future())
+            if timeout != 0:
+                stopping.stop = _Stop(reason)
+                self.mailbox.put_system(stopping.stop)
+        self._hasten(stopping, reason, timeout)
+        return stopping
+
+    def _hasten(self, stopping: _IncarnationStop, reason: ExitReason, timeout: float | None) -> None:
+        """Cancel what is left of the stopping incarnation within ``timeout``, unless due sooner.
+
+        A deadline is only ever brought forward. ``timeout=0`` cancels now
+        with ``reason``; a later deadline cancels with a reason naming it.
+        """
+        if timeout is None:
+            return
+        deadline = self.node.clock.now() + timeout
+        if stopping.deadline is not None and deadline >= stopping.deadline:
+            return
+        stopping.deadline = deadline
+        if stopping.timer is not None:
+            stopping.timer.cancel()
+            stopping.timer = None
         if timeout == 0:
             self._kill(reason)
         else:
-            stopping.stop = _Stop(reason)
-            self.mailbox.put_system(stopping.stop)
-            if timeout is not None:
-                stopping.timer = self.node.clock.call_later(
-                    timeout,
-                    self._kill,
-                    ExitReason.shutdown(f"did not stop within shutdown={timeout}s; cancelled"),
-                )
-        return stopping
+            stopping.timer = self.node.clock.call_later(
+                timeout,
+                self._kill,
+                ExitReason.shutdown(f"did not stop within shutdown={timeout}s; cancelled"),
+            )
 
     async def _stop_incarnation(self, reason: ExitReason, timeout: float | None) -> ExitReason:
         """End the running incarnation without ending the slot; awaits, and returns how it ended.
@@ -779,8 +801,10 @@ class ActorContext:
         ``timeout=0`` cancels at once (no ``on_stop``); otherwise the message in
         flight finishes and ``on_stop`` runs, and after ``timeout`` seconds
         (None: never) what is left is cancelled. The queued mailbox is kept.
-        If a stop is already in progress, this joins it: its reason and
-        deadline stand. Cancelling the await does not cancel the stop.
+        If a stop is already in progress, this joins it: its reason stands,
+        and so does its deadline unless ``timeout`` ends sooner, which brings
+        it forward (0: cancelled now). Cancelling the await does not cancel
+        the stop.
         """
         stopping = self._begin_stop(reason, timeout)
         if stopping is None:
@@ -792,13 +816,17 @@ class ActorContext:
         end the incarnation within ``timeout``, then finalize. Awaits the end.
 
         A slot already stopping is not stopped again: this joins that stop and
-        returns when the slot has stopped (its reason and deadline stand). A
-        slot already stopped returns at once. Cancelling the await does not
-        cancel the stop.
+        returns when the slot has stopped. Its reason stands, and so does its
+        deadline unless ``timeout`` ends sooner, which brings it forward (0:
+        cancelled now, as ``shutdown=0`` is). A slot already stopped returns
+        at once. Cancelling the await does not cancel the stop.
         """
         if self.state is ActorState.STOPPED:
             return
-        if self.state is not ActorState.STOPPING:
+        if self.state is ActorState.STOPPING:
+            if self._stopping is not None:
+                self._hasten(self._stopping, reason, timeout)
+        else:
             self.state = ActorState.STOPPING
             self.mailbox.close(f"stopping: {reason}")
             self.mailbox.drain(f"{self.path} stopped before processing it")

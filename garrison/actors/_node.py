@@ -422,9 +422,12 @@ class Node:
         shutdown setting) what is left is cancelled. Awaits the end.
 
         Stopping an actor that is already stopping joins that stop: this returns
-        when the actor has stopped, and the first stop's reason and deadline
-        stand (``timeout`` is not used). An actor already stopped returns at
-        once. Cancelling the await does not cancel the stop."""
+        when the actor has stopped, and the first stop's reason stands. Its
+        deadline stands too unless ``timeout`` ends sooner: then what is left
+        is cancelled at the earlier moment (``timeout=0``: at once, as with
+        ``shutdown=0``); a longer ``timeout`` never extends it. An actor
+        already stopped returns at once. Cancelling the await does not cancel
+        the stop."""
         context = ref._context
         wait = context.shutdown if timeout is None else validate_shutdown("timeout", timeout)
         await context._stop(ExitReason.shutdown("stopped by request"), wait)
