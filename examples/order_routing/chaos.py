@@ -59,7 +59,8 @@ def chaos_defaults(args: argparse.Namespace) -> None:
         )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while a process with ``pid`` exists (a zombie too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +73,7 @@ def _node_pid(control: Path, heart_pid: int) -> int | None:
         pid = int((control / "node.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid != heart_pid and _alive(pid) else None
+    return pid if pid != heart_pid and alive(pid) else None
 
 
 async def _stop_group(process: asyncio.subprocess.Process, timeout: float) -> int:

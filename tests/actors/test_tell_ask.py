@@ -337,15 +337,21 @@ async def test_spawn_mailbox_argument_overrides_the_class_config(node: Node) -> 
     gate.set()
 
 
-async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> None:
+async def race(node: Node, actor: type[Counter], mailbox: MailboxConfig, messages: int) -> list[str]:
+    """Two actors ``a`` and ``b`` with ``mailbox``, ``messages`` each queued before either runs:
+    the order in which they were handled."""
     log: list[str] = []
-    every_two = MailboxConfig(throughput=2, throughput_deadline=0.0)
-    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=every_two)
-    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=every_two)
-    for index in range(4):
+    a = await node.spawn(actor, name="a", args=(log, "a"), mailbox=mailbox)
+    b = await node.spawn(actor, name="b", args=(log, "b"), mailbox=mailbox)
+    for index in range(messages):
         a.tell_nowait(index)
         b.tell_nowait(index)
     await settle()
+    return log
+
+
+async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> None:
+    log = await race(node, Counter, MailboxConfig(throughput=2, throughput_deadline=0.0), 4)
     assert sorted(log) == sorted(f"{name}{i}" for name in "ab" for i in range(4))
     # Neither actor handled all four before the other started (throughput=2, no deadline).
     assert log.index("b0") < log.index("a3")
@@ -354,14 +360,7 @@ async def test_an_actor_yields_to_others_after_its_throughput(node: Node) -> Non
 
 async def test_a_far_deadline_does_not_stretch_a_slice_past_the_throughput(node: Node) -> None:
     """Akka's rule: a slice ends at ``throughput`` messages even when the deadline is far off."""
-    log: list[str] = []
-    far = MailboxConfig(throughput=2, throughput_deadline=0.9)
-    a = await node.spawn(Counter, name="a", args=(log, "a"), mailbox=far)
-    b = await node.spawn(Counter, name="b", args=(log, "b"), mailbox=far)
-    for index in range(4):
-        a.tell_nowait(index)
-        b.tell_nowait(index)
-    await settle()
+    log = await race(node, Counter, MailboxConfig(throughput=2, throughput_deadline=0.9), 4)
     assert log == ["a0", "a1", "b0", "b1", "a2", "a3", "b2", "b3"]
 
 
@@ -378,14 +377,7 @@ class Slow(Counter):
 async def test_a_slow_handler_yields_once_the_throughput_deadline_has_passed(node: Node) -> None:
     """The deadline (real time, checked after every message) ends a slice long before the
     throughput would: each 2 ms message is past a 1 ms deadline, so the two take turns."""
-    log: list[str] = []
-    short = MailboxConfig(throughput=100, throughput_deadline=0.001)
-    a = await node.spawn(Slow, name="a", args=(log, "a"), mailbox=short)
-    b = await node.spawn(Slow, name="b", args=(log, "b"), mailbox=short)
-    for index in range(3):
-        a.tell_nowait(index)
-        b.tell_nowait(index)
-    await settle()
+    log = await race(node, Slow, MailboxConfig(throughput=100, throughput_deadline=0.001), 3)
     assert log == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 

@@ -38,14 +38,6 @@ def run_example(command: str, folder: Path, arguments: tuple[str, ...], timeout:
     return output
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def assert_verdict_passed(output: str) -> None:
     """Every line of the verdict ok: 0 duplicates, 0 lost, 0 phantom, 0 ambiguous, fills match."""
     lines = {line.split(":")[0]: line for line in output.splitlines()}

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .runs import alive, assert_verdict_passed, run_example
+from examples.order_routing.chaos import alive
+
+from .runs import assert_verdict_passed, run_example
 
 RUN_TIMEOUT = 420.0
 """Real seconds the whole chaos run may take before the test stops it (it takes ~40 s)."""

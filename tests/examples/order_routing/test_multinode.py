@@ -18,9 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from examples.order_routing.chaos import alive
 from tests.persistence.redis._server import delete_namespace, shared_redis_url
 
-from .runs import alive, assert_verdict_passed, run_example
+from .runs import assert_verdict_passed, run_example
 
 RUN_TIMEOUT = 150.0
 """Real seconds the whole run may take before the test stops it (it takes ~30-40 s)."""
