@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 
 class GarrisonError(Exception):
@@ -239,17 +241,49 @@ class JournalCorrupt(JournalError):
         super().__init__(f"journal {path}: {problem}")
 
 
-class EventDecodeError(JournalError):
-    """A stored event or snapshot does not decode: unknown tag or wrong field types.
+DecodeProblem = Literal["not-bytes", "malformed", "schema", "inconsistent"]
+"""Why a stored event does not decode (``EventDecodeError.problem``)."""
 
-    Names the stream and sequence number; nothing is skipped.
+_DECODE_PROBLEMS: dict[str, str] = {
+    "not-bytes": "the stored value is not bytes",
+    "malformed": "the bytes are not one whole msgpack value",
+    "schema": "not a registered event type, or a field of the wrong type",
+    "inconsistent": "it does not follow from the events before it",
+}
+
+
+def _decode_problem(cause: BaseException) -> DecodeProblem:
+    if isinstance(cause, TypeError):  # a TEXT or INTEGER value where the journal writes bytes
+        return "not-bytes"
+    if isinstance(cause, msgspec.ValidationError):  # before DecodeError: it is a subclass
+        return "schema"
+    if isinstance(cause, LookupError):
+        return "inconsistent"
+    return "malformed"  # not msgpack, cut off, trailing bytes, a string that is not UTF-8
+
+
+class EventDecodeError(JournalError):
+    """A stored event or snapshot does not decode.
+
+    Names the ``stream`` and sequence number ``seq``; nothing is skipped.
+    ``problem`` says why, in garrison's own terms: ``"not-bytes"`` (another
+    program wrote a TEXT or INTEGER value), ``"malformed"`` (not one whole
+    msgpack value: not msgpack, cut off, trailing bytes, invalid UTF-8),
+    ``"schema"`` (an unknown type tag, a missing field or a field of the
+    wrong type), ``"inconsistent"`` (an event that cannot follow the ones
+    before it). ``cause`` is the decoder's own error, for humans.
     """
 
-    def __init__(self, stream: str, seq: int, cause: BaseException) -> None:
+    def __init__(
+        self, stream: str, seq: int, cause: BaseException, problem: DecodeProblem | None = None
+    ) -> None:
         self.stream = stream
         self.seq = seq
         self.cause = cause
-        super().__init__(f"stream {stream!r} seq {seq}: event does not decode: {cause}")
+        self.problem: DecodeProblem = problem if problem is not None else _decode_problem(cause)
+        super().__init__(
+            f"stream {stream!r} seq {seq}: event does not decode ({_DECODE_PROBLEMS[self.problem]}): {cause}"
+        )
 
 
 class JournalClosed(JournalError):

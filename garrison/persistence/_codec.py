@@ -7,13 +7,25 @@ from typing import Any, Union
 
 import msgspec
 
-from garrison._errors import EventDecodeError, InvalidConfig
+from garrison._errors import DecodeProblem, EventDecodeError, InvalidConfig
 
 # TypeError: a stored payload that is not bytes at all (a TEXT or INTEGER value
 # written into the row by something other than the journal). UnicodeDecodeError:
 # a string field whose bytes are not UTF-8 (msgspec raises it as it is).
 _UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, TypeError, UnicodeDecodeError)
 _MAX_PACKED = 2**32 - 1  # the count field of a msgpack array32 header
+
+
+def _problem(payload: object, error: BaseException) -> DecodeProblem:
+    """Why ``payload`` did not decode, by garrison's rule rather than the decoder's wording:
+    bytes that are not one whole msgpack value are malformed, whatever the decoder met first."""
+    if isinstance(error, TypeError):
+        return "not-bytes"
+    try:
+        msgspec.msgpack.decode(payload)  # type: ignore[call-overload]
+    except _UNDECODABLE:
+        return "malformed"
+    return "schema"
 
 
 def _check_event_type(event_type: object) -> type[msgspec.Struct]:
@@ -74,7 +86,7 @@ class EventCodec:
         try:
             return self._decoder.decode(payload)
         except _UNDECODABLE as error:
-            raise EventDecodeError(stream, seq, error) from error
+            raise EventDecodeError(stream, seq, error, _problem(payload, error)) from error
 
     def decode_rows(self, rows: Sequence[tuple[int, bytes]], stream: str) -> list[Any]:
         """Decode a batch of ``(seq, payload)`` rows in order (the replay fast path)."""
@@ -117,4 +129,4 @@ class StateCodec:
         try:
             return self._decoder.decode(payload)
         except _UNDECODABLE as error:
-            raise EventDecodeError(stream, seq, error) from error
+            raise EventDecodeError(stream, seq, error, _problem(payload, error)) from error

@@ -10,10 +10,27 @@ from typing import Any
 
 import msgspec
 
-from garrison import LifecycleEvent, Node, Started
+from garrison import EventDecodeError, LifecycleEvent, Node, Started
 from garrison._errors import JournalWriteError
 from garrison.persistence import Ack, EventSourcedActor, Journal, SqliteJournal
 from garrison.persistence._journal import ReadsInBatches
+
+# garrison's own words for why a stored event does not decode (EventDecodeError.problem).
+DECODE_WORDING = {
+    "not-bytes": "the stored value is not bytes",
+    "malformed": "the bytes are not one whole msgpack value",
+    "schema": "not a registered event type, or a field of the wrong type",
+    "inconsistent": "it does not follow from the events before it",
+}
+
+
+def assert_decode_error(error: BaseException, stream: str, seq: int, problem: str) -> None:
+    """``error`` is garrison's EventDecodeError for ``stream``/``seq``, for ``problem``, in its own words."""
+    assert isinstance(error, EventDecodeError)
+    assert (error.stream, error.seq, error.problem) == (stream, seq, problem)
+    wording = f"stream {stream!r} seq {seq}: event does not decode ({DECODE_WORDING[problem]})"
+    assert str(error).startswith(wording)
+
 
 # -- events, state, commands ------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from garrison import InvalidConfig
 from garrison._errors import EventDecodeError
 from garrison.persistence import EventCodec, StateCodec
 
-from ._model import Balance, Deposited, Renamed, Withdrawn
+from ._model import Balance, Deposited, Renamed, Withdrawn, assert_decode_error
 
 
 class Untagged(msgspec.Struct, frozen=True):
@@ -83,34 +83,30 @@ def test_a_bad_set_of_event_types_is_refused_when_the_codec_is_built(types: list
         EventCodec(types)
 
 
-def assert_decode_error(error: EventDecodeError, stream: str, seq: int) -> None:
-    assert (error.stream, error.seq) == (stream, seq)
-    assert f"stream {stream!r} seq {seq}" in str(error)
-
-
 def test_an_unknown_tag_is_an_error_naming_stream_and_seq() -> None:
     payload = msgspec.msgpack.encode(Unregistered(3))
 
     with pytest.raises(EventDecodeError) as caught:
         CODEC.decode(payload, "acct-9", 41)
 
-    assert_decode_error(caught.value, "acct-9", 41)
-    assert "Unregistered" in str(caught.value)
+    assert_decode_error(caught.value, "acct-9", 41, "schema")
     assert isinstance(caught.value.cause, msgspec.ValidationError)
 
 
 def test_a_field_of_the_wrong_type_is_an_error_naming_stream_and_seq() -> None:
     payload = msgspec.msgpack.encode({"type": "Deposited", "amount": "five"})
 
-    with pytest.raises(EventDecodeError, match=r"Expected `int`, got `str`") as caught:
+    with pytest.raises(EventDecodeError) as caught:
         CODEC.decode(payload, "acct", 7)
 
-    assert_decode_error(caught.value, "acct", 7)
+    assert_decode_error(caught.value, "acct", 7, "schema")
 
 
 def test_a_missing_field_is_an_error() -> None:
-    with pytest.raises(EventDecodeError, match="missing required field `amount`"):
+    with pytest.raises(EventDecodeError) as caught:
         CODEC.decode(msgspec.msgpack.encode({"type": "Withdrawn"}), "acct", 2)
+
+    assert_decode_error(caught.value, "acct", 2, "schema")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +124,7 @@ def test_bytes_that_are_not_msgpack_are_an_error(payload: bytes) -> None:
     with pytest.raises(EventDecodeError) as caught:
         CODEC.decode(payload, "acct", 3)
 
-    assert_decode_error(caught.value, "acct", 3)
+    assert_decode_error(caught.value, "acct", 3, "malformed")
 
 
 @pytest.mark.parametrize("payload", ["a text value", 42, None])
@@ -137,7 +133,7 @@ def test_a_stored_value_that_is_not_bytes_is_an_error_too(payload: Any) -> None:
     with pytest.raises(EventDecodeError) as caught:
         CODEC.decode(payload, "acct", 5)
 
-    assert_decode_error(caught.value, "acct", 5)
+    assert_decode_error(caught.value, "acct", 5, "not-bytes")
 
 
 def test_decode_rows_names_the_first_bad_row_not_the_batch() -> None:
@@ -148,7 +144,7 @@ def test_decode_rows_names_the_first_bad_row_not_the_batch() -> None:
     with pytest.raises(EventDecodeError) as caught:
         CODEC.decode_rows(rows, "acct")
 
-    assert_decode_error(caught.value, "acct", 14)
+    assert_decode_error(caught.value, "acct", 14, "malformed")
 
 
 @settings(max_examples=200, deadline=None)
@@ -192,6 +188,6 @@ def test_a_snapshot_decodes_back_and_a_bad_one_names_stream_and_seq() -> None:
     assert codec.decode(codec.encode(state), "acct", 3) == state
     with pytest.raises(EventDecodeError) as caught:
         codec.decode(msgspec.msgpack.encode({"balance": "a lot"}), "acct", 3)
-    assert_decode_error(caught.value, "acct", 3)
+    assert_decode_error(caught.value, "acct", 3, "schema")
     with pytest.raises(EventDecodeError):
         codec.decode(b"\xc1", "acct", 3)

@@ -335,7 +335,7 @@ async def test_a_stored_move_of_an_intent_never_recorded_names_its_stream_and_se
     )
     with pytest.raises(EventDecodeError) as raised:
         await open_log(journal)
-    assert (raised.value.stream, raised.value.seq) == (STREAM, 3)
+    assert (raised.value.stream, raised.value.seq, raised.value.problem) == (STREAM, 3, "inconsistent")
     assert "ghost" in str(raised.value) and "before it was recorded" in str(raised.value)
 
 

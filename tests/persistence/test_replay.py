@@ -24,7 +24,7 @@ from garrison._errors import EventDecodeError
 from garrison.persistence import EventCodec, PackedEvents, SqliteJournal, replay_events
 from garrison.persistence._journal import ReadsInBatches
 
-from ._model import in_fresh_file
+from ._model import assert_decode_error, in_fresh_file
 
 STREAM = "replayed"
 
@@ -259,20 +259,20 @@ async def test_other_streams_never_mix_into_a_packed_range(journal_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("stored", "detail"),
+    ("stored", "problem"),
     [
-        (b"\xc1\xc1", "invalid"),  # not msgpack at all
-        (CODEC.encode(Note("cut off"))[:-3], "truncated"),
-        (msgspec.msgpack.encode({"type": "Count", "value": "ten"}), "Expected `int`"),
-        (b"\x82\xa4type\xa4Note\xa4text\xa2\xff\xfe", "utf-8"),  # a string that is not UTF-8
-        (CODEC.encode(Count(1)) + CODEC.encode(Count(2)), "trailing"),  # two events in one row
-        (b"", "truncated"),
-        ("a TEXT value", "bytes-like"),  # another program wrote text into the BLOB column
-        (12345, "bytes-like"),  # ... or an INTEGER
+        (b"\xc1\xc1", "malformed"),  # not msgpack at all
+        (CODEC.encode(Note("cut off"))[:-3], "malformed"),  # truncated
+        (msgspec.msgpack.encode({"type": "Count", "value": "ten"}), "schema"),
+        (b"\x82\xa4type\xa4Note\xa4text\xa2\xff\xfe", "malformed"),  # a string that is not UTF-8
+        (CODEC.encode(Count(1)) + CODEC.encode(Count(2)), "malformed"),  # two events in one row
+        (b"", "malformed"),  # truncated before it starts
+        ("a TEXT value", "not-bytes"),  # another program wrote text into the BLOB column
+        (12345, "not-bytes"),  # ... or an INTEGER
     ],
 )
 async def test_a_bad_row_in_the_middle_of_a_packed_range_is_named_by_its_seq(
-    journal_path: Path, stored: Any, detail: str
+    journal_path: Path, stored: Any, problem: str
 ) -> None:
     events = [Count(seq) for seq in range(1, 31)]
     async with SqliteJournal(journal_path, read_batch=10) as journal:
@@ -288,9 +288,8 @@ async def test_a_bad_row_in_the_middle_of_a_packed_range_is_named_by_its_seq(
                 async for first_seq, decoded in replay:
                     seen.extend(range(first_seq, first_seq + len(decoded)))
 
-    error = replaying.value
-    assert (error.stream, error.seq) == (STREAM, 15)
-    assert str(error) == str(from_rows.value) and detail in str(error)
+    assert_decode_error(replaying.value, STREAM, 15, problem)
+    assert str(replaying.value) == str(from_rows.value)
     assert seen == list(range(1, 11))  # the ranges before the bad one were replayed
 
 

@@ -40,11 +40,11 @@ async def test_no_garrison_fixture():
     pass
 """
     )
-    result = pytester.runpytest("-q")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        ["*_ test_no_garrison_fixture _*", "async def functions are not natively supported."]
-    )
+    result = pytester.runpytest("-q", "-rfs")
+    outcomes = result.parseoutcomes()
+    # The plain async test is left to pytest, which skips it (pytest < 8.4) or fails it.
+    assert outcomes.get("passed") == 1 and outcomes.get("failed", 0) + outcomes.get("skipped", 0) == 1
+    result.stdout.fnmatch_lines(["*test_no_garrison_fixture*"])
 
 
 def test_an_unexpected_crash_fails_the_test_with_the_seed_in_the_report(pytester: pytest.Pytester) -> None:

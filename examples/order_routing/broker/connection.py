@@ -14,7 +14,6 @@ replies cannot make the broker buffer without bound.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import struct
 
@@ -38,7 +37,6 @@ _REQUESTS: dict[str, type[msgspec.Struct]] = {
     kind.__struct_config__.tag: kind  # type: ignore[misc]
     for kind in (Hello, NewOrder, CancelOrder, QueryOrder)
 }
-_POSITION = re.compile(r"\$\[(\d+)\]")
 _WRITE_HIGH_WATER = 1 << 20
 
 
@@ -237,8 +235,12 @@ def _undecodable(payload: memoryview, error: msgspec.DecodeError) -> str:
     kind = _REQUESTS.get(raw[0])
     if kind is None:
         return f"unknown message type {raw[0]!r} (expected one of {', '.join(_REQUESTS)})"
-    fields = kind.__struct_fields__
-    match = _POSITION.search(str(error))
-    if match and 1 <= int(match.group(1)) <= len(fields):
-        return f"invalid {raw[0]}.{fields[int(match.group(1)) - 1]}: {error}"
+    # The first field whose value does not convert to its declared type: found
+    # by trying each, not by reading the decoder's own message.
+    for field, value in zip(msgspec.structs.fields(kind), raw[1:], strict=False):
+        try:
+            msgspec.convert(value, field.type)
+        except msgspec.ValidationError:
+            expected = getattr(field.type, "__name__", str(field.type))
+            return f"invalid {raw[0]}.{field.name}: {value!r} is not a valid {expected}"
     return f"invalid {raw[0]}: {error}"

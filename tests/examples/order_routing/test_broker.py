@@ -444,7 +444,7 @@ KEPT_OPEN = {
     ),
     "wrong field type": (
         framed(msgspec.msgpack.encode(["new_order", "c-1", "ACME", "buy", "ten", 1.0])),
-        "invalid new_order.qty: Expected `int`, got `str`",
+        "invalid new_order.qty: 'ten' is not a valid int",
     ),
     "not msgpack": (framed(b"\xc1\xc1\xc1"), "frame is not a valid msgpack message"),
     "empty frame": (framed(b""), "frame is not a valid msgpack message"),
