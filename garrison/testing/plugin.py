@@ -13,7 +13,10 @@ garrison is installed; ``-p no:garrison`` turns it off. It only adds things:
   that use a garrison fixture, so they run without a decorator (auto mode
   needs nothing);
 - a check, when a test body returns, that no actor crashed and no message
-  was dead-lettered unexpectedly, and the seed in the report of a failed test.
+  was dead-lettered unexpectedly, and the seed in the report of a failed test;
+- with pytest-timeout's ``signal`` method, a test that hangs fails with the
+  stack of every asyncio task and every thread, in its body, its fixtures'
+  teardown or a node's shutdown alike (see ``garrison.testing._hangs``).
 
 Async tests run on pytest-asyncio, a dependency of ``garrison[testing]``.
 """
@@ -22,8 +25,9 @@ from __future__ import annotations
 
 import inspect
 import random
+import threading
 import zlib
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ import pytest
 
 from garrison._clock import ManualClock
 from garrison.actors import Node
+from garrison.testing import _hangs
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults
 from garrison.testing._guard import NodeGuard
@@ -61,6 +66,7 @@ FIXTURES = frozenset(
     }
 )
 KIT = pytest.StashKey[ActorTestKit]()
+DISARM = pytest.StashKey[Callable[[], None]]()
 MISSING_ASYNCIO = (
     "garrison's async fixtures run on pytest-asyncio, which is not installed: pip install 'garrison[testing]'"
 )
@@ -259,3 +265,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             lines.extend(f"  - {line}" for line in unexpected)
         report.sections.append(("garrison", "\n".join(lines)))
     return report
+
+
+# -- a hung test: every task's and thread's stack, within the timeout --------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
+    """Keep the real stderr before pytest's capture wraps it (for the last-resort dump)."""
+    _hangs.keep_stderr()
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """Take over pytest-timeout's ``signal`` timer; leave its ``thread`` method alone."""
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def fail(report: str) -> None:
+        __tracebackhide__ = True
+        pytest.fail(report, pytrace=False)
+
+    item.stash[DISARM] = _hangs.arm(float(settings.timeout), fail)
+    return True
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    disarm = item.stash.get(DISARM, None)
+    if disarm is None:
+        return None
+    del item.stash[DISARM]
+    disarm()
+    return True
