@@ -201,7 +201,9 @@ async def test_an_append_that_fails_on_the_server_fails_alone_in_its_group_commi
     assert outcomes[0] == 1 and outcomes[2] == 2
     failed = outcomes[1]
     assert isinstance(failed, JournalWriteError) and failed.stream == "broken"
-    assert isinstance(failed.cause, redis.exceptions.ResponseError)
+    # The append script's refusal of that one append, carried as its own cause.
+    assert isinstance(failed.cause, RuntimeError)
+    assert str(failed).startswith("append to stream 'broken' failed: RuntimeError: ")
     assert await redis_journal.highest_seq("broken") == 0
 
 
