@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
@@ -77,7 +78,7 @@ class BrokerAnswers:
 
     async def ask_broker_info(self) -> None:
         """The broker's lookup lag, from the gateway (None until it has met the broker)."""
-        info = await self.ctx.node.lookup("/root/execution/gateway").ask(GetBrokerInfo())
+        info = await self.ctx.node.lookup(paths.GATEWAY).ask(GetBrokerInfo())
         if info is not None:
             self.lookup_lag = info.lookup_lag_seconds
 
@@ -171,7 +172,7 @@ class BrokerAnswers:
                 del self.sent_at[cid]
                 self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
                 self.doubt(cid, sent)
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        gateway = self.ctx.node.lookup(paths.GATEWAY)
         for cid, asked in list(self.reconcile.items()):
             if asked <= now:
                 self.reconcile[cid] = now + 10 * self.config.lookup_retry

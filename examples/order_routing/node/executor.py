@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.answers import BrokerAnswers, TakeOver, take_over
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.messages import (
@@ -71,9 +72,7 @@ class Executor(BrokerAnswers, Actor):
         """The log's writes not yet known durable, oldest first."""
 
     async def on_start(self) -> None:
-        self.log: IntentLog[OrderIntent] = await self.ctx.node.lookup("/root/execution/intents").ask(
-            GetIntentLog()
-        )
+        self.log: IntentLog[OrderIntent] = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog())
         now = self.ctx.node.clock.now()
         for intent in self.log.pending():
             match take_over(intent.state):
@@ -161,7 +160,7 @@ class Executor(BrokerAnswers, Actor):
     async def submit(self, marked: asyncio.Future[None], ready: list[OrderIntent]) -> None:
         """Hand the batch to the gateway once its SENDING mark is durable (never before)."""
         await marked
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        gateway = self.ctx.node.lookup(paths.GATEWAY)
         now = self.ctx.node.clock.now()
         for start in range(0, len(ready), SUBMITS_PER_STEP):
             if start:

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.messages import Snapshot, Tick, Ticks
 from garrison import Actor, ActorNotFound, ActorStopped, MailboxFull
@@ -48,7 +49,7 @@ class Feed(Actor):
         self.started_at = self.ctx.node.clock.now()
         self.last_batch_at = self.started_at
         self.random.seed(self.config.seed * 1_000_003 + self.seq)
-        self.routed_to = [f"/root/market/strategies/{strategy}" for strategy in self.config.strategies]
+        self.routed_to = [paths.strategy(strategy) for strategy in self.config.strategies]
         self.ctx.send_later(self.config.tick_period, _Generate())
 
     def rate_at(self, elapsed: float) -> float:
@@ -100,4 +101,4 @@ class Feed(Actor):
                     break
         # Risk keeps only the latest price per symbol: the step's ticks in one message.
         with contextlib.suppress(ActorNotFound, MailboxFull, ActorStopped):
-            node.lookup("/root/risk").tell_nowait(Ticks(tuple(ticks)))
+            node.lookup(paths.RISK).tell_nowait(Ticks(tuple(ticks)))

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
     GetIntentLog,
@@ -137,7 +138,7 @@ class Intents(Actor):
         """Offer IntentReady for the ones refused before, then ``intents``; keep what is refused
         and try it again in a moment (or at the next flush, whichever comes first)."""
         try:
-            executor = self.ctx.node.lookup("/root/execution/executor")
+            executor = self.ctx.node.lookup(paths.EXECUTOR)
         except ActorNotFound:
             self.unannounced.clear()
             return  # starting: it reads every recorded intent from the log itself

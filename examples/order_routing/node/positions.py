@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import CheckLiveOrders, Fills, OrdersDone, Snapshot, SubscribeFills
 from examples.order_routing.protocol import Fill, Side
@@ -93,10 +94,10 @@ class Positions(EventSourcedActor[Book]):
         # dropped instead; what was not durable comes again in the replay.
         self.stale = True
         self.ctx.self_ref.tell_nowait(_FreshFromHere())
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        gateway = self.ctx.node.lookup(paths.GATEWAY)
         await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
         # Fills up to last_fill_seq are not replayed: an order they finished is found by look-up.
-        offer(self.ctx.node.lookup("/root/execution/executor"), CheckLiveOrders())
+        offer(self.ctx.node.lookup(paths.EXECUTOR), CheckLiveOrders())
 
     async def on_receive(self, message: Any) -> Any:
         match message:
@@ -150,4 +151,4 @@ class Positions(EventSourcedActor[Book]):
         await self.persist(*buffer)
         done = [event.client_order_id for event in buffer if event.leaves_qty == 0]
         if done:
-            offer(self.ctx.node.lookup("/root/execution/executor"), OrdersDone(done))
+            offer(self.ctx.node.lookup(paths.EXECUTOR), OrdersDone(done))

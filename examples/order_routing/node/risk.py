@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.messages import (
     GetIntentLog,
@@ -56,7 +57,7 @@ class Risk(Actor):
     async def on_start(self) -> None:
         # Limits must hold across a restart (of risk or of the node): the exposure is every
         # order recorded and not refused by the venue, which is what this actor approved.
-        log = await self.ctx.node.lookup("/root/execution/intents").ask(GetIntentLog())
+        log = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog())
         for recorded in log.intents():
             if recorded.state is not IntentState.REJECTED:
                 self.add_exposure(recorded.payload)
@@ -77,7 +78,7 @@ class Risk(Actor):
                     return None
                 self.add_exposure(intent)
                 self.approved += 1
-                await self.ctx.node.lookup("/root/execution/intents").tell(RecordIntent(intent, reply_to))
+                await self.ctx.node.lookup(paths.INTENTS).tell(RecordIntent(intent, reply_to))
             case Snapshot():
                 return {"approved": self.approved, "refused": dict(self.refused)}
             case _:

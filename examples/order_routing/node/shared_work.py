@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.answers import BrokerAnswers, TakeOver, take_over
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
@@ -402,7 +403,7 @@ class SharedExecutor(BrokerAnswers, Actor):
         if not marked:
             return
         outcomes = await asyncio.gather(*(future for _, future in marked), return_exceptions=True)
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        gateway = self.ctx.node.lookup(paths.GATEWAY)
         now = self.ctx.node.clock.now()
         for (intent, _), outcome in zip(marked, outcomes, strict=True):
             cid = intent.client_order_id

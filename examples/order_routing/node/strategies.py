@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.feed import TICKS_STREAM
 from examples.order_routing.node.messages import (
@@ -109,7 +110,7 @@ class Strategy(Actor):
             price=tick.price,
         )
         self.proposed += 1
-        await self.ctx.node.lookup("/root/risk").tell(ProposeOrder(intent, self.ctx.self_ref))
+        await self.ctx.node.lookup(paths.RISK).tell(ProposeOrder(intent, self.ctx.self_ref))
 
     def observe(self, tick: Tick) -> None:
         """Update indicators with a tick (also used to warm up)."""
@@ -190,7 +191,7 @@ class StrategyLauncher(Actor):
         self.config = config
 
     async def on_start(self) -> None:
-        strategies = self.ctx.node.supervisor("/root/market/strategies")
+        strategies = self.ctx.node.supervisor(paths.STRATEGIES)
         running = {row.id for row in await strategies.which_children()}
         for name in self.config.strategies:
             if name not in running:
