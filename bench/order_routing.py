@@ -54,8 +54,8 @@ from typing import Any
 import msgspec
 
 from bench._harness import median, percentile, quiet_logs, summary, target
-from examples.order_routing.broker_process import BrokerProcess, broker_arguments
-from examples.order_routing.launch import SINGLE_NODE, node_command, node_env
+from examples.order_routing.harness.broker_process import BrokerProcess, broker_arguments
+from examples.order_routing.harness.launch import SINGLE_NODE, node_command, node_env
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import settle_the_heap
 from examples.order_routing.node.intents import INTENTS_STREAM

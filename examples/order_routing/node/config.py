@@ -37,16 +37,7 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Added to the broker's lookup lag before a 'not found' is trusted."""
     lookup_retry: float = 0.25
     feed: bool = True
-    """False in the settle phase of a chaos run: no new ticks, only finishing what is pending."""
-    settle_report: str = ""
-    """When set, the node waits until no intent is pending, writes this JSON report and stops."""
-    settle_timeout: float = 60.0
-    chaos_faults_per_second: float = 0.0
-    """In-node chaos: crash or hang a random actor this often (the chaos command sets it)."""
-    control_dir: str = ""
-    """Chaos: where the node writes its pid (node.pid) and finds one-shot orders (die-after)."""
-    die_after_sends: int = 0
-    """Chaos: SIGKILL this process right after the Nth order frame is written (the dead zone)."""
+    """False: no new ticks, the node only finishes what is pending (a chaos run's settle phase)."""
     role: str = "single"
     """``single``: one node does everything (its executor sends every intent it records).
     Several nodes on one Redis journal (node/shared_work.py): ``full`` runs everything and owns

@@ -1,11 +1,9 @@
 """The node as a process: ``garrison run examples.order_routing.node.entry:spec``.
 
-The configuration comes as JSON in the ORDER_ROUTING_CONFIG environment
-variable (the chaos runner and `python -m examples.order_routing node` set
-it). With ``control_dir`` set, the process writes its pid to
-``<control_dir>/node.pid`` so a chaos run can SIGKILL the node itself rather
-than the heart that restarts it, and takes a one-shot ``die-after`` order
-from there (SIGKILL itself right after the Nth order it sends).
+The configuration comes as JSON (a NodeConfig) in the ORDER_ROUTING_CONFIG
+environment variable (``python -m examples.order_routing node`` sets it);
+without it, the defaults. The chaos and multinode runs start the node through
+``harness.entry`` instead, which builds this same tree with their faults added.
 """
 
 from __future__ import annotations
@@ -23,19 +21,9 @@ CONFIG_ENV = "ORDER_ROUTING_CONFIG"
 
 
 def load_config() -> NodeConfig:
-    """The config from the environment, with a one-shot chaos order applied if one is waiting."""
+    """The config from the environment (CONFIG_ENV), or the defaults without one."""
     raw = os.environ.get(CONFIG_ENV)
-    config = NodeConfig() if raw is None else msgspec.json.decode(raw, type=NodeConfig)
-    if not config.control_dir:
-        return config
-    order = os.path.join(config.control_dir, "die-after")
-    try:
-        with open(order) as file:
-            sends = int(file.read().strip() or 0)
-        os.unlink(order)
-    except FileNotFoundError:
-        return config
-    return msgspec.structs.replace(config, die_after_sends=sends)
+    return NodeConfig() if raw is None else msgspec.json.decode(raw, type=NodeConfig)
 
 
 FULL_COLLECTION_EVERY = 100
@@ -61,15 +49,7 @@ def settle_the_heap() -> None:
     gc.set_threshold(threshold0, threshold1, FULL_COLLECTION_EVERY)
 
 
-def write_pid(config: NodeConfig) -> None:
-    """Leave this process's pid where a chaos runner looks for it (its control folder)."""
-    if config.control_dir:
-        with open(os.path.join(config.control_dir, "node.pid"), "w") as pid_file:
-            pid_file.write(str(os.getpid()))
-
-
 def spec() -> SupervisorSpec:
     config = load_config()
     settle_the_heap()
-    write_pid(config)
     return build_spec(config)

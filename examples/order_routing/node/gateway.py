@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import os
-import signal
 from typing import Any
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
@@ -72,8 +71,6 @@ class Gateway(Actor):
         self.backlog: list[tuple[bytes, float]] = []
         """Frames waiting for Welcome, each with the node-clock time after which it must not go out."""
         self.fills_to: ActorRef | None = None
-        self.sends = 0
-        """Order frames written (counted only when the config arms a die-after kill)."""
         self.request_ids = itertools.count(1)
         self.counts = {"orders": 0, "lookups": 0, "fills": 0, "expired": 0}
         self.outgoing: list[tuple[bytes, float, bool]] = []
@@ -132,25 +129,20 @@ class Gateway(Actor):
         is past: each frame's check and the write are one step (no await between them)."""
         outgoing, self.outgoing = self.outgoing, []
         now = self.ctx.node.clock.now()
-        frames = []
-        expired = 0
-        for frame, not_after, order in outgoing:
-            if now > not_after:
-                # The executor's lease on this order ran out (several nodes): another executor may own
-                # it now. The intent stays SENDING, so whoever owns it looks it up before any resend.
-                expired += 1
-                continue
-            frames.append(frame)
-            if order and self.config.die_after_sends:
-                self.sends += 1
-                if self.sends >= self.config.die_after_sends:
-                    # Chaos: die with the order on the wire and its intent still SENDING.
-                    self.writer.write(b"".join(frames))
-                    os.kill(os.getpid(), signal.SIGKILL)
-        self.writer.write(b"".join(frames))
+        # The executor's lease on an order past its not_after ran out (several nodes): another
+        # executor may own it now. Its intent stays SENDING, so whoever owns it looks it up first.
+        live = [entry for entry in outgoing if now <= entry[1]]
+        self.write_frames(live)
+        expired = len(outgoing) - len(live)
         if expired:
             self.counts["expired"] += expired
             self.ctx.logger.warning("{n} orders not sent: their executor's lease had run out", n=expired)
+
+    def write_frames(self, frames: list[tuple[bytes, float, bool]]) -> None:
+        """Write ``frames`` (frame, not_after, is an order), in order, in one socket write; they
+        are on the wire (in the socket's buffer) when this returns. A harness overrides it to
+        fail at the socket (the chaos run's kills in the dead zone)."""
+        self.writer.write(b"".join([frame for frame, _, _ in frames]))
 
     async def read_loop(self) -> None:
         """Linked to the incarnation: when it ends, the gateway crashes and is restarted; when
@@ -198,7 +190,7 @@ class Gateway(Actor):
                             self.backlog.clear()
                             self.write_outgoing()
                             offer(
-                                node.lookup("/root/execution/executor"),
+                                node.lookup(paths.EXECUTOR),
                                 BrokerInfo(message.lookup_lag_seconds, message.dedupe),
                             )
                         case Error(reason=reason):
@@ -214,4 +206,4 @@ class Gateway(Actor):
             assert self.fills_to is not None
             await self.fills_to.tell(Fills(fills))
         if replies:
-            await self.ctx.node.lookup("/root/execution/executor").tell(BrokerReplies(replies))
+            await self.ctx.node.lookup(paths.EXECUTOR).tell(BrokerReplies(replies))

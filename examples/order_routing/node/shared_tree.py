@@ -4,15 +4,19 @@
 with a SharedExecutor. ``executor``: a gateway, a SharedExecutor and a
 FillSink, nothing else. Run one with ``garrison run
 examples.order_routing.node.shared_tree:spec`` and the config in
-ORDER_ROUTING_CONFIG (the multinode command does).
+ORDER_ROUTING_CONFIG (the multinode command starts this tree through
+``harness.entry``, with its faults added).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import load_config, write_pid
+from examples.order_routing.node.entry import load_config
+from examples.order_routing.node.gateway import Gateway
 from examples.order_routing.node.messages import Fills, Snapshot, SubscribeFills
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
@@ -34,7 +38,7 @@ class FillSink(Actor):
         self.dropped = 0
 
     async def on_start(self) -> None:
-        gateway = self.ctx.node.lookup("/root/execution/gateway")
+        gateway = self.ctx.node.lookup(paths.GATEWAY)
         await gateway.tell(SubscribeFills(NO_REPLAY, self.ctx.self_ref))
 
     async def on_receive(self, message: Any) -> Any:
@@ -50,14 +54,17 @@ class FillSink(Actor):
         return None
 
 
-def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
+def build_shared_spec(
+    config: NodeConfig, *, gateway: type[Gateway] | None = None, extras: Sequence[ChildSpec] = ()
+) -> SupervisorSpec:
     """The tree of one node of several: ``full`` is the single node's tree with a
-    SharedExecutor; ``executor`` is a gateway, a SharedExecutor and a FillSink."""
+    SharedExecutor; ``executor`` is a gateway, a SharedExecutor and a FillSink. ``gateway``
+    and ``extras`` are ``build_spec``'s hooks, for either role."""
     if config.role == "full":
-        return build_spec(config, executor=SharedExecutor)
+        return build_spec(config, executor=SharedExecutor, gateway=gateway, extras=extras)
     if config.role != "executor":
         raise ValueError(f"role={config.role!r}: build_spec builds a single node")
-    single = build_spec(config)
+    single = build_spec(config, gateway=gateway)
     gateway = next(
         c
         for group in single.children
@@ -75,7 +82,6 @@ def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
             ChildSpec("fills", FillSink, args=(config,)),
         ],
     )
-    extras = [c for c in single.children if c.id == "chaos"]
     return SupervisorSpec(
         strategy=Strategy.ONE_FOR_ONE,
         intensity=10,
@@ -86,7 +92,5 @@ def build_shared_spec(config: NodeConfig) -> SupervisorSpec:
 
 def spec() -> SupervisorSpec:
     """``garrison run examples.order_routing.node.shared_tree:spec``: the config from the
-    environment, as ``node.entry`` reads it (pid file and die-after order included)."""
-    config = load_config()
-    write_pid(config)
-    return build_shared_spec(config)
+    environment, as ``node.entry`` reads it."""
+    return build_shared_spec(load_config())

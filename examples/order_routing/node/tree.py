@@ -1,8 +1,12 @@
-"""The node's supervision tree (DESIGN §10), built from a NodeConfig."""
+"""The node's supervision tree (DESIGN §10), built from a NodeConfig.
+
+The child ids here are the last part of the paths in ``paths.py``.
+"""
 
 from __future__ import annotations
 
-from examples.order_routing.node.chaos_monkey import ChaosMonkey
+from collections.abc import Sequence
+
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.executor import Executor
 from examples.order_routing.node.feed import Feed
@@ -11,12 +15,17 @@ from examples.order_routing.node.intents import Intents
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.positions import Positions
 from examples.order_routing.node.risk import Risk
-from examples.order_routing.node.settler import Settler
 from examples.order_routing.node.strategies import StrategyLauncher
 from garrison import Actor, Backoff, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
 
 
-def build_spec(config: NodeConfig, *, executor: type[Actor] = Executor) -> SupervisorSpec:
+def build_spec(
+    config: NodeConfig,
+    *,
+    executor: type[Actor] = Executor,
+    gateway: type[Gateway] | None = None,
+    extras: Sequence[ChildSpec] = (),
+) -> SupervisorSpec:
     """root (one_for_one): persistence, execution, risk, market.
 
     Children start in dependency order (a proposal needs risk, risk needs
@@ -25,15 +34,20 @@ def build_spec(config: NodeConfig, *, executor: type[Actor] = Executor) -> Super
     the log, the executor reconciles with the broker, and positions asks for
     the fills it missed. market is rest_for_one: when the strategies'
     DynamicSupervisor restarts, the launcher starts the strategies again.
-    ``executor`` is the actor class started (with the config) as execution's
-    executor: a node of several runs a SharedExecutor there.
+
+    The hooks, for those who run the node in another shape (the product itself passes none):
+    ``executor`` is the actor class started (with the config) as execution's executor: a node
+    of several runs a SharedExecutor there. ``gateway`` is the class started (with the config)
+    as execution's gateway, a subclass of Gateway (default: Gateway itself): a harness passes
+    one that injects faults at the socket. ``extras`` are started last under root, after
+    market: a harness's own actors (a chaos monkey, a settler).
     """
     execution = SupervisorSpec(
         strategy=Strategy.REST_FOR_ONE,
         intensity=30,
         period=10.0,
         children=[
-            ChildSpec("gateway", Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
+            ChildSpec("gateway", gateway or Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
             ChildSpec("intents", Intents),
             ChildSpec("executor", executor, args=(config,)),
             ChildSpec("positions", Positions),
@@ -50,11 +64,6 @@ def build_spec(config: NodeConfig, *, executor: type[Actor] = Executor) -> Super
             ChildSpec("launcher", StrategyLauncher, args=(config,)),
         ],
     )
-    extras = []
-    if config.chaos_faults_per_second > 0:
-        extras.append(ChildSpec("chaos", ChaosMonkey, args=(config,)))
-    if config.settle_report:
-        extras.append(ChildSpec("settler", Settler, args=(config,)))
     return SupervisorSpec(
         strategy=Strategy.ONE_FOR_ONE,
         intensity=10,

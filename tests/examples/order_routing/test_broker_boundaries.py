@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from examples.order_routing.broker import BrokerConfig, BrokerServer, DedupeMode, duplicates, load_orders
+from examples.order_routing.harness.verdict import judge
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.gateway import BrokerDisconnected, Gateway
 from examples.order_routing.node.messages import OrderIntent, RecordIntent, Snapshot, Submit
 from examples.order_routing.node.tree import build_spec
-from examples.order_routing.verdict import judge
 from garrison import MonotonicClock, Node
 from garrison.persistence import IntentState, Journal
 from garrison.testing import InjectedFault, NodeGuard, TestProbe

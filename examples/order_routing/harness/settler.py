@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node import paths
 from examples.order_routing.node.messages import GetIntentLog
 from garrison import Actor, ActorNotFound, ActorStopped, AskTimeout
 from garrison.persistence import IntentState
@@ -18,14 +18,15 @@ class _Check(msgspec.Struct, frozen=True):
 
 
 class Settler(Actor):
-    """Polls the intent log until every intent is terminal (or settle_timeout passes),
-    then writes the settle report and asks the node to stop (exit 0 either way: the
-    verdict judges)."""
+    """Polls the intent log until every intent is terminal (or ``timeout`` seconds pass),
+    then writes the settle report (JSON) to ``report`` and asks the node to stop (exit 0
+    either way: the verdict judges)."""
 
     EVERY = 0.2
 
-    def __init__(self, config: NodeConfig) -> None:
-        self.config = config
+    def __init__(self, report: str, timeout: float) -> None:
+        self.report = report
+        self.timeout = timeout
 
     async def on_start(self) -> None:
         self.started = self.ctx.node.clock.now()
@@ -35,19 +36,19 @@ class Settler(Actor):
         if not isinstance(message, _Check):
             return None
         try:
-            log = await self.ctx.node.lookup("/root/execution/intents").ask(GetIntentLog(), timeout=5.0)
+            log = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog(), timeout=5.0)
         except (ActorNotFound, ActorStopped, AskTimeout):
             log = None
         pending = log.pending() if log is not None else None
         waited = self.ctx.node.clock.now() - self.started
-        if (pending is not None and not pending) or waited > self.config.settle_timeout:
+        if (pending is not None and not pending) or waited > self.timeout:
             states = (
                 {state.value: 0 for state in IntentState}
                 if log is None
                 else {state.value: sum(1 for i in log.intents() if i.state is state) for state in IntentState}
             )
             report = {"settled": pending is not None and not pending, "waited": waited, "states": states}
-            await self.ctx.run_in_thread(_write, self.config.settle_report, report)
+            await self.ctx.run_in_thread(_write, self.report, report)
             self.ctx.logger.info("settled: {report}", report=report)
             self.ctx.node.request_shutdown(0)
             return None

@@ -16,16 +16,17 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from examples.order_routing.broker_process import BrokerProcess, broker_arguments
-from examples.order_routing.chaos import chaos_arguments, run_chaos
-from examples.order_routing.multinode import multinode_arguments, run_multinode
+from examples.order_routing.harness.broker_process import BrokerProcess, broker_arguments
+from examples.order_routing.harness.chaos import chaos_arguments, run_chaos
+from examples.order_routing.harness.launch import SINGLE_NODE, open_journal
+from examples.order_routing.harness.multinode import multinode_arguments, run_multinode
+from examples.order_routing.harness.verdict import judge
+from examples.order_routing.harness.view import live_view, snapshot_of
+from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
 from examples.order_routing.node.tree import build_spec
-from examples.order_routing.node.view import live_view, snapshot_of
-from examples.order_routing.verdict import judge
 from garrison import Node
-from garrison.persistence import RedisJournal, SqliteJournal
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,12 +63,6 @@ def build_config(args: argparse.Namespace, journal: str, broker_port: int) -> No
     )
 
 
-def open_journal(location: str) -> SqliteJournal | RedisJournal:
-    if location.startswith(("redis://", "rediss://")):
-        return RedisJournal(location)
-    return SqliteJournal(location)
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m examples.order_routing",
@@ -96,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
     verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
     verdict.add_argument("--client-id", default="router-1")
-    node = commands.add_parser("node", help="run only the node (what chaos runs under heart)")
+    node = commands.add_parser("node", help="run only the node (the chaos run's tree, without its faults)")
     node.add_argument("--config-json", required=True, help="a NodeConfig as JSON")
     return top
 
@@ -119,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from garrison.cli import main as garrison_main
 
         config = msgspec.json.decode(args.config_json, type=NodeConfig)
-        return garrison_main(["run", "examples.order_routing.node.entry:spec", "--journal", config.journal])
+        return garrison_main(["run", SINGLE_NODE, "--journal", config.journal])
     parser().print_help()
     return 2
 
@@ -170,11 +165,11 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 async def settle(node: Node, timeout: float = 15.0) -> bool:
     """Stop the feed, then wait (bounded) until nothing is in flight or in doubt."""
-    market = node.supervisor("/root/market")
+    market = node.supervisor(paths.MARKET)
     await market.terminate_child("feed")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        executor = await snapshot_of(node, "/root/execution/executor")
+        executor = await snapshot_of(node, paths.EXECUTOR)
         if executor and executor.get("in_flight", 1) == 0 and executor.get("in_doubt", 1) == 0:
             await asyncio.sleep(0.5)  # let the last fills arrive
             return True
@@ -183,10 +178,10 @@ async def settle(node: Node, timeout: float = 15.0) -> bool:
 
 
 async def print_summary(node: Node, samples: list, elapsed: float, interrupted: bool, settled: bool) -> None:  # type: ignore[type-arg]
-    intents = await snapshot_of(node, "/root/execution/intents")
-    executor = await snapshot_of(node, "/root/execution/executor")
-    positions = await snapshot_of(node, "/root/execution/positions")
-    risk = await snapshot_of(node, "/root/risk")
+    intents = await snapshot_of(node, paths.INTENTS)
+    executor = await snapshot_of(node, paths.EXECUTOR)
+    positions = await snapshot_of(node, paths.POSITIONS)
+    risk = await snapshot_of(node, paths.RISK)
     peak = max(
         ((b.recorded - a.recorded) / max(1e-9, b.at - a.at) for a, b in itertools.pairwise(samples)),
         default=0.0,

@@ -1,4 +1,8 @@
-"""In-node chaos: crash or hang a random actor now and then (the chaos command turns it on)."""
+"""In-node chaos: crash or hang a random actor now and then (the chaos command turns it on).
+
+It runs inside the node as one of the tree's ``extras`` and strikes through
+the test kit's public fault injection (``garrison.testing.Faults``).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,19 @@ from typing import Any
 
 import msgspec
 
-from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node import paths
 from garrison import Actor, ActorNotFound
 from garrison.testing import Faults
 
 TARGETS = (
-    "/root/risk",
-    "/root/execution/gateway",
-    "/root/execution/intents",
-    "/root/execution/executor",
-    "/root/execution/positions",
-    "/root/market/feed",
-    "/root/market/strategies/momentum",
-    "/root/market/strategies/mean-revert",
+    paths.RISK,
+    paths.GATEWAY,
+    paths.INTENTS,
+    paths.EXECUTOR,
+    paths.POSITIONS,
+    paths.FEED,
+    paths.strategy("momentum"),
+    paths.strategy("mean-revert"),
 )
 
 
@@ -28,12 +32,13 @@ class _Strike(msgspec.Struct, frozen=True):
 
 
 class ChaosMonkey(Actor):
-    """Every ~1/rate seconds, makes a random actor crash on its next message, or hang in it
-    (a hung actor is caught by its heartbeat timeout). Uses the test kit's fault injection."""
+    """About ``faults_per_second`` times a second, makes a random actor crash on its next
+    message, or hang in it (a hung actor is caught by its heartbeat timeout). Its choices follow
+    ``seed`` (the node's). Uses the test kit's fault injection."""
 
-    def __init__(self, config: NodeConfig) -> None:
-        self.config = config
-        self.random = random.Random(config.seed * 7919 + 1)
+    def __init__(self, seed: int, faults_per_second: float) -> None:
+        self.faults_per_second = faults_per_second
+        self.random = random.Random(seed * 7919 + 1)
         self.faults = Faults(node=self.ctx.node)
         self.strikes = 0
 
@@ -44,7 +49,7 @@ class ChaosMonkey(Actor):
         self.faults.remove_all()
 
     def schedule(self) -> None:
-        self.ctx.send_later(self.random.expovariate(self.config.chaos_faults_per_second), _Strike())
+        self.ctx.send_later(self.random.expovariate(self.faults_per_second), _Strike())
 
     async def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Strike):

@@ -8,16 +8,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from examples.order_routing.node import paths
 from examples.order_routing.node.messages import Snapshot
 from garrison import ActorNotFound, ActorStopped, AskTimeout, Node
 
 WATCHED = (
-    "/root/market/feed",
-    "/root/risk",
-    "/root/execution/intents",
-    "/root/execution/executor",
-    "/root/execution/gateway",
-    "/root/execution/positions",
+    paths.FEED,
+    paths.RISK,
+    paths.INTENTS,
+    paths.EXECUTOR,
+    paths.GATEWAY,
+    paths.POSITIONS,
 )
 
 
@@ -45,9 +46,9 @@ class Sample:
 
 async def sample(node: Node) -> Sample:
     now = time.monotonic()
-    intents = await snapshot_of(node, "/root/execution/intents")
-    executor = await snapshot_of(node, "/root/execution/executor")
-    positions = await snapshot_of(node, "/root/execution/positions")
+    intents = await snapshot_of(node, paths.INTENTS)
+    executor = await snapshot_of(node, paths.EXECUTOR)
+    positions = await snapshot_of(node, paths.POSITIONS)
     depths = {}
     for path in WATCHED:
         try:
@@ -57,7 +58,7 @@ async def sample(node: Node) -> Sample:
         depths[path.rsplit("/", 1)[-1]] = (metrics.depth, metrics.oldest_age_seconds)
     strategies = {}
     for path in node.paths():
-        if path.startswith("/root/market/strategies/"):
+        if path.startswith(paths.STRATEGIES + "/"):
             strategies[path.rsplit("/", 1)[-1]] = await snapshot_of(node, path)
     stats = node.loop_monitor.stats() if node.loop_monitor is not None else None
     return Sample(

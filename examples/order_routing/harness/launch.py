@@ -2,8 +2,8 @@
 run`` on one of its entries): the chaos run, the multinode run and the recovery bench all start
 it this way.
 
-The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment:
-``node_env`` puts it there.
+The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment, and a
+harnessed one its HarnessConfig from HARNESS_ENV (harness/entry.py): ``node_env`` puts them there.
 """
 
 from __future__ import annotations
@@ -15,13 +15,17 @@ from dataclasses import dataclass
 
 import msgspec
 
+from examples.order_routing.harness.entry import HARNESS_ENV, HarnessConfig
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import CONFIG_ENV
+from garrison.persistence import RedisJournal, SqliteJournal
 
 SINGLE_NODE = "examples.order_routing.node.entry:spec"
-"""The single node's tree (node/tree.py)."""
-SHARED_NODE = "examples.order_routing.node.shared_tree:spec"
-"""A node of several on one Redis journal (node/shared_tree.py)."""
+"""The single node's tree (node/tree.py), as a user runs it."""
+HARNESSED_SINGLE_NODE = "examples.order_routing.harness.entry:single_node"
+"""The single node's tree with the harness's faults (what the chaos run starts)."""
+HARNESSED_SHARED_NODE = "examples.order_routing.harness.entry:shared_node"
+"""A node of several on one Redis journal (node/shared_tree.py), with the harness's faults."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,21 @@ def node_command(
     return command
 
 
-def node_env(config: NodeConfig, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+def node_env(
+    config: NodeConfig, harness: HarnessConfig | None = None, base: Mapping[str, str] = os.environ
+) -> dict[str, str]:
     """A copy of ``base`` (default: this process's environment, as it is at the call) with
-    ``config`` as JSON under CONFIG_ENV, where the node started by ``node_command`` reads it."""
-    return {**base, CONFIG_ENV: msgspec.json.encode(config).decode()}
+    ``config`` as JSON under CONFIG_ENV, and ``harness`` (if given) under HARNESS_ENV, where the
+    node started by ``node_command`` reads them."""
+    env = {**base, CONFIG_ENV: msgspec.json.encode(config).decode()}
+    if harness is not None:
+        env[HARNESS_ENV] = msgspec.json.encode(harness).decode()
+    return env
+
+
+def open_journal(location: str) -> SqliteJournal | RedisJournal:
+    """The journal at ``location`` (not yet opened): a ``redis://`` or ``rediss://`` URL, else a
+    SQLite file."""
+    if location.startswith(("redis://", "rediss://")):
+        return RedisJournal(location)
+    return SqliteJournal(location)

@@ -32,13 +32,14 @@ from typing import IO, Any
 import msgspec
 
 from examples.order_routing.broker.store import load_fills
-from examples.order_routing.broker_process import BrokerProcess
-from examples.order_routing.chaos import _node_pid, _stop_group, chaos_defaults
-from examples.order_routing.launch import SHARED_NODE, HeartOptions, node_command, node_env
+from examples.order_routing.harness.broker_process import BrokerProcess
+from examples.order_routing.harness.chaos import _node_pid, _stop_group, chaos_defaults
+from examples.order_routing.harness.entry import HarnessConfig
+from examples.order_routing.harness.launch import HARNESSED_SHARED_NODE, HeartOptions, node_command, node_env
+from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
-from examples.order_routing.verdict import judge, replay_positions
 from garrison.persistence import IntentLog, IntentState, RedisJournal
 
 ACCOUNT = "router-1"
@@ -88,9 +89,11 @@ def multinode_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class NodeProcess:
-    """One node of the several: its config, its control folder, the process running it."""
+    """One node of the several: its config, its harness settings, its control folder, the
+    process running it."""
 
     config: NodeConfig
+    harness: HarnessConfig
     control: Path
     log: IO[bytes]
     process: asyncio.subprocess.Process | None = None
@@ -104,7 +107,7 @@ class NodeProcess:
         self, journal: str, *, heart: bool, restart_delay: float = 1.0, log_level: str = "WARNING"
     ) -> None:
         command = node_command(
-            SHARED_NODE,
+            HARNESSED_SHARED_NODE,
             journal,
             name=f"node-{self.member}",
             log_level=log_level,
@@ -112,7 +115,11 @@ class NodeProcess:
             heart=HeartOptions(backoff=restart_delay, max_backoff=restart_delay) if heart else None,
         )
         self.process = await asyncio.create_subprocess_exec(
-            *command, env=node_env(self.config), stdout=self.log, stderr=self.log, start_new_session=True
+            *command,
+            env=node_env(self.config, self.harness),
+            stdout=self.log,
+            stderr=self.log,
+            start_new_session=True,
         )
 
     def pid(self) -> int | None:
@@ -179,10 +186,9 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
                     role="full" if index == 0 else "executor",
                     member=member,
                     claim_idle=args.claim_idle,
-                    control_dir=str(control),
-                    chaos_faults_per_second=args.actor_faults,
                 )
-                nodes.append(NodeProcess(config, control, log))
+                harness = HarnessConfig(control_dir=str(control), chaos_faults_per_second=args.actor_faults)
+                nodes.append(NodeProcess(config, harness, control, log))
             code = await _kill_loop(args, nodes, journal_url, schedule, folder)
             if code:
                 return code
@@ -190,7 +196,8 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
             for node in nodes:
                 with contextlib.suppress(FileNotFoundError):
                     (node.control / "die-after").unlink()
-                node.config = msgspec.structs.replace(node.config, feed=False, chaos_faults_per_second=0.0)
+                node.config = msgspec.structs.replace(node.config, feed=False)
+                node.harness = msgspec.structs.replace(node.harness, chaos_faults_per_second=0.0)
                 await node.start(
                     journal_url, heart=True, restart_delay=args.restart_delay, log_level=args.node_log_level
                 )

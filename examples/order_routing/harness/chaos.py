@@ -24,11 +24,17 @@ from pathlib import Path
 
 import msgspec
 
-from examples.order_routing.broker_process import BrokerProcess
-from examples.order_routing.launch import SINGLE_NODE, HeartOptions, node_command, node_env
+from examples.order_routing.harness.broker_process import BrokerProcess
+from examples.order_routing.harness.entry import HarnessConfig
+from examples.order_routing.harness.launch import (
+    HARNESSED_SINGLE_NODE,
+    HeartOptions,
+    node_command,
+    node_env,
+    open_journal,
+)
+from examples.order_routing.harness.verdict import judge
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.verdict import judge
-from garrison.persistence import RedisJournal, SqliteJournal
 
 
 def chaos_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,14 +107,12 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
     print(f"chaos: {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
     try:
         async with BrokerProcess.start(args, folder / "broker.db") as broker:
-            base: NodeConfig = config_of(args, journal, broker.port)  # type: ignore[operator]
-            config = msgspec.structs.replace(
-                base, control_dir=str(control), chaos_faults_per_second=args.actor_faults
-            )
+            config: NodeConfig = config_of(args, journal, broker.port)  # type: ignore[operator]
+            harness = HarnessConfig(control_dir=str(control), chaos_faults_per_second=args.actor_faults)
             heart = await asyncio.create_subprocess_exec(
-                *node_command(SINGLE_NODE, journal, name="router-1",
+                *node_command(HARNESSED_SINGLE_NODE, journal, name="router-1",
                               heart=HeartOptions(backoff=0.05, max_backoff=0.5)),
-                env=node_env(config), stdout=log, stderr=log, start_new_session=True,
+                env=node_env(config, harness), stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
             kills = dead_zone = 0
             deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
@@ -137,12 +141,12 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             with contextlib.suppress(FileNotFoundError):
                 (control / "die-after").unlink()
             settle = msgspec.structs.replace(
-                config, feed=False, chaos_faults_per_second=0.0,
+                harness, chaos_faults_per_second=0.0,
                 settle_report=str(folder / "settle.json"), settle_timeout=args.settle_timeout,
             )  # fmt: skip
             settler = await asyncio.create_subprocess_exec(
-                *node_command(SINGLE_NODE, journal, name="router-1"),
-                env=node_env(settle),
+                *node_command(HARNESSED_SINGLE_NODE, journal, name="router-1"),
+                env=node_env(msgspec.structs.replace(config, feed=False), settle),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
@@ -155,8 +159,7 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
                 await _stop_group(settler, 5.0)
             report = folder / "settle.json"
             print(f"chaos: settle report: {report.read_text() if report.exists() else 'none'}")
-        opened = RedisJournal(journal) if journal.startswith("redis") else SqliteJournal(journal)
-        async with opened:
+        async with open_journal(journal) as opened:
             verdict = await judge(opened, str(folder / "broker.db"), "router-1")
     finally:
         log.close()
