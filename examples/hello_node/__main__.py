@@ -26,7 +26,6 @@ from .actors import (
     PriceFeed,
     Producer,
     SlowConsumer,
-    mailbox_metrics,
 )
 from .messages import (
     BackpressureReport,
@@ -137,7 +136,7 @@ def print_summary(
     print(f"== hello_node summary: stopped by {stopped_by} ==")
     print(f"{'actor':<10} {'sent':>6} {'processed':>9} {'dropped':>7} {'conflated':>9} {'rejected':>8}")
     for ref in actors:
-        metrics = mailbox_metrics(ref)
+        metrics = ref.mailbox_metrics()
         sent = metrics.enqueued + metrics.rejected
         print(
             f"{ref.path:<10} {sent:>6} {metrics.processed:>9} {metrics.dropped:>7} "

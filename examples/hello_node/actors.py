@@ -13,7 +13,6 @@ from garrison import (
     ActorRef,
     ActorStopped,
     MailboxConfig,
-    MailboxMetrics,
     Overflow,
     Terminated,
 )
@@ -33,14 +32,6 @@ from .messages import (
     ReconcileBook,
     Tick,
 )
-
-
-def mailbox_metrics(ref: ActorRef) -> MailboxMetrics:
-    """A snapshot of the counters and consumer lag of ``ref``'s mailbox."""
-    # TODO(garrison): use a public ActorRef.mailbox_metrics() once it exists;
-    # the snapshot is only reachable through the ref's private context today.
-    return ref._context.mailbox.metrics()
-
 
 # -- a producer feeding a slow consumer: BACKPRESSURE ----------------------
 
@@ -103,7 +94,7 @@ class Producer(Actor):
             self.report(waited)
 
     def report(self, last_wait: float) -> None:
-        consumer = mailbox_metrics(self.consumer)
+        consumer = self.consumer.mailbox_metrics()
         self.ctx.logger.info(
             "sent {sent} jobs; the last one's tell waited {wait:.0f} ms for space. "
             "Consumer: mailbox {depth}/{capacity}, oldest job queued {lag:.0f} ms ago, "

@@ -177,12 +177,12 @@ class BrokerAnswers:
             if asked <= now:
                 self.reconcile[cid] = now + 10 * self.config.lookup_retry
                 self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
+                offer(gateway, Lookup(cid), self.ctx.node)
         for cid, due in list(self.next_query.items()):
             if due <= now:
                 self.next_query[cid] = now + self.config.lookup_retry
                 self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid))
+                offer(gateway, Lookup(cid), self.ctx.node)
 
     def settle(self, cid: str) -> None:
         self.sent_at.pop(cid, None)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from garrison import ActorRef, ActorStopped, MailboxFull
+from garrison import ActorRef, ActorStopped, MailboxFull, Node
 
 
-def offer(ref: ActorRef, message: Any) -> bool:
-    """Tell ``message`` if the mailbox takes it now; otherwise dead-letter it and return False.
+def offer(ref: ActorRef, message: Any, node: Node) -> bool:
+    """Tell ``message`` if ``ref``'s mailbox takes it now; otherwise publish it to ``node``'s
+    dead letters (the sender's node, which is the receiver's) and return False. Never waits.
 
     For notifications whose loss is covered elsewhere (an ack the strategy only
     counts, an intent the executor also finds in the durable log), where waiting
@@ -17,7 +18,6 @@ def offer(ref: ActorRef, message: Any) -> bool:
     try:
         ref.tell_nowait(message)
     except (MailboxFull, ActorStopped) as error:
-        context = ref._context  # the node is reachable from any ref's slot
-        context.node.dead_letters.publish(message, ref.path, f"not offered: {error}", kind="overflow")
+        node.dead_letters.publish(message, ref.path, f"not offered: {error}", kind="overflow")
         return False
     return True

@@ -192,6 +192,7 @@ class Gateway(Actor):
                             offer(
                                 node.lookup(paths.EXECUTOR),
                                 BrokerInfo(message.lookup_lag_seconds, message.dedupe),
+                                node,
                             )
                         case Error(reason=reason):
                             self.ctx.logger.warning("broker refused a request: {reason}", reason=reason)

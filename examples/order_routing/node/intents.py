@@ -131,7 +131,7 @@ class Intents(Actor):
             answers.setdefault(id(request.reply_to), (request.reply_to, []))[1].append(intent.client_order_id)
             recorded.append(intent)
         for reply_to, client_order_ids in answers.values():
-            offer(reply_to, OrdersRecorded(tuple(client_order_ids)))
+            offer(reply_to, OrdersRecorded(tuple(client_order_ids)), self.ctx.node)
         self.announce(recorded)
 
     def announce(self, intents: list[OrderIntent]) -> None:
@@ -143,7 +143,7 @@ class Intents(Actor):
             self.unannounced.clear()
             return  # starting: it reads every recorded intent from the log itself
         waiting, self.unannounced = [*self.unannounced, *intents], []
-        if waiting and not offer(executor, IntentReady(tuple(waiting))):
+        if waiting and not offer(executor, IntentReady(tuple(waiting)), self.ctx.node):
             self.unannounced = waiting
         now = self.ctx.node.clock.now()
         # A retry timer refused by our own full mailbox is simply re-armed once it is overdue.

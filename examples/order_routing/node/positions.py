@@ -97,7 +97,7 @@ class Positions(EventSourcedActor[Book]):
         gateway = self.ctx.node.lookup(paths.GATEWAY)
         await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
         # Fills up to last_fill_seq are not replayed: an order they finished is found by look-up.
-        offer(self.ctx.node.lookup(paths.EXECUTOR), CheckLiveOrders())
+        offer(self.ctx.node.lookup(paths.EXECUTOR), CheckLiveOrders(), self.ctx.node)
 
     async def on_receive(self, message: Any) -> Any:
         match message:
@@ -151,4 +151,4 @@ class Positions(EventSourcedActor[Book]):
         await self.persist(*buffer)
         done = [event.client_order_id for event in buffer if event.leaves_qty == 0]
         if done:
-            offer(self.ctx.node.lookup(paths.EXECUTOR), OrdersDone(done))
+            offer(self.ctx.node.lookup(paths.EXECUTOR), OrdersDone(done), self.ctx.node)
