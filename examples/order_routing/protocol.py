@@ -27,9 +27,27 @@ MAX_FRAME = 64 * 1024
 _HEADER = struct.Struct(">I")
 
 
-class Side(enum.Enum):
+class Side(enum.StrEnum):
+    """Each side is also its own text on the wire and in the broker's store (``"buy"``)."""
+
     BUY = "buy"
     SELL = "sell"
+
+
+class OrderState(enum.StrEnum):
+    """Where an order stands at the venue: what an OrderStatus reports and the broker stores.
+    Each state is also its own text on the wire and in the store (``"partially_filled"``)."""
+
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = frozenset({OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED})
+"""An order in one of these may still fill, or be cancelled."""
+CLOSED_STATES = frozenset({OrderState.FILLED, OrderState.CANCELLED})
+"""An order in one of these is finished: nothing more happens to it."""
 
 
 class Hello(msgspec.Struct, frozen=True, array_like=True, tag="hello"):
@@ -102,8 +120,8 @@ class OrderStatus(msgspec.Struct, frozen=True, array_like=True, tag="order_statu
     request_id: int
     client_order_id: str
     found: bool
-    state: str = ""
-    """accepted | partially_filled | filled | cancelled (when found)."""
+    state: OrderState | None = None
+    """Where the order stands (None when not found)."""
     order_id: str = ""
     filled_qty: int = 0
     qty: int = 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from ..protocol import Side
+from ..protocol import Fill, OrderState, Side
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -50,16 +50,10 @@ CREATE TABLE IF NOT EXISTS fills (
 );
 """
 
-_ORDER_COLUMNS = (
-    "order_id, client_id, client_order_id, symbol, side, qty, price, state, filled_qty, accepted_at"
-)
-_FILL_COLUMNS = (
-    "fill_seq, order_id, client_id, client_order_id, symbol, side, qty, price, leaves_qty, filled_at"
-)
 
-
-class StoredOrder(msgspec.Struct, frozen=True):
-    """An order as the broker recorded it; ``state`` is accepted | partially_filled | filled | cancelled."""
+class StoredOrder(msgspec.Struct, frozen=True, array_like=True):
+    """An order as the broker recorded it: one row of ``orders``, a column per field. The
+    venue's live order (``venue.Order``) is one too, changed in place as it fills."""
 
     order_id: str
     client_id: str
@@ -68,23 +62,41 @@ class StoredOrder(msgspec.Struct, frozen=True):
     side: Side
     qty: int
     price: float
-    state: str
+    state: OrderState
     filled_qty: int
     accepted_at: float
     """Wall-clock time (``time.time()``) the order was accepted."""
 
 
-class StoredFill(msgspec.Struct, frozen=True):
-    fill_seq: int
-    order_id: str
+class StoredFill(Fill, tag=False):
+    """A fill as the broker recorded it: one row of ``fills``, a column per field. The fill the
+    client was sent (``as_sent``), and whose it was and when."""
+
     client_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: float
-    leaves_qty: int
     filled_at: float
+    """Wall-clock time (``time.time()``) the fill was made."""
+
+    def as_sent(self) -> Fill:
+        """The fill as the client is sent it."""
+        return Fill(*msgspec.structs.astuple(self)[:_SENT_FIELDS])
+
+
+_SENT_FIELDS = len(Fill.__struct_fields__)
+_ORDER_WIDTH = len(StoredOrder.__struct_fields__)
+_ORDER_COLUMNS = ", ".join(StoredOrder.__struct_fields__)
+_FILL_COLUMNS = ", ".join(StoredFill.__struct_fields__)
+
+
+def order_row(order: StoredOrder) -> tuple[object, ...]:
+    """``order`` as a row of ``orders``: its StoredOrder fields, in order (a ``venue.Order``
+    has more after them)."""
+    return msgspec.structs.astuple(order)[:_ORDER_WIDTH]
+
+
+def fill_row(fill: Fill, client_id: str, filled_at: float) -> tuple[object, ...]:
+    """``fill``, sent to ``client_id`` at ``filled_at``, as a row of ``fills`` (a StoredFill's
+    fields, in order)."""
+    return (*msgspec.structs.astuple(fill), client_id, filled_at)
 
 
 class DuplicateOrder(msgspec.Struct, frozen=True):
@@ -101,7 +113,7 @@ class WriteBatch:
 
     new_orders: list[tuple[object, ...]] = field(default_factory=list)
     fills: list[tuple[object, ...]] = field(default_factory=list)
-    order_updates: list[tuple[str, int, str]] = field(default_factory=list)
+    order_updates: list[tuple[OrderState, int, str]] = field(default_factory=list)
     """(state, filled_qty, order_id), applied in order: the last one for an order wins."""
 
     def __bool__(self) -> bool:
@@ -181,9 +193,9 @@ def _reader(path: Path | str) -> Iterator[sqlite3.Connection]:
 
 def _orders(db: sqlite3.Connection) -> list[StoredOrder]:
     rows = db.execute(f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY rowid").fetchall()
-    return [StoredOrder(o, c, co, sy, Side(si), q, p, st, f, a) for o, c, co, sy, si, q, p, st, f, a in rows]
+    return msgspec.convert(rows, list[StoredOrder])
 
 
 def _fills(db: sqlite3.Connection) -> list[StoredFill]:
     rows = db.execute(f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY fill_seq").fetchall()
-    return [StoredFill(s, o, c, co, sy, Side(si), q, p, lv, t) for s, o, c, co, sy, si, q, p, lv, t in rows]
+    return msgspec.convert(rows, list[StoredFill])

@@ -23,6 +23,7 @@ from typing import Protocol
 import msgspec
 
 from ..protocol import (
+    OPEN_STATES,
     CancelOrder,
     CancelResult,
     Fill,
@@ -30,19 +31,18 @@ from ..protocol import (
     NewOrder,
     OrderAccepted,
     OrderRejected,
+    OrderState,
     OrderStatus,
     QueryOrder,
-    Side,
     Welcome,
     encode_frame,
 )
 from .commit import GroupCommit
 from .config import BrokerConfig, DedupeMode
-from .store import BrokerStore, StoredFill, StoredOrder
+from .store import BrokerStore, StoredFill, StoredOrder, fill_row, order_row
 
 MAX_ID_LENGTH = 64
 MAX_QTY = 1_000_000_000
-OPEN_STATES = frozenset({"accepted", "partially_filled"})
 
 
 class Peer(Protocol):
@@ -76,18 +76,10 @@ class BrokerStats:
     commits: int = 0
 
 
-@dataclass(slots=True, eq=False)
-class Order:
-    order_id: str
-    client_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: float
-    accepted_at: float
-    state: str = "accepted"
-    filled_qty: int = 0
+class Order(StoredOrder, frozen=False, eq=False):
+    """An order the venue holds: what it stores, changed in place as it fills or is cancelled,
+    and from when look-ups see it."""
+
     visible_at: float = math.inf
     """Loop time from which QueryOrder sees it: once durable, the lookup lag after it was received
     (from receipt, not commit, so "not found" is honest for an order sent more than the lag ago)."""
@@ -162,34 +154,11 @@ class Venue:
         """Take back what the store holds; open orders go on to fill as if never interrupted."""
         by_id: dict[str, Order] = {}
         for stored in orders:
-            order = Order(
-                stored.order_id,
-                stored.client_id,
-                stored.client_order_id,
-                stored.symbol,
-                stored.side,
-                stored.qty,
-                stored.price,
-                stored.accepted_at,
-                stored.state,
-                stored.filled_qty,
-                visible_at=-math.inf,
-            )
+            order = Order(*msgspec.structs.astuple(stored), visible_at=-math.inf)
             self._orders.setdefault((order.client_id, order.client_order_id), []).append(order)
             by_id[order.order_id] = order
         for stored_fill in fills:
-            self._fills.setdefault(stored_fill.client_id, []).append(
-                Fill(
-                    stored_fill.fill_seq,
-                    stored_fill.client_order_id,
-                    stored_fill.order_id,
-                    stored_fill.symbol,
-                    stored_fill.side,
-                    stored_fill.qty,
-                    stored_fill.price,
-                    stored_fill.leaves_qty,
-                )
-            )
+            self._fills.setdefault(stored_fill.client_id, []).append(stored_fill.as_sent())
         self._next_order_number = len(orders) + 1
         self._next_fill_seq = (fills[-1].fill_seq + 1) if fills else 1
         resumed = [
@@ -275,6 +244,8 @@ class Venue:
             request.side,
             request.qty,
             request.price,
+            OrderState.ACCEPTED,
+            filled_qty=0,
             accepted_at=time.time(),
         )
         self._next_order_number += 1
@@ -282,20 +253,7 @@ class Venue:
             earlier.append(order)
         else:
             self._orders[key] = [order]
-        self._commit.batch.new_orders.append(
-            (
-                order.order_id,
-                client_id,
-                order.client_order_id,
-                order.symbol,
-                order.side.value,
-                order.qty,
-                order.price,
-                order.state,
-                order.filled_qty,
-                order.accepted_at,
-            )
-        )
+        self._commit.batch.new_orders.append(order_row(order))
         received = self._loop.time()
         self._commit.after_commit(partial(self._accepted, peer, order, received, reset, drop_reply))
 
@@ -310,7 +268,7 @@ class Venue:
             )
             result = CancelResult(request.client_order_id, cancelled=False, reason=reason)
         else:
-            target.state = "cancelled"
+            target.state = OrderState.CANCELLED
             self.stats.cancels += 1
             self._commit.batch.order_updates.append((target.state, target.filled_qty, target.order_id))
             result = CancelResult(request.client_order_id, cancelled=True)
@@ -377,7 +335,7 @@ class Venue:
     def _fill(self, order: Order, qty: int) -> None:
         order.filled_qty += qty
         leaves_qty = order.qty - order.filled_qty
-        order.state = "filled" if leaves_qty == 0 else "partially_filled"
+        order.state = OrderState.FILLED if leaves_qty == 0 else OrderState.PARTIALLY_FILLED
         fill = Fill(
             self._next_fill_seq,
             order.client_order_id,
@@ -390,20 +348,7 @@ class Venue:
         )
         self._next_fill_seq += 1
         batch = self._commit.batch
-        batch.fills.append(
-            (
-                fill.fill_seq,
-                order.order_id,
-                order.client_id,
-                order.client_order_id,
-                order.symbol,
-                order.side.value,
-                fill.qty,
-                fill.price,
-                leaves_qty,
-                time.time(),
-            )
-        )
+        batch.fills.append(fill_row(fill, order.client_id, time.time()))
         batch.order_updates.append((order.state, order.filled_qty, order.order_id))
         self._commit.after_commit(partial(self._filled, order.client_id, fill))
 

@@ -29,7 +29,7 @@ from examples.order_routing.node.messages import (
     OrderIntent,
     OrdersDone,
 )
-from examples.order_routing.protocol import OrderAccepted, OrderRejected, OrderStatus
+from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
 from garrison import ActorContext
 from garrison.persistence import IntentLog, IntentState
 
@@ -142,7 +142,7 @@ class BrokerAnswers:
     def on_status(self, status: OrderStatus, now: float) -> None:
         cid = status.client_order_id
         if self.reconcile.pop(cid, None) is not None:
-            if status.found and status.state in ("filled", "cancelled"):
+            if status.found and status.state in CLOSED_STATES:
                 self.move(cid, IntentState.DONE, status.state)
             return
         since = self.in_doubt.get(cid)
@@ -151,7 +151,7 @@ class BrokerAnswers:
         if status.found:
             self.settle(cid)
             self.move(cid, IntentState.ACKED, f"found at the broker ({status.state})")
-            if status.state in ("filled", "cancelled"):
+            if status.state in CLOSED_STATES:
                 self.move(cid, IntentState.DONE, status.state)
             return
         lag = self.lookup_lag
