@@ -14,11 +14,67 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
 from .config import BrokerConfig, DedupeMode
 from .server import BrokerServer
+
+VENUE_OPTIONS: dict[str, dict[str, Any]] = {
+    "--latency-ms": {"type": float, "default": 1.0, "help": "delay before each reply (ms)"},
+    "--reject-rate": {"type": float, "default": 0.0, "help": "share of orders the venue rejects"},
+    "--drop-reply-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of accepted orders whose OrderAccepted is never sent (the dead zone)",
+    },
+    "--reset-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of NewOrders after which the connection is reset",
+    },
+    "--lookup-lag": {
+        "type": float,
+        "default": 0.2,
+        "help": "seconds an accepted order stays invisible to QueryOrder",
+    },
+    "--dedupe": {
+        "choices": [mode.value for mode in DedupeMode],
+        "help": "how the venue treats a reused client order id: refused always, only while the first "
+        "order is open, or never (default: %(default)s)",
+    },
+    "--partial-fills": {"action": "store_true", "help": "fill each order in 1-3 fills"},
+    "--fill-delay-ms": {
+        "type": float,
+        "default": 5.0,
+        "help": "delay from the accept (and between partial fills) to each fill (ms)",
+    },
+}
+"""The options of the venue's behaviour and faults (BrokerConfig's), by flag: declared once, for
+this command line and for those that start the broker with them (the example's harness)."""
+
+
+def venue_arguments(parser: argparse.ArgumentParser, *, title: str, dedupe: DedupeMode) -> None:
+    """Add VENUE_OPTIONS to ``parser`` as a group named ``title``, the dedupe mode defaulting to
+    ``dedupe``."""
+    group = parser.add_argument_group(title)
+    for flag, spec in VENUE_OPTIONS.items():
+        group.add_argument(flag, **spec)
+    parser.set_defaults(dedupe=dedupe.value)
+
+
+def venue_argv(args: argparse.Namespace) -> list[str]:
+    """The VENUE_OPTIONS values in ``args`` (parsed with ``venue_arguments``), as this command
+    line takes them."""
+    argv = []
+    for flag, spec in VENUE_OPTIONS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if spec.get("action") == "store_true":
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
@@ -31,28 +87,9 @@ def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--broker-id", default="sim-broker")
-    parser.add_argument("--latency-ms", type=float, default=1.0, help="delay before each reply")
-    parser.add_argument("--reject-rate", type=float, default=0.0, help="share of orders rejected")
-    parser.add_argument(
-        "--drop-reply-rate",
-        type=float,
-        default=0.0,
-        help="share of accepted orders whose OrderAccepted is never sent (the dead zone)",
-    )
-    parser.add_argument(
-        "--reset-rate", type=float, default=0.0, help="share of NewOrders after which the connection is reset"
-    )
-    parser.add_argument(
-        "--lookup-lag",
-        type=float,
-        default=0.2,
-        help="seconds an accepted order stays invisible to QueryOrder",
-    )
-    parser.add_argument("--dedupe", choices=[mode.value for mode in DedupeMode], default="always")
-    parser.add_argument("--partial-fills", action="store_true", help="fill each order in 1-3 fills")
-    parser.add_argument("--fill-delay-ms", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--verbose", action="store_true")
+    venue_arguments(parser, title="venue behaviour and faults", dedupe=DedupeMode.ALWAYS)
     args = parser.parse_args(argv)
     try:
         config = BrokerConfig(
