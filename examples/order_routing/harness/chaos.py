@@ -33,6 +33,7 @@ from examples.order_routing.harness.launch import (
     node_env,
     open_journal,
 )
+from examples.order_routing.harness.processes import arm_dead_zone, disarm_dead_zone, node_pid, stop_group
 from examples.order_routing.harness.verdict import judge
 from examples.order_routing.node.config import NodeConfig
 
@@ -65,36 +66,6 @@ def chaos_defaults(args: argparse.Namespace) -> None:
         )
 
 
-def alive(pid: int) -> bool:
-    """True while a process with ``pid`` exists (a zombie too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _node_pid(control: Path, heart_pid: int) -> int | None:
-    try:
-        pid = int((control / "node.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if pid != heart_pid and alive(pid) else None
-
-
-async def _stop_group(process: asyncio.subprocess.Process, timeout: float) -> int:
-    """SIGTERM the process (heart forwards it), wait bounded, then SIGKILL its whole group."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
-    return process.returncode if process.returncode is not None else -1
-
-
 async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
     chaos_defaults(args)
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="order-routing-chaos-"))
@@ -124,11 +95,11 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
                         )
                         return 2
                     await asyncio.sleep(schedule.uniform(args.min_interval, args.max_interval))
-                    pid = _node_pid(control, heart.pid)
+                    pid = node_pid(control, heart.pid)
                     if pid is None:
                         continue  # between incarnations
                     if schedule.random() < args.dead_zone_share:
-                        (control / "die-after").write_text(str(schedule.randint(1, 40)))
+                        arm_dead_zone(control, schedule.randint(1, 40))
                         dead_zone += 1
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
@@ -136,10 +107,9 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
                     print(f"chaos: kill {kills}/{args.kills} (pid {pid})", flush=True)
                 await asyncio.sleep(args.calm)
             finally:
-                code = await _stop_group(heart, 20.0)
+                code = await stop_group(heart, 20.0)
             print(f"chaos: {kills} kills ({dead_zone} armed for the dead zone); node stopped (exit {code})")
-            with contextlib.suppress(FileNotFoundError):
-                (control / "die-after").unlink()
+            disarm_dead_zone(control)
             settle = msgspec.structs.replace(
                 harness, chaos_faults_per_second=0.0,
                 settle_report=str(folder / "settle.json"), settle_timeout=args.settle_timeout,
@@ -156,7 +126,7 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             except TimeoutError:
                 print("chaos: the settle run did not finish in time")
             finally:
-                await _stop_group(settler, 5.0)
+                await stop_group(settler, 5.0)
             report = folder / "settle.json"
             print(f"chaos: settle report: {report.read_text() if report.exists() else 'none'}")
         async with open_journal(journal) as opened:

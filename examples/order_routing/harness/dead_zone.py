@@ -2,10 +2,9 @@
 
 That is the worst moment for exactly-once: the broker may accept the order
 while the node's intent is still SENDING, and no reply will ever come. The
-chaos and multinode runs arm it by writing ``die-after`` (a count of order
-frames) into a node's control folder before they kill it; the next process
-reads it once (``harness.entry``) and starts a ``DeadZoneGateway`` through the
-tree's ``gateway`` hook.
+chaos and multinode runs arm it (``processes.arm_dead_zone``) before they kill
+a node; its next process takes the order once (``harness.entry``) and starts
+a ``DeadZoneGateway`` through the tree's ``gateway`` hook.
 """
 
 from __future__ import annotations

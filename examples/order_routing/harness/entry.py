@@ -10,10 +10,9 @@ builder's hooks:
   (``settle_report``) that stops the node once nothing is pending;
 - ``gateway``: a DeadZoneGateway, when the run armed a kill in the dead zone.
 
-With ``control_dir`` set, the process writes its pid to
-``<control_dir>/node.pid``, so a run can SIGKILL the node itself rather than
-the heart that restarts it, and takes a one-shot ``die-after`` order from
-there (SIGKILL itself right after the Nth order frame it writes).
+With ``control_dir`` set, the process leaves its pid there, so a run can
+SIGKILL the node itself rather than the heart that restarts it, and takes a
+one-shot order from there to die in the dead zone (``processes.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import msgspec
 
 from examples.order_routing.harness.chaos_monkey import ChaosMonkey
 from examples.order_routing.harness.dead_zone import DeadZoneGateway
+from examples.order_routing.harness.processes import take_dead_zone_order, write_pid
 from examples.order_routing.harness.settler import Settler
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import load_config, settle_the_heap
@@ -53,23 +53,8 @@ def load_harness() -> HarnessConfig:
     taken away) if one is waiting in the control folder."""
     raw = os.environ.get(HARNESS_ENV)
     harness = HarnessConfig() if raw is None else msgspec.json.decode(raw, type=HarnessConfig)
-    if not harness.control_dir:
-        return harness
-    order = os.path.join(harness.control_dir, "die-after")
-    try:
-        with open(order) as file:
-            sends = int(file.read().strip() or 0)
-        os.unlink(order)
-    except FileNotFoundError:
-        return harness
-    return msgspec.structs.replace(harness, die_after_sends=sends)
-
-
-def write_pid(harness: HarnessConfig) -> None:
-    """Leave this process's pid where a run looks for it (its control folder)."""
-    if harness.control_dir:
-        with open(os.path.join(harness.control_dir, "node.pid"), "w") as pid_file:
-            pid_file.write(str(os.getpid()))
+    sends = take_dead_zone_order(harness.control_dir) if harness.control_dir else None
+    return harness if sends is None else msgspec.structs.replace(harness, die_after_sends=sends)
 
 
 def gateway(harness: HarnessConfig) -> type[DeadZoneGateway] | None:
@@ -91,12 +76,14 @@ def single_node() -> SupervisorSpec:
     """The single node's tree (``node.entry:spec``) with the harness's faults."""
     config, harness = load_config(), load_harness()
     settle_the_heap()
-    write_pid(harness)
+    if harness.control_dir:
+        write_pid(harness.control_dir)
     return build_spec(config, gateway=gateway(harness), extras=extras(config, harness))
 
 
 def shared_node() -> SupervisorSpec:
     """A node of several (``node.shared_tree:spec``) with the harness's faults."""
     config, harness = load_config(), load_harness()
-    write_pid(harness)
+    if harness.control_dir:
+        write_pid(harness.control_dir)
     return build_shared_spec(config, gateway=gateway(harness), extras=extras(config, harness))

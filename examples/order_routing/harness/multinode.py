@@ -33,9 +33,10 @@ import msgspec
 
 from examples.order_routing.broker.store import load_fills
 from examples.order_routing.harness.broker_process import BrokerProcess
-from examples.order_routing.harness.chaos import _node_pid, _stop_group, chaos_defaults
+from examples.order_routing.harness.chaos import chaos_defaults
 from examples.order_routing.harness.entry import HarnessConfig
 from examples.order_routing.harness.launch import HARNESSED_SHARED_NODE, HeartOptions, node_command, node_env
+from examples.order_routing.harness.processes import arm_dead_zone, disarm_dead_zone, node_pid, stop_group
 from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
@@ -125,11 +126,11 @@ class NodeProcess:
     def pid(self) -> int | None:
         """The node's own pid (not its heart's), once it has started."""
         assert self.process is not None
-        return _node_pid(self.control, self.process.pid)
+        return node_pid(self.control, self.process.pid)
 
     async def stop(self, timeout: float) -> int:
         assert self.process is not None
-        return await _stop_group(self.process, timeout)
+        return await stop_group(self.process, timeout)
 
 
 async def _journal_is_empty(journal: RedisJournal) -> bool:
@@ -194,8 +195,7 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
                 return code
             print("multinode: settling: every node again (under heart), without a feed")
             for node in nodes:
-                with contextlib.suppress(FileNotFoundError):
-                    (node.control / "die-after").unlink()
+                disarm_dead_zone(node.control)
                 node.config = msgspec.structs.replace(node.config, feed=False)
                 node.harness = msgspec.structs.replace(node.harness, chaos_faults_per_second=0.0)
                 await node.start(
@@ -272,7 +272,7 @@ async def _kill_loop(
             armed = schedule.random() < args.dead_zone_share
             if armed:
                 # The next incarnation SIGKILLs itself right after writing its Nth order.
-                (victim.control / "die-after").write_text(str(schedule.randint(1, 40)))
+                arm_dead_zone(victim.control, schedule.randint(1, 40))
                 dead_zone += 1
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.order_routing.harness.chaos import alive
+from examples.order_routing.harness.processes import alive
 
 from .runs import assert_verdict_passed, run_example
 

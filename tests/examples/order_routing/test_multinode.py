@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from examples.order_routing.harness.chaos import alive
+from examples.order_routing.harness.processes import alive
 from tests.persistence.redis._server import delete_namespace, shared_redis_url
 
 from .runs import assert_verdict_passed, run_example
