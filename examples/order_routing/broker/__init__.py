@@ -13,7 +13,7 @@ ground truth of a chaos run: ``load_orders``, ``load_fills`` and
 
 from __future__ import annotations
 
-from .config import BrokerConfig, DedupeMode
+from .config import BrokerConfig, DedupeMode, venue_arguments, venue_argv
 from .server import BrokerServer
 from .store import DuplicateOrder, StoredFill, StoredOrder, duplicates, load_fills, load_orders
 from .venue import BrokerStats
@@ -29,4 +29,6 @@ __all__ = [
     "duplicates",
     "load_fills",
     "load_orders",
+    "venue_arguments",
+    "venue_argv",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import enum
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class DedupeMode(enum.Enum):
@@ -72,3 +74,60 @@ def _dedupe_mode(name: str) -> DedupeMode:
     except ValueError:
         choices = ", ".join(mode.value for mode in DedupeMode)
         raise ValueError(f"dedupe must be one of {choices}, got {name!r}") from None
+
+
+VENUE_OPTIONS: dict[str, dict[str, Any]] = {
+    "--latency-ms": {"type": float, "default": 1.0, "help": "delay before each reply (ms)"},
+    "--reject-rate": {"type": float, "default": 0.0, "help": "share of orders the venue rejects"},
+    "--drop-reply-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of accepted orders whose OrderAccepted is never sent (the dead zone)",
+    },
+    "--reset-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of NewOrders after which the connection is reset",
+    },
+    "--lookup-lag": {
+        "type": float,
+        "default": 0.2,
+        "help": "seconds an accepted order stays invisible to QueryOrder",
+    },
+    "--dedupe": {
+        "choices": [mode.value for mode in DedupeMode],
+        "help": "how the venue treats a reused client order id: refused always, only while the first "
+        "order is open, or never (default: %(default)s)",
+    },
+    "--partial-fills": {"action": "store_true", "help": "fill each order in 1-3 fills"},
+    "--fill-delay-ms": {
+        "type": float,
+        "default": 5.0,
+        "help": "delay from the accept (and between partial fills) to each fill (ms)",
+    },
+}
+"""The options of the venue's behaviour and faults (BrokerConfig's), by flag: declared once, for
+the broker's command line (``__main__``) and for those that start the broker with them (the
+example's harness)."""
+
+
+def venue_arguments(parser: argparse.ArgumentParser, *, title: str, dedupe: DedupeMode) -> None:
+    """Add VENUE_OPTIONS to ``parser`` as a group named ``title``, the dedupe mode defaulting to
+    ``dedupe``."""
+    group = parser.add_argument_group(title)
+    for flag, spec in VENUE_OPTIONS.items():
+        group.add_argument(flag, **spec)
+    parser.set_defaults(dedupe=dedupe.value)
+
+
+def venue_argv(args: argparse.Namespace) -> list[str]:
+    """The VENUE_OPTIONS values in ``args`` (parsed with ``venue_arguments``), as the broker's
+    command line takes them."""
+    argv = []
+    for flag, spec in VENUE_OPTIONS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if spec.get("action") == "store_true":
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv

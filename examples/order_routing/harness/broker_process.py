@@ -10,9 +10,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from examples.order_routing.broker.__main__ import venue_arguments, venue_argv
-from examples.order_routing.broker.config import DedupeMode
-from examples.order_routing.broker.store import StoredOrder, duplicates, load_orders
+from examples.order_routing.broker import (
+    DedupeMode,
+    StoredOrder,
+    duplicates,
+    load_orders,
+    venue_arguments,
+    venue_argv,
+)
 
 START_TIMEOUT = 15.0
 
