@@ -32,6 +32,7 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
+from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._journal import (
     Ack,
     ReadsInBatches,
@@ -43,72 +44,9 @@ from garrison.persistence._journal import (
 from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
-# Every append of a group commit in one script: each is checked and written on its
-# own (a conflict or an error fails that append alone), and the whole batch is one
-# atomic step on the server. Per append, ARGV holds expected seq, event count, ack
-# count, the payloads, then (group, seq) per ack; KEYS its events key, meta key and
-# one offsets key per ack. The reply is one string, "<code>:<value>" per append
-# joined by ",": 1 = appended (value: new highest seq), 0 = conflict (value: the
-# stream's highest seq), -1 = error (value: the message). One bulk string parses far
-# faster in redis-py than a nested array of a hundred replies.
-_APPEND = """
-local out = {}
-local k, a = 1, 1
-while a <= #ARGV do
-  local events, meta = KEYS[k], KEYS[k + 1]
-  local expected, n, acks = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local first = a + 3
-  local current = redis.pcall('HGET', meta, 'highest')
-  if type(current) == 'table' then
-    out[#out + 1] = '-1:' .. string.gsub(current.err, ',', ';')
-  else
-    current = tonumber(current or '0')
-    if current ~= expected then
-      out[#out + 1] = string.format('0:%d', current)
-    else
-      local failed = nil
-      for i = 1, n do
-        local r = redis.pcall('XADD', events, string.format('%d-0', expected + i), 'p', ARGV[first + i - 1])
-        if type(r) == 'table' and r.err then failed = r.err break end
-      end
-      if failed then
-        out[#out + 1] = '-1:' .. string.gsub(failed, ',', ';')
-      else
-        if n > 0 then redis.call('HSET', meta, 'highest', string.format('%d', expected + n)) end
-        local g = first + n
-        for j = 1, acks do
-          local offsets, group, seq = KEYS[k + 1 + j], ARGV[g], tonumber(ARGV[g + 1])
-          g = g + 2
-          local old = tonumber(redis.call('HGET', offsets, group) or '0')
-          if seq > old then redis.call('HSET', offsets, group, string.format('%d', seq)) end
-        end
-        out[#out + 1] = string.format('1:%d', expected + n)
-      end
-    end
-  end
-  k = k + 2 + acks
-  a = first + n + 2 * acks
-end
-return table.concat(out, ',')
-"""
-
 MAX_APPENDS_PER_SCRIPT = 500
 """A bigger group commit runs as several scripts in one pipeline (Redis serves no one
 else while a script runs)."""
-
-_SNAPSHOT = """
-local old = tonumber(redis.call('HGET', KEYS[1], 'snapshot_seq') or '-1')
-if tonumber(ARGV[1]) >= old then
-  redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2])
-end
-return 1
-"""
-
-_ACK = """
-local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 1
-"""
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
 
@@ -227,9 +165,9 @@ class RedisJournal(ReadsInBatches):
             raise
         self._client = client
         self._writer_client = writer_client
-        self._append_script = client.register_script(_APPEND)
-        self._snapshot_script = client.register_script(_SNAPSHOT)
-        self._ack_script = client.register_script(_ACK)
+        self._append_script = client.register_script(scripts.APPEND)
+        self._snapshot_script = client.register_script(scripts.SNAPSHOT)
+        self._ack_script = client.register_script(scripts.ACK)
         await self._load_scripts(client)
         self._queue.reopen()
         self._writer = asyncio.get_running_loop().create_task(
@@ -404,7 +342,7 @@ class RedisJournal(ReadsInBatches):
         return None
 
     async def _load_scripts(self, client: Any) -> None:
-        self._append_sha = await client.script_load(_APPEND)
+        self._append_sha = await client.script_load(scripts.APPEND)
 
     def _settle(self, append: PendingAppend, result: Any) -> bool:
         """Answer ``append`` with its script result; True if it was accepted."""

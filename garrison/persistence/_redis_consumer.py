@@ -11,40 +11,11 @@ import time
 from typing import Any
 
 from garrison._errors import InvalidConfig
+from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._journal import check_positive_int, check_stream
 from garrison.persistence._redis import RedisJournal, _text, kept_cancelled
 from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._streams import Delivery
-
-# Dead-letter an entry: ack it in the group and, only if this call acked it (a
-# racing consumer may have), append it to the dead-letter journal stream under
-# the next seq, with the reason beside the payload. One script: both or neither.
-_DEAD_LETTER = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
-redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'reason', ARGV[4],
-  'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
-redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
-return seq
-"""
-
-# Renew this consumer's hold on entries: each one still pending under this consumer has its
-# idle time reset (XCLAIM to itself, min-idle 0, JUSTID: the delivery count is not touched);
-# one another consumer has claimed is left alone. One script, so a claim cannot slip in
-# between the owner check and the reset. Answers the ids renewed.
-_RENEW = """
-local kept = {}
-for i, id in ipairs(ARGV) do
-  if i > 2 then
-    local row = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-    if row[1] and row[1][2] == ARGV[2] then
-      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
-      kept[#kept + 1] = id
-    end
-  end
-end
-return kept
-"""
 
 
 class RedisConsumer:
@@ -196,7 +167,7 @@ class RedisConsumer:
             f"(max_deliveries={self.max_deliveries})"
         )
         if self._dead_letter_script is None:
-            self._dead_letter_script = client.register_script(_DEAD_LETTER)
+            self._dead_letter_script = client.register_script(scripts.DEAD_LETTER)
         moved = await self._dead_letter_script(
             keys=[
                 self._key,
@@ -236,7 +207,7 @@ class RedisConsumer:
             return set()
         client = self.journal._redis()
         if self._renew_script is None:
-            self._renew_script = client.register_script(_RENEW)
+            self._renew_script = client.register_script(scripts.RENEW)
         kept = await kept_cancelled(
             self._renew_script(
                 keys=[self._key], args=[self.group, self.consumer, *(entry_id(seq) for seq in seqs)]

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from garrison.persistence._redis import _APPEND
-from garrison.persistence._redis_consumer import _DEAD_LETTER
 from garrison.persistence._redis_ids import entry_id, entry_seq
+from garrison.persistence._redis_scripts import APPEND, DEAD_LETTER
 
 XADD_ID_FORMAT = re.compile(r"'XADD', [^,]+, string\.format\('([^']*)', ")
 """The id format string of a Lua script's XADD (Lua's string.format takes printf formats)."""
@@ -40,7 +39,7 @@ def test_a_negative_seq_has_no_entry_id() -> None:
         entry_id(-1)
 
 
-@pytest.mark.parametrize("script", [_APPEND, _DEAD_LETTER], ids=["append", "dead-letter"])
+@pytest.mark.parametrize("script", [APPEND, DEAD_LETTER], ids=["append", "dead-letter"])
 @pytest.mark.parametrize("seq", [0, 1, 42, 2**53])
 def test_the_lua_scripts_write_the_entry_id_python_reads_and_builds(script: str, seq: int) -> None:
     formats = XADD_ID_FORMAT.findall(script)

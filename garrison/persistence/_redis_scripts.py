@@ -1,0 +1,105 @@
+"""The Lua scripts of the Redis journal and its consumers, in one place.
+
+Each runs as one atomic step on the server. They write entry ids as
+``string.format('%d-0', seq)``, the form ``_redis_ids.entry_id`` builds and
+``entry_seq`` reads back (tests/persistence/test_redis_ids.py holds them to
+agreement). ``RedisJournal`` runs APPEND (every append of a group commit),
+SNAPSHOT and ACK; ``RedisConsumer`` runs DEAD_LETTER and RENEW.
+"""
+
+from __future__ import annotations
+
+# Every append of a group commit in one script: each is checked and written on its
+# own (a conflict or an error fails that append alone), and the whole batch is one
+# atomic step on the server. Per append, ARGV holds expected seq, event count, ack
+# count, the payloads, then (group, seq) per ack; KEYS its events key, meta key and
+# one offsets key per ack. The reply is one string, "<code>:<value>" per append
+# joined by ",": 1 = appended (value: new highest seq), 0 = conflict (value: the
+# stream's highest seq), -1 = error (value: the message). One bulk string parses far
+# faster in redis-py than a nested array of a hundred replies.
+APPEND = """
+local out = {}
+local k, a = 1, 1
+while a <= #ARGV do
+  local events, meta = KEYS[k], KEYS[k + 1]
+  local expected, n, acks = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local first = a + 3
+  local current = redis.pcall('HGET', meta, 'highest')
+  if type(current) == 'table' then
+    out[#out + 1] = '-1:' .. string.gsub(current.err, ',', ';')
+  else
+    current = tonumber(current or '0')
+    if current ~= expected then
+      out[#out + 1] = string.format('0:%d', current)
+    else
+      local failed = nil
+      for i = 1, n do
+        local r = redis.pcall('XADD', events, string.format('%d-0', expected + i), 'p', ARGV[first + i - 1])
+        if type(r) == 'table' and r.err then failed = r.err break end
+      end
+      if failed then
+        out[#out + 1] = '-1:' .. string.gsub(failed, ',', ';')
+      else
+        if n > 0 then redis.call('HSET', meta, 'highest', string.format('%d', expected + n)) end
+        local g = first + n
+        for j = 1, acks do
+          local offsets, group, seq = KEYS[k + 1 + j], ARGV[g], tonumber(ARGV[g + 1])
+          g = g + 2
+          local old = tonumber(redis.call('HGET', offsets, group) or '0')
+          if seq > old then redis.call('HSET', offsets, group, string.format('%d', seq)) end
+        end
+        out[#out + 1] = string.format('1:%d', expected + n)
+      end
+    end
+  end
+  k = k + 2 + acks
+  a = first + n + 2 * acks
+end
+return table.concat(out, ',')
+"""
+
+# Store a snapshot unless a newer one is stored already.
+SNAPSHOT = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'snapshot_seq') or '-1')
+if tonumber(ARGV[1]) >= old then
+  redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2])
+end
+return 1
+"""
+
+# Move a consumer group's offset; never backwards.
+ACK = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+# Dead-letter an entry: ack it in the group and, only if this call acked it (a
+# racing consumer may have), append it to the dead-letter journal stream under
+# the next seq, with the reason beside the payload. One script: both or neither.
+DEAD_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
+redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'reason', ARGV[4],
+  'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
+redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
+return seq
+"""
+
+# Renew this consumer's hold on entries: each one still pending under this consumer has its
+# idle time reset (XCLAIM to itself, min-idle 0, JUSTID: the delivery count is not touched);
+# one another consumer has claimed is left alone. One script, so a claim cannot slip in
+# between the owner check and the reset. Answers the ids renewed.
+RENEW = """
+local kept = {}
+for i, id in ipairs(ARGV) do
+  if i > 2 then
+    local row = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    if row[1] and row[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
+      kept[#kept + 1] = id
+    end
+  end
+end
+return kept
+"""
