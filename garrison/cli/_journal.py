@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 
@@ -36,19 +34,7 @@ def probe(path: Path) -> None:
     """Raise JournalCorrupt unless ``path`` is a garrison journal; reads only (never creates or migrates)."""
     from garrison.persistence import SqliteJournal
 
-    try:
-        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-        try:
-            application_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as error:
-        raise JournalCorrupt(str(path), f"not a SQLite database, or damaged ({error})") from error
-    if application_id == 0 and version == 0 and not tables:
-        raise JournalCorrupt(str(path), "an empty SQLite file, not a journal")
-    SqliteJournal(path)._check_header(application_id, version, tables)
+    SqliteJournal.check_file(path)
 
 
 def _event_types(spec: str) -> list[type[msgspec.Struct]]:

@@ -25,10 +25,10 @@ from loguru import logger
 from garrison._errors import (
     InvalidConfig,
     JournalClosed,
-    JournalCorrupt,
     JournalWriteError,
     SequenceConflict,
 )
+from garrison.persistence import _sqlite_schema as sqlite_schema
 from garrison.persistence._journal import (
     Ack,
     PackedEvents,
@@ -39,45 +39,12 @@ from garrison.persistence._journal import (
     check_stream,
     pack_rows,
 )
+from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, rollback, scalar
 from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
 MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
 
-_SCHEMA = (
-    # Rows go in append order (rowid): a group commit touching many streams
-    # writes a few sequential pages plus index entries, not a page per stream.
-    """CREATE TABLE events (
-        position INTEGER PRIMARY KEY,
-        stream TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        payload BLOB NOT NULL
-    )""",
-    "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
-    """CREATE TABLE snapshots (
-        stream TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        state BLOB NOT NULL
-    )""",
-    """CREATE TABLE deletions (
-        stream TEXT PRIMARY KEY,
-        up_to_seq INTEGER NOT NULL
-    )""",
-    """CREATE TABLE offsets (
-        stream TEXT NOT NULL,
-        grp TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (stream, grp)
-    ) WITHOUT ROWID""",
-)
-
-MIGRATIONS: dict[int, Sequence[str]] = {}
-"""Statements that take a file from schema version N to N+1. Applied only when
-the journal is opened with ``migrate=True``: migrations are explicit."""
-
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _WAL_SWITCH_ATTEMPTS = 500  # 10 ms apart: as long as busy_timeout
 CHECKPOINT_FRAMES = 1000
 """WAL frames a background checkpoint lets accumulate before it copies them (SQLite's own default)."""
@@ -162,6 +129,17 @@ class SqliteJournal(ReadsInBatches):
         self._checkpoint_after = 64
         """Commits between checkpoints, learned from how many WAL frames a commit writes."""
 
+    @staticmethod
+    def check_file(path: str | os.PathLike[str]) -> None:
+        """Raise JournalCorrupt unless ``path`` is a garrison journal this version opens
+        without ``migrate=True`` (the message says what is wrong and what to do).
+
+        Reads only: the file is opened read-only, never created, switched to WAL or
+        migrated. Blocks for one small synchronous read: for tools such as
+        ``garrison journal inspect``, not for code on the event loop.
+        """
+        sqlite_schema.check_file(path)
+
     # -- open and close ----------------------------------------------------------
 
     async def open(self) -> SqliteJournal:
@@ -213,94 +191,21 @@ class SqliteJournal(ReadsInBatches):
                 except sqlite3.OperationalError as error:
                     # Switching a new file to WAL needs it alone for a moment, and
                     # SQLite reports another opener as busy without waiting for it.
-                    if _error_name(error) != "SQLITE_BUSY" or attempt == _WAL_SWITCH_ATTEMPTS - 1:
+                    if error_name(error) != "SQLITE_BUSY" or attempt == _WAL_SWITCH_ATTEMPTS - 1:
                         raise
                     await asyncio.sleep(0.01)
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as error:
-            self._check_damage(error)
+            raise_if_damaged(error, self.path)
             raise
-
-    def _check_damage(self, error: sqlite3.DatabaseError, where: str = "") -> None:
-        """Raise JournalCorrupt if ``error`` says the file is not a database or is damaged."""
-        if _error_name(error) in _DAMAGED:
-            raise JournalCorrupt(self.path, f"{where}not a SQLite database, or damaged ({error})") from error
-
-    async def _read_header(self, db: aiosqlite.Connection) -> tuple[int, int, set[str]]:
-        # One read transaction: another connection creating the schema meanwhile
-        # must not make a half-created file look like some other program's.
-        own_transaction = not db.in_transaction
-        try:
-            if own_transaction:
-                await db.execute("BEGIN")
-            application_id = await _scalar(db, "PRAGMA application_id")
-            version = await _scalar(db, "PRAGMA user_version")
-            tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as error:
-            self._check_damage(error)
-            raise
-        finally:
-            if own_transaction:
-                await _rollback(db)
-        return application_id, version, tables
 
     async def _check_schema(self, db: aiosqlite.Connection) -> None:
         # The file is checked before anything is written to it (journal_mode=WAL
         # is persistent): a file of another application is left as it was.
-        application_id, version, tables = await self._read_header(db)
-        self._check_header(application_id, version, tables)
+        version = await sqlite_schema.check_schema(db, self.path, migrate=self.migrate)
         await self._configure(db)
-        if version == SCHEMA_VERSION:
-            return
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            # Another connection may have created or migrated the file meanwhile.
-            application_id, version, tables = await self._read_header(db)
-            self._check_header(application_id, version, tables)
-            if application_id == 0 and version == 0:
-                for statement in _SCHEMA:
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            else:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[step]:
-                        await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback(db)
-            raise
-
-    def _check_header(self, application_id: int, version: int, tables: set[str]) -> None:
-        """Raise JournalCorrupt unless the file is new, current, or migratable as asked."""
-        if application_id == 0 and version == 0:
-            if tables:
-                raise JournalCorrupt(
-                    self.path, f"a SQLite file of something else (tables {sorted(tables)}), not a journal"
-                )
-            return
-        if application_id != APPLICATION_ID:
-            raise JournalCorrupt(
-                self.path, f"a SQLite file of another application (application_id={application_id:#x})"
-            )
-        if version > SCHEMA_VERSION:
-            raise JournalCorrupt(
-                self.path,
-                f"written by a newer garrison (schema version {version}; this one reads up to "
-                f"{SCHEMA_VERSION}); upgrade garrison",
-            )
-        if version < SCHEMA_VERSION:
-            if not self.migrate:
-                raise JournalCorrupt(
-                    self.path,
-                    f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
-                    "open it with SqliteJournal(..., migrate=True)",
-                )
-            missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
-            if missing:
-                raise JournalCorrupt(
-                    self.path, f"schema version {version}: no migration from version {missing[0]}"
-                )
+        if version != sqlite_schema.SCHEMA_VERSION:
+            await sqlite_schema.create_or_migrate(db, self.path, migrate=self.migrate)
 
     async def close(self) -> None:
         """Finish the appends already queued, then close. Awaits."""
@@ -394,7 +299,7 @@ class SqliteJournal(ReadsInBatches):
                 await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
                 await db.execute("COMMIT")
             except BaseException:
-                await _rollback(db)
+                await rollback(db)
                 raise
 
         await self._exclusive(write)
@@ -590,7 +495,7 @@ class SqliteJournal(ReadsInBatches):
                 await db.executemany(_UPSERT_OFFSET, acks)
             await db.execute("COMMIT")
         except BaseException:
-            await _rollback(db)
+            await rollback(db)
             raise
 
     async def _load_highest(self, db: aiosqlite.Connection, streams: set[str]) -> None:
@@ -624,7 +529,7 @@ class SqliteJournal(ReadsInBatches):
                 try:
                     rows: list[tuple[int, bytes]] = list(await pending)
                 except sqlite3.DatabaseError as error:
-                    self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+                    raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
                     raise
                 pending = None
                 after_seq = rows[-1][0] if rows else after_seq
@@ -668,8 +573,10 @@ class SqliteJournal(ReadsInBatches):
                 try:
                     count, first, last, payloads = next(iter(await pending))
                 except sqlite3.DatabaseError as error:
-                    if _error_name(error) != "SQLITE_TOOBIG":
-                        self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+                    if error_name(error) != "SQLITE_TOOBIG":
+                        raise_if_damaged(
+                            error, self.path, f"reading stream {stream!r} after seq {after_seq}: "
+                        )
                         raise
                 else:
                     if count == 0:
@@ -698,7 +605,7 @@ class SqliteJournal(ReadsInBatches):
         try:
             return list(await db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)))  # type: ignore[arg-type]
         except sqlite3.DatabaseError as error:
-            self._check_damage(error, f"reading stream {stream!r} after seq {after_seq}: ")
+            raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
             raise
 
     async def _packs(self, db: aiosqlite.Connection) -> bool:
@@ -714,7 +621,7 @@ class SqliteJournal(ReadsInBatches):
                 await db.execute("PRAGMA reverse_unordered_selects = OFF")
                 encoding = next(iter(await db.execute_fetchall("PRAGMA encoding")))[0]
             except sqlite3.DatabaseError as error:
-                self._check_damage(error)
+                raise_if_damaged(error, self.path)
                 raise
             try:
                 plan = [
@@ -795,25 +702,10 @@ def _streams_to_load(batch: list[PendingAppend], cached: dict[str, int]) -> set[
     return streams
 
 
-def _error_name(error: sqlite3.Error) -> str:
-    return str(getattr(error, "sqlite_errorname", ""))
-
-
-async def _scalar(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
-    rows = list(await db.execute_fetchall(sql, parameters))
-    value = rows[0][0] if rows else None
-    return int(value) if value is not None else 0
-
-
 async def _highest(db: aiosqlite.Connection, stream: str) -> int:
-    return await _scalar(
+    return await scalar(
         db,
         "SELECT max(coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0), "
         "coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0))",
         (stream,),
     )
-
-
-async def _rollback(db: aiosqlite.Connection) -> None:
-    if db.in_transaction:
-        await db.execute("ROLLBACK")

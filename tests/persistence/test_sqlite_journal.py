@@ -16,6 +16,7 @@ from garrison import InvalidConfig
 from garrison._errors import JournalCorrupt
 from garrison.persistence import SqliteJournal
 from garrison.persistence import _sqlite as sqlite_module
+from garrison.persistence import _sqlite_schema as sqlite_schema
 
 from ._model import read_all
 
@@ -75,8 +76,8 @@ async def test_a_new_journal_is_a_wal_sqlite_file_marked_with_its_schema_version
     await journal.append("s", [b"x"], 0)
 
     assert pragma(journal_path, "journal_mode") == "wal"
-    assert pragma(journal_path, "application_id") == sqlite_module.APPLICATION_ID
-    assert pragma(journal_path, "user_version") == sqlite_module.SCHEMA_VERSION
+    assert pragma(journal_path, "application_id") == sqlite_schema.APPLICATION_ID
+    assert pragma(journal_path, "user_version") == sqlite_schema.SCHEMA_VERSION
 
 
 async def test_synchronous_is_full_by_default(journal: SqliteJournal) -> None:
@@ -223,7 +224,7 @@ async def make_journal(path: Path) -> None:
 
 async def test_a_file_from_a_newer_schema_is_refused_untouched(journal_path: Path) -> None:
     await make_journal(journal_path)
-    set_user_version(journal_path, sqlite_module.SCHEMA_VERSION + 1)
+    set_user_version(journal_path, sqlite_schema.SCHEMA_VERSION + 1)
     before = digest(journal_path)
 
     with pytest.raises(JournalCorrupt, match="newer garrison") as caught:
@@ -237,10 +238,10 @@ async def test_an_older_schema_needs_an_explicit_migration(
     journal_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await make_journal(journal_path)
-    current = sqlite_module.SCHEMA_VERSION
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", current + 1)
+    current = sqlite_schema.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", current + 1)
     monkeypatch.setattr(
-        sqlite_module, "MIGRATIONS", {current: ["CREATE TABLE added_by_migration (x INTEGER)"]}
+        sqlite_schema, "MIGRATIONS", {current: ["CREATE TABLE added_by_migration (x INTEGER)"]}
     )
 
     with pytest.raises(JournalCorrupt, match=r"migrate=True"):
@@ -263,10 +264,10 @@ async def test_a_migration_that_fails_leaves_the_file_at_its_old_version(
     journal_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await make_journal(journal_path)
-    current = sqlite_module.SCHEMA_VERSION
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", current + 1)
+    current = sqlite_schema.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", current + 1)
     monkeypatch.setattr(
-        sqlite_module,
+        sqlite_schema,
         "MIGRATIONS",
         {current: ["CREATE TABLE half_done (x INTEGER)", "ALTER TABLE no_such_table ADD COLUMN y"]},
     )
@@ -287,8 +288,8 @@ async def test_a_missing_migration_step_is_a_clear_error(
     journal_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await make_journal(journal_path)
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", sqlite_module.SCHEMA_VERSION + 1)
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {})
+    monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", sqlite_schema.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(sqlite_schema, "MIGRATIONS", {})
 
     with pytest.raises(JournalCorrupt, match="no migration from version"):
         await SqliteJournal(journal_path, migrate=True).open()

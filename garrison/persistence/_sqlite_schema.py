@@ -1,0 +1,202 @@
+"""The SQLite journal's file format: its tables, its header, its migrations, and the checks
+that refuse a file that is not a garrison journal this version reads.
+
+A garrison journal marks its file with ``PRAGMA application_id`` (``APPLICATION_ID``)
+and ``PRAGMA user_version`` (``SCHEMA_VERSION``). Every check here reads before
+anything is written: a file of another program, a damaged file or one written by
+a newer garrison raises JournalCorrupt and is left as it was. ``SqliteJournal``
+uses ``check_schema`` and ``create_or_migrate`` on open; tools that must not
+write (``garrison journal inspect``) use ``check_file`` through
+``SqliteJournal.check_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import aiosqlite
+
+from garrison._errors import JournalCorrupt
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
+
+SCHEMA = (
+    # Rows go in append order (rowid): a group commit touching many streams
+    # writes a few sequential pages plus index entries, not a page per stream.
+    """CREATE TABLE events (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+    """CREATE TABLE snapshots (
+        stream TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        state BLOB NOT NULL
+    )""",
+    """CREATE TABLE deletions (
+        stream TEXT PRIMARY KEY,
+        up_to_seq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE offsets (
+        stream TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (stream, grp)
+    ) WITHOUT ROWID""",
+)
+"""The statements that create a new journal file at ``SCHEMA_VERSION``."""
+
+MIGRATIONS: dict[int, Sequence[str]] = {}
+"""Statements that take a file from schema version N to N+1. Applied only when
+the journal is opened with ``migrate=True``: migrations are explicit."""
+
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+class Header(NamedTuple):
+    """What a file says about itself, read before anything is written to it."""
+
+    application_id: int
+    version: int
+    tables: set[str]
+
+
+def check_header(path: str, header: Header, *, migrate: bool) -> None:
+    """Raise JournalCorrupt unless the file is new (no tables at all), current, or older
+    and migratable with ``migrate=True``. The message names the file and what to do."""
+    application_id, version, tables = header
+    if application_id == 0 and version == 0:
+        if tables:
+            raise JournalCorrupt(
+                path, f"a SQLite file of something else (tables {sorted(tables)}), not a journal"
+            )
+        return
+    if application_id != APPLICATION_ID:
+        raise JournalCorrupt(
+            path, f"a SQLite file of another application (application_id={application_id:#x})"
+        )
+    if version > SCHEMA_VERSION:
+        raise JournalCorrupt(
+            path,
+            f"written by a newer garrison (schema version {version}; this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade garrison",
+        )
+    if version < SCHEMA_VERSION:
+        if not migrate:
+            raise JournalCorrupt(
+                path,
+                f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
+                "open it with SqliteJournal(..., migrate=True)",
+            )
+        missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
+        if missing:
+            raise JournalCorrupt(path, f"schema version {version}: no migration from version {missing[0]}")
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """Raise JournalCorrupt unless ``path`` is a garrison journal this version opens without
+    migrating. Reads only: the file is opened read-only, never created, configured or
+    migrated. Blocks (a synchronous read): for tools, not for the event loop."""
+    name = os.fspath(path)
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.realpath(name))}?mode=ro", uri=True)
+        try:
+            header = Header(
+                db.execute("PRAGMA application_id").fetchone()[0],
+                db.execute("PRAGMA user_version").fetchone()[0],
+                {row[0] for row in db.execute("SELECT name FROM sqlite_master")},
+            )
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:
+        raise JournalCorrupt(name, f"not a SQLite database, or damaged ({error})") from error
+    if header.application_id == 0 and header.version == 0 and not header.tables:
+        raise JournalCorrupt(name, "an empty SQLite file, not a journal")
+    check_header(name, header, migrate=False)
+
+
+async def read_header(db: aiosqlite.Connection, path: str) -> Header:
+    """The file's header, read in one read transaction (unless ``db`` is in one already).
+
+    Raises JournalCorrupt for a file that is not a SQLite database or is damaged."""
+    # One read transaction: another connection creating the schema meanwhile
+    # must not make a half-created file look like some other program's.
+    own_transaction = not db.in_transaction
+    try:
+        if own_transaction:
+            await db.execute("BEGIN")
+        application_id = await scalar(db, "PRAGMA application_id")
+        version = await scalar(db, "PRAGMA user_version")
+        tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as error:
+        raise_if_damaged(error, path)
+        raise
+    finally:
+        if own_transaction:
+            await rollback(db)
+    return Header(application_id, version, tables)
+
+
+async def check_schema(db: aiosqlite.Connection, path: str, *, migrate: bool) -> int:
+    """Read and check the header before anything is written; returns the file's schema
+    version (0 for a new file). Raises JournalCorrupt as ``check_header`` does."""
+    header = await read_header(db, path)
+    check_header(path, header, migrate=migrate)
+    return header.version
+
+
+async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: bool) -> None:
+    """Bring the file to ``SCHEMA_VERSION``: create the tables of a new file, or run the
+    migrations of an older one, in one write transaction (all or nothing).
+
+    The header is read again inside that transaction, since another connection may
+    have created or migrated the file meanwhile. Raises JournalCorrupt as
+    ``check_header`` does."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        header = await read_header(db, path)
+        check_header(path, header, migrate=migrate)
+        if header.application_id == 0 and header.version == 0:
+            for statement in SCHEMA:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        else:
+            for step in range(header.version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise
+
+
+def error_name(error: sqlite3.Error) -> str:
+    """SQLite's name for ``error`` (``SQLITE_BUSY``, ``SQLITE_CORRUPT``...), or ""."""
+    return str(getattr(error, "sqlite_errorname", ""))
+
+
+def raise_if_damaged(error: sqlite3.DatabaseError, path: str, where: str = "") -> None:
+    """Raise JournalCorrupt (from ``error``) if it says the file is not a database or is damaged."""
+    if error_name(error) in _DAMAGED:
+        raise JournalCorrupt(path, f"{where}not a SQLite database, or damaged ({error})") from error
+
+
+async def scalar(db: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
+    """The first column of the first row as an int (0 for no row or NULL)."""
+    rows = list(await db.execute_fetchall(sql, parameters))
+    value = rows[0][0] if rows else None
+    return int(value) if value is not None else 0
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Roll back the transaction ``db`` is in, if any."""
+    if db.in_transaction:
+        await db.execute("ROLLBACK")
