@@ -29,20 +29,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Never, TypeVar
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence import _redis_scripts as scripts
-from garrison.persistence._journal import (
-    Ack,
-    ReadsInBatches,
-    check_append,
-    check_positive_int,
-    check_seq,
-    check_stream,
-)
+from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
+from garrison.persistence._journal import Ack, ReadsInBatches, check_positive_int, check_seq, check_stream
 from garrison.persistence._redis_ids import entry_id, entry_seq
-from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 MAX_APPENDS_PER_SCRIPT = 500
 """A bigger group commit runs as several scripts in one pipeline (Redis serves no one
@@ -57,7 +50,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *_CONNECTION_ERRORS)
 
 
-class RedisJournal(ReadsInBatches):
+class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     """A journal on a Redis server (redis-py asyncio; ``pip install 'garrison[redis]'``).
 
     ``url`` as redis-py takes it (``redis://127.0.0.1:6379/0``). ``namespace``
@@ -65,6 +58,10 @@ class RedisJournal(ReadsInBatches):
     one cluster slot. ``ambiguity_timeout`` bounds how long an append keeps
     reconnecting to resolve a lost connection before it reports
     JournalWriteError (outcome unknown: read back).
+
+    Appends, ``stats``, ``open``/``close`` and group commit are the journal
+    core's (``GroupCommitJournal``); a batch commits as one round trip of
+    Lua scripts (``_commit_batch``), and ``commits`` counts round trips.
     """
 
     def __init__(
@@ -81,16 +78,14 @@ class RedisJournal(ReadsInBatches):
             raise InvalidConfig("url", url, "a Redis URL such as redis://127.0.0.1:6379/0")
         check_positive_int("read_batch", read_batch)
         self.url = url
+        super().__init__(url, "garrison:redis-journal")
         self.namespace = namespace
         self.read_batch = read_batch
         self.confirm_aof = confirm_aof
         self.ambiguity_timeout = ambiguity_timeout
         self.socket_timeout = socket_timeout
-        self.commits = 0
-        self.appends = 0
         self.resolved_ambiguous = 0
         """Appends whose connection dropped and that were settled by reading back."""
-        self._histograms = AppendHistograms()
         self._client: Any = None
         self._writer_client: Any = None
         self._append_script: Any = None
@@ -98,8 +93,6 @@ class RedisJournal(ReadsInBatches):
         self._ack_script: Any = None
         self._append_sha = ""
         self._waitaof = False
-        self._queue: WriterQueue[PendingAppend] = WriterQueue()
-        self._writer: asyncio.Task[None] | None = None
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -112,11 +105,11 @@ class RedisJournal(ReadsInBatches):
     def _offsets_key(self, stream: str) -> str:
         return f"{self.namespace}:{{{stream}}}:offsets"
 
-    # -- open and close ------------------------------------------------------------------
+    # -- open and close (the journal core's hooks) ----------------------------------------
 
-    async def open(self) -> RedisJournal:
-        if self._writer is not None:
-            return self
+    async def _open_connections(self) -> None:
+        """Connect (two clients: the writer's and the rest's), check the server and load the
+        scripts; raises ConnectionError or InvalidConfig, leaving nothing open."""
         try:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
@@ -169,27 +162,11 @@ class RedisJournal(ReadsInBatches):
         self._snapshot_script = client.register_script(scripts.SNAPSHOT)
         self._ack_script = client.register_script(scripts.ACK)
         await self._load_scripts(client)
-        self._queue.reopen()
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(), name="garrison:redis-journal"
-        )
-        return self
 
-    async def close(self) -> None:
-        writer = self._writer
-        if writer is None:
-            return
-        self._writer = None
-        await self._queue.finish(writer, JournalClosed(self.url))
+    async def _close_connections(self) -> None:
         await self._client.aclose()
         await self._writer_client.aclose()
         self._client = self._writer_client = None
-
-    async def __aenter__(self) -> RedisJournal:
-        return await self.open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -197,24 +174,6 @@ class RedisJournal(ReadsInBatches):
         return self._client
 
     # -- appends (group commit: one script per round trip) -------------------------------
-
-    async def append(
-        self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
-    ) -> int:
-        """Append atomically after ``expected_seq``; returns the new highest seq once Redis
-        acknowledged it (and, with ``confirm_aof``, once it reached the AOF). Raises
-        SequenceConflict (nothing written) or JournalWriteError (outcome unknown)."""
-        check_append(stream, events, expected_seq)
-        if not events and not acks:
-            return expected_seq
-        if self._writer is None:
-            raise JournalClosed(self.url)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
-        started = time.monotonic()
-        highest = await future
-        self._histograms.latency(time.monotonic() - started)
-        return highest
 
     def _script_call(self, appends: Sequence[PendingAppend]) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
@@ -229,17 +188,10 @@ class RedisJournal(ReadsInBatches):
                 args += (ack.group, ack.seq)
         return keys, args
 
-    async def _write_loop(self) -> None:
-        while (batch := await self._queue.next_batch()) is not None:
-            try:
-                await self._commit(batch)
-            except Exception as error:
-                # Whatever went wrong, the writer lives on: a dead writer would leave
-                # every later append waiting forever.
-                for append in batch:
-                    append.fail(JournalWriteError(append.stream, error))
-
-    async def _commit(self, batch: list[PendingAppend]) -> None:
+    async def _commit_batch(self, batch: list[PendingAppend]) -> None:
+        """The journal core's hook: the batch's appends in one round trip (several scripts in
+        one pipeline past MAX_APPENDS_PER_SCRIPT); a lost connection is settled by reading
+        back, append by append."""
         client = self._writer_client
         # A round trip that takes longer is treated as a lost connection (settled by
         # reading back); WAITAOF may itself wait up to socket_timeout.
@@ -509,11 +461,6 @@ class RedisJournal(ReadsInBatches):
         check_stream(stream)
         value = await kept_cancelled(self._redis().hget(self._offsets_key(stream), group))
         return int(value) if value is not None else 0
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for metrics, as SqliteJournal reports them: appends, commits (round trips),
-        append latency and appends-per-round-trip histograms."""
-        return self._histograms.stats(self.appends, self.commits)
 
     def __repr__(self) -> str:
         return f"RedisJournal({self.url!r}, {'open' if self._writer is not None else 'closed'})"

@@ -14,33 +14,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import lru_cache
-from time import monotonic
 from typing import Any
 
 import aiosqlite
 from loguru import logger
 
-from garrison._errors import (
-    InvalidConfig,
-    JournalClosed,
-    JournalWriteError,
-    SequenceConflict,
-)
+from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
 from garrison.persistence import _sqlite_schema as sqlite_schema
+from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
 from garrison.persistence._journal import (
-    Ack,
     PackedEvents,
     ReadsInBatches,
-    check_append,
     check_positive_int,
     check_seq,
     check_stream,
     pack_rows,
 )
 from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, rollback, scalar
-from garrison.persistence._writer import AppendHistograms, PendingAppend, WriterQueue
 
 MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
 
@@ -69,6 +61,9 @@ class _Exclusive:
 
     __slots__ = ("commit", "future", "operation")
 
+    stream = "(snapshot/ack/delete)"
+    """What a JournalWriteError of this write names in place of a stream."""
+
     def __init__(
         self,
         operation: Callable[[aiosqlite.Connection], Awaitable[None]],
@@ -80,8 +75,14 @@ class _Exclusive:
         self.future = future
         self.commit = commit
 
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+            if not self.commit:
+                self.future.exception()  # retrieved: nobody awaits housekeeping
 
-class SqliteJournal(ReadsInBatches):
+
+class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
     """A journal in one SQLite file (WAL mode).
 
     ``synchronous="FULL"`` (default) makes every acknowledged append survive
@@ -90,7 +91,10 @@ class SqliteJournal(ReadsInBatches):
     damaged, or was written by a newer schema raises JournalCorrupt; a file
     from an older schema needs ``migrate=True``.
 
-    Use as ``async with SqliteJournal("state.db") as journal:``.
+    Use as ``async with SqliteJournal("state.db") as journal:``. Appends,
+    ``stats``, ``open``/``close`` and group commit are the journal core's
+    (``GroupCommitJournal``); a batch commits as one transaction
+    (``_commit_batch``).
     """
 
     def __init__(
@@ -105,17 +109,12 @@ class SqliteJournal(ReadsInBatches):
             raise InvalidConfig("synchronous", synchronous, f"must be one of {_SYNCHRONOUS}")
         check_positive_int("read_batch", read_batch)
         self.path = os.fspath(path)
+        super().__init__(self.path, f"garrison:journal-writer:{self.path}")
         self.synchronous = str(synchronous).upper()
         self.read_batch = read_batch
         self.migrate = migrate
-        self.commits = 0
-        """Transactions committed by the writer (appends per commit = group-commit batching)."""
-        self.appends = 0
-        self._histograms = AppendHistograms()
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
-        self._queue: WriterQueue[PendingAppend | _Exclusive] = WriterQueue()
-        self._writer: asyncio.Task[None] | None = None
         self._highest: dict[str, int] = {}
         self._packing_checked: aiosqlite.Connection | None = None
         self._packing = False
@@ -140,12 +139,10 @@ class SqliteJournal(ReadsInBatches):
         """
         sqlite_schema.check_file(path)
 
-    # -- open and close ----------------------------------------------------------
+    # -- open and close (the journal core's hooks) -------------------------------------
 
-    async def open(self) -> SqliteJournal:
-        """Open (creating if new) and check the file. Awaits; raises JournalCorrupt."""
-        if self._writer is not None:
-            return self
+    async def _open_connections(self) -> None:
+        """Open (creating if new) and check the file; raises JournalCorrupt, leaving nothing open."""
         writer = await self._connect(configure=False)
         try:
             await self._check_schema(writer)
@@ -165,11 +162,15 @@ class SqliteJournal(ReadsInBatches):
         self._reader_db = reader
         # Another process may have appended while this journal was closed.
         self._highest.clear()
-        self._queue.reopen()
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(), name=f"garrison:journal-writer:{self.path}"
-        )
-        return self
+
+    async def _close_connections(self) -> None:
+        if self._checkpointing is not None:
+            # Its statement runs on the connection's thread and cannot be cut short.
+            await asyncio.wait({self._checkpointing})
+        for db in (self._writer_db, self._reader_db, self._checkpoint_db):
+            if db is not None:
+                await db.close()
+        self._writer_db = self._reader_db = self._checkpoint_db = None
 
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -207,51 +208,7 @@ class SqliteJournal(ReadsInBatches):
         if version != sqlite_schema.SCHEMA_VERSION:
             await sqlite_schema.create_or_migrate(db, self.path, migrate=self.migrate)
 
-    async def close(self) -> None:
-        """Finish the appends already queued, then close. Awaits."""
-        writer = self._writer
-        if writer is None:
-            return
-        self._writer = None
-        await self._queue.finish(writer, JournalClosed(self.path))
-        if self._checkpointing is not None:
-            # Its statement runs on the connection's thread and cannot be cut short.
-            await asyncio.wait({self._checkpointing})
-        for db in (self._writer_db, self._reader_db, self._checkpoint_db):
-            if db is not None:
-                await db.close()
-        self._writer_db = self._reader_db = self._checkpoint_db = None
-
-    async def __aenter__(self) -> SqliteJournal:
-        return await self.open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     # -- writes ------------------------------------------------------------------------
-
-    async def append(
-        self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
-    ) -> int:
-        """Append ``events`` atomically after ``expected_seq``; returns the new highest seq.
-
-        Returns once the events are durable. Raises SequenceConflict (nothing
-        written) or JournalWriteError (the outcome is unknown: read back).
-        If the caller is cancelled, the append may still be committed.
-        """
-        check_append(stream, events, expected_seq)
-        if not events and not acks:
-            return expected_seq
-        future = self._submit_future()
-        self._queue.put(PendingAppend(stream, events, expected_seq, acks, future))
-        started = monotonic()
-        highest = await future
-        self._histograms.latency(monotonic() - started)
-        return highest
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for metrics: appends, commits, append latency and batch-size histograms."""
-        return self._histograms.stats(self.appends, self.commits)
 
     async def ack(self, stream: str, group: str, seq: int) -> None:
         """Move ``group``'s offset on ``stream`` to ``seq``; never moves it backwards."""
@@ -304,30 +261,26 @@ class SqliteJournal(ReadsInBatches):
 
         await self._exclusive(write)
 
-    def _submit_future(self) -> asyncio.Future[int]:
-        if self._writer is None:
-            raise JournalClosed(self.path)
-        return asyncio.get_running_loop().create_future()
-
     async def _exclusive(self, operation: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
-        future = self._submit_future()
+        future = self._new_future()
         self._queue.put(_Exclusive(operation, future))
         await future
 
-    async def _write_loop(self) -> None:
-        while (batch := await self._queue.next_batch()) is not None:
-            appends: list[PendingAppend] = []
-            for item in batch:
-                if isinstance(item, PendingAppend):
-                    appends.append(item)
-                    continue
-                # Keep order: appends queued before this write commit first.
-                if appends:
-                    await self._commit(appends)
-                    appends = []
-                await self._run_exclusive(item)
+    async def _commit_batch(self, batch: list[PendingAppend | _Exclusive]) -> None:
+        """The journal core's hook: appends in runs of one transaction each, every other
+        write alone, in the order queued."""
+        appends: list[PendingAppend] = []
+        for item in batch:
+            if isinstance(item, PendingAppend):
+                appends.append(item)
+                continue
+            # Keep order: appends queued before this write commit first.
             if appends:
                 await self._commit(appends)
+                appends = []
+            await self._run_exclusive(item)
+        if appends:
+            await self._commit(appends)
 
     async def _run_exclusive(self, item: _Exclusive) -> None:
         assert self._writer_db is not None
@@ -337,7 +290,7 @@ class SqliteJournal(ReadsInBatches):
             if not item.commit:
                 logger.opt(exception=True).warning("journal {path}: checkpoint failed", path=self.path)
             elif not item.future.done():
-                item.future.set_exception(JournalWriteError("(snapshot/ack/delete)", error))
+                item.future.set_exception(JournalWriteError(item.stream, error))
         else:
             if item.commit:
                 self._committed()
