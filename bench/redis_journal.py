@@ -218,7 +218,7 @@ async def _garrison_consume(url: str, entries: int) -> float:
 
     prefix = _prefix()
     async with RedisJournal(url, namespace=prefix) as journal:
-        await _fill(journal._redis(), journal.events_key("orders"), journal._meta_key("orders"), entries)
+        await _fill(journal.client(), journal.events_key("orders"), journal.meta_key("orders"), entries)
         consumer = RedisConsumer(journal, "orders", "executors", "garrison", batch=100)
         consumed = 0
         started = time.perf_counter()

@@ -97,9 +97,14 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     # -- keys ---------------------------------------------------------------------------
 
     def events_key(self, stream: str) -> str:
+        """The Redis stream that holds ``stream``'s events (entry ids ``<seq>-0``, payload in ``p``)."""
         return f"{self.namespace}:{{{stream}}}:events"
 
-    def _meta_key(self, stream: str) -> str:
+    def meta_key(self, stream: str) -> str:
+        """The hash of ``stream``'s ``highest`` seq and its snapshot (``snapshot_seq``, ``snapshot``).
+
+        A script that appends to a journal stream on the server (a dead letter) moves
+        ``highest`` with its XADD, in the same script."""
         return f"{self.namespace}:{{{stream}}}:meta"
 
     def _offsets_key(self, stream: str) -> str:
@@ -168,7 +173,13 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         await self._writer_client.aclose()
         self._client = self._writer_client = None
 
-    def _redis(self) -> Any:
+    def client(self) -> Any:
+        """The journal's general connection (a redis-py asyncio client), for ``RedisConsumer``
+        and tools that work on the journal's keys (``events_key``, ``meta_key``).
+
+        Appends never go through it: the writer has a connection of its own. Raises
+        JournalClosed while the journal is closed. A command on it has the journal's
+        ``socket_timeout`` and no retries."""
         if self._client is None:
             raise JournalClosed(self.url)
         return self._client
@@ -180,7 +191,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         args: list[Any] = []
         for append in appends:
             stream = append.stream
-            keys += (self.events_key(stream), self._meta_key(stream))
+            keys += (self.events_key(stream), self.meta_key(stream))
             args += (append.expected_seq, len(append.events), len(append.acks))
             args += append.events
             for ack in append.acks:
@@ -284,7 +295,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         for reply in confirmation:
             if isinstance(reply, Exception):
                 return RuntimeError(f"could not read the AOF policy: {reply}")
-            settings.update({_text(key): _text(value) for key, value in dict(reply).items()})
+            settings.update({as_text(key): as_text(value) for key, value in dict(reply).items()})
         if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
             return RuntimeError(
                 f"written, but the server now runs appendonly={settings.get('appendonly')} "
@@ -335,7 +346,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     async def _settle_ambiguous(self, append: PendingAppend) -> int | BaseException:
         """Run the conditional append again; the new highest seq, or the error to report."""
         keys, args = self._script_call([append])
-        client = self._redis()
+        client = self.client()
         async with client.pipeline(transaction=False) as pipe:
             # The script object loads the script if the server lost it (a restart).
             await self._append_script(keys=keys, args=args, client=pipe)
@@ -343,7 +354,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             if marked:
                 # WAITAOF waits for this connection's last write: make one, so that it
                 # also covers entries the lost connection may have written before it.
-                pipe.hincrby(self._meta_key(append.stream), "resolved", 1)
+                pipe.hincrby(self.meta_key(append.stream), "resolved", 1)
             self._queue_confirmation(pipe)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         [result], confirmation = _unpack(replies[0], 1), replies[2:] if marked else replies[1:]
@@ -381,7 +392,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     async def _entries(self, stream: str, after_seq: int, count: int) -> list[bytes]:
         rows = await kept_cancelled(
-            self._redis().xrange(self.events_key(stream), entry_id(after_seq + 1), "+", count=count)
+            self.client().xrange(self.events_key(stream), entry_id(after_seq + 1), "+", count=count)
         )
         return [bytes(fields[b"p"]) for _, fields in rows]
 
@@ -392,9 +403,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         check_seq("seq", seq)
         if not isinstance(state, bytes):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
-        client = self._redis()
+        client = self.client()
         try:
-            await self._snapshot_script(keys=[self._meta_key(stream)], args=[seq, state], client=client)
+            await self._snapshot_script(keys=[self.meta_key(stream)], args=[seq, state], client=client)
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
 
@@ -402,7 +413,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """Delete events up to ``up_to_seq``, but never one a consumer group has not acked."""
         check_stream(stream)
         check_seq("up_to_seq", up_to_seq)
-        client = self._redis()
+        client = self.client()
         key = self.events_key(stream)
         limit = up_to_seq
         try:
@@ -417,7 +428,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     async def ack(self, stream: str, group: str, seq: int) -> None:
         check_stream(stream)
         check_seq("seq", seq)
-        client = self._redis()
+        client = self.client()
         try:
             await self._ack_script(keys=[self._offsets_key(stream)], args=[group, seq], client=client)
         except _redis_errors() as error:
@@ -430,7 +441,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         check_stream(stream)
         check_seq("after_seq", after_seq)
-        client = self._redis()
+        client = self.client()
         key = self.events_key(stream)
         cursor = after_seq
         while True:
@@ -445,13 +456,13 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
-        value = await kept_cancelled(self._redis().hget(self._meta_key(stream), "highest"))
+        value = await kept_cancelled(self.client().hget(self.meta_key(stream), "highest"))
         return int(value) if value is not None else 0
 
     async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
         check_stream(stream)
         seq, state = await kept_cancelled(
-            self._redis().hmget(self._meta_key(stream), ["snapshot_seq", "snapshot"])
+            self.client().hmget(self.meta_key(stream), ["snapshot_seq", "snapshot"])
         )
         if seq is None or state is None:
             return None
@@ -459,7 +470,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     async def acked_seq(self, stream: str, group: str) -> int:
         check_stream(stream)
-        value = await kept_cancelled(self._redis().hget(self._offsets_key(stream), group))
+        value = await kept_cancelled(self.client().hget(self._offsets_key(stream), group))
         return int(value) if value is not None else 0
 
     def __repr__(self) -> str:
@@ -501,7 +512,8 @@ def _is_noscript(result: Any) -> bool:
     return isinstance(result, redis.exceptions.NoScriptError)
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A reply's bytes as text (a str as it is)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from garrison._errors import InvalidConfig
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._journal import check_positive_int, check_stream
-from garrison.persistence._redis import RedisJournal, _text, kept_cancelled
+from garrison.persistence._redis import RedisJournal, as_text, kept_cancelled
 from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._streams import Delivery
 
@@ -82,7 +82,7 @@ class RedisConsumer:
         import redis.exceptions
 
         try:
-            await self.journal._redis().xgroup_create(
+            await self.journal.client().xgroup_create(
                 self._key, self.group, id=entry_id(from_seq), mkstream=True
             )
         except redis.exceptions.ResponseError as error:
@@ -93,7 +93,7 @@ class RedisConsumer:
         """Entries for this consumer: its own unacked ones first (once, after it starts), then
         ones reclaimed from consumers idle longer than ``claim_idle``, then new ones (waiting
         up to ``block`` seconds of real time for new ones). Awaits one or two round trips."""
-        client = self.journal._redis()
+        client = self.journal.client()
         if self._own_cursor is not None:
             rows = await kept_cancelled(
                 client.xreadgroup(self.group, self.consumer, {self._key: self._own_cursor}, count=self.batch)
@@ -101,7 +101,7 @@ class RedisConsumer:
             entries = rows[0][1] if rows else []
             # Read on from the last one: a caller that has not acked them yet must not get
             # them again (each read would count as one more delivery).
-            self._own_cursor = _text(entries[-1][0]) if len(entries) >= self.batch else None
+            self._own_cursor = as_text(entries[-1][0]) if len(entries) >= self.batch else None
             entries = [entry for entry in entries if entry[1]]
             if entries:
                 return await self._screen(client, entries)
@@ -137,7 +137,7 @@ class RedisConsumer:
                     count=self.batch,
                 )
             )
-            self._claim_cursor = _text(cursor)
+            self._claim_cursor = as_text(cursor)
             if self._claim_cursor == "0-0":
                 self._next_claim = time.monotonic() + self.claim_idle / 4
             entries = [entry for entry in entries if entry[1]]
@@ -172,7 +172,7 @@ class RedisConsumer:
             keys=[
                 self._key,
                 self.journal.events_key(self.dead_letter_stream),
-                self.journal._meta_key(self.dead_letter_stream),
+                self.journal.meta_key(self.dead_letter_stream),
             ],
             args=[
                 self.group,
@@ -191,7 +191,7 @@ class RedisConsumer:
         """Acknowledge entries by seq after their effect is durable; returns how many were pending."""
         if not seqs:
             return 0
-        return int(await self.journal._redis().xack(self._key, self.group, *(entry_id(seq) for seq in seqs)))
+        return int(await self.journal.client().xack(self._key, self.group, *(entry_id(seq) for seq in seqs)))
 
     async def renew(self, *seqs: int) -> set[int]:
         """Keep holding entries delivered to this consumer: those still pending under its name
@@ -205,7 +205,7 @@ class RedisConsumer:
         """
         if not seqs:
             return set()
-        client = self.journal._redis()
+        client = self.journal.client()
         if self._renew_script is None:
             self._renew_script = client.register_script(scripts.RENEW)
         kept = await kept_cancelled(
@@ -220,11 +220,11 @@ class RedisConsumer:
 
         Read from the server (XINFO GROUPS), so it counts every consumer of the
         group in every process; the same figure as ``ConsumerGroup.lag()``."""
-        client = self.journal._redis()
+        client = self.journal.client()
         if not await client.exists(self._key):
             return 0
         for info in await client.xinfo_groups(self._key):
-            if _text(info["name"]) == self.group:
+            if as_text(info["name"]) == self.group:
                 undelivered = info.get("lag")
                 if undelivered is None:
                     undelivered = max(

@@ -68,7 +68,7 @@ class Venue:
         self.index_key = f"{journal.namespace}:venue:by-client-order-id"
 
     async def send(self, orders: Sequence[tuple[str, Order]]) -> None:
-        async with self.journal._redis().pipeline(transaction=True) as pipe:
+        async with self.journal.client().pipeline(transaction=True) as pipe:
             for coid, order in orders:
                 pipe.xadd(self.effects_key, {"coid": coid, "order": order.order_id})
                 pipe.hincrby(self.index_key, coid, 1)
@@ -76,10 +76,10 @@ class Venue:
 
     async def lookup(self, coid: str) -> bool:
         """Did the venue ever get this order? (Reliable: the index commits with the effect.)"""
-        return bool(await self.journal._redis().hexists(self.index_key, coid))
+        return bool(await self.journal.client().hexists(self.index_key, coid))
 
     async def effects(self) -> list[str]:
-        rows = await self.journal._redis().xrange(self.effects_key)
+        rows = await self.journal.client().xrange(self.effects_key)
         return [fields[b"coid"].decode() for _, fields in rows]
 
 
@@ -140,7 +140,7 @@ class OrderExecutor:
     async def _owned(self, seqs: Sequence[int]) -> set[int]:
         """The entries still pending under this consumer's name."""
         key = self.consumer.journal.events_key(ORDERS)
-        async with self.consumer.journal._redis().pipeline(transaction=False) as pipe:
+        async with self.consumer.journal.client().pipeline(transaction=False) as pipe:
             for seq in seqs:
                 pipe.xpending_range(key, GROUP, min=f"{seq}-0", max=f"{seq}-0", count=1)
             replies: list[Any] = await pipe.execute()

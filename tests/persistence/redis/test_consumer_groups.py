@@ -103,7 +103,7 @@ async def test_a_dead_consumers_entries_are_reclaimed_after_claim_idle_with_thei
         (3, b"o3", 2),
     ]
     assert live.reclaimed == 3
-    pending = await redis_journal._redis().xpending_range(
+    pending = await redis_journal.client().xpending_range(
         redis_journal.events_key("orders"), "executors", min="-", max="+", count=10
     )
     assert {row["consumer"] for row in pending} == {b"live"}
@@ -126,7 +126,7 @@ async def test_renewing_keeps_a_slow_consumers_entries_and_never_takes_back_one_
 
     assert [d.seq for d in reclaimed] == [3]  # o1 and o2 were renewed 0.3 s ago: still held
     assert await slow.renew(1, 2, 3) == {1, 2}  # o3 is live's now, and stays live's
-    pending = await redis_journal._redis().xpending_range(
+    pending = await redis_journal.client().xpending_range(
         redis_journal.events_key("orders"), "executors", min="-", max="+", count=10
     )
     assert {(row["message_id"], row["consumer"], row["times_delivered"]) for row in pending} == {
@@ -171,7 +171,7 @@ async def test_reclaiming_reaches_idle_entries_behind_a_long_busy_pending_list(
     busy = consumer(redis_journal, "busy", batch=65)
     assert len(await busy.read()) == 65  # pending at a live consumer, not idle
     # The last five belong to a consumer gone quiet 5 s ago.
-    await redis_journal._redis().xclaim(
+    await redis_journal.client().xclaim(
         redis_journal.events_key("orders"), "executors", "dead", 0, [f"{s}-0" for s in range(61, 66)],
         idle=5000,
     )  # fmt: skip
@@ -204,7 +204,7 @@ async def test_an_entry_delivered_more_than_max_deliveries_moves_to_the_dead_let
     assert await first.lag() == 0  # acked: it no longer blocks the group
     dead = DurableStream(redis_journal, "orders.dead-letters")
     assert [row async for row in redis_journal.read("orders.dead-letters")] == [(1, b"poison")]
-    [(entry_id, fields)] = await redis_journal._redis().xrange(redis_journal.events_key(dead.name))
+    [(entry_id, fields)] = await redis_journal.client().xrange(redis_journal.events_key(dead.name))
     assert entry_id == b"1-0"
     assert fields[b"stream"] == b"orders" and fields[b"seq"] == b"1" and fields[b"group"] == b"executors"
     assert fields[b"reason"] == b"delivered 3 times to group 'executors' without an ack (max_deliveries=2)"

@@ -69,7 +69,7 @@ async def test_sequence_numbers_past_2_to_the_47_keep_integer_entry_ids(
 ) -> None:
     """Lua numbers print as 1e+15 unless formatted: such an id would not even parse."""
     far = 10**15
-    await raw.hset(redis_journal._meta_key("far"), "highest", far)
+    await raw.hset(redis_journal.meta_key("far"), "highest", far)
 
     assert await redis_journal.append("far", [b"x", b"y"], far) == far + 2
 
@@ -189,7 +189,7 @@ async def test_an_append_that_fails_on_the_server_fails_alone_in_its_group_commi
     redis_journal: RedisJournal, raw: aioredis.Redis
 ) -> None:
     await raw.set(redis_journal.events_key("broken"), "not a stream")
-    await raw.hset(redis_journal._meta_key("broken"), "highest", 0)
+    await raw.hset(redis_journal.meta_key("broken"), "highest", 0)
 
     outcomes = await asyncio.gather(
         redis_journal.append("before", [b"x"], 0),

@@ -138,7 +138,7 @@ async def test_workers_killed_at_random_moments_lose_no_order_and_apply_no_effec
     assert set(effects) == expected, f"{len(expected - set(effects))} orders never took effect"
     twice = {coid: count for coid, count in effects.items() if count > 1}
     assert not twice, f"{len(twice)} orders took effect more than once"
-    pending = await redis_journal._redis().xpending(redis_journal.events_key(ORDERS), GROUP)
+    pending = await redis_journal.client().xpending(redis_journal.events_key(ORDERS), GROUP)
     assert pending["pending"] == 0
     assert [row async for row in redis_journal.read(f"{ORDERS}.dead-letters")] == []
     log = await IntentLog(redis_journal, INTENTS, Order).open()
