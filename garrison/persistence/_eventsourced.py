@@ -165,7 +165,7 @@ class EventSourcedActor(Actor, Generic[S]):
         self._seq = seq
 
     def _event_codec(self) -> EventCodec:
-        codec = type(self)._codec
+        codec = self._codec
         if codec is None:
             raise InvalidConfig(
                 f"{type(self).__qualname__}.events", (), "declare the event types this actor persists"

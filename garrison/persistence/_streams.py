@@ -82,6 +82,15 @@ class DurableStream:
     async def highest_seq(self) -> int:
         return await self.journal.highest_seq(self.name)
 
+    def next_append(self) -> asyncio.Event:
+        """An event that the next append through this object sets (each append makes a new one).
+
+        Take it *before* reading the stream: an append that lands while the read goes
+        on then sets the event already taken, so a reader waiting on it misses
+        nothing. Appends by other objects or processes never set it (poll for those).
+        """
+        return self._appended
+
     def group(self, name: str, *, batch: int = 100) -> ConsumerGroup:
         """The consumer group ``name`` on this stream (its offset lives in the journal)."""
         return ConsumerGroup(self, name, batch=batch)
@@ -131,7 +140,7 @@ class ConsumerGroup:
         while True:
             # Taken before reading: an append that lands while we read sets this
             # very event, so it is never missed.
-            appended = self.stream._appended
+            appended = self.stream.next_append()
             deliveries = await self.read()
             for delivery in deliveries:
                 yield delivery
