@@ -12,14 +12,15 @@ from garrison._errors import (
 )
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._eventsourced import EventSourcedActor
-from garrison.persistence._intents import (
+from garrison.persistence._ids import client_order_id, deterministic_id
+from garrison.persistence._intent_log import IntentLog, IntentLogBroken
+from garrison.persistence._intent_model import (
     Intent,
-    IntentLog,
-    IntentLogBroken,
+    IntentEvent,
+    IntentMoved,
+    IntentRecorded,
     IntentState,
     IntentTransitionError,
-    client_order_id,
-    deterministic_id,
 )
 from garrison.persistence._journal import Ack, Journal, PackedEvents
 from garrison.persistence._redis import RedisJournal
@@ -38,8 +39,11 @@ __all__ = [
     "EventSourcedActor",
     "FatalError",
     "Intent",
+    "IntentEvent",
     "IntentLog",
     "IntentLogBroken",
+    "IntentMoved",
+    "IntentRecorded",
     "IntentState",
     "IntentTransitionError",
     "Journal",

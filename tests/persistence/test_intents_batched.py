@@ -20,11 +20,13 @@ from garrison._errors import EventDecodeError, JournalWriteError
 from garrison.persistence import (
     Intent,
     IntentLogBroken,
+    IntentMoved,
+    IntentRecorded,
     IntentState,
     IntentTransitionError,
     SqliteJournal,
 )
-from garrison.persistence._intents import MAX_EVENTS_PER_APPEND, IntentMoved, IntentRecorded
+from garrison.persistence._intent_log import MAX_EVENTS_PER_APPEND
 
 from ._intent_model import STREAM, Order, open_log, stored_events
 
@@ -337,6 +339,25 @@ async def test_a_stored_move_of_an_intent_never_recorded_names_its_stream_and_se
         await open_log(journal)
     assert (raised.value.stream, raised.value.seq, raised.value.problem) == (STREAM, 3, "inconsistent")
     assert "ghost" in str(raised.value) and "before it was recorded" in str(raised.value)
+
+
+async def test_a_stored_record_whose_payload_does_not_decode_names_its_own_seq(
+    journal: SqliteJournal,
+) -> None:
+    encode = msgspec.msgpack.encode
+    await journal.append(
+        STREAM,
+        [
+            encode(IntentRecorded("a", encode(Order("A", 1)))),
+            encode(IntentMoved("a", S.SENDING)),
+            encode(IntentRecorded("b", encode({"not": "an order"}))),
+            encode(IntentMoved("b", S.SENDING)),
+        ],
+        0,
+    )
+    with pytest.raises(EventDecodeError) as raised:
+        await open_log(journal)
+    assert (raised.value.stream, raised.value.seq) == (STREAM, 3)
 
 
 async def test_a_replay_equals_the_live_log_across_many_read_batches(journal: SqliteJournal) -> None:

@@ -7,23 +7,35 @@ nothing and returns the first record, so a redelivered input cannot create a
 second intent. Which intents may already have had their effect (the dead
 zone between "send" and "the broker said so") is recorded too, so a
 replayer looks them up before it ever sends again.
+
+This module is the log's pipeline: queued writes folded into bounded journal
+appends, conflicts with other writers, a log broken by an unconfirmed write.
+What an intent is, its states and events, and how an event changes an intent
+are the model's (``_intent_model.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalError, SequenceConflict
+from garrison._errors import EventDecodeError, InvalidConfig, JournalError, SequenceConflict
 from garrison.persistence._codec import EventCodec
-from garrison.persistence._ids import client_order_id as client_order_id
-from garrison.persistence._ids import deterministic_id as deterministic_id
+from garrison.persistence._intent_model import (
+    TRANSITIONS,
+    Intent,
+    IntentEvent,
+    IntentMoved,
+    IntentRecorded,
+    IntentState,
+    IntentTransitionError,
+    apply_intent_events,
+)
 from garrison.persistence._journal import Journal, check_stream
 from garrison.persistence._replay import replay_events
 
@@ -41,55 +53,6 @@ MAX_CONFLICT_RETRIES = 100
 """How many times in a row a write re-reads another writer's events before giving up."""
 
 
-class IntentState(enum.Enum):
-    """Where an intent stands. REJECTED and DONE are terminal."""
-
-    RECORDED = "recorded"
-    """Durable; the effect has certainly not been attempted."""
-    SENDING = "sending"
-    """The effect is being attempted: it may have happened (the dead zone)."""
-    UNKNOWN = "unknown"
-    """An attempt ended ambiguously (timeout, connection reset): it may have happened."""
-    ACKED = "acked"
-    """The other side confirmed the effect (an order accepted and live)."""
-    REJECTED = "rejected"
-    """The other side reliably refused it. Never use this for an ambiguous attempt."""
-    DONE = "done"
-    """Finished (filled, cancelled, closed)."""
-
-    # Members are singletons compared by identity; Enum hashes them in Python code, and every
-    # transition check hashes two (a tenth of a microsecond each, several per order).
-    __hash__ = object.__hash__
-
-
-TERMINAL = frozenset({IntentState.REJECTED, IntentState.DONE})
-MAY_HAVE_HAPPENED = frozenset({IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED})
-
-_TRANSITIONS: dict[IntentState, frozenset[IntentState]] = {
-    IntentState.RECORDED: frozenset({IntentState.SENDING, IntentState.REJECTED, IntentState.DONE}),
-    IntentState.SENDING: frozenset(
-        {IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED, IntentState.REJECTED, IntentState.DONE}
-    ),
-    IntentState.UNKNOWN: frozenset(
-        {IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED, IntentState.REJECTED, IntentState.DONE}
-    ),
-    IntentState.ACKED: frozenset({IntentState.ACKED, IntentState.DONE}),
-    IntentState.REJECTED: frozenset(),
-    IntentState.DONE: frozenset(),
-}
-
-
-class IntentTransitionError(GarrisonError, ValueError):
-    """A state change the intent lifecycle does not allow (e.g. out of a terminal state)."""
-
-    def __init__(self, intent_id: str, current: IntentState, target: IntentState) -> None:
-        self.intent_id = intent_id
-        super().__init__(
-            f"intent {intent_id!r}: cannot move from {current.name} to {target.name}; "
-            f"allowed: {sorted(state.name for state in _TRANSITIONS[current]) or 'none (terminal)'}"
-        )
-
-
 class IntentLogBroken(JournalError):
     """A write of the intent log could not be confirmed; reopen the log (restart its owner)."""
 
@@ -102,53 +65,12 @@ class IntentLogBroken(JournalError):
         )
 
 
-# gc=False: an intent log holds every intent it ever recorded, and a full collection walked
-# all of them (pauses of 100 ms and more with a few hundred thousand). None of these can be
-# part of a reference cycle: their fields are strings, numbers, enum members, and payloads
-# decoded from msgpack bytes (fresh objects no one else refers to).
-
-
-class IntentRecorded(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.recorded"):
-    id: str
-    payload: bytes
-
-
-class IntentMoved(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.moved"):
-    id: str
-    state: IntentState
-    detail: str = ""
-
-
 _CODEC = EventCodec([IntentRecorded, IntentMoved])
 _encode_event = msgspec.msgpack.Encoder().encode
 """Only IntentRecorded and IntentMoved reach it, so the codec's type check is skipped."""
 
 _Group = tuple[list[Any], "asyncio.Future[None]"]
 """Events written together (one call's worth) and the future that resolves once they are durable."""
-
-
-class Intent(msgspec.Struct, Generic[P], frozen=True, gc=False):
-    """One recorded intent as the log knows it durably.
-
-    Not tracked by the garbage collector (its payload is decoded from the journal's bytes and
-    cannot refer back to it), so a log of many intents adds nothing to a full collection. Do not
-    make a (mutable) payload refer to its Intent: such a cycle would never be collected."""
-
-    id: str
-    payload: P
-    state: IntentState
-    detail: str = ""
-    attempts: int = 0
-    """How many times it entered SENDING."""
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-    @property
-    def may_have_happened(self) -> bool:
-        """True in the dead zone: look the effect up before attempting it again."""
-        return self.state in MAY_HAVE_HAPPENED
 
 
 class IntentLog(Generic[P]):
@@ -208,29 +130,38 @@ class IntentLog(Generic[P]):
         self._opened = True
         return self
 
-    def _replay(self, intents: dict[str, Intent[P]], first_seq: int, events: list[Any]) -> None:
-        """Apply a run of stored events (``events[i]`` has seq ``first_seq + i``): ``_apply``
-        unrolled for the hundreds of thousands of events of a recovery."""
+    def _replay(self, intents: dict[str, Intent[P]], first_seq: int, events: list[IntentEvent]) -> None:
+        """Apply a run of stored events (``events[i]`` has seq ``first_seq + i``). Raises
+        EventDecodeError naming the seq of an event that does not apply."""
         decode = self._decoder.decode
-        recorded, sending = IntentState.RECORDED, IntentState.SENDING
-        offset = 0
         try:
-            for offset, event in enumerate(events):  # noqa: B007 - the except block names its seq
-                intent_id = event.id
-                if type(event) is IntentRecorded:
-                    if intent_id not in intents:
-                        intents[intent_id] = Intent(intent_id, decode(event.payload), recorded)
-                    continue
-                current = intents[intent_id]
-                state = event.state
-                attempts = current.attempts + 1 if state is sending else current.attempts
-                intents[intent_id] = Intent(intent_id, current.payload, state, event.detail, attempts)
+            apply_intent_events(intents, events, lambda event: decode(event.payload))
         except (msgspec.DecodeError, KeyError) as error:
-            cause: Exception = error
-            if isinstance(error, KeyError):
-                event = events[offset]
-                cause = LookupError(f"intent {event.id!r} moved to {event.state.name} before it was recorded")
+            offset, cause = self._unapplied(intents, events, error)
             raise EventDecodeError(self.stream, first_seq + offset, cause) from error
+
+    def _unapplied(
+        self, intents: dict[str, Intent[P]], events: list[IntentEvent], error: Exception
+    ) -> tuple[int, Exception]:
+        """The offset of the event ``apply_intent_events`` stopped at with ``error``, and the
+        cause to report. Only after a failure: it looks through the run again."""
+        if isinstance(error, KeyError):
+            # Every event before the failing move left its id known; that move's id is not.
+            for offset, event in enumerate(events):
+                if event.id not in intents and type(event) is IntentMoved:
+                    return offset, LookupError(
+                        f"intent {event.id!r} moved to {event.state.name} before it was recorded"
+                    )
+        else:
+            # Every record before the failing one decoded (each record's payload is decoded).
+            decode = self._decoder.decode
+            for offset, event in enumerate(events):
+                if type(event) is IntentRecorded:
+                    try:
+                        decode(event.payload)
+                    except msgspec.DecodeError:
+                        return offset, error
+        return 0, error
 
     def _encode_payload(self, payload: P) -> tuple[bytes, P]:
         # A payload that would not decode as payload_type must never reach the
@@ -278,7 +209,7 @@ class IntentLog(Generic[P]):
         (or its record is queued) and the lifecycle allows the move from the state its
         queued writes leave it in. Never raises for a broken log (the move would)."""
         current = self._projected.get(intent_id)
-        return current is not None and state in _TRANSITIONS[current]
+        return current is not None and state in TRANSITIONS[current]
 
     # -- writes -----------------------------------------------------------------------
 
@@ -415,7 +346,7 @@ class IntentLog(Generic[P]):
         current = self._projected.get(intent_id)
         if current is None:
             raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
-        if state not in _TRANSITIONS[current]:
+        if state not in TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
         self._projected[intent_id] = state
         return self._enqueue([IntentMoved(intent_id, state, detail)])
@@ -450,7 +381,7 @@ class IntentLog(Generic[P]):
                 current = projected.get(intent_id)
                 if current is None:
                     raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
-                if state not in _TRANSITIONS[current]:
+                if state not in TRANSITIONS[current]:
                     raise IntentTransitionError(intent_id, current, state)
                 before.setdefault(intent_id, current)
                 projected[intent_id] = state
@@ -534,21 +465,15 @@ class IntentLog(Generic[P]):
                 if not future.done():
                     future.set_result(None)
 
-    def _apply_written(self, events: list[Any]) -> None:
+    def _apply_written(self, events: list[IntentEvent]) -> None:
         """Our own events, durable now: applied without decoding the payloads again."""
-        intents = self._intents
-        for event in events:
-            intent_id = event.id
-            if type(event) is IntentRecorded:
-                self._recording.pop(intent_id, None)
-                payload = self._decoded.pop(intent_id)
-                if intent_id not in intents:
-                    intents[intent_id] = Intent(intent_id, payload, IntentState.RECORDED)
-                continue
-            current = intents[intent_id]
-            state = event.state
-            attempts = current.attempts + 1 if state is IntentState.SENDING else current.attempts
-            intents[intent_id] = Intent(intent_id, current.payload, state, event.detail, attempts)
+        apply_intent_events(self._intents, events, self._take_decoded)
+
+    def _take_decoded(self, event: IntentRecorded) -> P:
+        """A record of ours is durable: it is no longer recording, and its payload (decoded
+        when it was queued, as a replay would decode it) goes to its intent."""
+        self._recording.pop(event.id, None)
+        return self._decoded.pop(event.id)
 
     def _break(self, batch: list[_Group], error: BaseException) -> None:
         self._broken = IntentLogBroken(self.stream, error)
@@ -599,7 +524,7 @@ class IntentLog(Generic[P]):
                         self._decoded.pop(event.id, None)
                     continue
                 current = self._projected.get(event.id)
-                if current is None or event.state not in _TRANSITIONS[current]:
+                if current is None or event.state not in TRANSITIONS[current]:
                     if not future.done():
                         future.set_exception(
                             IntentTransitionError(event.id, current or IntentState.RECORDED, event.state)
@@ -627,8 +552,3 @@ def _check_move(state: object, detail: object) -> None:
 
 def _error_of(future: asyncio.Future[None]) -> BaseException | None:
     return asyncio.CancelledError() if future.cancelled() else future.exception()
-
-
-def payload_types() -> Sequence[type[msgspec.Struct]]:
-    """The event types the intent log writes (for tools that decode its stream)."""
-    return _CODEC.types
