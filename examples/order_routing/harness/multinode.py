@@ -41,7 +41,7 @@ from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
-from garrison.persistence import IntentLog, IntentState, RedisJournal
+from garrison.persistence import IntentEvent, IntentLog, IntentMoved, IntentState, RedisJournal
 
 ACCOUNT = "router-1"
 """The broker account every node's session logs in as (look-ups see each other's orders)."""
@@ -313,7 +313,7 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
     found = 0
     async for _, payload in journal.read(INTENTS_STREAM):
         event = _events.decode(payload)
-        found += isinstance(event, _Moved) and event.detail.startswith("found at the broker")
+        found += isinstance(event, IntentMoved) and event.detail.startswith("found at the broker")
     log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
     intents = log.intents()
     resent = sum(i.attempts > 1 for i in intents)
@@ -333,16 +333,5 @@ def _read_logs(folder: Path) -> list[str]:
     return [path.read_text(errors="replace") for path in sorted(folder.glob("node-*.log"))]
 
 
-class _Recorded(msgspec.Struct, tag="garrison.intent.recorded"):
-    id: str
-
-
-class _Moved(msgspec.Struct, tag="garrison.intent.moved"):
-    """The intent log's move event as stored, to count the moves a look-up made."""
-
-    id: str
-    state: str
-    detail: str = ""
-
-
-_events = msgspec.msgpack.Decoder(_Recorded | _Moved)
+_events = msgspec.msgpack.Decoder(IntentEvent)
+"""The intent log's events as stored, to count the moves a look-up made."""

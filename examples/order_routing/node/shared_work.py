@@ -54,8 +54,10 @@ from examples.order_routing.node.messages import (
 from garrison import Actor, MailboxConfig, Node
 from garrison.persistence import (
     Delivery,
+    IntentEvent,
     IntentLog,
     IntentLogBroken,
+    IntentRecorded,
     IntentState,
     IntentTransitionError,
     RedisConsumer,
@@ -102,17 +104,8 @@ def redis_work_queue(node: Node, config: NodeConfig) -> WorkQueue:
     )
 
 
-class _Recorded(msgspec.Struct, tag="garrison.intent.recorded"):
-    """The intent log's record event, as stored (its tag is the log's durable format)."""
-
-    id: str
-
-
-class _Moved(msgspec.Struct, tag="garrison.intent.moved"):
-    id: str
-
-
-_entry_decoder = msgspec.msgpack.Decoder(_Recorded | _Moved)
+_entry_decoder = msgspec.msgpack.Decoder(IntentEvent)
+"""An entry of the intents stream: the intent log's own events, as stored."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -199,7 +192,7 @@ class SharedExecutor(BrokerAnswers, Actor):
             other: list[int] = []
             for delivery in deliveries:
                 entry = _entry_decoder.decode(delivery.payload)
-                if isinstance(entry, _Recorded):
+                if isinstance(entry, IntentRecorded):
                     self.leases[entry.id] = Lease(delivery.seq, asked_at + self.config.claim_idle / 2)
                     taken.append(entry.id)
                     again += delivery.delivery_count > 1
