@@ -16,7 +16,7 @@ from garrison.testing._kit import ActorTestKit
 from garrison.testing._logs import LogCapture, LogRecord
 from garrison.testing._matching import Matcher
 from garrison.testing._probe import TestProbe
-from garrison.testing._process import ChildProcess, kill_process
+from garrison.testing._process import ChildProcess, kill_process, send_signal
 from garrison.testing._waiting import wait_until
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "TestProbe",
     "TrackedJournal",
     "kill_process",
+    "send_signal",
     "wait_until",
 ]

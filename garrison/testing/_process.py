@@ -21,6 +21,25 @@ REAP_TIMEOUT = 10.0
 """Real seconds to wait for the kernel to report a SIGKILLed child's exit."""
 
 
+def send_signal(process: asyncio.subprocess.Process, signum: int) -> bool:
+    """Send ``signum`` to an asyncio subprocess that has not been reaped; True if it was sent.
+
+    Unlike ``process.send_signal``/``kill``/``terminate``, this never reaps
+    the child: those poll it first, and a poll that wins the race against
+    asyncio's child watcher takes the exit status from it, so ``wait()``
+    reports 255 instead of the real status. A process that has exited but
+    not been reaped yet gets the signal harmlessly; one already reaped is not
+    signalled (returns False).
+    """
+    if process.returncode is not None:
+        return False
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _line_matches(pattern: Output, line: str) -> bool:
     if isinstance(pattern, re.Pattern):
         return pattern.search(line) is not None
@@ -90,9 +109,7 @@ class ChildProcess:
         self._changed.set()
 
     def _send_kill(self) -> None:
-        if self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(signal.SIGKILL)
+        send_signal(self._process, signal.SIGKILL)
 
     def _find(self, pattern: Output) -> str | None:
         for index in range(self._cursor, len(self.output)):

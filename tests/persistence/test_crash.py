@@ -27,6 +27,7 @@ import pytest
 
 from garrison._errors import JournalCorrupt
 from garrison.persistence import SqliteJournal
+from garrison.testing import send_signal
 
 from ._appender import ACK_GROUP, SHARED, Marker
 from ._model import read_all
@@ -86,7 +87,7 @@ class Appender:
                 line = await stdout.readline()
                 assert line, f"appender exited on its own:\n{self.stderr()}"
                 acks += parse(line)
-        self.process.send_signal(signal.SIGKILL)
+        send_signal(self.process, signal.SIGKILL)
         async with asyncio.timeout(STEP_TIMEOUT):
             acks += parse(await stdout.read())
             returncode = await self.process.wait()
@@ -94,8 +95,7 @@ class Appender:
         return acks
 
     async def reap(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+        if self.process is not None and send_signal(self.process, signal.SIGKILL):
             await asyncio.wait_for(self.process.wait(), STEP_TIMEOUT)
 
 

@@ -5,13 +5,14 @@ These run real subprocesses; each wait is bounded by a real-time timeout.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 
 import pytest
 
-from garrison.testing import ChildProcess, Faults, kill_process
+from garrison.testing import ChildProcess, Faults, kill_process, send_signal
 
 SLEEPER = "import time; print('ready', flush=True); time.sleep(60); print('survived', flush=True)"
 COUNTER = (
@@ -81,3 +82,19 @@ async def test_faults_kill_process_after_output(faults: Faults) -> None:
     process = await faults.start_process(sys.executable, "-c", COUNTER)
     assert await faults.kill_process(process, after_output="step 3") == -signal.SIGKILL
     assert process.output[-1] == "step 3"
+
+
+async def test_send_signal_never_takes_the_exit_status_from_asyncio() -> None:
+    """A process that exits on its own while being signalled still reports its own status."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "import sys; sys.exit(3)")
+    try:
+        async with asyncio.timeout(30.0):
+            while process.returncode is None:
+                send_signal(process, signal.SIGCONT)  # harmless to a live process, and to a zombie
+                await asyncio.sleep(0.001)
+        assert await process.wait() == 3
+        assert send_signal(process, signal.SIGKILL) is False  # reaped: never signalled again
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -16,12 +16,15 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from garrison.testing import send_signal
 
 URL_VARIABLE = "GARRISON_REDIS_URL"
 SERVER_VARIABLE = "GARRISON_REDIS_SERVER"
@@ -167,10 +170,8 @@ class RedisServer:
 
     async def kill(self) -> None:
         """SIGKILL the server (no chance to flush anything) and reap it."""
-        if self.running:
-            assert self._process is not None
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
+        if self._process is not None:
+            send_signal(self._process, signal.SIGKILL)
         await self._reap()
 
     async def _reap(self) -> None:
@@ -180,8 +181,7 @@ class RedisServer:
         try:
             await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            send_signal(process, signal.SIGKILL)
             await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
 
     async def stop(self) -> None:
