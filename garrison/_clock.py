@@ -30,6 +30,11 @@ class Clock:
     """
 
     now: Callable[[], float]
+    slice_time: Callable[[], float]
+    """What an actor's slice of the loop is measured in, for ``throughput_deadline``:
+    real time on a real clock (fairness is about the real loop); a constant on a
+    manual clock, so that slices end by message count alone and a seeded test
+    replays the same interleaving however fast the machine runs it."""
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         raise NotImplementedError
@@ -49,12 +54,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _no_time() -> float:
+    return 0.0
+
+
 class MonotonicClock(Clock):
     """Real time: ``time.monotonic`` and the running loop's timers."""
 
     def __init__(self) -> None:
-        # The builtin itself, not a method wrapping it: mailboxes call it per message.
+        # The builtins themselves, not methods wrapping them: they are called per message.
         self.now = time.monotonic
+        self.slice_time = time.perf_counter
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         return asyncio.get_running_loop().call_later(max(delay, 0.0), callback, *args)
@@ -90,6 +100,7 @@ class ManualClock(Clock):
         self._timers: list[tuple[float, int, _ManualTimer]] = []
         self._sequence = itertools.count()
         self.now = self._read
+        self.slice_time = _no_time
 
     def _read(self) -> float:
         return self._now

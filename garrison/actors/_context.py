@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Coroutine
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from garrison._clock import Cancellable
@@ -549,8 +548,9 @@ class ActorContext:
             now = self.node.clock.now
             throughput = self._throughput
             deadline = self._throughput_deadline
-            # Fairness is about the real loop, so real time, whatever the node's clock.
-            yielded_at = perf_counter()
+            # Fairness is about the real loop: real time, except on a manual clock (see slice_time).
+            slice_time = self.node.clock.slice_time
+            yielded_at = slice_time()
             served = 0
             try:
                 while True:
@@ -582,7 +582,7 @@ class ActorContext:
                         message, _, reply = take()
                     else:
                         await mailbox.wait()
-                        yielded_at = perf_counter()
+                        yielded_at = slice_time()
                         served = 0
                         continue
                     if track_busy:
@@ -617,10 +617,10 @@ class ActorContext:
                     # `throughput_deadline` has passed since the last yield (checked after each
                     # message), so one slice never holds the loop much past the deadline.
                     served += 1
-                    if served >= throughput or (deadline and perf_counter() - yielded_at >= deadline):
+                    if served >= throughput or (deadline and slice_time() - yielded_at >= deadline):
                         served = 0
                         await asyncio.sleep(0)
-                        yielded_at = perf_counter()
+                        yielded_at = slice_time()
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():

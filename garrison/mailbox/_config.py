@@ -42,7 +42,9 @@ class MailboxConfig:
     passed since it last yielded, checked after every message. A slice of
     the loop is thus at most ``throughput`` messages and at most the deadline
     plus one message. ``throughput_deadline=0`` yields every ``throughput``
-    messages whatever the time.
+    messages whatever the time. On a ``ManualClock`` the deadline does not
+    apply (slices end by count alone), so that a seeded test replays the same
+    interleaving however fast the machine runs it.
     """
 
     capacity: int = 1000
