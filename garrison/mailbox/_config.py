@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_count, check_seconds
 
 
 class Overflow(enum.Enum):
@@ -55,10 +56,7 @@ class MailboxConfig:
     throughput_deadline: float = 0.0005
 
     def __post_init__(self) -> None:
-        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
-            raise InvalidConfig("capacity", self.capacity, "must be an int > 0")
-        if self.capacity <= 0:
-            raise InvalidConfig("capacity", self.capacity, "must be > 0")
+        check_count("capacity", self.capacity)
         if not isinstance(self.overflow, Overflow):
             raise InvalidConfig("overflow", self.overflow, "must be a garrison.Overflow member")
         if self.overflow is Overflow.CONFLATE and self.key is None:
@@ -69,8 +67,5 @@ class MailboxConfig:
             raise InvalidConfig("key", self.key, "a key is only used with overflow=Overflow.CONFLATE")
         if self.key is not None and not callable(self.key):
             raise InvalidConfig("key", self.key, "must be callable: message -> hashable key")
-        if isinstance(self.throughput, bool) or not isinstance(self.throughput, int) or self.throughput <= 0:
-            raise InvalidConfig("throughput", self.throughput, "must be an int > 0")
-        deadline = self.throughput_deadline
-        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 <= deadline < 1:
-            raise InvalidConfig("throughput_deadline", deadline, "must be seconds in [0, 1)")
+        check_count("throughput", self.throughput)
+        check_seconds("throughput_deadline", self.throughput_deadline, allow_minimum=True, below=1.0)

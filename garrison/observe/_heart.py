@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_count, check_seconds
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -160,13 +161,9 @@ class HeartConfig:
 
     def __post_init__(self) -> None:
         for name in ("timeout", "startup", "period", "max_backoff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise InvalidConfig(f"HeartConfig.{name}", value, "must be a number of seconds > 0")
-        if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float) or self.backoff < 0:
-            raise InvalidConfig("HeartConfig.backoff", self.backoff, "must be a number of seconds >= 0")
-        if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
-            raise InvalidConfig("HeartConfig.intensity", self.intensity, "must be an int >= 0")
+            check_seconds(f"HeartConfig.{name}", getattr(self, name))
+        check_seconds("HeartConfig.backoff", self.backoff, allow_minimum=True)
+        check_count("HeartConfig.intensity", self.intensity, minimum=0)
 
     def delay(self, restarts_in_window: int) -> float:
         return float(min(self.max_backoff, self.backoff * 2 ** max(0, restarts_in_window - 1)))

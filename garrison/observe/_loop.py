@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from garrison._errors import InvalidConfig
+from garrison._validate import check_count, check_seconds
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -69,18 +69,10 @@ class LoopGuard:
     window: int = 600
 
     def __post_init__(self) -> None:
-        for name in ("interval", "warn_after"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise InvalidConfig(f"LoopGuard.{name}", value, "must be a number of seconds > 0")
-        if self.stall_timeout is not None and (
-            isinstance(self.stall_timeout, bool)
-            or not isinstance(self.stall_timeout, int | float)
-            or self.stall_timeout <= 0
-        ):
-            raise InvalidConfig("LoopGuard.stall_timeout", self.stall_timeout, "must be > 0 seconds or None")
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window <= 0:
-            raise InvalidConfig("LoopGuard.window", self.window, "must be an int > 0")
+        check_seconds("LoopGuard.interval", self.interval)
+        check_seconds("LoopGuard.warn_after", self.warn_after)
+        check_seconds("LoopGuard.stall_timeout", self.stall_timeout, allow_none=True)
+        check_count("LoopGuard.window", self.window)
 
 
 @dataclass(frozen=True, slots=True)

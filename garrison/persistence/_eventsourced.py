@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import msgspec
 
 from garrison._errors import FatalError, InvalidConfig, PersistFailed
+from garrison._validate import check_count
 from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._replay import replay_events
@@ -57,8 +58,7 @@ class EventSourcedActor(Actor, Generic[S]):
         if "events" in cls.__dict__:
             cls._codec = EventCodec(cls.events)
         every = cls.__dict__.get("snapshot_every")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every <= 0):
-            raise InvalidConfig(f"{cls.__qualname__}.snapshot_every", every, "must be an int > 0 or None")
+        check_count(f"{cls.__qualname__}.snapshot_every", every, allow_none=True)
 
     # -- what subclasses write -------------------------------------------------
 

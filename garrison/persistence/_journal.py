@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +198,8 @@ def check_stream(stream: object) -> str:
 
 
 def check_positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidConfig(field, value, "must be an int > 0")
-    return value
+    check_count(field, value)
+    return value  # type: ignore[return-value]  # an int >= 1: checked above
 
 
 def check_seq(field: str, seq: object) -> int:

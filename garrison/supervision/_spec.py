@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garrison._errors import InvalidSpec
+from garrison._validate import count_problem, number_problem
 from garrison.actors import Actor
 from garrison.mailbox import MailboxConfig
 
@@ -47,15 +48,18 @@ class AutoShutdown(enum.Enum):
 
 
 def _number(
-    child_id: str | None, name: str, value: object, *, positive: bool = False, where: str | None = None
+    child_id: str | None,
+    name: str,
+    value: object,
+    *,
+    positive: bool = False,
+    where: str | None = None,
+    what: str = "a number of seconds",
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidSpec(child_id, name, value, "must be a number", where=where)
-    if positive and not value > 0:
-        raise InvalidSpec(child_id, name, value, "must be > 0", where=where)
-    if value < 0:
-        raise InvalidSpec(child_id, name, value, "must be >= 0", where=where)
-    return float(value)
+    problem = number_problem(value, allow_minimum=not positive, what=what)
+    if problem is not None:
+        raise InvalidSpec(child_id, name, value, problem, where=where)
+    return float(value)  # type: ignore[arg-type]  # a number: checked above
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +85,9 @@ class Backoff:
         _number(None, "backoff.max", self.max, positive=True, where="")
         if self.max < self.initial:
             raise InvalidSpec(None, "backoff.max", self.max, f"must be >= initial={self.initial}", where="")
-        if _number(None, "backoff.multiplier", self.multiplier, where="") < 1:
+        if _number(None, "backoff.multiplier", self.multiplier, where="", what="a number") < 1:
             raise InvalidSpec(None, "backoff.multiplier", self.multiplier, "must be >= 1", where="")
-        _number(None, "backoff.jitter", self.jitter, where="")
+        _number(None, "backoff.jitter", self.jitter, where="", what="a number")
         if self.reset_after is not None:
             _number(None, "backoff.reset_after", self.reset_after, positive=True, where="")
 
@@ -192,8 +196,9 @@ class ChildSpec:
 
 
 def _check_limits(intensity: object, period: object) -> None:
-    if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
-        raise InvalidSpec(None, "intensity", intensity, "must be an int >= 0")
+    problem = count_problem(intensity, minimum=0)
+    if problem is not None:
+        raise InvalidSpec(None, "intensity", intensity, problem)
     _number(None, "period", period, positive=True)
 
 
@@ -262,10 +267,9 @@ class DynamicSupervisorSpec(SupervisorSpec):
             raise InvalidSpec(None, "template", template, "must be a garrison.ChildSpec or None")
         if template is not None and template.significant:
             raise InvalidSpec(template.id, "significant", True, "dynamic children cannot be significant")
-        if max_children is not None and (
-            isinstance(max_children, bool) or not isinstance(max_children, int) or max_children <= 0
-        ):
-            raise InvalidSpec(None, "max_children", max_children, "must be an int > 0 or None")
+        problem = count_problem(max_children, allow_none=True)
+        if problem is not None:
+            raise InvalidSpec(None, "max_children", max_children, problem)
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "max_children", max_children)
         object.__setattr__(self, "strategy", Strategy.ONE_FOR_ONE)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from garrison._clock import Clock
 from garrison._errors import InvalidConfig, JournalWriteError
+from garrison._validate import check_count
 from garrison.persistence import Ack, Journal, PackedEvents, SqliteJournal
 from garrison.testing._injected import InjectedFault
 from garrison.testing._waiting import outside_work
@@ -163,10 +164,8 @@ class JournalFault(TrackedJournal):
         stream: str | None,
         guard: NodeGuard | None,
     ) -> None:
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise InvalidConfig("after", after, "must be an int >= 0 (appends that go through first)")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-            raise InvalidConfig("times", times, "must be an int >= 1, or None for every append")
+        check_count("after", after, minimum=0)  # appends that go through first
+        check_count("times", times, allow_none=True)  # None: every append
         if mode not in MODES:
             raise InvalidConfig("mode", mode, f"must be one of {MODES}")
         if stream is not None and (not isinstance(stream, str) or not stream):

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from garrison._clock import Clock, ManualClock, settle
-from garrison._errors import InvalidConfig
+from garrison._validate import check_seconds
 
 T = TypeVar("T")
 
@@ -36,8 +36,7 @@ keeps rescheduling itself at the same instant, which would never end."""
 
 
 def check_within(field: str, within: float) -> float:
-    if isinstance(within, bool) or not isinstance(within, int | float) or within < 0:
-        raise InvalidConfig(field, within, "must be a number of seconds >= 0")
+    check_seconds(field, within, allow_minimum=True)
     return float(within)
 
 
