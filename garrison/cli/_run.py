@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
+from garrison._exitcodes import ExitCode
 from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
 from garrison.observe._heart import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig
 from garrison.observe._loop import LoopGuard
@@ -243,7 +244,7 @@ async def _start_tree(
         await node.start(spec)
     except ActorStartError as error:
         node.logger.error("the supervision tree failed to start: {error}", error=error)
-        node.request_shutdown(1)
+        node.request_shutdown(ExitCode.FAILED)
         return
     where = ""
     if node.metrics_address is not None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from garrison._errors import InvalidConfig
+from garrison._exitcodes import ExitCode
 from garrison._validate import check_count, check_seconds
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ HEART_FD_ENV = "GARRISON_HEART_FD"
 """Set by heart in the child: the file descriptor to beat on."""
 HEART_INTERVAL_ENV = "GARRISON_HEART_INTERVAL"
 """Set by heart in the child: seconds between beats."""
-USAGE_EXIT_CODE = 2
+USAGE_EXIT_CODE = ExitCode.USAGE
 """A child exiting with this code reported a usage error: restarting cannot help."""
-HEART_LOST_EXIT_CODE = 1
+HEART_LOST_EXIT_CODE = ExitCode.FAILED
 """Exit code of a node whose heart (the parent process) went away."""
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)

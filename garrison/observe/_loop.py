@@ -26,12 +26,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from garrison._exitcodes import ExitCode
 from garrison._validate import check_count, check_seconds
 
 if TYPE_CHECKING:
     from loguru import Logger
 
-STALL_EXIT_CODE = 75
+STALL_EXIT_CODE = ExitCode.STALLED
 """Exit code of a process the stall watchdog ended (so a process supervisor restarts it)."""
 
 LAG_BUCKETS: tuple[float, ...] = (
