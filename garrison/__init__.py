@@ -31,6 +31,7 @@ from garrison._errors import (
     RestartIntensityExceeded,
     SequenceConflict,
 )
+from garrison._node import Node
 from garrison.actors import (
     ABANDONED_THREADS_EXIT_CODE,
     Actor,
@@ -44,7 +45,6 @@ from garrison.actors import (
     Failed,
     GaveUp,
     LifecycleEvent,
-    Node,
     Restarted,
     Started,
     Stopped,

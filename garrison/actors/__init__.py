@@ -1,4 +1,9 @@
-"""Actors, refs, the node runtime, watch/Terminated, dead letters and lifecycle events."""
+"""The actor kernel: actors, refs, contexts, watch/Terminated, dead letters and lifecycle events.
+
+It imports nothing from the layers above it (supervision, persistence,
+observe, the node): what it needs of the node that hosts it is declared in
+:class:`Runtime`, which ``garrison.Node`` implements.
+"""
 
 from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, ActorState, DeferredReply, SystemMessage
@@ -13,8 +18,8 @@ from garrison.actors._events import (
     Stopped,
 )
 from garrison.actors._messages import DeadLetter, ExitKind, ExitReason, Terminated
-from garrison.actors._node import Node
 from garrison.actors._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
 
 __all__ = [
@@ -33,8 +38,8 @@ __all__ = [
     "Failed",
     "GaveUp",
     "LifecycleEvent",
-    "Node",
     "Restarted",
+    "Runtime",
     "Started",
     "Stopped",
     "SystemMessage",

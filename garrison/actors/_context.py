@@ -24,7 +24,7 @@ from garrison.mailbox import Mailbox, MailboxConfig, make_mailbox
 if TYPE_CHECKING:
     from loguru import Logger
 
-    from garrison.actors._node import Node
+    from garrison.actors._runtime import Runtime
 
 T = TypeVar("T")
 
@@ -216,7 +216,7 @@ class ActorContext:
 
     def __init__(
         self,
-        node: Node,
+        node: Runtime,
         parent: ActorContext | None,
         name: str,
         actor_class: type[Actor],
@@ -304,7 +304,7 @@ class ActorContext:
         children stop, in reverse start order, whenever this actor's
         incarnation ends. Raises ActorStartError if its ``on_start`` fails.
         """
-        return await self.node._spawn(
+        return await self.node.kernel.spawn(
             actor_class,
             parent=self,
             name=name,
@@ -510,7 +510,7 @@ class ActorContext:
         """Start a fresh incarnation as a task; ``started`` resolves after ``on_start``."""
         self.state = ActorState.STARTING
         self.incarnation += 1
-        self.node._launched(self)
+        self.node.kernel.launched(self)
         self._task = self._loop.create_task(self._run(started), name=f"garrison:{self.path}")
 
     async def _run(self, started: asyncio.Future[None] | None) -> None:
@@ -851,7 +851,7 @@ class ActorContext:
         self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
         for control in self.mailbox.drain_system():
             self._undelivered(control, reason)
-        self.node._forget(self)
+        self.node.kernel.forget(self)
         if self._parent is not None and self._parent._children.get(self.name) is self:
             del self._parent._children[self.name]
         for watcher in self._watchers:

@@ -31,7 +31,7 @@ class ActorRef:
         self._mailbox = context.mailbox
         self._try_put = context.mailbox.try_put  # bound once: tell is the hot path
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
-        self._done = context.node._done
+        self._done = context.node.kernel.completed
         self.path = context.path
 
     @property
@@ -84,7 +84,7 @@ class ActorRef:
         context = self._context
         reply: asyncio.Future[Any] = context._loop.create_future()
         if timeout is not None:
-            context.node._ask_deadlines.add(reply, timeout, self.path, message)
+            context.node.kernel.ask_deadlines.add(reply, timeout, self.path, message)
         try:
             if not self._mailbox.try_put(message, reply):
                 await self._mailbox.put(message, reply)

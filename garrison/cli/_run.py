@@ -19,7 +19,7 @@ from garrison.observe._loop import LoopGuard
 from garrison.observe._systemd import SystemdNotifier
 
 if TYPE_CHECKING:
-    from garrison.actors._node import Node
+    from garrison._node import Node
     from garrison.persistence import Journal
     from garrison.supervision import SupervisorSpec
 
@@ -183,7 +183,7 @@ def run_command(options: argparse.Namespace) -> int:
 
 async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: LoopGuard) -> int:
     """Run the node until SIGTERM/SIGINT or until the root gives up; returns the exit code."""
-    from garrison.actors._node import Node
+    from garrison._node import Node
 
     try:
         node = Node(

@@ -13,21 +13,74 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._errors import InvalidConfig
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from garrison.actors._node import Node
+    from garrison.actors import DeadLetters
+    from garrison.actors._kernel import Kernel
+    from garrison.observe._loop import LoopMonitor
 
 SNAPSHOT_TIMEOUT = 2.0
 """Seconds /metrics and /tree wait for the loop before answering 503."""
 SHUTDOWN_POLL_INTERVAL = 0.05
 """Seconds between the server thread's checks for a stop request."""
+
+
+class LagSource(Protocol):
+    """A durable-stream consumer group whose lag the metrics export."""
+
+    async def lag(self) -> int:
+        """Entries appended but not acked yet."""
+        ...
+
+
+class ObservedNode(Protocol):
+    """What the HTTP endpoint reads of a node (``garrison.Node`` implements it).
+
+    Everything but ``health()`` is read on the node's loop.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kernel(self) -> Kernel:
+        """The node's actors (read through its introspection methods only)."""
+        ...
+
+    @property
+    def restart_counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def gave_up_counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+
+    @property
+    def loop_monitor(self) -> LoopMonitor | None: ...
+
+    @property
+    def journal(self) -> object:
+        """The node's journal; its ``stats()``, if it has one, feeds the journal metrics."""
+        ...
+
+    @property
+    def consumer_groups(self) -> Mapping[tuple[str, str], LagSource]: ...
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why); safe to call from any thread."""
+        ...
+
+    def tree(self) -> list[dict[str, Any]]:
+        """Every actor as a tree (``node.tree()``)."""
+        ...
 
 
 def _cumulative(buckets: Iterable[tuple[float, int]]) -> list[tuple[str, float]]:
@@ -39,7 +92,7 @@ def _cumulative(buckets: Iterable[tuple[float, int]]) -> list[tuple[str, float]]
     return rows
 
 
-async def collect_metrics(node: Node) -> list[Metric]:
+async def collect_metrics(node: ObservedNode) -> list[Metric]:
     """Build every metric family from the node's state (runs on the node's loop)."""
     from prometheus_client.metrics_core import (
         CounterMetricFamily,
@@ -66,7 +119,7 @@ async def collect_metrics(node: Node) -> list[Metric]:
         "garrison_supervisor_gave_up", "Supervisors that exceeded their restart intensity", labels=["actor"]
     )
     state = GaugeMetricFamily("garrison_actor_running", "1 while the actor runs", labels=["actor"])
-    for context in list(node._registry.values()):
+    for context in node.kernel.slots():
         path = context.path
         snapshot = context.mailbox.metrics()
         depth.add_metric([path], snapshot.depth)
@@ -151,7 +204,7 @@ class _Snapshot:
 class MetricsServer:
     """The node's HTTP endpoint on a thread of its own."""
 
-    def __init__(self, node: Node, host: str, port: int) -> None:
+    def __init__(self, node: ObservedNode, host: str, port: int) -> None:
         try:
             import prometheus_client  # noqa: F401
         except ImportError as error:
@@ -200,6 +253,10 @@ class MetricsServer:
         registry.register(_Snapshot(families))
         return generate_latest(registry)
 
+    def health(self) -> tuple[bool, str]:
+        """The node's health, read from this server's threads (see ``Node.health``)."""
+        return self._node.health()
+
     def tree(self) -> bytes:
         async def snapshot() -> Any:
             return self._node.tree()
@@ -212,7 +269,7 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                healthy, reason = server._node.health()
+                healthy, reason = server.health()
                 self._reply(200 if healthy else 503, "text/plain; charset=utf-8", reason.encode() + b"\n")
                 return
             if path not in ("/metrics", "/tree"):

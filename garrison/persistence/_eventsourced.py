@@ -86,7 +86,7 @@ class EventSourcedActor(Actor, Generic[S]):
         return self.persistence_id or self.ctx.path
 
     def journal(self) -> Journal:
-        journal = self.ctx.node.journal
+        journal: Journal | None = self.ctx.node.journal
         if journal is None:
             raise InvalidConfig(
                 "journal",

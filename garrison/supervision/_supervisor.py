@@ -28,8 +28,8 @@ from garrison._errors import (
 )
 from garrison.actors import Actor, ActorContext, ActorRef, ActorState, SystemMessage
 from garrison.actors._events import GaveUp, Restarted
+from garrison.actors._introspect import describe
 from garrison.actors._messages import ExitKind, ExitReason
-from garrison.actors._node import _describe
 from garrison.supervision._intensity import RestartIntensity
 from garrison.supervision._spec import (
     AutoShutdown,
@@ -249,7 +249,7 @@ class Supervisor(Actor):
         spec = child.spec
         node = self.ctx.node
         args: tuple[Any, ...] = (spec.start,) if isinstance(spec.start, SupervisorSpec) else spec.args
-        context = node._prepare(
+        context = node.kernel.prepare(
             _actor_class(spec),
             self.ctx,
             spec.id,
@@ -545,7 +545,7 @@ class Supervisor(Actor):
             _unstarted_exit,
         )
         slot.state = ActorState.STOPPED
-        return _describe(slot)
+        return describe(slot)
 
     async def count_children(self) -> ChildCounts:
         supervisors = sum(1 for child in self._children if child.spec.is_supervisor)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from garrison.actors import LifecycleEvent, Node
+from garrison._node import Node
+from garrison.actors import LifecycleEvent
 from garrison.testing._matching import Matcher, describe, matches
 from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_until
 

@@ -25,7 +25,7 @@ from garrison.testing._process import ChildProcess, Output, kill_process
 from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_until
 
 if TYPE_CHECKING:
-    from garrison.actors import Node
+    from garrison._node import Node
     from garrison.actors._context import Receive
     from garrison.testing._guard import NodeGuard
 

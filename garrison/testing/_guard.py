@@ -6,7 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from garrison.actors import DeadLetter, Failed, LifecycleEvent, Node
+from garrison._node import Node
+from garrison.actors import DeadLetter, Failed, LifecycleEvent
 from garrison.testing._matching import Matcher, matches
 
 

@@ -18,7 +18,7 @@ from garrison.testing._injected import InjectedFault
 from garrison.testing._waiting import outside_work
 
 if TYPE_CHECKING:
-    from garrison.actors import Node
+    from garrison._node import Node
     from garrison.testing._guard import NodeGuard
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from types import TracebackType
 
 from garrison._clock import ManualClock
 from garrison._errors import InvalidConfig
-from garrison.actors import Node
+from garrison._node import Node
 from garrison.persistence import Journal
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from garrison.actors import Actor, ActorRef, ActorState, Node, Terminated
+from garrison._node import Node
+from garrison.actors import Actor, ActorRef, ActorState, Terminated
 from garrison.actors._context import stop_for_good
 from garrison.mailbox import MailboxConfig
 from garrison.testing._matching import Matcher, describe, matches
@@ -53,8 +54,8 @@ class TestProbe(ActorRef):
         default_within: float = DEFAULT_WITHIN,
     ) -> None:
         if name is None:
-            name = f"probe-{next(node._anonymous)}"
-        context = node._prepare(
+            name = node.kernel.unique_name("probe")
+        context = node.kernel.prepare(
             ProbeActor,
             parent=None,
             name=name,

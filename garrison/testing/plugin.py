@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from garrison._clock import ManualClock
-from garrison.actors import Node
+from garrison._node import Node
 from garrison.testing import _hangs
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults

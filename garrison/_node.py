@@ -1,10 +1,18 @@
-"""``Node``: one process, one event loop, and everything its actors share."""
+"""``Node``: the composition root. One process, one event loop, and everything its actors share.
+
+The node wires the layers together: the actor kernel (``garrison.actors``:
+slots, refs, dead letters, events), supervision (the root supervisor),
+persistence (the journal it opens and closes) and observe (loop monitor,
+metrics endpoint). It runs them in one order and stops them in the reverse:
+journal, metrics, loop monitor and signal handlers come up before any actor;
+on shutdown the tree stops first (reverse start order), then signal handlers,
+journal, metrics, loop monitor and pools. Nothing below imports this module.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import multiprocessing
 import random
 import signal
@@ -17,56 +25,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from garrison._clock import Cancellable, Clock, MonotonicClock
-from garrison._errors import (
-    ActorNotFound,
-    ActorStartError,
-    DuplicateActorName,
-    HeartbeatTimeout,
-    InvalidConfig,
-    NodeNotRunning,
-    NotAnActor,
+from garrison._clock import Clock, MonotonicClock
+from garrison._errors import InvalidConfig, NodeNotRunning
+from garrison.actors import (
+    Actor,
+    ActorContext,
+    ActorRef,
+    ActorState,
+    DeadLetters,
+    EventStream,
+    ExitReason,
+    GaveUp,
+    LifecycleEvent,
+    Restarted,
 )
-from garrison.actors._actor import Actor
-from garrison.actors._context import ActorContext, ActorState, ExitHook, stop_for_good
-from garrison.actors._deadletters import DeadLetters
-from garrison.actors._deadlines import AskDeadlines
-from garrison.actors._events import EventStream, GaveUp, LifecycleEvent, Restarted
-from garrison.actors._messages import ExitReason
+from garrison.actors._context import stop_for_good
+from garrison.actors._introspect import describe
+from garrison.actors._kernel import Kernel, validate_name, validate_shutdown
 from garrison.mailbox import MailboxConfig
 from garrison.observe._http import MetricsServer
 from garrison.observe._loop import LoopGuard, LoopMonitor
+from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
 
 if TYPE_CHECKING:
-    from garrison.actors._ref import ActorRef
     from garrison.persistence import ConsumerGroup, Journal, RedisConsumer
-    from garrison.supervision import SupervisorRef, SupervisorSpec
 
 T = TypeVar("T")
 
 DEFAULT_SHUTDOWN = 5.0
 _DEFAULT_GUARD = LoopGuard()
-
-
-def validate_shutdown(field: str, shutdown: object) -> float | None:
-    """A shutdown timeout: seconds >= 0, 0 for immediate cancellation, None for infinity."""
-    if shutdown is None:
-        return None
-    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or shutdown < 0:
-        raise InvalidConfig(field, shutdown, "shutdown must be >= 0 seconds (0 cancels at once) or None")
-    return float(shutdown)
-
-
-def validate_actor_class(field: str, actor_class: object) -> type[Actor]:
-    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
-        raise NotAnActor(field, actor_class)
-    return actor_class
-
-
-def validate_name(field: str, name: object) -> str:
-    if not isinstance(name, str) or not name or "/" in name:
-        raise InvalidConfig(field, name, "a name is a non-empty string without '/'")
-    return name
 
 
 class Node:
@@ -163,7 +150,6 @@ class Node:
         """The journal event-sourced actors use by default; opened and closed with the node."""
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
-        self._ask_deadlines = AskDeadlines(self.clock)
         self.events.subscribe(self._count_lifecycle)
         self.dead_letters = DeadLetters(
             self.clock,
@@ -178,19 +164,14 @@ class Node:
         self._process_workers = process_workers
         self._process_start_method = process_start_method
         self._handle_signals = handle_signals
-        self._registry: dict[str, ActorContext] = {}
-        self._top: dict[str, ActorContext] = {}
-        self._anonymous = itertools.count(1)
         self._state = "new"
         self._shutdown_requested: asyncio.Event | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPoolExecutor | None = None
         self._signals_installed: list[signal.Signals] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._done: asyncio.Future[None]
-        # A dict, not a set: hung actors are cancelled in start order, the same on every run.
-        self._heartbeats: dict[ActorContext, None] = {}
-        self._heartbeat_timer: Cancellable | None = None
+        self.kernel = Kernel(self)
+        """Internal: the actor kernel's state for this node (slots by path, heartbeats, asks)."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -199,8 +180,7 @@ class Node:
             raise NodeNotRunning(self.name, self._state)
         self._loop = asyncio.get_running_loop()
         self._shutdown_requested = asyncio.Event()
-        self._done = self._loop.create_future()
-        self._done.set_result(None)
+        self.kernel.open(self._loop)
         if self.journal is not None:
             await self.journal.open()
         if self.metrics_port is not None:
@@ -232,6 +212,11 @@ class Node:
     def running(self) -> bool:
         return self._state == "running"
 
+    @property
+    def state(self) -> str:
+        """``new``, ``running`` (inside ``async with``), ``stopping`` or ``closed``."""
+        return self._state
+
     def request_shutdown(self, exit_code: int = 0) -> None:
         """Ask for an orderly shutdown: ``wait_closed()`` returns. A non-zero code sticks."""
         if exit_code and not self.exit_code:
@@ -256,10 +241,8 @@ class Node:
         self._state = "stopping"
         if self._shutdown_requested is not None:
             self._shutdown_requested.set()
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
-            self._heartbeat_timer = None
-        for context in reversed(list(self._top.values())):
+        self.kernel.stop_heartbeats()
+        for context in reversed(self.kernel.top_level()):
             await context._stop(ExitReason.shutdown(f"node {self.name} shutting down"), context.shutdown)
         if self._loop is not None:
             for signum in self._signals_installed:
@@ -304,7 +287,7 @@ class Node:
         to dead letters). Raises NotAnActor, InvalidConfig,
         DuplicateActorName, or ActorStartError when ``on_start`` fails.
         """
-        return await self._spawn(
+        return await self.kernel.spawn(
             actor_class,
             parent=None,
             name=name,
@@ -314,107 +297,6 @@ class Node:
             shutdown=shutdown,
             on_exit=stop_for_good,
         )
-
-    async def _spawn(
-        self,
-        actor_class: type[Actor],
-        *,
-        parent: ActorContext | None,
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        mailbox: MailboxConfig | None,
-        shutdown: float | None,
-        on_exit: ExitHook,
-    ) -> ActorRef:
-        """The one spawn path: validate, register, start, await ``on_start``."""
-        context = self._prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        context._launch(started)
-        try:
-            await started
-        except ActorStartError:
-            context._finalize(ExitReason.shutdown("failed to start"))
-            raise
-        return context.self_ref
-
-    def _prepare(
-        self,
-        actor_class: type[Actor],
-        parent: ActorContext | None,
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        mailbox: MailboxConfig | None,
-        shutdown: float | None,
-        on_exit: ExitHook,
-    ) -> ActorContext:
-        """Validate and register a new slot without starting it."""
-        if self._state != "running":
-            raise NodeNotRunning(self.name, self._state)
-        validate_actor_class("actor_class", actor_class)
-        if name is None:
-            name = f"{actor_class.__name__.lower()}-{next(self._anonymous)}"
-        validate_name("name", name)
-        if mailbox is not None and not isinstance(mailbox, MailboxConfig):
-            raise InvalidConfig("mailbox", mailbox, "must be a garrison.MailboxConfig or None")
-        if not isinstance(args, tuple):
-            raise InvalidConfig("args", args, "must be a tuple of positional arguments")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise InvalidConfig("kwargs", kwargs, "must be a dict of keyword arguments or None")
-        shutdown = validate_shutdown("shutdown", shutdown)
-        path = f"{parent.path if parent is not None else ''}/{name}"
-        if path in self._registry:
-            raise DuplicateActorName(path)
-        context = ActorContext(
-            self,
-            parent,
-            name,
-            actor_class,
-            args,
-            dict(kwargs or {}),
-            mailbox if mailbox is not None else actor_class.mailbox,
-            shutdown,
-            on_exit,
-        )
-        self._registry[path] = context
-        if parent is None:
-            self._top[name] = context
-        else:
-            parent._children[name] = context
-        return context
-
-    def _launched(self, context: ActorContext) -> None:
-        """A slot starts an incarnation: watch its heartbeat if it has a timeout."""
-        if context.actor_class.heartbeat_timeout is None:
-            return
-        self._heartbeats[context] = None
-        if self._heartbeat_timer is None:
-            self._heartbeat_timer = self.clock.call_later(self.heartbeat_interval, self._check_heartbeats)
-
-    def _check_heartbeats(self) -> None:
-        """Cancel every actor whose message in flight outran its heartbeat_timeout."""
-        self._heartbeat_timer = None
-        now = self.clock.now()
-        for context in list(self._heartbeats):
-            timeout = context.actor_class.heartbeat_timeout
-            if context.state is ActorState.STOPPED or timeout is None:
-                self._heartbeats.pop(context, None)
-                continue
-            since = context.busy_since
-            if since is not None and now - since >= timeout:
-                context.busy_since = None
-                error = HeartbeatTimeout(context.path, timeout, now - since)
-                context._kill(ExitReason.failure(error, "heartbeat timeout"))
-        if self._heartbeats and self._state == "running":
-            self._heartbeat_timer = self.clock.call_later(self.heartbeat_interval, self._check_heartbeats)
-
-    def _forget(self, context: ActorContext) -> None:
-        if self._registry.get(context.path) is context:
-            del self._registry[context.path]
-        if context._parent is None and self._top.get(context.name) is context:
-            del self._top[context.name]
-        self._heartbeats.pop(context, None)
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
         """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
@@ -440,11 +322,9 @@ class Node:
         is 1 when it gave up, 0 otherwise. Raises ActorStartError if a child
         fails to start (children already started are stopped first).
         """
-        from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
-
         if not isinstance(spec, SupervisorSpec):
             raise InvalidConfig("spec", spec, "must be a garrison.SupervisorSpec")
-        ref = await self._spawn(
+        ref = await self.kernel.spawn(
             Supervisor,
             parent=None,
             name=name,
@@ -504,8 +384,6 @@ class Node:
 
     def supervisor(self, path: str) -> SupervisorRef:
         """The supervisor at ``path`` for introspection and child management."""
-        from garrison.supervision import SupervisorRef
-
         ref = self.lookup(path)
         if not ref._context.actor_class.is_supervisor:
             raise InvalidConfig("path", path, "names a worker, not a supervisor")
@@ -517,18 +395,15 @@ class Node:
         Supervisors list their children in spec order, including specs kept
         without a running slot (state ``stopped``, restarts 0, empty mailbox).
         """
-        return [_describe(context) for context in self._top.values()]
+        return [describe(context) for context in self.kernel.top_level()]
 
     def lookup(self, path: str) -> ActorRef:
         """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
-        context = self._registry.get(path)
-        if context is None or context.state is ActorState.STOPPED:
-            raise ActorNotFound(path)
-        return context.self_ref
+        return self.kernel.lookup(path)
 
     def paths(self) -> list[str]:
         """Every registered actor path, in registration order."""
-        return list(self._registry)
+        return self.kernel.paths()
 
     # -- blocking isolation ----------------------------------------------------
 
@@ -561,30 +436,5 @@ class Node:
         return await loop.run_in_executor(self._processes, functools.partial(fn, *args))
 
     def __repr__(self) -> str:
-        return f"<Node {self.name} {self._state} actors={len(self._registry)}>"
+        return f"<Node {self.name} {self._state} actors={len(self.kernel)}>"
 
-
-def _describe(context: ActorContext) -> dict[str, Any]:
-    metrics = context.mailbox.metrics()
-    return {
-        "path": context.path,
-        "name": context.name,
-        "kind": "supervisor" if context.actor_class.is_supervisor else "worker",
-        "actor_class": context.actor_class.__qualname__,
-        "state": context.state.value,
-        "restarts": context.restarts,
-        "mailbox": {
-            "depth": metrics.depth,
-            "capacity": metrics.capacity,
-            "consumer_lag_seconds": metrics.oldest_age_seconds,
-            "dropped": metrics.dropped,
-        },
-        "children": _describe_children(context),
-    }
-
-
-def _describe_children(context: ActorContext) -> list[dict[str, Any]]:
-    children = [_describe(child) for child in context._children.values()]
-    # A supervisor also lists the specs it keeps without a running slot, as "stopped".
-    with_specs = getattr(context.instance, "_tree_children", None)
-    return with_specs(children) if with_specs is not None else children

@@ -1,0 +1,239 @@
+"""``Kernel``: the actor kernel's state for one node, and the one spawn path.
+
+A node owns one (``node.kernel``). It holds every live slot by path (the
+top-level ones in start order), watches heartbeats, times out asks, and
+creates slots: the node, ``ctx.spawn`` and supervisors all create theirs
+here, validated the same way. Internal: supervisors and the test kit use it;
+actors use their context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from garrison._errors import (
+    ActorNotFound,
+    ActorStartError,
+    DuplicateActorName,
+    HeartbeatTimeout,
+    InvalidConfig,
+    NodeNotRunning,
+    NotAnActor,
+)
+from garrison.actors._actor import Actor
+from garrison.actors._context import ActorContext, ActorState, ExitHook
+from garrison.actors._deadlines import AskDeadlines
+from garrison.actors._messages import ExitReason
+from garrison.mailbox import MailboxConfig
+
+if TYPE_CHECKING:
+    from garrison._clock import Cancellable
+    from garrison.actors._ref import ActorRef
+    from garrison.actors._runtime import Runtime
+
+
+def validate_shutdown(field: str, shutdown: object) -> float | None:
+    """A shutdown timeout: seconds >= 0, 0 for immediate cancellation, None for infinity."""
+    if shutdown is None:
+        return None
+    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or shutdown < 0:
+        raise InvalidConfig(field, shutdown, "shutdown must be >= 0 seconds (0 cancels at once) or None")
+    return float(shutdown)
+
+
+def validate_actor_class(field: str, actor_class: object) -> type[Actor]:
+    """An Actor subclass; NotAnActor otherwise."""
+    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+        raise NotAnActor(field, actor_class)
+    return actor_class
+
+
+def validate_name(field: str, name: object) -> str:
+    """A name: a non-empty string without '/' (a path is names joined by '/')."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise InvalidConfig(field, name, "a name is a non-empty string without '/'")
+    return name
+
+
+class Kernel:
+    """Internal: every slot of one node, and what they share. The node builds one.
+
+    Everything here runs on the node's loop.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.ask_deadlines = AskDeadlines(runtime.clock)
+        """Fails each pending ask with AskTimeout when its timeout passes (refs add to it)."""
+        self.completed: asyncio.Future[None]
+        """A future already done, on the node's loop: what ``tell`` returns when the mailbox took
+        the message at once (awaiting it costs less than a coroutine). Set by ``open``."""
+        self._slots: dict[str, ActorContext] = {}
+        self._top: dict[str, ActorContext] = {}
+        self._anonymous = itertools.count(1)
+        # A dict, not a set: hung actors are cancelled in start order, the same on every run.
+        self._heartbeats: dict[ActorContext, None] = {}
+        self._heartbeat_timer: Cancellable | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The node starts running on ``loop``."""
+        self.completed = loop.create_future()
+        self.completed.set_result(None)
+
+    # -- creating slots ------------------------------------------------------------
+
+    def unique_name(self, prefix: str) -> str:
+        """``<prefix>-<n>``, n counting up for the whole node: a name for an anonymous slot."""
+        return f"{prefix}-{next(self._anonymous)}"
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *,
+        parent: ActorContext | None,
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        mailbox: MailboxConfig | None,
+        shutdown: float | None,
+        on_exit: ExitHook,
+    ) -> ActorRef:
+        """The one spawn path: validate, register, start, await ``on_start``.
+
+        Raises what ``prepare`` raises, and ActorStartError when ``on_start``
+        fails (the slot is gone by then).
+        """
+        context = self.prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        context._launch(started)
+        try:
+            await started
+        except ActorStartError:
+            context._finalize(ExitReason.shutdown("failed to start"))
+            raise
+        return context.self_ref
+
+    def prepare(
+        self,
+        actor_class: type[Actor],
+        parent: ActorContext | None,
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        mailbox: MailboxConfig | None,
+        shutdown: float | None,
+        on_exit: ExitHook,
+    ) -> ActorContext:
+        """Validate and register a new slot at ``<parent path>/<name>`` without starting it.
+
+        ``name`` None picks ``<class name>-<n>``; ``mailbox`` None takes the
+        class's config. ``on_exit`` decides what happens after an exit the
+        slot did not ask for. Raises NodeNotRunning, NotAnActor,
+        InvalidConfig, DuplicateActorName.
+        """
+        runtime = self.runtime
+        if runtime.state != "running":
+            raise NodeNotRunning(runtime.name, runtime.state)
+        validate_actor_class("actor_class", actor_class)
+        if name is None:
+            name = self.unique_name(actor_class.__name__.lower())
+        validate_name("name", name)
+        if mailbox is not None and not isinstance(mailbox, MailboxConfig):
+            raise InvalidConfig("mailbox", mailbox, "must be a garrison.MailboxConfig or None")
+        if not isinstance(args, tuple):
+            raise InvalidConfig("args", args, "must be a tuple of positional arguments")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise InvalidConfig("kwargs", kwargs, "must be a dict of keyword arguments or None")
+        shutdown = validate_shutdown("shutdown", shutdown)
+        path = f"{parent.path if parent is not None else ''}/{name}"
+        if path in self._slots:
+            raise DuplicateActorName(path)
+        context = ActorContext(
+            runtime,
+            parent,
+            name,
+            actor_class,
+            args,
+            dict(kwargs or {}),
+            mailbox if mailbox is not None else actor_class.mailbox,
+            shutdown,
+            on_exit,
+        )
+        self._slots[path] = context
+        if parent is None:
+            self._top[name] = context
+        else:
+            parent._children[name] = context
+        return context
+
+    def forget(self, context: ActorContext) -> None:
+        """A slot stopped for good: its path is free again."""
+        if self._slots.get(context.path) is context:
+            del self._slots[context.path]
+        if context._parent is None and self._top.get(context.name) is context:
+            del self._top[context.name]
+        self._heartbeats.pop(context, None)
+
+    # -- heartbeats ----------------------------------------------------------------
+
+    def launched(self, context: ActorContext) -> None:
+        """A slot starts an incarnation: watch its heartbeat if it has a timeout."""
+        if context.actor_class.heartbeat_timeout is None:
+            return
+        self._heartbeats[context] = None
+        if self._heartbeat_timer is None:
+            self._heartbeat_timer = self.runtime.clock.call_later(
+                self.runtime.heartbeat_interval, self._check_heartbeats
+            )
+
+    def stop_heartbeats(self) -> None:
+        """Look for hung actors no more (the node is shutting down)."""
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+
+    def _check_heartbeats(self) -> None:
+        """Cancel every actor whose message in flight outran its heartbeat_timeout."""
+        self._heartbeat_timer = None
+        runtime = self.runtime
+        now = runtime.clock.now()
+        for context in list(self._heartbeats):
+            timeout = context.actor_class.heartbeat_timeout
+            if context.state is ActorState.STOPPED or timeout is None:
+                self._heartbeats.pop(context, None)
+                continue
+            since = context.busy_since
+            if since is not None and now - since >= timeout:
+                context.busy_since = None
+                error = HeartbeatTimeout(context.path, timeout, now - since)
+                context._kill(ExitReason.failure(error, "heartbeat timeout"))
+        if self._heartbeats and runtime.state == "running":
+            self._heartbeat_timer = runtime.clock.call_later(
+                runtime.heartbeat_interval, self._check_heartbeats
+            )
+
+    # -- finding slots ------------------------------------------------------------------
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
+        context = self._slots.get(path)
+        if context is None or context.state is ActorState.STOPPED:
+            raise ActorNotFound(path)
+        return context.self_ref
+
+    def paths(self) -> list[str]:
+        """Every registered actor path, in registration order."""
+        return list(self._slots)
+
+    def slots(self) -> list[ActorContext]:
+        """Every registered slot, in registration order."""
+        return list(self._slots.values())
+
+    def top_level(self) -> list[ActorContext]:
+        """The top-level slots, in start order."""
+        return list(self._top.values())
+
+    def __len__(self) -> int:
+        return len(self._slots)

@@ -1,0 +1,132 @@
+"""``Runtime``: what the actor kernel needs from the node that hosts its actors.
+
+The kernel sits below everything else in garrison: it never imports the
+node, supervision, persistence or observe. What it needs of the node it
+declares here, and ``garrison.Node`` (the composition root, one layer up)
+implements it. The same protocol is the static type of ``ActorContext.node``:
+what an actor's handlers use of their node. At run time ``ctx.node`` is the
+``Node`` itself, so the rest of its API (``node.supervisor(...)``,
+``node.tree()``) works too; typed code that needs it writes
+``cast(garrison.Node, self.ctx.node)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from random import Random
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+    from garrison._clock import Clock
+    from garrison.actors._actor import Actor
+    from garrison.actors._deadletters import DeadLetters
+    from garrison.actors._events import EventStream
+    from garrison.actors._kernel import Kernel
+    from garrison.actors._ref import ActorRef
+    from garrison.mailbox import MailboxConfig
+
+T = TypeVar("T")
+
+
+class Runtime(Protocol):
+    """The node as the kernel sees it (``garrison.Node`` implements it)."""
+
+    # -- what the kernel's machinery uses ------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The node's name (logs, thread names)."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """``new``, ``running``, ``stopping`` or ``closed``: slots are created only while running."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every timer of the runtime reads (timeouts, heartbeats, backoff, lag)."""
+        ...
+
+    @property
+    def logger(self) -> Logger:
+        """The node's logger; each actor binds its path onto it."""
+        ...
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Where every message that was not processed goes, with its reason."""
+        ...
+
+    @property
+    def events(self) -> EventStream:
+        """Where lifecycle events (Started, Failed, Restarted, Stopped, GaveUp) are published."""
+        ...
+
+    @property
+    def kernel(self) -> Kernel:
+        """Internal: the kernel's own state for this node (slots by path, heartbeats, ask deadlines)."""
+        ...
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often the kernel looks for hung actors, in seconds."""
+        ...
+
+    abandoned_threads: int
+    """Hung ThreadedActor threads given up on so far (the kernel counts them here)."""
+
+    @property
+    def max_abandoned_threads(self) -> int:
+        """More abandoned threads than this fail the node."""
+        ...
+
+    def request_shutdown(self, exit_code: int = 0) -> None:
+        """Ask for an orderly shutdown; a non-zero code sticks."""
+        ...
+
+    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` on the node's thread pool."""
+        ...
+
+    async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn(*args)`` on the node's process pool."""
+        ...
+
+    # -- what else an actor uses through ``ctx.node`` ----------------------------------
+
+    @property
+    def random(self) -> Random:
+        """The runtime's random source (seeded with ``Node(seed=...)``)."""
+        ...
+
+    @property
+    def journal(self) -> Any:
+        """The node's default journal (a ``garrison.persistence.Journal``) or None.
+
+        Typed ``Any`` here: the journal belongs to persistence, a layer above the kernel.
+        """
+        ...
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *,
+        name: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        mailbox: MailboxConfig | None = None,
+        shutdown: float | None = ...,
+    ) -> ActorRef:
+        """Start a top-level actor; see ``Node.spawn``."""
+        ...
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref registered at ``path``; raises ActorNotFound."""
+        ...
+
+    async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
+        """Stop an actor for good; see ``Node.stop``."""
+        ...
