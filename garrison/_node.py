@@ -29,7 +29,6 @@ from garrison._clock import Clock, MonotonicClock
 from garrison._errors import InvalidConfig, NodeNotRunning
 from garrison.actors import (
     Actor,
-    ActorContext,
     ActorRef,
     ActorState,
     DeadLetters,
@@ -39,9 +38,8 @@ from garrison.actors import (
     LifecycleEvent,
     Restarted,
 )
-from garrison.actors._context import stop_for_good
-from garrison.actors._introspect import describe
 from garrison.actors._kernel import Kernel, validate_name, validate_shutdown
+from garrison.actors._slot import Slot, stop_for_good
 from garrison.mailbox import MailboxConfig
 from garrison.observe._http import MetricsServer
 from garrison.observe._loop import LoopGuard, LoopMonitor
@@ -136,7 +134,7 @@ class Node:
         """Supervisors (by path) that exceeded their restart intensity."""
         self.consumer_groups: dict[tuple[str, str], ConsumerGroup | RedisConsumer] = {}
         """Durable-stream consumer groups whose lag the metrics export, by (stream, group)."""
-        self._root: ActorContext | None = None
+        self._root: Slot | None = None
         self.max_abandoned_threads = max_abandoned_threads
         """More hung ThreadedActor threads abandoned than this fail the node
         (exit code ABANDONED_THREADS_EXIT_CODE) so that the process is restarted."""
@@ -242,8 +240,8 @@ class Node:
         if self._shutdown_requested is not None:
             self._shutdown_requested.set()
         self.kernel.stop_heartbeats()
-        for context in reversed(self.kernel.top_level()):
-            await context._stop(ExitReason.shutdown(f"node {self.name} shutting down"), context.shutdown)
+        for slot in reversed(self.kernel.top_level()):
+            await slot.stop(ExitReason.shutdown(f"node {self.name} shutting down"), slot.shutdown)
         if self._loop is not None:
             for signum in self._signals_installed:
                 self._loop.remove_signal_handler(signum)
@@ -310,9 +308,9 @@ class Node:
         ``shutdown=0``); a longer ``timeout`` never extends it. An actor
         already stopped returns at once. Cancelling the await does not cancel
         the stop."""
-        context = ref._context
-        wait = context.shutdown if timeout is None else validate_shutdown("timeout", timeout)
-        await context._stop(ExitReason.shutdown("stopped by request"), wait)
+        slot = ref.slot
+        wait = slot.shutdown if timeout is None else validate_shutdown("timeout", timeout)
+        await slot.stop(ExitReason.shutdown("stopped by request"), wait)
 
     async def start(self, spec: SupervisorSpec, *, name: str = "root") -> SupervisorRef:
         """Start a supervision tree at ``/<name>``; awaits every child's start, in order.
@@ -334,16 +332,16 @@ class Node:
             shutdown=None,
             on_exit=self._root_exited,
         )
-        self._root = ref._context
+        self._root = ref.slot
         return SupervisorRef(ref)
 
-    def _root_exited(self, context: ActorContext, reason: ExitReason) -> None:
-        context._finalize(reason)
+    def _root_exited(self, slot: Slot, reason: ExitReason) -> None:
+        slot.finalize(reason)
         gave_up = reason.error is not None
         self.logger.log(
             "ERROR" if gave_up else "INFO",
             "root supervisor {path} exited ({reason}); node {name} shuts down",
-            path=context.path,
+            path=slot.path,
             reason=reason,
             name=self.name,
         )
@@ -385,7 +383,7 @@ class Node:
     def supervisor(self, path: str) -> SupervisorRef:
         """The supervisor at ``path`` for introspection and child management."""
         ref = self.lookup(path)
-        if not ref._context.actor_class.is_supervisor:
+        if not ref.slot.actor_class.is_supervisor:
             raise InvalidConfig("path", path, "names a worker, not a supervisor")
         return SupervisorRef(ref)
 
@@ -395,7 +393,7 @@ class Node:
         Supervisors list their children in spec order, including specs kept
         without a running slot (state ``stopped``, restarts 0, empty mailbox).
         """
-        return [describe(context) for context in self.kernel.top_level()]
+        return self.kernel.tree()
 
     def lookup(self, path: str) -> ActorRef:
         """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""

@@ -6,7 +6,8 @@ observe, the node): what it needs of the node that hosts it is declared in
 """
 
 from garrison.actors._actor import Actor
-from garrison.actors._context import ActorContext, ActorState, DeferredReply, SystemMessage
+from garrison.actors._context import ActorContext, DeferredReply
+from garrison.actors._control import SystemMessage
 from garrison.actors._deadletters import DeadLetters
 from garrison.actors._events import (
     EventStream,
@@ -17,7 +18,7 @@ from garrison.actors._events import (
     Started,
     Stopped,
 )
-from garrison.actors._messages import DeadLetter, ExitKind, ExitReason, Terminated
+from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
 from garrison.actors._ref import DEFAULT_ASK_TIMEOUT, ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor

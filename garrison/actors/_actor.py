@@ -11,7 +11,9 @@ from garrison.mailbox import MailboxConfig
 if TYPE_CHECKING:
     from garrison.actors._context import ActorContext
 
-_constructing: ContextVar[ActorContext] = ContextVar("garrison_constructing_actor")
+constructing: ContextVar[ActorContext] = ContextVar("garrison_constructing_actor")
+"""The context of the actor being built: ``Actor.__new__`` sets ``ctx`` from it, so that
+``self.ctx`` works inside ``__init__`` (its slot sets it around the constructor call)."""
 
 
 class Actor:
@@ -37,7 +39,7 @@ class Actor:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         instance = super().__new__(cls)
-        context = _constructing.get(None)
+        context = constructing.get(None)
         if context is not None:
             instance.ctx = context
         return instance
@@ -55,8 +57,12 @@ class Actor:
                 f"{cls.__qualname__}.heartbeat_timeout", timeout, "must be a number > 0 or None"
             )
 
-    async def _before_start(self) -> None:
-        """Runtime hook run before ``on_start`` on every (re)start (recovery of persistent actors)."""
+    async def on_recover(self) -> None:
+        """Runs first on every (re)start, before ``on_start``: restore state kept outside memory.
+
+        The base does nothing. ``EventSourcedActor`` replays its journal here,
+        so a subclass of it must not override this. Raising fails the start.
+        """
 
     async def on_start(self) -> None:
         """Runs after every (re)start, before the first message. Raising fails the start."""

@@ -23,9 +23,10 @@ from garrison._errors import (
     NotAnActor,
 )
 from garrison.actors._actor import Actor
-from garrison.actors._context import ActorContext, ActorState, ExitHook
 from garrison.actors._deadlines import AskDeadlines
-from garrison.actors._messages import ExitReason
+from garrison.actors._introspect import ActorSnapshot, snapshot, tree_row, unstarted_row
+from garrison.actors._messages import ActorState, ExitReason
+from garrison.actors._slot import ExitHook, Slot, stop_for_good
 from garrison.mailbox import MailboxConfig
 
 if TYPE_CHECKING:
@@ -70,11 +71,11 @@ class Kernel:
         self.completed: asyncio.Future[None]
         """A future already done, on the node's loop: what ``tell`` returns when the mailbox took
         the message at once (awaiting it costs less than a coroutine). Set by ``open``."""
-        self._slots: dict[str, ActorContext] = {}
-        self._top: dict[str, ActorContext] = {}
+        self._slots: dict[str, Slot] = {}
+        self._top: dict[str, Slot] = {}
         self._anonymous = itertools.count(1)
         # A dict, not a set: hung actors are cancelled in start order, the same on every run.
-        self._heartbeats: dict[ActorContext, None] = {}
+        self._heartbeats: dict[Slot, None] = {}
         self._heartbeat_timer: Cancellable | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -92,40 +93,41 @@ class Kernel:
         self,
         actor_class: type[Actor],
         *,
-        parent: ActorContext | None,
+        parent: Slot | None,
         name: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         mailbox: MailboxConfig | None,
         shutdown: float | None,
-        on_exit: ExitHook,
+        on_exit: ExitHook = stop_for_good,
     ) -> ActorRef:
         """The one spawn path: validate, register, start, await ``on_start``.
 
-        Raises what ``prepare`` raises, and ActorStartError when ``on_start``
-        fails (the slot is gone by then).
+        By default an exit stops the new slot for good (an unsupervised
+        actor). Raises what ``prepare`` raises, and ActorStartError when
+        ``on_start`` fails (the slot is gone by then).
         """
-        context = self.prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
+        slot = self.prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        context._launch(started)
+        slot.launch(started)
         try:
             await started
         except ActorStartError:
-            context._finalize(ExitReason.shutdown("failed to start"))
+            slot.finalize(ExitReason.shutdown("failed to start"))
             raise
-        return context.self_ref
+        return slot.self_ref
 
     def prepare(
         self,
         actor_class: type[Actor],
-        parent: ActorContext | None,
+        parent: Slot | None,
         name: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         mailbox: MailboxConfig | None,
         shutdown: float | None,
         on_exit: ExitHook,
-    ) -> ActorContext:
+    ) -> Slot:
         """Validate and register a new slot at ``<parent path>/<name>`` without starting it.
 
         ``name`` None picks ``<class name>-<n>``; ``mailbox`` None takes the
@@ -150,7 +152,7 @@ class Kernel:
         path = f"{parent.path if parent is not None else ''}/{name}"
         if path in self._slots:
             raise DuplicateActorName(path)
-        context = ActorContext(
+        slot = Slot(
             runtime,
             parent,
             name,
@@ -161,28 +163,28 @@ class Kernel:
             shutdown,
             on_exit,
         )
-        self._slots[path] = context
+        self._slots[path] = slot
         if parent is None:
-            self._top[name] = context
+            self._top[name] = slot
         else:
-            parent._children[name] = context
-        return context
+            parent.children[name] = slot
+        return slot
 
-    def forget(self, context: ActorContext) -> None:
+    def forget(self, slot: Slot) -> None:
         """A slot stopped for good: its path is free again."""
-        if self._slots.get(context.path) is context:
-            del self._slots[context.path]
-        if context._parent is None and self._top.get(context.name) is context:
-            del self._top[context.name]
-        self._heartbeats.pop(context, None)
+        if self._slots.get(slot.path) is slot:
+            del self._slots[slot.path]
+        if slot.parent is None and self._top.get(slot.name) is slot:
+            del self._top[slot.name]
+        self._heartbeats.pop(slot, None)
 
     # -- heartbeats ----------------------------------------------------------------
 
-    def launched(self, context: ActorContext) -> None:
+    def launched(self, slot: Slot) -> None:
         """A slot starts an incarnation: watch its heartbeat if it has a timeout."""
-        if context.actor_class.heartbeat_timeout is None:
+        if slot.actor_class.heartbeat_timeout is None:
             return
-        self._heartbeats[context] = None
+        self._heartbeats[slot] = None
         if self._heartbeat_timer is None:
             self._heartbeat_timer = self.runtime.clock.call_later(
                 self.runtime.heartbeat_interval, self._check_heartbeats
@@ -199,16 +201,16 @@ class Kernel:
         self._heartbeat_timer = None
         runtime = self.runtime
         now = runtime.clock.now()
-        for context in list(self._heartbeats):
-            timeout = context.actor_class.heartbeat_timeout
-            if context.state is ActorState.STOPPED or timeout is None:
-                self._heartbeats.pop(context, None)
+        for slot in list(self._heartbeats):
+            timeout = slot.actor_class.heartbeat_timeout
+            if slot.state is ActorState.STOPPED or timeout is None:
+                self._heartbeats.pop(slot, None)
                 continue
-            since = context.busy_since
+            since = slot.busy_since
             if since is not None and now - since >= timeout:
-                context.busy_since = None
-                error = HeartbeatTimeout(context.path, timeout, now - since)
-                context._kill(ExitReason.failure(error, "heartbeat timeout"))
+                slot.busy_since = None
+                error = HeartbeatTimeout(slot.path, timeout, now - since)
+                slot.kill(ExitReason.failure(error, "heartbeat timeout"))
         if self._heartbeats and runtime.state == "running":
             self._heartbeat_timer = runtime.clock.call_later(
                 runtime.heartbeat_interval, self._check_heartbeats
@@ -218,22 +220,35 @@ class Kernel:
 
     def lookup(self, path: str) -> ActorRef:
         """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
-        context = self._slots.get(path)
-        if context is None or context.state is ActorState.STOPPED:
+        slot = self._slots.get(path)
+        if slot is None or slot.state is ActorState.STOPPED:
             raise ActorNotFound(path)
-        return context.self_ref
+        return slot.self_ref
 
     def paths(self) -> list[str]:
         """Every registered actor path, in registration order."""
         return list(self._slots)
 
-    def slots(self) -> list[ActorContext]:
-        """Every registered slot, in registration order."""
-        return list(self._slots.values())
-
-    def top_level(self) -> list[ActorContext]:
-        """The top-level slots, in start order."""
+    def top_level(self) -> list[Slot]:
+        """The top-level slots, in start order (the node stops them in the reverse)."""
         return list(self._top.values())
+
+    # -- looking (the read-only introspection view) ---------------------------------------
+
+    def actors(self) -> list[ActorSnapshot]:
+        """Every registered actor as it is now, in registration order."""
+        return [snapshot(slot) for slot in self._slots.values()]
+
+    def tree(self) -> list[dict[str, Any]]:
+        """Every actor as a tree (``node.tree()``): path, kind, state, restarts, mailbox, children."""
+        return [tree_row(slot) for slot in self._top.values()]
+
+    def describe_unstarted(
+        self, parent: Slot, name: str, actor_class: type[Actor], mailbox: MailboxConfig
+    ) -> dict[str, Any]:
+        """The tree row of a child ``name`` of ``parent`` that has no slot (a supervisor's kept
+        spec): what its slot would show, stopped."""
+        return unstarted_row(parent.path, name, actor_class, mailbox, self.runtime.clock.now)
 
     def __len__(self) -> int:
         return len(self._slots)

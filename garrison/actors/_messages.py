@@ -1,4 +1,5 @@
-"""Facts the runtime delivers: why an actor exited, and that a watched actor terminated."""
+"""Facts the runtime reports: what state a slot is in, why an actor exited, that a watched
+actor terminated, and what was not delivered."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from garrison.actors._ref import ActorRef
+
+
+class ActorState(enum.Enum):
+    """Where an actor slot is in its life (``node.tree()`` shows the value)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 class ExitKind(enum.Enum):

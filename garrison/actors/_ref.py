@@ -7,10 +7,12 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from garrison._errors import InvalidConfig
+from garrison.actors._messages import ActorState
 
 if TYPE_CHECKING:
-    from garrison.actors._context import ActorContext
+    from garrison.actors._deadlines import AskDeadlines
     from garrison.actors._messages import ExitReason
+    from garrison.actors._slot import Slot
     from garrison.mailbox import MailboxMetrics
 
 DEFAULT_ASK_TIMEOUT = 5.0
@@ -24,15 +26,18 @@ class ActorRef:
     conflated messages).
     """
 
-    __slots__ = ("_context", "_done", "_mailbox", "_try_put", "path")
+    __slots__ = ("_context", "_deadlines", "_done", "_loop", "_mailbox", "_try_put", "path")
 
-    def __init__(self, context: ActorContext) -> None:
-        self._context = context
-        self._mailbox = context.mailbox
-        self._try_put = context.mailbox.try_put  # bound once: tell is the hot path
+    def __init__(self, slot: Slot) -> None:
+        self._context = slot  # the slot this ref names
+        self._mailbox = slot.mailbox
+        self._try_put = slot.mailbox.try_put  # bound once: tell is the hot path
+        kernel = slot.node.kernel
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
-        self._done = context.node.kernel.completed
-        self.path = context.path
+        self._done = kernel.completed
+        self._loop = slot.loop
+        self._deadlines: AskDeadlines = kernel.ask_deadlines
+        self.path = slot.path
 
     @property
     def name(self) -> str:
@@ -41,9 +46,13 @@ class ActorRef:
     @property
     def is_alive(self) -> bool:
         """False once the slot has stopped for good (restarts keep it alive)."""
-        from garrison.actors._context import ActorState
-
         return self._context.state is not ActorState.STOPPED
+
+    @property
+    def slot(self) -> Slot:
+        """Internal: the runtime slot this ref names, for garrison's own layers (the node,
+        supervisors, the test kit). Actors use refs and their context, never this."""
+        return self._context
 
     def tell(self, message: Any) -> Awaitable[None]:
         """Send ``message``; await the result.
@@ -81,10 +90,9 @@ class ActorRef:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise InvalidConfig("timeout", timeout, "an ask timeout must be > 0 seconds, or None")
-        context = self._context
-        reply: asyncio.Future[Any] = context._loop.create_future()
+        reply: asyncio.Future[Any] = self._loop.create_future()
         if timeout is not None:
-            context.node.kernel.ask_deadlines.add(reply, timeout, self.path, message)
+            self._deadlines.add(reply, timeout, self.path, message)
         try:
             if not self._mailbox.try_put(message, reply):
                 await self._mailbox.put(message, reply)
@@ -99,7 +107,7 @@ class ActorRef:
 
     def wait_terminated(self) -> Awaitable[ExitReason]:
         """Await the slot's final exit reason (immediately if already stopped)."""
-        return self._context._wait_terminated()
+        return self._context.wait_terminated()
 
     def __repr__(self) -> str:
         return f"ActorRef({self.path!r})"

@@ -34,12 +34,15 @@ import inspect
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
 from garrison._errors import InvalidConfig
 from garrison.actors._actor import Actor
+
+if TYPE_CHECKING:
+    from garrison.actors._slot import Slot
 
 ABANDONED_THREADS_EXIT_CODE = 76
 """The node's exit code when more than ``max_abandoned_threads`` hung threads were abandoned."""
@@ -69,6 +72,10 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -
         loop.call_soon_threadsafe(fn, *args)
 
 
+LateOutcome = Callable[["_ThreadCall", bool, Any], None]
+"""Told, on the loop, the outcome of a call nobody waits for any more."""
+
+
 class _ThreadCall:
     """One call onto an actor's thread; its outcome comes back with ``call_soon_threadsafe``.
 
@@ -76,11 +83,24 @@ class _ThreadCall:
     releasing the thread): then only a failure is logged.
     """
 
-    __slots__ = ("_lock", "_state", "abandoned", "description", "final", "fn", "future", "message", "owner")
+    __slots__ = (
+        "_lock",
+        "_state",
+        "abandoned",
+        "description",
+        "final",
+        "fn",
+        "future",
+        "loop",
+        "message",
+        "on_late",
+        "returned",
+    )
 
     def __init__(
         self,
-        owner: ThreadedActor,
+        loop: asyncio.AbstractEventLoop,
+        on_late: LateOutcome,
         fn: Callable[[], Any],
         description: str,
         *,
@@ -88,7 +108,9 @@ class _ThreadCall:
         message: Any = _NO_MESSAGE,
         final: bool = False,
     ) -> None:
-        self.owner = owner
+        self.loop = loop
+        """The node's loop, where the outcome is settled."""
+        self.on_late = on_late
         self.fn = fn
         self.description = description
         self.future = future
@@ -97,6 +119,8 @@ class _ThreadCall:
         """The last call: the thread ends after it."""
         self.abandoned = False
         """The caller was cancelled while the thread was inside ``fn``."""
+        self.returned = False
+        """``fn`` ran and returned normally (written and read on the actor's thread)."""
         self._lock = threading.Lock()
         self._state = _PENDING
 
@@ -119,11 +143,10 @@ class _ThreadCall:
                 # Never hand SystemExit & co. to the loop: they would end it.
                 else RuntimeError(f"{self.description} raised {type(error).__name__}: {error}")
             )
+        self.returned = ok
         with self._lock:
             self._state = _FINISHED
-        loop = self.owner._loop
-        assert loop is not None
-        _post(loop, self._settle, ok, outcome)
+        _post(self.loop, self._settle, ok, outcome)
         return ok
 
     # -- on the loop -----------------------------------------------------------------
@@ -145,7 +168,7 @@ class _ThreadCall:
             else:
                 future.set_exception(outcome)
             return
-        self.owner._late_outcome(self, ok, outcome)
+        self.on_late(self, ok, outcome)
 
 
 class _BoundedInbox(queue.Queue[Any]):
@@ -164,9 +187,8 @@ class _ThreadWorker(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, owner: ThreadedActor, start: _ThreadCall, thread_name: str) -> None:
+    def __init__(self, start: _ThreadCall, thread_name: str) -> None:
         super().__init__()
-        self._owner = owner
         self._start = start
         self._thread_name = thread_name
 
@@ -176,7 +198,7 @@ class _ThreadWorker(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         threading.current_thread().name = self._thread_name
-        self._owner._thread_started = self._start.run()
+        self._start.run()
 
     def on_receive(self, message: Any) -> None:
         call: _ThreadCall = message
@@ -228,7 +250,7 @@ class ThreadedActor(Actor):
     _loop: asyncio.AbstractEventLoop | None = None
     _loop_thread: int | None = None
     _worker: pykka.ActorRef[_ThreadWorker] | None = None
-    _thread_started = False
+    _start_call: _ThreadCall | None = None
     _stop_sent = False
     _abandoned = False
     _heartbeat_pending = False
@@ -307,9 +329,14 @@ class ThreadedActor(Actor):
                 "{fn} scheduled by {path} with call_on_loop raised", fn=fn, path=self.ctx.path
             )
 
+    @property
+    def _slot(self) -> Slot:
+        """This actor's slot: the bridge marks calls onto the thread as work in flight."""
+        return self.ctx.self_ref.slot
+
     def _heartbeat_on_loop(self) -> None:
         self._heartbeat_pending = False
-        if not self._abandoned and self.ctx.instance is self:
+        if not self._abandoned and self._slot.instance is self:
             self.ctx.heartbeat()
 
     # -- the bridge (on the loop) ---------------------------------------------------------
@@ -320,8 +347,10 @@ class ThreadedActor(Actor):
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        start = _ThreadCall(self, self.on_thread_start, "on_thread_start", future=loop.create_future())
-        self._worker = _ThreadWorker.start(self, start, f"garrison{ctx.path}#{ctx.incarnation}")
+        start = self._start_call = _ThreadCall(
+            loop, self._late_outcome, self.on_thread_start, "on_thread_start", future=loop.create_future()
+        )
+        self._worker = _ThreadWorker.start(start, f"garrison{ctx.path}#{ctx.incarnation}")
         # Private to this actor: pykka's stop_all() would hang on an abandoned thread, and
         # broadcast() would put foreign messages in its bounded inbox.
         pykka.ActorRegistry.unregister(self._worker)
@@ -352,7 +381,8 @@ class ThreadedActor(Actor):
         await self._await_thread(call)
 
     def _thread_stop(self) -> None:
-        if self._thread_started:
+        start = self._start_call
+        if start is not None and start.returned:  # not after a failed on_thread_start
             self.on_thread_stop()
 
     def _submit(
@@ -360,7 +390,13 @@ class ThreadedActor(Actor):
     ) -> _ThreadCall:
         assert self._loop is not None and self._worker is not None
         call = _ThreadCall(
-            self, fn, description, future=self._loop.create_future(), message=message, final=final
+            self._loop,
+            self._late_outcome,
+            fn,
+            description,
+            future=self._loop.create_future(),
+            message=message,
+            final=final,
         )
         self._worker.tell(call)
         return call
@@ -369,10 +405,10 @@ class ThreadedActor(Actor):
         """Await the call's outcome; the heartbeat timeout covers it. Cancelled mid-call, the
         thread is abandoned."""
         assert call.future is not None
-        ctx = self.ctx
-        if self.heartbeat_timeout is not None and ctx.busy_since is None:
+        slot = self._slot
+        if self.heartbeat_timeout is not None and slot.busy_since is None:
             # The runtime tracks messages; start and stop are calls onto the thread too.
-            ctx.busy_since = ctx.node.clock.now()
+            slot.busy_since = slot.node.clock.now()
             clear_busy = True
         else:
             clear_busy = False
@@ -384,7 +420,7 @@ class ThreadedActor(Actor):
             raise
         finally:
             if clear_busy:
-                ctx.busy_since = None
+                slot.busy_since = None
 
     def _release(self, _task: asyncio.Task[None]) -> None:
         """The incarnation's task ended (crash, kill, stop): its thread must end too."""
@@ -395,7 +431,10 @@ class ThreadedActor(Actor):
         if self._stop_sent or self._worker is None:
             return
         self._stop_sent = True
-        call = _ThreadCall(self, self._thread_stop, "on_thread_stop", future=None, final=True)
+        assert self._loop is not None
+        call = _ThreadCall(
+            self._loop, self._late_outcome, self._thread_stop, "on_thread_stop", future=None, final=True
+        )
         with contextlib.suppress(pykka.ActorDeadError):  # its thread is gone already
             self._worker.tell(call)
 

@@ -117,8 +117,7 @@ class Mailbox:
         "_put_tickets",
         "_put_waiters",
         "_queue",
-        "_system",
-        "_wait_counts",
+                "_wait_counts",
         "_wait_sum",
         "_waiter",
         "capacity",
@@ -131,6 +130,7 @@ class Mailbox:
         "pending",
         "processed",
         "rejected",
+        "system",
     )
 
     def __init__(
@@ -153,7 +153,9 @@ class Mailbox:
         self._queue: deque[Envelope] = deque()
         self.pending: deque[Envelope] | OrderedDict[Hashable, Envelope] = self._queue
         """The container of queued user messages: truthy while any is queued."""
-        self._system: list[Any] = []
+        self.system: list[Any] = []
+        """The system lane: control messages, served before any user message; truthy while any
+        is queued. Producers use ``put_system``; the owning slot's loop pops it directly."""
         self._waiter: asyncio.Future[None] | None = None
         self._put_waiters: list[tuple[int, asyncio.Future[None]]] = []
         """Producers waiting for space, in arrival order: (ticket, waiter)."""
@@ -290,7 +292,7 @@ class Mailbox:
 
     def put_system(self, message: Any) -> None:
         """Queue a control message; it is served before any user message. Never blocks."""
-        self._system.append(message)
+        self.system.append(message)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -318,19 +320,19 @@ class Mailbox:
 
     def take_system(self) -> Any | None:
         """Remove and return the oldest system message, or None."""
-        return self._system.pop(0) if self._system else None
+        return self.system.pop(0) if self.system else None
 
     def wait(self) -> asyncio.Future[None]:
         """A future the consumer awaits while both lanes are empty; any put resolves it."""
         waiter: asyncio.Future[None] = self._loop.create_future()
-        if self._system or self._queue:
+        if self.system or self._queue:
             waiter.set_result(None)
         else:
             self._waiter = waiter
         return waiter
 
     def has_system(self) -> bool:
-        return bool(self._system)
+        return bool(self.system)
 
     def close(self, reason: str) -> None:
         """Refuse new user messages from now on; producers waiting for space get ActorStopped."""
@@ -361,9 +363,28 @@ class Mailbox:
         self._queue.clear()
         return envelopes
 
+    def remove_system(self, message: Any) -> bool:
+        """Take ``message`` (by identity) off the system lane if still queued; True if it was."""
+        system = self.system
+        for index, queued in enumerate(system):
+            if queued is message:
+                del system[index]
+                return True
+        return False
+
+    def extract_system(self, selected: Callable[[Any], bool]) -> list[Any]:
+        """Take every queued control message ``selected`` says yes to off the system lane, in
+        order; the others stay queued in their order."""
+        system = self.system
+        if not any(selected(control) for control in system):
+            return []
+        taken = [control for control in system if selected(control)]
+        system[:] = [control for control in system if not selected(control)]
+        return taken
+
     def drain_system(self) -> list[Any]:
-        messages = list(self._system)
-        self._system.clear()
+        messages = list(self.system)
+        self.system.clear()
         return messages
 
     # -- metrics ---------------------------------------------------------
@@ -458,7 +479,7 @@ class ConflatingMailbox(Mailbox):
 
     def wait(self) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
-        if self._system or self._by_key:
+        if self.system or self._by_key:
             waiter.set_result(None)
         else:
             self._waiter = waiter

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._errors import InvalidConfig
+from garrison.actors import ActorState
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -119,16 +120,16 @@ async def collect_metrics(node: ObservedNode) -> list[Metric]:
         "garrison_supervisor_gave_up", "Supervisors that exceeded their restart intensity", labels=["actor"]
     )
     state = GaugeMetricFamily("garrison_actor_running", "1 while the actor runs", labels=["actor"])
-    for context in node.kernel.slots():
-        path = context.path
-        snapshot = context.mailbox.metrics()
+    for actor in node.kernel.actors():
+        path = actor.path
+        snapshot = actor.mailbox
         depth.add_metric([path], snapshot.depth)
         capacity.add_metric([path], snapshot.capacity)
         lag.add_metric([path], snapshot.oldest_age_seconds)
         for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected", "deferred"):
             messages.add_metric([path, outcome], getattr(snapshot, outcome))
         waited.add_metric([path], _cumulative(snapshot.wait_buckets), snapshot.wait_sum_seconds)
-        state.add_metric([path], 1.0 if context.state.value == "running" else 0.0)
+        state.add_metric([path], 1.0 if actor.state is ActorState.RUNNING else 0.0)
     for path, count in node.restart_counts.items():
         restarts.add_metric([path], count)
     for path, count in node.gave_up_counts.items():

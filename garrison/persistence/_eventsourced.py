@@ -144,7 +144,8 @@ class EventSourcedActor(Actor, Generic[S]):
 
     # -- recovery ---------------------------------------------------------------------
 
-    async def _before_start(self) -> None:
+    async def on_recover(self) -> None:
+        """Rebuild the state: the last snapshot, then the events after it, before ``on_start``."""
         journal = self.journal()
         stream = self.stream
         codec = self._event_codec()

@@ -32,12 +32,12 @@ class SupervisorRef:
         return self.ref.path
 
     async def _call(self, fn: Callable[[Supervisor], Awaitable[T]]) -> T:
-        context = self.ref._context
-        if context.state is ActorState.STOPPED:
+        slot = self.ref.slot
+        if slot.state is ActorState.STOPPED:
             raise ActorStopped(self.path, "supervisor stopped")
         reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         # A supervisor that stops for good before serving the call fails ``reply`` with ActorStopped.
-        context.mailbox.put_system(_Call(fn, reply))
+        slot.mailbox.put_system(_Call(fn, reply))
         return await reply
 
     async def which_children(self) -> list[ChildInfo]:
@@ -70,8 +70,7 @@ class SupervisorRef:
     ) -> ActorRef:
         """Add and start a child: a full ChildSpec (static supervisors), or for a
         DynamicSupervisor an ``id`` and ``args`` appended to its template's."""
-        context = self.ref._context
-        instance = context.instance
+        instance = self.ref.slot.instance
         sup_spec = instance.spec if isinstance(instance, Supervisor) else None
         if spec is None:
             if not isinstance(sup_spec, DynamicSupervisorSpec):

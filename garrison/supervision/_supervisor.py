@@ -26,10 +26,18 @@ from garrison._errors import (
     InvalidSpec,
     RestartIntensityExceeded,
 )
-from garrison.actors import Actor, ActorContext, ActorRef, ActorState, SystemMessage
-from garrison.actors._events import GaveUp, Restarted
-from garrison.actors._introspect import describe
-from garrison.actors._messages import ExitKind, ExitReason
+from garrison.actors import (
+    Actor,
+    ActorContext,
+    ActorRef,
+    ActorState,
+    ExitKind,
+    ExitReason,
+    GaveUp,
+    Restarted,
+    SystemMessage,
+)
+from garrison.actors._slot import Slot
 from garrison.supervision._intensity import RestartIntensity
 from garrison.supervision._spec import (
     AutoShutdown,
@@ -69,11 +77,11 @@ class ChildCounts:
 class _Child:
     """The supervisor's record of one child spec and its current slot."""
 
-    __slots__ = ("backoff_attempt", "context", "pending_restart", "restart_timer", "spec", "started_at")
+    __slots__ = ("backoff_attempt", "slot", "pending_restart", "restart_timer", "spec", "started_at")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
-        self.context: ActorContext | None = None
+        self.slot: Slot | None = None
         self.backoff_attempt = 0
         self.started_at: float | None = None
         """When the current incarnation started running; None after a failed start (it never ran)."""
@@ -84,7 +92,7 @@ class _Child:
 
     @property
     def running(self) -> bool:
-        return self.context is not None and self.context.state is not ActorState.STOPPED
+        return self.slot is not None and self.slot.state is not ActorState.STOPPED
 
     @property
     def waiting_group(self) -> list[_Child]:
@@ -117,22 +125,28 @@ class _Child:
         return self.pending_restart is restart
 
 
-class _ChildExit(SystemMessage):
-    """A child's incarnation ended without the supervisor asking for it."""
+class _SupervisorMessage(SystemMessage):
+    """A message a supervisor posts to itself; served by the supervisor instance running then."""
 
-    __slots__ = ("context", "incarnation", "reason")
-
-    def __init__(self, context: ActorContext, incarnation: int, reason: ExitReason) -> None:
-        self.context = context
-        self.incarnation = incarnation
-        self.reason = reason
+    __slots__ = ()
 
     async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
         assert isinstance(instance, Supervisor)
-        return await instance._child_exited(self.context, self.incarnation, self.reason)
+        return await instance.serve(self)
 
 
-class _DelayedRestart(SystemMessage):
+class _ChildExit(_SupervisorMessage):
+    """A child's incarnation ended without the supervisor asking for it."""
+
+    __slots__ = ("incarnation", "reason", "slot")
+
+    def __init__(self, slot: Slot, incarnation: int, reason: ExitReason) -> None:
+        self.slot = slot
+        self.incarnation = incarnation
+        self.reason = reason
+
+
+class _DelayedRestart(_SupervisorMessage):
     """The backoff delay of a restart has passed (or terminate_child released the siblings).
 
     Its timer can fire while we are busy, queueing it behind an exit or a call that restarts
@@ -147,46 +161,20 @@ class _DelayedRestart(SystemMessage):
         self.group = group
         self.reason = reason
 
-    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
-        assert isinstance(instance, Supervisor)
-        if not self.child.is_pending(self):
-            return None  # stale: folded into a group restart, or cancelled, after it was posted
-        self.child.forget_pending_restart()
-        if self.child not in instance._children:
-            return None
-        return await instance._start_group(self.group, self.child, self.reason)
 
-
-class _RetryRestart(SystemMessage):
+class _RetryRestart(_SupervisorMessage):
     """A restart whose start failed, tried again from our loop (OTP's ``try_again_restart``).
 
     Going through the mailbox lets queued calls and exits in between, and a
     child that never starts costs no stack depth however large the intensity.
     """
 
-    __slots__ = ("child", "context", "reason")
+    __slots__ = ("child", "reason", "slot")
 
-    def __init__(self, child: _Child, context: ActorContext, reason: ExitReason) -> None:
+    def __init__(self, child: _Child, slot: Slot, reason: ExitReason) -> None:
         self.child = child
-        self.context = context
+        self.slot = slot
         self.reason = reason
-
-    async def run(self, context: ActorContext, instance: Actor) -> ExitReason | None:
-        assert isinstance(instance, Supervisor)
-        child = self.child
-        if (
-            child not in instance._children
-            or child.context is not self.context
-            or self.context._task is not None
-        ):
-            return None  # terminated, or restarted with its group, meanwhile
-        for other in instance._children:
-            if child in other.waiting_group:
-                # Folded into a group restart waiting on a sibling's backoff: it starts with
-                # that group, once; retrying now would start it twice, or cut the wait short.
-                instance._report(self.context, self.reason, f"restarts it with {other.spec.id!r} (backoff)")
-                return None
-        return await instance._restart(child, self.reason)
 
 
 class _Call(SystemMessage):
@@ -225,6 +213,8 @@ class Supervisor(Actor):
         self.dynamic = isinstance(spec, DynamicSupervisorSpec)
         self._intensity = RestartIntensity(spec.intensity, spec.period)
         self._children: list[_Child] = [_Child(child) for child in spec.children]
+        self._slot = self.ctx.self_ref.slot
+        """Our own slot: we create our children's slots under it and drive their lifecycle."""
         self._path = self.ctx.path
         self._clock = self.ctx.node.clock
 
@@ -232,7 +222,7 @@ class Supervisor(Actor):
 
     async def on_start(self) -> None:
         """Start the children in list order; a child that fails to start fails this start."""
-        self.ctx.stop_children_concurrently = self.dynamic
+        self._slot.stop_children_concurrently = self.dynamic
         for child in list(self._children):
             try:
                 await self._start_new_slot(child)
@@ -249,9 +239,9 @@ class Supervisor(Actor):
         spec = child.spec
         node = self.ctx.node
         args: tuple[Any, ...] = (spec.start,) if isinstance(spec.start, SupervisorSpec) else spec.args
-        context = node.kernel.prepare(
+        slot = node.kernel.prepare(
             _actor_class(spec),
-            self.ctx,
+            self._slot,
             spec.id,
             args,
             spec.kwargs,
@@ -259,22 +249,22 @@ class Supervisor(Actor):
             spec.shutdown,
             self._exit_hook,
         )
-        child.context = context
+        child.slot = slot
         # We log each failure of our children once, with what we do about it (_report).
-        context.log_failures = False
+        slot.log_failures = False
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        context._launch(started)
+        slot.launch(started)
         try:
             await started
         except ActorStartError as error:
-            context.logger.opt(exception=error.cause).error(
+            slot.logger.opt(exception=error.cause).error(
                 "actor {path} failed to start: {error}; supervisor {supervisor} does not retry it",
-                path=context.path,
+                path=slot.path,
                 error=f"{type(error.cause).__name__}: {error.cause}",
                 supervisor=self._path,
             )
-            context._finalize(ExitReason.shutdown("failed to start"))
-            child.context = None
+            slot.finalize(ExitReason.shutdown("failed to start"))
+            child.slot = None
             raise
         child.started_at = self._clock.now()
         self.ctx.logger.info(
@@ -283,40 +273,74 @@ class Supervisor(Actor):
             id=spec.id,
             kind="supervisor" if spec.is_supervisor else "worker",
         )
-        return context.self_ref
+        return slot.self_ref
 
-    def _exit_hook(self, context: ActorContext, reason: ExitReason) -> None:
+    def _exit_hook(self, slot: Slot, reason: ExitReason) -> None:
         # Called from the child's task: hand the decision to our own task.
-        if self.ctx.state is ActorState.STOPPED:
-            context._finalize(reason)
+        if self._slot.state is ActorState.STOPPED:
+            slot.finalize(reason)
             return
-        self.ctx.mailbox.put_system(_ChildExit(context, context.incarnation, reason))
+        self._slot.mailbox.put_system(_ChildExit(slot, slot.incarnation, reason))
 
     # -- watch and decide --------------------------------------------------------
 
-    def _record(self, context: ActorContext) -> _Child | None:
+    async def serve(self, message: _SupervisorMessage) -> ExitReason | None:
+        """Internal: handle a message we posted to ourselves, inside our own task.
+
+        The slot's loop calls this for child exits, backoff restarts that fell
+        due and restarts to retry; an exit reason ends this incarnation.
+        """
+        if isinstance(message, _ChildExit):
+            return await self._child_exited(message.slot, message.incarnation, message.reason)
+        if isinstance(message, _DelayedRestart):
+            return await self._delayed_restart_due(message)
+        assert isinstance(message, _RetryRestart)
+        return await self._retry_restart(message)
+
+    def _record(self, slot: Slot) -> _Child | None:
         for child in self._children:
-            if child.context is context:
+            if child.slot is slot:
                 return child
         return None
 
     async def _child_exited(
-        self, context: ActorContext, incarnation: int, reason: ExitReason
+        self, slot: Slot, incarnation: int, reason: ExitReason
     ) -> ExitReason | None:
-        child = self._record(context)
-        if child is None or context.incarnation != incarnation or context.state is ActorState.STOPPED:
+        child = self._record(slot)
+        if child is None or slot.incarnation != incarnation or slot.state is ActorState.STOPPED:
             return None  # stale: that slot was already restarted, terminated or replaced
         spec = child.spec
         if _restarts(spec.restart, reason):
             return await self._restart(child, reason)
-        self._report(context, reason, f"does not restart it ({spec.restart.name} child)")
-        context._finalize(reason)
-        child.context = None
+        self._report(slot, reason, f"does not restart it ({spec.restart.name} child)")
+        slot.finalize(reason)
+        child.slot = None
         if spec.restart is Restart.TEMPORARY or self.dynamic:
             self._children.remove(child)
         if spec.significant:
             return self._auto_shutdown(spec.id)
         return None
+
+    async def _delayed_restart_due(self, restart: _DelayedRestart) -> ExitReason | None:
+        child = restart.child
+        if not child.is_pending(restart):
+            return None  # stale: folded into a group restart, or cancelled, after it was posted
+        child.forget_pending_restart()
+        if child not in self._children:
+            return None
+        return await self._start_group(restart.group, child, restart.reason)
+
+    async def _retry_restart(self, retry: _RetryRestart) -> ExitReason | None:
+        child = retry.child
+        if child not in self._children or child.slot is not retry.slot or retry.slot.has_incarnation:
+            return None  # terminated, or restarted with its group, meanwhile
+        for other in self._children:
+            if child in other.waiting_group:
+                # Folded into a group restart waiting on a sibling's backoff: it starts with
+                # that group, once; retrying now would start it twice, or cut the wait short.
+                self._report(retry.slot, retry.reason, f"restarts it with {other.spec.id!r} (backoff)")
+                return None
+        return await self._restart(child, retry.reason)
 
     def _auto_shutdown(self, child_id: str) -> ExitReason | None:
         mode = self.spec.auto_shutdown
@@ -335,41 +359,42 @@ class Supervisor(Actor):
             return self._give_up(child, reason)
         group = self._group(child)
         delay = self._backoff_delay(child, now)
-        assert child.context is not None
-        self._report(child.context, reason, self._plan(child, group, delay))
+        assert child.slot is not None
+        self._report(child.slot, reason, self._plan(child, group, delay))
         for member in group:
             # A pending backoff restart is folded into this one.
             member.forget_pending_restart()
         for other in reversed(group):
             if other is child:
                 continue
-            assert other.context is not None
-            ended = await other.context._stop_incarnation(
+            assert other.slot is not None
+            ended = await other.slot.stop_incarnation(
                 ExitReason.shutdown(f"{self.spec.strategy.value}: sibling {child.spec.id!r} failed"),
                 other.spec.shutdown,
             )
             if ended.abnormal:
-                self._report(other.context, ended, "restarts it with the group")
+                self._report(other.slot, ended, "restarts it with the group")
         for other in [other for other in group if other is not child]:
             if other.spec.restart is Restart.TEMPORARY:
                 # OTP: a temporary sibling stopped as collateral is not restarted; its spec goes.
-                assert other.context is not None
-                other.context._finalize(ExitReason.shutdown("temporary sibling of a restarted child"))
+                assert other.slot is not None
+                other.slot.finalize(ExitReason.shutdown("temporary sibling of a restarted child"))
                 self._children.remove(other)
                 group.remove(other)
         if delay > 0:
             for member in group:
-                assert member.context is not None
-                member.context.state = ActorState.RESTARTING
+                assert member.slot is not None
+                member.slot.state = ActorState.RESTARTING
             restart = _DelayedRestart(child, group, reason)
-            child.await_restart(restart, self._clock.call_later(delay, self.ctx.mailbox.put_system, restart))
+            timer = self._clock.call_later(delay, self._slot.mailbox.put_system, restart)
+            child.await_restart(restart, timer)
             return None
         return await self._start_group(group, child, reason)
 
     def _plan(self, child: _Child, group: Sequence[_Child], delay: float) -> str:
         """What a restart will do, in words, for the log."""
-        assert child.context is not None
-        plan = f"restarts it (restart #{child.context.restarts + 1})"
+        assert child.slot is not None
+        plan = f"restarts it (restart #{child.slot.restarts + 1})"
         others = [
             member.spec.id
             for member in group
@@ -381,16 +406,16 @@ class Supervisor(Actor):
             plan += f" in {delay:.3f}s (backoff)"
         return plan
 
-    def _report(self, context: ActorContext, reason: ExitReason, next_step: str) -> None:
+    def _report(self, slot: Slot, reason: ExitReason, next_step: str) -> None:
         """One record per child exit we handle: who, why, and what happens next (OTP's supervisor report).
 
         Bound with the child's path; a failure carries its exception.
         """
         error = reason.error if reason.abnormal else None
-        context.logger.opt(exception=error).log(
+        slot.logger.opt(exception=error).log(
             "ERROR" if reason.abnormal else "INFO",
             "actor {path} {how}: {why}; supervisor {supervisor} {next_step}",
-            path=context.path,
+            path=slot.path,
             how="failed" if reason.abnormal else "exited",
             why=_why(reason),
             supervisor=self._path,
@@ -401,7 +426,7 @@ class Supervisor(Actor):
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return [child]
-        running = [other for other in self._children if other.context is not None]
+        running = [other for other in self._children if other.slot is not None]
         if strategy is Strategy.ONE_FOR_ALL:
             return running
         return running[running.index(child) :]
@@ -427,10 +452,10 @@ class Supervisor(Actor):
         running and the skip is logged as an internal error naming it (one task per slot).
         """
         for member in group:
-            context = member.context
-            if context is None or member not in self._children:
+            slot = member.slot
+            if slot is None or member not in self._children:
                 continue
-            if context._task is not None and not context._task.done():
+            if slot.has_incarnation:
                 # Launching it again would run two incarnations of one slot: a bug upstream
                 # (a stale restart that was not recognised). The running one stays untouched.
                 self.ctx.logger.error(
@@ -443,15 +468,15 @@ class Supervisor(Actor):
                 )
                 continue
             started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            context.restarts += 1
-            context._launch(started)
+            slot.restarts += 1
+            slot.launch(started)
             try:
                 await started
             except ActorStartError as error:
                 failure = ExitReason.failure(error.cause, "on_start failed during restart")
                 member.started_at = None
                 # Counted again when retried; the rest of the group restarts with it then.
-                self.ctx.mailbox.put_system(_RetryRestart(member, context, failure))
+                self._slot.mailbox.put_system(_RetryRestart(member, slot, failure))
                 return None
             started_at = member.started_at = self._clock.now()
             why = (
@@ -460,13 +485,13 @@ class Supervisor(Actor):
                 else f"{self.spec.strategy.value}: sibling {failed.spec.id!r} exited ({reason})"
             )
             self.ctx.node.events.publish(
-                Restarted(path=context.path, at=started_at, restarts=context.restarts, reason=why)
+                Restarted(path=slot.path, at=started_at, restarts=slot.restarts, reason=why)
             )
             self.ctx.logger.debug(
                 "supervisor {path}: restarted {id} (restart #{n}) after {why}",
                 path=self._path,
                 id=member.spec.id,
-                n=context.restarts,
+                n=slot.restarts,
                 why=why,
             )
         return None
@@ -475,9 +500,9 @@ class Supervisor(Actor):
         error = RestartIntensityExceeded(
             self._path, self.spec.intensity, self.spec.period, f"{child.spec.id}: {reason}"
         )
-        assert child.context is not None
-        child.context._finalize(reason)
-        child.context = None
+        assert child.slot is not None
+        child.slot.finalize(reason)
+        child.slot = None
         self._cancel_restart_timers()
         self.ctx.node.events.publish(GaveUp(path=self._path, at=self._clock.now(), reason=str(error)))
         # The child's failure is logged here, once, with its exception.
@@ -505,18 +530,19 @@ class Supervisor(Actor):
     async def which_children(self) -> list[ChildInfo]:
         rows = []
         for child in self._children:
-            context = child.context
-            if context is None or context.state is ActorState.STOPPED:
+            slot = child.slot
+            if slot is None or slot.state is ActorState.STOPPED:
                 state, ref, restarts = "undefined", None, 0
             else:
-                ref, restarts = context.self_ref, context.restarts
-                state = "running" if context.state is ActorState.RUNNING else "restarting"
+                ref, restarts = slot.self_ref, slot.restarts
+                state = "running" if slot.state is ActorState.RUNNING else "restarting"
             kind = "supervisor" if child.spec.is_supervisor else "worker"
             rows.append(ChildInfo(child.spec.id, ref, state, kind, child.spec.restart, restarts))
         return rows
 
-    def _tree_children(self, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``node.tree()``'s children of this supervisor: spec order, kept specs as ``stopped``."""
+    def tree_children(self, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Internal: ``node.tree()``'s children of this supervisor, in spec order, the specs
+        kept without a running slot shown as ``stopped`` (see ``DescribesChildren``)."""
         by_name = {entry["name"]: entry for entry in live}
         rows = []
         for child in self._children:
@@ -526,26 +552,11 @@ class Supervisor(Actor):
         return rows
 
     def _stopped_row(self, child: _Child) -> dict[str, Any]:
-        """The row ``node.tree()`` gives a live slot, for the slot this spec would have if stopped.
-
-        Described by the node's own ``_describe`` so the two rows cannot drift apart: the slot
-        is built but never registered or started, so nothing else ever sees it.
-        """
+        """The row ``node.tree()`` gives a live slot, for the slot this spec would have if stopped."""
         spec = child.spec
         actor_class = _actor_class(spec)
-        slot = ActorContext(
-            self.ctx.node,
-            self.ctx,
-            spec.id,
-            actor_class,
-            (),
-            {},
-            spec.mailbox if spec.mailbox is not None else actor_class.mailbox,
-            spec.shutdown,
-            _unstarted_exit,
-        )
-        slot.state = ActorState.STOPPED
-        return describe(slot)
+        mailbox = spec.mailbox if spec.mailbox is not None else actor_class.mailbox
+        return self.ctx.node.kernel.describe_unstarted(self._slot, spec.id, actor_class, mailbox)
 
     async def count_children(self) -> ChildCounts:
         supervisors = sum(1 for child in self._children if child.spec.is_supervisor)
@@ -555,7 +566,7 @@ class Supervisor(Actor):
             active=sum(
                 1
                 for child in self._children
-                if child.running and child.context is not None and child.context._task is not None
+                if child.running and child.slot is not None and child.slot.has_incarnation
             ),
             supervisors=supervisors,
             workers=len(self._children) - supervisors,
@@ -564,9 +575,9 @@ class Supervisor(Actor):
     async def terminate_child(self, child_id: str) -> None:
         child = self._find(child_id)
         waiting = [member for member in child.forget_pending_restart() if member is not child]
-        if child.context is not None:
-            context, child.context = child.context, None
-            await context._stop(ExitReason.shutdown("terminate_child"), child.spec.shutdown)
+        if child.slot is not None:
+            slot, child.slot = child.slot, None
+            await slot.stop(ExitReason.shutdown("terminate_child"), child.spec.shutdown)
         if child.spec.restart is Restart.TEMPORARY or self.dynamic:
             self._children.remove(child)
         if waiting:
@@ -576,11 +587,11 @@ class Supervisor(Actor):
             restart = _DelayedRestart(waiting[0], waiting, reason)
             # Pending like a timed one, so a group restart that gets there first cancels it.
             waiting[0].await_restart(restart, None)
-            self.ctx.mailbox.put_system(restart)
+            self._slot.mailbox.put_system(restart)
 
     async def restart_child(self, child_id: str) -> ActorRef:
         child = self._find(child_id)
-        if child.context is not None:
+        if child.slot is not None:
             raise ChildRunning(self._path, child_id, "restart_child")
         ref = await self._start_new_slot(child)
         self._keep_slots_in_start_order()
@@ -589,15 +600,11 @@ class Supervisor(Actor):
     def _keep_slots_in_start_order(self) -> None:
         # Slots are stopped in reverse registration order; a spec started again by hand keeps
         # its place in the list (OTP), so its slot moves back there.
-        slots = self.ctx._children
-        ordered = {child.spec.id: slots[child.spec.id] for child in self._children if child.spec.id in slots}
-        ordered.update((name, slot) for name, slot in slots.items() if name not in ordered)
-        slots.clear()
-        slots.update(ordered)
+        self._slot.order_children([child.spec.id for child in self._children])
 
     async def delete_child(self, child_id: str) -> None:
         child = self._find(child_id)
-        if child.context is not None:
+        if child.slot is not None:
             raise ChildRunning(self._path, child_id, "delete_child")
         self._children.remove(child)
 
@@ -623,10 +630,6 @@ class Supervisor(Actor):
 
 def _actor_class(spec: ChildSpec) -> type[Actor]:
     return Supervisor if isinstance(spec.start, SupervisorSpec) else spec.start
-
-
-def _unstarted_exit(context: ActorContext, reason: ExitReason) -> None:
-    """The exit hook of a slot that is only described, never started."""
 
 
 def _why(reason: ExitReason) -> str:

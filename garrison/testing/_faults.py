@@ -26,7 +26,7 @@ from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_u
 
 if TYPE_CHECKING:
     from garrison._node import Node
-    from garrison.actors._context import Receive
+    from garrison.actors._slot import Receive
     from garrison.testing._guard import NodeGuard
 
 
@@ -72,7 +72,7 @@ class Fault:
         """Messages that matched ``on`` so far (across restarts)."""
         self.fired = 0
         """Times the fault struck so far."""
-        self._remove: Callable[[], None] | None = ref._context.intercept(self._intercept)
+        self._remove: Callable[[], None] | None = ref.slot.intercept(self._intercept)
 
     @property
     def active(self) -> bool:
@@ -104,7 +104,7 @@ class Fault:
         if self.matched < self.nth or (self.times is not None and self.fired >= self.times):
             return False
         # Drawn only for a candidate message, so a seed replays the same choices.
-        if self.probability < 1.0 and self.ref._context.node.random.random() >= self.probability:
+        if self.probability < 1.0 and self.ref.slot.node.random.random() >= self.probability:
             return False
         self.fired += 1
         return True
@@ -202,7 +202,7 @@ class Hang(Fault):
         """Wait until a handler hangs; AssertionError after ``within`` seconds of node-clock
         time (virtual time is advanced while waiting, as for probes)."""
         within = check_within("within", within)
-        clock = self.ref._context.node.clock
+        clock = self.ref.slot.node.clock
         if not await wait_until(clock, lambda: self.hanging > 0, within, self._hung.changed):
             raise AssertionError(
                 f"expected {self.ref.path} to hang within {within}s of {clock_kind(clock)} time "
@@ -216,7 +216,7 @@ class Hang(Fault):
         try:
             await released.wait()
         except asyncio.CancelledError:
-            kill = self.ref._context._kill_reason
+            kill = self.ref.slot.kill_reason
             if self._guard is not None and kill is not None and kill.abnormal:
                 self._guard.injected_kill(self.ref.path)
             raise

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from garrison._node import Node
-from garrison.actors import Actor, ActorRef, ActorState, Terminated
-from garrison.actors._context import stop_for_good
+from garrison.actors import Actor, ActorRef, Terminated
+from garrison.actors._slot import stop_for_good
 from garrison.mailbox import MailboxConfig
 from garrison.testing._matching import Matcher, describe, matches
 from garrison.testing._waiting import check_within, clock_kind, wait_until
@@ -55,7 +55,7 @@ class TestProbe(ActorRef):
     ) -> None:
         if name is None:
             name = node.kernel.unique_name("probe")
-        context = node.kernel.prepare(
+        slot = node.kernel.prepare(
             ProbeActor,
             parent=None,
             name=name,
@@ -65,9 +65,8 @@ class TestProbe(ActorRef):
             shutdown=0,
             on_exit=stop_for_good,
         )
-        super().__init__(context)
-        context.self_ref = self
-        context.state = ActorState.RUNNING
+        super().__init__(slot)
+        slot.adopt(self)
         self.node = node
         self.default_within = check_within("default_within", default_within)
         self.received: list[Any] = []
@@ -82,7 +81,7 @@ class TestProbe(ActorRef):
     def pending(self) -> int:
         """Messages that arrived and were not taken yet."""
         self._drop_control()
-        return len(self._mailbox) + len(self._mailbox._system)
+        return len(self._mailbox) + len(self._mailbox.system)
 
     @property
     def last_message(self) -> Any:
@@ -134,7 +133,7 @@ class TestProbe(ActorRef):
         self.watch(ref)
         expected = f"Terminated({ref.path})"
         message = await self._take(within, expected)
-        if not (isinstance(message, Terminated) and message.ref._context is ref._context):
+        if not (isinstance(message, Terminated) and message.ref.slot is ref.slot):
             raise AssertionError(
                 f"probe {self.path} expected {expected}, but the next message was {message!r}"
             )
@@ -142,10 +141,10 @@ class TestProbe(ActorRef):
 
     def watch(self, ref: ActorRef) -> None:
         """Receive ``Terminated(ref, reason)`` when ``ref`` stops for good."""
-        self._context.watch(ref)
+        self.slot.watch(ref)
 
     def unwatch(self, ref: ActorRef) -> None:
-        self._context.unwatch(ref)
+        self.slot.unwatch(ref)
 
     # -- answering asks ------------------------------------------------------
 
@@ -191,19 +190,17 @@ class TestProbe(ActorRef):
 
     def _drop_control(self) -> None:
         """Drop runtime control messages (anything but Terminated) from the system lane."""
-        system = self._mailbox._system
-        if system and not all(type(control) is Terminated for control in system):
-            system[:] = [control for control in system if type(control) is Terminated]
+        self._mailbox.extract_system(_is_runtime_control)
 
     def _has_message(self) -> bool:
         self._drop_control()
-        return bool(self._mailbox._system) or bool(self._mailbox.pending)
+        return self._mailbox.has_system() or bool(self._mailbox.pending)
 
     def _take_now(self) -> Any:
         mailbox = self._mailbox
         reply: asyncio.Future[Any] | None = None
-        if mailbox._system:
-            message = mailbox._system.pop(0)
+        if mailbox.has_system():
+            message = mailbox.take_system()
         else:
             message, _, reply = mailbox.take()
         self.received.append(message)
@@ -224,3 +221,8 @@ class TestProbe(ActorRef):
 
     def __repr__(self) -> str:
         return f"TestProbe({self.path!r})"
+
+
+def _is_runtime_control(control: Any) -> bool:
+    """What a probe drops from its system lane: runtime control, not a Terminated for the test."""
+    return type(control) is not Terminated

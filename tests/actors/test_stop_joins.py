@@ -158,10 +158,10 @@ async def test_a_restart_stop_joining_with_a_shorter_timeout_brings_the_deadline
     ref = await node.spawn(Gated, name="stuck", args=(asyncio.Event(), []))
     ref.tell_nowait("runs for ever")
     await settle()
-    context = ref._context
-    first = asyncio.create_task(context._stop_incarnation(ExitReason.shutdown("first stop"), 10.0))
+    slot = ref.slot
+    first = asyncio.create_task(slot.stop_incarnation(ExitReason.shutdown("first stop"), 10.0))
     await settle()
-    second = asyncio.create_task(context._stop_incarnation(ExitReason.shutdown("second stop"), 2.0))
+    second = asyncio.create_task(slot.stop_incarnation(ExitReason.shutdown("second stop"), 2.0))
     await clock.advance(2.0)
     assert first.done() and second.done()
     assert first.result() is second.result()
@@ -176,7 +176,7 @@ async def test_the_first_stops_reason_stands_when_a_second_stop_joins(node: Node
     await settle()
     first = asyncio.create_task(node.stop(ref))
     await settle()
-    shutting_down = asyncio.create_task(ref._context._stop(ExitReason.shutdown("second stop"), None))
+    shutting_down = asyncio.create_task(ref.slot.stop(ExitReason.shutdown("second stop"), None))
     gate.set()
     await settle()
     assert first.done() and shutting_down.done()
