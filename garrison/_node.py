@@ -41,8 +41,7 @@ from garrison.actors import (
 from garrison.actors._kernel import Kernel, validate_name, validate_shutdown
 from garrison.actors._slot import Slot, stop_for_good
 from garrison.mailbox import MailboxConfig
-from garrison.observe._http import MetricsServer
-from garrison.observe._loop import LoopGuard, LoopMonitor
+from garrison.observe import LoopGuard, LoopMonitor, MetricsServer
 from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
 
 if TYPE_CHECKING:

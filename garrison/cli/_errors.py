@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from garrison.observe._heart import USAGE_EXIT_CODE
+from garrison.observe import USAGE_EXIT_CODE
 
 __all__ = ["USAGE_EXIT_CODE", "UsageError"]
 

@@ -14,9 +14,7 @@ from loguru import logger
 from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
 from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
-from garrison.observe._heart import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig
-from garrison.observe._loop import LoopGuard
-from garrison.observe._systemd import SystemdNotifier
+from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
 
 if TYPE_CHECKING:
     from garrison._node import Node

@@ -1,5 +1,27 @@
-"""Watching the runtime itself: loop lag, stall watchdog, metrics and health over HTTP."""
+"""Watching the runtime itself: loop lag, stall watchdog, metrics and health over HTTP, heart, systemd.
 
+Below the node: what the metrics endpoint reads of a node is declared here
+(``ObservedNode``), and ``garrison.Node`` implements it.
+"""
+
+from garrison.observe._heart import HEART_LOST_EXIT_CODE, USAGE_EXIT_CODE, Heart, HeartBeat, HeartConfig
+from garrison.observe._http import LagSource, MetricsServer, ObservedNode
 from garrison.observe._loop import LAG_BUCKETS, STALL_EXIT_CODE, LagStats, LoopGuard, LoopMonitor
+from garrison.observe._systemd import SystemdNotifier
 
-__all__ = ["LAG_BUCKETS", "STALL_EXIT_CODE", "LagStats", "LoopGuard", "LoopMonitor"]
+__all__ = [
+    "HEART_LOST_EXIT_CODE",
+    "LAG_BUCKETS",
+    "STALL_EXIT_CODE",
+    "USAGE_EXIT_CODE",
+    "Heart",
+    "HeartBeat",
+    "HeartConfig",
+    "LagSource",
+    "LagStats",
+    "LoopGuard",
+    "LoopMonitor",
+    "MetricsServer",
+    "ObservedNode",
+    "SystemdNotifier",
+]
