@@ -14,9 +14,8 @@ if TYPE_CHECKING:
 class SystemMessage:
     """A control message served on the system lane, inside the actor's own task.
 
-    Subclass it to run work inside an actor's task from outside (a supervisor's
-    child exits and management calls are system messages). The slot's loop
-    awaits ``run`` between two user messages.
+    The slot's loop awaits ``run`` between two user messages, ahead of any
+    queued one; a supervisor's child exits and management calls travel this way.
     """
 
     reply: asyncio.Future[Any] | None = None
