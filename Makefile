@@ -76,9 +76,13 @@ lock: $(UV)
 bench: venv
 	$(PY) -m bench
 
+# ruff (SLF001 included: no reach into another object's privates in garrison/ or
+# examples/), mypy --strict, and the import contracts in pyproject.toml (layers
+# import one way; the example's product never imports its harness).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --strict garrison
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .venv-lowest .venv-latest $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
