@@ -31,6 +31,7 @@ from garrison._errors import (
     RestartIntensityExceeded,
     SequenceConflict,
 )
+from garrison._exitcodes import ExitCode
 from garrison._node import Node
 from garrison.actors import (
     ABANDONED_THREADS_EXIT_CODE,
@@ -52,6 +53,7 @@ from garrison.actors import (
     ThreadedActor,
 )
 from garrison.mailbox import MailboxConfig, MailboxMetrics, Overflow
+from garrison.observe import LoopGuard
 from garrison.supervision import (
     AutoShutdown,
     Backoff,
@@ -91,6 +93,7 @@ __all__ = [
     "DuplicateActorName",
     "DynamicSupervisorSpec",
     "EventDecodeError",
+    "ExitCode",
     "ExitKind",
     "ExitReason",
     "Failed",
@@ -105,6 +108,7 @@ __all__ = [
     "JournalError",
     "JournalWriteError",
     "LifecycleEvent",
+    "LoopGuard",
     "MailboxConfig",
     "MailboxFull",
     "MailboxMetrics",

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from garrison._clock import Clock, MonotonicClock
+from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import InvalidConfig, NodeNotRunning
+from garrison._exitcodes import ExitCode
 from garrison.actors import (
     Actor,
     ActorRef,
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_SHUTDOWN = 5.0
 _DEFAULT_GUARD = LoopGuard()
 
 
@@ -344,7 +345,7 @@ class Node:
             reason=reason,
             name=self.name,
         )
-        self.request_shutdown(1 if gave_up else 0)
+        self.request_shutdown(ExitCode.FAILED if gave_up else ExitCode.OK)
 
     def health(self) -> tuple[bool, str]:
         """(healthy, why): the loop ticks and the root supervisor (if any) runs.

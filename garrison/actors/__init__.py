@@ -5,6 +5,7 @@ observe, the node): what it needs of the node that hosts it is declared in
 :class:`Runtime`, which ``garrison.Node`` implements.
 """
 
+from garrison._defaults import DEFAULT_ASK_TIMEOUT
 from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, DeferredReply
 from garrison.actors._control import SystemMessage
@@ -19,7 +20,7 @@ from garrison.actors._events import (
     Stopped,
 )
 from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
-from garrison.actors._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
 

@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_seconds
 from garrison.mailbox import MailboxConfig
 
 if TYPE_CHECKING:
@@ -49,13 +50,9 @@ class Actor:
         config = cls.__dict__.get("mailbox")
         if config is not None and not isinstance(config, MailboxConfig):
             raise InvalidConfig(f"{cls.__qualname__}.mailbox", config, "must be a garrison.MailboxConfig")
-        timeout = cls.__dict__.get("heartbeat_timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise InvalidConfig(
-                f"{cls.__qualname__}.heartbeat_timeout", timeout, "must be a number > 0 or None"
-            )
+        check_seconds(
+            f"{cls.__qualname__}.heartbeat_timeout", cls.__dict__.get("heartbeat_timeout"), allow_none=True
+        )
 
     async def on_recover(self) -> None:
         """Runs first on every (re)start, before ``on_start``: restore state kept outside memory.

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from garrison._clock import Cancellable
+from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import ActorStopped, MailboxFull
 from garrison.actors._control import Stop, TimerMessage
 from garrison.actors._messages import ActorState, ExitReason
@@ -153,7 +154,7 @@ class ActorContext:
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         mailbox: MailboxConfig | None = None,
-        shutdown: float | None = 5.0,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
     ) -> ActorRef:
         """Start a child actor under this one; awaits its ``on_start``.
 

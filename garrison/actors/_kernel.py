@@ -22,6 +22,7 @@ from garrison._errors import (
     NodeNotRunning,
     NotAnActor,
 )
+from garrison._validate import check_seconds
 from garrison.actors._actor import Actor
 from garrison.actors._deadlines import AskDeadlines
 from garrison.actors._introspect import ActorSnapshot, snapshot, tree_row, unstarted_row
@@ -37,11 +38,8 @@ if TYPE_CHECKING:
 
 def validate_shutdown(field: str, shutdown: object) -> float | None:
     """A shutdown timeout: seconds >= 0, 0 for immediate cancellation, None for infinity."""
-    if shutdown is None:
-        return None
-    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or shutdown < 0:
-        raise InvalidConfig(field, shutdown, "shutdown must be >= 0 seconds (0 cancels at once) or None")
-    return float(shutdown)
+    check_seconds(field, shutdown, allow_minimum=True, allow_none=True)
+    return None if shutdown is None else float(shutdown)  # type: ignore[arg-type]  # checked above
 
 
 def validate_actor_class(field: str, actor_class: object) -> type[Actor]:

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from garrison._errors import InvalidConfig
+from garrison._defaults import DEFAULT_ASK_TIMEOUT
+from garrison._validate import check_seconds
 from garrison.actors._messages import ActorState
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from garrison.actors._slot import Slot
     from garrison.mailbox import MailboxMetrics
 
-DEFAULT_ASK_TIMEOUT = 5.0
 
 
 class ActorRef:
@@ -86,10 +86,8 @@ class ActorRef:
         REJECT, MessageDropped if the mailbox policy drops the message.
         A reply that arrives after the timeout goes to dead letters.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-        ):
-            raise InvalidConfig("timeout", timeout, "an ask timeout must be > 0 seconds, or None")
+        if timeout.__class__ is not float or not timeout > 0:  # the usual case, a positive float, inline
+            check_seconds("timeout", timeout, allow_none=True)
         reply: asyncio.Future[Any] = self._loop.create_future()
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 
 from garrison._errors import InvalidConfig
+from garrison._exitcodes import ExitCode
 from garrison.actors._actor import Actor
 
 if TYPE_CHECKING:
     from garrison.actors._slot import Slot
 
-ABANDONED_THREADS_EXIT_CODE = 76
+ABANDONED_THREADS_EXIT_CODE = ExitCode.ABANDONED_THREADS
 """The node's exit code when more than ``max_abandoned_threads`` hung threads were abandoned."""
 
 _INBOX_CAPACITY = 2

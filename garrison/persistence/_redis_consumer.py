@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_seconds
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._journal import check_positive_int, check_stream
 from garrison.persistence._redis import RedisJournal, as_text, kept_cancelled
@@ -51,8 +52,7 @@ class RedisConsumer:
             if not isinstance(value, str) or not value:
                 raise InvalidConfig(field, value, "must be a non-empty string")
         check_positive_int("max_deliveries", max_deliveries)
-        if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float) or claim_idle <= 0:
-            raise InvalidConfig("claim_idle", claim_idle, "must be > 0 seconds")
+        check_seconds("claim_idle", claim_idle)
         check_positive_int("batch", batch)
         self.journal = journal
         self.stream = stream

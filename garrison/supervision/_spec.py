@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import InvalidSpec
 from garrison._validate import count_problem, number_problem
 from garrison.actors import Actor
@@ -153,7 +154,7 @@ class ChildSpec:
         if not isinstance(restart, Restart):
             raise InvalidSpec(id, "restart", restart, "must be a garrison.Restart member")
         if shutdown is _DEFAULT:
-            shutdown = None if is_supervisor else 5.0
+            shutdown = None if is_supervisor else DEFAULT_SHUTDOWN
         elif shutdown is not None:
             shutdown = _number(id, "shutdown", shutdown)
         if not isinstance(significant, bool):

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from garrison._errors import InvalidConfig
+from garrison._validate import check_count, number_problem
 from garrison.actors import ActorRef
 from garrison.testing._injected import InjectedFault
 from garrison.testing._journal import JournalErrorSpec, JournalFault, JournalFaultMode
@@ -52,16 +53,10 @@ class Fault:
         probability: float,
         kind: str,
     ) -> None:
-        if isinstance(nth, bool) or not isinstance(nth, int) or nth < 1:
-            raise InvalidConfig("nth", nth, "must be an int >= 1 (1 is the first matching message)")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-            raise InvalidConfig("times", times, "must be an int >= 1, or None for every match")
-        if (
-            isinstance(probability, bool)
-            or not isinstance(probability, int | float)
-            or not (0.0 < probability <= 1.0)
-        ):
-            raise InvalidConfig("probability", probability, "must be in (0, 1]")
+        check_count("nth", nth)  # 1 is the first matching message
+        check_count("times", times, allow_none=True)  # None: every match
+        if number_problem(probability) is not None or probability > 1:
+            raise InvalidConfig("probability", probability, "must be a number in (0, 1]")
         self.ref = ref
         self.on = on
         self.nth = nth
