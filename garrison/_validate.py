@@ -49,25 +49,6 @@ def number_problem(
     return f"must be {what} {interval}{' or None' if allow_none else ''}"
 
 
-def seconds_problem(
-    value: object,
-    *,
-    minimum: float = 0.0,
-    allow_minimum: bool = False,
-    below: float | None = None,
-    allow_none: bool = False,
-) -> str | None:
-    """What is wrong with ``value`` as a duration in seconds (see :func:`number_problem`)."""
-    return number_problem(
-        value,
-        minimum=minimum,
-        allow_minimum=allow_minimum,
-        below=below,
-        allow_none=allow_none,
-        what="a number of seconds",
-    )
-
-
 def count_problem(value: object, *, minimum: int = 1, allow_none: bool = False) -> str | None:
     """What is wrong with ``value`` as a whole count >= ``minimum``, or None if nothing is."""
     if value is None and allow_none:
@@ -81,15 +62,15 @@ def check_seconds(
     field: str,
     value: object,
     *,
-    minimum: float = 0.0,
     allow_minimum: bool = False,
     below: float | None = None,
     allow_none: bool = False,
 ) -> None:
-    """Raise InvalidConfig naming ``field`` unless ``value`` is a good number of seconds
-    (see :func:`seconds_problem`)."""
-    problem = seconds_problem(
-        value, minimum=minimum, allow_minimum=allow_minimum, below=below, allow_none=allow_none
+    """Raise InvalidConfig naming ``field`` unless ``value`` is a good number of seconds:
+    > 0 (>= 0 with ``allow_minimum``), < ``below`` if given, None if ``allow_none``
+    (see :func:`number_problem`)."""
+    problem = number_problem(
+        value, allow_minimum=allow_minimum, below=below, allow_none=allow_none, what="a number of seconds"
     )
     if problem is not None:
         raise InvalidConfig(field, value, problem)
