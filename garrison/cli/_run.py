@@ -26,6 +26,17 @@ LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</c
 _HEART = HeartConfig()
 """Heart's defaults, for the --heart-* options (one place to change them)."""
 
+_HEART_OPTIONS: tuple[tuple[str, type[float] | type[int], float | None, str, str], ...] = (
+    ("timeout", float, _HEART.timeout, "S", "restart after S s without a beat (%(default)s)"),
+    ("startup", float, None, "S", "time for the first beat (default: max(30, timeout))"),
+    ("intensity", int, _HEART.intensity, "N", "give up after more than N restarts..."),
+    ("period", float, _HEART.period, "S", "...within S s (%(default)s)"),
+    ("backoff", float, _HEART.backoff, "S", "first restart delay, doubling (%(default)s)"),
+    ("max-backoff", float, _HEART.max_backoff, "S", "longest restart delay (%(default)s)"),
+)
+"""The --heart-* options, in help order: (option, type, default, metavar, help). No startup
+default: it follows the timeout given (``max(30, timeout)``)."""
+
 
 def configure_logging(level: str, *, json: bool = False, who: str = "") -> None:
     """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``."""
@@ -70,40 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     heart = parser.add_argument_group("heart: run the node as a child process and restart it")
     heart.add_argument("--heart", action="store_true", help="run the node under heart")
-    heart.add_argument(
-        "--heart-timeout",
-        type=float,
-        default=_HEART.timeout,
-        metavar="S",
-        help="restart after S s without a beat (%(default)s)",
-    )
-    heart.add_argument(
-        "--heart-startup", type=float, metavar="S", help="time for the first beat (default: max(30, timeout))"
-    )
-    heart.add_argument(
-        "--heart-intensity",
-        type=int,
-        default=_HEART.intensity,
-        metavar="N",
-        help="give up after more than N restarts...",
-    )
-    heart.add_argument(
-        "--heart-period", type=float, default=_HEART.period, metavar="S", help="...within S s (%(default)s)"
-    )
-    heart.add_argument(
-        "--heart-backoff",
-        type=float,
-        default=_HEART.backoff,
-        metavar="S",
-        help="first restart delay, doubling (%(default)s)",
-    )
-    heart.add_argument(
-        "--heart-max-backoff",
-        type=float,
-        default=_HEART.max_backoff,
-        metavar="S",
-        help="longest restart delay (%(default)s)",
-    )
+    for option, kind, default, metavar, text in _HEART_OPTIONS:
+        heart.add_argument(f"--heart-{option}", type=kind, default=default, metavar=metavar, help=text)
 
 
 def import_attribute(target: str, what: str = "MODULE:SPEC") -> Any:
