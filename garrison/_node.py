@@ -21,12 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from loguru import logger
 
 from garrison._clock import Clock, MonotonicClock
-from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import InvalidConfig, NodeNotRunning
 from garrison._exitcodes import ExitCode
 from garrison.actors import (
@@ -40,9 +39,8 @@ from garrison.actors import (
     LifecycleEvent,
     Restarted,
 )
-from garrison.actors._kernel import Kernel, validate_name, validate_shutdown
+from garrison.actors._kernel import Kernel, SpawnOptions, validate_name, validate_shutdown
 from garrison.actors._slot import Slot, stop_for_good
-from garrison.mailbox import MailboxConfig
 from garrison.observe import LoopGuard, LoopMonitor, MetricsServer
 from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
 
@@ -268,33 +266,18 @@ class Node:
 
     # -- actors --------------------------------------------------------------
 
-    async def spawn(
-        self,
-        actor_class: type[Actor],
-        *,
-        name: str | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        mailbox: MailboxConfig | None = None,
-        shutdown: float | None = DEFAULT_SHUTDOWN,
-    ) -> ActorRef:
+    async def spawn(self, actor_class: type[Actor], **options: Unpack[SpawnOptions]) -> ActorRef:
         """Start a top-level actor at ``/<name>``; awaits its ``on_start``.
 
-        ``mailbox`` overrides the class's config. An unsupervised actor that
-        crashes stops for good (watchers get Terminated; queued messages go
-        to dead letters). Raises NotAnActor, InvalidConfig,
-        DuplicateActorName, or ActorStartError when ``on_start`` fails.
+        ``options`` are the keywords of :class:`~garrison.actors.SpawnOptions`:
+        ``name``, ``args``, ``kwargs``, ``mailbox`` (overrides the class's
+        config) and ``shutdown`` (default ``DEFAULT_SHUTDOWN``). An
+        unsupervised actor that crashes stops for good (watchers get
+        Terminated; queued messages go to dead letters). Raises NotAnActor,
+        InvalidConfig, DuplicateActorName, or ActorStartError when
+        ``on_start`` fails.
         """
-        return await self.kernel.spawn(
-            actor_class,
-            parent=None,
-            name=name,
-            args=args,
-            kwargs=kwargs,
-            mailbox=mailbox,
-            shutdown=shutdown,
-            on_exit=stop_for_good,
-        )
+        return await self.kernel.spawn(actor_class, parent=None, on_exit=stop_for_good, **options)
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
         """Stop an actor for good: the message in flight finishes, ``on_stop`` runs,
@@ -323,14 +306,7 @@ class Node:
         if not isinstance(spec, SupervisorSpec):
             raise InvalidConfig("spec", spec, "must be a garrison.SupervisorSpec")
         ref = await self.kernel.spawn(
-            Supervisor,
-            parent=None,
-            name=name,
-            args=(spec,),
-            kwargs=None,
-            mailbox=None,
-            shutdown=None,
-            on_exit=self._root_exited,
+            Supervisor, parent=None, on_exit=self._root_exited, name=name, args=(spec,), shutdown=None
         )
         self._root = ref.slot
         return SupervisorRef(ref)
@@ -435,4 +411,3 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self._state} actors={len(self.kernel)}>"
-

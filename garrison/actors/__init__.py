@@ -19,6 +19,7 @@ from garrison.actors._events import (
     Started,
     Stopped,
 )
+from garrison.actors._kernel import SpawnOptions
 from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
 from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
@@ -42,6 +43,7 @@ __all__ = [
     "LifecycleEvent",
     "Restarted",
     "Runtime",
+    "SpawnOptions",
     "Started",
     "Stopped",
     "SystemMessage",

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from garrison._clock import Cancellable
-from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import ActorStopped, MailboxFull
 from garrison.actors._control import Stop, TimerMessage
 from garrison.actors._messages import ActorState, ExitReason
@@ -23,10 +22,10 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from garrison.actors._actor import Actor
+    from garrison.actors._kernel import SpawnOptions
     from garrison.actors._ref import ActorRef
     from garrison.actors._runtime import Runtime
     from garrison.actors._slot import Interceptor, Slot
-    from garrison.mailbox import MailboxConfig
 
 T = TypeVar("T")
 
@@ -146,31 +145,15 @@ class ActorContext:
 
     # -- children and watches -------------------------------------------------------------
 
-    async def spawn(
-        self,
-        actor_class: type[Actor],
-        *,
-        name: str | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        mailbox: MailboxConfig | None = None,
-        shutdown: float | None = DEFAULT_SHUTDOWN,
-    ) -> ActorRef:
+    async def spawn(self, actor_class: type[Actor], **options: Unpack[SpawnOptions]) -> ActorRef:
         """Start a child actor under this one; awaits its ``on_start``.
 
+        ``options`` are those of ``node.spawn`` (:class:`~garrison.actors.SpawnOptions`).
         A child exit stops the child for good (use a supervisor for restarts);
         children stop, in reverse start order, whenever this actor's
         incarnation ends. Raises ActorStartError if its ``on_start`` fails.
         """
-        return await self.node.kernel.spawn(
-            actor_class,
-            parent=self._slot,
-            name=name,
-            args=args,
-            kwargs=kwargs,
-            mailbox=mailbox,
-            shutdown=shutdown,
-        )
+        return await self.node.kernel.spawn(actor_class, parent=self._slot, **options)
 
     def watch(self, ref: ActorRef) -> None:
         """Deliver ``Terminated(ref, reason)`` to this actor when ``ref`` stops for good.

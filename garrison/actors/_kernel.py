@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import (
     ActorNotFound,
     ActorStartError,
@@ -56,6 +57,25 @@ def validate_name(field: str, name: object) -> str:
     return name
 
 
+class SpawnOptions(TypedDict, total=False):
+    """How to start an actor: the keyword options of ``node.spawn`` and ``ctx.spawn``.
+
+    Every key is optional; what is left out takes the default named here.
+    """
+
+    name: str | None
+    """The last part of the actor's path; None (default) picks ``<class name>-<n>``."""
+    args: tuple[Any, ...]
+    """Positional arguments for the actor's ``__init__`` (default: none)."""
+    kwargs: dict[str, Any] | None
+    """Keyword arguments for the actor's ``__init__`` (default: none)."""
+    mailbox: MailboxConfig | None
+    """Overrides the class's ``mailbox`` config (default: None, the class's)."""
+    shutdown: float | None
+    """Seconds its stop may take before what is left is cancelled: 0 for at once, None for
+    no limit (default: ``DEFAULT_SHUTDOWN``)."""
+
+
 class Kernel:
     """Internal: every slot of one node, and what they share. The node builds one.
 
@@ -92,12 +112,8 @@ class Kernel:
         actor_class: type[Actor],
         *,
         parent: Slot | None,
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        mailbox: MailboxConfig | None,
-        shutdown: float | None,
         on_exit: ExitHook = stop_for_good,
+        **options: Unpack[SpawnOptions],
     ) -> ActorRef:
         """The one spawn path: validate, register, start, await ``on_start``.
 
@@ -105,7 +121,7 @@ class Kernel:
         actor). Raises what ``prepare`` raises, and ActorStartError when
         ``on_start`` fails (the slot is gone by then).
         """
-        slot = self.prepare(actor_class, parent, name, args, kwargs, mailbox, shutdown, on_exit)
+        slot = self.prepare(actor_class, parent, on_exit, **options)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot.launch(started)
         try:
@@ -119,19 +135,20 @@ class Kernel:
         self,
         actor_class: type[Actor],
         parent: Slot | None,
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        mailbox: MailboxConfig | None,
-        shutdown: float | None,
         on_exit: ExitHook,
+        *,
+        name: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        mailbox: MailboxConfig | None = None,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
     ) -> Slot:
         """Validate and register a new slot at ``<parent path>/<name>`` without starting it.
 
-        ``name`` None picks ``<class name>-<n>``; ``mailbox`` None takes the
-        class's config. ``on_exit`` decides what happens after an exit the
-        slot did not ask for. Raises NodeNotRunning, NotAnActor,
-        InvalidConfig, DuplicateActorName.
+        The keywords are :class:`SpawnOptions`, with their defaults applied
+        here, once. ``on_exit`` decides what happens after an exit the slot
+        did not ask for. Raises NodeNotRunning, NotAnActor, InvalidConfig,
+        DuplicateActorName.
         """
         runtime = self.runtime
         if runtime.state != "running":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from random import Random
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from garrison.actors._actor import Actor
     from garrison.actors._deadletters import DeadLetters
     from garrison.actors._events import EventStream
-    from garrison.actors._kernel import Kernel
+    from garrison.actors._kernel import Kernel, SpawnOptions
     from garrison.actors._ref import ActorRef
-    from garrison.mailbox import MailboxConfig
 
 T = TypeVar("T")
 
@@ -110,16 +109,7 @@ class Runtime(Protocol):
         """
         ...
 
-    async def spawn(
-        self,
-        actor_class: type[Actor],
-        *,
-        name: str | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        mailbox: MailboxConfig | None = None,
-        shutdown: float | None = ...,
-    ) -> ActorRef:
+    async def spawn(self, actor_class: type[Actor], **options: Unpack[SpawnOptions]) -> ActorRef:
         """Start a top-level actor; see ``Node.spawn``."""
         ...
 

@@ -242,12 +242,12 @@ class Supervisor(Actor):
         slot = node.kernel.prepare(
             _actor_class(spec),
             self._slot,
-            spec.id,
-            args,
-            spec.kwargs,
-            spec.mailbox,
-            spec.shutdown,
             self._exit_hook,
+            name=spec.id,
+            args=args,
+            kwargs=spec.kwargs,
+            mailbox=spec.mailbox,
+            shutdown=spec.shutdown,
         )
         child.slot = slot
         # We log each failure of our children once, with what we do about it (_report).
@@ -303,9 +303,7 @@ class Supervisor(Actor):
                 return child
         return None
 
-    async def _child_exited(
-        self, slot: Slot, incarnation: int, reason: ExitReason
-    ) -> ExitReason | None:
+    async def _child_exited(self, slot: Slot, incarnation: int, reason: ExitReason) -> ExitReason | None:
         child = self._record(slot)
         if child is None or slot.incarnation != incarnation or slot.state is ActorState.STOPPED:
             return None  # stale: that slot was already restarted, terminated or replaced

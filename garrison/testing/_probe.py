@@ -56,14 +56,7 @@ class TestProbe(ActorRef):
         if name is None:
             name = node.kernel.unique_name("probe")
         slot = node.kernel.prepare(
-            ProbeActor,
-            parent=None,
-            name=name,
-            args=(),
-            kwargs=None,
-            mailbox=MailboxConfig(capacity=capacity),
-            shutdown=0,
-            on_exit=stop_for_good,
+            ProbeActor, None, stop_for_good, name=name, mailbox=MailboxConfig(capacity=capacity), shutdown=0
         )
         super().__init__(slot)
         slot.adopt(self)
