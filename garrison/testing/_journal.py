@@ -64,31 +64,11 @@ class TrackedJournal:
             for row in rows:
                 yield row
 
-    async def read_batches(
-        self, stream: str, after_seq: int = 0
-    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
-        batches = self.inner.read_batches(stream, after_seq)
-        try:
-            while True:
-                try:
-                    rows = await self._work.run(anext(batches))
-                except StopAsyncIteration:
-                    return
-                yield rows
-        finally:
-            await self._work.run(batches.aclose())
+    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        return self._work.run_each(self.inner.read_batches(stream, after_seq))
 
-    async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
-        runs = self.inner.read_packed(stream, after_seq)
-        try:
-            while True:
-                try:
-                    run = await self._work.run(anext(runs))
-                except StopAsyncIteration:
-                    return
-                yield run
-        finally:
-            await self._work.run(runs.aclose())
+    def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        return self._work.run_each(self.inner.read_packed(stream, after_seq))
 
     async def highest_seq(self, stream: str) -> int:
         return await self._work.run(self.inner.highest_seq(stream))

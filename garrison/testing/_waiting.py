@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 from garrison._clock import Clock, ManualClock, settle
@@ -145,6 +145,18 @@ class OutsideWork:
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.notify()
+
+    async def run_each(self, items: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+        """Yield what ``items`` yields; each step, and closing it, runs through :meth:`run`."""
+        try:
+            while True:
+                try:
+                    item = await self.run(anext(items))
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await self.run(items.aclose())
 
     def idle(self) -> asyncio.Future[None]:
         """Completes when nothing is in flight (at once if nothing is)."""
