@@ -27,6 +27,7 @@ Consumer groups on these streams (XREADGROUP, XAUTOCLAIM, dead letters):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Never, TypeVar
@@ -140,7 +141,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             socket_connect_timeout=self.socket_timeout,
             retry=Retry(NoBackoff(), 0),
         )
-        try:
+        async with contextlib.AsyncExitStack() as opened:
+            opened.push_async_callback(writer_client.aclose)
+            opened.push_async_callback(client.aclose)
             try:
                 info = await client.info("server")
             except _redis_errors() as error:
@@ -157,10 +160,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
                         f"Redis {info.get('redis_version')} has no WAITAOF; run it with appendonly yes and "
                         "appendfsync always so every acknowledged append is on disk",
                     )
-        except BaseException:
-            await client.aclose()
-            await writer_client.aclose()
-            raise
+            opened.pop_all()  # the server passed: _close_connections closes both clients
         self._client = client
         self._writer_client = writer_client
         self._append_script = client.register_script(scripts.APPEND)

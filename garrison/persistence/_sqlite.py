@@ -12,6 +12,7 @@ commit in progress.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -143,23 +144,19 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _open_connections(self) -> None:
         """Open (creating if new) and check the file; raises JournalCorrupt, leaving nothing open."""
-        writer = await self._connect(configure=False)
-        try:
+        async with contextlib.AsyncExitStack() as opened:
+            writer = await self._connect(configure=False)
+            opened.push_async_callback(writer.close)
             await self._check_schema(writer)
             # Checkpoints run in the background (see _checkpoint): a commit never copies the WAL.
             await writer.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT}")
             reader = await self._connect()
-        except BaseException:
-            await writer.close()
-            raise
-        try:
-            self._checkpoint_db = await self._connect()
-        except BaseException:
-            await writer.close()
-            await reader.close()
-            raise
+            opened.push_async_callback(reader.close)
+            checkpoint_db = await self._connect()
+            opened.pop_all()  # all three open and checked: _close_connections closes them
         self._writer_db = writer
         self._reader_db = reader
+        self._checkpoint_db = checkpoint_db
         # Another process may have appended while this journal was closed.
         self._highest.clear()
 
