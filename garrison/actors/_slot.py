@@ -419,6 +419,15 @@ class Slot:
             receive = interceptor(receive)
         return receive
 
+    def _build(self) -> Actor:
+        """A fresh instance, with ``ctx`` available inside its ``__init__``. The context
+        variable's token lives only while it is built, not as long as the actor runs."""
+        token = constructing.set(self.context)
+        try:
+            return self.actor_class(*self.args, **self.kwargs)
+        finally:
+            constructing.reset(token)
+
     async def _run(self, started: asyncio.Future[None] | None) -> None:
         reason: ExitReason
         message: Any = None
@@ -426,11 +435,7 @@ class Slot:
         serving: SystemMessage | None = None
         instance: Actor | None = None
         try:
-            token = constructing.set(self.context)
-            try:
-                instance = self.actor_class(*self.args, **self.kwargs)
-            finally:
-                constructing.reset(token)
+            instance = self._build()
             self.instance = instance
             await instance.on_recover()
             await instance.on_start()

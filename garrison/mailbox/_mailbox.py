@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -114,7 +113,7 @@ class Mailbox:
         "_wait_mask",
         "_now",
         "_on_drop",
-        "_put_tickets",
+        "_next_ticket",
         "_put_waiters",
         "_queue",
                 "_wait_counts",
@@ -159,7 +158,7 @@ class Mailbox:
         self._waiter: asyncio.Future[None] | None = None
         self._put_waiters: list[tuple[int, asyncio.Future[None]]] = []
         """Producers waiting for space, in arrival order: (ticket, waiter)."""
-        self._put_tickets = itertools.count()
+        self._next_ticket = 0  # an int, not a counter object: one object less per mailbox
         self._closed: str | None = None
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
@@ -264,7 +263,8 @@ class Mailbox:
                 return
             waiter: asyncio.Future[None] = self._loop.create_future()
             if ticket is None:
-                ticket = next(self._put_tickets)
+                ticket = self._next_ticket
+                self._next_ticket += 1
                 self._put_waiters.append((ticket, waiter))
             else:
                 # Woken, but a producer that never waited took the space first: back
