@@ -322,42 +322,32 @@ def test_batched_writes_equal_the_same_writes_one_by_one_live_and_after_a_replay
 # -- replay --------------------------------------------------------------------------------------
 
 
+async def opening_fails(journal: SqliteJournal, *stored: IntentRecorded | IntentMoved) -> EventDecodeError:
+    """Store intent ``a`` recorded and SENDING, then ``stored``; return the error opening the log raises."""
+    encode = msgspec.msgpack.encode
+    first = [IntentRecorded("a", encode(Order("A", 1))), IntentMoved("a", S.SENDING)]
+    await journal.append(STREAM, [encode(event) for event in (*first, *stored)], 0)
+    with pytest.raises(EventDecodeError) as raised:
+        await open_log(journal)
+    return raised.value
+
+
 async def test_a_stored_move_of_an_intent_never_recorded_names_its_stream_and_seq(
     journal: SqliteJournal,
 ) -> None:
-    encode = msgspec.msgpack.encode
-    await journal.append(
-        STREAM,
-        [
-            encode(IntentRecorded("a", encode(Order("A", 1)))),
-            encode(IntentMoved("a", S.SENDING)),
-            encode(IntentMoved("ghost", S.SENDING)),
-        ],
-        0,
-    )
-    with pytest.raises(EventDecodeError) as raised:
-        await open_log(journal)
-    assert (raised.value.stream, raised.value.seq, raised.value.problem) == (STREAM, 3, "inconsistent")
-    assert "ghost" in str(raised.value) and "before it was recorded" in str(raised.value)
+    error = await opening_fails(journal, IntentMoved("ghost", S.SENDING))
+    assert (error.stream, error.seq, error.problem) == (STREAM, 3, "inconsistent")
+    assert "ghost" in str(error) and "before it was recorded" in str(error)
 
 
 async def test_a_stored_record_whose_payload_does_not_decode_names_its_own_seq(
     journal: SqliteJournal,
 ) -> None:
     encode = msgspec.msgpack.encode
-    await journal.append(
-        STREAM,
-        [
-            encode(IntentRecorded("a", encode(Order("A", 1)))),
-            encode(IntentMoved("a", S.SENDING)),
-            encode(IntentRecorded("b", encode({"not": "an order"}))),
-            encode(IntentMoved("b", S.SENDING)),
-        ],
-        0,
+    error = await opening_fails(
+        journal, IntentRecorded("b", encode({"not": "an order"})), IntentMoved("b", S.SENDING)
     )
-    with pytest.raises(EventDecodeError) as raised:
-        await open_log(journal)
-    assert (raised.value.stream, raised.value.seq) == (STREAM, 3)
+    assert (error.stream, error.seq) == (STREAM, 3)
 
 
 async def test_a_replay_equals_the_live_log_across_many_read_batches(journal: SqliteJournal) -> None:
