@@ -30,11 +30,12 @@ class Clock:
     """
 
     now: Callable[[], float]
-    slice_time: Callable[[], float]
+    slice_time: Callable[[], float] = time.perf_counter
     """What an actor's slice of the loop is measured in, for ``throughput_deadline``:
     real time on a real clock (fairness is about the real loop); a constant on a
     manual clock, so that slices end by message count alone and a seeded test
-    replays the same interleaving however fast the machine runs it."""
+    replays the same interleaving however fast the machine runs it. A clock of
+    your own inherits real time."""
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         raise NotImplementedError
@@ -62,9 +63,8 @@ class MonotonicClock(Clock):
     """Real time: ``time.monotonic`` and the running loop's timers."""
 
     def __init__(self) -> None:
-        # The builtins themselves, not methods wrapping them: they are called per message.
+        # The builtin itself, not a method wrapping it: mailboxes call it per message.
         self.now = time.monotonic
-        self.slice_time = time.perf_counter
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
         return asyncio.get_running_loop().call_later(max(delay, 0.0), callback, *args)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from garrison import InvalidConfig, ManualClock, MonotonicClock
+from garrison import Actor, Clock, InvalidConfig, ManualClock, MonotonicClock, Node
+from garrison._clock import Cancellable
 
 
 async def test_manual_clock_stands_still_until_advanced() -> None:
@@ -150,3 +154,25 @@ async def test_monotonic_clock_reads_real_time_and_fires_real_timers() -> None:
     await asyncio.wait_for(fired.wait(), timeout=5.0)
     await asyncio.wait_for(clock.sleep(0.0), timeout=5.0)
     assert clock.now() >= before
+
+
+class LoopClock(Clock):
+    """A clock of a user's own: only ``now`` and ``call_later``, as Clock asks."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+
+class Echo(Actor):
+    async def on_receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_a_clock_of_your_own_runs_actors_with_real_time_slices() -> None:
+    assert LoopClock().slice_time is time.perf_counter
+    async with Node("own-clock", clock=LoopClock(), handle_signals=False) as node:
+        echo = await node.spawn(Echo, name="echo")
+        assert await echo.ask("hi", timeout=5.0) == "hi"
