@@ -233,11 +233,31 @@ class JournalWriteError(JournalError):
 
 
 class JournalCorrupt(JournalError):
-    """The journal file is not a garrison journal, is damaged, or has a newer schema."""
+    """The journal file is not a garrison journal, is damaged, or has a newer schema; or a
+    stored event or snapshot is not what was written (its checksum does not match).
 
-    def __init__(self, path: str, problem: str) -> None:
+    For a damaged event or snapshot, ``stream`` and ``seq`` name it, and ``expected``
+    and ``found`` are the checksum stored with it and the one its bytes have now.
+    ``garrison journal verify`` lists every such problem; ``garrison journal
+    quarantine`` sets an event aside so its actor can start.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        stream: str | None = None,
+        seq: int | None = None,
+        expected: int | None = None,
+        found: int | None = None,
+    ) -> None:
         self.path = path
         self.problem = problem
+        self.stream = stream
+        self.seq = seq
+        self.expected = expected
+        self.found = found
         super().__init__(f"journal {path}: {problem}")
 
 

@@ -22,7 +22,14 @@ from garrison.persistence._intent_model import (
     IntentState,
     IntentTransitionError,
 )
-from garrison.persistence._journal import Ack, Journal, PackedEvents
+from garrison.persistence._journal import (
+    Ack,
+    Journal,
+    JournalProblem,
+    PackedEvents,
+    QuarantinedEvent,
+    StreamSummary,
+)
 from garrison.persistence._redis import RedisJournal
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
@@ -50,14 +57,17 @@ __all__ = [
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
+    "JournalProblem",
     "JournalWriteError",
     "PackedEvents",
     "PersistFailed",
+    "QuarantinedEvent",
     "RedisConsumer",
     "RedisJournal",
     "SequenceConflict",
     "SqliteJournal",
     "StateCodec",
+    "StreamSummary",
     "client_order_id",
     "deterministic_id",
     "replay_events",

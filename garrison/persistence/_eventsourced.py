@@ -15,7 +15,7 @@ from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._replay import replay_events
 
 if TYPE_CHECKING:
-    from garrison.persistence._journal import Journal
+    from garrison.persistence._journal import Journal, QuarantinedEvent
 
 S = TypeVar("S")
 
@@ -157,13 +157,35 @@ class EventSourcedActor(Actor, Generic[S]):
         else:
             seq, state = 0, self.initial_state()
         apply = self.apply
+        replayed_after = seq
         async with aclosing(replay_events(journal, stream, codec, seq)) as replay:
             async for first_seq, events in replay:
                 for event in events:
                     state = apply(state, event)
                 seq = first_seq + len(events) - 1
         self._state = state
-        self._seq = seq
+        set_aside = [event for event in await journal.quarantined(stream) if event.seq > replayed_after]
+        if set_aside:
+            # The stream's seqs go on after them: the next persist follows the highest.
+            self._seq = max(seq, set_aside[-1].seq)
+            self.on_quarantined(set_aside)
+        else:
+            self._seq = seq
+
+    def on_quarantined(self, events: list[QuarantinedEvent]) -> None:
+        """Recovery skipped ``events``, set aside by ``garrison journal quarantine``: called
+        once the state is rebuilt without them, before ``on_start``.
+
+        The default logs a warning naming their seqs and reasons, and the actor starts.
+        Override to decide otherwise: raise to refuse to start (the supervisor sees a
+        failed start), or persist a compensating event from ``on_start``.
+        """
+        self.ctx.logger.warning(
+            "{stream}: recovery skipped {count} quarantined event(s): {events}",
+            stream=self.stream,
+            count=len(events),
+            events=", ".join(f"seq {event.seq} ({event.reason})" for event in events[:10]),
+        )
 
     def _event_codec(self) -> EventCodec:
         codec = self._codec

@@ -14,35 +14,42 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiosqlite
 
 from garrison._errors import JournalCorrupt
+from garrison.persistence._checksum import chain, checksum
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
 
 SCHEMA = (
     # Rows go in append order (rowid): a group commit touching many streams
     # writes a few sequential pages plus index entries, not a page per stream.
+    # ``crc`` is the stream's chained checksum through this event (_checksum.chain).
     """CREATE TABLE events (
         position INTEGER PRIMARY KEY,
         stream TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        payload BLOB NOT NULL
+        payload BLOB NOT NULL,
+        crc INTEGER NOT NULL
     )""",
     "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+    # ``crc``: the snapshot's own checksum (_checksum.checksum).
     """CREATE TABLE snapshots (
         stream TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
-        state BLOB NOT NULL
+        state BLOB NOT NULL,
+        crc INTEGER NOT NULL
     )""",
+    # ``crc``: the chained checksum at ``up_to_seq``, where the stream's chain resumes.
     """CREATE TABLE deletions (
         stream TEXT PRIMARY KEY,
-        up_to_seq INTEGER NOT NULL
+        up_to_seq INTEGER NOT NULL,
+        crc INTEGER NOT NULL DEFAULT 0
     )""",
     """CREATE TABLE offsets (
         stream TEXT NOT NULL,
@@ -50,12 +57,58 @@ SCHEMA = (
         seq INTEGER NOT NULL,
         PRIMARY KEY (stream, grp)
     ) WITHOUT ROWID""",
+    # Events set aside by ``quarantine``: out of the stream (replay skips their seq), kept
+    # as they were (``crc`` too, so the chain after them still verifies), restorable.
+    """CREATE TABLE quarantine (
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        crc INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (stream, seq)
+    ) WITHOUT ROWID""",
 )
 """The statements that create a new journal file at ``SCHEMA_VERSION``."""
 
-MIGRATIONS: dict[int, Sequence[str]] = {}
-"""Statements that take a file from schema version N to N+1. Applied only when
-the journal is opened with ``migrate=True``: migrations are explicit."""
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _add_checksums(db: aiosqlite.Connection) -> None:
+    """Version 1 to 2: a chained checksum on every event, a checksum on every snapshot, the
+    quarantine table. A stream whose first events were deleted resumes its chain from 0."""
+    for statement in (
+        "ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE snapshots ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE deletions ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        SCHEMA[-1],
+    ):
+        await db.execute(statement)
+    stream: object = None
+    previous = 0
+    updates: list[tuple[int, int]] = []
+    async with db.execute("SELECT position, stream, payload FROM events ORDER BY stream, seq") as rows:
+        async for position, row_stream, payload in rows:
+            if row_stream != stream:
+                stream, previous = row_stream, 0
+            previous = chain(payload, previous)
+            updates.append((previous, position))
+            if len(updates) >= 10_000:
+                await db.executemany("UPDATE events SET crc = ? WHERE position = ?", updates)
+                updates = []
+    if updates:
+        await db.executemany("UPDATE events SET crc = ? WHERE position = ?", updates)
+    snapshots = [
+        (checksum(state), name)
+        for name, state in await db.execute_fetchall("SELECT stream, state FROM snapshots")
+    ]
+    await db.executemany("UPDATE snapshots SET crc = ? WHERE stream = ?", snapshots)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_checksums}
+"""The step that takes a file from schema version N to N+1, by N. Applied only when
+the journal is opened with ``migrate=True`` (``garrison journal migrate``): migrations
+are explicit."""
 
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
@@ -92,8 +145,8 @@ def check_header(path: str, header: Header, *, migrate: bool) -> None:
         if not migrate:
             raise JournalCorrupt(
                 path,
-                f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
-                "open it with SqliteJournal(..., migrate=True)",
+                f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and run "
+                f"'garrison journal migrate {path}' (or open it with SqliteJournal(..., migrate=True))",
             )
         missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
         if missing:
@@ -169,8 +222,7 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
             await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         else:
             for step in range(header.version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step]:
-                    await db.execute(statement)
+                await MIGRATIONS[step](db)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         await db.execute("COMMIT")
     except BaseException:
