@@ -35,8 +35,8 @@ while a <= #ARGV do
       local failed = nil
       for i = 1, n do
         local at = first + 2 * (i - 1)
-        local id = string.format('%d-0', expected + i)
-        local r = redis.pcall('XADD', events, id, 'p', ARGV[at], 'c', ARGV[at + 1])
+        local r = redis.pcall('XADD', events, string.format('%d-0', expected + i),
+          'p', ARGV[at], 'c', ARGV[at + 1])
         if type(r) == 'table' and r.err then failed = r.err break end
       end
       if failed then

@@ -159,6 +159,16 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _open_connections(self) -> None:
         """Open (creating if new) and check the file; raises JournalCorrupt, leaving nothing open."""
+        if not os.path.exists(self.path):
+            await self._create()
+        elif os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+            # A new journal is never empty (see _create): this one was truncated, and
+            # opening it would start the journal over, every event and id forgotten.
+            raise JournalCorrupt(
+                self.path,
+                "an empty file: a journal truncated to nothing? garrison creates a new journal "
+                "itself; to start over on purpose, delete the file",
+            )
         async with contextlib.AsyncExitStack() as opened:
             writer = await self._connect(configure=False)
             opened.push_async_callback(writer.close)
@@ -183,6 +193,33 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             if db is not None:
                 await db.close()
         self._writer_db = self._reader_db = self._checkpoint_db = None
+
+    async def _create(self) -> None:
+        """Create a new journal file whole: its tables are made in a file beside it, which is
+        then linked into place only if nothing is there yet (another journal may have won the
+        race). So a journal file is never seen without its tables, and an empty file at the
+        path can only be damage."""
+        staging = f"{self.path}.new-{os.getpid()}-{id(self):x}"
+        try:
+            db = await aiosqlite.connect(staging, isolation_level=None)
+            try:
+                await self._configure(db)
+                await sqlite_schema.create_or_migrate(db, staging, migrate=False)
+            finally:
+                await db.close()
+            try:
+                os.link(staging, self.path)
+            except FileExistsError:
+                pass  # another journal created it meanwhile: open that one
+            except OSError:
+                # A file system without hard links: a rename, which could replace a file
+                # created in the last instant, hence only when there is none.
+                if not os.path.exists(self.path):
+                    os.replace(staging, self.path)
+        finally:
+            for leftover in (staging, f"{staging}-wal", f"{staging}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
 
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
