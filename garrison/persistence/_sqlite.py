@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from functools import lru_cache
@@ -159,9 +160,10 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _open_connections(self) -> None:
         """Open (creating if new) and check the file; raises JournalCorrupt, leaving nothing open."""
-        if not os.path.exists(self.path):
+        found = _file_state(self.path)
+        if found == "missing":
             await self._create()
-        elif os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+        elif found == "empty":
             # A new journal is never empty (see _create): this one was truncated, and
             # opening it would start the journal over, every event and id forgotten.
             raise JournalCorrupt(
@@ -207,19 +209,9 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 await sqlite_schema.create_or_migrate(db, staging, migrate=False)
             finally:
                 await db.close()
-            try:
-                os.link(staging, self.path)
-            except FileExistsError:
-                pass  # another journal created it meanwhile: open that one
-            except OSError:
-                # A file system without hard links: a rename, which could replace a file
-                # created in the last instant, hence only when there is none.
-                if not os.path.exists(self.path):
-                    os.replace(staging, self.path)
+            _link_new(staging, self.path)
         finally:
-            for leftover in (staging, f"{staging}-wal", f"{staging}-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
+            _remove_staging(staging)
 
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -1001,6 +993,34 @@ _UPSERT_OFFSET = (
     "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "
     "ON CONFLICT (stream, grp) DO UPDATE SET seq = max(seq, excluded.seq)"
 )
+
+
+def _file_state(path: str) -> str:
+    """``missing``, ``empty`` (a regular file of 0 bytes) or ``present``: one stat."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    return "empty" if stat.S_ISREG(status.st_mode) and status.st_size == 0 else "present"
+
+
+def _link_new(staging: str, path: str) -> None:
+    """Put the new file ``staging`` at ``path`` unless something is there already."""
+    try:
+        os.link(staging, path)
+    except FileExistsError:
+        pass  # another journal created it meanwhile: open that one
+    except OSError:
+        # A file system without hard links: a rename, which could replace a file
+        # created in the last instant, hence only when there is none.
+        if _file_state(path) == "missing":
+            os.replace(staging, path)
+
+
+def _remove_staging(staging: str) -> None:
+    for leftover in (staging, f"{staging}-wal", f"{staging}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
 
 
 def _streams_to_load(batch: list[PendingAppend], cached: dict[str, int]) -> set[str]:
