@@ -513,11 +513,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         been deleted or set aside (a row lost from the middle of the stream)."""
         if seq == 0:
             return 0
-        try:
-            rows = list(await db.execute_fetchall(_CHAIN_QUERY, (stream, seq)))
-        except sqlite3.DatabaseError as error:
-            raise_if_damaged(error, self.path, f"reading stream {stream!r} at seq {seq}: ")
-            raise
+        rows = await self._fetched(db.execute_fetchall(_CHAIN_QUERY, (stream, seq)), stream, seq - 1)
         value = rows[0][0] if rows else None
         if value is None:
             raise JournalCorrupt(
@@ -556,19 +552,16 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         )
         try:
             while pending is not None:
-                try:
-                    rows: list[tuple[int, Any, int]] = list(await pending)
-                except sqlite3.DatabaseError as error:
-                    raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
-                    raise
+                rows: list[tuple[int, Any, int]] = await self._fetched(pending, stream, after_seq)
                 pending = None
-                after_seq = rows[-1][0] if rows else after_seq
-                if len(rows) == size:
-                    pending = asyncio.ensure_future(
-                        db.execute_fetchall(_ROWS_QUERY, (stream, rows[-1][0], size))
-                    )
                 if rows:
                     verified, checked = await self._verified(db, stream, rows, checked)
+                    after_seq = checked[0]
+                if len(rows) == size or await self._more_after(db, stream, after_seq):
+                    pending = asyncio.ensure_future(
+                        db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
+                    )
+                if rows:
                     yield verified
         finally:
             if pending is not None:
@@ -589,6 +582,14 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         verified: list[tuple[int, bytes]] = []
         previous_seq, previous = checked if checked is not None else (-1, 0)
         for seq, payload, stored in rows:
+            if type(seq) is not int or type(stored) is not int:
+                raise JournalCorrupt(
+                    self.path,
+                    f"stream {stream!r}: a row after seq {previous_seq} holds seq {seq!r} and checksum "
+                    f"{stored!r}, not integers; run 'garrison journal verify {self.path}'",
+                    stream=stream,
+                    seq=previous_seq + 1,
+                )
             if seq != previous_seq + 1:
                 previous = await self._chain_at(db, stream, seq - 1)
             found = chain(payload, previous)
@@ -597,6 +598,48 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             verified.append((seq, payload))
             previous_seq, previous = seq, stored
         return verified, (previous_seq, previous)
+
+    async def _fetched(self, pending: Awaitable[Any], stream: str, after_seq: int) -> list[Any]:
+        """A read query's rows; a damaged file raises JournalCorrupt naming the stream."""
+        try:
+            return list(await pending)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            raise self._damage(error, f"reading stream {stream!r} after seq {after_seq}: ") from error
+
+    def _damage(self, error: BaseException, where: str = "") -> BaseException:
+        """``error`` as JournalCorrupt if it says the file is damaged, else ``error`` itself."""
+        if isinstance(error, UnicodeDecodeError):
+            # A damaged record makes a BLOB or a name look like text that is not UTF-8.
+            return JournalCorrupt(self.path, f"{where}a stored value is damaged ({error})")
+        if isinstance(error, sqlite3.DatabaseError):
+            try:
+                raise_if_damaged(error, self.path, where)
+            except JournalCorrupt as damage:
+                return damage
+        return error
+
+    async def _more_after(self, db: aiosqlite.Connection, stream: str, seq: int) -> bool:
+        """Whether a read that found nothing after ``seq`` must read on: True if events were
+        appended meanwhile. Raises JournalCorrupt if the stream's last appended event is past
+        ``seq`` and the events in between are neither stored, deleted nor quarantined: the
+        stream's tail is lost (a damaged index hides rows from the read, say)."""
+        try:
+            (head, deleted, set_aside, stored), *_ = await db.execute_fetchall(_TAIL_QUERY, (stream, seq))
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            raise self._damage(error, f"reading stream {stream!r} after seq {seq}: ") from error
+        if head is None or head <= seq or (deleted is not None and deleted >= head):
+            return False
+        if stored:
+            return True
+        if set_aside == head - seq:
+            return False
+        raise JournalCorrupt(
+            self.path,
+            f"stream {stream!r}: events {seq + 1}..{head} are missing (its last event is {head}, but "
+            f"the read found none after {seq}); run 'garrison journal verify {self.path}'",
+            stream=stream,
+            seq=seq + 1,
+        )
 
     def damaged(
         self, stream: str, seq: int, expected: int, found: int, what: str = "event"
@@ -646,15 +689,19 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 runs: list[PackedEvents] = []
                 try:
                     count, first, last, payloads, last_crc = next(iter(await pending))
-                except sqlite3.DatabaseError as error:
-                    if error_name(error) != "SQLITE_TOOBIG":
-                        raise_if_damaged(
-                            error, self.path, f"reading stream {stream!r} after seq {after_seq}: "
-                        )
-                        raise
+                except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+                    if not isinstance(error, sqlite3.DatabaseError) or error_name(error) != "SQLITE_TOOBIG":
+                        raise self._damage(
+                            error, f"reading stream {stream!r} after seq {after_seq}: "
+                        ) from error
                 else:
                     if count == 0:
-                        return
+                        if not await self._more_after(db, stream, after_seq):
+                            return
+                        pending = asyncio.ensure_future(
+                            db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
+                        )
+                        continue
                     if count == last - first + 1 and type(payloads) is bytes:
                         if checked is not None and checked[0] == first - 1:
                             previous = checked[1]
@@ -670,7 +717,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                     )
                     runs = list(pack_rows(rows))
                     if not runs:
-                        return
+                        if not await self._more_after(db, stream, after_seq):
+                            return
+                        pending = asyncio.ensure_future(
+                            db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
+                        )
+                        continue
                 after_seq = runs[-1].last_seq
                 pending = asyncio.ensure_future(db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size)))
                 # Let the query reach the connection's thread before the caller decodes.
@@ -685,11 +737,9 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         self, db: aiosqlite.Connection, stream: str, after_seq: int, size: int
     ) -> list[tuple[int, Any, int]]:
         """One batch as ``read_batches`` reads it, before it is verified."""
-        try:
-            return list(await db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)))  # type: ignore[arg-type]
-        except sqlite3.DatabaseError as error:
-            raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
-            raise
+        return await self._fetched(
+            db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)), stream, after_seq
+        )
 
     async def _packs(self, db: aiosqlite.Connection) -> bool:
         """Whether ``_PACKED_QUERY`` yields the payloads byte for byte in seq order on ``db``.
@@ -723,14 +773,20 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
         check_stream(stream)
-        rows = list(
-            await self._reader().execute_fetchall(
+        rows = await self._fetched(
+            self._reader().execute_fetchall(
                 "SELECT seq, state, crc FROM snapshots WHERE stream = ?", (stream,)
-            )
+            ),
+            stream,
+            0,
         )
         if not rows:
             return None
         seq, state, stored = rows[0]
+        if type(seq) is not int:
+            raise JournalCorrupt(
+                self.path, f"stream {stream!r}: the snapshot's seq {seq!r} is damaged", stream=stream
+            )
         found = checksum(state)
         if found != stored:
             raise self.damaged(stream, seq, stored, found, "snapshot at seq")
@@ -988,6 +1044,14 @@ SELECT names.stream,
     (SELECT count(*) FROM quarantine WHERE quarantine.stream = names.stream)
 FROM names ORDER BY names.stream
 """
+
+# What a read that found nothing after ?2 checks: the stream's last appended event, how
+# far it was deleted, how many events after ?2 are quarantined, and whether any is stored.
+_TAIL_QUERY = (
+    "SELECT (SELECT seq FROM heads WHERE stream = ?1), (SELECT up_to_seq FROM deletions WHERE stream = ?1), "
+    "(SELECT count(*) FROM quarantine WHERE stream = ?1 AND seq > ?2), "
+    "EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND seq > ?2)"
+)
 
 _UPSERT_OFFSET = (
     "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "

@@ -68,8 +68,24 @@ SCHEMA = (
         at REAL NOT NULL,
         PRIMARY KEY (stream, seq)
     ) WITHOUT ROWID""",
+    # Each stream's last appended event, kept by SQLite itself in the appending statement:
+    # a read that ends short of it has lost the stream's tail (a damaged index, say),
+    # which the chained checksums alone cannot see.
+    """CREATE TABLE heads (
+        stream TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        crc INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER events_head AFTER INSERT ON events BEGIN
+        INSERT INTO heads (stream, seq, crc) VALUES (NEW.stream, NEW.seq, NEW.crc)
+        ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, crc = excluded.crc
+        WHERE excluded.seq > heads.seq;
+    END""",
 )
 """The statements that create a new journal file at ``SCHEMA_VERSION``."""
+
+TABLES = frozenset({"events", "snapshots", "deletions", "offsets", "quarantine", "heads"})
+"""The tables of a journal file at ``SCHEMA_VERSION``."""
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
@@ -81,7 +97,7 @@ async def _add_checksums(db: aiosqlite.Connection) -> None:
         "ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE snapshots ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE deletions ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
-        SCHEMA[-1],
+        *SCHEMA[-3:],
     ):
         await db.execute(statement)
     stream: object = None
@@ -98,6 +114,10 @@ async def _add_checksums(db: aiosqlite.Connection) -> None:
                 updates = []
     if updates:
         await db.executemany("UPDATE events SET crc = ? WHERE position = ?", updates)
+    await db.execute(
+        "INSERT INTO heads (stream, seq, crc) SELECT stream, seq, crc FROM events AS e "
+        "WHERE seq = (SELECT max(seq) FROM events WHERE stream = e.stream)"
+    )
     snapshots = [
         (checksum(state), name)
         for name, state in await db.execute_fetchall("SELECT stream, state FROM snapshots")
@@ -110,7 +130,19 @@ MIGRATIONS: dict[int, Migration] = {1: _add_checksums}
 the journal is opened with ``migrate=True`` (``garrison journal migrate``): migrations
 are explicit."""
 
-_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_DAMAGED = (
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_FORMAT",
+    "SQLITE_SCHEMA",
+    "SQLITE_RANGE",
+    "SQLITE_MISMATCH",
+)
+"""SQLite's names (prefixes) for an error that says the file is not the database garrison
+wrote: damaged, not a database, or of an unsupported format."""
+_GENERIC = "SQLITE_ERROR"
+"""SQLite's generic error: for the journal's own fixed statements, a table, column or file
+format that is not there, so also damage (never busy, locked, full or an I/O error)."""
 
 
 class Header(NamedTuple):
@@ -135,6 +167,8 @@ def check_header(path: str, header: Header, *, migrate: bool) -> None:
         raise JournalCorrupt(
             path, f"a SQLite file of another application (application_id={application_id:#x})"
         )
+    if version == SCHEMA_VERSION and not TABLES <= tables:
+        raise JournalCorrupt(path, f"the journal's tables {sorted(TABLES - tables)} are missing: damaged")
     if version > SCHEMA_VERSION:
         raise JournalCorrupt(
             path,
@@ -168,7 +202,7 @@ def check_file(path: str | os.PathLike[str]) -> None:
             )
         finally:
             db.close()
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
         raise JournalCorrupt(name, f"not a SQLite database, or damaged ({error})") from error
     if header.application_id == 0 and header.version == 0 and not header.tables:
         raise JournalCorrupt(name, "an empty SQLite file, not a journal")
@@ -188,6 +222,8 @@ async def read_header(db: aiosqlite.Connection, path: str) -> Header:
         application_id = await scalar(db, "PRAGMA application_id")
         version = await scalar(db, "PRAGMA user_version")
         tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+    except UnicodeDecodeError as error:
+        raise JournalCorrupt(path, f"the file's schema is damaged ({error})") from error
     except sqlite3.DatabaseError as error:
         raise_if_damaged(error, path)
         raise
@@ -237,7 +273,8 @@ def error_name(error: sqlite3.Error) -> str:
 
 def raise_if_damaged(error: sqlite3.DatabaseError, path: str, where: str = "") -> None:
     """Raise JournalCorrupt (from ``error``) if it says the file is not a database or is damaged."""
-    if error_name(error) in _DAMAGED:
+    name = error_name(error)
+    if name.startswith(_DAMAGED) or name == _GENERIC:
         raise JournalCorrupt(path, f"{where}not a SQLite database, or damaged ({error})") from error
 
 
