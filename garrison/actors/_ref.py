@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from garrison.mailbox import MailboxMetrics
 
 
-
 class ActorRef:
     """A stable handle on one actor slot: valid across restarts, dead once the slot stops.
 

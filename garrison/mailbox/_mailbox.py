@@ -116,7 +116,7 @@ class Mailbox:
         "_next_ticket",
         "_put_waiters",
         "_queue",
-                "_wait_counts",
+        "_wait_counts",
         "_wait_sum",
         "_waiter",
         "capacity",

@@ -167,7 +167,7 @@ def check_header(path: str, header: Header, *, migrate: bool) -> None:
         raise JournalCorrupt(
             path, f"a SQLite file of another application (application_id={application_id:#x})"
         )
-    if version == SCHEMA_VERSION and not TABLES <= tables:
+    if version == SCHEMA_VERSION and not tables >= TABLES:
         raise JournalCorrupt(path, f"the journal's tables {sorted(TABLES - tables)} are missing: damaged")
     if version > SCHEMA_VERSION:
         raise JournalCorrupt(
