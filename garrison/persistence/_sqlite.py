@@ -203,7 +203,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         path can only be damage."""
         staging = f"{self.path}.new-{os.getpid()}-{id(self):x}"
         try:
-            db = await aiosqlite.connect(staging, isolation_level=None)
+            db = await self._open_file(staging)
             try:
                 await self._configure(db)
                 await sqlite_schema.create_or_migrate(db, staging, migrate=False)
@@ -213,8 +213,23 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         finally:
             _remove_staging(staging)
 
+    async def _open_file(self, path: str) -> aiosqlite.Connection:
+        """A connection to ``path``; a file SQLite cannot open (a missing folder, a folder
+        at the path, no permission) raises InvalidConfig naming it."""
+        try:
+            return await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            if error_name(error) != "SQLITE_CANTOPEN":
+                raise
+            raise InvalidConfig(
+                "path",
+                self.path,
+                "SQLite cannot open a journal file there: check that its folder exists, that the path "
+                "is not a folder, and that this user may write there",
+            ) from error
+
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db = await self._open_file(self.path)
         try:
             await db.execute("PRAGMA busy_timeout = 5000")
             if configure:
