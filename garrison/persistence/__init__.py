@@ -3,6 +3,7 @@
 from garrison._errors import (
     EventDecodeError,
     FatalError,
+    InvalidEvent,
     JournalClosed,
     JournalCorrupt,
     JournalError,
@@ -28,6 +29,7 @@ from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
+from garrison.persistence._upcast import Upcaster
 
 __all__ = [
     "Ack",
@@ -46,6 +48,7 @@ __all__ = [
     "IntentRecorded",
     "IntentState",
     "IntentTransitionError",
+    "InvalidEvent",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
@@ -58,6 +61,7 @@ __all__ = [
     "SequenceConflict",
     "SqliteJournal",
     "StateCodec",
+    "Upcaster",
     "client_order_id",
     "deterministic_id",
     "replay_events",
