@@ -149,7 +149,8 @@ def _matching(annotation: Any, value: Any) -> Any:
     if get_origin(annotation) in (Union, types.UnionType):
         for member in get_args(annotation):
             member = _matching(member, value)
-            if isinstance(value, get_origin(member) or (member if isinstance(member, type) else ())):
+            kind = get_origin(member) or member
+            if isinstance(kind, type) and isinstance(value, kind):
                 return member
     return annotation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import pytest
@@ -73,6 +73,27 @@ def test_a_wrong_type_nested_in_a_struct_in_a_sequence_is_named_by_its_path() ->
         "int",
     )
     assert str(error).startswith("OrderPlaced.lines[1].qty='2' does not decode")
+
+
+class Amended(msgspec.Struct, frozen=True, tag=True):
+    side: Literal["buy", "sell"] | None = None
+    lines: list[Line] | None = None
+    by_venue: dict[str, list[Line]] = {}
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "value"),
+    [
+        (Amended(side="hold"), "side", "hold"),  # type: ignore[arg-type]
+        (Amended(lines=[Line("a", 1), Line("b", "x")]), "lines[1].qty", "x"),  # type: ignore[arg-type]
+        (Amended(by_venue={"XNAS": [Line("a", "y")]}), "by_venue['XNAS'][0].qty", "y"),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_values_inside_optionals_literals_and_dicts_are_named_by_their_path(
+    event: Amended, field: str, value: Any
+) -> None:
+    error = invalid(event, EventCodec([Amended]))
+    assert (error.event_type, error.field, error.value, error.problem) == ("Amended", field, value, "invalid")
 
 
 def test_nan_is_refused_where_the_schema_forbids_it_and_kept_where_it_does_not() -> None:
