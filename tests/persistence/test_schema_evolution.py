@@ -22,6 +22,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from garrison import ActorStartError, EventDecodeError, InvalidConfig, Node
 from garrison.persistence import EventCodec, EventSourcedActor, SqliteJournal, Upcaster, replay_events
@@ -260,6 +262,30 @@ def test_packed_runs_of_current_and_old_events_decode_in_order_and_a_bad_one_ref
     with pytest.raises(EventDecodeError) as raised:
         codec.decode_rows([(1, new), (2, old), (3, unknown)], STREAM)
     assert (raised.value.seq, raised.value.problem) == (3, "schema")
+
+
+V1_ORDER = st.builds(
+    lambda order_id, qty, price: {"type": "OrderPlaced", "order_id": order_id, "qty": qty, "price": price},
+    st.text(max_size=6),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(stored=st.lists(st.tuples(V1_ORDER, st.booleans()), min_size=1, max_size=20))
+def test_any_mix_of_old_and_current_events_replays_as_the_current_type_in_order(
+    stored: list[tuple[dict[str, Any], bool]],
+) -> None:
+    codec = EventCodec([OrderPlacedV2, OrderCancelled], upcasters=BookV2.upcasters)
+    expected = [OrderPlacedV2(fields["order_id"], fields["qty"], fields["price"]) for fields, _ in stored]
+    payloads = [
+        codec.encode(current) if as_current else msgspec.msgpack.encode(fields)
+        for (fields, as_current), current in zip(stored, expected, strict=True)
+    ]
+
+    assert codec.decode_packed(b"".join(payloads), len(payloads)) == expected
+    assert codec.decode_rows(list(enumerate(payloads, start=1)), STREAM) == expected
 
 
 # -- registration errors -----------------------------------------------------------------------------------
