@@ -188,7 +188,7 @@ class EventCodec:
                     if not isinstance(fields, dict):
                         raise TypeError(f"the upcaster returned {type(fields).__name__}, not a dict")
             if isinstance(fields, dict):
-                current: Any = {config.tag_field: config.tag, **fields}
+                current: Any = {**fields, config.tag_field: config.tag}
             else:
                 current = [config.tag, *fields]
             return self._decoder.decode(_encode_stored(current))
