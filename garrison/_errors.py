@@ -23,6 +23,55 @@ class InvalidConfig(GarrisonError, ValueError):
         super().__init__(f"{field}={value!r} is invalid: {expected}")
 
 
+InvalidEventProblem = Literal["unencodable", "invalid", "changed"]
+"""Why an event would not read back as written (``InvalidEvent.problem``)."""
+
+_INVALID_EVENT_PROBLEMS: dict[str, str] = {
+    "unencodable": "cannot be encoded",
+    "invalid": "does not decode as its declared type",
+}
+
+
+class InvalidEvent(InvalidConfig):
+    """An event (or snapshot) that would not read back as it was written; nothing was journaled.
+
+    A msgspec Struct does not check its field types when it is constructed, so
+    a wrong value would reach the journal and make the stream unreadable. Every
+    append path proves the round trip first: ``event_type`` names the type,
+    ``field`` the offending field's path inside it (``"qty"``,
+    ``"lines[2].qty"``; ``""`` for the whole event), ``value`` its value and
+    ``problem`` why: ``"unencodable"`` (msgpack cannot encode it),
+    ``"invalid"`` (not a value of the declared type ``expected``, or outside
+    its constraints), ``"changed"`` (it decodes, but as another value:
+    ``read_back``, which replay would apply instead).
+    """
+
+    def __init__(
+        self,
+        event_type: str,
+        field: str,
+        value: Any,
+        problem: InvalidEventProblem,
+        expected: str,
+        read_back: Any = None,
+    ) -> None:
+        self.event_type = event_type
+        self.problem: InvalidEventProblem = problem
+        self.expected = expected
+        self.read_back = read_back
+        where = f"{event_type}.{field}" if field and not field.startswith("[") else f"{event_type}{field}"
+        what = f"reads back as {read_back!r}" if problem == "changed" else _INVALID_EVENT_PROBLEMS[problem]
+        super().__init__(field, value, expected)
+        self.args = (
+            f"{where}={value!r} {what}: expected {expected}; "
+            "nothing was written: build it from values of the declared types "
+            "(a msgspec Struct does not check them when it is constructed)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class NotAnActor(GarrisonError, TypeError):
     """Something that is not an :class:`~garrison.Actor` subclass was given to spawn."""
 

@@ -3,6 +3,7 @@
 from garrison._errors import (
     EventDecodeError,
     FatalError,
+    InvalidEvent,
     JournalClosed,
     JournalCorrupt,
     JournalError,
@@ -35,6 +36,7 @@ from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
+from garrison.persistence._upcast import Upcaster
 
 __all__ = [
     "Ack",
@@ -53,6 +55,7 @@ __all__ = [
     "IntentRecorded",
     "IntentState",
     "IntentTransitionError",
+    "InvalidEvent",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
@@ -68,6 +71,7 @@ __all__ = [
     "SqliteJournal",
     "StateCodec",
     "StreamSummary",
+    "Upcaster",
     "client_order_id",
     "deterministic_id",
     "replay_events",

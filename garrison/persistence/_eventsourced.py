@@ -13,6 +13,7 @@ from garrison._validate import check_count
 from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._replay import replay_events
+from garrison.persistence._upcast import Upcaster
 
 if TYPE_CHECKING:
     from garrison.persistence._journal import Journal, QuarantinedEvent
@@ -37,6 +38,13 @@ class EventSourcedActor(Actor, Generic[S]):
     in the mailbox. An event that does not decode fails the start with
     EventDecodeError naming the stream and seq; nothing is skipped.
 
+    Every event is proven to decode back as itself before it is written: one
+    that would not (a msgspec Struct does not check its field types when it is
+    constructed) raises InvalidEvent from ``persist``, naming the field and its
+    value; nothing is written and the actor keeps running. ``upcasters`` read
+    the stored events of older versions of the event types (older tags) as the
+    current ones.
+
     ``persistence_id`` names the stream (default: the actor's path); one
     live writer per id. ``snapshot_every=N`` saves a snapshot every N
     events (a failed snapshot is logged, not fatal). The journal is the
@@ -44,6 +52,8 @@ class EventSourcedActor(Actor, Generic[S]):
     """
 
     events: ClassVar[Sequence[type[msgspec.Struct]]] = ()
+    upcasters: ClassVar[Sequence[Upcaster]] = ()
+    """How stored events of older tags become ``events`` types on replay (schema evolution)."""
     snapshot_every: ClassVar[int | None] = None
     state_type: ClassVar[Any] = None
     """The snapshot's type for decoding; default ``type(self.initial_state())``."""
@@ -55,8 +65,8 @@ class EventSourcedActor(Actor, Generic[S]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "events" in cls.__dict__:
-            cls._codec = EventCodec(cls.events)
+        if "events" in cls.__dict__ or "upcasters" in cls.__dict__:
+            cls._codec = EventCodec(cls.events, upcasters=cls.upcasters)
         every = cls.__dict__.get("snapshot_every")
         check_count(f"{cls.__qualname__}.snapshot_every", every, allow_none=True)
 
@@ -98,8 +108,10 @@ class EventSourcedActor(Actor, Generic[S]):
     async def persist(self, *events: Any) -> None:
         """Journal ``events`` atomically, then apply them in order. Awaits the durable write.
 
-        Raises InvalidConfig for an unregistered event type (nothing written)
-        and PersistFailed when the journal cannot confirm the write. If
+        Raises InvalidConfig for an unregistered event type, InvalidEvent
+        for an event that would not decode back as itself (both: nothing
+        written, the actor keeps running, an asker gets the error), and
+        PersistFailed when the journal cannot confirm the write. If
         ``apply`` raises once the events are durable, FatalError: this
         incarnation's state is behind the journal, so it stops (even in an
         ``ask``) and its restart replays them.
