@@ -25,11 +25,13 @@ from garrison._errors import (
     JournalWriteError,
     MailboxFull,
     MessageDropped,
+    NameTaken,
     NodeNotRunning,
     NotAnActor,
     PersistFailed,
     RestartIntensityExceeded,
     SequenceConflict,
+    UnhandledMessage,
 )
 from garrison._exitcodes import ExitCode
 from garrison._node import Node
@@ -115,6 +117,7 @@ __all__ = [
     "ManualClock",
     "MessageDropped",
     "MonotonicClock",
+    "NameTaken",
     "Node",
     "NodeNotRunning",
     "NotAnActor",
@@ -131,5 +134,6 @@ __all__ = [
     "SupervisorSpec",
     "Terminated",
     "ThreadedActor",
+    "UnhandledMessage",
     "__version__",
 ]
