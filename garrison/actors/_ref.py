@@ -220,4 +220,3 @@ class ActorRef:
 
     def __repr__(self) -> str:
         return f"ActorRef({self.path!r})"
-

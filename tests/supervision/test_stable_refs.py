@@ -24,14 +24,12 @@ from garrison import (
     Terminated,
 )
 
-from ._support import Crash, Journal, Ping, crash, drive, worker
+from ._support import Journal, Ping, crash, drive, worker
 
 
 def nested(journal: Journal, *, sub_intensity: int = 1, **sub_options: Any) -> SupervisorSpec:
     """/root: w1, sub (x1, x2) under ONE_FOR_ALL, so a crash of w1 restarts sub too."""
-    sub = SupervisorSpec(
-        intensity=sub_intensity, children=[worker("x1", journal), worker("x2", journal)]
-    )
+    sub = SupervisorSpec(intensity=sub_intensity, children=[worker("x1", journal), worker("x2", journal)])
     return SupervisorSpec(
         strategy=Strategy.ONE_FOR_ALL,
         intensity=10,
