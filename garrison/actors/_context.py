@@ -159,7 +159,8 @@ class ActorContext:
         """Deliver ``Terminated(ref, reason)`` to this actor when ``ref`` stops for good.
 
         Delivered at once if it has already stopped. Not delivered for
-        supervised restarts. Watching twice delivers once.
+        supervised restarts, its own or an ancestor's (the ref lives on; see
+        docs/supervision.md, "When a ref dies"). Watching twice delivers once.
         """
         self._slot.watch(ref)
 

@@ -271,6 +271,9 @@ class Supervisor(Actor):
                 error=f"{type(error.cause).__name__}: {error.cause}",
                 supervisor=self._path,
             )
+            # Our own start fails with it: if we are retried, our next incarnation creates it
+            # again, and its ref (from an earlier incarnation of ours) should move there too.
+            slot.parked = self._slot.state is ActorState.STARTING
             slot.finalize(ExitReason.shutdown("failed to start"))
             child.slot = None
             raise

@@ -195,3 +195,20 @@ async def test_node_shutdown_kills_every_ref(clock: ManualClock) -> None:
         refs: list[ActorRef] = [node.lookup(path) for path in node.paths()]
         await drive(clock, node.shutdown(), within=60.0)
     assert [ref.path for ref in refs if ref.is_alive] == []
+
+
+async def test_a_ref_survives_a_child_that_fails_to_start_while_its_supervisor_restarts(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    refuse: list[bool] = []
+    sub = SupervisorSpec(intensity=0, children=[worker("x1", journal, kwargs={"fail_start": refuse})])
+    await node.start(SupervisorSpec(intensity=5, children=[ChildSpec("sub", sub)]))
+    x1 = node.lookup("/root/sub/x1")
+    refuse.append(True)  # the next start of x1 fails once
+
+    await crash(x1, clock)  # sub gives up; root restarts it, x1 fails to start, root retries
+
+    assert journal.steps("start", "start-failed")[-2:] == [("start-failed", "x1"), ("start", "x1")]
+    assert x1.is_alive and node.lookup("/root/sub/x1") is x1
+    assert (await x1.ask(Ping()))[0] == "x1"
