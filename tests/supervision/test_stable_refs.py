@@ -4,6 +4,7 @@ the node stopped)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -212,3 +213,20 @@ async def test_a_ref_survives_a_child_that_fails_to_start_while_its_supervisor_r
     assert journal.steps("start", "start-failed")[-2:] == [("start-failed", "x1"), ("start", "x1")]
     assert x1.is_alive and node.lookup("/root/sub/x1") is x1
     assert (await x1.ask(Ping()))[0] == "x1"
+
+
+async def test_a_call_to_a_supervisor_waiting_on_its_own_backoff_is_served_by_its_next_incarnation(
+    node: Node, clock: ManualClock
+) -> None:
+    journal = Journal()
+    backoff = Backoff(initial=1.0, max=1.0, jitter=0.0)
+    await node.start(nested(journal, sub_intensity=0, backoff=backoff))
+    sub = node.supervisor("/root/sub")
+
+    await crash(node.lookup("/root/sub/x1"), clock)  # sub gives up; root restarts it after 1 s
+    call = asyncio.ensure_future(sub.which_children())
+    await clock.advance(0.5)
+    assert not call.done()  # kept in the mailbox, as any message to a restarting actor
+    await clock.advance(0.5)
+
+    assert [(row.id, row.state) for row in await call] == [("x1", "running"), ("x2", "running")]
