@@ -87,3 +87,15 @@ async def test_lookup_finds_a_nested_actor_by_path_and_raises_for_an_unknown_one
     assert (child.path, await child.ask(1)) == ("/a/b", 1)
     with pytest.raises(ActorNotFound):
         node.lookup("/a/c")
+
+
+async def test_an_actor_finds_another_by_name_through_its_context(node: Node) -> None:
+    class Client(Actor):
+        async def on_receive(self, message: Any) -> Any:
+            server = self.ctx.node.whereis("server")
+            return None if server is None else await server.ask(message)
+
+    client = await node.spawn(Client, name="client")
+    assert await client.ask("ping") is None
+    node.register("server", await node.spawn(Echo, name="echo"))
+    assert await client.ask("ping") == "ping"
