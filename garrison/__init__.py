@@ -26,11 +26,13 @@ from garrison._errors import (
     JournalWriteError,
     MailboxFull,
     MessageDropped,
+    NameTaken,
     NodeNotRunning,
     NotAnActor,
     PersistFailed,
     RestartIntensityExceeded,
     SequenceConflict,
+    UnhandledMessage,
 )
 from garrison._exitcodes import ExitCode
 from garrison._node import Node
@@ -117,6 +119,7 @@ __all__ = [
     "ManualClock",
     "MessageDropped",
     "MonotonicClock",
+    "NameTaken",
     "Node",
     "NodeNotRunning",
     "NotAnActor",
@@ -133,5 +136,6 @@ __all__ = [
     "SupervisorSpec",
     "Terminated",
     "ThreadedActor",
+    "UnhandledMessage",
     "__version__",
 ]

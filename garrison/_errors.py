@@ -382,3 +382,31 @@ class PersistFailed(FatalError):
             f"persist to {persistence_id!r} failed ({type(cause).__name__}: {cause}); "
             "the actor stops and recovers from the journal"
         )
+
+
+class UnhandledMessage(GarrisonError):
+    """Raised by ``ask`` when the actor does not handle the message (its handler called
+    ``ctx.unhandled``, as the default ``on_receive`` does). The actor carries on."""
+
+    def __init__(self, path: str, message_type: str, actor_class: str) -> None:
+        self.path = path
+        self.message_type = message_type
+        self.actor_class = actor_class
+        super().__init__(
+            f"{path} ({actor_class}) does not handle {message_type}: "
+            "add a case for it to on_receive, or ask another actor"
+        )
+
+
+class NameTaken(GarrisonError, ValueError):
+    """Raised by ``node.register`` (and a ChildSpec's ``register``) when the name is already
+    registered to another live actor."""
+
+    def __init__(self, name: str, holder: str, wanted_by: str) -> None:
+        self.name = name
+        self.holder = holder
+        self.wanted_by = wanted_by
+        super().__init__(
+            f"name {name!r} is registered to {holder}, not free for {wanted_by}: "
+            "unregister it first, or pick another name"
+        )

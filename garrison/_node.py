@@ -372,8 +372,34 @@ class Node:
         return self.kernel.tree()
 
     def lookup(self, path: str) -> ActorRef:
-        """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
+        """The ref of the actor at ``path`` (e.g. ``/root/feed``), also while an ancestor
+        restarts it. Raises ActorNotFound if no actor lives there."""
         return self.kernel.lookup(path)
+
+    # -- registered names (Erlang's register/whereis) ----------------------------
+
+    def register(self, name: str, ref: ActorRef) -> None:
+        """Register ``ref`` under ``name``: ``whereis(name)`` returns it until the actor stops
+        for good (restarts keep the name), then the name is free again.
+
+        A ref may carry several names; registering the same pair twice does
+        nothing. Raises NameTaken when another live actor holds ``name``,
+        ActorStopped for a dead ref, InvalidConfig for a name that is not a
+        non-empty string without '/' or a ``ref`` that is not an ActorRef.
+        """
+        self.kernel.register(name, ref)
+
+    def unregister(self, name: str) -> None:
+        """Free ``name`` (nothing happens if it is not registered); the actor lives on."""
+        self.kernel.unregister(name)
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The ref registered under ``name``, or None if there is none (Erlang's ``whereis/1``)."""
+        return self.kernel.whereis(name)
+
+    def registered(self) -> dict[str, str]:
+        """Every registered name and the path of its actor, in registration order."""
+        return self.kernel.registered()
 
     def paths(self) -> list[str]:
         """Every registered actor path, in registration order."""

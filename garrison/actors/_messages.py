@@ -83,4 +83,4 @@ class DeadLetter:
     at: float = field(default=0.0)
     kind: str = "other"
     """A low-cardinality category for metrics: overflow, stopped, crashed, killed,
-    unhandled, late_reply, watcher_stopped."""
+    unhandled, late_reply, watcher_stopped, timer, restarting."""

@@ -24,6 +24,7 @@ from garrison._errors import (
     ChildNotFound,
     ChildRunning,
     InvalidSpec,
+    NameTaken,
     RestartIntensityExceeded,
 )
 from garrison.actors import (
@@ -250,6 +251,13 @@ class Supervisor(Actor):
             shutdown=spec.shutdown,
         )
         child.slot = slot
+        if spec.register is not None:
+            try:
+                node.kernel.register(spec.register, slot.self_ref)
+            except NameTaken as taken:
+                slot.finalize(ExitReason.shutdown(f"failed to start: {taken}"))
+                child.slot = None
+                raise ActorStartError(slot.path, taken) from taken
         # We log each failure of our children once, with what we do about it (_report).
         slot.log_failures = False
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -263,6 +271,9 @@ class Supervisor(Actor):
                 error=f"{type(error.cause).__name__}: {error.cause}",
                 supervisor=self._path,
             )
+            # Our own start fails with it: if we are retried, our next incarnation creates it
+            # again, and its ref (from an earlier incarnation of ours) should move there too.
+            slot.parked = self._slot.state is ActorState.STARTING
             slot.finalize(ExitReason.shutdown("failed to start"))
             child.slot = None
             raise
@@ -499,6 +510,8 @@ class Supervisor(Actor):
             self._path, self.spec.intensity, self.spec.period, f"{child.spec.id}: {reason}"
         )
         assert child.slot is not None
+        # It stops with us, as its siblings do: its ref waits for our next incarnation, if any.
+        child.slot.parked = True
         child.slot.finalize(reason)
         child.slot = None
         self._cancel_restart_timers()
