@@ -30,6 +30,7 @@ from garrison._errors import (
     PersistFailed,
     RestartIntensityExceeded,
     SequenceConflict,
+    SettleTimeout,
 )
 from garrison._exitcodes import ExitCode
 from garrison._node import Node
@@ -124,6 +125,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "Restarted",
     "SequenceConflict",
+    "SettleTimeout",
     "Started",
     "Stopped",
     "Strategy",

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from loguru import logger
 
-from garrison._clock import Clock, MonotonicClock
-from garrison._errors import InvalidConfig, NodeNotRunning
+from garrison._clock import Clock, ManualClock, MonotonicClock
+from garrison._clock import settle as run_ready_callbacks
+from garrison._errors import InvalidConfig, NodeNotRunning, SettleTimeout
 from garrison._exitcodes import ExitCode
+from garrison._validate import check_seconds
 from garrison.actors import (
     Actor,
     ActorRef,
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _DEFAULT_GUARD = LoopGuard()
+
+SETTLE_POLL_INTERVAL = 0.001
+"""Real seconds ``settle`` sleeps between looks while work runs off the loop (threads)."""
 
 
 class Node:
@@ -323,6 +328,42 @@ class Node:
         )
         self.request_shutdown(ExitCode.FAILED if gave_up else ExitCode.OK)
 
+    async def settle(self, *, timeout: float = 5.0) -> None:
+        """Wait until the node is idle: every mailbox empty, no handler running, no timer due now.
+
+        Awaits. Idle means every actor is parked on an empty mailbox (a test
+        probe's unread messages wait for the test and do not count), and on a
+        :class:`~garrison.ManualClock` no timer is due at ``clock.now()``:
+        timers already due fire, virtual time does not move. A handler that
+        awaits a later timer keeps the node busy until the clock is advanced;
+        so do messages queued for a child waiting out a restart backoff. Tasks
+        started with ``ctx.run_task`` are not handlers and are not waited for.
+
+        ``timeout`` is real seconds (virtual time stands still meanwhile).
+        Raises SettleTimeout naming each busy actor with its queue size,
+        NodeNotRunning outside ``async with``, InvalidConfig for a bad timeout.
+        """
+        check_seconds("timeout", timeout)
+        if self._state != "running":
+            raise NodeNotRunning(self.name, self._state)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        manual = self.clock if isinstance(self.clock, ManualClock) else None
+        while True:
+            await run_ready_callbacks()
+            due = manual is not None and _timer_due(manual)
+            busy = self.kernel.busy()
+            if not busy and not due:
+                return
+            if loop.time() >= give_up:
+                if manual is not None and due:
+                    busy.append(f"timers due at virtual time {manual.now():g} keep firing")
+                raise SettleTimeout(self.name, timeout, busy)
+            if manual is not None and due:
+                await manual.advance(0.0)
+            else:
+                await asyncio.sleep(SETTLE_POLL_INTERVAL)
+
     def health(self) -> tuple[bool, str]:
         """(healthy, why): the loop ticks and the root supervisor (if any) runs.
 
@@ -411,3 +452,9 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self._state} actors={len(self.kernel)}>"
+
+
+def _timer_due(clock: ManualClock) -> bool:
+    """A timer of the manual clock is due now (it fires on the next ``advance``)."""
+    deadline = clock.next_deadline()
+    return deadline is not None and deadline <= clock.now()
