@@ -319,12 +319,15 @@ class Node:
     def _root_exited(self, slot: Slot, reason: ExitReason) -> None:
         slot.finalize(reason)
         gave_up = reason.error is not None
+        # Short whatever the error's text (a give-up carries the last failure): the whole
+        # reason travels in the record's extra fields.
         self.logger.log(
             "ERROR" if gave_up else "INFO",
-            "root supervisor {path} exited ({reason}); node {name} shuts down",
+            "root supervisor {path} exited ({why}); node {name} shuts down",
             path=slot.path,
-            reason=reason,
+            why=reason.brief,
             name=self.name,
+            reason=str(reason),
         )
         self.request_shutdown(ExitCode.FAILED if gave_up else ExitCode.OK)
 

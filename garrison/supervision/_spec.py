@@ -233,7 +233,8 @@ class SupervisorSpec:
                 None,
                 "children",
                 self.children,
-                "must be a list of garrison.ChildSpec; wrap a single child in a list: children=[ChildSpec(...)]",
+                "must be a list of garrison.ChildSpec; "
+                "wrap a single child in a list: children=[ChildSpec(...)]",
             )
         if not isinstance(self.children, list | tuple):
             raise InvalidSpec(None, "children", self.children, "must be a list of garrison.ChildSpec")
