@@ -15,7 +15,7 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Coroutine, Generator
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -58,6 +58,23 @@ class Expectation(Coroutine[Any, Any, T]):
     def __await__(self) -> Generator[Any, None, T]:
         self._start()
         return self._coroutine.__await__()
+
+    # What asyncio's task reprs and the kit's hang report read of a coroutine.
+    @property
+    def cr_frame(self) -> FrameType | None:
+        return self._coroutine.cr_frame  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def cr_await(self) -> Any:
+        return self._coroutine.cr_await  # type: ignore[attr-defined]
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(self._coroutine.cr_running)  # type: ignore[attr-defined]
+
+    @property
+    def cr_code(self) -> CodeType:
+        return self._coroutine.cr_code  # type: ignore[attr-defined,no-any-return]
 
     def __repr__(self) -> str:
         return f"<Expectation {self.what} made at {self.where}>"
