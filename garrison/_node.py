@@ -408,7 +408,9 @@ class Node:
         return SupervisorRef(ref)
 
     def tree(self) -> list[dict[str, Any]]:
-        """Every actor as a tree: path, kind, state, restarts, mailbox depth and lag.
+        """Every actor as a tree: a list with one row per top-level actor, in start order (a
+        node may hold several trees and unsupervised actors), each row a dict of path, kind,
+        state, restarts, mailbox depth and lag, and its ``children`` rows.
 
         Supervisors list their children in spec order, including specs kept
         without a running slot (state ``stopped``, restarts 0, empty mailbox).
