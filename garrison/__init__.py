@@ -32,6 +32,7 @@ from garrison._errors import (
     PersistFailed,
     RestartIntensityExceeded,
     SequenceConflict,
+    SettleTimeout,
     UnhandledMessage,
 )
 from garrison._exitcodes import ExitCode
@@ -129,6 +130,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "Restarted",
     "SequenceConflict",
+    "SettleTimeout",
     "Started",
     "Stopped",
     "Strategy",

@@ -120,6 +120,27 @@ class AskTimeout(GarrisonError, TimeoutError):
         super().__init__(f"ask to {path} with {message_type} got no reply within timeout={timeout}s")
 
 
+class SettleTimeout(GarrisonError, TimeoutError):
+    """Raised by ``node.settle()`` when the node is still busy after ``timeout`` real seconds.
+
+    ``busy`` lists each busy actor as ``<path> (<doing>; <n> queued)``.
+    """
+
+    SHOWN = 10
+    """How many busy actors the message lists (``busy`` has them all)."""
+
+    def __init__(self, node: str, timeout: float, busy: list[str]) -> None:
+        self.node = node
+        self.timeout = timeout
+        self.busy = busy
+        shown = "; ".join(busy[: self.SHOWN])
+        more = f"; and {len(busy) - self.SHOWN} more" if len(busy) > self.SHOWN else ""
+        super().__init__(
+            f"node {node!r} did not settle within timeout={timeout}s: still busy: {shown}{more}. "
+            "A handler awaiting a later timer needs the clock advanced, not a settle"
+        )
+
+
 class DuplicateActorName(GarrisonError, ValueError):
     """An actor with this path is already registered on the node."""
 

@@ -36,7 +36,7 @@ from garrison._errors import (
 from garrison._validate import check_seconds
 from garrison.actors._actor import Actor
 from garrison.actors._deadlines import AskDeadlines
-from garrison.actors._introspect import ActorSnapshot, snapshot, tree_row, unstarted_row
+from garrison.actors._introspect import ActorSnapshot, activity, snapshot, tree_row, unstarted_row
 from garrison.actors._messages import ActorState, ExitReason
 from garrison.actors._ref import ActorRef
 from garrison.actors._slot import ExitHook, Slot, stop_for_good
@@ -353,6 +353,11 @@ class Kernel:
     def tree(self) -> list[dict[str, Any]]:
         """Every actor as a tree (``node.tree()``): path, kind, state, restarts, mailbox, children."""
         return [tree_row(slot) for slot in self._top.values()]
+
+    def busy(self) -> list[str]:
+        """What keeps the node from being idle (``node.settle()``): one line per busy actor,
+        ``<path> (<doing>; <n> queued)``, in registration order; empty when idle."""
+        return [line for slot in self._slots.values() if (line := activity(slot)) is not None]
 
     def describe_unstarted(
         self, parent: Slot, name: str, actor_class: type[Actor], mailbox: MailboxConfig

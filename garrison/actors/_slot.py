@@ -392,7 +392,7 @@ class Slot:
         self.state = ActorState.STOPPED
         self._exit_reason = reason
         self.mailbox.close(str(reason))
-        self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
+        self.mailbox.drain(f"{self.path} stopped before processing it ({reason.brief})")
         for control in self.mailbox.drain_system():
             self._undelivered(control, reason)
         parent = self.parent
@@ -404,7 +404,7 @@ class Slot:
         if self._terminated is not None and not self._terminated.done():
             self._terminated.set_result(reason)
         self.node.events.publish(Stopped(path=self.path, at=self.node.clock.now(), reason=str(reason)))
-        self.logger.info("actor {path} stopped: {reason}", path=self.path, reason=reason)
+        self.logger.info("actor {path} stopped: {why}", path=self.path, why=reason.brief, reason=str(reason))
 
     def wait_terminated(self) -> Awaitable[ExitReason]:
         """Await the slot's final exit reason (immediately if already stopped); shielded."""

@@ -145,7 +145,9 @@ class ChildSpec:
         register: str | None = None,
     ) -> None:
         if not isinstance(id, str) or not id or "/" in id:
-            raise InvalidSpec(None, "id", id, "a child id is a non-empty string without '/'")
+            raise InvalidSpec(
+                None, "id", id, "a child id is a non-empty string without '/'", where="ChildSpec: "
+            )
         is_supervisor = isinstance(start, SupervisorSpec)
         if not is_supervisor and not (isinstance(start, type) and issubclass(start, Actor)):
             raise InvalidSpec(
@@ -153,8 +155,10 @@ class ChildSpec:
             )
         if not isinstance(args, tuple | list):
             raise InvalidSpec(id, "args", args, "must be a tuple of positional arguments")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise InvalidSpec(id, "kwargs", kwargs, "must be a dict of keyword arguments or None")
+        if kwargs is not None and (
+            not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs)
+        ):
+            raise InvalidSpec(id, "kwargs", kwargs, "must be a dict of keyword arguments (str keys) or None")
         if is_supervisor and (args or kwargs):
             raise InvalidSpec(id, "args", args, "a nested SupervisorSpec takes no args")
         if not isinstance(restart, Restart):
@@ -233,6 +237,16 @@ class SupervisorSpec:
         _check_limits(self.intensity, self.period)
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise InvalidSpec(None, "auto_shutdown", self.auto_shutdown, "must be an AutoShutdown member")
+        if isinstance(self.children, ChildSpec):
+            raise InvalidSpec(
+                None,
+                "children",
+                self.children,
+                "must be a list of garrison.ChildSpec; "
+                "wrap a single child in a list: children=[ChildSpec(...)]",
+            )
+        if not isinstance(self.children, list | tuple):
+            raise InvalidSpec(None, "children", self.children, "must be a list of garrison.ChildSpec")
         children = tuple(self.children)
         seen: set[str] = set()
         names: set[str] = set()

@@ -429,6 +429,7 @@ class Supervisor(Actor):
             why=_why(reason),
             supervisor=self._path,
             next_step=next_step,
+            reason=str(reason),
         )
 
     def _group(self, child: _Child) -> list[_Child]:
@@ -516,9 +517,17 @@ class Supervisor(Actor):
         child.slot = None
         self._cancel_restart_timers()
         self.ctx.node.events.publish(GaveUp(path=self._path, at=self._clock.now(), reason=str(error)))
-        # The child's failure is logged here, once, with its exception.
+        # The child's failure is logged here, once, with its exception. The line stays short
+        # whatever the failure's text: the detail travels in the record's extra fields.
         self.ctx.logger.opt(exception=reason.error if reason.abnormal else None).error(
-            "{error}; stopping all children", error=error
+            "supervisor {path} gave up: more than {intensity} restart(s) in {period}s, "
+            "last of {child!r}; stopping all children",
+            path=self._path,
+            intensity=self.spec.intensity,
+            period=self.spec.period,
+            child=child.spec.id,
+            last_failure=_why(reason),
+            error=str(error),
         )
         # OTP exits with reason `shutdown`: a PERMANENT parent restarts us, others do not.
         return ExitReason(ExitKind.SHUTDOWN, "restart intensity exceeded", error)
@@ -647,6 +656,9 @@ def _why(reason: ExitReason) -> str:
     error = reason.error
     if error is None:
         return str(reason)
+    if isinstance(error, RestartIntensityExceeded):
+        # A child supervisor gave up: it logged the detail itself; its parent's line stays short.
+        return reason.brief
     what = f"{type(error).__name__}: {error}"
     return f"{reason.detail}: {what}" if reason.detail else what
 
