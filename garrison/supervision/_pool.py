@@ -19,7 +19,7 @@ import asyncio
 import bisect
 import enum
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Unpack
 
@@ -184,16 +184,18 @@ class _Ring:
         self.points = [point for point, _ in placed]
         self.owners = [name for _, name in placed]
 
-    def walk(self, key_hash: int) -> list[str]:
-        """Every routee name, in ring order from the point owning ``key_hash`` (clockwise)."""
+    def walk(self, key_hash: int) -> Iterator[str]:
+        """Each routee name once, in ring order from the point owning ``key_hash`` (clockwise)."""
         start = bisect.bisect_left(self.points, key_hash)
-        seen: dict[str, None] = {}
         count = len(self.owners)
+        seen: set[str] = set()
         for step in range(count):
-            seen.setdefault(self.owners[(start + step) % count], None)
-            if len(seen) == len(self.names):
-                break
-        return list(seen)
+            name = self.owners[(start + step) % count]
+            if name not in seen:
+                seen.add(name)
+                yield name
+                if len(seen) == len(self.names):
+                    return
 
 
 def _is_up(slot: Slot) -> bool:
@@ -271,12 +273,17 @@ class Pool(Supervisor):
         key = self.pool_spec.key
         assert key is not None and self._ring is not None  # checked by PoolSpec; built on start
         by_name = {slot.name: slot for slot in live}
-        point = stable_hash(_key_bytes(key(message)))
-        candidates = [by_name[name] for name in self._ring.walk(point) if name in by_name]
-        for slot in candidates:
+        owner: Slot | None = None
+        for name in self._ring.walk(stable_hash(_key_bytes(key(message)))):
+            slot = by_name.get(name)
+            if slot is None:
+                continue  # no longer a routee
             if _is_up(slot):
                 return slot
-        return candidates[0]
+            if owner is None:
+                owner = slot  # the key's owner while it is down: where the message waits if all are
+        assert owner is not None  # every live routee is on the ring
+        return owner
 
     def live_routees(self) -> list[Slot]:
         """Every routee not stopped for good, in start order (broadcast's recipients)."""
