@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from garrison import (
     ActorStopped,
@@ -14,15 +16,19 @@ from garrison import (
     DeadLetter,
     InvalidConfig,
     InvalidSpec,
+    MailboxConfig,
+    MailboxFull,
     ManualClock,
     MessageDropped,
     Node,
+    Overflow,
     PoolRef,
     PoolSpec,
     Restart,
     Routing,
     SupervisorSpec,
 )
+from garrison.supervision._pool import RouteKey, _key_bytes, _Ring, stable_hash
 
 from ._support import Crash, Finish, Journal, Ping, Work, Worker, drive
 
@@ -406,3 +412,48 @@ async def test_a_pool_ref_of_an_actor_that_is_not_a_pool_is_refused(node: Node) 
     ref = await node.spawn(Worker, name="solo", args=(Journal(),))
     with pytest.raises(InvalidConfig, match="must be the ref of a pool"):
         PoolRef(ref)
+
+
+async def test_broadcast_tries_every_routee_then_raises_the_first_refusal(
+    node: Node, clock: ManualClock
+) -> None:
+    seen: list[tuple[str, str]] = []
+    reject = MailboxConfig(capacity=1, overflow=Overflow.REJECT)
+    pool = await start_pool(node, pool_spec(Journal(), seen, mailbox=reject))
+    first = pool.routees()[0]
+    await first.tell(Work(10.0))
+    await clock.advance(0)
+    await first.tell(Order("fill"))  # busy for 10 s with one queued: full
+    with pytest.raises(MailboxFull) as caught:
+        await pool.broadcast(Order("news"))
+    assert caught.value.path == "/root/workers/routee-0"
+    await drive(clock, clock.advance(10.0), within=20.0)
+    assert sorted(seen) == [
+        ("routee-0", "fill"),
+        ("routee-1", "news"),
+        ("routee-2", "news"),
+    ]
+
+
+# -- the ring, as a property ------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(min_value=2, max_value=8),
+    removed=st.integers(min_value=0, max_value=7),
+    keys=st.lists(st.text(max_size=12) | st.binary(max_size=12) | st.integers(), max_size=30),
+)
+def test_removing_a_routee_from_the_ring_moves_only_its_keys_to_the_next_routee(
+    size: int, removed: int, keys: list[RouteKey]
+) -> None:
+    names = [f"routee-{index}" for index in range(size)]
+    gone = names[removed % size]
+    ring = _Ring(names, virtual_nodes=16)
+    smaller = _Ring([name for name in names if name != gone], virtual_nodes=16)
+    for key in keys:
+        point = stable_hash(_key_bytes(key))
+        order = list(ring.walk(point))
+        assert sorted(order) == sorted(names)  # every routee once, the key's owner first
+        expected = order[1] if order[0] == gone else order[0]
+        assert next(smaller.walk(point)) == expected
