@@ -429,11 +429,20 @@ class PoolRef:
     def tell_nowait(self, message: Any) -> None:
         """Send without waiting, to one routee (every routee under BROADCAST).
 
-        Raises as the chosen routee's ``ActorRef.tell_nowait`` does (MailboxFull).
+        Raises as the chosen routee's ``ActorRef.tell_nowait`` does (MailboxFull); under
+        BROADCAST every routee is tried first, then the first refusal is raised.
         """
         if _routing(self.ref) is Routing.BROADCAST:
+            first_error: Exception | None = None
             for routee in self.routees():
-                routee.tell_nowait(message)
+                try:
+                    routee.tell_nowait(message)
+                except ActorStopped:
+                    continue  # stopped for good after we listed it: no longer a routee
+                except Exception as error:
+                    first_error = first_error or error
+            if first_error is not None:
+                raise first_error
             return
         target = self._target(message)
         if target is None:
@@ -456,23 +465,30 @@ class PoolRef:
             raise MessageDropped(self.path, self._unroutable(message))
         return await routee.self_ref.ask(message, timeout)
 
-    async def broadcast(self, message: Any) -> None:
+    def broadcast(self, message: Any) -> Awaitable[None]:
         """Send ``message`` to every routee not stopped for good, in start order (any routing).
 
-        A routee that is down keeps it for its next incarnation. Every routee is tried;
-        then the first error a routee's ``tell`` raised (MailboxFull) is raised.
+        As with ``ActorRef.tell``, each routee's mailbox takes it at once when it has
+        room; the await waits only for routees whose full BACKPRESSURE mailbox makes
+        it wait. A routee that is down keeps it for its next incarnation. Every
+        routee is tried, then the first error a routee raised (MailboxFull) is raised.
         """
+        completed = self.ref.slot.node.kernel.completed
+        waiting: list[Awaitable[None]] = []
         first_error: Exception | None = None
         for routee in self.routees():
             try:
-                await routee.tell(message)
+                sent = routee.tell(message)
             except ActorStopped:
-                continue  # stopped for good after we listed it: it no longer is a routee
+                continue  # stopped for good after we listed it: no longer a routee
             except Exception as error:
-                if first_error is None:
-                    first_error = error
-        if first_error is not None:
-            raise first_error
+                first_error = first_error or error
+                continue
+            if sent is not completed:
+                waiting.append(sent)
+        if not waiting and first_error is None:
+            return completed
+        return _finish_broadcast(waiting, first_error)
 
     async def resize(self, size: int) -> None:
         """Grow or shrink the pool to ``size`` routees; awaits the new routees' starts.
@@ -501,6 +517,19 @@ class PoolRef:
 
     def __repr__(self) -> str:
         return f"PoolRef({self.path!r})"
+
+
+async def _finish_broadcast(waiting: list[Awaitable[None]], first_error: Exception | None) -> None:
+    """Wait for the routees that had no room yet; then raise the first error of all."""
+    for sent in waiting:
+        try:
+            await sent
+        except ActorStopped:
+            continue
+        except Exception as error:
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
 
 
 def _routing(ref: ActorRef) -> Routing:

@@ -255,9 +255,10 @@ async def test_broadcast_routing_tells_every_routee_and_asks_one_in_turn(
     pool = await start_pool(node, pool_spec(Journal(), seen, routing=Routing.BROADCAST))
     await pool.tell(Order("all"))
     pool.tell_nowait(Order("again"))
+    pool.tell(Order("unawaited"))  # as with an ActorRef, a mailbox with room takes it at once
     await clock.advance(0)
     assert sorted(seen) == sorted(
-        (f"routee-{index}", symbol) for index in range(3) for symbol in ("all", "again")
+        (f"routee-{index}", symbol) for index in range(3) for symbol in ("all", "again", "unawaited")
     )
     assert await names_of(pool, 3) == ["routee-0", "routee-1", "routee-2"]
 
