@@ -387,7 +387,10 @@ class PoolRef:
         return self.ref.is_alive
 
     def routees(self) -> list[ActorRef]:
-        """The current routees' refs, in start order (empty between the pool's incarnations)."""
+        """The current routees' refs, in start order (empty between the pool's incarnations).
+
+        Raises ActorStopped once the pool has stopped for good.
+        """
         pool = self._pool()
         return [slot.self_ref for slot in pool.live_routees()] if pool is not None else []
 
