@@ -311,7 +311,12 @@ class Node:
         if not isinstance(spec, SupervisorSpec):
             raise InvalidConfig("spec", spec, "must be a garrison.SupervisorSpec")
         ref = await self.kernel.spawn(
-            Supervisor, parent=None, on_exit=self._root_exited, name=name, args=(spec,), shutdown=None
+            spec.runner or Supervisor,
+            parent=None,
+            on_exit=self._root_exited,
+            name=name,
+            args=(spec,),
+            shutdown=None,
         )
         self._root = ref.slot
         return SupervisorRef(ref)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import InvalidSpec
@@ -230,6 +230,8 @@ class SupervisorSpec:
     period: float = 5.0
     children: Sequence[ChildSpec] = field(default_factory=tuple)
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+    runner: ClassVar[type[Actor] | None] = None
+    """Internal: the Supervisor subclass that runs this kind of spec (None: ``Supervisor``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.strategy, Strategy):

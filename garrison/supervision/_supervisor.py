@@ -649,7 +649,9 @@ class Supervisor(Actor):
 
 
 def _actor_class(spec: ChildSpec) -> type[Actor]:
-    return Supervisor if isinstance(spec.start, SupervisorSpec) else spec.start
+    if isinstance(spec.start, SupervisorSpec):
+        return spec.start.runner or Supervisor
+    return spec.start
 
 
 def _why(reason: ExitReason) -> str:
