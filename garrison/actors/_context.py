@@ -1,8 +1,9 @@
 """``ActorContext``: what an actor sees as ``self.ctx``.
 
 Its ref, its parent and children, its node, its logger, and the runtime's
-services for one incarnation: timers, linked tasks, watches, deferred
-replies, heartbeats, critical sections, blocking isolation. The machinery
+services for one incarnation: timers (``send_later``, keyed ``timers``), the
+stash, linked tasks, watches, deferred replies, heartbeats, critical
+sections, blocking isolation. The machinery
 that runs the incarnation (start, the message loop, stop, exit) is the
 actor's slot (``garrison.actors._slot``), which this context reads and asks.
 """
