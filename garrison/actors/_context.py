@@ -195,6 +195,11 @@ class ActorContext:
             timers = self._timers = TimerScheduler(self._slot)
         return timers
 
+    @property
+    def timer_scheduler(self) -> TimerScheduler | None:
+        """Internal, for the slot: the keyed timers if this actor ever used ``timers``, else None."""
+        return self._timers
+
     def send_later(self, delay: float, message: Any, *, to: ActorRef | None = None) -> Cancellable:
         """Tell ``message`` to ``to`` (default: this actor) after ``delay`` seconds of node-clock time.
 

@@ -431,6 +431,9 @@ class Slot:
         receive: Receive = instance.on_receive
         for interceptor in self._interceptors:
             receive = interceptor(receive)
+        timers = self.context.timer_scheduler
+        if timers is not None:
+            receive = timers.after_ticks(receive)
         if self.stash is not None:
             receive = self.stash.recording(receive)
         return receive

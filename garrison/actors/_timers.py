@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from garrison._errors import ActorStopped, InvalidConfig
 from garrison._validate import check_seconds
-from garrison.actors._control import SystemMessage
+from garrison.actors._control import Rewire, SystemMessage
 
 if TYPE_CHECKING:
     from garrison._clock import Cancellable
     from garrison.actors._slot import Slot
+
+Receive = Callable[[Any], Awaitable[Any]]
 
 
 class _Mode(enum.Enum):
@@ -102,9 +104,10 @@ class TimerScheduler:
     Periodic timers come in Akka's two kinds:
 
     - :meth:`start_periodic` has a **fixed delay**: the next tick is due
-      ``interval`` after the actor took the previous one. Ticks never pile up
-      behind a slow handler, and the period stretches by the time each tick
-      waited (Akka's ``startTimerWithFixedDelay``).
+      ``interval`` after the handler of the previous one returned. Ticks
+      never pile up behind a slow handler, the actor always has ``interval``
+      for its other messages between two ticks, and the period stretches by
+      the time each tick waited and took (Akka's ``startTimerWithFixedDelay``).
     - :meth:`start_at_fixed_rate` has a **fixed rate**: the n-th tick is due
       at ``start + initial_delay + n * interval`` whatever happened before,
       so the schedule never drifts. A tick that comes due while the previous
@@ -113,12 +116,17 @@ class TimerScheduler:
       ``startTimerAtFixedRate``, without its catch-up burst).
     """
 
-    __slots__ = ("_incarnation", "_slot", "_timers")
+    __slots__ = ("_handling", "_incarnation", "_slot", "_timers")
 
     def __init__(self, slot: Slot) -> None:
         self._slot = slot
         self._timers: dict[Hashable, _Timer] = {}
         self._incarnation = slot.incarnation
+        self._handling: _Timer | None = None
+        """The fixed-delay timer whose tick the handler in flight was given: re-armed when it returns."""
+        # The slot rebuilds its handler chain with our wrapper (after_ticks) before the next
+        # message, which is ahead of any tick of ours on the system lane.
+        slot.mailbox.put_system(Rewire())
 
     # -- what actors call ----------------------------------------------------------------
 
@@ -138,8 +146,9 @@ class TimerScheduler:
         """Send ``message`` to this actor every ``interval`` seconds, with a fixed delay.
 
         The first tick comes ``initial_delay`` (default ``interval``) from now;
-        each later one ``interval`` after the actor took the one before, so a
-        slow handler stretches the period instead of queueing ticks (Akka's
+        each later one ``interval`` after the handler of the one before
+        returned, so a slow handler stretches the period instead of queueing
+        ticks, and leaves the actor ``interval`` for its other messages (Akka's
         ``startTimerWithFixedDelay``). Replaces the timer under ``key``, if
         any. Raises InvalidConfig for an interval <= 0, a negative initial
         delay or an unhashable key, ActorStopped once the actor has stopped.
@@ -205,8 +214,25 @@ class TimerScheduler:
         if timer.mode is _Mode.SINGLE:
             del self._timers[timer.key]
         elif timer.mode is _Mode.FIXED_DELAY:
-            self._arm(timer, timer.interval)
+            self._handling = timer  # armed again when its handler returns (after_ticks)
         return True
+
+    def after_ticks(self, receive: Receive) -> Receive:
+        """Internal, for the slot: wrap the handler so that a fixed-delay timer is armed again
+        ``interval`` after the handler of its tick returns (or raises: then, if the
+        incarnation ends, the new timer is cancelled with it)."""
+
+        async def receive_then_rearm(message: Any) -> Any:
+            try:
+                return await receive(message)
+            finally:
+                timer = self._handling
+                if timer is not None:
+                    self._handling = None
+                    if self._timers.get(timer.key) is timer and timer.handle is None:
+                        self._arm(timer, timer.interval)
+
+        return receive_then_rearm
 
     # -- inside ------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class Timed(Actor):
                 return timers.is_active(*args)
             elif command == "keys":
                 return timers.keys()
+            elif command == "note":
+                self.seen.append((self.ctx.node.clock.now(), *args))
             return None
         if isinstance(message, Hold):
             await self.ctx.node.clock.sleep(message.seconds)
@@ -197,6 +199,20 @@ async def test_fixed_rate_does_not_drift_behind_a_busy_handler_but_fixed_delay_d
     assert times(rate_seen, "tick") == pytest.approx([1.7, 2.0, 3.0, 4.0])
     # Fixed delay: every later tick 1.0 after the one before was taken.
     assert times(delay_seen, "tick") == pytest.approx([1.7, 2.7, 3.7, 4.7])
+
+
+async def test_a_fixed_delay_tick_slower_than_its_interval_leaves_room_for_other_messages(
+    node: Node, clock: ManualClock
+) -> None:
+    # Each tick's handler takes 2 s of a 1 s interval: the next tick is due 1 s after it
+    # returns, and the work queued meanwhile runs in between.
+    seen: list[tuple[float, Any]] = []
+    ref = await node.spawn(Timed, args=(seen,))
+    await ref.ask(("periodic", "k", Hold(2.0, then=("note", "tick done")), 1.0))
+    await clock.advance(1.5)
+    await ref.tell("work")
+    await clock.advance(5.0)
+    assert seen == [(3.0, "tick done"), (3.0, "work"), (6.0, "tick done")]
 
 
 async def test_a_fixed_rate_tick_is_not_queued_twice_while_the_previous_one_waits(
