@@ -171,6 +171,21 @@ async def test_subscriptions_survive_a_supervised_restart(node: Node, clock: Man
     assert seen == [Fill("ES"), "settled?"]
 
 
+async def test_subscriptions_survive_an_ancestors_restart(node: Node, clock: ManualClock) -> None:
+    seen: list[Any] = []
+    middle = SupervisorSpec(children=[ChildSpec("sub", Recorder, args=(seen,))])
+    await node.start(SupervisorSpec(children=[ChildSpec("mid", middle)]), name="top")
+    ref = node.lookup("/top/mid/sub")
+    node.bus.subscribe(ref, Fill)
+    first_slot = ref.slot
+    node.lookup("/top/mid").slot.kill(ExitReason.failure(RuntimeError("killed on purpose"), "test"))
+    await clock.advance(0.0)
+    assert ref.slot is not first_slot and ref.is_alive
+    assert node.bus.publish(Fill("ES")) == 1
+    await settle(ref)
+    assert seen == [Fill("ES"), "settled?"]
+
+
 async def test_lifecycle_events_are_published_on_the_bus(node: Node) -> None:
     events: list[Any] = []
     watcher = await node.spawn(Recorder, args=(events,), name="watcher")
