@@ -17,7 +17,7 @@ The node's lifecycle events (``Started``, ``Failed``, ``Restarted``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._errors import ActorStopped, InvalidConfig, MailboxFull
 from garrison.actors._events import LifecycleEvent, Stopped
@@ -25,10 +25,22 @@ from garrison.actors._events import LifecycleEvent, Stopped
 if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters
     from garrison.actors._events import EventStream
-    from garrison.actors._ref import ActorRef
 
 Topic = type | str
 """What a subscription names: a message class (its subclasses too) or a topic name."""
+
+
+class Subscriber(Protocol):
+    """What the bus needs of a subscriber: an ``ActorRef``, or a ``PoolRef`` (each message
+    then goes to one routee, as the pool routes it)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def is_alive(self) -> bool: ...
+
+    def tell_nowait(self, message: Any) -> None: ...
 
 
 class EventBus:
@@ -47,19 +59,20 @@ class EventBus:
     def __init__(self, dead_letters: DeadLetters, events: EventStream) -> None:
         self._dead_letters = dead_letters
         # A dict per topic, not a set: delivery goes out in subscription order, the same on every run.
-        self._by_class: dict[type, dict[str, ActorRef]] = {}
-        self._by_name: dict[str, dict[str, ActorRef]] = {}
+        self._by_class: dict[type, dict[str, Subscriber]] = {}
+        self._by_name: dict[str, dict[str, Subscriber]] = {}
         self._topics_of: dict[str, set[Topic]] = {}
         """Per subscriber path, its topics: what to remove when it stops."""
-        self._resolved: dict[type, tuple[ActorRef, ...]] = {}
+        self._resolved: dict[type, tuple[Subscriber, ...]] = {}
         """Per published class, its subscribers over the whole MRO (cleared on any change)."""
         events.subscribe(self._lifecycle)
 
-    def subscribe(self, ref: ActorRef, topic: Topic) -> None:
+    def subscribe(self, ref: Subscriber, topic: Topic) -> None:
         """Deliver every message published on ``topic`` to ``ref`` from now on.
 
-        ``topic`` is a class (messages of it and of its subclasses) or a
-        non-empty name. Subscribing twice to one topic delivers once. Raises
+        ``ref`` is an ``ActorRef`` or a ``PoolRef`` (each message then goes to
+        the routee the pool picks). ``topic`` is a class (messages of it and
+        of its subclasses) or a non-empty name. Subscribing twice to one topic delivers once. Raises
         InvalidConfig for another kind of topic, ActorStopped for a ref
         that has stopped for good.
         """
@@ -73,7 +86,7 @@ class EventBus:
             self._by_name.setdefault(topic, {})[ref.path] = ref
         self._topics_of.setdefault(ref.path, set()).add(topic)
 
-    def unsubscribe(self, ref: ActorRef, topic: Topic | None = None) -> None:
+    def unsubscribe(self, ref: Subscriber, topic: Topic | None = None) -> None:
         """Stop delivering ``topic`` (None: every topic) to ``ref``. Unknown pairs are ignored.
 
         A message already delivered to its mailbox is still handled. Unsubscribing
@@ -96,7 +109,10 @@ class EventBus:
 
         Never awaits and never raises because of a subscriber: a subscriber
         whose mailbox refuses the message (full under BACKPRESSURE or REJECT)
-        does not get it, and the message goes to dead letters naming it.
+        does not get it, and the message goes to dead letters naming it (kind
+        ``overflow``; ``stopped`` for a subscriber found stopped, which is then
+        removed; ``refused`` for any other error, such as a pool's key
+        function raising).
         Returns how many subscribers' mailboxes took the message (a message a
         DROP_* policy dropped counts as taken: the policy decided).
         """
@@ -123,11 +139,15 @@ class EventBus:
                 self._dead_letters.publish(
                     message, ref.path, f"event bus: {stopped}", stopped, kind="stopped"
                 )
+            except Exception as error:  # a pool's key function, say: the subscriber's problem
+                self._dead_letters.publish(
+                    message, ref.path, f"event bus: {type(error).__name__}: {error}", error, kind="refused"
+                )
             else:
                 delivered += 1
         return delivered
 
-    def subscribers(self, topic: Topic) -> list[ActorRef]:
+    def subscribers(self, topic: Topic) -> list[Subscriber]:
         """Who is subscribed to ``topic`` itself (not to its base classes), in subscription order."""
         _check_topic(topic)
         by_path = self._table(topic).get(topic)
@@ -135,9 +155,9 @@ class EventBus:
 
     # -- inside ------------------------------------------------------------------------
 
-    def _resolve(self, message_class: type) -> tuple[ActorRef, ...]:
+    def _resolve(self, message_class: type) -> tuple[Subscriber, ...]:
         by_class = self._by_class
-        seen: dict[str, ActorRef] = {}
+        seen: dict[str, Subscriber] = {}
         for base in message_class.__mro__:
             by_path = by_class.get(base)
             if by_path:
@@ -147,7 +167,7 @@ class EventBus:
         self._resolved[message_class] = resolved
         return resolved
 
-    def _table(self, topic: Topic) -> dict[Any, dict[str, ActorRef]]:
+    def _table(self, topic: Topic) -> dict[Any, dict[str, Subscriber]]:
         return self._by_class if isinstance(topic, type) else self._by_name
 
     def _remove(self, path: str, topic: Topic) -> None:

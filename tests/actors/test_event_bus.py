@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from garrison import (
+    Actor,
     ActorStopped,
     ChildSpec,
     ExitReason,
@@ -18,6 +19,9 @@ from garrison import (
     ManualClock,
     Node,
     Overflow,
+    PoolRef,
+    PoolSpec,
+    Routing,
     Started,
     Stopped,
     SupervisorSpec,
@@ -183,6 +187,52 @@ async def test_subscriptions_survive_an_ancestors_restart(node: Node, clock: Man
     assert ref.slot is not first_slot and ref.is_alive
     assert node.bus.publish(Fill("ES")) == 1
     await settle(ref)
+    assert seen == [Fill("ES"), "settled?"]
+
+
+class Named(Actor):
+    """Records (its name, message)."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+
+    async def on_receive(self, message: Any) -> Any:
+        self.seen.append((self.ctx.self_ref.name, message))
+
+
+async def test_a_pool_subscribes_and_each_message_goes_to_one_routee(node: Node, clock: ManualClock) -> None:
+    seen: list[Any] = []
+    workers = PoolSpec(Named, size=2, routing=Routing.ROUND_ROBIN, args=(seen,))
+    await node.start(SupervisorSpec(children=[ChildSpec("workers", workers)]), name="sup")
+    pool = PoolRef(node.lookup("/sup/workers"))
+    node.bus.subscribe(pool, Fill)
+    assert [node.bus.publish(Fill(str(n))) for n in range(4)] == [1, 1, 1, 1]
+    await clock.advance(0.0)
+    by_routee: dict[str, list[Any]] = {}
+    for name, message in seen:
+        by_routee.setdefault(name, []).append(message)
+    assert sorted(len(messages) for messages in by_routee.values()) == [2, 2]
+    assert sorted(message.symbol for message in (m for ms in by_routee.values() for m in ms)) == [
+        "0", "1", "2", "3"
+    ]
+
+
+def failing_key(message: Any) -> str:
+    raise KeyError("no key on purpose")
+
+
+async def test_a_subscriber_that_raises_on_delivery_costs_the_publisher_nothing(node: Node) -> None:
+    workers = PoolSpec(Named, size=2, routing=Routing.CONSISTENT_HASH, key=failing_key, args=([],))
+    await node.start(SupervisorSpec(children=[ChildSpec("workers", workers)]), name="sup")
+    seen: list[Any] = []
+    other = await node.spawn(Recorder, args=(seen,), name="other")
+    node.bus.subscribe(PoolRef(node.lookup("/sup/workers")), Fill)
+    node.bus.subscribe(other, Fill)
+    assert node.bus.publish(Fill("ES")) == 1
+    [letter] = dead_letters_to(node, "/sup/workers")
+    assert letter.kind == "refused"
+    assert isinstance(letter.error, KeyError)
+    await settle(other)
     assert seen == [Fill("ES"), "settled?"]
 
 
