@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._errors import ActorStopped, InvalidConfig, MailboxFull
-from garrison.actors._events import LifecycleEvent, Stopped
+from garrison.actors._events import LifecycleEvent, Started, Stopped
 
 if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters
@@ -182,21 +182,27 @@ class EventBus:
             self._resolved.clear()
 
     def _lifecycle(self, event: LifecycleEvent) -> None:
-        if event.__class__ is Stopped and event.path in self._topics_of:
-            self._forget_stopped(event.path)
+        kind = event.__class__
+        if (kind is Stopped or kind is Started) and self._topics_of:
+            self._forget_dead_under(event.path)
         if self._by_class:
             self.publish(event)
 
-    def _forget_stopped(self, path: str) -> None:
-        """The actor at ``path`` stopped: drop its subscriptions if its ref is dead (a ref that
-        stays valid for a later incarnation at that path keeps them)."""
-        for topic in list(self._topics_of.get(path, ())):
-            ref = self._table(topic).get(topic, {}).get(path)
-            if ref is not None and not ref.is_alive:
-                self._topics_of[path].discard(topic)
-                self._remove(path, topic)
-        if not self._topics_of.get(path, True):
-            del self._topics_of[path]
+    def _forget_dead_under(self, path: str) -> None:
+        """An actor at ``path`` stopped or (re)started: drop the subscriptions of refs at or under
+        it that died. A ref that waits for a later incarnation of its path (an ancestor
+        restarting) is alive and keeps them; refs parked under a path die when its actor stops
+        for good, or when it starts again without re-creating them."""
+        prefix = f"{path}/"
+        for subscribed in [each for each in self._topics_of if each == path or each.startswith(prefix)]:
+            topics = self._topics_of[subscribed]
+            for topic in list(topics):
+                ref = self._table(topic).get(topic, {}).get(subscribed)
+                if ref is not None and not ref.is_alive:
+                    topics.discard(topic)
+                    self._remove(subscribed, topic)
+            if not topics:
+                del self._topics_of[subscribed]
 
     def __repr__(self) -> str:
         return f"<EventBus subscribers={len(self._topics_of)}>"

@@ -21,6 +21,7 @@ from garrison import (
     Overflow,
     PoolRef,
     PoolSpec,
+    Restart,
     Routing,
     Started,
     Stopped,
@@ -188,6 +189,36 @@ async def test_subscriptions_survive_an_ancestors_restart(node: Node, clock: Man
     assert node.bus.publish(Fill("ES")) == 1
     await settle(ref)
     assert seen == [Fill("ES"), "settled?"]
+
+
+async def test_a_subscriber_that_dies_with_its_ancestor_is_removed_without_a_dead_letter(
+    node: Node, clock: ManualClock
+) -> None:
+    middle = SupervisorSpec(children=[ChildSpec("sub", Recorder, args=([],))])
+    await node.start(SupervisorSpec(children=[ChildSpec("mid", middle)]), name="top")
+    ref = node.lookup("/top/mid/sub")
+    node.bus.subscribe(ref, Fill)
+    await node.stop(node.lookup("/top"))
+    assert not ref.is_alive
+    assert node.bus.subscribers(Fill) == []
+    assert node.bus.publish(Fill("ES")) == 0
+    assert [letter for letter in node.dead_letters.recent() if letter.kind == "stopped"] == []
+
+
+@pytest.mark.parametrize("restart", [Restart.TEMPORARY, Restart.PERMANENT])
+async def test_a_subscriber_is_removed_exactly_when_its_ref_dies_after_its_parent_crashes(
+    node: Node, clock: ManualClock, restart: Restart
+) -> None:
+    # The parent crashes: its children's refs wait for its next incarnation. TEMPORARY: none
+    # comes, the refs die and the subscription goes; PERMANENT: they live on, and so does it.
+    middle = SupervisorSpec(children=[ChildSpec("sub", Recorder, args=([],))])
+    await node.start(SupervisorSpec(children=[ChildSpec("mid", middle, restart=restart)]), name="top")
+    ref = node.lookup("/top/mid/sub")
+    node.bus.subscribe(ref, Fill)
+    node.lookup("/top/mid").slot.kill(ExitReason.failure(RuntimeError("killed on purpose"), "test"))
+    await clock.advance(0.0)
+    assert ref.is_alive is (restart is Restart.PERMANENT)
+    assert node.bus.subscribers(Fill) == ([ref] if ref.is_alive else [])
 
 
 class Named(Actor):
