@@ -72,9 +72,9 @@ class EventBus:
 
         ``ref`` is an ``ActorRef`` or a ``PoolRef`` (each message then goes to
         the routee the pool picks). ``topic`` is a class (messages of it and
-        of its subclasses) or a non-empty name. Subscribing twice to one topic delivers once. Raises
-        InvalidConfig for another kind of topic, ActorStopped for a ref
-        that has stopped for good.
+        of its subclasses) or a non-empty name. Subscribing twice to one
+        topic delivers once. Raises InvalidConfig for another kind of topic,
+        ActorStopped for a ref that has stopped for good.
         """
         _check_topic(topic)
         if not ref.is_alive:
@@ -121,7 +121,10 @@ class EventBus:
             if subscribers is None:
                 subscribers = self._resolve(message.__class__)
         else:
-            _check_topic(topic)
+            if not isinstance(topic, str) or not topic:
+                raise InvalidConfig(
+                    "topic", topic, "publish(message) goes by class; a named topic is a non-empty str"
+                )
             by_path = self._by_name.get(topic)
             if not by_path:
                 return 0

@@ -286,3 +286,10 @@ async def test_a_bad_topic_raises_invalid_config(node: Node, topic: Any) -> None
     with pytest.raises(InvalidConfig) as raised:
         node.bus.subscribe(ref, topic)
     assert raised.value.field == "topic"
+
+
+@pytest.mark.parametrize("topic", ["", Fill])
+async def test_publishing_under_a_bad_topic_name_raises_invalid_config(node: Node, topic: Any) -> None:
+    with pytest.raises(InvalidConfig) as raised:
+        node.bus.publish(Fill("ES"), topic=topic)
+    assert raised.value.field == "topic"
