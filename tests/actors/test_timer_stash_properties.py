@@ -125,3 +125,76 @@ def test_fixed_rate_ticks_fall_on_the_grid_whatever_the_clock_steps(
     assert all(math.isclose(at, due, rel_tol=1e-9, abs_tol=1e-9) for at, due in zip(seen, grid, strict=True))
     # Every due time up to the end of the run fired (allowing a due time that rounds onto the end).
     assert math.floor(total / interval - 1e-9) <= len(seen) <= math.floor(total / interval + 1e-9)
+
+
+class Keyed(Actor):
+    """Applies timer commands; records (key's message, time) for every tick it gets."""
+
+    def __init__(self, seen: list[tuple[str, float]]) -> None:
+        self.seen = seen
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, tuple):
+            command, key, *args = message
+            timers = self.ctx.timers
+            if command == "single":
+                timers.start_single(key, f"{key}:{args[1]}", args[0])
+            elif command == "periodic":
+                timers.start_periodic(key, f"{key}:{args[1]}", args[0])
+            else:
+                timers.cancel(key)
+            return None
+        self.seen.append((message, round(self.ctx.node.clock.now(), 6)))
+        return None
+
+
+timer_commands = st.lists(
+    st.tuples(
+        st.integers(0, 20),  # when, in half seconds
+        st.sampled_from(["single", "periodic", "cancel"]),
+        st.sampled_from(["a", "b"]),
+        st.integers(1, 6),  # delay or interval, in half seconds
+    ),
+    max_size=12,
+)
+
+
+def expected_ticks(commands: list[tuple[int, str, str, int]], end: int) -> list[tuple[str, float]]:
+    """What a model of keyed timers delivers: each start's ticks up to its replacement, its
+    cancel or the end (a tick due at the very moment of a command is delivered first)."""
+    ticks: list[tuple[str, float]] = []
+    ordered = sorted(enumerate(commands), key=lambda item: (item[1][0], item[0]))
+    for index, (when, command, key, span) in ordered:
+        if command == "cancel":
+            continue
+        later = [at for i, (at, _, other, _) in ordered if other == key and (at, i) > (when, index)]
+        until = min(later, default=end)
+        due = when + span
+        while due <= until:
+            ticks.append((f"{key}:{index}", round(due * 0.5, 6)))
+            if command == "single":
+                break
+            due += span
+    return sorted(ticks)
+
+
+@PROPERTY
+@given(commands=timer_commands)
+def test_keyed_timers_deliver_exactly_what_a_model_of_replace_and_cancel_says(
+    commands: list[tuple[int, str, str, int]],
+) -> None:
+    end = 30
+
+    async def run() -> list[tuple[str, float]]:
+        clock = ManualClock()
+        seen: list[tuple[str, float]] = []
+        async with Node("p", clock=clock, handle_signals=False) as node:
+            ref = await node.spawn(Keyed, args=(seen,))
+            ordered = sorted(enumerate(commands), key=lambda item: (item[1][0], item[0]))
+            for index, (when, command, key, span) in ordered:
+                await clock.advance(when * 0.5 - clock.now())
+                await ref.ask((command, key, span * 0.5, index))
+            await clock.advance(end * 0.5 - clock.now())
+        return sorted(seen)
+
+    assert asyncio.run(run()) == expected_ticks(commands, end)
