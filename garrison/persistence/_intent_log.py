@@ -11,7 +11,8 @@ replayer looks them up before it ever sends again.
 This module is the log's pipeline: queued writes folded into bounded journal
 appends, conflicts with other writers, a log broken by an unconfirmed write.
 What an intent is, its states and events, and how an event changes an intent
-are the model's (``_intent_model.py``).
+are the model's (``_intent_model.py``); the snapshot a compaction stores and the
+window of settled intents it keeps are ``_intent_compaction.py``'s.
 """
 
 from __future__ import annotations
@@ -23,10 +24,21 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
+from loguru import logger
 
-from garrison._errors import EventDecodeError, InvalidConfig, JournalError, SequenceConflict
+from garrison._errors import EventDecodeError, InvalidConfig, JournalClosed, JournalError, SequenceConflict
+from garrison._validate import check_count
 from garrison.persistence._codec import EventCodec
+from garrison.persistence._intent_compaction import (
+    CHUNK,
+    SettledWindow,
+    decode_chunk,
+    decode_snapshot,
+    encode_chunks,
+    encode_snapshot,
+)
 from garrison.persistence._intent_model import (
+    TERMINAL,
     TRANSITIONS,
     Intent,
     IntentEvent,
@@ -38,6 +50,7 @@ from garrison.persistence._intent_model import (
 )
 from garrison.persistence._journal import Journal, check_stream
 from garrison.persistence._replay import replay_events
+from garrison.persistence._retention import trim_to_snapshot
 
 P = TypeVar("P")
 
@@ -51,6 +64,40 @@ in one go held the loop for 2-2.5 ms at capacity (cold caches), one loop-lag spi
 
 MAX_CONFLICT_RETRIES = 100
 """How many times in a row a write re-reads another writer's events before giving up."""
+
+MAX_RELOADS = 10
+"""How many times in a row a read starts again from the snapshot because another writer
+compacted the events it was about to read."""
+
+COMPACT_EVERY = 10_000
+"""Default ``compact_every``: settled intents between two automatic compactions."""
+
+RETAIN_SETTLED = 100_000
+"""Default ``retain_settled``: the most recent settled intents kept through compactions."""
+
+
+class IntentHistoryMissing(JournalError):
+    """Raised by ``IntentLog.open`` (and reads of other writers' events) when events of the
+    intent stream were deleted that no snapshot holds: what they recorded is lost."""
+
+    def __init__(self, stream: str, after_seq: int, found_seq: int | None) -> None:
+        self.stream = stream
+        self.after_seq = after_seq
+        self.found_seq = found_seq
+        found = f"the next stored event is seq {found_seq}" if found_seq is not None else "none is stored"
+        super().__init__(
+            f"intent log {stream!r}: the events after seq {after_seq} were deleted ({found}) and no "
+            "snapshot holds them; trim an intent stream only through IntentLog compaction "
+            "(or trim_to_snapshot), and restore the journal from a backup to recover them"
+        )
+
+
+class _Gap(Exception):
+    """Events right after the seq a read started from are gone (another writer compacted)."""
+
+    def __init__(self, after_seq: int, found_seq: int | None) -> None:
+        self.after_seq = after_seq
+        self.found_seq = found_seq
 
 
 class IntentLogBroken(JournalError):
@@ -87,12 +134,38 @@ class IntentLog(Generic[P]):
     For many intents at a time, ``record_many_nowait`` and ``move_many_nowait``
     queue a whole batch under one future (one journal append), which costs
     a fraction of one call per intent.
+
+    History stays bounded (compaction): once ``compact_every`` intents have
+    settled (REJECTED or DONE) since the last compaction, the log stores a
+    snapshot of what it still needs (every open intent, and the
+    ``retain_settled`` most recent settled ones at least) and deletes the
+    events before it, in bounded steps, while writes go on; ``open`` reads
+    that snapshot and the events after it, so its cost follows the open and
+    retained intents, not the history. A settled intent in the window is
+    still known (``get``, ``in``, ``intents``): recording its id again writes
+    nothing and returns it, as before the compaction. One that left the
+    window is forgotten: recording its id again records a new intent. Size
+    ``retain_settled`` to outlast the longest time an input can be
+    redelivered after its intent settled. ``compact_every=None`` compacts
+    only when ``await log.compact()`` is called.
     """
 
-    def __init__(self, journal: Journal, stream: str, payload_type: type[P]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        stream: str,
+        payload_type: type[P],
+        *,
+        compact_every: int | None = COMPACT_EVERY,
+        retain_settled: int = RETAIN_SETTLED,
+    ) -> None:
+        check_count("compact_every", compact_every, allow_none=True)
+        check_count("retain_settled", retain_settled, minimum=0)
         self.journal = journal
         self.stream = check_stream(stream)
         self.payload_type = payload_type
+        self.compact_every = compact_every
+        self.retain_settled = retain_settled
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[P] = msgspec.msgpack.Decoder(payload_type)
         self._intents: dict[str, Intent[P]] = {}
@@ -106,36 +179,105 @@ class IntentLog(Generic[P]):
         self._decoded: dict[str, P] = {}
         """Payloads of queued records as they decode from their bytes (what a replay would read)."""
         self._projected: dict[str, IntentState] = {}
+        self._settled: SettledWindow[P] = SettledWindow(retain_settled)
+        """Settled intents kept through compactions (not in ``_intents``)."""
+        self._newly_settled: list[str] = []
+        """Ids of the intents in ``_intents`` that settled since the last compaction, in that order."""
+        self._applying = False
+        """True while a durable append's events are applied in slices (the state is behind ``_seq``)."""
+        self._applied = asyncio.Event()
+        """Set whenever ``_applying`` is False."""
+        self._applied.set()
+        self._compaction: asyncio.Task[None] | None = None
 
     async def open(self) -> IntentLog[P]:
-        """Read the stream back (idempotent). Awaits; raises EventDecodeError on an event
-        (or a payload of another type) that does not decode, naming the stream and seq.
+        """Read the stream back (idempotent): its snapshot, then the events after it. Awaits;
+        raises EventDecodeError on an event, snapshot or payload that does not decode, naming
+        the stream and seq, and IntentHistoryMissing if events were deleted that no snapshot
+        holds.
 
         Call it before the first write, or after IntentLogBroken; while writes
-        are in flight it raises InvalidConfig (the read could miss them)."""
+        are in flight it raises InvalidConfig (the read could miss them). A
+        compaction in progress is waited for first."""
         if self._flusher is not None and not self._flusher.done():
             raise InvalidConfig("intent log", self.stream, "writes are in flight: open() it before writing")
-        intents: dict[str, Intent[P]] = {}
-        seq = 0
-        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC)) as runs:
-            async for first_seq, events in runs:
-                self._replay(intents, first_seq, events)
-                seq = first_seq + len(events) - 1
-        self._intents = intents
-        self._projected = {intent_id: intent.state for intent_id, intent in intents.items()}
+        await self._compaction_done()
+        await self._reload()
+        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
         self._recording = {}
         self._decoded = {}
-        self._seq = seq
         self._broken = None
         self._opened = True
+        self._maybe_compact()
         return self
 
-    def _replay(self, intents: dict[str, Intent[P]], first_seq: int, events: list[IntentEvent]) -> None:
+    async def _reload(self) -> None:
+        """Read the whole state again from the snapshot and the events after it; another writer
+        compacting meanwhile makes it start again (MAX_RELOADS times at most)."""
+        for _ in range(MAX_RELOADS):
+            try:
+                intents, settled, newly_settled, seq = await self._read_from_snapshot()
+            except _Gap as gap:
+                missing = gap
+                continue
+            self._intents, self._settled, self._seq = intents, settled, seq
+            self._newly_settled = newly_settled
+            return
+        raise IntentHistoryMissing(self.stream, missing.after_seq, missing.found_seq)
+
+    async def _read_from_snapshot(self) -> tuple[dict[str, Intent[P]], SettledWindow[P], list[str], int]:
+        intents: dict[str, Intent[P]] = {}
+        settled: SettledWindow[P] = SettledWindow(self.retain_settled)
+        seq = 0
+        snapshot = await self.journal.load_snapshot(self.stream)
+        if snapshot is not None:
+            seq, payload = snapshot
+            open_chunks, settled_chunks = decode_snapshot(payload, self.stream, seq)
+            decode = self._decoder.decode
+            for index, chunk in enumerate(open_chunks):
+                if index:
+                    await asyncio.sleep(0)
+                try:
+                    for stored in decode_chunk(chunk, self.stream, seq):
+                        intents[stored.id] = Intent(
+                            stored.id, decode(stored.payload), stored.state, stored.detail, stored.attempts
+                        )
+                except msgspec.DecodeError as error:
+                    raise EventDecodeError(self.stream, seq, error) from error
+            for chunk in settled_chunks:
+                await asyncio.sleep(0)
+                settled.load_chunk(bytes(chunk), decode_chunk(chunk, self.stream, seq))
+            settled.expire()
+        newly_settled: list[str] = []
+        seq = await self._read_tail(intents, seq, newly_settled)
+        return intents, settled, newly_settled, seq
+
+    async def _read_tail(self, intents: dict[str, Intent[P]], seq: int, newly_settled: list[str]) -> int:
+        """Apply the stored events after ``seq`` to ``intents``; returns the seq of the last.
+        Raises _Gap if the events right after ``seq`` (or after a run) are gone."""
+        expected = seq + 1
+        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, seq)) as runs:
+            async for first_seq, events in runs:
+                if first_seq != expected:
+                    raise _Gap(expected - 1, first_seq)
+                self._replay(intents, first_seq, events, newly_settled)
+                expected = first_seq + len(events)
+        if expected == seq + 1 and await self.journal.highest_seq(self.stream) > seq:
+            raise _Gap(seq, None)
+        return expected - 1
+
+    def _replay(
+        self,
+        intents: dict[str, Intent[P]],
+        first_seq: int,
+        events: list[IntentEvent],
+        newly_settled: list[str] | None = None,
+    ) -> None:
         """Apply a run of stored events (``events[i]`` has seq ``first_seq + i``). Raises
         EventDecodeError naming the seq of an event that does not apply."""
         decode = self._decoder.decode
         try:
-            apply_intent_events(intents, events, lambda event: decode(event.payload))
+            apply_intent_events(intents, events, lambda event: decode(event.payload), newly_settled)
         except (msgspec.DecodeError, KeyError) as error:
             offset, cause = self._unapplied(intents, events, error)
             raise EventDecodeError(self.stream, first_seq + offset, cause) from error
@@ -184,20 +326,33 @@ class IntentLog(Generic[P]):
     # not decide from it.
 
     def get(self, intent_id: str) -> Intent[P] | None:
-        """The intent with this id as durably known, or None."""
+        """The intent with this id as durably known, or None (never recorded, or settled and
+        out of the compaction window)."""
         self._check_usable()
-        return self._intents.get(intent_id)
+        return self._known(intent_id)
+
+    def _known(self, intent_id: str) -> Intent[P] | None:
+        intent = self._intents.get(intent_id)
+        if intent is None and self._settled.index:
+            return self._settled.get(intent_id, self._decoder.decode)
+        return intent
 
     def __len__(self) -> int:
-        return len(self._intents)
+        """How many intents the log knows: open ones and the settled ones it keeps."""
+        return len(self._intents) + len(self._settled.index)
 
     def __contains__(self, intent_id: object) -> bool:
-        return intent_id in self._intents
+        return intent_id in self._intents or intent_id in self._settled.index
 
     def intents(self) -> list[Intent[P]]:
-        """Every intent, terminal or not, in the order recorded."""
+        """Every intent the log knows, terminal or not: the settled ones kept by compactions
+        (in the order they settled), then the others in the order recorded. Decodes the
+        payloads of the kept settled ones: O(all it knows)."""
         self._check_usable()
-        return list(self._intents.values())
+        decode = self._decoder.decode
+        settled = self._settled
+        kept = [settled.get(intent_id, decode) for intent_id in settled.index]
+        return [intent for intent in kept if intent is not None] + list(self._intents.values())
 
     def pending(self) -> list[Intent[P]]:
         """Every intent not terminal, in the order recorded. ``may_have_happened`` marks the dead zone."""
@@ -236,7 +391,7 @@ class IntentLog(Generic[P]):
         _check_id(intent_id)
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Intent[P]] = loop.create_future()
-        existing = self._intents.get(intent_id)
+        existing = self._known(intent_id)
         if existing is not None:
             result.set_result(existing)
             return result
@@ -269,7 +424,7 @@ class IntentLog(Generic[P]):
         for intent_id, payload in records:
             _check_id(intent_id)
             ids.append(intent_id)
-            if intent_id in self._intents or intent_id in decoded:
+            if intent_id in self._intents or intent_id in decoded or intent_id in self._settled.index:
                 continue
             in_flight = self._recording.get(intent_id)
             if in_flight is not None:
@@ -286,7 +441,7 @@ class IntentLog(Generic[P]):
             # group resolves after every write queued before it.
             written = self._enqueue([])
         else:
-            result.set_result([self._intents[intent_id] for intent_id in ids])
+            result.set_result(self._resolved(ids))
             return result
         written.add_done_callback(functools.partial(self._resolve_records, ids, result))
         return result
@@ -306,7 +461,7 @@ class IntentLog(Generic[P]):
             return
         error = _error_of(written)
         if error is None:
-            result.set_result(self._intents[intent_id])
+            result.set_result(self._resolved([intent_id])[0])
             return
         result.set_exception(error)
         result.exception()  # retrieved: only callers still waiting re-raise it
@@ -318,8 +473,7 @@ class IntentLog(Generic[P]):
             return
         error = _error_of(written)
         if error is None:
-            intents = self._intents
-            result.set_result([intents[intent_id] for intent_id in ids])
+            result.set_result(self._resolved(ids))
             return
         result.set_exception(error)
         result.exception()
@@ -334,8 +488,25 @@ class IntentLog(Generic[P]):
         recording = self._recording.get(intent_id)
         if recording is not None:
             await asyncio.shield(recording)
+        before = self._intents.get(intent_id)
         await self.move_nowait(intent_id, state, detail)
-        return self._intents[intent_id]
+        after = self._known(intent_id)
+        if after is None and before is not None:
+            # Settled, and already out of a compaction window smaller than one append.
+            attempts = before.attempts + 1 if state is IntentState.SENDING else before.attempts
+            return Intent(intent_id, before.payload, state, detail, attempts)
+        assert after is not None, "a durable move leaves its intent known"
+        return after
+
+    def _resolved(self, ids: list[str]) -> list[Intent[P]]:
+        """The intents of ids whose writes are durable (a compaction may have taken a settled
+        one out of the working set since)."""
+        intents = self._intents
+        try:
+            return [intents[intent_id] for intent_id in ids]
+        except KeyError:
+            known = [self._known(intent_id) for intent_id in ids]
+            return [intent for intent in known if intent is not None]
 
     def move_nowait(self, intent_id: str, state: IntentState, detail: str = "") -> asyncio.Future[None]:
         """Queue a move without awaiting it (after a record queued earlier is fine: writes
@@ -345,7 +516,7 @@ class IntentLog(Generic[P]):
         _check_move(state, detail)
         current = self._projected.get(intent_id)
         if current is None:
-            raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+            current = self._unknown(intent_id)
         if state not in TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
         self._projected[intent_id] = state
@@ -380,7 +551,7 @@ class IntentLog(Generic[P]):
                 _check_move(state, detail)
                 current = projected.get(intent_id)
                 if current is None:
-                    raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+                    current = self._unknown(intent_id)
                 if state not in TRANSITIONS[current]:
                     raise IntentTransitionError(intent_id, current, state)
                 before.setdefault(intent_id, current)
@@ -394,6 +565,14 @@ class IntentLog(Generic[P]):
             future.set_result(None)
             return future
         return self._enqueue(events)
+
+    def _unknown(self, intent_id: str) -> IntentState:
+        """The state of an id not in the working set: a settled one's (that no move leaves),
+        or KeyError when it was never recorded (or has left the compaction window)."""
+        state = self._settled.state_of(intent_id)
+        if state is None:
+            raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+        return state
 
     def _check_usable(self) -> None:
         if not self._opened:
@@ -451,12 +630,18 @@ class IntentLog(Generic[P]):
                     self._break(batch, error)
                     return
                 else:
-                    for start in range(0, len(events), EVENTS_PER_STEP):
-                        if start:
-                            # Between two slices, an id of this append is either applied or still
-                            # recording (never neither), and its group's future is not resolved yet.
-                            await asyncio.sleep(0)
-                        self._apply_written(events[start : start + EVENTS_PER_STEP])
+                    self._applying = True
+                    self._applied.clear()
+                    try:
+                        for start in range(0, len(events), EVENTS_PER_STEP):
+                            if start:
+                                # Between two slices, an id of this append is either applied or still
+                                # recording (never neither), and its group's future is not resolved yet.
+                                await asyncio.sleep(0)
+                            self._apply_written(events[start : start + EVENTS_PER_STEP])
+                    finally:
+                        self._applying = False
+                        self._applied.set()
                     break
             else:
                 self._break(batch, RuntimeError(f"{MAX_CONFLICT_RETRIES} conflicting writers in a row"))
@@ -464,10 +649,11 @@ class IntentLog(Generic[P]):
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            self._maybe_compact()
 
     def _apply_written(self, events: list[IntentEvent]) -> None:
         """Our own events, durable now: applied without decoding the payloads again."""
-        apply_intent_events(self._intents, events, self._take_decoded)
+        apply_intent_events(self._intents, events, self._take_decoded, self._newly_settled)
 
     def _take_decoded(self, event: IntentRecorded) -> P:
         """A record of ours is durable: it is no longer recording, and its payload (decoded
@@ -494,16 +680,29 @@ class IntentLog(Generic[P]):
         conflict anyway, this only makes ``get``/``pending`` and move checks current."""
         self._check_usable()
         await self._catch_up()
+        self._maybe_compact()
         pending = {intent_id for intent_id in self._projected if intent_id in self._recording}
         self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
         for intent_id in pending:
             self._projected.setdefault(intent_id, IntentState.RECORDED)
 
     async def _catch_up(self) -> None:
-        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, self._seq)) as runs:
-            async for first_seq, events in runs:
-                self._replay(self._intents, first_seq, events)
-                self._seq = first_seq + len(events) - 1
+        """Apply what other writers appended; if one compacted the events after ``_seq``
+        away, read the whole state again from its snapshot."""
+        expected = self._seq + 1
+        try:
+            async with contextlib.aclosing(
+                replay_events(self.journal, self.stream, _CODEC, self._seq)
+            ) as runs:
+                async for first_seq, events in runs:
+                    if first_seq != self._seq + 1:
+                        raise _Gap(self._seq, first_seq)
+                    self._replay(self._intents, first_seq, events, self._newly_settled)
+                    self._seq = first_seq + len(events) - 1
+            if self._seq + 1 == expected and await self.journal.highest_seq(self.stream) > self._seq:
+                raise _Gap(self._seq, None)
+        except _Gap:
+            await self._reload()
 
     def _revalidate(self, batch: list[_Group]) -> list[_Group]:
         """Our queued writes, re-checked against what the other writer did: a record of an
@@ -516,14 +715,14 @@ class IntentLog(Generic[P]):
             still: list[Any] = []
             for event in events:
                 if isinstance(event, IntentRecorded):
-                    if event.id not in self._projected:
+                    if event.id not in self._projected and event.id not in self._settled.index:
                         self._projected[event.id] = IntentState.RECORDED
                         still.append(event)
                     else:
                         self._recording.pop(event.id, None)
                         self._decoded.pop(event.id, None)
                     continue
-                current = self._projected.get(event.id)
+                current = self._projected.get(event.id) or self._settled.state_of(event.id)
                 if current is None or event.state not in TRANSITIONS[current]:
                     if not future.done():
                         future.set_exception(
@@ -536,6 +735,93 @@ class IntentLog(Generic[P]):
             if not future.done():
                 kept.append((still, future))
         return kept
+
+    # -- compaction ----------------------------------------------------------------------
+
+    async def compact(self) -> None:
+        """Compact now, whatever ``compact_every``: store a snapshot of the open intents and
+        the settled ones kept (``retain_settled``), then delete the events it holds.
+
+        Awaits a compaction already running first, then this one's snapshot and
+        deletion; writes go on meanwhile. Raises the journal's error if the
+        snapshot or the deletion fails (an automatic compaction logs it instead
+        and the next one tries again; nothing is lost either way: the events
+        are deleted only once the snapshot holding them is durable)."""
+        self._check_usable()
+        await self._compaction_done()
+        self._check_usable()
+        self._compaction = asyncio.get_running_loop().create_task(
+            self._compact(), name=f"garrison:intent-log-compaction:{self.stream}"
+        )
+        await asyncio.shield(self._compaction)
+
+    @property
+    def compacting(self) -> bool:
+        """Whether a compaction is running (await ``compact()`` to wait for it and run one more)."""
+        return self._compaction is not None and not self._compaction.done()
+
+    def _maybe_compact(self) -> None:
+        """Start an automatic compaction when ``compact_every`` intents settled since the last
+        one (none while one runs, or when the log is broken)."""
+        every = self.compact_every
+        if every is None or len(self._newly_settled) < every or self._broken is not None or self.compacting:
+            return
+        self._compaction = asyncio.get_running_loop().create_task(
+            self._compact_quietly(), name=f"garrison:intent-log-compaction:{self.stream}"
+        )
+
+    async def _compaction_done(self) -> None:
+        compaction = self._compaction
+        if compaction is not None and not compaction.done():
+            await asyncio.wait([compaction])
+
+    async def _compact_quietly(self) -> None:
+        try:
+            await self._compact()
+        except JournalClosed:
+            pass  # the node is shutting down: the next open reads the events this would have deleted
+        except Exception:
+            logger.opt(exception=True).warning(
+                "intent log {stream}: compaction failed; the next one tries again "
+                "(until then, opening the log reads more events)",
+                stream=self.stream,
+            )
+
+    async def _compact(self) -> None:
+        """Capture the state at a seq (synchronously), then encode, save and trim in steps.
+
+        The settled intents leave the working set at the capture, into the window, which
+        keeps them known whatever happens next; the events are deleted only once the
+        snapshot is durable. Runs as a task so that the loop and the writes go on."""
+        while self._applying:
+            await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
+        seq = self._seq
+        window = self._settled
+        settled = self._take_settled()
+        open_intents = list(self._intents.values())
+        kept = window.capture(settled)
+        encode = self._encoder.encode
+        for start in range(0, len(kept), CHUNK):
+            entries = kept[start : start + CHUNK]
+            (encoded,) = await encode_chunks(entries, encode)
+            window.add_chunk(encoded, entries)
+            await asyncio.sleep(0)
+        open_chunks = await encode_chunks(open_intents, encode)
+        await self.journal.save_snapshot(self.stream, seq, encode_snapshot(open_chunks, window.encoded()))
+        await trim_to_snapshot(self.journal, self.stream, seq)
+
+    def _take_settled(self) -> list[Intent[P]]:
+        """The intents settled since the last compaction, out of the working set, in settle order."""
+        ids, self._newly_settled = self._newly_settled, []
+        intents, projected = self._intents, self._projected
+        settled: list[Intent[P]] = []
+        for intent_id in ids:
+            intent = intents.get(intent_id)
+            if intent is not None and intent.state in TERMINAL:
+                del intents[intent_id]
+                projected.pop(intent_id, None)
+                settled.append(intent)
+        return settled
 
 
 def _check_id(intent_id: object) -> None:

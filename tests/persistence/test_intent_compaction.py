@@ -1,0 +1,270 @@
+"""Intent-log compaction and stream trimming, on every journal backend (SQLite file, Redis).
+
+What is pinned: opening reads a snapshot plus the events after it (the events it holds are
+gone from the journal); an id settled before a compaction is recognised exactly as before;
+the window of settled intents kept has the size asked for; trimming never goes past the
+latest snapshot; a log sharing its stream with a writer that compacted reads the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from garrison import InvalidConfig
+from garrison.persistence import (
+    IntentHistoryMissing,
+    IntentLog,
+    IntentMoved,
+    IntentRecorded,
+    IntentState,
+    IntentTransitionError,
+    SqliteJournal,
+    trim_to_snapshot,
+)
+
+from ._intent_model import STREAM, Order
+
+S = IntentState
+MakeJournal = Callable[..., Any]
+_encode = msgspec.msgpack.Encoder().encode
+
+
+async def stored_seqs(journal: Any, stream: str = STREAM) -> list[int]:
+    return [seq async for seq, _ in journal.read(stream)]
+
+
+def order(n: int) -> Order:
+    return Order(f"SYM{n % 7}", n + 1)
+
+
+async def settle(log: IntentLog[Order], ids: list[str], state: IntentState = S.DONE) -> None:
+    await log.record_many_nowait([(intent_id, order(n)) for n, intent_id in enumerate(ids)])
+    await log.move_many_nowait([(intent_id, S.SENDING) for intent_id in ids])
+    await log.move_many_nowait([(intent_id, state, "filled") for intent_id in ids])
+
+
+async def test_compaction_keeps_open_intents_and_deletes_the_events_it_holds(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, [f"done-{n}" for n in range(30)])
+        await log.record("open-1", Order("AAA", 1))
+        await log.move("open-1", S.SENDING)
+        await log.move("open-1", S.UNKNOWN, "timeout")
+        await log.record("open-2", Order("BBB", 2))
+        highest = await journal.highest_seq(STREAM)
+        assert len(await stored_seqs(journal)) == highest
+
+        await log.compact()
+
+        assert await stored_seqs(journal) == []
+        assert await journal.highest_seq(STREAM) == highest
+        snapshot = await journal.load_snapshot(STREAM)
+        assert snapshot is not None and snapshot[0] == highest
+        await log.move("open-2", S.SENDING)
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert reopened.pending() == log.pending()
+        assert [(i.id, i.state, i.attempts, i.detail) for i in reopened.pending()] == [
+            ("open-1", S.UNKNOWN, 1, "timeout"),
+            ("open-2", S.SENDING, 1, ""),
+        ]
+        assert reopened.intents() == log.intents()
+        assert len(reopened) == len(log) == 32
+
+
+async def test_an_id_settled_before_compaction_is_recognised_exactly_as_before(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, ["cid-1"], S.DONE)
+        await settle(log, ["cid-2"], S.REJECTED)
+        before = [log.get("cid-1"), log.get("cid-2")]
+        assert await log.record("cid-1", Order("OTHER", 99)) == before[0]
+        await log.compact()
+        highest = await journal.highest_seq(STREAM)
+
+        for current in (log, await IntentLog(journal, STREAM, Order).open()):
+            assert [current.get("cid-1"), current.get("cid-2")] == before
+            assert "cid-1" in current and "cid-2" in current
+            assert await current.record("cid-1", Order("OTHER", 99)) == before[0]
+            assert await current.record_many_nowait([("cid-2", Order("X", 1)), ("cid-1", Order("Y", 2))]) == [
+                before[1],
+                before[0],
+            ]
+            assert not current.can_move("cid-1", S.SENDING)
+            with pytest.raises(IntentTransitionError, match="cannot move from DONE to SENDING"):
+                current.move_nowait("cid-1", S.SENDING)
+            with pytest.raises(IntentTransitionError, match="cannot move from REJECTED to SENDING"):
+                current.move_many_nowait([("cid-2", S.SENDING)])
+            assert current.pending() == []
+        assert await journal.highest_seq(STREAM) == highest  # nothing written by any of it
+
+
+async def test_automatic_compaction_runs_every_n_settled_intents(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=10).open()
+        await settle(log, [f"a-{n}" for n in range(9)])
+        assert not log.compacting
+        assert await journal.load_snapshot(STREAM) is None
+        await settle(log, ["a-9"])
+        assert log.compacting
+        await log.compact()  # waits for the automatic one, then runs one more
+        assert await stored_seqs(journal) == []
+        await log.record("new", order(1))
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert [intent.id for intent in reopened.intents()] == [*(f"a-{n}" for n in range(10)), "new"]
+
+
+async def test_the_window_keeps_at_least_retain_settled_of_the_latest_settled(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=3).open()
+        await settle(log, ["old-1", "old-2"])
+        await log.compact()
+        await settle(log, ["mid-1", "mid-2"])
+        await log.compact()
+        # The newer settled intents hold 2 < 3 without old-*: those are still kept.
+        assert {"old-1", "old-2", "mid-1", "mid-2"} <= {i.id for i in log.intents()}
+        await settle(log, ["new-1"])
+        await log.compact()
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=3).open()
+        for current in (log, reopened):
+            assert [intent.id for intent in current.intents()] == ["mid-1", "mid-2", "new-1"]
+            assert current.get("old-1") is None and "old-1" not in current
+        # Out of the window, an id is forgotten: recording it again records a new intent.
+        again = await reopened.record("old-1", Order("AGAIN", 5))
+        assert again.state is S.RECORDED and again.payload == Order("AGAIN", 5)
+
+
+async def test_retain_settled_zero_forgets_settled_ids_at_compaction(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=0).open()
+        await settle(log, ["x"])
+        await log.record("open", order(1))
+        await log.compact()
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=0).open()
+        assert [intent.id for intent in reopened.intents()] == ["open"]
+        moved = await reopened.move("open", S.DONE)
+        assert (moved.id, moved.state, moved.payload) == ("open", S.DONE, order(1))
+
+
+async def test_open_replays_the_events_after_the_snapshot(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, ["s-1", "s-2"])
+        await log.record("o-1", order(1))
+        await log.compact()
+        await log.move("o-1", S.SENDING)
+        await log.record("o-2", order(2))
+        await settle(log, ["s-3"])
+        assert len(await stored_seqs(journal)) == 5
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert reopened.intents() == log.intents()
+        assert [intent.id for intent in reopened.pending()] == ["o-1", "o-2"]
+
+
+async def test_a_writer_sharing_the_stream_reads_the_snapshot_after_another_compacted(
+    make_journal: MakeJournal,
+) -> None:
+    async with make_journal() as first_journal, make_journal() as second_journal:
+        first = await IntentLog(first_journal, STREAM, Order, compact_every=None).open()
+        second = await IntentLog(second_journal, STREAM, Order, compact_every=None).open()
+        await settle(first, ["a", "b"])
+        await first.record("open", order(3))
+        await first.compact()
+        assert await stored_seqs(first_journal) == []
+        # Second's next read finds the events it has not seen compacted away.
+        await second.refresh()
+        assert second.intents() == first.intents()
+        assert await second.record("a", Order("DUP", 1)) == first.get("a")
+        # A write of second conflicts, reads the snapshot, and goes on from it.
+        await first.record("later", order(4))
+        await first.compact()
+        await second.move("open", S.SENDING)
+        assert (await IntentLog(first_journal, STREAM, Order).open()).pending() == second.pending()
+
+
+async def test_open_names_events_deleted_that_no_snapshot_holds(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, ["a", "b"])
+        await journal.delete_events(STREAM, 3)  # behind the log's back, with no snapshot
+        with pytest.raises(IntentHistoryMissing, match=r"the events after seq 0 were deleted") as raised:
+            await IntentLog(journal, STREAM, Order).open()
+        assert (raised.value.stream, raised.value.after_seq, raised.value.found_seq) == (STREAM, 0, 4)
+
+
+@pytest.mark.parametrize(
+    ("field", "options"),
+    [("compact_every", {"compact_every": 0}), ("retain_settled", {"retain_settled": -1})],
+)
+def test_compaction_settings_are_checked(field: str, options: dict[str, Any], tmp_path: Any) -> None:
+    with pytest.raises(InvalidConfig, match=field):
+        IntentLog(SqliteJournal(tmp_path / "j.db"), STREAM, Order, **options)
+
+
+# -- trimming ------------------------------------------------------------------------
+
+
+async def test_trim_to_snapshot_never_goes_past_the_latest_snapshot(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        await journal.append("s", [b"\x01"] * 25, 0)
+        with pytest.raises(InvalidConfig, match=r"is past the latest snapshot of 's' \(none saved\)"):
+            await trim_to_snapshot(journal, "s", 5)
+        assert await trim_to_snapshot(journal, "s") == 0
+        await journal.save_snapshot("s", 12, b"state")
+        with pytest.raises(InvalidConfig, match=r"up_to_seq=13 is invalid.*past the latest snapshot of 's' \(seq 12\)"):
+            await trim_to_snapshot(journal, "s", 13)
+        assert await stored_seqs(journal, "s") == list(range(1, 26))
+        assert await trim_to_snapshot(journal, "s", 4, step=3) == 4
+        assert await stored_seqs(journal, "s") == list(range(5, 26))
+        assert await trim_to_snapshot(journal, "s", step=3) == 12
+        assert await stored_seqs(journal, "s") == list(range(13, 26))
+        assert await journal.highest_seq("s") == 25
+        assert await journal.append("s", [b"\x02"], 25) == 26
+
+
+# -- property: compaction never changes what a reopened log knows -------------------------
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["record", "send", "done", "reject", "compact"]), st.integers(0, 7)),
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, retain=st.integers(0, 4))
+async def test_reopening_after_any_compactions_equals_the_live_log(tmp_path: Any, ops: Any, retain: int) -> None:
+    path = tmp_path / f"p-{abs(hash((tuple(ops), retain)))}.db"
+    async with SqliteJournal(path) as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=retain).open()
+        for op, n in ops:
+            intent_id = f"id-{n}"
+            target = {"send": S.SENDING, "done": S.DONE, "reject": S.REJECTED}.get(op)
+            if op == "record":
+                await log.record(intent_id, order(n))
+            elif op == "compact":
+                await log.compact()
+            elif target is not None and log.can_move(intent_id, target):
+                await log.move(intent_id, target)
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=retain).open()
+        assert reopened.intents() == log.intents()
+        assert reopened.pending() == log.pending()
+    path.unlink()
+
+
+async def test_a_stream_of_raw_events_compacts_when_opened(make_journal: MakeJournal) -> None:
+    # How a long history gets compacted the first time: open reads it, then compacts.
+    async with make_journal() as journal:
+        events = [_encode(IntentRecorded(f"r-{n}", _encode(order(n)))) for n in range(50)]
+        events += [_encode(IntentMoved(f"r-{n}", S.DONE)) for n in range(40)]
+        await journal.append(STREAM, events, 0)
+        log = await IntentLog(journal, STREAM, Order, compact_every=40, retain_settled=5).open()
+        await log.compact()
+        assert await stored_seqs(journal) == []
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=5).open()
+        assert [intent.id for intent in reopened.pending()] == [f"r-{n}" for n in range(40, 50)]
+        assert len(reopened) == 15
