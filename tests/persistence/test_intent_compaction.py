@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from garrison import InvalidConfig
+from garrison import InvalidConfig, Node
 from garrison.persistence import (
+    EventSourcedActor,
     IntentHistoryMissing,
     IntentLog,
     IntentMoved,
@@ -29,6 +30,7 @@ from garrison.persistence import (
 )
 
 from ._intent_model import STREAM, Order
+from ._model import Balance, Deposit, Get, SnapshottingAccount
 
 S = IntentState
 MakeJournal = Callable[..., Any]
@@ -49,7 +51,9 @@ async def settle(log: IntentLog[Order], ids: list[str], state: IntentState = S.D
     await log.move_many_nowait([(intent_id, state, "filled") for intent_id in ids])
 
 
-async def test_compaction_keeps_open_intents_and_deletes_the_events_it_holds(make_journal: MakeJournal) -> None:
+async def test_compaction_keeps_open_intents_and_deletes_the_events_it_holds(
+    make_journal: MakeJournal,
+) -> None:
     async with make_journal() as journal:
         log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
         await settle(log, [f"done-{n}" for n in range(30)])
@@ -77,7 +81,9 @@ async def test_compaction_keeps_open_intents_and_deletes_the_events_it_holds(mak
         assert len(reopened) == len(log) == 32
 
 
-async def test_an_id_settled_before_compaction_is_recognised_exactly_as_before(make_journal: MakeJournal) -> None:
+async def test_an_id_settled_before_compaction_is_recognised_exactly_as_before(
+    make_journal: MakeJournal,
+) -> None:
     async with make_journal() as journal:
         log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
         await settle(log, ["cid-1"], S.DONE)
@@ -119,7 +125,9 @@ async def test_automatic_compaction_runs_every_n_settled_intents(make_journal: M
         assert [intent.id for intent in reopened.intents()] == [*(f"a-{n}" for n in range(10)), "new"]
 
 
-async def test_the_window_keeps_at_least_retain_settled_of_the_latest_settled(make_journal: MakeJournal) -> None:
+async def test_the_window_keeps_at_least_retain_settled_of_the_latest_settled(
+    make_journal: MakeJournal,
+) -> None:
     async with make_journal() as journal:
         log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=3).open()
         await settle(log, ["old-1", "old-2"])
@@ -216,7 +224,9 @@ async def test_trim_to_snapshot_never_goes_past_the_latest_snapshot(make_journal
             await trim_to_snapshot(journal, "s", 5)
         assert await trim_to_snapshot(journal, "s") == 0
         await journal.save_snapshot("s", 12, b"state")
-        with pytest.raises(InvalidConfig, match=r"up_to_seq=13 is invalid.*past the latest snapshot of 's' \(seq 12\)"):
+        with pytest.raises(
+            InvalidConfig, match=r"up_to_seq=13 is invalid.*past the latest snapshot of 's' \(seq 12\)"
+        ):
             await trim_to_snapshot(journal, "s", 13)
         assert await stored_seqs(journal, "s") == list(range(1, 26))
         assert await trim_to_snapshot(journal, "s", 4, step=3) == 4
@@ -225,6 +235,33 @@ async def test_trim_to_snapshot_never_goes_past_the_latest_snapshot(make_journal
         assert await stored_seqs(journal, "s") == list(range(13, 26))
         assert await journal.highest_seq("s") == 25
         assert await journal.append("s", [b"\x02"], 25) == 26
+
+
+class TrimmingAccount(SnapshottingAccount):
+    trim_after_snapshot = True
+
+
+async def test_an_event_sourced_actor_trims_its_stream_up_to_each_snapshot(make_journal: MakeJournal) -> None:
+    journal = make_journal()
+    async with Node("t", journal=journal, handle_signals=False) as node:
+        ref = await node.spawn(TrimmingAccount, name="acct")
+        for amount in range(1, 8):
+            await ref.ask(Deposit(amount), timeout=5.0)
+        assert await journal.load_snapshot("account-1") is not None
+        assert await stored_seqs(journal, "account-1") == [7]
+        assert await journal.highest_seq("account-1") == 7
+
+    async with Node("t", journal=make_journal(), handle_signals=False) as node:
+        ref = await node.spawn(TrimmingAccount, name="acct")
+        assert await ref.ask(Get(), timeout=5.0) == (Balance(28, 7), 7)
+        assert await ref.ask(Deposit(2), timeout=5.0) == (Balance(30, 8), 8)
+
+
+def test_trim_after_snapshot_is_checked() -> None:
+    with pytest.raises(InvalidConfig, match=r"Bad.trim_after_snapshot='yes' is invalid"):
+
+        class Bad(EventSourcedActor[int]):
+            trim_after_snapshot = "yes"  # type: ignore[assignment]
 
 
 # -- property: compaction never changes what a reopened log knows -------------------------
@@ -237,7 +274,9 @@ _OPS = st.lists(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_OPS, retain=st.integers(0, 4))
-async def test_reopening_after_any_compactions_equals_the_live_log(tmp_path: Any, ops: Any, retain: int) -> None:
+async def test_reopening_after_any_compactions_equals_the_live_log(
+    tmp_path: Any, ops: Any, retain: int
+) -> None:
     path = tmp_path / f"p-{abs(hash((tuple(ops), retain)))}.db"
     async with SqliteJournal(path) as journal:
         log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=retain).open()
