@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "journal_append": "bench.journal_append",
     "journal_replay": "bench.journal_replay",
     "redis_journal": "bench.redis_journal",
+    "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
