@@ -1,16 +1,17 @@
 """Compaction of an intent log: its snapshot format and the window of settled intents it keeps.
 
 A compaction stores, as the stream's snapshot at seq S, what the log holds at S
-that is still needed: every open intent, and the most recent settled ones
-(``retain_settled`` of them at least) so that their ids stay recognised as used;
-then the events up to S are deleted. Opening the log reads that snapshot and the
-events after it: O(open + retained), whatever the history.
+that is still needed, then deletes the events up to S. Open intents go into the
+snapshot itself. Settled ones that the log keeps known (the window: the
+``retain_settled`` most recent at least) go, once, to a second stream, the
+settled stream (``<stream>.settled``), one event per chunk of at most ``CHUNK``
+intents; the snapshot names the seqs of that stream the window spans, and the
+chunks before it are deleted (or kept, as an archive). So every settled intent
+is written once more, never again per compaction, and opening the log reads the
+snapshot, the window's chunks and the events after S: O(open + window).
 
-Both lists are stored in chunks of at most ``CHUNK`` intents, each one msgpack
-array: a chunk of settled intents is encoded once, when it is formed, and copied
-as it is into every later snapshot until it leaves the window; chunks are encoded
-between two yields to the loop. The snapshot is a durable format (tag
-``garrison.intent.snapshot``).
+Both are durable formats: the snapshot is tagged ``garrison.intent.snapshot``,
+a chunk ``garrison.intent.settled``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from garrison._errors import EventDecodeError
-from garrison.persistence._codec import StateCodec
+from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._intent_model import Intent, IntentState
 
 P = TypeVar("P")
@@ -34,7 +35,7 @@ CHUNK = 1024
 
 
 class StoredIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An intent as a snapshot stores it: its payload msgpack-encoded, as its record held it."""
+    """An intent as a snapshot or a chunk stores it: its payload msgpack-encoded, as its record held it."""
 
     id: str
     payload: bytes
@@ -43,65 +44,74 @@ class StoredIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
     attempts: int = 0
 
 
+class SettledChunk(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.settled"):
+    """One event of a settled stream: intents in the order they settled."""
+
+    intents: list[StoredIntent]
+
+
 class IntentSnapshot(msgspec.Struct, frozen=True, tag="garrison.intent.snapshot"):
-    """An intent log's snapshot: ``open`` intents in the order recorded, ``settled`` ones in
-    the order they settled (oldest first), each as chunks of StoredIntent arrays."""
+    """An intent log's snapshot: its ``open`` intents in the order recorded, as chunks of
+    StoredIntent arrays, and the seqs of its settled stream that hold the window
+    (``settled_from`` to ``settled_through``; none when ``settled_from > settled_through``)."""
 
     open: list[msgspec.Raw]
-    settled: list[msgspec.Raw]
+    settled_from: int = 1
+    settled_through: int = 0
 
 
+SETTLED_CODEC = EventCodec([SettledChunk])
 _SNAPSHOT_CODEC = StateCodec(IntentSnapshot)
 _chunk_decoder = msgspec.msgpack.Decoder(list[StoredIntent])
 _chunk_encoder = msgspec.msgpack.Encoder()
 
 
-def decode_snapshot(payload: bytes, stream: str, seq: int) -> tuple[list[msgspec.Raw], list[msgspec.Raw]]:
-    """The open and settled chunks of a stored snapshot, not decoded yet.
-    Raises EventDecodeError naming the stream and the snapshot's seq."""
+def settled_stream(stream: str) -> str:
+    """The settled stream of the intent log on ``stream``."""
+    return f"{stream}.settled"
+
+
+def decode_snapshot(payload: bytes, stream: str, seq: int) -> IntentSnapshot:
+    """A stored snapshot, its open chunks not decoded yet. Raises EventDecodeError naming
+    the stream and the snapshot's seq."""
     snapshot: IntentSnapshot = _SNAPSHOT_CODEC.decode(payload, stream, seq)
-    return snapshot.open, snapshot.settled
+    return snapshot
 
 
 def decode_chunk(chunk: msgspec.Raw, stream: str, seq: int) -> list[StoredIntent]:
-    """One stored chunk's intents; raises EventDecodeError naming the stream and the snapshot's seq."""
+    """One open chunk's intents; raises EventDecodeError naming the stream and the snapshot's seq."""
     try:
         return _chunk_decoder.decode(chunk)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise EventDecodeError(stream, seq, error, "schema") from error
 
 
-def encode_snapshot(open_chunks: Iterable[bytes], settled_chunks: Iterable[bytes]) -> bytes:
-    """The stored form of a snapshot made of already encoded chunks (copied, not re-encoded)."""
+def encode_snapshot(open_chunks: Iterable[bytes], settled_from: int, settled_through: int) -> bytes:
+    """The stored form of a snapshot whose open intents are already encoded in chunks."""
     return _SNAPSHOT_CODEC.encode(
-        IntentSnapshot(
-            [msgspec.Raw(chunk) for chunk in open_chunks], [msgspec.Raw(c) for c in settled_chunks]
-        )
+        IntentSnapshot([msgspec.Raw(chunk) for chunk in open_chunks], settled_from, settled_through)
+    )
+
+
+def _stored(intent: Intent[Any] | StoredIntent, encode_payload: Callable[[Any], bytes]) -> StoredIntent:
+    if type(intent) is StoredIntent:
+        return intent
+    return StoredIntent(
+        intent.id, encode_payload(intent.payload), intent.state, intent.detail, intent.attempts
     )
 
 
 async def encode_chunks(
-    intents: Sequence[Intent[Any]], encode_payload: Callable[[Any], bytes]
+    intents: Sequence[Intent[Any] | StoredIntent], encode_payload: Callable[[Any], bytes], *, settled: bool
 ) -> list[bytes]:
-    """``intents`` as stored chunks, yielding to the loop between two."""
+    """``intents`` as stored chunks (SettledChunk events when ``settled``, else snapshot
+    chunks), yielding to the loop between two."""
     chunks: list[bytes] = []
     for start in range(0, len(intents), CHUNK):
         if start:
             await asyncio.sleep(0)
-        chunks.append(
-            _chunk_encoder.encode(
-                [
-                    StoredIntent(
-                        intent.id,
-                        encode_payload(intent.payload),
-                        intent.state,
-                        intent.detail,
-                        intent.attempts,
-                    )
-                    for intent in intents[start : start + CHUNK]
-                ]
-            )
-        )
+        stored = [_stored(intent, encode_payload) for intent in intents[start : start + CHUNK]]
+        chunks.append(_chunk_encoder.encode(SettledChunk(stored) if settled else stored))
     return chunks
 
 
@@ -111,7 +121,8 @@ Settled = Intent[Any] | StoredIntent
 
 @dataclass(slots=True)
 class _Chunk:
-    encoded: bytes
+    seq: int
+    """Its seq in the settled stream."""
     entries: Sequence[Settled]
 
 
@@ -119,38 +130,56 @@ class _Chunk:
 class SettledWindow(Generic[P]):
     """The settled intents an intent log still recognises by id, newest last.
 
-    ``index`` maps an id to its settled intent (every one of ``chunks``', and
-    those captured by a compaction whose chunks are not encoded yet). A chunk
-    leaves once the newer ones hold ``keep`` intents or more without it.
+    ``index`` maps an id to its settled intent: those of ``chunks`` (stored in
+    the settled stream), then ``unsaved`` (captured by a compaction, not stored
+    yet). A chunk leaves once the newer ones hold ``keep`` intents or more
+    without it.
     """
 
     keep: int
+    archive: bool = False
+    """Every settled intent is stored (the settled stream is an archive), not only the newest ``keep``."""
     index: dict[str, Settled] = field(default_factory=dict)
     chunks: deque[_Chunk] = field(default_factory=deque)
     count: int = 0
     """Intents in ``chunks``."""
+    unsaved: list[Settled] = field(default_factory=list)
+    through: int = 0
+    """The seq of the settled stream's last chunk this window has seen."""
 
-    def capture(self, settled: Sequence[Intent[P]]) -> Sequence[Intent[P]]:
-        """Index intents that just settled (at most the newest ``keep``); returns those kept,
-        for ``add_chunk`` once they are encoded."""
-        kept = settled[len(settled) - self.keep :] if len(settled) > self.keep else settled
-        index = self.index
-        for intent in kept:
+    def capture(self, settled: Sequence[Intent[P]]) -> None:
+        """Index intents that just settled; the newest ``keep`` of the unsaved ones are kept
+        (all of them for an archive)."""
+        index, unsaved = self.index, self.unsaved
+        for intent in settled:
             index[intent.id] = intent
-        return kept
+        unsaved.extend(settled)
+        if len(unsaved) > self.keep and not self.archive:
+            dropped = len(unsaved) - self.keep
+            for entry in unsaved[:dropped]:
+                if index.get(entry.id) is entry:
+                    del index[entry.id]
+            del unsaved[:dropped]
 
-    def add_chunk(self, encoded: bytes, entries: Sequence[Settled]) -> None:
-        """Append an encoded chunk whose entries are indexed already, then let the oldest go."""
-        self.chunks.append(_Chunk(encoded, entries))
-        self.count += len(entries)
+    def saved(self, entries: Sequence[Settled], last_seq: int) -> None:
+        """``entries`` (the first of ``unsaved``) are stored, in chunks of CHUNK, the last at ``last_seq``."""
+        first_seq = last_seq - (len(entries) + CHUNK - 1) // CHUNK + 1
+        for offset, start in enumerate(range(0, len(entries), CHUNK)):
+            self._append(first_seq + offset, entries[start : start + CHUNK])
+        del self.unsaved[: len(entries)]
+        self.through = max(self.through, last_seq)
         self.expire()
 
-    def load_chunk(self, encoded: bytes, entries: list[StoredIntent]) -> None:
-        """Append a chunk read from a snapshot (oldest first)."""
+    def load_chunk(self, seq: int, entries: list[StoredIntent]) -> None:
+        """Append a chunk read from the settled stream (oldest first)."""
         index = self.index
         for entry in entries:
             index[entry.id] = entry
-        self.chunks.append(_Chunk(encoded, entries))
+        self._append(seq, entries)
+        self.through = seq
+
+    def _append(self, seq: int, entries: Sequence[Settled]) -> None:
+        self.chunks.append(_Chunk(seq, entries))
         self.count += len(entries)
 
     def expire(self) -> None:
@@ -162,8 +191,10 @@ class SettledWindow(Generic[P]):
                 if index.get(entry.id) is entry:
                     del index[entry.id]
 
-    def encoded(self) -> list[bytes]:
-        return [chunk.encoded for chunk in self.chunks]
+    @property
+    def settled_from(self) -> int:
+        """The seq of the settled stream's oldest chunk kept (``through + 1`` when none is)."""
+        return self.chunks[0].seq if self.chunks else self.through + 1
 
     def get(self, intent_id: str, decode: Callable[[bytes], P]) -> Intent[P] | None:
         entry = self.index.get(intent_id)

@@ -30,12 +30,13 @@ from garrison._errors import EventDecodeError, InvalidConfig, JournalClosed, Jou
 from garrison._validate import check_count
 from garrison.persistence._codec import EventCodec
 from garrison.persistence._intent_compaction import (
-    CHUNK,
+    SETTLED_CODEC,
     SettledWindow,
     decode_chunk,
     decode_snapshot,
     encode_chunks,
     encode_snapshot,
+    settled_stream,
 )
 from garrison.persistence._intent_model import (
     TERMINAL,
@@ -50,7 +51,7 @@ from garrison.persistence._intent_model import (
 )
 from garrison.persistence._journal import Journal, check_stream
 from garrison.persistence._replay import replay_events
-from garrison.persistence._retention import trim_to_snapshot
+from garrison.persistence._retention import delete_through, trim_to_snapshot
 
 P = TypeVar("P")
 
@@ -95,7 +96,8 @@ class IntentHistoryMissing(JournalError):
 class _Gap(Exception):
     """Events right after the seq a read started from are gone (another writer compacted)."""
 
-    def __init__(self, after_seq: int, found_seq: int | None) -> None:
+    def __init__(self, stream: str, after_seq: int, found_seq: int | None) -> None:
+        self.stream = stream
         self.after_seq = after_seq
         self.found_seq = found_seq
 
@@ -158,14 +160,20 @@ class IntentLog(Generic[P]):
         *,
         compact_every: int | None = COMPACT_EVERY,
         retain_settled: int = RETAIN_SETTLED,
+        archive_settled: bool = False,
     ) -> None:
         check_count("compact_every", compact_every, allow_none=True)
         check_count("retain_settled", retain_settled, minimum=0)
+        if not isinstance(archive_settled, bool):
+            raise InvalidConfig("archive_settled", archive_settled, "must be True or False")
         self.journal = journal
         self.stream = check_stream(stream)
         self.payload_type = payload_type
         self.compact_every = compact_every
         self.retain_settled = retain_settled
+        self.archive_settled = archive_settled
+        self.settled_stream = settled_stream(self.stream)
+        """Where compactions store the settled intents they keep (``<stream>.settled``)."""
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[P] = msgspec.msgpack.Decoder(payload_type)
         self._intents: dict[str, Intent[P]] = {}
@@ -179,7 +187,7 @@ class IntentLog(Generic[P]):
         self._decoded: dict[str, P] = {}
         """Payloads of queued records as they decode from their bytes (what a replay would read)."""
         self._projected: dict[str, IntentState] = {}
-        self._settled: SettledWindow[P] = SettledWindow(retain_settled)
+        self._settled: SettledWindow[P] = SettledWindow(retain_settled, archive_settled)
         """Settled intents kept through compactions (not in ``_intents``)."""
         self._newly_settled: list[str] = []
         """Ids of the intents in ``_intents`` that settled since the last compaction, in that order."""
@@ -223,34 +231,53 @@ class IntentLog(Generic[P]):
             self._intents, self._settled, self._seq = intents, settled, seq
             self._newly_settled = newly_settled
             return
-        raise IntentHistoryMissing(self.stream, missing.after_seq, missing.found_seq)
+        raise IntentHistoryMissing(missing.stream, missing.after_seq, missing.found_seq)
 
     async def _read_from_snapshot(self) -> tuple[dict[str, Intent[P]], SettledWindow[P], list[str], int]:
         intents: dict[str, Intent[P]] = {}
-        settled: SettledWindow[P] = SettledWindow(self.retain_settled)
+        settled: SettledWindow[P] = SettledWindow(self.retain_settled, self.archive_settled)
         seq = 0
         snapshot = await self.journal.load_snapshot(self.stream)
         if snapshot is not None:
             seq, payload = snapshot
-            open_chunks, settled_chunks = decode_snapshot(payload, self.stream, seq)
+            stored = decode_snapshot(payload, self.stream, seq)
             decode = self._decoder.decode
-            for index, chunk in enumerate(open_chunks):
+            for index, chunk in enumerate(stored.open):
                 if index:
                     await asyncio.sleep(0)
                 try:
-                    for stored in decode_chunk(chunk, self.stream, seq):
-                        intents[stored.id] = Intent(
-                            stored.id, decode(stored.payload), stored.state, stored.detail, stored.attempts
+                    for entry in decode_chunk(chunk, self.stream, seq):
+                        intents[entry.id] = Intent(
+                            entry.id, decode(entry.payload), entry.state, entry.detail, entry.attempts
                         )
                 except msgspec.DecodeError as error:
                     raise EventDecodeError(self.stream, seq, error) from error
-            for chunk in settled_chunks:
-                await asyncio.sleep(0)
-                settled.load_chunk(bytes(chunk), decode_chunk(chunk, self.stream, seq))
-            settled.expire()
+            await self._read_window(settled, stored.settled_from, stored.settled_through)
         newly_settled: list[str] = []
         seq = await self._read_tail(intents, seq, newly_settled)
         return intents, settled, newly_settled, seq
+
+    async def _read_window(self, window: SettledWindow[P], first: int, last: int) -> None:
+        """Load the chunks ``first`` to ``last`` of the settled stream. Raises _Gap if one of
+        them is gone (another writer's later compaction let it go)."""
+        window.through = max(first - 1, last)
+        if first > last:
+            return
+        expected = first
+        async with contextlib.aclosing(
+            replay_events(self.journal, self.settled_stream, SETTLED_CODEC, first - 1)
+        ) as runs:
+            async for first_seq, chunks in runs:
+                if first_seq != expected:
+                    break
+                for chunk in chunks[: last - first_seq + 1]:
+                    window.load_chunk(expected, chunk.intents)
+                    expected += 1
+                if expected > last:
+                    break
+        if expected <= last:
+            raise _Gap(self.settled_stream, expected - 1, None)
+        window.expire()
 
     async def _read_tail(self, intents: dict[str, Intent[P]], seq: int, newly_settled: list[str]) -> int:
         """Apply the stored events after ``seq`` to ``intents``; returns the seq of the last.
@@ -259,11 +286,11 @@ class IntentLog(Generic[P]):
         async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, seq)) as runs:
             async for first_seq, events in runs:
                 if first_seq != expected:
-                    raise _Gap(expected - 1, first_seq)
+                    raise _Gap(self.stream, expected - 1, first_seq)
                 self._replay(intents, first_seq, events, newly_settled)
                 expected = first_seq + len(events)
         if expected == seq + 1 and await self.journal.highest_seq(self.stream) > seq:
-            raise _Gap(seq, None)
+            raise _Gap(self.stream, seq, None)
         return expected - 1
 
     def _replay(
@@ -696,11 +723,11 @@ class IntentLog(Generic[P]):
             ) as runs:
                 async for first_seq, events in runs:
                     if first_seq != self._seq + 1:
-                        raise _Gap(self._seq, first_seq)
+                        raise _Gap(self.stream, self._seq, first_seq)
                     self._replay(self._intents, first_seq, events, self._newly_settled)
                     self._seq = first_seq + len(events) - 1
             if self._seq + 1 == expected and await self.journal.highest_seq(self.stream) > self._seq:
-                raise _Gap(self._seq, None)
+                raise _Gap(self.stream, self._seq, None)
         except _Gap:
             await self._reload()
 
@@ -788,27 +815,44 @@ class IntentLog(Generic[P]):
             )
 
     async def _compact(self) -> None:
-        """Capture the state at a seq (synchronously), then encode, save and trim in steps.
+        """Capture the state at a seq (synchronously), then store and trim in steps.
 
         The settled intents leave the working set at the capture, into the window, which
-        keeps them known whatever happens next; the events are deleted only once the
-        snapshot is durable. Runs as a task so that the loop and the writes go on."""
+        keeps them known whatever happens next. They are appended to the settled stream
+        first, then the snapshot naming them is saved, and only then are the events it
+        holds deleted: a failure at any step loses nothing (the next compaction stores
+        what this one did not). Runs as a task so that the loop and the writes go on."""
         while self._applying:
             await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
         seq = self._seq
         window = self._settled
-        settled = self._take_settled()
+        window.capture(self._take_settled())
         open_intents = list(self._intents.values())
-        kept = window.capture(settled)
         encode = self._encoder.encode
-        for start in range(0, len(kept), CHUNK):
-            entries = kept[start : start + CHUNK]
-            (encoded,) = await encode_chunks(entries, encode)
-            window.add_chunk(encoded, entries)
-            await asyncio.sleep(0)
-        open_chunks = await encode_chunks(open_intents, encode)
-        await self.journal.save_snapshot(self.stream, seq, encode_snapshot(open_chunks, window.encoded()))
+        unsaved = list(window.unsaved)
+        if unsaved:
+            chunks = await encode_chunks(unsaved, encode, settled=True)
+            window.saved(unsaved, await self._append_settled(chunks))
+        open_chunks = await encode_chunks(open_intents, encode, settled=False)
+        settled_from = window.settled_from
+        snapshot = encode_snapshot(open_chunks, settled_from, window.through)
+        await self.journal.save_snapshot(self.stream, seq, snapshot)
         await trim_to_snapshot(self.journal, self.stream, seq)
+        if not self.archive_settled:
+            await delete_through(self.journal, self.settled_stream, settled_from - 1)
+
+    async def _append_settled(self, chunks: list[bytes]) -> int:
+        """Append chunks to the settled stream (after another writer's, if it compacted too);
+        returns the seq of the last."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            highest = await self.journal.highest_seq(self.settled_stream)
+            try:
+                return await self.journal.append(self.settled_stream, chunks, highest)
+            except SequenceConflict:
+                continue
+        raise SequenceConflict(
+            self.settled_stream, highest, await self.journal.highest_seq(self.settled_stream)
+        )
 
     def _take_settled(self) -> list[Intent[P]]:
         """The intents settled since the last compaction, out of the working set, in settle order."""

@@ -48,15 +48,21 @@ async def trim_to_snapshot(
             f"({'seq ' + str(snapshot_seq) if snapshot else 'none saved'}): recovery would miss "
             "the events in between; trim at most up to the snapshot, or save a later one first",
         )
-    if up_to_seq == 0:
-        return 0
+    await delete_through(journal, stream, up_to_seq, step)
+    return up_to_seq
+
+
+async def delete_through(journal: Journal, stream: str, up_to_seq: int, step: int = TRIM_STEP) -> None:
+    """Delete the events of ``stream`` up to ``up_to_seq``, at most ``step`` per call. No
+    snapshot check: for streams that have none (an intent log's settled stream)."""
+    if up_to_seq < 1:
+        return
     first = await _first_seq(journal, stream)
     if first is None or first > up_to_seq:
-        return up_to_seq
+        return
     for through in range(first - 1 + step, up_to_seq + step, step):
         await journal.delete_events(stream, min(through, up_to_seq))
         await asyncio.sleep(0)
-    return up_to_seq
 
 
 async def _first_seq(journal: Journal, stream: str) -> int | None:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from garrison import InvalidConfig, Node
+from garrison._errors import JournalWriteError
 from garrison.persistence import (
     EventSourcedActor,
     IntentHistoryMissing,
@@ -30,7 +31,7 @@ from garrison.persistence import (
 )
 
 from ._intent_model import STREAM, Order
-from ._model import Balance, Deposit, Get, SnapshottingAccount
+from ._model import Balance, Deposit, FaultyJournal, Get, SnapshottingAccount
 
 S = IntentState
 MakeJournal = Callable[..., Any]
@@ -157,6 +158,84 @@ async def test_retain_settled_zero_forgets_settled_ids_at_compaction(make_journa
         assert [intent.id for intent in reopened.intents()] == ["open"]
         moved = await reopened.move("open", S.DONE)
         assert (moved.id, moved.state, moved.payload) == ("open", S.DONE, order(1))
+
+
+async def test_each_settled_intent_is_stored_once_in_the_settled_stream(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=3).open()
+        assert log.settled_stream == "intents.settled"
+        await settle(log, ["a", "b"])
+        await log.compact()
+        await log.compact()  # nothing settled since: nothing more stored
+        assert await stored_seqs(journal, "intents.settled") == [1]
+        await settle(log, ["c", "d"])
+        await log.compact()
+        # a and b's chunk left the window (c and d hold 2 < 3 without it: not yet).
+        assert await stored_seqs(journal, "intents.settled") == [1, 2]
+        await settle(log, ["e"])
+        await log.compact()
+        assert await stored_seqs(journal, "intents.settled") == [2, 3]
+
+
+async def test_archive_settled_keeps_every_settled_intent_in_the_settled_stream(
+    make_journal: MakeJournal,
+) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(
+            journal, STREAM, Order, compact_every=None, retain_settled=1, archive_settled=True
+        ).open()
+        for batch in (["a", "b"], ["c"], ["d"]):
+            await settle(log, batch)
+            await log.compact()
+        archived = [
+            entry[0]
+            async for _, payload in journal.read("intents.settled")
+            for entry in msgspec.msgpack.decode(payload)["intents"]
+        ]
+        assert archived == ["a", "b", "c", "d"]
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=1).open()
+        assert [intent.id for intent in reopened.intents()] == ["d"]
+
+
+async def test_a_failed_compaction_loses_nothing_and_the_next_one_stores_it(journal_path: Any) -> None:
+    async with SqliteJournal(journal_path) as inner:
+        journal = FaultyJournal(inner)
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, ["a", "b"])
+        await log.record("open", order(1))
+        highest = await journal.highest_seq(STREAM)
+        journal.fail_append_before = True  # the settled stream's append
+        with pytest.raises(JournalWriteError):
+            await log.compact()
+        journal.fail_snapshots = True
+        with pytest.raises(JournalWriteError):
+            await log.compact()
+        assert len(await stored_seqs(journal)) == highest  # nothing deleted
+        assert (await IntentLog(journal, STREAM, Order).open()).intents() == log.intents()
+        journal.fail_snapshots = False
+        await log.compact()
+        assert await stored_seqs(journal) == []
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert reopened.intents() == log.intents()
+        assert [intent.id for intent in reopened.intents()] == ["a", "b", "open"]
+
+
+async def test_a_failed_automatic_compaction_is_logged(
+    journal_path: Any, log_records: list[dict[str, Any]]
+) -> None:
+    async with SqliteJournal(journal_path) as inner:
+        journal = FaultyJournal(inner)
+        log = await IntentLog(journal, STREAM, Order, compact_every=2).open()
+        journal.fail_snapshots = True
+        await settle(log, ["a", "b"])
+        assert log.compacting
+        with pytest.raises(JournalWriteError):
+            await log.compact()  # waits for the automatic one (which logs), then fails the same way
+        journal.fail_snapshots = False
+        await log.compact()
+        assert await stored_seqs(journal) == []
+    warnings = [r for r in log_records if "intent log intents: compaction failed" in r["message"]]
+    assert len(warnings) == 1 and warnings[0]["level"].name == "WARNING"
 
 
 async def test_open_replays_the_events_after_the_snapshot(make_journal: MakeJournal) -> None:
