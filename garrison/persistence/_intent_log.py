@@ -782,6 +782,18 @@ class IntentLog(Generic[P]):
         )
         await asyncio.shield(self._compaction)
 
+    async def close(self) -> None:
+        """Stop a compaction in progress and wait for it to end; later calls raise InvalidConfig
+        until ``await log.open()``. Call it before the journal closes (in its owner's
+        ``on_stop``): a compaction cut short loses nothing (the next one stores what it did
+        not), one left running meets a closed journal and logs a warning. Queued writes are
+        the journal's to finish."""
+        self._opened = False
+        compaction = self._compaction
+        if compaction is not None and not compaction.done():
+            compaction.cancel()
+            await asyncio.wait([compaction])
+
     @property
     def compacting(self) -> bool:
         """Whether a compaction is running (await ``compact()`` to wait for it and run one more)."""
@@ -791,7 +803,13 @@ class IntentLog(Generic[P]):
         """Start an automatic compaction when ``compact_every`` intents settled since the last
         one (none while one runs, or when the log is broken)."""
         every = self.compact_every
-        if every is None or len(self._newly_settled) < every or self._broken is not None or self.compacting:
+        if (
+            every is None
+            or len(self._newly_settled) < every
+            or self._broken is not None
+            or not self._opened
+            or self.compacting
+        ):
             return
         self._compaction = asyncio.get_running_loop().create_task(
             self._compact_quietly(), name=f"garrison:intent-log-compaction:{self.stream}"

@@ -386,3 +386,19 @@ async def test_a_stream_of_raw_events_compacts_when_opened(make_journal: MakeJou
         reopened = await IntentLog(journal, STREAM, Order, retain_settled=5).open()
         assert [intent.id for intent in reopened.pending()] == [f"r-{n}" for n in range(40, 50)]
         assert len(reopened) == 15
+
+
+async def test_close_stops_a_compaction_in_progress_and_loses_nothing(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=2).open()
+        await settle(log, ["a", "b"])
+        await log.record("open", order(1))
+        assert log.compacting
+        await log.close()
+        assert not log.compacting
+        with pytest.raises(InvalidConfig, match="open it first"):
+            log.get("a")
+        reopened = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        assert [intent.id for intent in reopened.intents()] == ["a", "b", "open"]
+        await reopened.compact()
+        assert [intent.id for intent in (await log.open()).intents()] == ["a", "b", "open"]
