@@ -18,6 +18,10 @@ ones kept) and the events after it.
   keeps ten times the window of the small one; the figures show what a larger
   window costs at open.
 
+Last, as many intents as the small history are settled through the log and compacted while a
+ticker task runs: the compaction's seconds and the longest the loop went without running the
+ticker (``compaction_of_small_settled``; no target: it shows compaction yields to the loop).
+
 Variants (small, large) run interleaved, round after round; the ratio is the
 median of per-round ratios. With --quick: 2,000 and 50,000 settled (Redis
 20,000), 200 open, a window of 2,000.
@@ -110,6 +114,45 @@ async def _open(journal: Journal, stream: str, retain: int, open_count: int) -> 
     return elapsed
 
 
+async def _compaction_stall(journal: Journal, stream: str, settled: int) -> tuple[float, float, float]:
+    """Settle ``settled`` more intents through the log, then compact with a ticker running:
+    the longest the loop went without running it (ms), the compaction's seconds, and the
+    longest stall of the same ticker for as long on an idle loop (the machine's own noise)."""
+    log = await IntentLog(journal, stream, Order, compact_every=None).open()
+    base = 10**9
+    for start in range(base, base + settled, 1_000):
+        batch = [(_cid(n), _order(n)) for n in range(start, start + 1_000)]
+        await log.record_many_nowait(batch)
+        await log.move_many_nowait([(intent_id, IntentState.DONE) for intent_id, _ in batch])
+    gaps: list[float] = []
+    running = True
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0.0005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.get_running_loop().create_task(tick())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    await log.compact()
+    elapsed = time.perf_counter() - started
+    running = False
+    await ticker
+    await log.close()
+    compacting = max(gaps)
+    gaps.clear()
+    running = True
+    ticker = asyncio.get_running_loop().create_task(tick())
+    await asyncio.sleep(max(elapsed, 0.05))
+    running = False
+    await ticker
+    return 1000 * compacting, elapsed, 1000 * max(gaps)
+
+
 def _measure(
     make: Callable[[], Any], sizes: dict[str, int], open_count: int, window: int, runs: int
 ) -> dict[str, Any]:
@@ -133,6 +176,9 @@ def _measure(
         for name in sizes:
             opener(name, window)()  # warm
         target_window = interleave({name: opener(name, window) for name in sizes}, runs)
+        stall_ms, compaction_seconds, idle_stall_ms = loop.run_until_complete(
+            _compaction_stall(journal, streams["small"], sizes["small"])
+        )
     finally:
         loop.run_until_complete(journal.close())
         loop.close()
@@ -144,6 +190,11 @@ def _measure(
             name: summary([1000 * v for v in values], 2) for name, values in default_window.items()
         },
         "ratio_large_over_small": round(ratio, 3),
+        "compaction_of_small_settled": {
+            "seconds": round(compaction_seconds, 3),
+            "longest_loop_stall_ms": round(stall_ms, 2),
+            "idle_loop_longest_stall_ms": round(idle_stall_ms, 2),
+        },
         "ratio_large_over_small_default_window": round(
             paired_ratio(default_window["large"], default_window["small"]), 3
         ),

@@ -57,6 +57,8 @@ class EventSourcedActor(Actor, Generic[S]):
     _codec: ClassVar[EventCodec | None] = None
     _state: S
     _seq: int = 0
+    _trimmed_through: int | None = None
+    """Where this incarnation last trimmed its stream (None: not yet, read where it starts)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -152,7 +154,9 @@ class EventSourcedActor(Actor, Generic[S]):
             return
         if self.trim_after_snapshot:
             try:
-                await trim_to_snapshot(self.journal(), self.stream, self._seq)
+                start = None if self._trimmed_through is None else self._trimmed_through + 1
+                await trim_to_snapshot(self.journal(), self.stream, self._seq, from_seq=start)
+                self._trimmed_through = self._seq
             except Exception:
                 self.ctx.logger.opt(exception=True).warning(
                     "trimming {stream} up to its snapshot at seq {seq} failed; the next snapshot trims again",

@@ -197,6 +197,8 @@ class IntentLog(Generic[P]):
         """Set whenever ``_applying`` is False."""
         self._applied.set()
         self._compaction: asyncio.Task[None] | None = None
+        self._trimmed_through = 0
+        """The seq the events are deleted through, as far as this log knows (its latest snapshot's)."""
 
     async def open(self) -> IntentLog[P]:
         """Read the stream back (idempotent): its snapshot, then the events after it. Awaits;
@@ -240,6 +242,8 @@ class IntentLog(Generic[P]):
         snapshot = await self.journal.load_snapshot(self.stream)
         if snapshot is not None:
             seq, payload = snapshot
+            # The compaction that saved it deleted the events before it (or will: a step hint).
+            self._trimmed_through = max(self._trimmed_through, seq)
             stored = decode_snapshot(payload, self.stream, seq)
             decode = self._decoder.decode
             for index, chunk in enumerate(stored.open):
@@ -844,6 +848,7 @@ class IntentLog(Generic[P]):
             await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
         seq = self._seq
         window = self._settled
+        stored_from = window.settled_from
         window.capture(self._take_settled())
         open_intents = list(self._intents.values())
         encode = self._encoder.encode
@@ -855,9 +860,10 @@ class IntentLog(Generic[P]):
         settled_from = window.settled_from
         snapshot = encode_snapshot(open_chunks, settled_from, window.through)
         await self.journal.save_snapshot(self.stream, seq, snapshot)
-        await trim_to_snapshot(self.journal, self.stream, seq)
+        await trim_to_snapshot(self.journal, self.stream, seq, from_seq=self._trimmed_through + 1)
+        self._trimmed_through = max(self._trimmed_through, seq)
         if not self.archive_settled:
-            await delete_through(self.journal, self.settled_stream, settled_from - 1)
+            await delete_through(self.journal, self.settled_stream, settled_from - 1, from_seq=stored_from)
 
     async def _append_settled(self, chunks: list[bytes]) -> int:
         """Append chunks to the settled stream (after another writer's, if it compacted too);

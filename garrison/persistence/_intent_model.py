@@ -79,10 +79,10 @@ class IntentTransitionError(GarrisonError, ValueError):
         )
 
 
-# gc=False: an intent log holds many intents (its open ones and a window of settled ones, up to
-# hundreds of thousands), and a full collection walked all of them (pauses of 100 ms and more). None of these can be
-# part of a reference cycle: their fields are strings, numbers, enum members, and payloads
-# decoded from msgpack bytes (fresh objects no one else refers to).
+# gc=False: an intent log holds many intents (its open ones and a window of settled ones, up
+# to hundreds of thousands), and a full collection walked all of them (pauses of 100 ms and
+# more). None of these can be part of a reference cycle: their fields are strings, numbers,
+# enum members, and payloads decoded from msgpack bytes (fresh objects no one else refers to).
 # final: the log tells the two events apart by exact type (the cheapest check per event).
 
 
