@@ -310,8 +310,11 @@ async def test_trim_to_snapshot_never_goes_past_the_latest_snapshot(make_journal
         assert await stored_seqs(journal, "s") == list(range(1, 26))
         assert await trim_to_snapshot(journal, "s", 4, step=3) == 4
         assert await stored_seqs(journal, "s") == list(range(5, 26))
-        assert await trim_to_snapshot(journal, "s", step=3) == 12
+        # from_seq only sizes the steps: what lies before it goes with the first one.
+        assert await trim_to_snapshot(journal, "s", step=3, from_seq=10) == 12
         assert await stored_seqs(journal, "s") == list(range(13, 26))
+        with pytest.raises(InvalidConfig, match="from_seq=0 is invalid"):
+            await trim_to_snapshot(journal, "s", from_seq=0)
         assert await journal.highest_seq("s") == 25
         assert await journal.append("s", [b"\x02"], 25) == 26
 
