@@ -844,8 +844,14 @@ class IntentLog(Generic[P]):
         first, then the snapshot naming them is saved, and only then are the events it
         holds deleted: a failure at any step loses nothing (the next compaction stores
         what this one did not). Runs as a task so that the loop and the writes go on."""
-        while self._applying:
-            await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
+        while True:
+            while self._applying:
+                await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
+            # Once more round the loop: the callbacks resolving that append's futures (queued as
+            # it finished) see its intents in the working set before the capture moves them.
+            await asyncio.sleep(0)
+            if not self._applying:
+                break
         seq = self._seq
         window = self._settled
         stored_from = window.settled_from

@@ -8,6 +8,7 @@ latest snapshot; a log sharing its stream with a writer that compacted reads the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -405,3 +406,21 @@ async def test_close_stops_a_compaction_in_progress_and_loses_nothing(make_journ
         assert [intent.id for intent in reopened.intents()] == ["a", "b", "open"]
         await reopened.compact()
         assert [intent.id for intent in (await log.open()).intents()] == ["a", "b", "open"]
+
+
+async def test_writes_resolve_to_their_intents_when_a_compaction_takes_them_at_once(
+    make_journal: MakeJournal,
+) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=1, retain_settled=0).open()
+        records = log.record_many_nowait([("a", order(1)), ("b", order(2))])
+        moves = log.move_many_nowait([("a", S.DONE), ("b", S.REJECTED, "no margin")])
+        compaction = asyncio.ensure_future(log.compact())  # and a manual one, while the append runs
+        assert [(i.id, i.state) for i in await records] == [("a", S.DONE), ("b", S.REJECTED)]
+        await moves
+        await compaction
+        await log.record("c", order(3))
+        moved = await log.move("c", S.DONE, "filled")
+        assert (moved.id, moved.state, moved.detail, moved.payload) == ("c", S.DONE, "filled", order(3))
+        await log.compact()
+        assert "a" not in log and "c" not in log and len(log) == 0
