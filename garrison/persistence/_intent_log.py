@@ -779,12 +779,15 @@ class IntentLog(Generic[P]):
         and the next one tries again; nothing is lost either way: the events
         are deleted only once the snapshot holding them is durable)."""
         self._check_usable()
-        await self._compaction_done()
+        while self.compacting:
+            # Several callers may wait for the same one: each checks again, so one runs at a time.
+            await self._compaction_done()
         self._check_usable()
-        self._compaction = asyncio.get_running_loop().create_task(
+        compaction = asyncio.get_running_loop().create_task(
             self._compact(), name=f"garrison:intent-log-compaction:{self.stream}"
         )
-        await asyncio.shield(self._compaction)
+        self._compaction = compaction
+        await asyncio.shield(compaction)
 
     async def close(self) -> None:
         """Stop a compaction in progress and wait for it to end; later calls raise InvalidConfig

@@ -43,6 +43,14 @@ async def stored_seqs(journal: Any, stream: str = STREAM) -> list[int]:
     return [seq async for seq, _ in journal.read(stream)]
 
 
+async def compactions_done(log: IntentLog[Order]) -> None:
+    for _ in range(10_000):
+        if not log.compacting:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("a compaction still runs after 10 s")
+
+
 def order(n: int) -> Order:
     return Order(f"SYM{n % 7}", n + 1)
 
@@ -355,26 +363,35 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=_OPS, retain=st.integers(0, 4))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, retain=st.integers(0, 4), every=st.sampled_from([None, 1, 3]))
 async def test_reopening_after_any_compactions_equals_the_live_log(
-    tmp_path: Any, ops: Any, retain: int
+    tmp_path: Any, ops: Any, retain: int, every: int | None
 ) -> None:
-    path = tmp_path / f"p-{abs(hash((tuple(ops), retain)))}.db"
+    # Writes queued without awaiting, manual and automatic compactions interleaved with them:
+    # a log opened at any point knows the same intents as the live one.
+    path = tmp_path / f"p-{abs(hash((tuple(ops), retain, every)))}.db"
     async with SqliteJournal(path) as journal:
-        log = await IntentLog(journal, STREAM, Order, compact_every=None, retain_settled=retain).open()
+        log = await IntentLog(journal, STREAM, Order, compact_every=every, retain_settled=retain).open()
+        pending: list[Any] = []
         for op, n in ops:
             intent_id = f"id-{n}"
             target = {"send": S.SENDING, "done": S.DONE, "reject": S.REJECTED}.get(op)
             if op == "record":
-                await log.record(intent_id, order(n))
+                pending.append(log.record_nowait(intent_id, order(n)))
             elif op == "compact":
-                await log.compact()
+                pending.append(asyncio.ensure_future(log.compact()))
             elif target is not None and log.can_move(intent_id, target):
-                await log.move(intent_id, target)
+                pending.append(log.move_nowait(intent_id, target))
+        await asyncio.gather(*pending)
+        await compactions_done(log)  # a live log forgets at the capture, the journal once it is stored
+        reopened = await IntentLog(journal, STREAM, Order, retain_settled=retain).open()
+        assert {i.id: i for i in reopened.intents()} == {i.id: i for i in log.intents()}
+        assert reopened.pending() == log.pending()
+        await log.compact()
         reopened = await IntentLog(journal, STREAM, Order, retain_settled=retain).open()
         assert reopened.intents() == log.intents()
-        assert reopened.pending() == log.pending()
+        await log.close()
     path.unlink()
 
 
