@@ -96,10 +96,14 @@ class IntentHistoryMissing(JournalError):
 class _Gap(Exception):
     """Events right after the seq a read started from are gone (another writer compacted)."""
 
-    def __init__(self, stream: str, after_seq: int, found_seq: int | None) -> None:
+    def __init__(
+        self, stream: str, after_seq: int, found_seq: int | None, snapshot: tuple[int, bytes] | None = None
+    ) -> None:
         self.stream = stream
         self.after_seq = after_seq
         self.found_seq = found_seq
+        self.snapshot = snapshot
+        """The snapshot whose window was being read (a gap in the settled stream)."""
 
 
 class IntentLogBroken(JournalError):
@@ -223,19 +227,31 @@ class IntentLog(Generic[P]):
 
     async def _reload(self) -> None:
         """Read the whole state again from the snapshot and the events after it; another writer
-        compacting meanwhile makes it start again (MAX_RELOADS times at most)."""
+        compacting meanwhile makes it start again (MAX_RELOADS times at most).
+
+        Chunks of the window missing while the snapshot naming them is still the latest are
+        a lasting loss (two writers' compactions crossing): those settled ids are forgotten
+        early, with a warning, rather than the log never opening again."""
+        lost_chunks_of: tuple[int, bytes] | None = None
         for _ in range(MAX_RELOADS):
             try:
-                intents, settled, newly_settled, seq = await self._read_from_snapshot()
+                intents, settled, newly_settled, seq = await self._read_from_snapshot(lost_chunks_of)
             except _Gap as gap:
                 missing = gap
+                still_latest = gap.stream == self.settled_stream and (
+                    await self.journal.load_snapshot(self.stream) == gap.snapshot
+                )
+                if still_latest:
+                    lost_chunks_of = gap.snapshot
                 continue
             self._intents, self._settled, self._seq = intents, settled, seq
             self._newly_settled = newly_settled
             return
         raise IntentHistoryMissing(missing.stream, missing.after_seq, missing.found_seq)
 
-    async def _read_from_snapshot(self) -> tuple[dict[str, Intent[P]], SettledWindow[P], list[str], int]:
+    async def _read_from_snapshot(
+        self, lost_chunks_of: tuple[int, bytes] | None
+    ) -> tuple[dict[str, Intent[P]], SettledWindow[P], list[str], int]:
         intents: dict[str, Intent[P]] = {}
         settled: SettledWindow[P] = SettledWindow(self.retain_settled, self.archive_settled)
         seq = 0
@@ -256,31 +272,48 @@ class IntentLog(Generic[P]):
                         )
                 except msgspec.DecodeError as error:
                     raise EventDecodeError(self.stream, seq, error) from error
-            await self._read_window(settled, stored.settled_from, stored.settled_through)
+            await self._read_window(
+                settled,
+                stored.settled_from,
+                stored.settled_through,
+                snapshot,
+                lost=snapshot == lost_chunks_of,
+            )
         newly_settled: list[str] = []
         seq = await self._read_tail(intents, seq, newly_settled)
         return intents, settled, newly_settled, seq
 
-    async def _read_window(self, window: SettledWindow[P], first: int, last: int) -> None:
+    async def _read_window(
+        self, window: SettledWindow[P], first: int, last: int, snapshot: tuple[int, bytes], *, lost: bool
+    ) -> None:
         """Load the chunks ``first`` to ``last`` of the settled stream. Raises _Gap if one of
-        them is gone (another writer's later compaction let it go)."""
+        them is gone (another writer's later compaction let it go), unless ``lost``: then
+        loads those that are there, and warns."""
         window.through = max(first - 1, last)
         if first > last:
             return
-        expected = first
+        loaded = 0
         async with contextlib.aclosing(
             replay_events(self.journal, self.settled_stream, SETTLED_CODEC, first - 1)
         ) as runs:
             async for first_seq, chunks in runs:
-                if first_seq != expected:
+                if first_seq != first + loaded and not lost:
+                    raise _Gap(self.settled_stream, first + loaded - 1, first_seq, snapshot)
+                for offset, chunk in enumerate(chunks[: last - first_seq + 1]):
+                    window.load_chunk(first_seq + offset, chunk.intents)
+                    loaded += 1
+                if first_seq + len(chunks) > last:
                     break
-                for chunk in chunks[: last - first_seq + 1]:
-                    window.load_chunk(expected, chunk.intents)
-                    expected += 1
-                if expected > last:
-                    break
-        if expected <= last:
-            raise _Gap(self.settled_stream, expected - 1, None)
+        if loaded < last - first + 1:
+            if not lost:
+                raise _Gap(self.settled_stream, first + loaded - 1, None, snapshot)
+            logger.warning(
+                "intent log {stream}: {missing} chunks of settled intents named by the snapshot at "
+                "seq {seq} are gone (two writers' compactions crossed); their ids are forgotten early",
+                stream=self.stream,
+                missing=last - first + 1 - loaded,
+                seq=snapshot[0],
+            )
         window.expire()
 
     async def _read_tail(self, intents: dict[str, Intent[P]], seq: int, newly_settled: list[str]) -> int:
@@ -872,6 +905,11 @@ class IntentLog(Generic[P]):
         await trim_to_snapshot(self.journal, self.stream, seq, from_seq=self._trimmed_through + 1)
         self._trimmed_through = max(self._trimmed_through, seq)
         if not self.archive_settled:
+            # Another writer's later snapshot (ours was then not kept) may name older chunks.
+            latest = await self.journal.load_snapshot(self.stream)
+            if latest is not None and latest[1] != snapshot:
+                theirs = decode_snapshot(latest[1], self.stream, latest[0])
+                settled_from = min(settled_from, theirs.settled_from)
             await delete_through(self.journal, self.settled_stream, settled_from - 1, from_seq=stored_from)
 
     async def _append_settled(self, chunks: list[bytes]) -> int:

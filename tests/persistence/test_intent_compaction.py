@@ -9,6 +9,7 @@ latest snapshot; a log sharing its stream with a writer that compacted reads the
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from garrison import InvalidConfig, Node
-from garrison._errors import JournalWriteError
+from garrison._errors import JournalWriteError, SequenceConflict
 from garrison.persistence import (
     EventSourcedActor,
     IntentHistoryMissing,
@@ -293,6 +294,23 @@ async def test_open_names_events_deleted_that_no_snapshot_holds(make_journal: Ma
         assert (raised.value.stream, raised.value.after_seq, raised.value.found_seq) == (STREAM, 0, 4)
 
 
+async def test_settled_chunks_lost_for_good_are_forgotten_with_a_warning(
+    make_journal: MakeJournal, log_records: list[dict[str, Any]]
+) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, ["a"])
+        await log.compact()
+        await settle(log, ["b"])
+        await log.record("open", order(1))
+        await log.compact()
+        await journal.delete_events("intents.settled", 1)  # behind the log's back: a's chunk
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert [intent.id for intent in reopened.intents()] == ["b", "open"]
+    warnings = [r for r in log_records if "1 chunks of settled intents named by the snapshot" in r["message"]]
+    assert len(warnings) == 1 and warnings[0]["level"].name == "WARNING"
+
+
 @pytest.mark.parametrize(
     ("field", "options"),
     [("compact_every", {"compact_every": 0}), ("retain_settled", {"retain_settled": -1})],
@@ -441,3 +459,71 @@ async def test_writes_resolve_to_their_intents_when_a_compaction_takes_them_at_o
         assert (moved.id, moved.state, moved.detail, moved.payload) == ("c", S.DONE, "filled", order(3))
         await log.compact()
         assert "a" not in log and "c" not in log and len(log) == 0
+
+
+_SHARED_OPS = st.lists(
+    st.tuples(
+        st.integers(0, 1),
+        st.sampled_from(["record", "send", "done", "compact", "refresh"]),
+        st.integers(0, 5),
+    ),
+    max_size=30,
+)
+
+
+_EXAMPLES = itertools.count()
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_SHARED_OPS)
+async def test_two_writers_compacting_one_stream_end_up_knowing_the_same_intents(
+    make_journal: MakeJournal, ops: Any
+) -> None:
+    # Redis only: SqliteJournal accepts a stale writer's append at a seq another process
+    # deleted (test_sqlite_refuses_a_stale_append_at_a_deleted_seq, xfail).
+    stream = f"intents-{next(_EXAMPLES)}"
+    async with make_journal() as first_journal, make_journal() as second_journal:
+        logs = [
+            await IntentLog(journal, stream, Order, compact_every=2, retain_settled=100).open()
+            for journal in (first_journal, second_journal)
+        ]
+        for writer, op, n in ops:
+            log, intent_id = logs[writer], f"id-{n}"
+            try:
+                if op == "record":
+                    await log.record(intent_id, order(n))
+                elif op == "compact":
+                    await log.compact()
+                elif op == "refresh":
+                    await log.refresh()
+                elif log.can_move(intent_id, S.SENDING if op == "send" else S.DONE):
+                    await log.move(intent_id, S.SENDING if op == "send" else S.DONE)
+            except IntentTransitionError:
+                pass  # the other writer moved it first: refused, nothing written
+        for log in logs:
+            await compactions_done(log)
+            await log.refresh()
+        reopened = await IntentLog(first_journal, stream, Order, retain_settled=100).open()
+        known = [{i.id: i for i in log.intents()} for log in (*logs, reopened)]
+        assert known[0] == known[1] == known[2]
+        assert {i.id for i in reopened.pending()} == {
+            i for i, intent in known[2].items() if not intent.terminal
+        }
+        for log in logs:
+            await log.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SqliteJournal detects another process's appends by the (stream, seq) key only: "
+    "a seq that process deleted is free again for a stale writer",
+)
+async def test_sqlite_refuses_a_stale_append_at_a_deleted_seq(journal_path: Any) -> None:
+    async with SqliteJournal(journal_path) as first, SqliteJournal(journal_path) as second:
+        await first.append("s", [b"a"], 0)
+        await second.append("s", [b"b"], 1)
+        await first.append("s", [b"c"], 2)
+        await first.delete_events("s", 3)
+        with pytest.raises(SequenceConflict):
+            await second.append("s", [b"d"], 2)  # second has not seen seq 3
