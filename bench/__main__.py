@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "storm": "bench.restart_storm",
     "journal_append": "bench.journal_append",
     "journal_replay": "bench.journal_replay",
+    "persist_encode": "bench.persist_encode",
     "redis_journal": "bench.redis_journal",
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",

@@ -188,7 +188,7 @@ def run(quick: bool) -> dict[str, Any]:
             "replay_vs_stdlib": target(
                 vs_stdlib,
                 ">=",
-                0.8,
+                1.3,
                 "garrison replay_events (decoded) events/s / stdlib sqlite3 read_batches' query, no decode",
             ),
             "recovery_of_1m_events_seconds": target(

@@ -23,6 +23,55 @@ class InvalidConfig(GarrisonError, ValueError):
         super().__init__(f"{field}={value!r} is invalid: {expected}")
 
 
+InvalidEventProblem = Literal["unencodable", "invalid", "changed"]
+"""Why an event would not read back as written (``InvalidEvent.problem``)."""
+
+_INVALID_EVENT_PROBLEMS: dict[str, str] = {
+    "unencodable": "cannot be encoded",
+    "invalid": "does not decode as its declared type",
+}
+
+
+class InvalidEvent(InvalidConfig):
+    """An event (or snapshot) that would not read back as it was written; nothing was journaled.
+
+    A msgspec Struct does not check its field types when it is constructed, so
+    a wrong value would reach the journal and make the stream unreadable. Every
+    append path proves the round trip first: ``event_type`` names the type,
+    ``field`` the offending field's path inside it (``"qty"``,
+    ``"lines[2].qty"``; ``""`` for the whole event), ``value`` its value and
+    ``problem`` why: ``"unencodable"`` (msgpack cannot encode it),
+    ``"invalid"`` (not a value of the declared type ``expected``, or outside
+    its constraints), ``"changed"`` (it decodes, but as another value:
+    ``read_back``, which replay would apply instead).
+    """
+
+    def __init__(
+        self,
+        event_type: str,
+        field: str,
+        value: Any,
+        problem: InvalidEventProblem,
+        expected: str,
+        read_back: Any = None,
+    ) -> None:
+        self.event_type = event_type
+        self.problem: InvalidEventProblem = problem
+        self.expected = expected
+        self.read_back = read_back
+        where = f"{event_type}.{field}" if field and not field.startswith("[") else f"{event_type}{field}"
+        what = f"reads back as {read_back!r}" if problem == "changed" else _INVALID_EVENT_PROBLEMS[problem]
+        super().__init__(field, value, expected)
+        self.args = (
+            f"{where}={value!r} {what}: expected {expected}; "
+            "nothing was written: build it from values of the declared types "
+            "(a msgspec Struct does not check them when it is constructed)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class NotAnActor(GarrisonError, TypeError):
     """Something that is not an :class:`~garrison.Actor` subclass was given to spawn."""
 
@@ -69,6 +118,27 @@ class AskTimeout(GarrisonError, TimeoutError):
         self.timeout = timeout
         self.message_type = message_type
         super().__init__(f"ask to {path} with {message_type} got no reply within timeout={timeout}s")
+
+
+class SettleTimeout(GarrisonError, TimeoutError):
+    """Raised by ``node.settle()`` when the node is still busy after ``timeout`` real seconds.
+
+    ``busy`` lists each busy actor as ``<path> (<doing>; <n> queued)``.
+    """
+
+    SHOWN = 10
+    """How many busy actors the message lists (``busy`` has them all)."""
+
+    def __init__(self, node: str, timeout: float, busy: list[str]) -> None:
+        self.node = node
+        self.timeout = timeout
+        self.busy = busy
+        shown = "; ".join(busy[: self.SHOWN])
+        more = f"; and {len(busy) - self.SHOWN} more" if len(busy) > self.SHOWN else ""
+        super().__init__(
+            f"node {node!r} did not settle within timeout={timeout}s: still busy: {shown}{more}. "
+            "A handler awaiting a later timer needs the clock advanced, not a settle"
+        )
 
 
 class DuplicateActorName(GarrisonError, ValueError):
@@ -233,11 +303,31 @@ class JournalWriteError(JournalError):
 
 
 class JournalCorrupt(JournalError):
-    """The journal file is not a garrison journal, is damaged, or has a newer schema."""
+    """The journal file is not a garrison journal, is damaged, or has a newer schema; or a
+    stored event or snapshot is not what was written (its checksum does not match).
 
-    def __init__(self, path: str, problem: str) -> None:
+    For a damaged event or snapshot, ``stream`` and ``seq`` name it, and ``expected``
+    and ``found`` are the checksum stored with it and the one its bytes have now.
+    ``garrison journal verify`` lists every such problem; ``garrison journal
+    quarantine`` sets an event aside so its actor can start.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        stream: str | None = None,
+        seq: int | None = None,
+        expected: int | None = None,
+        found: int | None = None,
+    ) -> None:
         self.path = path
         self.problem = problem
+        self.stream = stream
+        self.seq = seq
+        self.expected = expected
+        self.found = found
         super().__init__(f"journal {path}: {problem}")
 
 
@@ -312,4 +402,32 @@ class PersistFailed(FatalError):
         super().__init__(
             f"persist to {persistence_id!r} failed ({type(cause).__name__}: {cause}); "
             "the actor stops and recovers from the journal"
+        )
+
+
+class UnhandledMessage(GarrisonError):
+    """Raised by ``ask`` when the actor does not handle the message (its handler called
+    ``ctx.unhandled``, as the default ``on_receive`` does). The actor carries on."""
+
+    def __init__(self, path: str, message_type: str, actor_class: str) -> None:
+        self.path = path
+        self.message_type = message_type
+        self.actor_class = actor_class
+        super().__init__(
+            f"{path} ({actor_class}) does not handle {message_type}: "
+            "add a case for it to on_receive, or ask another actor"
+        )
+
+
+class NameTaken(GarrisonError, ValueError):
+    """Raised by ``node.register`` (and a ChildSpec's ``register``) when the name is already
+    registered to another live actor."""
+
+    def __init__(self, name: str, holder: str, wanted_by: str) -> None:
+        self.name = name
+        self.holder = holder
+        self.wanted_by = wanted_by
+        super().__init__(
+            f"name {name!r} is registered to {holder}, not free for {wanted_by}: "
+            "unregister it first, or pick another name"
         )

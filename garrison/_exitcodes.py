@@ -19,6 +19,12 @@ class ExitCode(enum.IntEnum):
     """The root supervisor gave up, the tree failed to start, or heart went away. Restart."""
     USAGE = 2
     """A usage error: bad command, option, spec or journal file. Fix the command; no restart."""
+    DAMAGED = 65
+    """A journal is damaged: ``garrison journal verify`` found a problem, or a journal tool met a
+    file or namespace that refuses to open as corrupt. Verify, quarantine or restore from a
+    backup; restarting does not help."""
+    UNAVAILABLE = 69
+    """A service the command needs (a Redis journal) cannot be reached. Retry later."""
     STALLED = 75
     """The stall watchdog ended the process (``exit_on_stall``). Restart."""
     ABANDONED_THREADS = 76

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from loguru import logger
 
-from garrison._clock import Clock, MonotonicClock
-from garrison._errors import InvalidConfig, NodeNotRunning
+from garrison._clock import Clock, ManualClock, MonotonicClock
+from garrison._clock import settle as run_ready_callbacks
+from garrison._errors import InvalidConfig, NodeNotRunning, SettleTimeout
 from garrison._exitcodes import ExitCode
+from garrison._validate import check_seconds
 from garrison.actors import (
     Actor,
     ActorRef,
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _DEFAULT_GUARD = LoopGuard()
+
+SETTLE_POLL_INTERVAL = 0.001
+"""Real seconds ``settle`` sleeps between looks while work runs off the loop (threads)."""
 
 
 class Node:
@@ -306,7 +311,12 @@ class Node:
         if not isinstance(spec, SupervisorSpec):
             raise InvalidConfig("spec", spec, "must be a garrison.SupervisorSpec")
         ref = await self.kernel.spawn(
-            Supervisor, parent=None, on_exit=self._root_exited, name=name, args=(spec,), shutdown=None
+            spec.runner or Supervisor,
+            parent=None,
+            on_exit=self._root_exited,
+            name=name,
+            args=(spec,),
+            shutdown=None,
         )
         self._root = ref.slot
         return SupervisorRef(ref)
@@ -314,14 +324,53 @@ class Node:
     def _root_exited(self, slot: Slot, reason: ExitReason) -> None:
         slot.finalize(reason)
         gave_up = reason.error is not None
+        # Short whatever the error's text (a give-up carries the last failure): the whole
+        # reason travels in the record's extra fields.
         self.logger.log(
             "ERROR" if gave_up else "INFO",
-            "root supervisor {path} exited ({reason}); node {name} shuts down",
+            "root supervisor {path} exited ({why}); node {name} shuts down",
             path=slot.path,
-            reason=reason,
+            why=reason.brief,
             name=self.name,
+            reason=str(reason),
         )
         self.request_shutdown(ExitCode.FAILED if gave_up else ExitCode.OK)
+
+    async def settle(self, *, timeout: float = 5.0) -> None:
+        """Wait until the node is idle: every mailbox empty, no handler running, no timer due now.
+
+        Awaits. Idle means every actor is parked on an empty mailbox (a test
+        probe's unread messages wait for the test and do not count), and on a
+        :class:`~garrison.ManualClock` no timer is due at ``clock.now()``:
+        timers already due fire, virtual time does not move. A handler that
+        awaits a later timer keeps the node busy until the clock is advanced;
+        so do messages queued for a child waiting out a restart backoff. Tasks
+        started with ``ctx.run_task`` are not handlers and are not waited for.
+
+        ``timeout`` is real seconds (virtual time stands still meanwhile).
+        Raises SettleTimeout naming each busy actor with its queue size,
+        NodeNotRunning outside ``async with``, InvalidConfig for a bad timeout.
+        """
+        check_seconds("timeout", timeout)
+        if self._state != "running":
+            raise NodeNotRunning(self.name, self._state)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        manual = self.clock if isinstance(self.clock, ManualClock) else None
+        while True:
+            await run_ready_callbacks()
+            due = manual is not None and _timer_due(manual)
+            busy = self.kernel.busy()
+            if not busy and not due:
+                return
+            if loop.time() >= give_up:
+                if manual is not None and due:
+                    busy.append(f"timers due at virtual time {manual.now():g} keep firing")
+                raise SettleTimeout(self.name, timeout, busy)
+            if manual is not None and due:
+                await manual.advance(0.0)
+            else:
+                await asyncio.sleep(SETTLE_POLL_INTERVAL)
 
     def health(self) -> tuple[bool, str]:
         """(healthy, why): the loop ticks and the root supervisor (if any) runs.
@@ -364,7 +413,9 @@ class Node:
         return SupervisorRef(ref)
 
     def tree(self) -> list[dict[str, Any]]:
-        """Every actor as a tree: path, kind, state, restarts, mailbox depth and lag.
+        """Every actor as a tree: a list with one row per top-level actor, in start order (a
+        node may hold several trees and unsupervised actors), each row a dict of path, kind,
+        state, restarts, mailbox depth and lag, and its ``children`` rows.
 
         Supervisors list their children in spec order, including specs kept
         without a running slot (state ``stopped``, restarts 0, empty mailbox).
@@ -372,8 +423,34 @@ class Node:
         return self.kernel.tree()
 
     def lookup(self, path: str) -> ActorRef:
-        """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
+        """The ref of the actor at ``path`` (e.g. ``/root/feed``), also while an ancestor
+        restarts it. Raises ActorNotFound if no actor lives there."""
         return self.kernel.lookup(path)
+
+    # -- registered names (Erlang's register/whereis) ----------------------------
+
+    def register(self, name: str, ref: ActorRef) -> None:
+        """Register ``ref`` under ``name``: ``whereis(name)`` returns it until the actor stops
+        for good (restarts keep the name), then the name is free again.
+
+        A ref may carry several names; registering the same pair twice does
+        nothing. Raises NameTaken when another live actor holds ``name``,
+        ActorStopped for a dead ref, InvalidConfig for a name that is not a
+        non-empty string without '/' or a ``ref`` that is not an ActorRef.
+        """
+        self.kernel.register(name, ref)
+
+    def unregister(self, name: str) -> None:
+        """Free ``name`` (nothing happens if it is not registered); the actor lives on."""
+        self.kernel.unregister(name)
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The ref registered under ``name``, or None if there is none (Erlang's ``whereis/1``)."""
+        return self.kernel.whereis(name)
+
+    def registered(self) -> dict[str, str]:
+        """Every registered name and the path of its actor, in registration order."""
+        return self.kernel.registered()
 
     def paths(self) -> list[str]:
         """Every registered actor path, in registration order."""
@@ -411,3 +488,9 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self._state} actors={len(self.kernel)}>"
+
+
+def _timer_due(clock: ManualClock) -> bool:
+    """A timer of the manual clock is due now (it fires on the next ``advance``)."""
+    deadline = clock.next_deadline()
+    return deadline is not None and deadline <= clock.now()

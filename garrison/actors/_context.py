@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from garrison._clock import Cancellable
-from garrison._errors import ActorStopped, MailboxFull
+from garrison._errors import ActorStopped, MailboxFull, UnhandledMessage
 from garrison.actors._control import Stop, TimerMessage
 from garrison.actors._messages import ActorState, ExitReason
 
@@ -159,7 +159,8 @@ class ActorContext:
         """Deliver ``Terminated(ref, reason)`` to this actor when ``ref`` stops for good.
 
         Delivered at once if it has already stopped. Not delivered for
-        supervised restarts. Watching twice delivers once.
+        supervised restarts, its own or an ancestor's (the ref lives on; see
+        docs/supervision.md, "When a ref dies"). Watching twice delivers once.
         """
         self._slot.watch(ref)
 
@@ -258,9 +259,21 @@ class ActorContext:
         return _Critical(self._slot)
 
     def unhandled(self, message: Any) -> None:
-        """Send a message this actor does not handle to dead letters."""
+        """This actor does not handle ``message``, the message in flight.
+
+        For an ``ask`` the asker gets UnhandledMessage (the handler's return
+        value no longer answers it); a ``tell`` goes to dead letters with kind
+        ``unhandled``. Either way the actor carries on. The default
+        ``on_receive`` calls this for every message.
+        """
+        slot = self._slot
+        reply = slot.take_reply()
+        if reply is not None and not reply.done():
+            error = UnhandledMessage(self.path, type(message).__name__, slot.actor_class.__name__)
+            reply.set_exception(error)
+            return
         self.node.dead_letters.publish(
-            message, self.path, f"unhandled by {self._slot.actor_class.__name__}", kind="unhandled"
+            message, self.path, f"unhandled by {slot.actor_class.__name__}", kind="unhandled"
         )
 
     # -- blocking work --------------------------------------------------------------------

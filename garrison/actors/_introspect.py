@@ -70,6 +70,32 @@ def tree_row(slot: Slot) -> dict[str, Any]:
     return _row(snapshot(slot), children)
 
 
+def activity(slot: Slot) -> str | None:
+    """What keeps the slot busy now, in words, or None when it is idle (``node.settle()``).
+
+    Busy: an incarnation that is starting, stopping, or not parked on its empty
+    mailbox (a handler runs, or the next message is about to); a slot without
+    an incarnation that holds messages for its next one (a restart waits). A
+    slot that never runs an incarnation (a test probe) holds its messages for
+    whoever reads it, and is idle.
+    """
+    mailbox = slot.mailbox
+    queued = len(mailbox) + len(mailbox.system)
+    state = slot.state
+    if slot.has_incarnation:
+        if state is ActorState.STARTING or state is ActorState.STOPPING:
+            doing = state.value
+        elif not mailbox.consumer_waiting:
+            doing = "running a handler"
+        else:
+            return None
+    elif queued and state is not ActorState.RUNNING and state is not ActorState.STOPPED:
+        doing = f"{state.value}, messages wait for its next incarnation"
+    else:
+        return None
+    return f"{slot.path} ({doing}; {queued} queued)"
+
+
 def unstarted_row(
     parent_path: str, name: str, actor_class: type[Actor], mailbox: MailboxConfig, now: Callable[[], float]
 ) -> dict[str, Any]:

@@ -5,6 +5,14 @@ top-level ones in start order), watches heartbeats, times out asks, and
 creates slots: the node, ``ctx.spawn`` and supervisors all create theirs
 here, validated the same way. Internal: supervisors and the test kit use it;
 actors use their context.
+
+It also keeps refs stable. A ref names a path: when a parent's incarnation
+ends, its children's slots stop but their refs are *parked* here by path;
+the slot the parent's next incarnation creates at the same path takes the
+parked ref over (``ActorRef.bind``), so a send costs no look-up. A parked ref
+dies when the parent stops for good, or when its next incarnation has
+started without re-creating that child. Registered names (``register``)
+point at refs and are freed when their ref dies.
 """
 
 from __future__ import annotations
@@ -17,23 +25,25 @@ from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import (
     ActorNotFound,
     ActorStartError,
+    ActorStopped,
     DuplicateActorName,
     HeartbeatTimeout,
     InvalidConfig,
+    NameTaken,
     NodeNotRunning,
     NotAnActor,
 )
 from garrison._validate import check_seconds
 from garrison.actors._actor import Actor
 from garrison.actors._deadlines import AskDeadlines
-from garrison.actors._introspect import ActorSnapshot, snapshot, tree_row, unstarted_row
+from garrison.actors._introspect import ActorSnapshot, activity, snapshot, tree_row, unstarted_row
 from garrison.actors._messages import ActorState, ExitReason
+from garrison.actors._ref import ActorRef
 from garrison.actors._slot import ExitHook, Slot, stop_for_good
 from garrison.mailbox import MailboxConfig
 
 if TYPE_CHECKING:
     from garrison._clock import Cancellable
-    from garrison.actors._ref import ActorRef
     from garrison.actors._runtime import Runtime
 
 
@@ -95,6 +105,11 @@ class Kernel:
         # A dict, not a set: hung actors are cancelled in start order, the same on every run.
         self._heartbeats: dict[Slot, None] = {}
         self._heartbeat_timer: Cancellable | None = None
+        self._parked: dict[str, tuple[ActorRef, ExitReason]] = {}
+        """Refs whose slot stopped because the parent's incarnation ended, by path, with
+        that slot's exit reason: what they die with if no later slot takes them over."""
+        self._names: dict[str, ActorRef] = {}
+        self._names_of: dict[ActorRef, list[str]] = {}
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """The node starts running on ``loop``."""
@@ -167,6 +182,7 @@ class Kernel:
         path = f"{parent.path if parent is not None else ''}/{name}"
         if path in self._slots:
             raise DuplicateActorName(path)
+        parked = self._parked.pop(path, None) if self._parked else None
         slot = Slot(
             runtime,
             parent,
@@ -177,6 +193,7 @@ class Kernel:
             mailbox if mailbox is not None else actor_class.mailbox,
             shutdown,
             on_exit,
+            parked[0] if parked is not None else None,
         )
         self._slots[path] = slot
         if parent is None:
@@ -185,13 +202,88 @@ class Kernel:
             parent.children[name] = slot
         return slot
 
-    def forget(self, slot: Slot) -> None:
-        """A slot stopped for good: its path is free again."""
-        if self._slots.get(slot.path) is slot:
-            del self._slots[slot.path]
+    def forget(self, slot: Slot, reason: ExitReason) -> None:
+        """A slot stopped for good: its path is free again.
+
+        A parked slot's ref waits for the next slot at its path; any other's
+        ref dies with ``reason``, and so do the parked refs under its path.
+        """
+        path = slot.path
+        if self._slots.get(path) is slot:
+            del self._slots[path]
         if slot.parent is None and self._top.get(slot.name) is slot:
             del self._top[slot.name]
         self._heartbeats.pop(slot, None)
+        ref = slot.self_ref
+        if slot.parked:
+            ref.park(
+                self.runtime.dead_letters,
+                f"{path} is between incarnations: its parent {slot.parent.path if slot.parent else ''} "
+                "is restarting",
+            )
+            self._parked[path] = (ref, reason)
+            return
+        self._bury(ref, reason)
+        if self._parked:
+            self._release_under(f"{path}/")
+
+    def release_unclaimed(self, parent: Slot) -> None:
+        """``parent``'s incarnation has started: refs parked under it that it did not re-create die."""
+        if self._parked:
+            self._release_under(f"{parent.path}/")
+
+    def _release_under(self, prefix: str) -> None:
+        for path in [path for path in self._parked if path.startswith(prefix)]:
+            ref, reason = self._parked.pop(path)
+            self._bury(ref, reason)
+
+    def _bury(self, ref: ActorRef, reason: ExitReason) -> None:
+        """``ref`` dies: its names are freed, its watchers hear Terminated."""
+        names = self._names_of.pop(ref, None)
+        if names is not None:
+            for name in names:
+                del self._names[name]
+        ref.die(reason)
+
+    # -- registered names -----------------------------------------------------------------
+
+    def register(self, name: str, ref: ActorRef) -> None:
+        """Register ``ref`` under ``name`` until it dies (Erlang's ``register/2``).
+
+        A ref may carry several names. Raises InvalidConfig for a bad name or
+        something that is not an ActorRef, ActorStopped for a dead ref,
+        NameTaken when another ref holds the name.
+        """
+        validate_name("name", name)
+        if not isinstance(ref, ActorRef):
+            raise InvalidConfig("ref", ref, "must be a garrison.ActorRef")
+        if not ref.is_alive:
+            raise ActorStopped(ref.path, f"cannot register a dead ref as {name!r}")
+        holder = self._names.get(name)
+        if holder is ref:
+            return
+        if holder is not None:
+            raise NameTaken(name, holder.path, ref.path)
+        self._names[name] = ref
+        self._names_of.setdefault(ref, []).append(name)
+
+    def unregister(self, name: str) -> None:
+        """Free ``name``; nothing happens if no ref holds it."""
+        ref = self._names.pop(name, None)
+        if ref is None:
+            return
+        names = self._names_of[ref]
+        names.remove(name)
+        if not names:
+            del self._names_of[ref]
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The ref registered under ``name``; None if there is none."""
+        return self._names.get(name)
+
+    def registered(self) -> dict[str, str]:
+        """Every registered name and the path of its ref, in registration order."""
+        return {name: ref.path for name, ref in self._names.items()}
 
     # -- heartbeats ----------------------------------------------------------------
 
@@ -234,10 +326,14 @@ class Kernel:
     # -- finding slots ------------------------------------------------------------------
 
     def lookup(self, path: str) -> ActorRef:
-        """The ref registered at ``path`` (e.g. ``/root/feed``). Raises ActorNotFound."""
+        """The ref of the actor at ``path`` (e.g. ``/root/feed``), also while an ancestor
+        restarts it. Raises ActorNotFound."""
         slot = self._slots.get(path)
         if slot is None or slot.state is ActorState.STOPPED:
-            raise ActorNotFound(path)
+            parked = self._parked.get(path)
+            if parked is None:
+                raise ActorNotFound(path)
+            return parked[0]
         return slot.self_ref
 
     def paths(self) -> list[str]:
@@ -257,6 +353,11 @@ class Kernel:
     def tree(self) -> list[dict[str, Any]]:
         """Every actor as a tree (``node.tree()``): path, kind, state, restarts, mailbox, children."""
         return [tree_row(slot) for slot in self._top.values()]
+
+    def busy(self) -> list[str]:
+        """What keeps the node from being idle (``node.settle()``): one line per busy actor,
+        ``<path> (<doing>; <n> queued)``, in registration order; empty when idle."""
+        return [line for slot in self._slots.values() if (line := activity(slot)) is not None]
 
     def describe_unstarted(
         self, parent: Slot, name: str, actor_class: type[Actor], mailbox: MailboxConfig

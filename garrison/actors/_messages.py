@@ -48,6 +48,17 @@ class ExitReason:
             return f"{self.kind.value}: {type(self.error).__name__}: {self.error}"
         return f"{self.kind.value}: {self.detail}" if self.detail else self.kind.value
 
+    @property
+    def brief(self) -> str:
+        """The reason in a few words, for a log line: the error's type without its text, which
+        can run long (a give-up carries the last failure's). ``str(reason)`` has it all."""
+        error = self.error
+        if error is None:
+            return str(self)
+        if self.detail:
+            return f"{self.kind.value}: {self.detail} ({type(error).__name__})"
+        return f"{self.kind.value}: {type(error).__name__}"
+
     @classmethod
     def normal(cls, detail: str = "") -> ExitReason:
         return cls(ExitKind.NORMAL, detail)
@@ -83,4 +94,4 @@ class DeadLetter:
     at: float = field(default=0.0)
     kind: str = "other"
     """A low-cardinality category for metrics: overflow, stopped, crashed, killed,
-    unhandled, late_reply, watcher_stopped."""
+    unhandled, late_reply, watcher_stopped, timer, restarting."""

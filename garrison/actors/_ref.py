@@ -7,36 +7,85 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from garrison._defaults import DEFAULT_ASK_TIMEOUT
+from garrison._errors import MessageDropped
 from garrison._validate import check_seconds
-from garrison.actors._messages import ActorState
+from garrison.actors._messages import ActorState, Terminated
 
 if TYPE_CHECKING:
+    from garrison.actors._deadletters import DeadLetters
     from garrison.actors._deadlines import AskDeadlines
     from garrison.actors._messages import ExitReason
     from garrison.actors._slot import Slot
     from garrison.mailbox import MailboxMetrics
 
 
+class _BetweenIncarnations:
+    """Where a ref's messages go while its path has no slot: an ancestor is restarting and
+    has not re-created it yet. Each message goes to dead letters (kind ``restarting``) with
+    the reason; an ask fails with MessageDropped. Nothing raises ActorStopped: the ref lives."""
+
+    __slots__ = ("_dead_letters", "_path", "_reason")
+
+    def __init__(self, dead_letters: DeadLetters, path: str, reason: str) -> None:
+        self._dead_letters = dead_letters
+        self._path = path
+        self._reason = reason
+
+    def try_put(self, message: Any, reply: asyncio.Future[Any] | None = None) -> bool:
+        if reply is not None and not reply.done():
+            reply.set_exception(MessageDropped(self._path, self._reason))
+        self._dead_letters.publish(message, self._path, self._reason, kind="restarting")
+        return True
+
+    def put_nowait(self, message: Any, reply: asyncio.Future[Any] | None = None) -> None:
+        self.try_put(message, reply)
+
 
 class ActorRef:
-    """A stable handle on one actor slot: valid across restarts, dead once the slot stops.
+    """A stable handle on one actor path: valid across restarts, dead once the path is gone.
+
+    A ref names a path in the tree (``/root/orders/book``) and reaches the
+    incarnation running there now: its own restarts keep the same mailbox,
+    and when an ancestor restarts and re-creates the actor, the ref moves on
+    to the new one. It goes dead (``is_alive`` False, sends raise
+    ActorStopped, watchers get ``Terminated``) only when the actor stops for
+    good: removed from its supervisor, stopped by request, an ancestor
+    stopped for good, or the node stopped. See docs/addressing.md.
 
     Messages from one sender to one actor arrive in the order sent (per
     sender FIFO), except as the mailbox's overflow policy says (dropped or
     conflated messages).
     """
 
-    __slots__ = ("_context", "_deadlines", "_done", "_loop", "_mailbox", "_try_put", "path")
+    __slots__ = (
+        "_context",
+        "_deadlines",
+        "_done",
+        "_ended",
+        "_exit_reason",
+        "_loop",
+        "_mailbox",
+        "_put_nowait",
+        "_try_put",
+        "_watchers",
+        "path",
+    )
 
     def __init__(self, slot: Slot) -> None:
-        self._context = slot  # the slot this ref names
+        self._context = slot  # the slot this ref reaches now
         self._mailbox = slot.mailbox
-        self._try_put = slot.mailbox.try_put  # bound once: tell is the hot path
+        # Bound once per incarnation of the path, not looked up per message: tell is the hot path.
+        self._try_put = slot.mailbox.try_put
+        self._put_nowait = slot.mailbox.put_nowait
         kernel = slot.node.kernel
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
         self._done = kernel.completed
         self._loop = slot.loop
         self._deadlines: AskDeadlines = kernel.ask_deadlines
+        self._exit_reason: ExitReason | None = None
+        self._ended: asyncio.Future[ExitReason] | None = None
+        # A dict, not a set: Terminated goes out in watch order, the same on every run.
+        self._watchers: dict[Slot, None] = {}
         self.path = slot.path
 
     @property
@@ -45,14 +94,63 @@ class ActorRef:
 
     @property
     def is_alive(self) -> bool:
-        """False once the slot has stopped for good (restarts keep it alive)."""
-        return self._context.state is not ActorState.STOPPED
+        """False once the actor has stopped for good (restarts, its own or an ancestor's,
+        keep it alive)."""
+        return self._exit_reason is None
+
+    @property
+    def exit_reason(self) -> ExitReason | None:
+        """Why the actor stopped for good; None while the ref lives."""
+        return self._exit_reason
 
     @property
     def slot(self) -> Slot:
-        """Internal: the runtime slot this ref names, for garrison's own layers (the node,
-        supervisors, the test kit). Actors use refs and their context, never this."""
+        """Internal: the runtime slot this ref reaches now, for garrison's own layers (the
+        node, supervisors, the test kit). Actors use refs and their context, never this."""
         return self._context
+
+    # -- internal: the kernel moves a ref from one slot of its path to the next -------------
+
+    def bind(self, slot: Slot) -> None:
+        """Internal: ``slot`` is the new slot of this ref's path; messages go there from now on."""
+        self._context = slot
+        self._mailbox = slot.mailbox
+        self._try_put = slot.mailbox.try_put
+        self._put_nowait = slot.mailbox.put_nowait
+
+    def park(self, dead_letters: DeadLetters, reason: str) -> None:
+        """Internal: the slot stopped while an ancestor restarts; until ``bind``, each message
+        goes to dead letters with ``reason``."""
+        between = _BetweenIncarnations(dead_letters, self.path, reason)
+        self._try_put = between.try_put
+        self._put_nowait = between.put_nowait
+
+    def die(self, reason: ExitReason) -> None:
+        """Internal: the path is gone for good. Sends raise ActorStopped from now on (the last
+        slot's closed mailbox), watchers hear ``Terminated``, ``wait_terminated`` returns."""
+        if self._exit_reason is not None:
+            return
+        self._exit_reason = reason
+        mailbox = self._context.mailbox
+        self._mailbox = mailbox
+        self._try_put = mailbox.try_put
+        self._put_nowait = mailbox.put_nowait
+        for watcher in self._watchers:
+            if watcher.state is not ActorState.STOPPED:
+                watcher.mailbox.put_system(Terminated(self, reason))
+        self._watchers.clear()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(reason)
+
+    def add_watcher(self, watcher: Slot) -> None:
+        """Internal: ``watcher`` hears Terminated when this ref dies (once, however often added)."""
+        self._watchers[watcher] = None
+
+    def remove_watcher(self, watcher: Slot) -> None:
+        """Internal: ``watcher`` no longer hears of this ref's death."""
+        self._watchers.pop(watcher, None)
+
+    # -- sending ------------------------------------------------------------------------
 
     def tell(self, message: Any) -> Awaitable[None]:
         """Send ``message``; await the result.
@@ -61,6 +159,8 @@ class ActorRef:
         (and CONFLATE with a new key) a full mailbox makes the await wait for
         space. Raises MailboxFull under REJECT, ActorStopped once the actor
         has stopped for good. Cancelling the wait leaves the message unsent.
+        While an ancestor restarts (the path has no slot yet) the message
+        goes to dead letters with kind ``restarting``.
         """
         if self._try_put(message):
             return self._done
@@ -72,18 +172,21 @@ class ActorRef:
 
         Raises MailboxFull when the mailbox is full and its policy is
         BACKPRESSURE or REJECT (the message was not enqueued), ActorStopped
-        once the actor has stopped for good.
+        once the actor has stopped for good. While an ancestor restarts the
+        message goes to dead letters with kind ``restarting``.
         """
-        self._mailbox.put_nowait(message)
+        self._put_nowait(message)
 
     async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send ``message`` and await the handler's return value.
 
         The handler's exception is raised here and does not crash the actor.
-        Raises AskTimeout after ``timeout`` seconds of node-clock time
-        (including any wait for mailbox space; None waits forever),
+        Raises UnhandledMessage if the actor does not handle the message
+        (``ctx.unhandled``), AskTimeout after ``timeout`` seconds of node-clock
+        time (including any wait for mailbox space; None waits forever),
         ActorStopped if the actor stops before it answers, MailboxFull under
-        REJECT, MessageDropped if the mailbox policy drops the message.
+        REJECT, MessageDropped if the mailbox policy drops the message or an
+        ancestor is restarting (the message then goes to dead letters).
         A reply that arrives after the timeout goes to dead letters.
         """
         if timeout.__class__ is not float or not timeout > 0:  # the usual case, a positive float, inline
@@ -92,7 +195,7 @@ class ActorRef:
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)
         try:
-            if not self._mailbox.try_put(message, reply):
+            if not self._try_put(message, reply):
                 await self._mailbox.put(message, reply)
         except BaseException:
             reply.cancel()  # never sent: nothing is left for its deadline to expire
@@ -104,8 +207,16 @@ class ActorRef:
         return self._mailbox.metrics()
 
     def wait_terminated(self) -> Awaitable[ExitReason]:
-        """Await the slot's final exit reason (immediately if already stopped)."""
-        return self._context.wait_terminated()
+        """Await the final exit reason, once the actor stopped for good (at once if it has).
+
+        Restarts, the actor's own or an ancestor's, do not end the wait. Shielded:
+        cancelling the await does not stop anything.
+        """
+        if self._ended is None:
+            self._ended = self._loop.create_future()
+            if self._exit_reason is not None:
+                self._ended.set_result(self._exit_reason)
+        return asyncio.shield(self._ended)
 
     def __repr__(self) -> str:
         return f"ActorRef({self.path!r})"

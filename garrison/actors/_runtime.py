@@ -114,7 +114,15 @@ class Runtime(Protocol):
         ...
 
     def lookup(self, path: str) -> ActorRef:
-        """The ref registered at ``path``; raises ActorNotFound."""
+        """The ref of the actor at ``path``; raises ActorNotFound."""
+        ...
+
+    def register(self, name: str, ref: ActorRef) -> None:
+        """Register ``ref`` under ``name`` until it dies; see ``Node.register``."""
+        ...
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The ref registered under ``name``, or None; see ``Node.whereis``."""
         ...
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:

@@ -25,7 +25,9 @@ in three groups:
 What a slot guarantees: one incarnation at a time; the mailbox and its
 queued messages outlive every incarnation; nothing queued vanishes silently
 (it is served, or dead-lettered with a reason); watchers hear
-``Terminated`` once, when the slot stops for good.
+``Terminated`` once, when the ref dies. A slot stopped because its parent's
+incarnation ends is *parked*: its ref outlives it and moves to the slot the
+parent's next incarnation creates at the same path (see ``Kernel``).
 """
 
 from __future__ import annotations
@@ -112,7 +114,6 @@ class Slot:
         "_terminated",
         "_throughput",
         "_throughput_deadline",
-        "_watchers",
         "actor_class",
         "args",
         "busy_since",
@@ -127,6 +128,7 @@ class Slot:
         "name",
         "node",
         "parent",
+        "parked",
         "path",
         "restarts",
         "self_ref",
@@ -146,6 +148,7 @@ class Slot:
         mailbox: MailboxConfig,
         shutdown: float | None,
         on_exit: ExitHook,
+        ref: ActorRef | None = None,
     ) -> None:
         self.node = node
         self.name = name
@@ -157,7 +160,12 @@ class Slot:
         self.mailbox: Mailbox = make_mailbox(
             mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped
         )
-        self.self_ref = ActorRef(self)
+        if ref is None:
+            self.self_ref = ActorRef(self)
+        else:
+            # The path's earlier slot stopped while an ancestor restarted: its refs move here.
+            ref.bind(self)
+            self.self_ref = ref
         self.shutdown = shutdown
         self.state = ActorState.STARTING
         self.restarts = 0
@@ -175,8 +183,9 @@ class Slot:
         self.parent = parent
         self.children: dict[str, Slot] = {}
         """Child slots by name, in start order (the order they stop in, reversed)."""
-        # A dict, not a set: Terminated goes out in watch order, the same on every run.
-        self._watchers: dict[Slot, None] = {}
+        self.parked = False
+        """Stopped because the parent's incarnation ends: its ref waits for the parent's next
+        incarnation to re-create it, rather than dying with this slot."""
         self._on_exit = on_exit
         self._task: asyncio.Task[None] | None = None
         self._stopping: _IncarnationStop | None = None
@@ -221,24 +230,19 @@ class Slot:
     # -- what the actor's context uses -----------------------------------------------
 
     def watch(self, ref: ActorRef) -> None:
-        """Deliver ``Terminated(ref, reason)`` here when ``ref``'s slot stops for good (at once if it has)."""
-        target = ref.slot
-        if target.state is ActorState.STOPPED:
-            assert target.exit_reason is not None
-            self.mailbox.put_system(Terminated(ref, target.exit_reason))
+        """Deliver ``Terminated(ref, reason)`` here when ``ref`` dies (at once if it has).
+
+        A ref dies when its actor stops for good; restarts, its own or an ancestor's, do not count.
+        """
+        reason = ref.exit_reason
+        if reason is not None:
+            self.mailbox.put_system(Terminated(ref, reason))
         else:
-            target.add_watcher(self)
+            ref.add_watcher(self)
 
     def unwatch(self, ref: ActorRef) -> None:
         """Stop watching ``ref``; a Terminated already queued is still delivered."""
-        ref.slot.remove_watcher(self)
-
-    def add_watcher(self, watcher: Slot) -> None:
-        """``watcher`` hears Terminated when this slot stops for good (once, however often added)."""
-        self._watchers[watcher] = None
-
-    def remove_watcher(self, watcher: Slot) -> None:
-        self._watchers.pop(watcher, None)
+        ref.remove_watcher(self)
 
     def take_reply(self) -> asyncio.Future[Any] | None:
         """Hand over the reply of the ask in flight (None for a tell): the handler's return
@@ -381,27 +385,26 @@ class Slot:
         await self.wait_terminated()
 
     def finalize(self, reason: ExitReason) -> None:
-        """The slot is gone: refs raise ActorStopped, watchers get Terminated. Idempotent."""
+        """The slot is gone. Unless parked, so is its ref: sends raise ActorStopped, watchers
+        get Terminated. Idempotent."""
         if self.state is ActorState.STOPPED:
             return
         self.state = ActorState.STOPPED
         self._exit_reason = reason
         self.mailbox.close(str(reason))
-        self.mailbox.drain(f"{self.path} stopped before processing it ({reason})")
+        self.mailbox.drain(f"{self.path} stopped before processing it ({reason.brief})")
         for control in self.mailbox.drain_system():
             self._undelivered(control, reason)
-        self.node.kernel.forget(self)
         parent = self.parent
         if parent is not None and parent.children.get(self.name) is self:
             del parent.children[self.name]
-        for watcher in self._watchers:
-            if watcher.state is not ActorState.STOPPED:
-                watcher.mailbox.put_system(Terminated(self.self_ref, reason))
-        self._watchers.clear()
+        # Parked: the ref waits for the parent's next incarnation; else it dies, with its
+        # parked descendants, and its watchers hear Terminated.
+        self.node.kernel.forget(self, reason)
         if self._terminated is not None and not self._terminated.done():
             self._terminated.set_result(reason)
         self.node.events.publish(Stopped(path=self.path, at=self.node.clock.now(), reason=str(reason)))
-        self.logger.info("actor {path} stopped: {reason}", path=self.path, reason=reason)
+        self.logger.info("actor {path} stopped: {why}", path=self.path, why=reason.brief, reason=str(reason))
 
     def wait_terminated(self) -> Awaitable[ExitReason]:
         """Await the slot's final exit reason (immediately if already stopped); shielded."""
@@ -446,6 +449,8 @@ class Slot:
             self._report_failure(reason, None)
         else:
             self.state = ActorState.RUNNING
+            # Children this incarnation did not re-create by now are gone: their refs die.
+            self.node.kernel.release_unclaimed(self)
             self.node.events.publish(Started(path=self.path, at=self.node.clock.now()))
             if started is not None:
                 started.set_result(None)
@@ -677,6 +682,10 @@ class Slot:
     async def _stop_children(self) -> None:
         reason = ExitReason.shutdown(f"parent {self.path} stopping")
         children = list(self.children.values())
+        for child in children:
+            # This incarnation ends; the next one re-creates them, and their refs move there.
+            # Whether there is a next one is decided later: our finalize releases them if not.
+            child.parked = True
         if self.stop_children_concurrently:
             await asyncio.gather(*(child.stop(reason, child.shutdown) for child in children))
             return

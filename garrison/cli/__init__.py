@@ -1,9 +1,10 @@
 """The ``garrison`` command: run a node (optionally under heart), look at one, read a journal.
 
 ``garrison run MODULE:SPEC``, ``garrison tree URL``, ``garrison top URL`` and
-``garrison journal inspect PATH STREAM``. A usage error (a bad module path,
-an unreachable node, a missing or corrupt journal) is one line on stderr
-and exit status 2. ``python -m garrison.cli`` is the same command.
+``garrison journal list|inspect|verify|quarantine|restore|migrate``. A usage
+error (a bad module path, an unreachable node, a missing journal) is one line
+on stderr and exit status 2; the journal tools exit 65 for a damaged journal
+and 69 for an unreachable Redis (garrison.ExitCode). ``python -m garrison.cli`` is the same command.
 """
 
 from __future__ import annotations
@@ -33,11 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     top = commands.add_parser("top", help="a live view of a running node")
     _view.add_top_arguments(top)
     top.set_defaults(handler=_view.top_command)
-    journal = commands.add_parser("journal", help="read a journal")
-    journal_commands = journal.add_subparsers(dest="journal_command", metavar="COMMAND", required=True)
-    inspect = journal_commands.add_parser("inspect", help="list a stream's events, decoded")
-    _journal.add_arguments(inspect)
-    inspect.set_defaults(handler=_journal.inspect_command)
+    journal = commands.add_parser("journal", help="list, inspect, verify, repair or migrate a journal")
+    _journal.add_commands(journal)
     return parser
 
 
@@ -48,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = options.handler(options)
     except UsageError as error:
         print(f"garrison: {error}", file=sys.stderr)
-        return USAGE_EXIT_CODE
+        return error.code
     except BrokenPipeError:  # `garrison journal inspect ... | head`
         return 0
     return status

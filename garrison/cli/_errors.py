@@ -8,4 +8,10 @@ __all__ = ["USAGE_EXIT_CODE", "UsageError"]
 
 
 class UsageError(Exception):
-    """A bad argument, module path, URL or file: ``main`` prints ``garrison: <message>`` and exits 2."""
+    """A bad argument, module path, URL or file: ``main`` prints ``garrison: <message>`` and exits
+    with ``code`` (2, ``ExitCode.USAGE``, unless the failure has a code of its own: a damaged
+    journal 65, an unreachable Redis 69)."""
+
+    def __init__(self, message: str, code: int = USAGE_EXIT_CODE) -> None:
+        super().__init__(message)
+        self.code = code

@@ -191,9 +191,10 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
         try:
             await node.__aenter__()
         except (JournalCorrupt, InvalidConfig, OSError) as error:
-            node.request_shutdown(USAGE_EXIT_CODE)
+            code = ExitCode.DAMAGED if isinstance(error, JournalCorrupt) else USAGE_EXIT_CODE
+            node.request_shutdown(code)
             await node.shutdown()
-            raise UsageError(f"cannot start node {node.name}: {error}") from error
+            raise UsageError(f"cannot start node {node.name}: {error}", code) from error
         try:
             if heart_lost:
                 node.request_shutdown(HEART_LOST_EXIT_CODE)

@@ -116,7 +116,7 @@ class Mailbox:
         "_next_ticket",
         "_put_waiters",
         "_queue",
-                "_wait_counts",
+        "_wait_counts",
         "_wait_sum",
         "_waiter",
         "capacity",
@@ -333,6 +333,12 @@ class Mailbox:
 
     def has_system(self) -> bool:
         return bool(self.system)
+
+    @property
+    def consumer_waiting(self) -> bool:
+        """The consumer is parked in :meth:`wait` on an empty mailbox: it runs no message now."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
 
     def close(self, reason: str) -> None:
         """Refuse new user messages from now on; producers waiting for space get ActorStopped."""

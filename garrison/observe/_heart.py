@@ -222,11 +222,12 @@ class Heart:
             if returncode == 0:
                 log.info("node exited with code 0 (an orderly stop); heart exits")
                 return 0
-            if returncode == USAGE_EXIT_CODE:
+            if returncode in (ExitCode.USAGE, ExitCode.DAMAGED):
+                what = "a usage error" if returncode == ExitCode.USAGE else "a damaged journal"
                 log.error(
-                    "node {reason}: a usage error, which a restart cannot fix; heart exits", reason=reason
+                    "node {reason}: {what}, which a restart cannot fix; heart exits", reason=reason, what=what
                 )
-                return USAGE_EXIT_CODE
+                return returncode
             now = time.monotonic()
             self._recent.append(now)
             while self._recent and now - self._recent[0] > self.config.period:

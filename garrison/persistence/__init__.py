@@ -3,6 +3,7 @@
 from garrison._errors import (
     EventDecodeError,
     FatalError,
+    InvalidEvent,
     JournalClosed,
     JournalCorrupt,
     JournalError,
@@ -22,13 +23,21 @@ from garrison.persistence._intent_model import (
     IntentState,
     IntentTransitionError,
 )
-from garrison.persistence._journal import Ack, Journal, PackedEvents
+from garrison.persistence._journal import (
+    Ack,
+    Journal,
+    JournalProblem,
+    PackedEvents,
+    QuarantinedEvent,
+    StreamSummary,
+)
 from garrison.persistence._redis import RedisJournal
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
 from garrison.persistence._retention import trim_to_snapshot
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
+from garrison.persistence._upcast import Upcaster
 
 __all__ = [
     "Ack",
@@ -48,18 +57,23 @@ __all__ = [
     "IntentRecorded",
     "IntentState",
     "IntentTransitionError",
+    "InvalidEvent",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
+    "JournalProblem",
     "JournalWriteError",
     "PackedEvents",
     "PersistFailed",
+    "QuarantinedEvent",
     "RedisConsumer",
     "RedisJournal",
     "SequenceConflict",
     "SqliteJournal",
     "StateCodec",
+    "StreamSummary",
+    "Upcaster",
     "client_order_id",
     "deterministic_id",
     "replay_events",

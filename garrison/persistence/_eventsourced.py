@@ -14,9 +14,10 @@ from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._replay import replay_events
 from garrison.persistence._retention import trim_to_snapshot
+from garrison.persistence._upcast import Upcaster
 
 if TYPE_CHECKING:
-    from garrison.persistence._journal import Journal
+    from garrison.persistence._journal import Journal, QuarantinedEvent
 
 S = TypeVar("S")
 
@@ -38,6 +39,13 @@ class EventSourcedActor(Actor, Generic[S]):
     in the mailbox. An event that does not decode fails the start with
     EventDecodeError naming the stream and seq; nothing is skipped.
 
+    Every event is proven to decode back as itself before it is written: one
+    that would not (a msgspec Struct does not check its field types when it is
+    constructed) raises InvalidEvent from ``persist``, naming the field and its
+    value; nothing is written and the actor keeps running. ``upcasters`` read
+    the stored events of older versions of the event types (older tags) as the
+    current ones.
+
     ``persistence_id`` names the stream (default: the actor's path); one
     live writer per id. ``snapshot_every=N`` saves a snapshot every N
     events (a failed snapshot is logged, not fatal); with
@@ -48,6 +56,8 @@ class EventSourcedActor(Actor, Generic[S]):
     """
 
     events: ClassVar[Sequence[type[msgspec.Struct]]] = ()
+    upcasters: ClassVar[Sequence[Upcaster]] = ()
+    """How stored events of older tags become ``events`` types on replay (schema evolution)."""
     snapshot_every: ClassVar[int | None] = None
     trim_after_snapshot: ClassVar[bool] = False
     state_type: ClassVar[Any] = None
@@ -62,8 +72,8 @@ class EventSourcedActor(Actor, Generic[S]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "events" in cls.__dict__:
-            cls._codec = EventCodec(cls.events)
+        if "events" in cls.__dict__ or "upcasters" in cls.__dict__:
+            cls._codec = EventCodec(cls.events, upcasters=cls.upcasters)
         every = cls.__dict__.get("snapshot_every")
         check_count(f"{cls.__qualname__}.snapshot_every", every, allow_none=True)
         trim = cls.__dict__.get("trim_after_snapshot", False)
@@ -108,8 +118,10 @@ class EventSourcedActor(Actor, Generic[S]):
     async def persist(self, *events: Any) -> None:
         """Journal ``events`` atomically, then apply them in order. Awaits the durable write.
 
-        Raises InvalidConfig for an unregistered event type (nothing written)
-        and PersistFailed when the journal cannot confirm the write. If
+        Raises InvalidConfig for an unregistered event type, InvalidEvent
+        for an event that would not decode back as itself (both: nothing
+        written, the actor keeps running, an asker gets the error), and
+        PersistFailed when the journal cannot confirm the write. If
         ``apply`` raises once the events are durable, FatalError: this
         incarnation's state is behind the journal, so it stops (even in an
         ``ask``) and its restart replays them.
@@ -179,13 +191,35 @@ class EventSourcedActor(Actor, Generic[S]):
         else:
             seq, state = 0, self.initial_state()
         apply = self.apply
+        replayed_after = seq
         async with aclosing(replay_events(journal, stream, codec, seq)) as replay:
             async for first_seq, events in replay:
                 for event in events:
                     state = apply(state, event)
                 seq = first_seq + len(events) - 1
         self._state = state
-        self._seq = seq
+        set_aside = [event for event in await journal.quarantined(stream) if event.seq > replayed_after]
+        if set_aside:
+            # The stream's seqs go on after them: the next persist follows the highest.
+            self._seq = max(seq, set_aside[-1].seq)
+            self.on_quarantined(set_aside)
+        else:
+            self._seq = seq
+
+    def on_quarantined(self, events: list[QuarantinedEvent]) -> None:
+        """Recovery skipped ``events``, set aside by ``garrison journal quarantine``: called
+        once the state is rebuilt without them, before ``on_start``.
+
+        The default logs a warning naming their seqs and reasons, and the actor starts.
+        Override to decide otherwise: raise to refuse to start (the supervisor sees a
+        failed start), or persist a compensating event from ``on_start``.
+        """
+        self.ctx.logger.warning(
+            "{stream}: recovery skipped {count} quarantined event(s): {events}",
+            stream=self.stream,
+            count=len(events),
+            events=", ".join(f"seq {event.seq} ({event.reason})" for event in events[:10]),
+        )
 
     def _event_codec(self) -> EventCodec:
         codec = self._codec

@@ -52,6 +52,7 @@ from garrison.persistence._intent_model import (
 from garrison.persistence._journal import Journal, check_stream
 from garrison.persistence._replay import replay_events
 from garrison.persistence._retention import delete_through, trim_to_snapshot
+from garrison.persistence._roundtrip import invalid_payload
 
 P = TypeVar("P")
 
@@ -376,12 +377,8 @@ class IntentLog(Generic[P]):
             encoded = self._encoder.encode(payload)
             decoded = self._decoder.decode(encoded)
         except (TypeError, ValueError, OverflowError, msgspec.MsgspecError) as error:
-            raise InvalidConfig(
-                "payload",
-                payload,
-                f"must be a {getattr(self.payload_type, '__name__', self.payload_type)} "
-                f"that round-trips through msgpack ({error})",
-            ) from error
+            name = f"intent of {self.stream!r}"
+            raise invalid_payload(payload, self.payload_type, name, error) from error
         return encoded, decoded
 
     # -- queries (what is durable) ------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from garrison._errors import InvalidConfig
 from garrison._validate import check_count
@@ -46,6 +46,60 @@ class PackedEvents:
     @property
     def last_seq(self) -> int:
         return self.first_seq + self.count - 1
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedEvent:
+    """An event set aside by ``quarantine``: out of its stream's replay, kept as it was stored."""
+
+    stream: str
+    seq: int
+    payload: bytes
+    reason: str
+    at: float
+    """When it was set aside (wall-clock seconds since the epoch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream of a journal, as ``garrison journal list`` shows it."""
+
+    stream: str
+    events: int
+    """Events stored (deleted and quarantined ones not counted)."""
+    first_seq: int
+    """The first stored event's seq (0 if none is stored)."""
+    highest_seq: int
+    snapshot_seq: int | None
+    quarantined: int
+
+
+ProblemKind = Literal["file", "checksum", "missing", "snapshot", "not-bytes", "undecodable", "key-type"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalProblem:
+    """One thing ``verify`` found wrong in a journal's storage.
+
+    ``kind``: ``file`` (the store itself is damaged), ``checksum`` (an event's bytes
+    are not what was written), ``missing`` (events gone from the middle of a stream,
+    neither deleted nor quarantined), ``snapshot`` (a snapshot's checksum or seq),
+    ``not-bytes`` (a stored value that a journal never writes), ``undecodable`` (an
+    event that does not decode as a registered type: ``garrison journal verify
+    --types``), ``key-type`` (a Redis key of the wrong type)."""
+
+    kind: ProblemKind
+    stream: str | None
+    seq: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = (
+            ""
+            if self.stream is None
+            else f"stream {self.stream!r}" + ("" if self.seq is None else f" seq {self.seq}")
+        )
+        return f"{self.kind}: {where}{': ' if where else ''}{self.detail}"
 
 
 @runtime_checkable
@@ -109,6 +163,12 @@ class Journal(Protocol):
 
     async def acked_seq(self, stream: str, group: str) -> int:
         """The highest seq ``group`` has acknowledged on ``stream`` (0 if none)."""
+        ...
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        """The events of ``stream`` set aside by ``quarantine``, in seq order ([] if none).
+
+        Replay skips their seqs; ``highest_seq`` still counts them."""
         ...
 
     async def open(self) -> Journal:

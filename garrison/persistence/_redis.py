@@ -31,11 +31,25 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Never, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+from zlib import crc32
 
-from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
+import msgspec
+
+from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
 from garrison.persistence import _redis_scripts as scripts
+from garrison.persistence._checksum import checksum
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
-from garrison.persistence._journal import Ack, ReadsInBatches, check_positive_int, check_seq, check_stream
+from garrison.persistence._journal import (
+    Ack,
+    JournalProblem,
+    QuarantinedEvent,
+    ReadsInBatches,
+    StreamSummary,
+    check_positive_int,
+    check_seq,
+    check_stream,
+)
 from garrison.persistence._redis_ids import entry_id, entry_seq
 
 MAX_APPENDS_PER_SCRIPT = 500
@@ -43,6 +57,35 @@ MAX_APPENDS_PER_SCRIPT = 500
 else while a script runs)."""
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+
+SCHEMA_VERSION = 2
+"""The namespace's key layout and entry fields: 1 had no checksums, 2 has one on every
+entry (field ``c``) and snapshot (``snapshot_crc``). Kept in ``RedisJournal.schema_key``."""
+
+_QUARANTINE_ENCODER = msgspec.msgpack.Encoder()
+_QUARANTINE_DECODER = msgspec.msgpack.Decoder(QuarantinedEvent)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis SCAN pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+def _response_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (redis.exceptions.ResponseError,)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -74,6 +117,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         confirm_aof: bool = False,
         ambiguity_timeout: float = 10.0,
         socket_timeout: float = 5.0,
+        migrate: bool = False,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidConfig("url", url, "a Redis URL such as redis://127.0.0.1:6379/0")
@@ -85,6 +129,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self.confirm_aof = confirm_aof
         self.ambiguity_timeout = ambiguity_timeout
         self.socket_timeout = socket_timeout
+        self.migrate = migrate
         self.resolved_ambiguous = 0
         """Appends whose connection dropped and that were settled by reading back."""
         self._client: Any = None
@@ -110,6 +155,17 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     def _offsets_key(self, stream: str) -> str:
         return f"{self.namespace}:{{{stream}}}:offsets"
+
+    def _quarantine_key(self, stream: str) -> str:
+        return f"{self.namespace}:{{{stream}}}:quarantine"
+
+    def schema_key(self) -> str:
+        """The key that holds the namespace's schema version (``SCHEMA_VERSION``)."""
+        return f"{self.namespace}:schema"
+
+    def redacted_url(self) -> str:
+        """``url`` without its password, for messages and logs."""
+        return redact_url(self.url)
 
     # -- open and close (the journal core's hooks) ----------------------------------------
 
@@ -160,6 +216,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
                         f"Redis {info.get('redis_version')} has no WAITAOF; run it with appendonly yes and "
                         "appendfsync always so every acknowledged append is on disk",
                     )
+            await self._check_schema(client)
             opened.pop_all()  # the server passed: _close_connections closes both clients
         self._client = client
         self._writer_client = writer_client
@@ -167,6 +224,96 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._snapshot_script = client.register_script(scripts.SNAPSHOT)
         self._ack_script = client.register_script(scripts.ACK)
         await self._load_scripts(client)
+
+    async def _check_schema(self, client: Any) -> None:
+        """Refuse a namespace written by another schema version (migrating it first with
+        ``migrate=True``), or holding keys of another program; mark a new one."""
+        key = self.schema_key()
+        try:
+            value = await client.get(key)
+        except _response_errors() as error:
+            raise self._wrong_type(key, error) from error
+        if value is None:
+            if not await self._has_data(client):
+                await client.set(key, SCHEMA_VERSION, nx=True)
+                return
+            version = 1
+        else:
+            try:
+                version = int(value)
+            except ValueError:
+                raise JournalCorrupt(
+                    self.redacted_url(), f"key {key!r} holds {value!r}, not a schema version"
+                ) from None
+        if version > SCHEMA_VERSION:
+            raise JournalCorrupt(
+                self.redacted_url(),
+                f"namespace {self.namespace!r} was written by a newer garrison (schema version {version}; "
+                f"this one reads up to {SCHEMA_VERSION}); upgrade garrison",
+            )
+        if version < SCHEMA_VERSION:
+            if not self.migrate:
+                raise JournalCorrupt(
+                    self.redacted_url(),
+                    f"namespace {self.namespace!r} has schema version {version}, older than "
+                    f"{SCHEMA_VERSION}; back Redis up and run 'garrison journal migrate --redis URL "
+                    f"--namespace {self.namespace}' (or open it with RedisJournal(..., migrate=True))",
+                )
+            await self._migrate(client)
+            await client.set(key, SCHEMA_VERSION)
+
+    async def _has_data(self, client: Any) -> bool:
+        async for _ in client.scan_iter(match=f"{_glob_escape(self.namespace)}:{{*", count=1000):
+            return True
+        return False
+
+    async def _migrate(self, client: Any) -> None:
+        """Version 1 to 2: a checksum on every entry and snapshot. Each stream is rewritten
+        into a new key and renamed over the old one (atomic per stream; running it again
+        rewrites nothing twice). A stream with deliveries pending in a consumer group is
+        refused: its consumers must ack them first, since pending entries cannot be moved."""
+        pattern = f"{_glob_escape(self.namespace)}:{{*}}:events"
+        async for raw_key in client.scan_iter(match=pattern, count=1000):
+            key = as_text(raw_key)
+            groups = await client.xinfo_groups(key)
+            for group in groups:
+                if int(group.get("pending", 0)):
+                    raise JournalCorrupt(
+                        self.redacted_url(),
+                        f"cannot migrate {key!r}: group {as_text(group['name'])!r} has {group['pending']} "
+                        "pending deliveries; let its consumers ack them, then migrate again",
+                    )
+            await self._rewrite_with_checksums(client, key, groups)
+        async for raw_key in client.scan_iter(match=f"{_glob_escape(self.namespace)}:{{*}}:meta", count=1000):
+            state = await client.hget(raw_key, "snapshot")
+            if state is not None:
+                await client.hset(raw_key, "snapshot_crc", crc32(bytes(state)))
+
+    async def _rewrite_with_checksums(self, client: Any, key: str, groups: list[dict[Any, Any]]) -> None:
+        info = await client.xinfo_stream(key)
+        if not info.get("length"):
+            return
+        staging = f"{key}:migrating"
+        await client.delete(staging)
+        cursor = "-"
+        while True:
+            rows = await client.xrange(key, cursor, "+", count=self.read_batch)
+            rows = [row for row in rows if as_text(row[0]) != cursor] if cursor != "-" else rows
+            if not rows:
+                break
+            async with client.pipeline(transaction=False) as pipe:
+                for entry, fields in rows:
+                    if b"c" not in fields and b"p" in fields:
+                        fields = {**fields, b"c": crc32(bytes(fields[b"p"]))}
+                    pipe.xadd(staging, fields, id=entry)
+                await pipe.execute()
+            cursor = as_text(rows[-1][0])
+        await client.execute_command("XSETID", staging, as_text(info["last-generated-id"]))
+        for group in groups:
+            await client.xgroup_create(
+                staging, as_text(group["name"]), id=as_text(group["last-delivered-id"])
+            )
+        await client.rename(staging, key)
 
     async def _close_connections(self) -> None:
         await self._client.aclose()
@@ -193,7 +340,8 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             stream = append.stream
             keys += (self.events_key(stream), self.meta_key(stream))
             args += (append.expected_seq, len(append.events), len(append.acks))
-            args += append.events
+            for payload in append.events:
+                args += (payload, crc32(payload))
             for ack in append.acks:
                 keys.append(self._offsets_key(ack.stream))
                 args += (ack.group, ack.seq)
@@ -394,7 +542,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         rows = await kept_cancelled(
             self.client().xrange(self.events_key(stream), entry_id(after_seq + 1), "+", count=count)
         )
-        return [bytes(fields[b"p"]) for _, fields in rows]
+        return [self._payload(stream, entry_id, fields)[1] for entry_id, fields in rows]
 
     # -- other writes ------------------------------------------------------------------------
 
@@ -405,7 +553,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
         client = self.client()
         try:
-            await self._snapshot_script(keys=[self.meta_key(stream)], args=[seq, state], client=client)
+            await self._snapshot_script(
+                keys=[self.meta_key(stream)], args=[seq, state, checksum(state)], client=client
+            )
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
 
@@ -443,16 +593,171 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         check_seq("after_seq", after_seq)
         client = self.client()
         key = self.events_key(stream)
+        set_aside = {int(seq) for seq in await kept_cancelled(client.hkeys(self._quarantine_key(stream)))}
         cursor = after_seq
         while True:
-            rows = await kept_cancelled(client.xrange(key, entry_id(cursor + 1), "+", count=self.read_batch))
+            try:
+                rows = await kept_cancelled(
+                    client.xrange(key, entry_id(cursor + 1), "+", count=self.read_batch)
+                )
+            except _response_errors() as error:
+                raise self._wrong_type(key, error) from error
             if not rows:
                 return
-            batch = [(entry_seq(entry_id), bytes(fields[b"p"])) for entry_id, fields in rows]
-            yield batch
+            batch = [self._payload(stream, entry_id, fields) for entry_id, fields in rows]
             cursor = batch[-1][0]
+            if set_aside:
+                batch = [row for row in batch if row[0] not in set_aside]
+            if batch:
+                yield batch
             if len(rows) < self.read_batch:
                 return
+
+    def _payload(self, stream: str, entry: Any, fields: dict[bytes, Any]) -> tuple[int, bytes]:
+        """An entry's ``(seq, payload)``, its checksum verified; raises JournalCorrupt if it
+        does not match (or the entry has no payload or no checksum)."""
+        seq = entry_seq(entry)
+        payload = fields.get(b"p")
+        stored = fields.get(b"c")
+        if payload is None or stored is None:
+            raise JournalCorrupt(
+                self.url,
+                f"stream {stream!r}: entry {seq} has no {'payload' if payload is None else 'checksum'}; "
+                f"run 'garrison journal verify {self.redacted_url()}'",
+                stream=stream,
+                seq=seq,
+            )
+        payload = bytes(payload)
+        found = crc32(payload)
+        if found != int(stored):
+            raise self.damaged(stream, seq, int(stored), found)
+        return seq, payload
+
+    def damaged(
+        self, stream: str, seq: int, expected: int, found: int, what: str = "event"
+    ) -> JournalCorrupt:
+        """The error for a stored event (or snapshot) whose checksum does not match."""
+        return JournalCorrupt(
+            self.redacted_url(),
+            f"stream {stream!r}: {what} {seq} is damaged (checksum expected {expected:#010x}, found "
+            f"{found:#010x}); run 'garrison journal verify', then 'garrison journal quarantine' "
+            f"with stream {stream} and seq {seq} to set it aside",
+            stream=stream,
+            seq=seq,
+            expected=expected,
+            found=found,
+        )
+
+    def _wrong_type(self, key: str, error: BaseException) -> BaseException:
+        if "WRONGTYPE" in str(error).upper():
+            return JournalCorrupt(
+                self.redacted_url(),
+                f"key {key!r} is not of the type the journal keeps there ({error.__class__.__name__}); "
+                "another program uses this namespace: choose another namespace",
+            )
+        return error
+
+    # -- operator tools: quarantine, summary, verify ------------------------------------------
+
+    async def quarantine(self, stream: str, seq: int, reason: str) -> QuarantinedEvent:
+        """Set event ``seq`` of ``stream`` aside, so that replay skips it and its actor can
+        start. The entry stays in the Redis stream (entries cannot move within one); the
+        quarantine hash keeps a copy and the reason, and ``restore`` takes it off the list.
+        Raises InvalidConfig if there is no such stored event."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidConfig("reason", reason, "say why the event is set aside (it is kept with it)")
+        client = self.client()
+        rows = await client.xrange(self.events_key(stream), entry_id(seq), entry_id(seq), count=1)
+        if not rows:
+            raise InvalidConfig("seq", seq, f"stream {stream!r} has no stored event {seq} to set aside")
+        event = QuarantinedEvent(stream, seq, bytes(rows[0][1].get(b"p", b"")), reason, time.time())
+        await client.hset(self._quarantine_key(stream), str(seq), _QUARANTINE_ENCODER.encode(event))
+        return event
+
+    async def restore(self, stream: str, seq: int) -> None:
+        """Take event ``seq`` of ``stream`` off the quarantine list, so that replay reads it
+        again. Raises InvalidConfig if it is not quarantined."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if not await self.client().hdel(self._quarantine_key(stream), str(seq)):
+            raise InvalidConfig("seq", seq, f"stream {stream!r} has no quarantined event {seq}")
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        check_stream(stream)
+        values = await kept_cancelled(self.client().hvals(self._quarantine_key(stream)))
+        return sorted((_QUARANTINE_DECODER.decode(value) for value in values), key=lambda event: event.seq)
+
+    async def stream_names(self) -> list[str]:
+        """Every stream with events or a meta hash in the namespace, by name."""
+        names: set[str] = set()
+        prefix = f"{self.namespace}:{{"
+        async for raw_key in self.client().scan_iter(
+            match=f"{_glob_escape(self.namespace)}:{{*}}:*", count=1000
+        ):
+            key = as_text(raw_key)
+            if key.startswith(prefix) and key.endswith(("}:events", "}:meta")):
+                names.add(key[len(prefix) : key.rindex("}")])
+        return sorted(names)
+
+    async def streams(self) -> list[StreamSummary]:
+        """Every stream of the namespace, by name."""
+        client = self.client()
+        summaries = []
+        for stream in await self.stream_names():
+            key = self.events_key(stream)
+            try:
+                count = int(await client.xlen(key))
+                first = await client.xrange(key, "-", "+", count=1)
+            except _response_errors() as error:
+                raise self._wrong_type(key, error) from error
+            snapshot = await client.hget(self.meta_key(stream), "snapshot_seq")
+            summaries.append(
+                StreamSummary(
+                    stream=stream,
+                    events=count,
+                    first_seq=entry_seq(first[0][0]) if first else 0,
+                    highest_seq=await self.highest_seq(stream),
+                    snapshot_seq=None if snapshot is None else int(snapshot),
+                    quarantined=int(await client.hlen(self._quarantine_key(stream))),
+                )
+            )
+        return summaries
+
+    async def verify(self) -> AsyncGenerator[JournalProblem, None]:
+        """Walk every stream of the namespace and yield every problem found: keys of the wrong
+        type, entries whose checksum does not match or that lack one, seqs missing from the
+        middle of a stream, snapshots. Reads only."""
+        client = self.client()
+        for stream in await self.stream_names():
+            key = self.events_key(stream)
+            previous = None
+            cursor = 0
+            while True:
+                try:
+                    rows = await client.xrange(key, entry_id(cursor + 1), "+", count=self.read_batch)
+                except _response_errors() as error:
+                    yield JournalProblem("key-type", stream, None, str(self._wrong_type(key, error)))
+                    break
+                for entry, fields in rows:
+                    seq = entry_seq(entry)
+                    if previous is not None and seq != previous + 1:
+                        yield JournalProblem(
+                            "missing", stream, seq - 1, f"events {previous + 1}..{seq - 1} are gone"
+                        )
+                    previous = seq
+                    try:
+                        self._payload(stream, entry, fields)
+                    except JournalCorrupt as error:
+                        yield JournalProblem("checksum", stream, seq, error.problem)
+                if len(rows) < self.read_batch:
+                    break
+                cursor = entry_seq(rows[-1][0])
+            try:
+                await self.load_snapshot(stream)
+            except JournalCorrupt as error:
+                yield JournalProblem("snapshot", stream, error.seq, error.problem)
 
     async def highest_seq(self, stream: str) -> int:
         check_stream(stream)
@@ -461,11 +766,16 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
         check_stream(stream)
-        seq, state = await kept_cancelled(
-            self.client().hmget(self.meta_key(stream), ["snapshot_seq", "snapshot"])
+        seq, state, stored = await kept_cancelled(
+            self.client().hmget(self.meta_key(stream), ["snapshot_seq", "snapshot", "snapshot_crc"])
         )
         if seq is None or state is None:
             return None
+        found = crc32(bytes(state))
+        if stored is None or int(stored) != found:
+            raise self.damaged(
+                stream, int(seq), -1 if stored is None else int(stored), found, "snapshot at seq"
+            )
         return int(seq), bytes(state)
 
     async def acked_seq(self, stream: str, group: str) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from garrison._errors import InvalidConfig
 from garrison._validate import check_seconds
 from garrison.persistence import _redis_scripts as scripts
+from garrison.persistence._checksum import checksum
 from garrison.persistence._journal import check_positive_int, check_stream
 from garrison.persistence._redis import RedisJournal, as_text, kept_cancelled
 from garrison.persistence._redis_ids import entry_id, entry_seq
@@ -182,6 +183,7 @@ class RedisConsumer:
                 self.stream,
                 delivery.seq,
                 delivery.delivery_count,
+                checksum(delivery.payload),
             ],
         )
         if moved:

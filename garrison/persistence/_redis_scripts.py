@@ -12,7 +12,7 @@ from __future__ import annotations
 # Every append of a group commit in one script: each is checked and written on its
 # own (a conflict or an error fails that append alone), and the whole batch is one
 # atomic step on the server. Per append, ARGV holds expected seq, event count, ack
-# count, the payloads, then (group, seq) per ack; KEYS its events key, meta key and
+# count, a (payload, checksum) pair per event, then (group, seq) per ack; KEYS its events key, meta key and
 # one offsets key per ack. The reply is one string, "<code>:<value>" per append
 # joined by ",": 1 = appended (value: new highest seq), 0 = conflict (value: the
 # stream's highest seq), -1 = error (value: the message). One bulk string parses far
@@ -34,14 +34,16 @@ while a <= #ARGV do
     else
       local failed = nil
       for i = 1, n do
-        local r = redis.pcall('XADD', events, string.format('%d-0', expected + i), 'p', ARGV[first + i - 1])
+        local at = first + 2 * (i - 1)
+        local r = redis.pcall('XADD', events, string.format('%d-0', expected + i),
+          'p', ARGV[at], 'c', ARGV[at + 1])
         if type(r) == 'table' and r.err then failed = r.err break end
       end
       if failed then
         out[#out + 1] = '-1:' .. string.gsub(failed, ',', ';')
       else
         if n > 0 then redis.call('HSET', meta, 'highest', string.format('%d', expected + n)) end
-        local g = first + n
+        local g = first + 2 * n
         for j = 1, acks do
           local offsets, group, seq = KEYS[k + 1 + j], ARGV[g], tonumber(ARGV[g + 1])
           g = g + 2
@@ -53,16 +55,16 @@ while a <= #ARGV do
     end
   end
   k = k + 2 + acks
-  a = first + n + 2 * acks
+  a = first + 2 * n + 2 * acks
 end
 return table.concat(out, ',')
 """
 
-# Store a snapshot unless a newer one is stored already.
+# Store a snapshot (with its checksum) unless a newer one is stored already.
 SNAPSHOT = """
 local old = tonumber(redis.call('HGET', KEYS[1], 'snapshot_seq') or '-1')
 if tonumber(ARGV[1]) >= old then
-  redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2])
+  redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2], 'snapshot_crc', ARGV[3])
 end
 return 1
 """
@@ -80,7 +82,7 @@ return 1
 DEAD_LETTER = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
-redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'reason', ARGV[4],
+redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'c', ARGV[8], 'reason', ARGV[4],
   'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
 redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
 return seq

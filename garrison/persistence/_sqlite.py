@@ -15,27 +15,34 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import stat
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from functools import lru_cache
 from typing import Any
+from zlib import crc32
 
 import aiosqlite
 from loguru import logger
 
-from garrison._errors import InvalidConfig, JournalClosed, JournalWriteError, SequenceConflict
+from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
 from garrison.persistence import _sqlite_schema as sqlite_schema
+from garrison.persistence._checksum import chain, checksum, stored_bytes
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
 from garrison.persistence._journal import (
+    JournalProblem,
     PackedEvents,
+    QuarantinedEvent,
     ReadsInBatches,
+    StreamSummary,
     check_positive_int,
     check_seq,
     check_stream,
     pack_rows,
 )
-from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, rollback, scalar
+from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, scalar, write_transaction
 
-MAX_ROWS_PER_STATEMENT = 10_000  # 3 parameters a row, under SQLite's 32,766-variable limit
+MAX_ROWS_PER_STATEMENT = 8_000  # 4 parameters a row, under SQLite's 32,766-variable limit
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _WAL_SWITCH_ATTEMPTS = 500  # 10 ms apart: as long as busy_timeout
@@ -47,11 +54,18 @@ _WRITER_AUTOCHECKPOINT = 10 * CHECKPOINT_FRAMES
 
 @lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    return "INSERT INTO events (stream, seq, payload) VALUES " + ",".join(["(?,?,?)"] * rows)
+    return "INSERT INTO events (stream, seq, payload, crc) VALUES " + ",".join(["(?,?,?,?)"] * rows)
 
 
-_Plan = tuple[dict[str, int], list[tuple[PendingAppend, int]], list[tuple[PendingAppend, int]], list[Any]]
-"""What ``SqliteJournal._plan`` makes of a batch: new highest seqs, accepted, conflicts, rows."""
+_Plan = tuple[
+    dict[str, int],
+    dict[str, int],
+    list[tuple[PendingAppend, int]],
+    list[tuple[PendingAppend, int]],
+    list[Any],
+]
+"""What ``SqliteJournal._plan`` makes of a batch: new highest seqs and chained checksums,
+accepted, conflicts, rows."""
 
 
 class _Exclusive:
@@ -117,6 +131,8 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
         self._highest: dict[str, int] = {}
+        self._chains: dict[str, int] = {}
+        """Each cached stream's chained checksum at its highest seq (``_checksum.chain``)."""
         self._packing_checked: aiosqlite.Connection | None = None
         self._packing = False
         self.checkpoints = 0
@@ -144,6 +160,17 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _open_connections(self) -> None:
         """Open (creating if new) and check the file; raises JournalCorrupt, leaving nothing open."""
+        found = _file_state(self.path)
+        if found == "missing":
+            await self._create()
+        elif found == "empty":
+            # A new journal is never empty (see _create): this one was truncated, and
+            # opening it would start the journal over, every event and id forgotten.
+            raise JournalCorrupt(
+                self.path,
+                "an empty file: a journal truncated to nothing? garrison creates a new journal "
+                "itself; to start over on purpose, delete the file",
+            )
         async with contextlib.AsyncExitStack() as opened:
             writer = await self._connect(configure=False)
             opened.push_async_callback(writer.close)
@@ -158,7 +185,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         self._reader_db = reader
         self._checkpoint_db = checkpoint_db
         # Another process may have appended while this journal was closed.
-        self._highest.clear()
+        self._forget(self._highest)
 
     async def _close_connections(self) -> None:
         if self._checkpointing is not None:
@@ -169,8 +196,40 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 await db.close()
         self._writer_db = self._reader_db = self._checkpoint_db = None
 
+    async def _create(self) -> None:
+        """Create a new journal file whole: its tables are made in a file beside it, which is
+        then linked into place only if nothing is there yet (another journal may have won the
+        race). So a journal file is never seen without its tables, and an empty file at the
+        path can only be damage."""
+        staging = f"{self.path}.new-{os.getpid()}-{id(self):x}"
+        try:
+            db = await self._open_file(staging)
+            try:
+                await self._configure(db)
+                await sqlite_schema.create_or_migrate(db, staging, migrate=False)
+            finally:
+                await db.close()
+            _link_new(staging, self.path)
+        finally:
+            _remove_staging(staging)
+
+    async def _open_file(self, path: str) -> aiosqlite.Connection:
+        """A connection to ``path``; a file SQLite cannot open (a missing folder, a folder
+        at the path, no permission) raises InvalidConfig naming it."""
+        try:
+            return await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            if error_name(error) != "SQLITE_CANTOPEN":
+                raise
+            raise InvalidConfig(
+                "path",
+                self.path,
+                "SQLite cannot open a journal file there: check that its folder exists, that the path "
+                "is not a folder, and that this user may write there",
+            ) from error
+
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db = await self._open_file(self.path)
         try:
             await db.execute("PRAGMA busy_timeout = 5000")
             if configure:
@@ -226,10 +285,10 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
         async def write(db: aiosqlite.Connection) -> None:
             await db.execute(
-                "INSERT INTO snapshots (stream, seq, state) VALUES (?, ?, ?) "
-                "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state "
-                "WHERE excluded.seq >= snapshots.seq",
-                (stream, seq, state),
+                "INSERT INTO snapshots (stream, seq, state, crc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state, "
+                "crc = excluded.crc WHERE excluded.seq >= snapshots.seq",
+                (stream, seq, state, checksum(state)),
             )
 
         await self._exclusive(write)
@@ -240,21 +299,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         check_seq("up_to_seq", up_to_seq)
 
         async def write(db: aiosqlite.Connection) -> None:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.execute(
-                    # Deleting past the end deletes everything but must not raise the
-                    # highest seq (the writer would then number from a seq nobody saw).
-                    "INSERT INTO deletions (stream, up_to_seq) VALUES "
-                    "(?1, min(?2, coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0))) "
-                    "ON CONFLICT (stream) DO UPDATE SET up_to_seq = max(up_to_seq, excluded.up_to_seq)",
-                    (stream, up_to_seq),
-                )
+            async with write_transaction(db):
+                # Deleting past the end deletes everything but must not raise the
+                # highest seq (the writer would then number from a seq nobody saw). The
+                # chain's value at the new start is kept: the next event continues it.
+                await db.execute(_DELETION_SQL, (stream, up_to_seq))
                 await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
-                await db.execute("COMMIT")
-            except BaseException:
-                await rollback(db)
-                raise
 
         await self._exclusive(write)
 
@@ -308,12 +358,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 return
             plan = self._plan(batch, loaded=True)
             assert plan is not None
-        tentative, accepted, conflicts, values = plan
+        tentative, chains, accepted, conflicts, values = plan
         for append, current in conflicts:
             append.fail(SequenceConflict(append.stream, append.expected_seq, current))
         if not accepted:
             return
-        rows = len(values) // 3
+        rows = len(values) // 4
         acks = [(ack.stream, ack.group, ack.seq) for append, _ in accepted for ack in append.acks]
         try:
             if not acks and 0 < rows <= MAX_ROWS_PER_STATEMENT:
@@ -322,8 +372,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 await self._transaction(db, values, acks)
         except sqlite3.IntegrityError as error:
             # Another process appended to one of these streams: find out which, alone.
-            for stream in tentative:
-                self._highest.pop(stream, None)
+            self._forget(tentative)
             for append, _ in accepted:
                 if retry_alone:
                     await self._commit([append], retry_alone=False)
@@ -337,12 +386,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             del error
             return
         except Exception as error:
-            for stream in tentative:
-                self._highest.pop(stream, None)
+            self._forget(tentative)
             for append, _ in accepted:
                 append.fail(JournalWriteError(append.stream, error))
             return
         self._highest.update(tentative)
+        self._chains.update(chains)
         self._committed()
         self.appends += len(accepted)
         self._histograms.batch(len(accepted))
@@ -360,9 +409,10 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         """
         cached = self._highest
         tentative: dict[str, int] = {}
+        chains: dict[str, int] = {}
         accepted: list[tuple[PendingAppend, int]] = []
         conflicts: list[tuple[PendingAppend, int]] = []
-        values: list[Any] = []  # (stream, seq, payload) per row, flat: the INSERT's parameters
+        values: list[Any] = []  # (stream, seq, payload, crc) per row, flat: the INSERT's parameters
         for append in batch:
             stream = append.stream
             current = tentative.get(stream)
@@ -370,6 +420,9 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 current = cached.get(stream)
                 if current is None:
                     return None
+                crc = self._chains[stream]
+            else:
+                crc = chains[stream]
             expected = append.expected_seq
             if expected != current:
                 if expected > current and not loaded:
@@ -378,10 +431,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 continue
             for payload in append.events:
                 current += 1
-                values += (stream, current, payload)
+                crc = crc32(payload, crc)
+                values += (stream, current, payload, crc)
             tentative[stream] = current
+            chains[stream] = crc
             accepted.append((append, current))
-        return tentative, accepted, conflicts, values
+        return tentative, chains, accepted, conflicts, values
 
     def _committed(self) -> None:
         """Count a commit; start a background checkpoint when about CHECKPOINT_FRAMES are in the WAL."""
@@ -435,22 +490,45 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _transaction(self, db: aiosqlite.Connection, values: list[Any], acks: list[Any]) -> None:
         """Rows (``values``: stream, seq, payload per row, flat) and offsets in one transaction."""
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            step = 3 * MAX_ROWS_PER_STATEMENT
+        async with write_transaction(db):
+            step = 4 * MAX_ROWS_PER_STATEMENT
             for start in range(0, len(values), step):
                 chunk = values[start : start + step]
-                await db.execute(_insert_sql(len(chunk) // 3), chunk)
+                await db.execute(_insert_sql(len(chunk) // 4), chunk)
             if acks:
                 await db.executemany(_UPSERT_OFFSET, acks)
-            await db.execute("COMMIT")
-        except BaseException:
-            await rollback(db)
-            raise
 
     async def _load_highest(self, db: aiosqlite.Connection, streams: set[str]) -> None:
         for stream in streams:
-            self._highest[stream] = await _highest(db, stream)
+            highest = await _highest(db, stream)
+            self._chains[stream] = await self._chain_at(db, stream, highest)
+            self._highest[stream] = highest
+
+    def _forget(self, streams: Iterable[str]) -> None:
+        """Drop cached highest seqs and chains (another process may have moved them)."""
+        for stream in list(streams):
+            self._highest.pop(stream, None)
+            self._chains.pop(stream, None)
+
+    async def _chain_at(self, db: aiosqlite.Connection, stream: str, seq: int) -> int:
+        """The stream's chained checksum through ``seq``: that of the event (stored or
+        quarantined), or of the deletion that ended at it; 0 before the first event.
+
+        Raises JournalCorrupt if nothing holds it: event ``seq`` is missing without having
+        been deleted or set aside (a row lost from the middle of the stream)."""
+        if seq == 0:
+            return 0
+        rows = await self._fetched(db.execute_fetchall(_CHAIN_QUERY, (stream, seq)), stream, seq - 1)
+        value = rows[0][0] if rows else None
+        if value is None:
+            raise JournalCorrupt(
+                self.path,
+                f"stream {stream!r}: event {seq} is missing (neither deleted nor quarantined); "
+                "run 'garrison journal verify'",
+                stream=stream,
+                seq=seq,
+            )
+        return int(value)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -464,47 +542,140 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
     ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Events after ``after_seq`` in order, as lists of at most ``read_batch`` rows.
 
-        The next batch is fetched while the caller works on the current one.
-        A damaged file raises JournalCorrupt naming the stream.
+        Every event's chained checksum is verified before it is yielded: a changed
+        or missing event raises JournalCorrupt naming stream and seq. The next
+        batch is fetched while the caller works on the current one. A damaged
+        file raises JournalCorrupt naming the stream.
         """
         check_stream(stream)
         check_seq("after_seq", after_seq)
         db = self._reader()
         size = self.read_batch
+        checked: tuple[int, int] | None = None
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(
             db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
         )
         try:
             while pending is not None:
-                try:
-                    rows: list[tuple[int, bytes]] = list(await pending)
-                except sqlite3.DatabaseError as error:
-                    raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
-                    raise
+                rows: list[tuple[int, Any, int]] = await self._fetched(pending, stream, after_seq)
                 pending = None
-                after_seq = rows[-1][0] if rows else after_seq
-                if len(rows) == size:
+                if rows:
+                    verified, checked = await self._verified(db, stream, rows, checked)
+                    after_seq = checked[0]
+                if len(rows) == size or await self._more_after(db, stream, after_seq):
                     pending = asyncio.ensure_future(
-                        db.execute_fetchall(_ROWS_QUERY, (stream, rows[-1][0], size))
+                        db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
                     )
                 if rows:
-                    yield rows
+                    yield verified
         finally:
             if pending is not None:
                 pending.cancel()
+
+    async def _verified(
+        self,
+        db: aiosqlite.Connection,
+        stream: str,
+        rows: list[tuple[int, Any, int]],
+        checked: tuple[int, int] | None,
+    ) -> tuple[list[tuple[int, bytes]], tuple[int, int]]:
+        """``(seq, payload, crc)`` rows in seq order as ``(seq, payload)``, each checked against
+        its chained checksum; ``checked`` is the last event checked before them, as ``(seq,
+        crc)``, and the same for the last of these is returned with them.
+
+        Raises JournalCorrupt naming the first event that does not verify."""
+        verified: list[tuple[int, bytes]] = []
+        previous_seq, previous = checked if checked is not None else (-1, 0)
+        for seq, payload, stored in rows:
+            if type(seq) is not int or type(stored) is not int:
+                raise JournalCorrupt(
+                    self.path,
+                    f"stream {stream!r}: a row after seq {previous_seq} holds seq {seq!r} and checksum "
+                    f"{stored!r}, not integers; run 'garrison journal verify {self.path}'",
+                    stream=stream,
+                    seq=previous_seq + 1,
+                )
+            if seq != previous_seq + 1:
+                previous = await self._chain_at(db, stream, seq - 1)
+            found = chain(payload, previous)
+            if found != stored:
+                raise self.damaged(stream, seq, stored, found)
+            verified.append((seq, payload))
+            previous_seq, previous = seq, stored
+        return verified, (previous_seq, previous)
+
+    async def _fetched(self, pending: Awaitable[Any], stream: str, after_seq: int) -> list[Any]:
+        """A read query's rows; a damaged file raises JournalCorrupt naming the stream."""
+        try:
+            return list(await pending)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            raise self._damage(error, f"reading stream {stream!r} after seq {after_seq}: ") from error
+
+    def _damage(self, error: BaseException, where: str = "") -> BaseException:
+        """``error`` as JournalCorrupt if it says the file is damaged, else ``error`` itself."""
+        if isinstance(error, UnicodeDecodeError):
+            # A damaged record makes a BLOB or a name look like text that is not UTF-8.
+            return JournalCorrupt(self.path, f"{where}a stored value is damaged ({error})")
+        if isinstance(error, sqlite3.DatabaseError):
+            try:
+                raise_if_damaged(error, self.path, where)
+            except JournalCorrupt as damage:
+                return damage
+        return error
+
+    async def _more_after(self, db: aiosqlite.Connection, stream: str, seq: int) -> bool:
+        """Whether a read that found nothing after ``seq`` must read on: True if events were
+        appended meanwhile. Raises JournalCorrupt if the stream's last appended event is past
+        ``seq`` and the events in between are neither stored, deleted nor quarantined: the
+        stream's tail is lost (a damaged index hides rows from the read, say)."""
+        try:
+            (head, deleted, set_aside, stored), *_ = await db.execute_fetchall(_TAIL_QUERY, (stream, seq))
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            raise self._damage(error, f"reading stream {stream!r} after seq {seq}: ") from error
+        if head is None or head <= seq or (deleted is not None and deleted >= head):
+            return False
+        if stored:
+            return True
+        if set_aside == head - seq:
+            return False
+        raise JournalCorrupt(
+            self.path,
+            f"stream {stream!r}: events {seq + 1}..{head} are missing (its last event is {head}, but "
+            f"the read found none after {seq}); run 'garrison journal verify {self.path}'",
+            stream=stream,
+            seq=seq + 1,
+        )
+
+    def damaged(
+        self, stream: str, seq: int, expected: int, found: int, what: str = "event"
+    ) -> JournalCorrupt:
+        """The error for a stored event (or snapshot) whose checksum does not match."""
+        return JournalCorrupt(
+            self.path,
+            f"stream {stream!r}: {what} {seq} is damaged (checksum expected {expected:#010x}, found "
+            f"{found:#010x}); run 'garrison journal verify {self.path}', then 'garrison journal "
+            f"quarantine {self.path} {stream} {seq}' to set it aside",
+            stream=stream,
+            seq=seq,
+            expected=expected,
+            found=found,
+        )
 
     async def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
         """Events after ``after_seq`` as runs of at most ``read_batch`` consecutive events, in order.
 
         Each run is one query in which SQLite concatenates the payloads of a
-        seq range (a stream's seqs have no gaps after its deleted prefix), so
-        no row reaches Python; the next run is fetched while the caller
-        decodes this one. A range that cannot be packed (a gap in its seqs,
-        a concatenation too large for SQLite) is read as ``read_batches``
-        reads it, rows kept; so is every range if the file is not UTF-8 or
-        SQLite would not walk the (stream, seq) index. Appends and deletions
-        made meanwhile are seen as ``read_batches`` would see them. A damaged
-        file raises JournalCorrupt naming the stream.
+        seq range (a stream's seqs have no gaps after its deleted prefix, but
+        for events set aside), so no row reaches Python, and the run's bytes
+        are verified in one call against the chained checksum of its last
+        event; the next run is fetched while the caller decodes this one. A
+        range that cannot be packed (a gap in its seqs, a concatenation too
+        large for SQLite) or that does not verify is read as ``read_batches``
+        reads it, rows kept, each verified (a damaged event raises
+        JournalCorrupt naming its seq); so is every range if the file is not
+        UTF-8 or SQLite would not walk the (stream, seq) index. Appends and
+        deletions made meanwhile are seen as ``read_batches`` would see them.
+        A damaged file raises JournalCorrupt naming the stream.
         """
         check_stream(stream)
         check_seq("after_seq", after_seq)
@@ -514,6 +685,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 yield run
             return
         size = self.read_batch
+        checked: tuple[int, int] | None = None
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(
             db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
         )
@@ -521,23 +693,41 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             while pending is not None:
                 runs: list[PackedEvents] = []
                 try:
-                    count, first, last, payloads = next(iter(await pending))
-                except sqlite3.DatabaseError as error:
-                    if error_name(error) != "SQLITE_TOOBIG":
-                        raise_if_damaged(
-                            error, self.path, f"reading stream {stream!r} after seq {after_seq}: "
-                        )
-                        raise
+                    count, first, last, payloads, last_crc = next(iter(await pending))
+                except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+                    if not isinstance(error, sqlite3.DatabaseError) or error_name(error) != "SQLITE_TOOBIG":
+                        raise self._damage(
+                            error, f"reading stream {stream!r} after seq {after_seq}: "
+                        ) from error
                 else:
                     if count == 0:
-                        return
+                        if not await self._more_after(db, stream, after_seq):
+                            return
+                        pending = asyncio.ensure_future(
+                            db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
+                        )
+                        continue
                     if count == last - first + 1 and type(payloads) is bytes:
-                        runs = [PackedEvents(first, count, payloads)]
+                        if checked is not None and checked[0] == first - 1:
+                            previous = checked[1]
+                        else:
+                            previous = await self._chain_at(db, stream, first - 1)
+                        if crc32(payloads, previous) == last_crc:
+                            runs = [PackedEvents(first, count, payloads)]
+                            checked = (last, last_crc)
                 pending = None
                 if not runs:
-                    runs = list(pack_rows(await self._rows_after(db, stream, after_seq, size)))
+                    rows, checked = await self._verified(
+                        db, stream, await self._rows_after(db, stream, after_seq, size), checked
+                    )
+                    runs = list(pack_rows(rows))
                     if not runs:
-                        return
+                        if not await self._more_after(db, stream, after_seq):
+                            return
+                        pending = asyncio.ensure_future(
+                            db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
+                        )
+                        continue
                 after_seq = runs[-1].last_seq
                 pending = asyncio.ensure_future(db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size)))
                 # Let the query reach the connection's thread before the caller decodes.
@@ -550,13 +740,11 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _rows_after(
         self, db: aiosqlite.Connection, stream: str, after_seq: int, size: int
-    ) -> list[tuple[int, bytes]]:
-        """One batch as ``read_batches`` reads it."""
-        try:
-            return list(await db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)))  # type: ignore[arg-type]
-        except sqlite3.DatabaseError as error:
-            raise_if_damaged(error, self.path, f"reading stream {stream!r} after seq {after_seq}: ")
-            raise
+    ) -> list[tuple[int, Any, int]]:
+        """One batch as ``read_batches`` reads it, before it is verified."""
+        return await self._fetched(
+            db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size)), stream, after_seq
+        )
 
     async def _packs(self, db: aiosqlite.Connection) -> bool:
         """Whether ``_PACKED_QUERY`` yields the payloads byte for byte in seq order on ``db``.
@@ -580,7 +768,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 ]
             except sqlite3.OperationalError:
                 plan = []  # no such index: "INDEXED BY" refuses to plan, rows do without it
-            self._packing = encoding == "UTF-8" and bool(plan) and plan[0].startswith(_PACKED_PLAN)
+            self._packing = encoding == "UTF-8" and any(step.startswith(_PACKED_PLAN) for step in plan)
             self._packing_checked = db
         return self._packing
 
@@ -590,12 +778,24 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
         check_stream(stream)
-        rows = list(
-            await self._reader().execute_fetchall(
-                "SELECT seq, state FROM snapshots WHERE stream = ?", (stream,)
-            )
+        rows = await self._fetched(
+            self._reader().execute_fetchall(
+                "SELECT seq, state, crc FROM snapshots WHERE stream = ?", (stream,)
+            ),
+            stream,
+            0,
         )
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+        if not rows:
+            return None
+        seq, state, stored = rows[0]
+        if type(seq) is not int:
+            raise JournalCorrupt(
+                self.path, f"stream {stream!r}: the snapshot's seq {seq!r} is damaged", stream=stream
+            )
+        found = checksum(state)
+        if found != stored:
+            raise self.damaged(stream, seq, stored, found, "snapshot at seq")
+        return int(seq), stored_bytes(state)
 
     async def acked_seq(self, stream: str, group: str) -> int:
         check_stream(stream)
@@ -606,12 +806,175 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         )
         return int(rows[0][0]) if rows else 0
 
+    # -- operator tools: quarantine, summary, verify ------------------------------------------
+
+    async def quarantine(self, stream: str, seq: int, reason: str) -> QuarantinedEvent:
+        """Set event ``seq`` of ``stream`` aside, so that replay skips it and its actor can
+        start: the event moves to the quarantine table as it was stored (``restore`` puts
+        it back). ``highest_seq`` is unchanged. Raises InvalidConfig if there is no such
+        stored event."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidConfig("reason", reason, "say why the event is set aside (it is kept with it)")
+        at = time.time()
+
+        await self._move(
+            "INSERT INTO quarantine (stream, seq, payload, crc, reason, at) "
+            "SELECT stream, seq, payload, crc, ?3, ?4 FROM events WHERE stream = ?1 AND seq = ?2",
+            "DELETE FROM events WHERE stream = ?1 AND seq = ?2",
+            (stream, seq, reason, at),
+            f"stream {stream!r} has no stored event {seq} to set aside",
+        )
+        return next(event for event in await self.quarantined(stream) if event.seq == seq)
+
+    async def restore(self, stream: str, seq: int) -> None:
+        """Put a quarantined event back into its stream, as it was stored. Raises
+        InvalidConfig if ``seq`` of ``stream`` is not quarantined."""
+        check_stream(stream)
+        check_seq("seq", seq)
+
+        await self._move(
+            "INSERT INTO events (stream, seq, payload, crc) "
+            "SELECT stream, seq, payload, crc FROM quarantine WHERE stream = ?1 AND seq = ?2",
+            "DELETE FROM quarantine WHERE stream = ?1 AND seq = ?2",
+            (stream, seq),
+            f"stream {stream!r} has no quarantined event {seq}",
+        )
+
+    async def _move(self, copy: str, delete: str, parameters: tuple[Any, ...], missing: str) -> None:
+        """Move one event between the events and quarantine tables (``copy`` it, then
+        ``delete`` the original), in one transaction in the writer's turn. Raises
+        InvalidConfig (naming ``seq``, with the message ``missing``) if there was none."""
+        failure: list[BaseException] = []
+
+        async def write(db: aiosqlite.Connection) -> None:
+            async with write_transaction(db):
+                if (await db.execute(copy, parameters)).rowcount != 1:
+                    failure.append(InvalidConfig("seq", parameters[1], missing))
+                    return
+                await db.execute(delete, parameters[:2])
+
+        await self._exclusive(write)
+        if failure:
+            raise failure[0]
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        check_stream(stream)
+        rows = await self._reader().execute_fetchall(
+            "SELECT stream, seq, payload, reason, at FROM quarantine WHERE stream = ? ORDER BY seq", (stream,)
+        )
+        return [QuarantinedEvent(row[0], row[1], stored_bytes(row[2]), row[3], row[4]) for row in rows]
+
+    async def all_quarantined(self) -> list[QuarantinedEvent]:
+        """Every quarantined event of the journal, by stream and seq."""
+        rows = await self._reader().execute_fetchall(
+            "SELECT stream, seq, payload, reason, at FROM quarantine ORDER BY stream, seq"
+        )
+        return [QuarantinedEvent(row[0], row[1], stored_bytes(row[2]), row[3], row[4]) for row in rows]
+
+    async def streams(self) -> list[StreamSummary]:
+        """Every stream the journal knows (events, a snapshot, a deletion or a quarantined
+        event), by name."""
+        try:
+            rows = await self._reader().execute_fetchall(_STREAMS_QUERY)
+        except sqlite3.DatabaseError as error:
+            raise_if_damaged(error, self.path)
+            raise
+        return [
+            StreamSummary(
+                stream=name,
+                events=int(count),
+                first_seq=int(first or 0),
+                highest_seq=int(max(last or 0, deleted or 0, set_aside or 0)),
+                snapshot_seq=None if snapshot is None else int(snapshot),
+                quarantined=int(quarantined),
+            )
+            for name, count, first, last, deleted, set_aside, snapshot, quarantined in rows
+        ]
+
+    async def verify(self) -> AsyncGenerator[JournalProblem, None]:
+        """Walk the whole file and yield every problem found: SQLite's own check of the file,
+        then each stream's events in seq order (chained checksums, no event missing, every
+        payload bytes) and its snapshot. Reads only; yields nothing for a sound journal."""
+        db = self._reader()
+        try:
+            report = [str(row[0]) for row in await db.execute_fetchall("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as error:
+            yield JournalProblem("file", None, None, f"SQLite cannot check the file: {error}")
+            return
+        if report != ["ok"]:
+            for line in report:
+                yield JournalProblem("file", None, None, line)
+        for summary in await self.streams():
+            async for problem in self._verify_stream(db, summary):
+                yield problem
+
+    async def _verify_stream(
+        self, db: aiosqlite.Connection, summary: StreamSummary
+    ) -> AsyncGenerator[JournalProblem, None]:
+        stream = summary.stream
+        previous_seq, previous = -1, 0
+        after = 0
+        while True:
+            rows = list(await db.execute_fetchall(_ROWS_QUERY, (stream, after, self.read_batch)))
+            if not rows:
+                break
+            for seq, payload, stored in rows:
+                if seq != previous_seq + 1:
+                    try:
+                        previous = await self._chain_at(db, stream, seq - 1)
+                    except JournalCorrupt:
+                        first_missing = max(previous_seq + 1, 1)
+                        yield JournalProblem(
+                            "missing",
+                            stream,
+                            seq - 1,
+                            f"events {first_missing}..{seq - 1} are gone (neither deleted nor quarantined)"
+                            if previous_seq >= 0
+                            else f"event {seq - 1} is gone (neither deleted nor quarantined)",
+                        )
+                        previous = stored  # resume the walk after the gap
+                        previous_seq = seq
+                        continue
+                if type(payload) is not bytes:
+                    yield JournalProblem(
+                        "not-bytes", stream, seq, f"the stored value is {type(payload).__name__}, not bytes"
+                    )
+                found = chain(payload, previous)
+                if found != stored:
+                    yield JournalProblem(
+                        "checksum",
+                        stream,
+                        seq,
+                        f"checksum expected {stored:#010x}, found {found:#010x}: the event was changed",
+                    )
+                previous_seq, previous = seq, stored
+            after = rows[-1][0]
+        snapshot = list(
+            await db.execute_fetchall("SELECT seq, state, crc FROM snapshots WHERE stream = ?", (stream,))
+        )
+        if snapshot:
+            seq, state, stored = snapshot[0]
+            found = checksum(state)
+            if found != stored:
+                yield JournalProblem(
+                    "snapshot", stream, seq, f"checksum expected {stored:#010x}, found {found:#010x}"
+                )
+            if seq > summary.highest_seq:
+                yield JournalProblem(
+                    "snapshot",
+                    stream,
+                    seq,
+                    f"snapshot is after the stream's highest seq {summary.highest_seq}",
+                )
+
     def __repr__(self) -> str:
         state = "open" if self._writer is not None else "closed"
         return f"SqliteJournal({self.path!r}, {state})"
 
 
-_ROWS_QUERY = "SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
+_ROWS_QUERY = "SELECT seq, payload, crc FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
 
 # One seq range of a stream, from its first seq after ?2, packed: count and
 # bounds to check it has no gaps, and the payloads concatenated in the order
@@ -619,18 +982,95 @@ _ROWS_QUERY = "SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDE
 # not looked for here, which would cost a function call per row: it is not
 # one whole event, so the range fails to decode as exactly count events and
 # is decoded row by row, which names it.
+#
+# The chained checksum of the range's last event comes with it, to verify the
+# whole range in one call (_checksum.chain).
 _PACKED_QUERY = (
-    "SELECT count(*), min(seq), max(seq), CAST(group_concat(payload, '') AS BLOB) "
+    "SELECT n, lo, hi, p, (SELECT crc FROM events WHERE stream = ?1 AND seq = hi) FROM ("
+    "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, CAST(group_concat(payload, '') AS BLOB) AS p "
     "FROM events INDEXED BY events_by_stream "
     "WHERE stream = ?1 AND seq >= (SELECT min(seq) FROM events WHERE stream = ?1 AND seq > ?2) "
-    "AND seq < (SELECT min(seq) FROM events WHERE stream = ?1 AND seq > ?2) + ?3"
+    "AND seq < (SELECT min(seq) FROM events WHERE stream = ?1 AND seq > ?2) + ?3)"
 )
 _PACKED_PLAN = "SEARCH events USING INDEX events_by_stream (stream=? AND seq>? AND seq<?)"
+
+# A stream's chained checksum through a seq: the event's, a quarantined event's, or the
+# deletion's that ended there (NULL if nothing holds it: a row lost from the middle).
+_CHAIN_QUERY = (
+    "SELECT coalesce((SELECT crc FROM events WHERE stream = ?1 AND seq = ?2), "
+    "(SELECT crc FROM quarantine WHERE stream = ?1 AND seq = ?2), "
+    "(SELECT crc FROM deletions WHERE stream = ?1 AND up_to_seq = ?2))"
+)
+
+# Deletion up to ?2, never past the last stored event, keeping the chain's value there.
+_DELETION_SQL = (
+    "INSERT INTO deletions (stream, up_to_seq, crc) "
+    "SELECT ?1, upto, coalesce((SELECT crc FROM events WHERE stream = ?1 AND seq = upto), "
+    "(SELECT crc FROM quarantine WHERE stream = ?1 AND seq = upto), "
+    "(SELECT crc FROM deletions WHERE stream = ?1 AND up_to_seq = upto), 0) "
+    "FROM (SELECT min(?2, coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0)) AS upto) WHERE 1 "
+    "ON CONFLICT (stream) DO UPDATE SET up_to_seq = excluded.up_to_seq, crc = excluded.crc "
+    "WHERE excluded.up_to_seq > deletions.up_to_seq"
+)
+
+# Every stream with anything stored: events (count, first, last), a deletion, a
+# quarantined event or a snapshot.
+_STREAMS_QUERY = """
+WITH names AS (
+    SELECT DISTINCT stream FROM events UNION SELECT stream FROM snapshots
+    UNION SELECT stream FROM deletions UNION SELECT stream FROM quarantine
+)
+SELECT names.stream,
+    (SELECT count(*) FROM events WHERE events.stream = names.stream),
+    (SELECT min(seq) FROM events WHERE events.stream = names.stream),
+    (SELECT max(seq) FROM events WHERE events.stream = names.stream),
+    (SELECT up_to_seq FROM deletions WHERE deletions.stream = names.stream),
+    (SELECT max(seq) FROM quarantine WHERE quarantine.stream = names.stream),
+    (SELECT seq FROM snapshots WHERE snapshots.stream = names.stream),
+    (SELECT count(*) FROM quarantine WHERE quarantine.stream = names.stream)
+FROM names ORDER BY names.stream
+"""
+
+# What a read that found nothing after ?2 checks: the stream's last appended event, how
+# far it was deleted, how many events after ?2 are quarantined, and whether any is stored.
+_TAIL_QUERY = (
+    "SELECT (SELECT seq FROM heads WHERE stream = ?1), (SELECT up_to_seq FROM deletions WHERE stream = ?1), "
+    "(SELECT count(*) FROM quarantine WHERE stream = ?1 AND seq > ?2), "
+    "EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND seq > ?2)"
+)
 
 _UPSERT_OFFSET = (
     "INSERT INTO offsets (stream, grp, seq) VALUES (?, ?, ?) "
     "ON CONFLICT (stream, grp) DO UPDATE SET seq = max(seq, excluded.seq)"
 )
+
+
+def _file_state(path: str) -> str:
+    """``missing``, ``empty`` (a regular file of 0 bytes) or ``present``: one stat."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    return "empty" if stat.S_ISREG(status.st_mode) and status.st_size == 0 else "present"
+
+
+def _link_new(staging: str, path: str) -> None:
+    """Put the new file ``staging`` at ``path`` unless something is there already."""
+    try:
+        os.link(staging, path)
+    except FileExistsError:
+        pass  # another journal created it meanwhile: open that one
+    except OSError:
+        # A file system without hard links: a rename, which could replace a file
+        # created in the last instant, hence only when there is none.
+        if _file_state(path) == "missing":
+            os.replace(staging, path)
+
+
+def _remove_staging(staging: str) -> None:
+    for leftover in (staging, f"{staging}-wal", f"{staging}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
 
 
 def _streams_to_load(batch: list[PendingAppend], cached: dict[str, int]) -> set[str]:
@@ -656,6 +1096,7 @@ async def _highest(db: aiosqlite.Connection, stream: str) -> int:
     return await scalar(
         db,
         "SELECT max(coalesce((SELECT max(seq) FROM events WHERE stream = ?1), 0), "
-        "coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0))",
+        "coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0), "
+        "coalesce((SELECT max(seq) FROM quarantine WHERE stream = ?1), 0))",
         (stream,),
     )

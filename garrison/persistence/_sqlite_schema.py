@@ -12,37 +12,45 @@ write (``garrison journal inspect``) use ``check_file`` through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiosqlite
 
 from garrison._errors import JournalCorrupt
+from garrison.persistence._checksum import chain, checksum
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
 
 SCHEMA = (
     # Rows go in append order (rowid): a group commit touching many streams
     # writes a few sequential pages plus index entries, not a page per stream.
+    # ``crc`` is the stream's chained checksum through this event (_checksum.chain).
     """CREATE TABLE events (
         position INTEGER PRIMARY KEY,
         stream TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        payload BLOB NOT NULL
+        payload BLOB NOT NULL,
+        crc INTEGER NOT NULL
     )""",
     "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+    # ``crc``: the snapshot's own checksum (_checksum.checksum).
     """CREATE TABLE snapshots (
         stream TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
-        state BLOB NOT NULL
+        state BLOB NOT NULL,
+        crc INTEGER NOT NULL
     )""",
+    # ``crc``: the chained checksum at ``up_to_seq``, where the stream's chain resumes.
     """CREATE TABLE deletions (
         stream TEXT PRIMARY KEY,
-        up_to_seq INTEGER NOT NULL
+        up_to_seq INTEGER NOT NULL,
+        crc INTEGER NOT NULL DEFAULT 0
     )""",
     """CREATE TABLE offsets (
         stream TEXT NOT NULL,
@@ -50,14 +58,92 @@ SCHEMA = (
         seq INTEGER NOT NULL,
         PRIMARY KEY (stream, grp)
     ) WITHOUT ROWID""",
+    # Events set aside by ``quarantine``: out of the stream (replay skips their seq), kept
+    # as they were (``crc`` too, so the chain after them still verifies), restorable.
+    """CREATE TABLE quarantine (
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        crc INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (stream, seq)
+    ) WITHOUT ROWID""",
+    # Each stream's last appended event, kept by SQLite itself in the appending statement:
+    # a read that ends short of it has lost the stream's tail (a damaged index, say),
+    # which the chained checksums alone cannot see.
+    """CREATE TABLE heads (
+        stream TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        crc INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER events_head AFTER INSERT ON events BEGIN
+        INSERT INTO heads (stream, seq, crc) VALUES (NEW.stream, NEW.seq, NEW.crc)
+        ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, crc = excluded.crc
+        WHERE excluded.seq > heads.seq;
+    END""",
 )
 """The statements that create a new journal file at ``SCHEMA_VERSION``."""
 
-MIGRATIONS: dict[int, Sequence[str]] = {}
-"""Statements that take a file from schema version N to N+1. Applied only when
-the journal is opened with ``migrate=True``: migrations are explicit."""
+TABLES = frozenset({"events", "snapshots", "deletions", "offsets", "quarantine", "heads"})
+"""The tables of a journal file at ``SCHEMA_VERSION``."""
 
-_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _add_checksums(db: aiosqlite.Connection) -> None:
+    """Version 1 to 2: a chained checksum on every event, a checksum on every snapshot, the
+    quarantine table. A stream whose first events were deleted resumes its chain from 0."""
+    for statement in (
+        "ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE snapshots ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE deletions ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
+        *SCHEMA[-3:],
+    ):
+        await db.execute(statement)
+    stream: object = None
+    previous = 0
+    updates: list[tuple[int, int]] = []
+    async with db.execute("SELECT position, stream, payload FROM events ORDER BY stream, seq") as rows:
+        async for position, row_stream, payload in rows:
+            if row_stream != stream:
+                stream, previous = row_stream, 0
+            previous = chain(payload, previous)
+            updates.append((previous, position))
+            if len(updates) >= 10_000:
+                await db.executemany("UPDATE events SET crc = ? WHERE position = ?", updates)
+                updates = []
+    if updates:
+        await db.executemany("UPDATE events SET crc = ? WHERE position = ?", updates)
+    await db.execute(
+        "INSERT INTO heads (stream, seq, crc) SELECT stream, seq, crc FROM events AS e "
+        "WHERE seq = (SELECT max(seq) FROM events WHERE stream = e.stream)"
+    )
+    snapshots = [
+        (checksum(state), name)
+        for name, state in await db.execute_fetchall("SELECT stream, state FROM snapshots")
+    ]
+    await db.executemany("UPDATE snapshots SET crc = ? WHERE stream = ?", snapshots)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_checksums}
+"""The step that takes a file from schema version N to N+1, by N. Applied only when
+the journal is opened with ``migrate=True`` (``garrison journal migrate``): migrations
+are explicit."""
+
+_DAMAGED = (
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_FORMAT",
+    "SQLITE_SCHEMA",
+    "SQLITE_RANGE",
+    "SQLITE_MISMATCH",
+)
+"""SQLite's names (prefixes) for an error that says the file is not the database garrison
+wrote: damaged, not a database, or of an unsupported format."""
+_GENERIC = "SQLITE_ERROR"
+"""SQLite's generic error: for the journal's own fixed statements, a table, column or file
+format that is not there, so also damage (never busy, locked, full or an I/O error)."""
 
 
 class Header(NamedTuple):
@@ -82,6 +168,8 @@ def check_header(path: str, header: Header, *, migrate: bool) -> None:
         raise JournalCorrupt(
             path, f"a SQLite file of another application (application_id={application_id:#x})"
         )
+    if version == SCHEMA_VERSION and not tables >= TABLES:
+        raise JournalCorrupt(path, f"the journal's tables {sorted(TABLES - tables)} are missing: damaged")
     if version > SCHEMA_VERSION:
         raise JournalCorrupt(
             path,
@@ -92,8 +180,8 @@ def check_header(path: str, header: Header, *, migrate: bool) -> None:
         if not migrate:
             raise JournalCorrupt(
                 path,
-                f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and "
-                "open it with SqliteJournal(..., migrate=True)",
+                f"schema version {version} is older than {SCHEMA_VERSION}; back the file up and run "
+                f"'garrison journal migrate {path}' (or open it with SqliteJournal(..., migrate=True))",
             )
         missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
         if missing:
@@ -115,7 +203,7 @@ def check_file(path: str | os.PathLike[str]) -> None:
             )
         finally:
             db.close()
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
         raise JournalCorrupt(name, f"not a SQLite database, or damaged ({error})") from error
     if header.application_id == 0 and header.version == 0 and not header.tables:
         raise JournalCorrupt(name, "an empty SQLite file, not a journal")
@@ -135,6 +223,8 @@ async def read_header(db: aiosqlite.Connection, path: str) -> Header:
         application_id = await scalar(db, "PRAGMA application_id")
         version = await scalar(db, "PRAGMA user_version")
         tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+    except UnicodeDecodeError as error:
+        raise JournalCorrupt(path, f"the file's schema is damaged ({error})") from error
     except sqlite3.DatabaseError as error:
         raise_if_damaged(error, path)
         raise
@@ -159,8 +249,7 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
     The header is read again inside that transaction, since another connection may
     have created or migrated the file meanwhile. Raises JournalCorrupt as
     ``check_header`` does."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(db):
         header = await read_header(db, path)
         check_header(path, header, migrate=migrate)
         if header.application_id == 0 and header.version == 0:
@@ -169,9 +258,16 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
             await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         else:
             for step in range(header.version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step]:
-                    await db.execute(statement)
+                await MIGRATIONS[step](db)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """One write transaction (BEGIN IMMEDIATE): committed if the block ends, rolled back if it raises."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         await db.execute("COMMIT")
     except BaseException:
         await rollback(db)
@@ -185,7 +281,8 @@ def error_name(error: sqlite3.Error) -> str:
 
 def raise_if_damaged(error: sqlite3.DatabaseError, path: str, where: str = "") -> None:
     """Raise JournalCorrupt (from ``error``) if it says the file is not a database or is damaged."""
-    if error_name(error) in _DAMAGED:
+    name = error_name(error)
+    if name.startswith(_DAMAGED) or name == _GENERIC:
         raise JournalCorrupt(path, f"{where}not a SQLite database, or damaged ({error})") from error
 
 

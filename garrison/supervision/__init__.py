@@ -1,6 +1,7 @@
 """Supervision trees with OTP semantics: specs, strategies, intensity, backoff, introspection."""
 
 from garrison.supervision._intensity import RestartIntensity
+from garrison.supervision._pool import PoolRef, PoolSpec, Routing
 from garrison.supervision._ref import SupervisorRef
 from garrison.supervision._spec import (
     AutoShutdown,
@@ -20,8 +21,11 @@ __all__ = [
     "ChildInfo",
     "ChildSpec",
     "DynamicSupervisorSpec",
+    "PoolRef",
+    "PoolSpec",
     "Restart",
     "RestartIntensity",
+    "Routing",
     "Strategy",
     "Supervisor",
     "SupervisorRef",

@@ -19,7 +19,8 @@ class SupervisorRef:
 
     Each call queues on the supervisor's system lane and runs inside its
     task, after any child exit already queued (like ``gen_server:call``).
-    All raise ActorStopped if the supervisor has stopped.
+    All raise ActorStopped if the supervisor has stopped, or is between
+    incarnations (its parent restarting it; the ref stays valid).
     """
 
     __slots__ = ("ref",)
@@ -34,6 +35,8 @@ class SupervisorRef:
     async def _call(self, fn: Callable[[Supervisor], Awaitable[T]]) -> T:
         slot = self.ref.slot
         if slot.state is ActorState.STOPPED:
+            if self.ref.is_alive:
+                raise ActorStopped(self.path, "between incarnations: its parent is restarting it")
             raise ActorStopped(self.path, "supervisor stopped")
         reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         # A supervisor that stops for good before serving the call fails ``reply`` with ActorStopped.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from garrison._defaults import DEFAULT_SHUTDOWN
 from garrison._errors import InvalidSpec
@@ -113,6 +113,10 @@ class ChildSpec:
     then ``on_stop``) before it is cancelled; 0 cancels at once (OTP's
     brutal_kill); None waits forever. Default: 5.0 for workers, None for
     supervisors (as in OTP).
+
+    ``register`` is a name the child's ref is registered under
+    (``node.whereis(name)``) each time the supervisor starts it. Restarts
+    keep the ref, so the name stays; it is freed when the child stops for good.
     """
 
     id: str
@@ -124,6 +128,7 @@ class ChildSpec:
     significant: bool
     backoff: Backoff | None
     mailbox: MailboxConfig | None
+    register: str | None
 
     def __init__(
         self,
@@ -137,9 +142,12 @@ class ChildSpec:
         significant: bool = False,
         backoff: Backoff | None = None,
         mailbox: MailboxConfig | None = None,
+        register: str | None = None,
     ) -> None:
         if not isinstance(id, str) or not id or "/" in id:
-            raise InvalidSpec(None, "id", id, "a child id is a non-empty string without '/'")
+            raise InvalidSpec(
+                None, "id", id, "a child id is a non-empty string without '/'", where="ChildSpec: "
+            )
         is_supervisor = isinstance(start, SupervisorSpec)
         if not is_supervisor and not (isinstance(start, type) and issubclass(start, Actor)):
             raise InvalidSpec(
@@ -147,8 +155,10 @@ class ChildSpec:
             )
         if not isinstance(args, tuple | list):
             raise InvalidSpec(id, "args", args, "must be a tuple of positional arguments")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise InvalidSpec(id, "kwargs", kwargs, "must be a dict of keyword arguments or None")
+        if kwargs is not None and (
+            not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs)
+        ):
+            raise InvalidSpec(id, "kwargs", kwargs, "must be a dict of keyword arguments (str keys) or None")
         if is_supervisor and (args or kwargs):
             raise InvalidSpec(id, "args", args, "a nested SupervisorSpec takes no args")
         if not isinstance(restart, Restart):
@@ -175,7 +185,10 @@ class ChildSpec:
         object.__setattr__(self, "shutdown", shutdown)
         object.__setattr__(self, "significant", significant)
         object.__setattr__(self, "backoff", backoff)
+        if register is not None and (not isinstance(register, str) or not register or "/" in register):
+            raise InvalidSpec(id, "register", register, "a name is a non-empty string without '/', or None")
         object.__setattr__(self, "mailbox", mailbox)
+        object.__setattr__(self, "register", register)
 
     @property
     def is_supervisor(self) -> bool:
@@ -217,6 +230,8 @@ class SupervisorSpec:
     period: float = 5.0
     children: Sequence[ChildSpec] = field(default_factory=tuple)
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+    runner: ClassVar[type[Actor] | None] = None
+    """Internal: the Supervisor subclass that runs this kind of spec (None: ``Supervisor``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.strategy, Strategy):
@@ -224,14 +239,29 @@ class SupervisorSpec:
         _check_limits(self.intensity, self.period)
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise InvalidSpec(None, "auto_shutdown", self.auto_shutdown, "must be an AutoShutdown member")
+        if isinstance(self.children, ChildSpec):
+            raise InvalidSpec(
+                None,
+                "children",
+                self.children,
+                "must be a list of garrison.ChildSpec; "
+                "wrap a single child in a list: children=[ChildSpec(...)]",
+            )
+        if not isinstance(self.children, list | tuple):
+            raise InvalidSpec(None, "children", self.children, "must be a list of garrison.ChildSpec")
         children = tuple(self.children)
         seen: set[str] = set()
+        names: set[str] = set()
         for child in children:
             if not isinstance(child, ChildSpec):
                 raise InvalidSpec(None, "children", child, "every child must be a garrison.ChildSpec")
             if child.id in seen:
                 raise InvalidSpec(child.id, "id", child.id, "duplicate child id")
             seen.add(child.id)
+            if child.register is not None:
+                if child.register in names:
+                    raise InvalidSpec(child.id, "register", child.register, "another child registers it")
+                names.add(child.register)
             if child.significant and self.auto_shutdown is AutoShutdown.NEVER:
                 raise InvalidSpec(
                     child.id,
@@ -266,6 +296,10 @@ class DynamicSupervisorSpec(SupervisorSpec):
     ) -> None:
         if template is not None and not isinstance(template, ChildSpec):
             raise InvalidSpec(None, "template", template, "must be a garrison.ChildSpec or None")
+        if template is not None and template.register is not None:
+            raise InvalidSpec(
+                template.id, "register", template.register, "a template's children cannot share one name"
+            )
         if template is not None and template.significant:
             raise InvalidSpec(template.id, "significant", True, "dynamic children cannot be significant")
         problem = count_problem(max_children, allow_none=True)

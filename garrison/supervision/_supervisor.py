@@ -24,6 +24,7 @@ from garrison._errors import (
     ChildNotFound,
     ChildRunning,
     InvalidSpec,
+    NameTaken,
     RestartIntensityExceeded,
 )
 from garrison.actors import (
@@ -250,6 +251,13 @@ class Supervisor(Actor):
             shutdown=spec.shutdown,
         )
         child.slot = slot
+        if spec.register is not None:
+            try:
+                node.kernel.register(spec.register, slot.self_ref)
+            except NameTaken as taken:
+                slot.finalize(ExitReason.shutdown(f"failed to start: {taken}"))
+                child.slot = None
+                raise ActorStartError(slot.path, taken) from taken
         # We log each failure of our children once, with what we do about it (_report).
         slot.log_failures = False
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -263,6 +271,9 @@ class Supervisor(Actor):
                 error=f"{type(error.cause).__name__}: {error.cause}",
                 supervisor=self._path,
             )
+            # Our own start fails with it: if we are retried, our next incarnation creates it
+            # again, and its ref (from an earlier incarnation of ours) should move there too.
+            slot.parked = self._slot.state is ActorState.STARTING
             slot.finalize(ExitReason.shutdown("failed to start"))
             child.slot = None
             raise
@@ -418,6 +429,7 @@ class Supervisor(Actor):
             why=_why(reason),
             supervisor=self._path,
             next_step=next_step,
+            reason=str(reason),
         )
 
     def _group(self, child: _Child) -> list[_Child]:
@@ -499,13 +511,23 @@ class Supervisor(Actor):
             self._path, self.spec.intensity, self.spec.period, f"{child.spec.id}: {reason}"
         )
         assert child.slot is not None
+        # It stops with us, as its siblings do: its ref waits for our next incarnation, if any.
+        child.slot.parked = True
         child.slot.finalize(reason)
         child.slot = None
         self._cancel_restart_timers()
         self.ctx.node.events.publish(GaveUp(path=self._path, at=self._clock.now(), reason=str(error)))
-        # The child's failure is logged here, once, with its exception.
+        # The child's failure is logged here, once, with its exception. The line stays short
+        # whatever the failure's text: the detail travels in the record's extra fields.
         self.ctx.logger.opt(exception=reason.error if reason.abnormal else None).error(
-            "{error}; stopping all children", error=error
+            "supervisor {path} gave up: more than {intensity} restart(s) in {period}s, "
+            "last of {child!r}; stopping all children",
+            path=self._path,
+            intensity=self.spec.intensity,
+            period=self.spec.period,
+            child=child.spec.id,
+            last_failure=_why(reason),
+            error=str(error),
         )
         # OTP exits with reason `shutdown`: a PERMANENT parent restarts us, others do not.
         return ExitReason(ExitKind.SHUTDOWN, "restart intensity exceeded", error)
@@ -627,13 +649,18 @@ class Supervisor(Actor):
 
 
 def _actor_class(spec: ChildSpec) -> type[Actor]:
-    return Supervisor if isinstance(spec.start, SupervisorSpec) else spec.start
+    if isinstance(spec.start, SupervisorSpec):
+        return spec.start.runner or Supervisor
+    return spec.start
 
 
 def _why(reason: ExitReason) -> str:
     error = reason.error
     if error is None:
         return str(reason)
+    if isinstance(error, RestartIntensityExceeded):
+        # A child supervisor gave up: it logged the detail itself; its parent's line stays short.
+        return reason.brief
     what = f"{type(error).__name__}: {error}"
     return f"{reason.detail}: {what}" if reason.detail else what
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from garrison._node import Node
 from garrison.actors import LifecycleEvent
+from garrison.testing._awaited import expectation
 from garrison.testing._matching import Matcher, describe, matches
 from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_until
 
@@ -45,6 +46,7 @@ class EventRecorder:
                 return index
         return None
 
+    @expectation
     async def expect(self, matcher: Matcher, within: float = 3.0) -> LifecycleEvent:
         """Return the first matching event after the last one expected; wait for it if needed.
 
@@ -67,6 +69,7 @@ class EventRecorder:
         self._cursor = index + 1
         return self.all[index]
 
+    @expectation
     async def expect_no_event(self, matcher: Matcher, within: float = 0.1) -> None:
         """Assert that no matching event arrives (after the last one expected) within ``within``."""
         within = check_within("within", within)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from garrison._errors import InvalidConfig
 from garrison._validate import check_count, number_problem
 from garrison.actors import ActorRef
+from garrison.testing._awaited import expectation
 from garrison.testing._injected import InjectedFault
 from garrison.testing._journal import JournalErrorSpec, JournalFault, JournalFaultMode
 from garrison.testing._matching import Matcher, describe, matches
@@ -187,6 +188,7 @@ class Hang(Fault):
         super().remove()
         self._released.set()
 
+    @expectation
     async def wait_hanging(self, within: float = 3.0) -> None:
         """Wait until a handler hangs; AssertionError after ``within`` seconds of node-clock
         time (virtual time is advanced while waiting, as for probes)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from garrison._clock import Clock
 from garrison._errors import InvalidConfig, JournalWriteError
 from garrison._validate import check_count
-from garrison.persistence import Ack, Journal, PackedEvents, SqliteJournal
+from garrison.persistence import Ack, Journal, PackedEvents, QuarantinedEvent, SqliteJournal
 from garrison.testing._injected import InjectedFault
 from garrison.testing._waiting import outside_work
 
@@ -87,6 +87,9 @@ class TrackedJournal:
 
     async def acked_seq(self, stream: str, group: str) -> int:
         return await self._work.run(self.inner.acked_seq(stream, group))
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        return await self._work.run(self.inner.quarantined(stream))
 
     async def open(self) -> TrackedJournal:
         await self._work.run(self.inner.open())

@@ -9,6 +9,7 @@ from garrison._clock import ManualClock
 from garrison._errors import InvalidConfig
 from garrison._node import Node
 from garrison.persistence import Journal
+from garrison.testing._awaited import take_unawaited, unawaited_report
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults
 from garrison.testing._guard import NodeGuard
@@ -90,7 +91,8 @@ class ActorTestKit:
         return TestProbe(self.node, name)
 
     async def close(self, *, check: bool = True) -> None:
-        """Remove faults, check the guard (if ``check``), shut the node down, close the journal.
+        """Remove faults, check (if ``check``) that every expectation made was awaited and the
+        guard, shut the node down, close the journal.
 
         Idempotent. The shutdown runs on virtual time: the clock is advanced timer by
         timer, so a message in flight finishes (or its shutdown timeout fires)
@@ -100,6 +102,9 @@ class ActorTestKit:
         try:
             await self.faults.aclose()
             if check:
+                unawaited = take_unawaited()
+                if unawaited:
+                    raise AssertionError(unawaited_report(unawaited))
                 self.guard.check()
         finally:
             self.guard.close()

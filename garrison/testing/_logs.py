@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from garrison._clock import Clock, MonotonicClock
+from garrison.testing._awaited import expectation
 from garrison.testing._waiting import Notifier, check_within, clock_kind, wait_until
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ class LogCapture:
         ``level`` (e.g. ``"ERROR"``), bound with every ``extra`` given (``actor="/root/feed"``)."""
         return [record for record in self.records if _matches(record, message, level, extra)]
 
+    @expectation
     async def expect(
         self,
+        /,
         message: str | re.Pattern[str] | None = None,
         *,
         level: str | None = None,

@@ -9,6 +9,7 @@ from garrison._node import Node
 from garrison.actors import Actor, ActorRef, Terminated
 from garrison.actors._slot import stop_for_good
 from garrison.mailbox import MailboxConfig
+from garrison.testing._awaited import expectation
 from garrison.testing._matching import Matcher, describe, matches
 from garrison.testing._waiting import check_within, clock_kind, wait_until
 
@@ -81,10 +82,12 @@ class TestProbe(ActorRef):
         """The message taken last (None before the first)."""
         return self._last
 
+    @expectation
     async def receive(self, within: float | None = None) -> Any:
         """Take the next message, whatever it is; AssertionError if none arrives within ``within``."""
         return await self._take(within, "a message")
 
+    @expectation
     async def expect(self, matcher: Matcher, within: float | None = None) -> Any:
         """Take the next message and assert it matches; return it.
 
@@ -101,6 +104,7 @@ class TestProbe(ActorRef):
             )
         return message
 
+    @expectation
     async def expect_no_message(self, within: float = DEFAULT_NO_MESSAGE_WITHIN) -> None:
         """Assert that nothing arrives for ``within`` seconds of node-clock time.
 
@@ -117,6 +121,7 @@ class TestProbe(ActorRef):
                 f"after {clock.now() - started:g}s of {clock_kind(clock)} time"
             )
 
+    @expectation
     async def expect_terminated(self, ref: ActorRef, within: float | None = None) -> Terminated:
         """Watch ``ref`` (if not yet) and assert the next message is its ``Terminated``.
 

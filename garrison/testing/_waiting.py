@@ -44,18 +44,30 @@ async def wait_until(
     clock: Clock,
     ready: Callable[[], bool],
     within: float,
-    changed: Callable[[], Awaitable[object]],
+    changed: Callable[[], Awaitable[object]] | None = None,
 ) -> bool:
     """Wait until ``ready()`` is true; return False if ``within`` seconds pass first.
 
-    ``changed()`` returns an awaitable that completes when ``ready()`` may have
-    changed; it is used on real clocks only. On the manual clock, virtual
-    time moves forward (see the module docstring) and the loop settles after
-    every step, so work a timer triggers runs before ``ready()`` is asked again.
+    Awaits. On the manual clock, virtual time moves forward timer by timer
+    (see the module docstring) and the loop settles after every step, so
+    work a timer triggers runs before ``ready()`` is asked again; the clock
+    stops where ``ready()`` first held. On a real clock it waits real time:
+    ``changed()`` (optional) returns an awaitable that completes when
+    ``ready()`` may have changed; without it, ``ready()`` is polled every
+    :data:`REAL_POLL_INTERVAL` seconds. Raises InvalidConfig for a bad ``within``.
     """
+    within = check_within("within", within)
     if isinstance(clock, ManualClock):
         return await _drive_virtual_time(clock, ready, within)
-    return await _await_real_time(clock, ready, within, changed)
+    return await _await_real_time(clock, ready, within, changed or _poll)
+
+
+REAL_POLL_INTERVAL = 0.01
+"""Real seconds between two looks of a ``wait_until`` on a real clock without ``changed``."""
+
+
+def _poll() -> Awaitable[object]:
+    return asyncio.sleep(REAL_POLL_INTERVAL)
 
 
 async def _drive_virtual_time(clock: ManualClock, ready: Callable[[], bool], within: float) -> bool:

@@ -12,8 +12,10 @@ garrison is installed; ``-p no:garrison`` turns it off. It only adds things:
 - in pytest-asyncio's strict mode, the ``asyncio`` mark on ``async def`` tests
   that use a garrison fixture, so they run without a decorator (auto mode
   needs nothing);
-- a check, when a test body returns, that no actor crashed and no message
-  was dead-lettered unexpectedly, and the seed in the report of a failed test;
+- a check, when a test body returns, that it awaited every expectation it
+  made (``probe.expect(...)`` without ``await`` asserts nothing), that no
+  actor crashed and no message was dead-lettered unexpectedly, and the seed
+  in the report of a failed test;
 - with pytest-timeout's ``signal`` method, a test that hangs fails with the
   stack of every asyncio task and every thread, in its body, its fixtures'
   teardown or a node's shutdown alike (see ``garrison.testing._hangs``).
@@ -36,6 +38,7 @@ import pytest
 from garrison._clock import ManualClock
 from garrison._node import Node
 from garrison.testing import _hangs
+from garrison.testing._awaited import take_unawaited, unawaited_report
 from garrison.testing._events import EventRecorder
 from garrison.testing._faults import Faults
 from garrison.testing._guard import NodeGuard
@@ -241,9 +244,16 @@ def pytest_pycollect_makeitem(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """Fail the test, when its body returns, on what the node guard found unexpected."""
+    """Fail the test, when its body returns, on an expectation it never awaited and on what
+    the node guard found unexpected."""
     __tracebackhide__ = True
-    result = yield
+    take_unawaited()  # made outside any test body (a fixture's setup): not this test's to answer for
+    try:
+        result = yield
+    finally:
+        unawaited = take_unawaited()
+    if unawaited:
+        pytest.fail(unawaited_report(unawaited), pytrace=False)
     kit = pyfuncitem.stash.get(KIT, None)
     if kit is not None:
         kit.guard.check()

@@ -19,6 +19,7 @@ from garrison import (
     MessageDropped,
     Node,
     Overflow,
+    UnhandledMessage,
 )
 from garrison._clock import settle
 from tests.actors.helpers import Crash, Gated, Recorder, dead_letters_to
@@ -445,3 +446,40 @@ async def test_the_reply_to_an_ask_the_caller_cancelled_goes_to_dead_letters(nod
     letters = dead_letters_to(node, "/g")
     assert [letter.message for letter in letters] == ["abandoned"]
     assert "cancelled" in letters[0].reason
+
+
+class Picky(Actor):
+    """Answers ints; everything else is unhandled."""
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, int):
+            return message * 2
+        self.ctx.unhandled(message)
+        return "ignored: the asker gets UnhandledMessage instead"
+
+
+async def test_an_ask_nobody_handles_raises_unhandled_message_and_the_actor_carries_on(node: Node) -> None:
+    ref = await node.spawn(Picky, name="picky")
+
+    with pytest.raises(UnhandledMessage) as raised:
+        await ref.ask("what")
+
+    error = raised.value
+    assert (error.path, error.message_type, error.actor_class) == ("/picky", "str", "Picky")
+    assert "/picky (Picky) does not handle str" in str(error)
+    assert await ref.ask(21) == 42
+    assert dead_letters_to(node, "/picky") == []  # the asker was told; nothing is left over
+
+
+async def test_an_unhandled_tell_goes_to_dead_letters_with_kind_unhandled(node: Node) -> None:
+    class Silent(Actor):
+        pass
+
+    ref = await node.spawn(Silent, name="silent")
+    await ref.tell(b"bytes")
+    with pytest.raises(UnhandledMessage):
+        await ref.ask(b"more")  # the default on_receive handles nothing
+
+    [letter] = dead_letters_to(node, "/silent")
+    assert (letter.message, letter.kind) == (b"bytes", "unhandled")
+    assert ref.is_alive

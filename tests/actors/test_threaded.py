@@ -32,6 +32,7 @@ from garrison import (
     Overflow,
     SupervisorSpec,
     ThreadedActor,
+    UnhandledMessage,
 )
 from garrison.actors import Actor
 from tests.actors import helpers
@@ -165,11 +166,16 @@ async def test_an_orderly_stop_runs_on_thread_stop_on_the_thread_and_the_thread_
     await eventually(lambda: not thread_alive(name))
 
 
-async def test_an_unhandled_message_goes_to_dead_letters(node: Node) -> None:
+async def test_an_unhandled_tell_goes_to_dead_letters_and_an_unhandled_ask_raises(node: Node) -> None:
     ref = await node.spawn(Counter, name="counter", args=(queue.Queue(),))
-    assert await ask(ref, "nonsense") is None
+    with pytest.raises(UnhandledMessage) as raised:
+        await ask(ref, "nonsense")
+    assert (raised.value.path, raised.value.message_type) == ("/counter", "str")
+    ref.tell_nowait("more nonsense")
+    await eventually(lambda: len(helpers.dead_letters_to(node, "/counter")) == 1)
     [letter] = helpers.dead_letters_to(node, "/counter")
-    assert (letter.message, letter.kind) == ("nonsense", "unhandled")
+    assert (letter.message, letter.kind) == ("more nonsense", "unhandled")
+    assert ref.is_alive
 
 
 class FailsToStart(ThreadedActor):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from garrison import ExitCode
 from garrison.cli import main
 from garrison.observe._systemd import watchdog_interval
 from garrison.persistence import EventCodec, SqliteJournal
@@ -223,7 +224,7 @@ def test_journal_inspect_names_an_event_the_types_cannot_decode(
     journal_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["journal", "inspect", str(journal_file), "account-1", "--types", "tests.observe._nodes:Deposited"]
-    assert main(args) == 2
+    assert main(args) == ExitCode.DAMAGED
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].startswith("     1  Deposited")
     error = one_line_error(captured.err)
@@ -248,7 +249,7 @@ def test_journal_inspect_of_a_file_that_is_not_a_journal_is_one_line_and_left_al
 ) -> None:
     path = tmp_path / "other.db"
     path.write_bytes(content)
-    assert main(["journal", "inspect", str(path), "account-1"]) == 2
+    assert main(["journal", "inspect", str(path), "account-1"]) == ExitCode.DAMAGED
     assert message in one_line_error(capsys.readouterr().err)
     assert path.read_bytes() == content
 

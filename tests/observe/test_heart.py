@@ -73,15 +73,26 @@ def test_sigterm_to_heart_stops_the_node_in_order_and_heart_exits_with_its_code(
 
 
 def test_a_node_exiting_with_a_usage_error_is_not_restarted(tmp_path: Path) -> None:
-    corrupt = tmp_path / "corrupt.db"
-    corrupt.write_bytes(b"not a database at all" * 100)
-    with garrison(tmp_path, "run", "tests.observe._nodes:calm", "--journal", str(corrupt), *HEART) as heart:
+    with garrison(tmp_path, "run", "tests.observe._nodes:calm", "--journal", str(tmp_path), *HEART) as heart:
         status = heart.wait()
         log = heart.text()
 
     assert status == 2, log
     assert log.count("started node pid") == 1, log
     assert "a usage error, which a restart cannot fix" in log
+
+
+def test_a_node_whose_journal_is_damaged_exits_65_and_is_not_restarted(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not a database at all" * 100)
+    with garrison(tmp_path, "run", "tests.observe._nodes:calm", "--journal", str(corrupt), *HEART) as heart:
+        status = heart.wait()
+        log = heart.text()
+
+    assert status == 65, log
+    assert log.count("started node pid") == 1, log
+    assert "a damaged journal, which a restart cannot fix" in log
+    assert corrupt.read_bytes() == b"not a database at all" * 100
 
 
 def test_a_node_whose_heart_dies_shuts_down_with_exit_code_1(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import msgspec
 
 from garrison import EventDecodeError, LifecycleEvent, Node, Started
 from garrison._errors import JournalWriteError
-from garrison.persistence import Ack, EventSourcedActor, Journal, SqliteJournal
+from garrison.persistence import Ack, EventSourcedActor, Journal, QuarantinedEvent, SqliteJournal
 from garrison.persistence._journal import ReadsInBatches
 
 # garrison's own words for why a stored event does not decode (EventDecodeError.problem).
@@ -211,6 +211,9 @@ class FaultyJournal(ReadsInBatches):
 
     async def acked_seq(self, stream: str, group: str) -> int:
         return await self.inner.acked_seq(stream, group)
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        return await self.inner.quarantined(stream)
 
     async def open(self) -> Journal:
         await self.inner.open()

@@ -20,11 +20,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from garrison._errors import EventDecodeError
+from garrison._errors import EventDecodeError, JournalCorrupt
 from garrison.persistence import EventCodec, PackedEvents, SqliteJournal, replay_events
 from garrison.persistence._journal import ReadsInBatches
 
 from ._model import assert_decode_error, in_fresh_file
+from ._storage import rechain
 
 STREAM = "replayed"
 
@@ -92,12 +93,16 @@ async def append_all(journal: SqliteJournal, events: list[Any], batch: int) -> N
         seq = await journal.append(STREAM, payloads, seq)
 
 
-def change_rows(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    """Change stored rows behind the journal's back, as another program (or a damaged disk) might."""
+def change_rows(path: Path, *statements: tuple[str, tuple[Any, ...]], checksummed: bool = True) -> None:
+    """Change stored rows behind the journal's back, as another program (or a damaged disk) might;
+    ``checksummed``: then fix up the stream's checksums, so that the rows are read as if the journal
+    had been given them (what decoding does with them is the point here, not the checksums)."""
     db = sqlite3.connect(path)
     try:
         for sql, parameters in statements:
             db.execute(sql, parameters)
+        if checksummed:
+            rechain(db, STREAM)
         db.commit()
     finally:
         db.close()
@@ -230,7 +235,9 @@ async def test_a_gap_in_the_seqs_is_read_as_rows_around_it(journal_path: Path) -
     events = [Count(seq) for seq in range(1, 21)]
     async with SqliteJournal(journal_path, read_batch=8) as journal:
         await append_all(journal, events, 20)
-    change_rows(journal_path, ("DELETE FROM events WHERE stream = ? AND seq IN (5, 6)", (STREAM,)))
+    async with SqliteJournal(journal_path, read_batch=8) as journal:
+        await journal.quarantine(STREAM, 5, "a test sets it aside")
+        await journal.quarantine(STREAM, 6, "a test sets it aside")
 
     async with SqliteJournal(journal_path, read_batch=8) as journal:
         expected = await row_path(journal)
@@ -291,6 +298,48 @@ async def test_a_bad_row_in_the_middle_of_a_packed_range_is_named_by_its_seq(
     assert_decode_error(replaying.value, STREAM, 15, problem)
     assert str(replaying.value) == str(from_rows.value)
     assert seen == list(range(1, 11))  # the ranges before the bad one were replayed
+
+
+@pytest.mark.parametrize("stored", [b"\xc1\xc1", CODEC.encode(Count(99)), "a TEXT value"])
+async def test_a_row_changed_behind_the_journal_fails_its_checksum_named_by_its_seq(
+    journal_path: Path, stored: Any
+) -> None:
+    events = [Count(seq) for seq in range(1, 31)]
+    async with SqliteJournal(journal_path, read_batch=10) as journal:
+        await append_all(journal, events, 30)
+    change_rows(journal_path, set_payload(15, stored), checksummed=False)
+
+    async with SqliteJournal(journal_path, read_batch=10) as journal:
+        with pytest.raises(JournalCorrupt) as from_rows:
+            await row_path(journal)
+        seen: list[int] = []
+        with pytest.raises(JournalCorrupt) as replaying:
+            async with aclosing(replay_events(journal, STREAM, CODEC)) as replay:
+                async for first_seq, decoded in replay:
+                    seen.extend(range(first_seq, first_seq + len(decoded)))
+
+    for error in (from_rows.value, replaying.value):
+        assert (error.stream, error.seq) == (STREAM, 15)
+        assert error.expected != error.found
+    assert seen == list(range(1, 11))  # the ranges before the damaged one were replayed
+
+
+async def test_a_row_lost_from_the_middle_of_a_stream_is_found(journal_path: Path) -> None:
+    events = [Count(seq) for seq in range(1, 21)]
+    async with SqliteJournal(journal_path, read_batch=8) as journal:
+        await append_all(journal, events, 20)
+    change_rows(
+        journal_path, ("DELETE FROM events WHERE stream = ? AND seq = 12", (STREAM,)), checksummed=False
+    )
+
+    async with SqliteJournal(journal_path, read_batch=8) as journal:
+        with pytest.raises(JournalCorrupt) as caught:
+            await replayed(journal)
+        problems = [problem async for problem in journal.verify()]
+
+    assert (caught.value.stream, caught.value.seq) == (STREAM, 12)
+    assert "missing" in caught.value.problem
+    assert [(problem.kind, problem.stream, problem.seq) for problem in problems] == [("missing", STREAM, 12)]
 
 
 async def test_an_event_split_across_two_rows_is_named_by_its_first_row(journal_path: Path) -> None:

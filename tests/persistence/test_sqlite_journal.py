@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from garrison import InvalidConfig
@@ -234,6 +235,18 @@ async def test_a_file_from_a_newer_schema_is_refused_untouched(journal_path: Pat
     assert digest(journal_path) == before
 
 
+def files_in(folder: Path) -> list[tuple[str, int]]:
+    return sorted((path.name, path.stat().st_size) for path in folder.iterdir())
+
+
+def statements(*sql: str) -> sqlite_schema.Migration:
+    async def migration(db: aiosqlite.Connection) -> None:
+        for statement in sql:
+            await db.execute(statement)
+
+    return migration
+
+
 async def test_an_older_schema_needs_an_explicit_migration(
     journal_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,10 +254,10 @@ async def test_an_older_schema_needs_an_explicit_migration(
     current = sqlite_schema.SCHEMA_VERSION
     monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", current + 1)
     monkeypatch.setattr(
-        sqlite_schema, "MIGRATIONS", {current: ["CREATE TABLE added_by_migration (x INTEGER)"]}
+        sqlite_schema, "MIGRATIONS", {current: statements("CREATE TABLE added_by_migration (x INTEGER)")}
     )
 
-    with pytest.raises(JournalCorrupt, match=r"migrate=True"):
+    with pytest.raises(JournalCorrupt, match=r"garrison journal migrate"):
         await SqliteJournal(journal_path).open()
     assert pragma(journal_path, "user_version") == current
 
@@ -269,7 +282,7 @@ async def test_a_migration_that_fails_leaves_the_file_at_its_old_version(
     monkeypatch.setattr(
         sqlite_schema,
         "MIGRATIONS",
-        {current: ["CREATE TABLE half_done (x INTEGER)", "ALTER TABLE no_such_table ADD COLUMN y"]},
+        {current: statements("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE no_such_table ADD COLUMN y")},
     )
 
     with pytest.raises(sqlite3.OperationalError):
@@ -334,11 +347,21 @@ async def test_a_sqlite_file_with_another_application_id_is_refused(journal_path
         await SqliteJournal(journal_path).open()
 
 
-async def test_an_empty_file_becomes_a_journal(journal_path: Path) -> None:
+async def test_an_empty_file_is_refused_as_a_truncated_journal_and_left_alone(journal_path: Path) -> None:
     write_file(journal_path, b"")
 
+    with pytest.raises(JournalCorrupt, match="empty file") as caught:
+        await SqliteJournal(journal_path).open()
+
+    assert caught.value.path == str(journal_path)
+    assert files_in(journal_path.parent) == [(journal_path.name, 0)]
+
+
+async def test_a_new_journal_file_is_never_seen_without_its_tables(journal_path: Path) -> None:
     async with SqliteJournal(journal_path) as journal:
+        assert SqliteJournal.check_file(journal_path) is None
         assert await journal.append("s", [b"x"], 0) == 1
+    assert [name for name, _ in files_in(journal_path.parent) if ".new-" in name] == []
 
 
 async def test_journals_creating_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
@@ -369,3 +392,63 @@ async def test_a_damaged_page_is_reported_as_corrupt_naming_the_stream_and_other
             await read_all(journal, "big")
         assert "damaged" in str(caught.value)
         assert await read_all(journal, "small") == small
+
+
+# -- version 1 files (no checksums) --------------------------------------------------------------
+
+V1_SCHEMA = (
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "payload BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX events_by_stream ON events (stream, seq)",
+    "CREATE TABLE snapshots (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, state BLOB NOT NULL)",
+    "CREATE TABLE deletions (stream TEXT PRIMARY KEY, up_to_seq INTEGER NOT NULL)",
+    "CREATE TABLE offsets (stream TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "PRIMARY KEY (stream, grp)) WITHOUT ROWID",
+)
+
+
+def write_v1_journal(path: Path) -> None:
+    """A journal as garrison wrote it before checksums (schema version 1): two streams, the
+    first two events of one deleted, a snapshot, a consumer offset."""
+    db = sqlite3.connect(path)
+    try:
+        for statement in V1_SCHEMA:
+            db.execute(statement)
+        rows = [("a", seq, f"a{seq}".encode()) for seq in range(3, 8)] + [
+            ("b", seq, f"b{seq}".encode()) for seq in range(1, 4)
+        ]
+        db.executemany("INSERT INTO events (stream, seq, payload) VALUES (?, ?, ?)", rows)
+        db.execute("INSERT INTO deletions VALUES ('a', 2)")
+        db.execute("INSERT INTO snapshots VALUES ('a', 4, x'0102')")
+        db.execute("INSERT INTO offsets VALUES ('b', 'g', 2)")
+        db.execute(f"PRAGMA application_id = {sqlite_schema.APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    finally:
+        db.close()
+
+
+async def test_a_version_1_file_is_refused_until_migrated_then_reads_with_checksums(
+    journal_path: Path,
+) -> None:
+    write_v1_journal(journal_path)
+    before = digest(journal_path)
+
+    with pytest.raises(JournalCorrupt, match="garrison journal migrate") as caught:
+        await SqliteJournal(journal_path).open()
+    assert caught.value.path == str(journal_path)
+    assert digest(journal_path) == before
+
+    async with SqliteJournal(journal_path, migrate=True):
+        pass
+    assert pragma(journal_path, "user_version") == sqlite_schema.SCHEMA_VERSION
+
+    async with SqliteJournal(journal_path) as journal:
+        assert await read_all(journal, "a") == [(seq, f"a{seq}".encode()) for seq in range(3, 8)]
+        assert await read_all(journal, "b") == [(seq, f"b{seq}".encode()) for seq in range(1, 4)]
+        assert await journal.load_snapshot("a") == (4, b"\x01\x02")
+        assert await journal.acked_seq("b", "g") == 2
+        assert [problem async for problem in journal.verify()] == []
+        assert await journal.append("a", [b"a8"], 7) == 8
+        assert await journal.append("b", [b"b4"], 3) == 4
+        assert (await read_all(journal, "a"))[-1] == (8, b"a8")

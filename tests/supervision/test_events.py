@@ -98,8 +98,10 @@ async def test_each_crash_is_logged_once_with_who_why_and_what_happens_next(
     )
     assert isinstance(restart["exception"].value, Boom)
     assert gave_up["extra"]["actor"] == "/root"
-    assert "supervisor /root gave up" in str(gave_up["message"])
-    assert "feed crashed second" in str(gave_up["message"])
+    assert str(gave_up["message"]) == (
+        "supervisor /root gave up: more than 1 restart(s) in 5.0s, last of 'feed'; stopping all children"
+    )
+    assert "feed crashed second" in gave_up["extra"]["last_failure"]
     assert isinstance(gave_up["exception"].value, Boom)
     assert "root supervisor /root exited" in str(root_exit["message"])
     started = [str(record["message"]) for record in log_records if ": started " in str(record["message"])]
@@ -127,3 +129,33 @@ async def test_a_failed_start_is_logged_with_its_exception(
     [record, *_] = [record for record in log_records if record["level"].name == "ERROR"]
     assert str(record["message"]).startswith("actor /root/a failed to start: Boom: a refuses to start")
     assert isinstance(record["exception"].value, Boom)
+
+
+@pytest.mark.garrison(allow_crashes=True, allow_dead_letters=True)
+async def test_give_up_lines_stay_short_with_the_detail_in_extra_fields(
+    node: Node, clock: ManualClock, log_records: list[dict[str, Any]]
+) -> None:
+    long_note = "x" * 600
+    inner = SupervisorSpec(intensity=0, children=[worker("feed", Journal())])
+    await node.start(SupervisorSpec(intensity=0, children=[ChildSpec("market", inner)]))
+    await crash(node.lookup("/root/market/feed"), clock, long_note)
+    await clock.advance(0)
+    give_up_lines = [record for record in log_records if record["level"].name == "ERROR"]
+    assert [str(record["message"]) for record in give_up_lines] == [
+        "supervisor /root/market gave up: more than 0 restart(s) in 5.0s, last of 'feed'; "
+        "stopping all children",
+        "supervisor /root gave up: more than 0 restart(s) in 5.0s, last of 'market'; stopping all children",
+        "root supervisor /root exited (shutdown: restart intensity exceeded (RestartIntensityExceeded)); "
+        "node t shuts down",
+    ]
+    # The stops that follow a give-up too (the crashed message's dead letter is about the crash).
+    for record in log_records:
+        if not str(record["message"]).startswith("dead letter"):
+            assert len(str(record["message"])) <= 200, record["message"]
+    market, root, root_exit = give_up_lines
+    assert long_note in market["extra"]["last_failure"]
+    assert long_note in market["extra"]["error"]
+    assert isinstance(market["exception"].value, Boom)
+    assert root["extra"]["last_failure"] == "shutdown: restart intensity exceeded (RestartIntensityExceeded)"
+    assert "supervisor /root/market gave up" in root["extra"]["error"] and long_note in root["extra"]["error"]
+    assert long_note in root_exit["extra"]["reason"]

@@ -1,10 +1,14 @@
 """Random crashes, normal stops, manual restarts and clock advances across a two-level tree,
 checked after every step against a small reference model of OTP's rules: which children run,
-their restart counts, and which supervisors gave up."""
+their restart counts, which supervisors gave up, and which refs live and whom they reach.
+
+Refs are taken once per path and kept: every crash is sent through the ref held since the
+path's actor was created, so a ref gone stale by an ancestor's restart fails the run."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,6 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from loguru import logger
 
 from garrison import (
+    ActorRef,
+    ActorStopped,
     ChildSpec,
     GaveUp,
     LifecycleEvent,
@@ -27,7 +33,7 @@ from garrison import (
     SupervisorSpec,
 )
 
-from ._support import Crash, Finish, Journal, drive, worker
+from ._support import Crash, Finish, Journal, Ping, drive, worker
 
 T = TypeVar("T")
 
@@ -51,11 +57,16 @@ class ModelSupervisor:
     stamps: list[float] = field(default_factory=list)
 
 
-def fresh(path: str, spec: SupervisorSpec) -> ModelSupervisor:
-    """A supervisor as it starts: every child running, nothing counted."""
+def fresh(path: str, spec: SupervisorSpec, starts: Counter[str]) -> ModelSupervisor:
+    """A supervisor as it starts: every child running (a new instance each), nothing counted."""
     model = ModelSupervisor(path, spec)
     for child in spec.children:
-        sub = fresh(f"{path}/{child.id}", child.start) if isinstance(child.start, SupervisorSpec) else None
+        child_path = f"{path}/{child.id}"
+        if isinstance(child.start, SupervisorSpec):
+            sub: ModelSupervisor | None = fresh(child_path, child.start, starts)
+        else:
+            sub = None
+            starts[child_path] += 1
         model.children.append(ModelChild(child.id, child.restart, sub))
     return model
 
@@ -64,7 +75,9 @@ class Model:
     """OTP's supervisor rules (no backoff, no auto_shutdown), one decision at a time."""
 
     def __init__(self, spec: SupervisorSpec) -> None:
-        self.root: ModelSupervisor | None = fresh("/root", spec)
+        self.starts: Counter[str] = Counter()
+        """How many instances each worker path has had: a new one answers a Ping differently."""
+        self.root: ModelSupervisor | None = fresh("/root", spec, self.starts)
         self.gave_up: list[str] = []
 
     def exit(self, path: str, abnormal: bool, now: float) -> None:
@@ -84,6 +97,7 @@ class Model:
         """terminate_child + restart_child: a new slot, and nothing counted."""
         _, child = self._chain(path)[-1]
         child.restarts = 0
+        self.starts[path] += 1
 
     def _chain(self, path: str) -> list[tuple[ModelSupervisor, ModelChild]]:
         assert self.root is not None
@@ -126,7 +140,9 @@ class Model:
             member.running = True
             member.restarts += 1
             if member.sub is not None or self._is_supervisor(sup, member):
-                member.sub = fresh(f"{sup.path}/{member.id}", self._spec_of(sup, member))
+                member.sub = fresh(f"{sup.path}/{member.id}", self._spec_of(sup, member), self.starts)
+            else:
+                self.starts[f"{sup.path}/{member.id}"] += 1
         return False
 
     @staticmethod
@@ -232,6 +248,12 @@ class SupervisionMachine(RuleBasedStateMachine):
         )
         self.model = Model(spec)
         self.root: SupervisorRef = self.run(self.node.start(spec))
+        self.refs: dict[str, ActorRef] = {}
+        """The ref of every live path, taken once when its actor was created and kept since."""
+        self.dead: list[ActorRef] = []
+        self.answers: dict[str, tuple[int, int]] = {}
+        """Per worker path: (the model's instance count, the serial its ref's Ping answered)."""
+        self.follow_the_model()
 
     def teardown(self) -> None:
         try:
@@ -248,7 +270,7 @@ class SupervisionMachine(RuleBasedStateMachine):
         return bool(self.model.workers())
 
     async def _send(self, path: str, message: Any) -> None:
-        await self.node.lookup(path).tell(message)
+        await self.refs[path].tell(message)  # the ref held since it was created, never a fresh look-up
         await self.clock.advance(0)
 
     @precondition(_has_workers)
@@ -271,6 +293,7 @@ class SupervisionMachine(RuleBasedStateMachine):
             return
         path = data.draw(st.sampled_from(candidates), label="by hand")
         child_id = path.rsplit("/", 1)[1]
+        self.dead.append(self.refs.pop(path))  # terminate_child ends it for good; restart_child is new
         self.run(self.root.terminate_child(child_id))
         self.run(self.root.restart_child(child_id))
         self.model.manual_restart(path)
@@ -278,6 +301,44 @@ class SupervisionMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.5]))
     def advance_the_clock(self, seconds: float) -> None:
         self.run(self.clock.advance(seconds))
+
+    def follow_the_model(self) -> None:
+        """Move the refs of paths the model says are gone to ``dead``; take refs for new paths."""
+        live = {sup.path for sup in self.model.supervisors()} | set(self.model.workers())
+        for path in [path for path in self.refs if path not in live]:
+            self.dead.append(self.refs.pop(path))
+        for path in sorted(live - set(self.refs)):
+            ref = self.node.lookup(path)
+            assert all(ref is not dead for dead in self.dead), f"{path}: a dead ref came back"
+            self.refs[path] = ref
+
+    @invariant()
+    def refs_live_and_reach_the_current_instance(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        self.follow_the_model()
+        for path, ref in self.refs.items():
+            assert ref.is_alive, path
+            assert self.node.lookup(path) is ref, f"{path}: the ref changed without the path dying"
+        for path in self.model.workers():
+            name, serial = self.run(self.refs[path].ask(Ping()))
+            assert name == path.rsplit("/", 1)[1]
+            starts = self.model.starts[path]
+            before = self.answers.get(path)
+            if before is not None:
+                if before[0] == starts:
+                    assert serial == before[1], f"{path}: another instance answered, none was started"
+                else:
+                    assert serial > before[1], f"{path}: an older instance answered after a restart"
+            self.answers[path] = (starts, serial)
+        assert [ref.path for ref in self.dead if ref.is_alive] == []
+        if self.dead:
+            try:
+                self.run(self.dead[-1].ask(Ping()))
+            except ActorStopped:
+                pass
+            else:
+                raise AssertionError(f"{self.dead[-1].path}: a dead ref answered")
 
     @invariant()
     def matches_the_model(self) -> None:
@@ -302,6 +363,8 @@ class SupervisionMachine(RuleBasedStateMachine):
 
 SupervisionMachine.TestCase.settings = settings(
     print_blob=True,
+    # The same 100 sequences on every run (about 6 s): a failure here is never a fluke of the seed.
+    derandomize=True,
     max_examples=100,
     stateful_step_count=30,
     deadline=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -191,3 +192,41 @@ def test_an_actor_subclass_without_args_is_a_valid_start() -> None:
 
     spec = ChildSpec("plain", Plain)
     assert spec.start is Plain and spec.args == () and spec.restart is Restart.PERMANENT
+
+
+def _wrong_shapes() -> list[tuple[str, Callable[[], object], str, object]]:
+    """(case, build, field, value): specs of the wrong shape a user writes by mistake."""
+    child = ChildSpec("feed", Worker)
+    not_a_class = Worker.__new__(Worker)
+    return [
+        ("one child instead of a list", lambda: SupervisorSpec(children=child), "children", child),
+        ("a string for the children", lambda: SupervisorSpec(children="feed"), "children", "feed"),
+        ("None for the children", lambda: SupervisorSpec(children=None), "children", None),
+        ("a dict of children", lambda: SupervisorSpec(children={"feed": child}), "children", {"feed": child}),
+        ("an actor instance to start", lambda: ChildSpec("feed", not_a_class), "start", not_a_class),
+        ("a class name to start", lambda: ChildSpec("feed", "Worker"), "start", "Worker"),
+        ("a negative intensity", lambda: SupervisorSpec(intensity=-1), "intensity", -1),
+        ("a string intensity", lambda: SupervisorSpec(intensity="3"), "intensity", "3"),
+        ("a string for the args", lambda: ChildSpec("feed", Worker, args="ab"), "args", "ab"),
+        ("kwargs with int keys", lambda: ChildSpec("feed", Worker, kwargs={1: 2}), "kwargs", {1: 2}),
+        ("a number for the id", lambda: ChildSpec(7, Worker), "id", 7),
+        ("a list for a template", lambda: DynamicSupervisorSpec([child]), "template", [child]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "build", "field", "value"), _wrong_shapes(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_a_spec_of_the_wrong_shape_raises_invalid_spec_naming_the_field_and_value(
+    case: str, build: Callable[[], object], field: str, value: object
+) -> None:
+    with pytest.raises(InvalidSpec) as error:
+        build()
+    assert not isinstance(error.value, TypeError), case
+    assert (error.value.field, error.value.value) == (field, value), case
+    assert f"{field}={value!r} is invalid" in str(error.value), case
+
+
+def test_one_child_instead_of_a_list_says_how_to_write_it() -> None:
+    with pytest.raises(InvalidSpec, match=r"wrap a single child in a list: children=\[ChildSpec\(\.\.\.\)\]"):
+        SupervisorSpec(children=ChildSpec("feed", Worker))

@@ -223,3 +223,54 @@ def test_the_kit_imports_without_pytest_or_pytest_asyncio(pytester: pytest.Pytes
     result = pytester.run(sys.executable, "-c", script, timeout=60)
     assert result.ret == 0, result.stderr.str()
     result.stdout.fnmatch_lines(["*'ActorTestKit', 'ChildProcess'*"])
+
+
+def test_an_expectation_never_awaited_fails_the_test_naming_where_it_was_made(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        ACTORS
+        + """
+async def test_forgot_await(node, probe, events):
+    echo = await node.spawn(Echo, args=(probe,))
+    await echo.tell("hi")
+    probe.expect("bye")
+    events.expect(Restarted)
+
+async def test_awaited(node, probe):
+    echo = await node.spawn(Echo, args=(probe,))
+    await echo.tell("hi")
+    await probe.expect("hi")
+"""
+    )
+    pytester.makeini(STRICT)
+    result = pytester.runpytest("-q", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*2 expectation(s) of the garrison test kit were never awaited, so they asserted nothing; "
+            "add 'await':",
+            "  TestProbe.expect('bye') made at "
+            "test_an_expectation_never_awaited_fails_the_test_naming_where_it_was_made.py:15 "
+            "in test_forgot_await",
+            "  EventRecorder.expect(Restarted) made at *.py:16 in test_forgot_await",
+        ]
+    )
+    assert "was never awaited" not in result.stderr.str()
+
+
+def test_an_expectation_run_as_a_task_counts_as_awaited(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ACTORS
+        + """
+import asyncio
+
+async def test_task(node, probe):
+    echo = await node.spawn(Echo, args=(probe,))
+    waiting = asyncio.create_task(probe.expect("hi"))
+    await echo.tell("hi")
+    assert await waiting == "hi"
+"""
+    )
+    pytester.makeini(STRICT)
+    pytester.runpytest("-q").assert_outcomes(passed=1)

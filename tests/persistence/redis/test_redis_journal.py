@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 
 import pytest
 import redis.asyncio as aioredis
@@ -38,9 +39,9 @@ async def test_entry_ids_are_the_sequence_numbers(redis_journal: RedisJournal, r
     rows = await raw.xrange(redis_journal.events_key("orders"))
 
     assert [(entry_id, fields) for entry_id, fields in rows] == [
-        (b"1-0", {b"p": b"a"}),
-        (b"2-0", {b"p": b"b"}),
-        (b"3-0", {b"p": b"c"}),
+        (b"1-0", {b"p": b"a", b"c": str(zlib.crc32(b"a")).encode()}),
+        (b"2-0", {b"p": b"b", b"c": str(zlib.crc32(b"b")).encode()}),
+        (b"3-0", {b"p": b"c", b"c": str(zlib.crc32(b"c")).encode()}),
     ]
 
 
@@ -106,7 +107,7 @@ async def test_snapshots_live_beside_the_stream_under_its_hash_tag(
     await redis_journal.append("acct", [b"e"], 0)
     await redis_journal.save_snapshot("acct", 1, b"state@1")
 
-    keys = sorted([key.decode() async for key in raw.scan_iter(match=f"{redis_journal.namespace}:*")])
+    keys = sorted([key.decode() async for key in raw.scan_iter(match=f"{redis_journal.namespace}:{{*")])
 
     assert keys == [f"{redis_journal.namespace}:{{acct}}:events", f"{redis_journal.namespace}:{{acct}}:meta"]
     assert await raw.hget(keys[1], "snapshot") == b"state@1"
