@@ -319,17 +319,32 @@ class IntentLog(Generic[P]):
 
     async def _read_tail(self, intents: dict[str, Intent[P]], seq: int, newly_settled: list[str]) -> int:
         """Apply the stored events after ``seq`` to ``intents``; returns the seq of the last.
-        Raises _Gap if the events right after ``seq`` (or after a run) are gone."""
+        Raises _Gap if the events right after ``seq`` (or after a run) are gone, unless they
+        were quarantined (replay skips those)."""
         expected = seq + 1
         async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, seq)) as runs:
             async for first_seq, events in runs:
-                if first_seq != expected:
+                if first_seq != expected and not await self._quarantined_between(expected - 1, first_seq):
                     raise _Gap(self.stream, expected - 1, first_seq)
                 self._replay(intents, first_seq, events, newly_settled)
                 expected = first_seq + len(events)
-        if expected == seq + 1 and await self.journal.highest_seq(self.stream) > seq:
-            raise _Gap(self.stream, seq, None)
+        if expected == seq + 1:
+            return await self._highest_after(seq)
         return expected - 1
+
+    async def _highest_after(self, seq: int) -> int:
+        """The stream's highest seq, having read nothing after ``seq``: ``seq`` itself, or a
+        higher one if every event after it was quarantined. Raises _Gap otherwise."""
+        highest = await self.journal.highest_seq(self.stream)
+        if highest > seq and not await self._quarantined_between(seq, highest + 1):
+            raise _Gap(self.stream, seq, None)
+        return max(highest, seq)
+
+    async def _quarantined_between(self, after_seq: int, before_seq: int) -> bool:
+        """Whether every seq after ``after_seq`` and before ``before_seq`` was set aside by
+        ``garrison journal quarantine`` (replay skips those: not a gap)."""
+        quarantined = {event.seq for event in await self.journal.quarantined(self.stream)}
+        return all(seq in quarantined for seq in range(after_seq + 1, before_seq))
 
     def _replay(
         self,
@@ -756,12 +771,14 @@ class IntentLog(Generic[P]):
                 replay_events(self.journal, self.stream, _CODEC, self._seq)
             ) as runs:
                 async for first_seq, events in runs:
-                    if first_seq != self._seq + 1:
+                    if first_seq != self._seq + 1 and not await self._quarantined_between(
+                        self._seq, first_seq
+                    ):
                         raise _Gap(self.stream, self._seq, first_seq)
                     self._replay(self._intents, first_seq, events, self._newly_settled)
                     self._seq = first_seq + len(events) - 1
-            if self._seq + 1 == expected and await self.journal.highest_seq(self.stream) > self._seq:
-                raise _Gap(self.stream, self._seq, None)
+            if self._seq + 1 == expected:
+                self._seq = await self._highest_after(self._seq)
         except _Gap:
             await self._reload()
 

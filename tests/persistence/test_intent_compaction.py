@@ -311,6 +311,25 @@ async def test_settled_chunks_lost_for_good_are_forgotten_with_a_warning(
     assert len(warnings) == 1 and warnings[0]["level"].name == "WARNING"
 
 
+async def test_quarantined_events_are_not_mistaken_for_compacted_ones(make_journal: MakeJournal) -> None:
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await log.record("a", order(1))
+        await log.record("b", order(2))
+        await log.move("a", S.SENDING)
+        await log.record("c", order(3))
+        await journal.quarantine(STREAM, 2, "test: a bad record")
+        await journal.quarantine(STREAM, 4, "test: the last one too")
+        reopened = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        assert [(i.id, i.state) for i in reopened.intents()] == [("a", S.SENDING)]
+        await reopened.record("d", order(4))  # after the highest seq: no conflict to resolve
+        assert await journal.highest_seq(STREAM) == 5
+        await log.refresh()  # the first log reads past them too
+        assert "d" in log
+        await reopened.compact()
+        assert [i.id for i in (await IntentLog(journal, STREAM, Order).open()).intents()] == ["a", "d"]
+
+
 @pytest.mark.parametrize(
     ("field", "options"),
     [("compact_every", {"compact_every": 0}), ("retain_settled", {"retain_settled": -1})],
