@@ -154,7 +154,11 @@ class IntentLog(Generic[P]):
     window is forgotten: recording its id again records a new intent. Size
     ``retain_settled`` to outlast the longest time an input can be
     redelivered after its intent settled. ``compact_every=None`` compacts
-    only when ``await log.compact()`` is called.
+    only when ``await log.compact()`` is called. The window is stored once,
+    in chunks, in the stream ``<stream>.settled`` (``settled_stream``);
+    ``archive_settled=True`` keeps every chunk there instead of deleting
+    those that left the window. ``await log.close()`` (in the owner's
+    ``on_stop``) ends a compaction in progress before the journal closes.
     """
 
     def __init__(
