@@ -30,6 +30,7 @@ from garrison._errors import EventDecodeError, InvalidConfig, JournalClosed, Jou
 from garrison._validate import check_count
 from garrison.persistence._codec import EventCodec
 from garrison.persistence._intent_compaction import (
+    CHUNK,
     SETTLED_CODEC,
     SettledWindow,
     decode_chunk,
@@ -76,6 +77,9 @@ COMPACT_EVERY = 10_000
 
 RETAIN_SETTLED = 100_000
 """Default ``retain_settled``: the most recent settled intents kept through compactions."""
+
+CHUNKS_PER_APPEND = 16
+"""Chunks of settled intents written to the settled stream per append (a few MB at most)."""
 
 
 class IntentHistoryMissing(JournalError):
@@ -913,9 +917,11 @@ class IntentLog(Generic[P]):
         open_intents = list(self._intents.values())
         encode = self._encoder.encode
         unsaved = list(window.unsaved)
-        if unsaved:
-            chunks = await encode_chunks(unsaved, encode, settled=True)
-            window.saved(unsaved, await self._append_settled(chunks))
+        per_append = CHUNKS_PER_APPEND * CHUNK
+        for start in range(0, len(unsaved), per_append):
+            entries = unsaved[start : start + per_append]
+            chunks = await encode_chunks(entries, encode, settled=True)
+            window.saved(entries, await self._append_settled(chunks))
         open_chunks = await encode_chunks(open_intents, encode, settled=False)
         settled_from = window.settled_from
         snapshot = encode_snapshot(open_chunks, settled_from, window.through)

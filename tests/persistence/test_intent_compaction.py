@@ -29,6 +29,8 @@ from garrison.persistence import (
     IntentState,
     IntentTransitionError,
     SqliteJournal,
+    _intent_compaction,
+    _intent_log,
     trim_to_snapshot,
 )
 
@@ -328,6 +330,21 @@ async def test_quarantined_events_are_not_mistaken_for_compacted_ones(make_journ
         assert "d" in log
         await reopened.compact()
         assert [i.id for i in (await IntentLog(journal, STREAM, Order).open()).intents()] == ["a", "d"]
+
+
+async def test_settled_intents_are_stored_in_bounded_appends(
+    make_journal: MakeJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_intent_compaction, "CHUNK", 2)
+    monkeypatch.setattr(_intent_log, "CHUNK", 2)
+    monkeypatch.setattr(_intent_log, "CHUNKS_PER_APPEND", 1)
+    async with make_journal() as journal:
+        log = await IntentLog(journal, STREAM, Order, compact_every=None).open()
+        await settle(log, [f"s-{n}" for n in range(5)])
+        await log.compact()
+        assert await stored_seqs(journal, "intents.settled") == [1, 2, 3]
+        reopened = await IntentLog(journal, STREAM, Order).open()
+        assert reopened.intents() == log.intents() and len(reopened) == 5
 
 
 @pytest.mark.parametrize(
