@@ -24,7 +24,7 @@ ticker (``compaction_of_small_settled``; no target: it shows compaction yields t
 
 Variants (small, large) run interleaved, round after round; the ratio is the
 median of per-round ratios. With --quick: 2,000 and 50,000 settled (Redis
-20,000), 200 open, a window of 2,000.
+20,000), 200 open, a window of 2,000, 5 rounds (else 15).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def run(quick: bool) -> dict[str, Any]:
     open_count = 200 if quick else 1_000
     window = 2_000 if quick else 10_000
     small = 2_000 if quick else 10_000
-    runs = 5 if quick else 9
+    runs = 5 if quick else 15
     sqlite_sizes = {"small": small, "large": 50_000 if quick else 1_000_000}
     redis_sizes = {"small": small, "large": 20_000 if quick else 100_000}
     results: dict[str, Any] = {}
