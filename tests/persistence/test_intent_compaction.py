@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from garrison import InvalidConfig, Node
 from garrison._errors import JournalWriteError, SequenceConflict
+from garrison.cli import main
 from garrison.persistence import (
     EventSourcedActor,
     IntentHistoryMissing,
@@ -563,3 +565,37 @@ async def test_sqlite_refuses_a_stale_append_at_a_deleted_seq(journal_path: Any)
         await first.delete_events("s", 3)
         with pytest.raises(SequenceConflict):
             await second.append("s", [b"d"], 2)  # second has not seen seq 3
+
+
+def test_journal_list_counts_the_intents_of_a_compacted_log_and_writes_nothing(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "journal.db"
+    settled = 10_000  # the default compact_every: opening this log in a program compacts it
+
+    async def write() -> None:
+        async with SqliteJournal(path) as journal:
+            compacted = await IntentLog(journal, "compacted", Order, compact_every=None).open()
+            await settle(compacted, ["a", "b"])
+            await compacted.record("open", order(1))
+            await compacted.compact()
+            long = await IntentLog(journal, "long", Order, compact_every=None).open()
+            for start in range(0, settled, 1_000):
+                batch = [(f"l-{n}", order(n)) for n in range(start, start + 1_000)]
+                await long.record_many_nowait(batch)
+                await long.move_many_nowait([(intent_id, S.DONE) for intent_id, _ in batch])
+
+    asyncio.run(write())
+    assert main(["journal", "list", str(path), "--json"]) == 0
+    rows = {row["stream"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert (rows["compacted"]["events"], rows["compacted"]["intents_open"]) == (0, 1)
+    assert rows["compacted"]["intents_settled"] == 2
+    assert (rows["long"]["events"], rows["long"]["snapshot_seq"]) == (2 * settled, None)
+    assert rows["long"]["intents_settled"] == settled
+
+    async def unchanged() -> None:
+        async with SqliteJournal(path) as journal:
+            assert await journal.load_snapshot("long") is None
+            assert len(await stored_seqs(journal, "long")) == 2 * settled
+
+    asyncio.run(unchanged())
