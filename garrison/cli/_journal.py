@@ -30,6 +30,7 @@ from garrison.cli._run import import_attribute
 T = TypeVar("T")
 
 _INTENT_TAGS = ("garrison.intent.recorded", "garrison.intent.moved")
+_INTENT_SNAPSHOT_TAG = "garrison.intent.snapshot"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -165,14 +166,21 @@ async def _known_stream(journal: Any, stream: str) -> None:
 
 
 async def _is_intent_stream(journal: Any, stream: str) -> bool:
-    """Whether ``stream`` holds an intent log (its first event is an intent event)."""
+    """Whether ``stream`` holds an intent log (its first event is an intent event, or, all
+    of them compacted, its snapshot is an intent log's)."""
     async with aclosing(journal.read_batches(stream)) as batches:
         async for rows in batches:
             try:
                 return _raw_tag(_raw(rows[0][1], stream, rows[0][0])) in _INTENT_TAGS
             except EventDecodeError:
                 return False  # not msgpack at all: not an intent log (verify --types says more)
-    return False
+    snapshot = await journal.load_snapshot(stream)
+    if snapshot is None:
+        return False
+    try:
+        return _raw_tag(_raw(snapshot[1], stream, snapshot[0])) == _INTENT_SNAPSHOT_TAG
+    except EventDecodeError:
+        return False
 
 
 def _event_types(spec: str) -> list[type[msgspec.Struct]]:
@@ -214,7 +222,8 @@ def list_command(options: argparse.Namespace) -> int:
                 "snapshot_seq": summary.snapshot_seq,
                 "quarantined": summary.quarantined,
             }
-            if summary.events and await _is_intent_stream(journal, summary.stream):
+            has_state = summary.events or summary.snapshot_seq is not None
+            if has_state and await _is_intent_stream(journal, summary.stream):
                 row["intents_open"], row["intents_settled"] = await _intent_counts(journal, summary.stream)
             rows.append(row)
         if options.json:
@@ -244,7 +253,8 @@ def list_command(options: argparse.Namespace) -> int:
 async def _intent_counts(journal: Any, stream: str) -> tuple[int, int]:
     from garrison.persistence import IntentLog
 
-    log = await IntentLog(journal, stream, msgspec.Raw).open()
+    # compact_every=None: a log opened to be counted must never compact (the tools only read).
+    log = await IntentLog(journal, stream, msgspec.Raw, compact_every=None).open()
     intents = log.intents()
     settled = sum(1 for intent in intents if intent.terminal)
     return len(intents) - settled, settled

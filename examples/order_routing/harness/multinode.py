@@ -140,7 +140,8 @@ async def _journal_is_empty(journal: RedisJournal) -> bool:
 async def wait_settled(journal: RedisJournal, broker_store: Path, timeout: float) -> tuple[bool, int]:
     """Poll the journal (bounded) until no intent is pending and positions has every fill the
     broker made for the account; returns (settled, intents still pending)."""
-    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    # A reader of the node's journal: it never compacts (the node does).
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent, compact_every=None).open()
     deadline = time.monotonic() + timeout
     pending = -1
     while time.monotonic() < deadline:
@@ -314,7 +315,8 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
     async for _, payload in journal.read(INTENTS_STREAM):
         event = _events.decode(payload)
         found += isinstance(event, IntentMoved) and event.detail.startswith("found at the broker")
-    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    # A reader of the node's journal: it never compacts (the node does).
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent, compact_every=None).open()
     intents = log.intents()
     resent = sum(i.attempts > 1 for i in intents)
     rejected = sum(i.state is IntentState.REJECTED for i in intents)
