@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from garrison import InvalidConfig, Node
-from garrison._errors import JournalWriteError, SequenceConflict
+from garrison._errors import JournalWriteError
 from garrison.cli import main
 from garrison.persistence import (
     EventSourcedActor,
@@ -512,14 +512,14 @@ _SHARED_OPS = st.lists(
 _EXAMPLES = itertools.count()
 
 
-@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"], indirect=True)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_SHARED_OPS)
 async def test_two_writers_compacting_one_stream_end_up_knowing_the_same_intents(
     make_journal: MakeJournal, ops: Any
 ) -> None:
-    # Redis only: SqliteJournal accepts a stale writer's append at a seq another process
-    # deleted (test_sqlite_refuses_a_stale_append_at_a_deleted_seq, xfail).
+    # SQLite refuses a stale writer's append at a seq another process deleted (the stream's
+    # head guards it: test_sqlite_journal.py::test_a_stale_writer_cannot_append_at_a_deleted_seq).
     stream = f"intents-{next(_EXAMPLES)}"
     async with make_journal() as first_journal, make_journal() as second_journal:
         logs = [
@@ -550,21 +550,6 @@ async def test_two_writers_compacting_one_stream_end_up_knowing_the_same_intents
         }
         for log in logs:
             await log.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteJournal detects another process's appends by the (stream, seq) key only: "
-    "a seq that process deleted is free again for a stale writer",
-)
-async def test_sqlite_refuses_a_stale_append_at_a_deleted_seq(journal_path: Any) -> None:
-    async with SqliteJournal(journal_path) as first, SqliteJournal(journal_path) as second:
-        await first.append("s", [b"a"], 0)
-        await second.append("s", [b"b"], 1)
-        await first.append("s", [b"c"], 2)
-        await first.delete_events("s", 3)
-        with pytest.raises(SequenceConflict):
-            await second.append("s", [b"d"], 2)  # second has not seen seq 3
 
 
 def test_journal_list_counts_the_intents_of_a_compacted_log_and_writes_nothing(
