@@ -21,6 +21,7 @@ from garrison.actors._events import (
 )
 from garrison.actors._kernel import SpawnOptions
 from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
+from garrison.actors._metrics import DEFAULT_BUCKETS, ActorMetrics, Counter, Gauge, Histogram, MetricRegistry
 from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
@@ -28,10 +29,13 @@ from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
     "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_BUCKETS",
     "Actor",
     "ActorContext",
+    "ActorMetrics",
     "ActorRef",
     "ActorState",
+    "Counter",
     "DeadLetter",
     "DeadLetters",
     "DeferredReply",
@@ -39,8 +43,11 @@ __all__ = [
     "ExitKind",
     "ExitReason",
     "Failed",
+    "Gauge",
     "GaveUp",
+    "Histogram",
     "LifecycleEvent",
+    "MetricRegistry",
     "Restarted",
     "Runtime",
     "SpawnOptions",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters
     from garrison.actors._events import EventStream
     from garrison.actors._kernel import Kernel, SpawnOptions
+    from garrison.actors._metrics import MetricRegistry
     from garrison.actors._ref import ActorRef
 
 T = TypeVar("T")
@@ -99,6 +100,11 @@ class Runtime(Protocol):
     @property
     def random(self) -> Random:
         """The runtime's random source (seeded with ``Node(seed=...)``)."""
+        ...
+
+    @property
+    def metrics(self) -> MetricRegistry:
+        """The application metrics its actors register (``ctx.metrics``)."""
         ...
 
     @property
