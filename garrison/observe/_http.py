@@ -21,6 +21,7 @@ timeout (Kubernetes' ``timeoutSeconds``) sees the failure it should.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import TYPE_CHECKING
 
@@ -179,15 +180,12 @@ class MetricsServer:
             except asyncio.IncompleteReadError:
                 return
             except asyncio.LimitOverrunError:
-                await self._reply(
-                    writer, 431, _TEXT, b"request head too large\n", head_only=False, close=True
-                )
+                await self._refuse(reader, writer, 431, "request head too large")
                 return
             try:
                 request = _parse(head)
             except _BadRequest as error:
-                body = f"{error.text}\n".encode()
-                await self._reply(writer, error.status, _TEXT, body, head_only=False, close=True)
+                await self._refuse(reader, writer, error.status, error.text)
                 return
             self._connections[task] = True
             status, content_type, body = await self._answer(request.path)
@@ -198,6 +196,20 @@ class MetricsServer:
             if close:
                 return
             self._connections[task] = False
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, text: str
+    ) -> None:
+        """Answer ``status`` and close, reading what the client still sends meanwhile (bounded):
+        closing with unread input would reset the connection before the client reads the answer."""
+        await self._reply(writer, status, _TEXT, f"{text}\n".encode(), head_only=False, close=True)
+        if writer.can_write_eof():
+            writer.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(self.read_timeout):
+                for _ in range(16):
+                    if not await reader.read(MAX_HEAD_BYTES):
+                        break
 
     async def _answer(self, path: str) -> tuple[int, str, bytes]:
         node = self._node

@@ -174,8 +174,16 @@ async def test_metrics_export_mailbox_depth_capacity_consumer_lag_outcomes_and_w
     metrics = await scrape(node)
     opened.set()
 
-    assert value(metrics["garrison_mailbox_depth_messages"], "garrison_mailbox_depth_messages", actor="/gate") == 3
-    assert value(metrics["garrison_mailbox_capacity_messages"], "garrison_mailbox_capacity_messages", actor="/gate") == 3
+    assert (
+        value(metrics["garrison_mailbox_depth_messages"], "garrison_mailbox_depth_messages", actor="/gate")
+        == 3
+    )
+    assert (
+        value(
+            metrics["garrison_mailbox_capacity_messages"], "garrison_mailbox_capacity_messages", actor="/gate"
+        )
+        == 3
+    )
     lag = value(
         metrics["garrison_mailbox_consumer_lag_seconds"],
         "garrison_mailbox_consumer_lag_seconds",
