@@ -124,7 +124,9 @@ async def test_500_idle_connections_cost_no_thread_and_health_still_answers(serv
                         client.connect(address)
                     sockets.append(client)
                 accepted = len(sockets)
-                await eventually(lambda: server.evicted + server.open_connections >= accepted)
+                await eventually(
+                    lambda accepted=accepted: server.evicted + server.open_connections >= accepted
+                )
             assert server.evicted >= IDLE_CONNECTIONS - server.max_connections
             assert server.open_connections <= server.max_connections
             assert not_the_test_clients_threads() == threads_before

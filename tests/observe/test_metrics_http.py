@@ -44,7 +44,7 @@ from garrison import (
 from garrison.observe import LoopGuard
 from garrison.persistence import DurableStream, SqliteJournal
 
-from ._blocking_node import SERVE_BLOCK_SECONDS, Sleep, Sleeper
+from ._blocking_node import SERVE_BLOCK_SECONDS
 
 SCRIPT = Path(__file__).with_name("_blocking_node.py")
 REPO = Path(__file__).resolve().parents[2]
