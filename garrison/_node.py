@@ -132,7 +132,7 @@ class Node:
         self.loop_monitor: LoopMonitor | None = None
         """Loop lag and stall watchdog (real time), while the node runs with a guard."""
         self.metrics_address: tuple[str, int] | None = None
-        """(host, port) of /metrics, /healthz and /tree once the node runs with metrics_port."""
+        """(host, port) of /metrics, /healthz, /readyz and /tree once the node runs with metrics_port."""
         self._metrics_server: MetricsServer | None = None
         self.restart_counts: Counter[str] = Counter()
         """Supervised restarts per actor path since the node started."""
