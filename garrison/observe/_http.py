@@ -4,7 +4,8 @@ Opt-in with ``Node(metrics_port=...)`` (``/metrics`` needs prometheus-client:
 the ``garrison[metrics]`` extra). A small HTTP/1.1 server on the node's own
 loop (``asyncio.start_server``): no thread per connection and no thread at
 all, and every answer reads the node's state where it lives. Bound to
-127.0.0.1 by default.
+127.0.0.1 by default. Not aiohttp: four GET paths need no framework, and a
+dependency of every node for them would cost more than these few lines.
 
 It is built to be scraped and probed, not to face the internet, and it
 keeps itself cheap either way: a connection must send a request within

@@ -40,8 +40,6 @@ class ActorLabels:
         self.limit = limit
         self._admitted: set[str] = set()
         self._by_path: dict[str, str] = {}
-        self.folded = 0
-        """Distinct paths folded into ``other`` so far (paths seen again are not counted twice)."""
 
     def label(self, path: str) -> str:
         """The label of the actor at ``path``: its path, its pool's template, or ``other``."""
@@ -54,7 +52,6 @@ class ActorLabels:
                 self._admitted.add(label)
             else:
                 label = OTHER
-                self.folded += 1
         if len(self._by_path) >= _REMEMBERED_PATHS:
             self._by_path.clear()
         self._by_path[path] = label

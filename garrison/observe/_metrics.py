@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison.actors import ActorState
 from garrison.actors._metrics import Counter, Gauge, Histogram, MetricRegistry
+from garrison.observe._labels import OTHER
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -155,6 +156,7 @@ def _actor_families(node: ObservedNode) -> list[Metric]:
     depth, capacity, lag, running = _Sums(), _Sums(), _Sums(), _Sums()
     messages, restarts, gave_up = _Sums(), _Sums(), _Sums()
     waited = _Buckets()
+    folded = 0
     for actor in node.kernel.actors():
         label = label_of(actor.path)
         key = (label,)
@@ -166,6 +168,7 @@ def _actor_families(node: ObservedNode) -> list[Metric]:
             messages.add((label, outcome), getattr(snapshot, outcome))
         waited.add(label, snapshot.wait_buckets, snapshot.wait_sum_seconds)
         running.add(key, 1.0 if actor.state is ActorState.RUNNING else 0.0)
+        folded += label == OTHER
         restarts.add(key, 0)
         if actor.kind == "supervisor":
             gave_up.add(key, 0)
@@ -222,6 +225,11 @@ def _actor_families(node: ObservedNode) -> list[Metric]:
             "Actors running (1 per running actor)",
             running,
             by_actor,
+        ),
+        GaugeMetricFamily(
+            "garrison_metrics_folded_actors",
+            f'Actors shown as actor="other": beyond the node\'s {node.actor_labels.limit} actor labels',
+            value=folded,
         ),
     ]
 
@@ -303,14 +311,6 @@ async def collect_metrics(node: ObservedNode) -> list[Metric]:
     for kind in (*DEAD_LETTER_KINDS, *(kind for kind in by_kind if kind not in DEAD_LETTER_KINDS)):
         dead.add_metric([kind], by_kind.get(kind, 0))
     families.append(dead)
-    labels = node.actor_labels
-    families.append(
-        CounterMetricFamily(
-            "garrison_metrics_folded_actors",
-            f'Actor paths shown as actor="other": beyond the node\'s {labels.limit} actor labels',
-            value=labels.folded,
-        )
-    )
     monitor = node.loop_monitor
     if monitor is not None:
         families.extend(_loop_families(monitor))

@@ -127,7 +127,7 @@ async def test_actors_beyond_the_nodes_label_limit_fold_into_other() -> None:
     assert {sample.labels["actor"] for sample in running} == {"/late", "/session-0", "other"}
     assert value(running, "garrison_actor_running", actor="other") == 4
     assert value(metrics["orders_filled"], "orders_filled_total", actor="/late") == 1
-    assert value(metrics["garrison_metrics_folded_actors"], "garrison_metrics_folded_actors_total") == 4
+    assert value(metrics["garrison_metrics_folded_actors"], "garrison_metrics_folded_actors") == 4
     assert {sample.labels["actor"] for sample in again["garrison_actor_running"]} == {
         "/late",
         "/session-0",
@@ -135,6 +135,13 @@ async def test_actors_beyond_the_nodes_label_limit_fold_into_other() -> None:
     }
     assert value(again["garrison_actor_running"], "garrison_actor_running", actor="other") == 5
     assert value(again["orders_filled"], "orders_filled_total", actor="other") == 1  # /later's
+    assert value(again["garrison_metrics_folded_actors"], "garrison_metrics_folded_actors") == 5
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "200", True])
+def test_node_rejects_a_bad_actor_label_limit(limit: Any) -> None:
+    with pytest.raises(InvalidConfig, match="metrics_actor_limit"):
+        Node(metrics_actor_limit=limit)
 
 
 async def test_every_dead_letter_kind_is_present_at_zero_from_the_start(node: Node) -> None:
