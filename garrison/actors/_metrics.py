@@ -172,10 +172,13 @@ class MetricRegistry:
         as another kind, or a histogram registered before with other buckets.
         """
         checked = _check_name(name)
-        if kind == "counter" and checked.endswith("_total"):
-            raise InvalidConfig(
-                "name", name, f"must not end in _total: the exposition adds it (register {checked[:-6]!r})"
+        if checked.endswith("_total"):
+            problem = (
+                f"must not end in _total: the exposition adds it (register {checked[:-6]!r})"
+                if kind == "counter"
+                else f"must not end in _total, the suffix of counters (this is a {kind})"
             )
+            raise InvalidConfig("name", name, problem)
         if not isinstance(help, str) or not help.strip():
             raise InvalidConfig("help", help, "must be a non-empty string saying what the metric counts")
         label = self._label_of(path)

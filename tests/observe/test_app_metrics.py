@@ -189,12 +189,13 @@ class Registers(Actor):
         ("counter", ("9lives", "x"), {}, "name", "Prometheus metric name"),
         ("counter", ("garrison_mine", "x"), {}, "name", "runtime's own"),
         ("counter", ("orders_total", "x"), {}, "name", "register 'orders'"),
+        ("gauge", ("open_total", "x"), {}, "name", "the suffix of counters"),
         ("gauge", ("queue", ""), {}, "help", "non-empty"),
         ("histogram", ("wait", "x"), {"buckets": (1.0, 0.5)}, "buckets", "ascending"),
         ("histogram", ("wait", "x"), {"buckets": ()}, "buckets", "non-empty"),
         ("gauge", ("taken", "x"), {}, "name", "registered as a counter already"),
     ],
-    ids=["bad-name", "reserved", "total-suffix", "no-help", "unsorted", "empty", "kind-clash"],
+    ids=["bad-name", "reserved", "total-suffix", "gauge-total", "no-help", "unsorted", "empty", "kind-clash"],
 )
 async def test_a_bad_registration_is_an_invalid_config_naming_the_field(
     node: Node, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], field: str, words: str
@@ -217,6 +218,14 @@ async def test_registering_again_returns_the_same_metric_and_other_buckets_are_r
     assert isinstance(other, InvalidConfig) and other.field == "buckets"
     gauge = await actor.ask(("gauge", ("level", "x"), {}), timeout=2.0)
     assert isinstance(gauge, Gauge)
+
+
+def test_a_histogram_counts_a_value_on_a_bound_into_that_bucket() -> None:
+    histogram = Histogram((1.0, 2.0))
+    for observed in (1.0, 1.5, 2.0, 2.5):
+        histogram.observe(observed)
+    assert histogram.counts == [1, 2, 1]
+    assert (histogram.count, histogram.sum) == (4, 7.0)
 
 
 def test_a_counter_refuses_to_go_down() -> None:
