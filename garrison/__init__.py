@@ -33,6 +33,8 @@ from garrison._errors import (
     RestartIntensityExceeded,
     SequenceConflict,
     SettleTimeout,
+    StashError,
+    StashOverflow,
     UnhandledMessage,
 )
 from garrison._exitcodes import ExitCode
@@ -45,6 +47,7 @@ from garrison.actors import (
     ActorState,
     DeadLetter,
     DeferredReply,
+    EventBus,
     ExitKind,
     ExitReason,
     Failed,
@@ -55,6 +58,7 @@ from garrison.actors import (
     Stopped,
     Terminated,
     ThreadedActor,
+    TimerScheduler,
 )
 from garrison.mailbox import MailboxConfig, MailboxMetrics, Overflow
 from garrison.observe import LoopGuard
@@ -99,6 +103,7 @@ __all__ = [
     "DeferredReply",
     "DuplicateActorName",
     "DynamicSupervisorSpec",
+    "EventBus",
     "EventDecodeError",
     "ExitCode",
     "ExitKind",
@@ -137,6 +142,8 @@ __all__ = [
     "Routing",
     "SequenceConflict",
     "SettleTimeout",
+    "StashError",
+    "StashOverflow",
     "Started",
     "Stopped",
     "Strategy",
@@ -144,6 +151,7 @@ __all__ = [
     "SupervisorSpec",
     "Terminated",
     "ThreadedActor",
+    "TimerScheduler",
     "UnhandledMessage",
     "__version__",
 ]

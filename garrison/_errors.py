@@ -187,6 +187,33 @@ class MessageDropped(GarrisonError):
         super().__init__(f"message to {path} was dropped before it was processed ({reason})")
 
 
+class StashOverflow(GarrisonError):
+    """Raised by ``ctx.stash()`` when the stash already holds ``capacity`` messages.
+
+    The message in flight was not stashed. Uncaught in a handler it is any
+    handler error: a tell crashes the actor (its supervisor decides), an ask
+    raises it in the asker. A handler may catch it and answer "busy" instead.
+    """
+
+    def __init__(self, path: str, capacity: int) -> None:
+        self.path = path
+        self.capacity = capacity
+        super().__init__(
+            f"stash of {path} is full (stash_capacity={capacity}); the message was not stashed: "
+            "unstash before stashing more, or raise MailboxConfig(stash_capacity=...)"
+        )
+
+
+class StashError(GarrisonError, RuntimeError):
+    """Raised by ``ctx.stash()`` when there is no message to stash: called outside a
+    handler (``on_start``, a task), or twice for the same message."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"ctx.stash() in {path}: {problem}")
+
+
 class InvalidSpec(InvalidConfig):
     """A supervision spec is invalid; ``child_id`` names the child (None: the supervisor).
 

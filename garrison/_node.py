@@ -35,6 +35,7 @@ from garrison.actors import (
     ActorRef,
     ActorState,
     DeadLetters,
+    EventBus,
     EventStream,
     ExitReason,
     GaveUp,
@@ -161,6 +162,8 @@ class Node:
             log_limit=dead_letter_log_limit,
             log_interval=dead_letter_log_interval,
         )
+        self.bus = EventBus(self.dead_letters, self.events)
+        """Publish/subscribe between actors (``subscribe(ref, topic)``, ``publish(message)``)."""
         self.exit_code = 0
         self.random = random.Random(seed)
         """The runtime's random source (backoff jitter); seed it to replay a run."""

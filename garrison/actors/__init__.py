@@ -10,6 +10,7 @@ from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, DeferredReply
 from garrison.actors._control import SystemMessage
 from garrison.actors._deadletters import DeadLetters
+from garrison.actors._eventbus import EventBus
 from garrison.actors._events import (
     EventStream,
     Failed,
@@ -25,6 +26,7 @@ from garrison.actors._metrics import DEFAULT_BUCKETS, ActorMetrics, Counter, Gau
 from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
+from garrison.actors._timers import TimerScheduler
 
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
@@ -39,6 +41,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "DeferredReply",
+    "EventBus",
     "EventStream",
     "ExitKind",
     "ExitReason",
@@ -56,4 +59,5 @@ __all__ = [
     "SystemMessage",
     "Terminated",
     "ThreadedActor",
+    "TimerScheduler",
 ]

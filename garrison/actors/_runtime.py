@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from garrison._clock import Clock
     from garrison.actors._actor import Actor
     from garrison.actors._deadletters import DeadLetters
+    from garrison.actors._eventbus import EventBus
     from garrison.actors._events import EventStream
     from garrison.actors._kernel import Kernel, SpawnOptions
     from garrison.actors._metrics import MetricRegistry
@@ -63,6 +64,11 @@ class Runtime(Protocol):
     @property
     def events(self) -> EventStream:
         """Where lifecycle events (Started, Failed, Restarted, Stopped, GaveUp) are published."""
+        ...
+
+    @property
+    def bus(self) -> EventBus:
+        """Publish/subscribe between actors, through each subscriber's own mailbox."""
         ...
 
     @property

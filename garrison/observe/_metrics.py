@@ -43,6 +43,8 @@ DEAD_LETTER_KINDS = (
     "restarting",
     "supervisor",
     "unroutable",
+    "refused",
+    "stashed_on_stop",
     "other",
 )
 """Every ``kind`` the runtime files dead letters under: each is shown from the start, at zero."""
