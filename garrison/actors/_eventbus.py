@@ -134,7 +134,9 @@ class EventBus:
             try:
                 ref.tell_nowait(message)
             except MailboxFull as full:
-                self._dead_letters.publish(message, ref.path, f"event bus: {full}", full, kind="overflow")
+                self._dead_letters.publish(
+                    message, ref.path, f"event bus: {full}", full, kind="overflow"
+                )
             except ActorStopped as stopped:
                 self.unsubscribe(ref)
                 self._dead_letters.publish(

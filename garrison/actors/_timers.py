@@ -42,15 +42,7 @@ class _Timer:
     """One started timer: what it sends, when, and the tick of it waiting to be delivered."""
 
     __slots__ = (
-        "due_index",
-        "first_due",
-        "handle",
-        "incarnation",
-        "interval",
-        "key",
-        "message",
-        "mode",
-        "tick",
+        "due_index", "first_due", "handle", "incarnation", "interval", "key", "message", "mode", "tick"
     )
 
     def __init__(
