@@ -22,6 +22,7 @@ from garrison.actors._events import (
 )
 from garrison.actors._kernel import SpawnOptions
 from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
+from garrison.actors._metrics import DEFAULT_BUCKETS, ActorMetrics, Counter, Gauge, Histogram, MetricRegistry
 from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
@@ -30,10 +31,13 @@ from garrison.actors._timers import TimerScheduler
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
     "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_BUCKETS",
     "Actor",
     "ActorContext",
+    "ActorMetrics",
     "ActorRef",
     "ActorState",
+    "Counter",
     "DeadLetter",
     "DeadLetters",
     "DeferredReply",
@@ -42,8 +46,11 @@ __all__ = [
     "ExitKind",
     "ExitReason",
     "Failed",
+    "Gauge",
     "GaveUp",
+    "Histogram",
     "LifecycleEvent",
+    "MetricRegistry",
     "Restarted",
     "Runtime",
     "SpawnOptions",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from garrison.actors._actor import Actor
     from garrison.actors._kernel import SpawnOptions
+    from garrison.actors._metrics import ActorMetrics
     from garrison.actors._ref import ActorRef
     from garrison.actors._runtime import Runtime
     from garrison.actors._slot import Interceptor, Slot
@@ -146,6 +147,12 @@ class ActorContext:
         wait, and commit once when ``queued == 0``.
         """
         return len(self._slot.mailbox)
+
+    @property
+    def metrics(self) -> ActorMetrics:
+        """Register this actor's own counters, gauges and histograms, shown on ``/metrics``
+        with its ``actor`` label (see docs/operations.md, "Application metrics")."""
+        return self.node.metrics.for_actor(self.path)
 
     # -- children and watches -------------------------------------------------------------
 

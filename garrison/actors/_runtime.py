@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from garrison.actors._eventbus import EventBus
     from garrison.actors._events import EventStream
     from garrison.actors._kernel import Kernel, SpawnOptions
+    from garrison.actors._metrics import MetricRegistry
     from garrison.actors._ref import ActorRef
 
 T = TypeVar("T")
@@ -105,6 +106,11 @@ class Runtime(Protocol):
     @property
     def random(self) -> Random:
         """The runtime's random source (seeded with ``Node(seed=...)``)."""
+        ...
+
+    @property
+    def metrics(self) -> MetricRegistry:
+        """The application metrics its actors register (``ctx.metrics``)."""
         ...
 
     @property
