@@ -371,8 +371,8 @@ class _Reader:
                 self.problem(
                     f"{section}.{variable[len(prefix) :].lower()}",
                     variable,
-                    f"unknown setting; the variables of [{section}] are "
-                    + ", ".join(f"{name}[{FILE_SUFFIX}]" for name in sorted(known)),
+                    f"unknown setting; [{section}] has {', '.join(sorted(names))} "
+                    f"({prefix}<KEY> or {prefix}<KEY>{FILE_SUFFIX})",
                 )
         for variable, key in known.items():
             from_file = self.environ.get(variable + FILE_SUFFIX)
@@ -432,7 +432,7 @@ class _Reader:
             return msgspec.convert(values, kind, strict=False, dec_hook=_decode_custom)
         except (msgspec.ValidationError, TypeError, ValueError) as error:
             message = str(error)
-            key = next((name for name in by_name if message.startswith(f"{name}: ")), "")
+            key = next((name for name in by_name if message.startswith((f"{name}: ", f"{name}="))), "")
             message = message.removeprefix(f"{key}: ") if key else message
             sources = sorted({given.source for given in raw.values()}) or ["default"]
             source = raw[key].source if key in raw else ", ".join(sources)

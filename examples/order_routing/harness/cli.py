@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from loguru import logger
 
 from examples.order_routing.harness.broker_process import BrokerProcess, broker_arguments
@@ -24,9 +22,12 @@ from examples.order_routing.harness.verdict import judge
 from examples.order_routing.harness.view import live_view, snapshot_of
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
+from examples.order_routing.node.entry import settle_the_heap
 from examples.order_routing.node.tree import build_spec
 from garrison import Node
+
+NODE_TOML = Path(__file__).resolve().parents[1] / "node.toml"
+"""The example node's settings file."""
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +50,8 @@ def _brief(record: Any) -> str:
     return "{time:HH:mm:ss} {level} {extra[actor]} {message}\n"
 
 
-def build_config(args: argparse.Namespace, journal: str, broker_port: int) -> NodeConfig:
+def build_config(args: argparse.Namespace, broker_port: int) -> NodeConfig:
     return NodeConfig(
-        journal=journal,
         broker_port=broker_port,
         symbols=tuple(s for s in args.symbols.split(",") if s),
         strategies=tuple(s for s in args.strategies.split(",") if s),
@@ -91,8 +91,16 @@ def parser() -> argparse.ArgumentParser:
     verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
     verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
     verdict.add_argument("--client-id", default="router-1")
-    node = commands.add_parser("node", help="run only the node (the chaos run's tree, without its faults)")
-    node.add_argument("--config-json", required=True, help="a NodeConfig as JSON")
+    node = commands.add_parser(
+        "node",
+        help="run only the node (the chaos run's tree, without its faults): garrison run on its entry",
+    )
+    node.add_argument(
+        "--config",
+        default=str(NODE_TOML),
+        help=f"the node's settings, [order_routing] and garrison's own (default: {NODE_TOML.name}); "
+        "give the journal's password by GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE",
+    )
     return top
 
 
@@ -110,11 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "verdict":
         return asyncio.run(print_verdict(args))
     if args.command == "node":
-        os.environ[CONFIG_ENV] = args.config_json
         from garrison.cli import main as garrison_main
 
-        config = msgspec.json.decode(args.config_json, type=NodeConfig)
-        return garrison_main(["run", SINGLE_NODE, "--journal", config.journal])
+        return garrison_main(["run", SINGLE_NODE, "--config", args.config])
     parser().print_help()
     return 2
 
@@ -134,7 +140,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     logger.add(folder / "node.log", level="INFO")
     logger.add(sys.stderr, level="ERROR", format=_brief)
     async with BrokerProcess.start(args, folder / "broker.db") as broker:
-        config = build_config(args, journal_location, broker.port)
+        config = build_config(args, broker.port)
         print(f"broker simulator on 127.0.0.1:{broker.port} (dedupe={args.dedupe}); logs in {folder}")
         settle_the_heap()  # before the node (and its loop-lag monitor) starts
         async with Node(

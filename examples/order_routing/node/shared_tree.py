@@ -22,7 +22,7 @@ from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.protocol import Fill
-from garrison import Actor, ChildSpec, Strategy, SupervisorSpec
+from garrison import Actor, ChildSpec, Settings, Strategy, SupervisorSpec
 
 NO_REPLAY = 2**62
 """fills_after for a node that counts no fills: the broker replays none."""
@@ -90,7 +90,7 @@ def build_shared_spec(
     )
 
 
-def spec() -> SupervisorSpec:
+def spec(settings: Settings) -> SupervisorSpec:
     """``garrison run examples.order_routing.node.shared_tree:spec``: the config from the
-    environment, as ``node.entry`` reads it."""
-    return build_shared_spec(load_config())
+    settings, as ``node.entry`` reads it."""
+    return build_shared_spec(load_config(settings))
