@@ -229,7 +229,7 @@ def describe(field_type: mi.Type) -> str:
     if isinstance(kind, mi.UnionType):
         others = [t for t in kind.types if not isinstance(t, mi.NoneType)]
         text = " or ".join(describe(t) for t in others)
-        return f"{text} or empty (none)" if len(others) < len(kind.types) else text
+        return f"{text}, or empty for none" if len(others) < len(kind.types) else text
     if isinstance(kind, mi.BoolType):
         return "true or false"
     if isinstance(kind, mi.IntType):
@@ -660,7 +660,7 @@ def reference_table() -> str:
     """The Markdown table of every core setting (key, environment variable, flag, default,
     meaning): docs/operations.md holds it, and a test checks it matches."""
     lines = [
-        "| Key | Environment | Flag | Default | |",
+        "| Key | Environment | Flag | Default | Meaning |",
         "|---|---|---|---|---|",
     ]
     for section, kind in CORE_SECTIONS.items():
@@ -670,7 +670,7 @@ def reference_table() -> str:
             lines.append(
                 f"| `{section}.{field.name}` | `{_env_name(section, field.name)}` "
                 f"| {f'`{flag}`' if flag else ''} | {_default_text(field)} "
-                f"| {_description(field)} ({describe(field.type)}){secret} |"
+                f"| {_description(field)}; {describe(field.type)}{secret} |"
             )
     return "\n".join(lines) + "\n"
 

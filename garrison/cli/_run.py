@@ -15,7 +15,7 @@ from loguru import logger
 
 from garrison._errors import ActorStartError, ConfigError, ConfigProblem, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
-from garrison._secret import Secret, mask_text
+from garrison._secret import Secret, mask_text, secret_texts
 from garrison._settings import CORE_SECTIONS, Settings, factory_takes_settings, section_environ
 from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
 from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
@@ -207,7 +207,8 @@ def build_journal(location: Secret | None) -> Journal | None:
 def _warn_secret_in_argv(settings: Settings) -> None:
     """A password given as a flag is in argv, which every user of the host can read (ps)."""
     for entry in settings.entries():
-        if entry.secret and entry.source.startswith("--") and settings.secret_texts():
+        value = entry.value.reveal() if isinstance(entry.value, Secret) else entry.value
+        if entry.secret and entry.source.startswith("--") and secret_texts(str(value or "")):
             variable = "GARRISON_" + entry.key.replace(".", "_").upper()
             logger.warning(
                 "{flag} carries a secret, visible to every user of this host in ps and "
