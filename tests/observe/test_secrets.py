@@ -198,3 +198,23 @@ def test_a_secret_in_a_bad_config_is_never_in_the_error(tmp_path: Path) -> None:
     assert "journal.url" in result.stderr and "unknown scheme 'ftp'" in result.stderr
     assert password not in result.stdout + result.stderr
     assert str(Secret(f"ftp://:{password}@host/x")) in result.stderr
+
+
+async def test_the_journal_tools_take_the_journal_from_the_settings_to_keep_it_out_of_argv(
+    password_redis: RedisServer, tmp_path: Path
+) -> None:
+    password = password_redis.password
+    assert password is not None
+    secret_file = tmp_path / "journal-url"
+    secret_file.write_text(password_redis.url + "\n")
+    env = {"GARRISON_JOURNAL_URL_FILE": str(secret_file)}
+
+    listed = await asyncio.to_thread(run_garrison, "journal", "list", "-", env=env)
+    verified = await asyncio.to_thread(run_garrison, "journal", "verify", "-", env=env)
+    unset = await asyncio.to_thread(run_garrison, "journal", "list", "-", env={"GARRISON_JOURNAL_URL": ""})
+
+    assert listed.returncode == 0, listed.stderr
+    assert verified.returncode == 0 and "journal sound" in verified.stderr, verified.stderr
+    assert unset.returncode == ExitCode.USAGE and "GARRISON_JOURNAL_URL" in unset.stderr
+    for result in (listed, verified, unset):
+        assert password not in result.stdout + result.stderr
