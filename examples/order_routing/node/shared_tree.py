@@ -3,9 +3,9 @@
 ``full``: the single node's tree (feed, strategies, risk, intents, positions)
 with a SharedExecutor. ``executor``: a gateway, a SharedExecutor and a
 FillSink, nothing else. Run one with ``garrison run
-examples.order_routing.node.shared_tree:spec`` and the config in
-ORDER_ROUTING_CONFIG (the multinode command starts this tree through
-``harness.entry``, with its faults added).
+examples.order_routing.node.shared_tree:spec`` and the config in the
+``[order_routing]`` section of its settings (the multinode command starts this
+tree through ``harness.entry``, with its faults added).
 """
 
 from __future__ import annotations
