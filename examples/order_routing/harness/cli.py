@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +34,10 @@ NODE_TOML = Path(__file__).resolve().parents[1] / "node.toml"
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node = parser.add_argument_group("node")
     node.add_argument(
-        "--journal", help="journal: a SQLite file path (default: a temp folder) or a redis:// URL"
+        "--journal",
+        default=journal_from_environment(),
+        help="journal: a SQLite file path (default: a temp folder) or a redis:// URL; default: "
+        "GARRISON_JOURNAL_URL or the file GARRISON_JOURNAL_URL_FILE names (keeps a password out of argv)",
     )
     node.add_argument("--symbols", default="ACME,GLOBEX,INITECH,UMBRELLA,HOOLI,STARK", help="comma-separated")
     node.add_argument("--strategies", default="momentum,mean-revert", help="comma-separated strategy names")
@@ -43,6 +47,16 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--burst-seconds", type=float, default=4.0, help="how long the burst lasts")
     node.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
     node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
+
+
+def journal_from_environment() -> str | None:
+    """The journal GARRISON_JOURNAL_URL names, or the file GARRISON_JOURNAL_URL_FILE names holds
+    (as ``garrison run`` reads them): a Redis password stays out of this command's argv."""
+    url = os.environ.get("GARRISON_JOURNAL_URL")
+    path = os.environ.get("GARRISON_JOURNAL_URL_FILE")
+    if url is None and path is not None:
+        url = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    return url or None
 
 
 def _brief(record: Any) -> str:
@@ -88,7 +102,13 @@ def parser() -> argparse.ArgumentParser:
     multinode_arguments(multinode)
     multinode.set_defaults(dedupe="none")
     verdict = commands.add_parser("verdict", help="judge a finished run from its journal and broker store")
-    verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
+    journal = journal_from_environment()
+    verdict.add_argument(
+        "--journal",
+        required=journal is None,
+        default=journal,
+        help="the node's journal (SQLite path or redis:// URL; default: GARRISON_JOURNAL_URL[_FILE])",
+    )
     verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
     verdict.add_argument("--client-id", default="router-1")
     node = commands.add_parser(
