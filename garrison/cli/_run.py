@@ -93,6 +93,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(parser)
 
 
+_METAVARS = {
+    "journal.url": "PATH|URL",
+    "node.name": "NAME",
+    "metrics.host": "HOST",
+    "log.level": "LEVEL",
+    "heart.startup": "S",
+}
+
+
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config`` and one flag per core setting. Every flag's default is None: a flag given
     overrides the file and the environment, one not given leaves them be."""
@@ -104,7 +113,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             group.add_argument(flag, dest=dest, action="store_true", default=None, help=text)
         else:
-            metavar = "URL|PATH" if key == "journal.url" else key.rpartition(".")[2].upper()
+            metavar = _METAVARS.get(key) or ("S" if isinstance(default, float) else "N")
             group.add_argument(
                 flag, dest=dest, default=None, metavar=metavar, help=f"{text} (default: {shown})"
             )
