@@ -40,7 +40,7 @@ from garrison.persistence._journal import (
     check_stream,
     pack_rows,
 )
-from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, scalar, write_transaction
+from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, rollback, scalar
 
 MAX_ROWS_PER_STATEMENT = 8_000  # 4 parameters a row, under SQLite's 32,766-variable limit
 
@@ -299,12 +299,17 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         check_seq("up_to_seq", up_to_seq)
 
         async def write(db: aiosqlite.Connection) -> None:
-            async with write_transaction(db):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
                 # Deleting past the end deletes everything but must not raise the
                 # highest seq (the writer would then number from a seq nobody saw). The
                 # chain's value at the new start is kept: the next event continues it.
                 await db.execute(_DELETION_SQL, (stream, up_to_seq))
                 await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
+                await db.execute("COMMIT")
+            except BaseException:
+                await rollback(db)
+                raise
 
         await self._exclusive(write)
 
@@ -490,13 +495,18 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _transaction(self, db: aiosqlite.Connection, values: list[Any], acks: list[Any]) -> None:
         """Rows (``values``: stream, seq, payload per row, flat) and offsets in one transaction."""
-        async with write_transaction(db):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
             step = 4 * MAX_ROWS_PER_STATEMENT
             for start in range(0, len(values), step):
                 chunk = values[start : start + step]
                 await db.execute(_insert_sql(len(chunk) // 4), chunk)
             if acks:
                 await db.executemany(_UPSERT_OFFSET, acks)
+            await db.execute("COMMIT")
+        except BaseException:
+            await rollback(db)
+            raise
 
     async def _load_highest(self, db: aiosqlite.Connection, streams: set[str]) -> None:
         for stream in streams:
@@ -819,13 +829,25 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             raise InvalidConfig("reason", reason, "say why the event is set aside (it is kept with it)")
         at = time.time()
 
-        await self._move(
-            "INSERT INTO quarantine (stream, seq, payload, crc, reason, at) "
-            "SELECT stream, seq, payload, crc, ?3, ?4 FROM events WHERE stream = ?1 AND seq = ?2",
-            "DELETE FROM events WHERE stream = ?1 AND seq = ?2",
-            (stream, seq, reason, at),
-            f"stream {stream!r} has no stored event {seq} to set aside",
-        )
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = await db.execute(
+                    "INSERT INTO quarantine (stream, seq, payload, crc, reason, at) "
+                    "SELECT stream, seq, payload, crc, ?3, ?4 FROM events WHERE stream = ?1 AND seq = ?2",
+                    (stream, seq, reason, at),
+                )
+                if moved.rowcount != 1:
+                    raise InvalidConfig(
+                        "seq", seq, f"stream {stream!r} has no stored event {seq} to set aside"
+                    )
+                await db.execute("DELETE FROM events WHERE stream = ? AND seq = ?", (stream, seq))
+                await db.execute("COMMIT")
+            except BaseException:
+                await rollback(db)
+                raise
+
+        await self._admin(write)
         return next(event for event in await self.quarantined(stream) if event.seq == seq)
 
     async def restore(self, stream: str, seq: int) -> None:
@@ -834,28 +856,35 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         check_stream(stream)
         check_seq("seq", seq)
 
-        await self._move(
-            "INSERT INTO events (stream, seq, payload, crc) "
-            "SELECT stream, seq, payload, crc FROM quarantine WHERE stream = ?1 AND seq = ?2",
-            "DELETE FROM quarantine WHERE stream = ?1 AND seq = ?2",
-            (stream, seq),
-            f"stream {stream!r} has no quarantined event {seq}",
-        )
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = await db.execute(
+                    "INSERT INTO events (stream, seq, payload, crc) "
+                    "SELECT stream, seq, payload, crc FROM quarantine WHERE stream = ?1 AND seq = ?2",
+                    (stream, seq),
+                )
+                if moved.rowcount != 1:
+                    raise InvalidConfig("seq", seq, f"stream {stream!r} has no quarantined event {seq}")
+                await db.execute("DELETE FROM quarantine WHERE stream = ? AND seq = ?", (stream, seq))
+                await db.execute("COMMIT")
+            except BaseException:
+                await rollback(db)
+                raise
 
-    async def _move(self, copy: str, delete: str, parameters: tuple[Any, ...], missing: str) -> None:
-        """Move one event between the events and quarantine tables (``copy`` it, then
-        ``delete`` the original), in one transaction in the writer's turn. Raises
-        InvalidConfig (naming ``seq``, with the message ``missing``) if there was none."""
+        await self._admin(write)
+
+    async def _admin(self, operation: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
+        """Run an operator's write in the writer's turn; its own errors reach the caller as they are."""
         failure: list[BaseException] = []
 
-        async def write(db: aiosqlite.Connection) -> None:
-            async with write_transaction(db):
-                if (await db.execute(copy, parameters)).rowcount != 1:
-                    failure.append(InvalidConfig("seq", parameters[1], missing))
-                    return
-                await db.execute(delete, parameters[:2])
+        async def guarded(db: aiosqlite.Connection) -> None:
+            try:
+                await operation(db)
+            except InvalidConfig as error:
+                failure.append(error)
 
-        await self._exclusive(write)
+        await self._exclusive(guarded)
         if failure:
             raise failure[0]
 

@@ -12,10 +12,9 @@ write (``garrison journal inspect``) use ``check_file`` through
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -249,7 +248,8 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
     The header is read again inside that transaction, since another connection may
     have created or migrated the file meanwhile. Raises JournalCorrupt as
     ``check_header`` does."""
-    async with write_transaction(db):
+    await db.execute("BEGIN IMMEDIATE")
+    try:
         header = await read_header(db, path)
         check_header(path, header, migrate=migrate)
         if header.application_id == 0 and header.version == 0:
@@ -260,14 +260,6 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
             for step in range(header.version, SCHEMA_VERSION):
                 await MIGRATIONS[step](db)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-@contextlib.asynccontextmanager
-async def write_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
-    """One write transaction (BEGIN IMMEDIATE): committed if the block ends, rolled back if it raises."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
         await db.execute("COMMIT")
     except BaseException:
         await rollback(db)
