@@ -23,6 +23,37 @@ class InvalidConfig(GarrisonError, ValueError):
         super().__init__(f"{field}={value!r} is invalid: {expected}")
 
 
+class ConfigProblem(msgspec.Struct, frozen=True):
+    """One thing wrong with a setting: its ``key`` (``"journal.url"``, ``"order_routing.seed"``),
+    where the value came from (``source``: ``"node.toml"``, ``"GARRISON_NODE_NAME"``,
+    ``"--metrics-port"``) and what is wrong, with what to do (``problem``). Never the value of
+    a secret."""
+
+    key: str
+    source: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.source}): {self.problem}"
+
+
+class ConfigError(GarrisonError, ValueError):
+    """Raised by ``Settings.load`` and ``Settings.section`` (and so by ``garrison run`` and
+    ``garrison config show``, which exit 78, ``ExitCode.CONFIG``): an unknown key, a bad value, an
+    unreadable config or secret file. ``problems`` lists every one found (each names its key and
+    where the value came from); the message says them all. A secret's value is never in it."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        lines = "; ".join(str(problem) for problem in self.problems)
+        super().__init__(f"configuration: {lines}")
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys of the problems, in order."""
+        return [problem.key for problem in self.problems]
+
+
 InvalidEventProblem = Literal["unencodable", "invalid", "changed"]
 """Why an event would not read back as written (``InvalidEvent.problem``)."""
 

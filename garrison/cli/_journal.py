@@ -24,6 +24,7 @@ import msgspec
 
 from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
+from garrison._secret import redact_url
 from garrison.cli._errors import UsageError
 from garrison.cli._run import import_attribute
 
@@ -70,7 +71,14 @@ def add_commands(journal: argparse.ArgumentParser) -> None:
 
 def _add_journal(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "journal", metavar="JOURNAL", help="a SQLite journal file, or a Redis URL (redis://host:port/db)"
+        "journal",
+        metavar="JOURNAL",
+        help="a SQLite journal file, a Redis URL (redis://host:port/db), or '-': the node's journal.url "
+        "setting (GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE, or --config), which keeps a "
+        "Redis password out of argv",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="with JOURNAL '-': the node's config file to take journal.url from"
     )
     parser.add_argument(
         "--namespace", default="garrison", help="the Redis journal's key prefix (default garrison)"
@@ -121,6 +129,8 @@ def _journal(options: argparse.Namespace, *, migrate: bool = False) -> Any:
     from garrison.persistence import RedisJournal, SqliteJournal
 
     target: str = options.journal
+    if target == SETTINGS_JOURNAL:
+        target = _journal_of_settings(options)
     if target.startswith(_REDIS_SCHEMES):
         try:
             return RedisJournal(target, namespace=options.namespace, migrate=migrate)
@@ -134,6 +144,24 @@ def _journal(options: argparse.Namespace, *, migrate: bool = False) -> Any:
     if not migrate:
         probe(path)
     return SqliteJournal(path, migrate=migrate)
+
+
+SETTINGS_JOURNAL = "-"
+"""JOURNAL given as this: the node's ``journal.url`` setting (environment or config file)."""
+
+
+def _journal_of_settings(options: argparse.Namespace) -> str:
+    """The journal ``journal.url`` names (``--config``, then GARRISON_JOURNAL_URL[_FILE]); a
+    UsageError when it is not set. A bad config raises ConfigError (exit 78)."""
+    from garrison._settings import Settings
+
+    url = Settings.load(options.config).journal.url
+    if url is None:
+        raise UsageError(
+            "JOURNAL '-' takes the node's journal.url setting, and none is set: "
+            "set GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE, or give --config"
+        )
+    return url.reveal().removeprefix("file://")
 
 
 def _run(options: argparse.Namespace, work: Callable[[Any], Awaitable[int]], *, migrate: bool = False) -> int:
@@ -351,7 +379,7 @@ def verify_command(options: argparse.Namespace) -> int:
             print(problem)
         events = sum(summary.events for summary in summaries)
         if problems:
-            print(f"{len(problems)} problem(s) in {options.journal}", file=sys.stderr)
+            print(f"{len(problems)} problem(s) in {redact_url(options.journal)}", file=sys.stderr)
             return int(ExitCode.DAMAGED)
         decoded = f", {checked} decoded" if checked else ""
         print(
@@ -389,7 +417,7 @@ def restore_command(options: argparse.Namespace) -> int:
 
 def migrate_command(options: argparse.Namespace) -> int:
     async def work(journal: Any) -> int:
-        print(f"{options.journal}: at this garrison's schema")
+        print(f"{redact_url(options.journal)}: at this garrison's schema")
         return 0
 
     return _run(options, work, migrate=True)

@@ -41,6 +41,7 @@ from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
+from garrison import redact_url
 from garrison.persistence import IntentEvent, IntentLog, IntentMoved, IntentState, RedisJournal
 
 ACCOUNT = "router-1"
@@ -109,7 +110,6 @@ class NodeProcess:
     ) -> None:
         command = node_command(
             HARNESSED_SHARED_NODE,
-            journal,
             name=f"node-{self.member}",
             log_level=log_level,
             stall_timeout=5,
@@ -117,7 +117,7 @@ class NodeProcess:
         )
         self.process = await asyncio.create_subprocess_exec(
             *command,
-            env=node_env(self.config, self.harness),
+            env=node_env(self.config, self.harness, journal=journal),
             stdout=self.log,
             stderr=self.log,
             start_new_session=True,
@@ -168,7 +168,8 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
     journal_url: str = args.journal
     async with RedisJournal(journal_url) as journal:
         if not await _journal_is_empty(journal):
-            print(f"multinode: {journal_url} already holds intents or positions; give an empty database")
+            shown = redact_url(journal_url)
+            print(f"multinode: {shown} already holds intents or positions; give an empty database")
             return 2
     schedule = random.Random(args.chaos_seed)
     # Once, before anything runs.
@@ -176,7 +177,7 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
     print(f"multinode: {args.nodes} nodes, {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
     try:
         async with BrokerProcess.start(args, folder / "broker.db") as broker:
-            base: NodeConfig = config_of(args, journal_url, broker.port)
+            base: NodeConfig = config_of(args, broker.port)
             nodes = []
             for index, log in enumerate(logs):
                 member = chr(ord("a") + index)
