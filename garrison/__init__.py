@@ -35,7 +35,7 @@ from garrison._errors import (
     SettleTimeout,
     UnhandledMessage,
 )
-from garrison._exitcodes import ExitCode
+from garrison._exitcodes import NO_RESTART_EXIT_CODES, ExitCode
 from garrison._node import Node
 from garrison.actors import (
     ABANDONED_THREADS_EXIT_CODE,
@@ -78,6 +78,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
+    "NO_RESTART_EXIT_CODES",
     "Actor",
     "ActorContext",
     "ActorNotFound",

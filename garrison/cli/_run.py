@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import importlib
 import os
 import sys
@@ -13,7 +14,7 @@ from loguru import logger
 
 from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
-from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
+from garrison.cli._errors import UsageError
 from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
             guard=guard,
         )
     except InvalidConfig as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(str(error), ExitCode.CONFIG) from error
     heart_lost = False
 
     def on_heart_lost() -> None:
@@ -182,7 +183,7 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
     try:
         beat = HeartBeat.from_environ(node.logger, on_heart_lost)
     except InvalidConfig as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(str(error), ExitCode.CONFIG) from error
     systemd = SystemdNotifier.from_environ(node.logger)
     # Beats start before the node opens its journal: a long open or recovery still beats (the loop runs).
     if beat is not None:
@@ -191,7 +192,7 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
         try:
             await node.__aenter__()
         except (JournalCorrupt, InvalidConfig, OSError) as error:
-            code = ExitCode.DAMAGED if isinstance(error, JournalCorrupt) else USAGE_EXIT_CODE
+            code = start_failure_code(error)
             node.request_shutdown(code)
             await node.shutdown()
             raise UsageError(f"cannot start node {node.name}: {error}", code) from error
@@ -212,6 +213,17 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
         if beat is not None:
             await beat.stop()
     return node.exit_code
+
+
+def start_failure_code(error: Exception) -> ExitCode:
+    """The exit code of a node that could not open what it needs before any actor starts."""
+    if isinstance(error, JournalCorrupt):
+        return ExitCode.DAMAGED
+    if isinstance(error, ConnectionError):  # a Redis journal that cannot be reached
+        return ExitCode.UNAVAILABLE
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:  # e.g. the old node still stopping
+        return ExitCode.STALLED
+    return ExitCode.CONFIG  # a journal path that cannot be opened, a bad node setting
 
 
 async def _start_tree(
