@@ -15,14 +15,20 @@ from loguru import logger
 from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
 from garrison.cli._errors import UsageError
-from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
+from garrison.observe import (
+    HEART_LOST_EXIT_CODE,
+    Heart,
+    HeartBeat,
+    HeartConfig,
+    LoopGuard,
+    SystemdNotifier,
+    configure_logging,
+)
 
 if TYPE_CHECKING:
     from garrison._node import Node
     from garrison.persistence import Journal
     from garrison.supervision import SupervisorSpec
-
-LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</cyan> {message}\n{exception}"
 
 _HEART = HeartConfig()
 """Heart's defaults, for the --heart-* options (one place to change them)."""
@@ -37,21 +43,6 @@ _HEART_OPTIONS: tuple[tuple[str, type[float] | type[int], float | None, str, str
 )
 """The --heart-* options, in help order: (option, type, default, metavar, help). No startup
 default: it follows the timeout given (``max(30, timeout)``)."""
-
-
-def configure_logging(level: str, *, json: bool = False, who: str = "") -> None:
-    """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``."""
-
-    def line_format(record: Any) -> str:
-        extra = record["extra"]
-        extra["who"] = extra.get("actor") or extra.get("node") or who or "garrison"
-        return LOG_LINE
-
-    logger.remove()
-    if json:
-        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
-    else:
-        logger.add(sys.stderr, level=level, format=line_format, backtrace=False, diagnose=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after the dump, end the process with STALL_EXIT_CODE (75) so it is restarted",
     )
-    parser.add_argument("--log-level", default="INFO", help="loguru level (default: INFO)")
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR... in any case (default: INFO)"
+    )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
+    parser.add_argument(
+        "--log-file", metavar="PATH", help="append the log to PATH instead of stderr (reopened on SIGHUP)"
+    )
     heart = parser.add_argument_group("heart: run the node as a child process and restart it")
     heart.add_argument("--heart", action="store_true", help="run the node under heart")
     for option, kind, default, metavar, text in _HEART_OPTIONS:
@@ -142,9 +138,16 @@ def build_journal(location: str | None) -> Journal | None:
 
 
 def run_command(options: argparse.Namespace) -> int:
-    configure_logging(
-        options.log_level, json=options.log_json, who="heart" if options.heart else options.name
-    )
+    try:
+        configure_logging(
+            options.log_level,
+            json=options.log_json,
+            file=options.log_file,
+            who="heart" if options.heart else options.name,
+        )
+    except InvalidConfig as error:  # a log file that cannot be opened is like a journal's: 78
+        code = ExitCode.CONFIG if error.field == "log_file" else ExitCode.USAGE
+        raise UsageError(f"--{error.field.replace('_', '-')}: {error}", code) from error
     spec = resolve_spec(options.target)
     if options.heart:
         build_journal(options.journal)  # a bad URL is a usage error now, not in every child
@@ -263,6 +266,10 @@ def _child_argv(options: argparse.Namespace) -> list[str]:
         argv.append("--exit-on-stall")
     if options.log_json:
         argv.append("--log-json")
+    if options.log_file is not None:
+        argv += ["--log-file", options.log_file]
+    if getattr(options, "debug", False):
+        argv.append("--debug")
     return argv
 
 
