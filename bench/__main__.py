@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "persist_encode": "bench.persist_encode",
     "redis_journal": "bench.redis_journal",
     "order_routing": "bench.order_routing",
+    "loops": "bench.event_loops",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 
@@ -80,7 +81,7 @@ def _environment(quick: bool, started: datetime.datetime) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "event_loop": "asyncio (default)",
+        "event_loop": "asyncio (default; `loops` also measures uvloop)",
         "garrison": _version("garrison"),
         "pykka": _version("pykka"),
     }

@@ -15,6 +15,7 @@ from loguru import logger
 from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
 from garrison.cli._errors import UsageError
+from garrison.cli._loops import LOOP_CHOICES, choose_loop
 from garrison.observe import (
     HEART_LOST_EXIT_CODE,
     Heart,
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR... in any case (default: INFO)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="event loop: uvloop (garrison[fast]) when installed, else asyncio's (default: auto)",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     parser.add_argument(
@@ -151,13 +158,17 @@ def run_command(options: argparse.Namespace) -> int:
     spec = resolve_spec(options.target)
     if options.heart:
         build_journal(options.journal)  # a bad URL is a usage error now, not in every child
+        choose_loop(options.loop)  # and so is --loop uvloop without uvloop
         return run_heart(options)
     try:
         guard = LoopGuard(stall_timeout=options.stall_timeout or None, exit_on_stall=options.exit_on_stall)
     except InvalidConfig as error:
         raise UsageError(f"--stall-timeout: {error}") from error
+    loop_name, loop_factory = choose_loop(options.loop)
+    options.loop_name = loop_name
     try:
-        return asyncio.run(run_node(spec, options, guard))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run_node(spec, options, guard))
     except KeyboardInterrupt:  # before the node handles SIGINT itself, or after it stopped
         return 130
 
@@ -250,6 +261,7 @@ async def _start_tree(
         pid=os.getpid(),
         where=where,
     )
+    node.logger.info("node {name} runs on the {loop} event loop", name=node.name, loop=options.loop_name)
     if systemd is not None:
         systemd.ready(f"node {node.name} running")
 
@@ -262,6 +274,7 @@ def _child_argv(options: argparse.Namespace) -> list[str]:
     if options.metrics_port is not None:
         argv += ["--metrics-port", str(options.metrics_port), "--metrics-host", options.metrics_host]
     argv += ["--stall-timeout", repr(options.stall_timeout), "--log-level", options.log_level]
+    argv += ["--loop", options.loop]
     if options.exit_on_stall:
         argv.append("--exit-on-stall")
     if options.log_json:
