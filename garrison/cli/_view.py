@@ -22,12 +22,12 @@ FETCH_TIMEOUT = 3.0
 
 
 def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:9100")
+    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:8466")
     parser.add_argument("--json", action="store_true", help="print the JSON as served")
 
 
 def add_top_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:9100")
+    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:8466")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh every S s (1)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit")
 
