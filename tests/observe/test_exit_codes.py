@@ -144,3 +144,12 @@ def test_heart_restarts_a_node_that_exits_70() -> None:
     )
     assert heart.run() == ExitCode.INTERNAL
     assert heart.restarts == 1
+
+
+def test_version_prints_the_installed_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"garrison {metadata.version('garrison')}"
