@@ -153,3 +153,16 @@ def test_version_prints_the_installed_version_and_exits_0(capsys: pytest.Capture
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"garrison {metadata.version('garrison')}"
+
+
+def test_the_documented_systemd_unit_prevents_restarts_on_exactly_those_codes_and_avoids_exporter_ports() -> (
+    None
+):
+    import re
+
+    page = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    [unit] = re.findall(r"```ini\n(.*?)```", page, flags=re.DOTALL)
+    [prevent] = re.findall(r"^RestartPreventExitStatus=(.*)$", unit, flags=re.MULTILINE)
+    assert {int(code) for code in prevent.split()} == {int(code) for code in NO_RESTART_EXIT_CODES}
+    ports = {int(port) for port in re.findall(r"--metrics-port (\d+)", unit)}
+    assert ports and not any(9100 <= port <= 9999 for port in ports), ports  # Prometheus exporters' range
