@@ -173,7 +173,8 @@ def json_line(record: Record) -> str:
             continue
         if not isinstance(value, bool | int | float) and value is not None:
             value = str(value)
-            if value in message or value.partition(": ")[2] in message:
+            detail = value.partition(": ")[2]
+            if value in message or (detail and detail in message):
                 continue  # said already: the message was formatted with it (or with its detail)
             if len(value) > _MAX_FIELD:
                 value = value[: _MAX_FIELD - 1] + "…"

@@ -190,6 +190,7 @@ def test_secrets_are_masked_in_every_line_of_a_log_file_tracebacks_and_standard_
     if as_json:
         lines = json_lines(log)
         assert lines[0]["message"] == "connecting to redis://:***@db:6379/0"
+        assert lines[1]["url"] == "redis://:***@db"
         assert lines[-1]["logger"] == "redis.client" and lines[-1]["message"] == "auth failed with ***"
     else:
         assert "Traceback" in text and "ConnectionError: refused for redis://:***@db" in text
