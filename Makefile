@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.10
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-# The extras the tests need (all but uvloop, which nothing in the suite uses).
+# The extras the tests need (all but fast, uvloop, which the suite runs without).
 TEST_EXTRAS := --extra test --extra redis --extra metrics --extra cli
 # Never fetch an interpreter: use the one on this machine.
 export UV_PYTHON_DOWNLOADS := never
@@ -25,7 +25,7 @@ export UV_NO_PROGRESS := 1
 RUN_SUITE = if command -v redis-server >/dev/null 2>&1; then scripts/with-redis $(1) -m pytest $(PYTEST_ARGS); \
 	else $(1) -m pytest $(PYTEST_ARGS); fi
 
-.PHONY: venv demo hello test test-lowest test-latest test-loop lock bench lint clean
+.PHONY: venv demo hello test test-lowest test-latest test-loop lock bench lint dist wheel-smoke clean
 
 $(UV):
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -84,5 +84,17 @@ lint: venv
 	$(VENV)/bin/mypy --strict garrison
 	$(VENV)/bin/lint-imports
 
+# The sdist and the wheel, built in isolation (the pinned setuptools) into dist/, then checked:
+# metadata and README render (twine), no stray or missing modules in the wheel (check-wheel-contents).
+dist: venv
+	rm -rf dist
+	$(UV) build --quiet --out-dir dist
+	$(VENV)/bin/twine check --strict dist/*
+	$(VENV)/bin/check-wheel-contents dist/*.whl
+
+# That wheel in a clean venv, outside the tree: `garrison --version` and `python -m garrison` run.
+wheel-smoke: dist
+	UV=$(UV) scripts/wheel-smoke
+
 clean:
-	rm -rf $(VENV) .venv-lowest .venv-latest $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lowest .venv-latest $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build

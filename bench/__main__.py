@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "redis_journal": "bench.redis_journal",
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
+    "loops": "bench.event_loops",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 
@@ -81,7 +82,7 @@ def _environment(quick: bool, started: datetime.datetime) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "event_loop": "asyncio (default)",
+        "event_loop": "asyncio (default; `loops` also measures uvloop)",
         "garrison": _version("garrison"),
         "pykka": _version("pykka"),
     }

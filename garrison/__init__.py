@@ -39,7 +39,7 @@ from garrison._errors import (
     StashOverflow,
     UnhandledMessage,
 )
-from garrison._exitcodes import ExitCode
+from garrison._exitcodes import NO_RESTART_EXIT_CODES, ExitCode
 from garrison._node import Node
 from garrison._secret import Secret, redact_url
 from garrison._settings import (
@@ -95,6 +95,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
+    "NO_RESTART_EXIT_CODES",
     "Actor",
     "ActorContext",
     "ActorNotFound",

@@ -12,10 +12,13 @@ journal, metrics, loop monitor and pools. Nothing below imports this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
+import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -45,7 +48,14 @@ from garrison.actors import (
 )
 from garrison.actors._kernel import Kernel, SpawnOptions, validate_name, validate_shutdown
 from garrison.actors._slot import Slot, stop_for_good
-from garrison.observe import DEFAULT_ACTOR_LABEL_LIMIT, ActorLabels, LoopGuard, LoopMonitor, MetricsServer
+from garrison.observe import (
+    DEFAULT_ACTOR_LABEL_LIMIT,
+    ActorLabels,
+    LoopGuard,
+    LoopMonitor,
+    MetricsServer,
+    reopen_log_files,
+)
 from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -70,7 +80,11 @@ class Node:
 
     With ``handle_signals=True`` (default; main thread only) SIGINT and
     SIGTERM request an orderly shutdown: ``wait_closed()`` returns and the
-    ``async with`` exit stops the tree; ``exit_code`` stays 0.
+    ``async with`` exit stops the tree; ``exit_code`` stays 0. A second
+    SIGINT or SIGTERM while the node stops logs what is still stopping and
+    ends the process at once with ``ExitCode.FORCED_STOP`` (143). SIGHUP
+    reopens the log files ``configure_logging`` opened (logrotate) and the
+    node runs on.
     """
 
     def __init__(
@@ -176,6 +190,8 @@ class Node:
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPoolExecutor | None = None
         self._signals_installed: list[signal.Signals] = []
+        self._stop_signals = 0
+        self._stop_phase = "not stopping yet"
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kernel = Kernel(self)
         """Internal: the actor kernel's state for this node (slots by path, heartbeats, asks)."""
@@ -212,13 +228,58 @@ class Node:
         self._state = "running"
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._loop.add_signal_handler(signum, self.request_shutdown)
+                self._loop.add_signal_handler(signum, self._on_stop_signal, signum)
                 self._signals_installed.append(signum)
+            self._loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+            self._signals_installed.append(signal.SIGHUP)
         self.logger.info("node {name} started", name=self.name)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
+
+    # -- signals -------------------------------------------------------------
+
+    def _on_stop_signal(self, signum: int) -> None:
+        """SIGINT/SIGTERM: the first asks for an orderly stop; another one forces the exit."""
+        name = signal.Signals(signum).name
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            self.logger.info("node {name}: got {signal}, stopping in order", name=self.name, signal=name)
+            self.request_shutdown()
+            return
+        still = self.still_stopping()
+        self.logger.error(
+            "node {name}: got {signal} again while stopping ({phase}); exiting now with code {code} "
+            "without finishing the stop. Still stopping: {still}",
+            name=self.name,
+            signal=name,
+            phase=self._stop_phase,
+            code=int(ExitCode.FORCED_STOP),
+            still="; ".join(still) or "nothing",
+        )
+        for stream in (sys.stdout, sys.stderr):  # os._exit skips the interpreter's own flush
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(ExitCode.FORCED_STOP)
+
+    def _on_hangup(self) -> None:
+        reopened = reopen_log_files()
+        self.logger.info(
+            "node {name}: got SIGHUP, reopened {count} log file(s); the node runs on",
+            name=self.name,
+            count=reopened,
+        )
+
+    def still_stopping(self) -> list[str]:
+        """What an orderly stop is still waiting for: one line per actor that has not stopped
+        (``<path> (<state>, <n> queued)``), each busy actor's activity, in registration order."""
+        lines = [
+            f"{actor.path} ({actor.state.value}, {actor.mailbox.depth} queued)"
+            for actor in self.kernel.actors()
+            if actor.state is not ActorState.STOPPED
+        ]
+        return lines + [f"busy: {line}" for line in self.kernel.busy()]
 
     @property
     def running(self) -> bool:
@@ -254,14 +315,13 @@ class Node:
         if self._shutdown_requested is not None:
             self._shutdown_requested.set()
         self.kernel.stop_heartbeats()
+        self._stop_phase = "stopping the actors"
         for slot in reversed(self.kernel.top_level()):
             await slot.stop(ExitReason.shutdown(f"node {self.name} shutting down"), slot.shutdown)
-        if self._loop is not None:
-            for signum in self._signals_installed:
-                self._loop.remove_signal_handler(signum)
-        self._signals_installed.clear()
+        self._stop_phase = "closing the journal"
         if self.journal is not None:
             await self.journal.close()
+        self._stop_phase = "closing the metrics endpoint and pools"
         if self._metrics_server is not None:
             await self._metrics_server.stop()
             self._metrics_server = None
@@ -272,6 +332,11 @@ class Node:
         if self._processes is not None:
             processes, self._processes = self._processes, None
             await asyncio.to_thread(processes.shutdown, True, cancel_futures=True)
+        # Removed last: a second SIGTERM anywhere in the stop still forces the exit.
+        if self._loop is not None:
+            for signum in self._signals_installed:
+                self._loop.remove_signal_handler(signum)
+        self._signals_installed.clear()
         self._state = "closed"
         self.logger.info(
             "node {name} stopped (exit code {code}, {dead} dead letters)",

@@ -39,7 +39,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -90,6 +90,10 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     exit_on_stall: Annotated[
         bool, _meta("after the dump, end the process with exit code 75", "--exit-on-stall")
     ] = False
+    loop: Annotated[
+        Literal["auto", "asyncio", "uvloop"],
+        _meta("the event loop: auto is uvloop when installed (garrison[fast]), else asyncio's", "--loop"),
+    ] = "auto"
 
 
 class JournalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,6 +132,10 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         ),
     ] = "INFO"
     json: Annotated[bool, _meta("JSON lines instead of text", "--log-json")] = False
+    file: Annotated[
+        Annotated[str, Meta(min_length=1)] | None,
+        _meta("append the log to this file instead of stderr (reopened on SIGHUP)", "--log-file"),
+    ] = None
 
     def __post_init__(self) -> None:
         if self.level.upper() not in _LOG_LEVELS:
@@ -168,6 +176,18 @@ CORE_SECTIONS: dict[str, type[msgspec.Struct]] = {
 _SECTION_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
+_PATH_OR_URL_KEYS = frozenset({"journal.url"})
+"""Secret settings that may also hold a local file path (a SQLite journal): a path carries no
+password, so it is shown as it is (in log lines, errors and ``config show``)."""
+
+
+def _is_plain_path(key: str, value: Any) -> bool:
+    if key not in _PATH_OR_URL_KEYS or not isinstance(value, Secret):
+        return False
+    text = value.reveal()
+    return "://" not in text or text.lower().startswith("file://")
+
+
 class Setting(msgspec.Struct, frozen=True):
     """One effective setting, as ``garrison config show`` prints it: ``key`` (``"node.name"``),
     ``value`` (shown masked when ``secret``), and ``source``: ``"default"``, the config file's
@@ -180,7 +200,10 @@ class Setting(msgspec.Struct, frozen=True):
     secret: bool = False
 
     def shown(self) -> Any:
-        """The value as shown: a secret masked (``***``, or a URL with its password masked)."""
+        """The value as shown: a secret masked (``***``, or a URL with its password masked); a
+        journal's SQLite path as it is."""
+        if _is_plain_path(self.key, self.value):
+            return self.value.reveal()
         if isinstance(self.value, Secret):
             return self.value.masked()
         if self.secret and self.value is not None:
@@ -601,7 +624,7 @@ class Settings:
         """The texts no log line may show: every secret setting's value (a URL's password)."""
         texts: list[str] = []
         for entry in self._entries.values():
-            if entry.value is None or not entry.secret:
+            if entry.value is None or not entry.secret or _is_plain_path(entry.key, entry.value):
                 continue
             value = entry.value.reveal() if isinstance(entry.value, Secret) else str(entry.value)
             texts += secret_texts(value)

@@ -114,7 +114,8 @@ def test_unknown_keys_and_bad_values_are_one_error_naming_every_key_and_its_sour
         "metrics.port": "--metrics-port",
     }
     message = str(raised.value)
-    assert "node.nmae" in message and "unknown key; [node] has exit_on_stall, name, stall_timeout" in message
+    assert "node.nmae" in message
+    assert "unknown key; [node] has exit_on_stall, loop, name, stall_timeout" in message
     assert "heart.timeout (GARRISON_HEART_TIMEOUT): must be a number > 0, not 'soon'" in message
     assert isinstance(raised.value, ValueError)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from loguru import logger
@@ -17,8 +17,17 @@ from garrison._errors import ActorStartError, ConfigError, ConfigProblem, Invali
 from garrison._exitcodes import ExitCode
 from garrison._secret import Secret, mask_text, secret_texts
 from garrison._settings import CORE_SECTIONS, Settings, factory_takes_settings, section_environ
-from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
-from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
+from garrison.cli._errors import UsageError
+from garrison.cli._loops import choose_loop
+from garrison.observe import (
+    HEART_LOST_EXIT_CODE,
+    Heart,
+    HeartBeat,
+    HeartConfig,
+    LoopGuard,
+    SystemdNotifier,
+    configure_logging,
+)
 
 if TYPE_CHECKING:
     from garrison._node import Node
@@ -27,42 +36,6 @@ if TYPE_CHECKING:
 
 CONFIG_FILE_ENV = "GARRISON_CONFIG"
 """The config file when ``--config`` is not given."""
-
-LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</cyan> {message}\n{exception}"
-
-
-class _MaskingStream:
-    """A log sink's stream that masks the given secrets in every line before writing it."""
-
-    def __init__(self, stream: TextIO, secrets: list[str]) -> None:
-        self.stream = stream
-        self.secrets = secrets
-
-    def write(self, text: str) -> None:
-        self.stream.write(mask_text(text, self.secrets))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-
-def configure_logging(level: str, *, json: bool = False, who: str = "", secrets: Sequence[str] = ()) -> None:
-    """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``;
-    every text in ``secrets`` is masked (``***``) in every line, tracebacks included."""
-
-    def line_format(record: Any) -> str:
-        extra = record["extra"]
-        extra["who"] = extra.get("actor") or extra.get("node") or who or "garrison"
-        return LOG_LINE
-
-    stream: TextIO | _MaskingStream = _MaskingStream(sys.stderr, list(secrets)) if secrets else sys.stderr
-    logger.remove()
-    if json:
-        logger.add(stream, level=level.upper(), serialize=True, backtrace=False, diagnose=False)
-    else:
-        logger.add(stream, level=level.upper(), format=line_format, backtrace=False, diagnose=False)
 
 
 def _run_flags() -> list[tuple[str, str, str, Any, str]]:
@@ -99,6 +72,8 @@ _METAVARS = {
     "metrics.host": "HOST",
     "log.level": "LEVEL",
     "heart.startup": "S",
+    "node.loop": "auto|asyncio|uvloop",
+    "log.file": "PATH",
 }
 
 
@@ -240,17 +215,23 @@ def _config_failure(settings: Settings, error: InvalidConfig, section: str) -> C
 
 def run_command(options: argparse.Namespace) -> int:
     settings = load_settings(options)
-    configure_logging(
-        settings.log.level,
-        json=settings.log.json,
-        who="heart" if settings.heart.enabled else settings.node.name,
-        secrets=settings.secret_texts(),
-    )
+    try:
+        configure_logging(
+            settings.log.level,
+            json=settings.log.json,
+            file=settings.log.file,
+            who="heart" if settings.heart.enabled else settings.node.name,
+            secrets=settings.secret_texts(),
+        )
+    except InvalidConfig as error:  # a log file that cannot be opened, like a journal's: 78
+        key = "log.file" if error.field == "log_file" else "log.level"
+        raise ConfigError([ConfigProblem(key, settings.source(key), str(error))]) from None
     _warn_secret_in_argv(settings)
     spec = resolve_spec(options.target, settings)
     settings.check_sections_read()
     if settings.heart.enabled:
         build_journal(settings.journal.url)  # a bad URL is a configuration error now, not in every child
+        choose_loop(settings.node.loop)  # and so is loop = "uvloop" without uvloop
         return run_heart(options, settings)
     try:
         guard = LoopGuard(
@@ -258,8 +239,11 @@ def run_command(options: argparse.Namespace) -> int:
         )
     except InvalidConfig as error:
         raise _config_failure(settings, error, "node") from None
+    loop_name, loop_factory = choose_loop(settings.node.loop)
+    options.loop_name = loop_name
     try:
-        return asyncio.run(run_node(spec, options, settings, guard))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run_node(spec, options, settings, guard))
     except KeyboardInterrupt:  # before the node handles SIGINT itself, or after it stopped
         return 130
 
@@ -290,7 +274,7 @@ async def run_node(
     try:
         beat = HeartBeat.from_environ(node.logger, on_heart_lost)
     except InvalidConfig as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(str(error), ExitCode.CONFIG) from error
     systemd = SystemdNotifier.from_environ(node.logger)
     # Beats start before the node opens its journal: a long open or recovery still beats (the loop runs).
     if beat is not None:
@@ -299,7 +283,7 @@ async def run_node(
         try:
             await node.__aenter__()
         except (JournalCorrupt, InvalidConfig, OSError) as error:
-            code = ExitCode.DAMAGED if isinstance(error, JournalCorrupt) else USAGE_EXIT_CODE
+            code = start_failure_code(error)
             node.request_shutdown(code)
             await node.shutdown()
             text = mask_text(str(error), settings.secret_texts())
@@ -323,6 +307,17 @@ async def run_node(
     return node.exit_code
 
 
+def start_failure_code(error: Exception) -> ExitCode:
+    """The exit code of a node that could not open what it needs before any actor starts."""
+    if isinstance(error, JournalCorrupt):
+        return ExitCode.DAMAGED
+    if isinstance(error, ConnectionError):  # a Redis journal that cannot be reached
+        return ExitCode.UNAVAILABLE
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:  # e.g. the old node still stopping
+        return ExitCode.STALLED
+    return ExitCode.CONFIG  # a journal path that cannot be opened, a bad node setting
+
+
 async def _start_tree(
     node: Node, spec: SupervisorSpec, options: argparse.Namespace, systemd: SystemdNotifier | None
 ) -> None:
@@ -344,6 +339,7 @@ async def _start_tree(
         pid=os.getpid(),
         where=where,
     )
+    node.logger.info("node {name} runs on the {loop} event loop", name=node.name, loop=options.loop_name)
     if systemd is not None:
         systemd.ready(f"node {node.name} running")
 
@@ -360,6 +356,8 @@ def _child_argv(options: argparse.Namespace) -> list[str]:
         if value is None or key.startswith("heart.") or key in _SECRET_KEYS:
             continue
         argv += [flag] if isinstance(default, bool) else [flag, str(value)]
+    if getattr(options, "debug", False):
+        argv.append("--debug")
     return argv
 
 

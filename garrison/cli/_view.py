@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from garrison._exitcodes import ExitCode
 from garrison.cli._errors import UsageError
 
 if TYPE_CHECKING:
@@ -21,12 +22,12 @@ FETCH_TIMEOUT = 3.0
 
 
 def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:9100")
+    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:8466")
     parser.add_argument("--json", action="store_true", help="print the JSON as served")
 
 
 def add_top_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:9100")
+    parser.add_argument("url", metavar="URL", help="the node's metrics address, e.g. http://127.0.0.1:8466")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh every S s (1)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit")
 
@@ -120,7 +121,7 @@ def tree_command(options: argparse.Namespace) -> int:
     try:
         tree = fetch_tree(base)
     except Unreachable as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(str(error), ExitCode.UNAVAILABLE) from error
     print(json.dumps(tree, indent=2) if options.json else format_tree(tree))
     return 0
 
@@ -241,18 +242,22 @@ def top_command(options: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.live import Live
     except ImportError as error:
-        raise UsageError("garrison top needs rich: pip install 'garrison[cli]'") from error
+        raise UsageError(
+            "garrison top needs rich: pip install 'garrison[cli]'", ExitCode.UNAVAILABLE
+        ) from error
     try:
         import prometheus_client  # noqa: F401
     except ImportError as error:
-        raise UsageError("garrison top needs prometheus-client: pip install 'garrison[metrics]'") from error
+        raise UsageError(
+            "garrison top needs prometheus-client: pip install 'garrison[metrics]'", ExitCode.UNAVAILABLE
+        ) from error
     if not options.interval > 0:
         raise UsageError(f"--interval {options.interval}: must be > 0 seconds")
     base = base_url(options.url)
     try:
         sample = take_sample(base)
     except Unreachable as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(str(error), ExitCode.UNAVAILABLE) from error
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

@@ -1,4 +1,5 @@
-"""Watching the runtime itself: loop lag, stall watchdog, metrics and health over HTTP, heart, systemd.
+"""Watching the runtime itself: loop lag, stall watchdog, metrics and health over HTTP, heart, systemd,
+and where the log records go (``configure_logging``).
 
 Below the node: what the metrics endpoint reads of a node is declared here
 (``ObservedNode``), and ``garrison.Node`` implements it.
@@ -7,6 +8,13 @@ Below the node: what the metrics endpoint reads of a node is declared here
 from garrison.observe._heart import HEART_LOST_EXIT_CODE, USAGE_EXIT_CODE, Heart, HeartBeat, HeartConfig
 from garrison.observe._http import MetricsServer
 from garrison.observe._labels import DEFAULT_ACTOR_LABEL_LIMIT, ActorLabels
+from garrison.observe._logging import (
+    LogFile,
+    RepeatLimit,
+    configure_logging,
+    intercept_standard_logging,
+    reopen_log_files,
+)
 from garrison.observe._loop import LAG_BUCKETS, STALL_EXIT_CODE, LagStats, LoopGuard, LoopMonitor
 from garrison.observe._metrics import LagSource, ObservedNode
 from garrison.observe._systemd import SystemdNotifier
@@ -23,9 +31,14 @@ __all__ = [
     "HeartConfig",
     "LagSource",
     "LagStats",
+    "LogFile",
     "LoopGuard",
     "LoopMonitor",
     "MetricsServer",
     "ObservedNode",
+    "RepeatLimit",
     "SystemdNotifier",
+    "configure_logging",
+    "intercept_standard_logging",
+    "reopen_log_files",
 ]

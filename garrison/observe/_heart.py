@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from garrison._errors import InvalidConfig
-from garrison._exitcodes import ExitCode
+from garrison._exitcodes import NO_RESTART_EXIT_CODES, ExitCode
 from garrison._validate import check_count, check_seconds
 
 if TYPE_CHECKING:
@@ -47,6 +47,12 @@ HEART_LOST_EXIT_CODE = ExitCode.FAILED
 """Exit code of a node whose heart (the parent process) went away."""
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
+_NOT_RESTARTED = {
+    ExitCode.USAGE: "a usage error",
+    ExitCode.DAMAGED: "a damaged journal",
+    ExitCode.CONFIG: "a configuration error",
+}
+"""Why heart does not restart a child that exited with one of NO_RESTART_EXIT_CODES."""
 
 
 def exit_status(returncode: int) -> int:
@@ -222,8 +228,8 @@ class Heart:
             if returncode == 0:
                 log.info("node exited with code 0 (an orderly stop); heart exits")
                 return 0
-            if returncode in (ExitCode.USAGE, ExitCode.DAMAGED):
-                what = "a usage error" if returncode == ExitCode.USAGE else "a damaged journal"
+            if returncode in NO_RESTART_EXIT_CODES:
+                what = _NOT_RESTARTED[ExitCode(returncode)]
                 log.error(
                     "node {reason}: {what}, which a restart cannot fix; heart exits", reason=reason, what=what
                 )

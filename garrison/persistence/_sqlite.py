@@ -97,6 +97,13 @@ class _Exclusive:
                 self.future.exception()  # retrieved: nobody awaits housekeeping
 
 
+def _no_place_for_a_file(path: str) -> bool:
+    """True when ``path`` is a folder or its folder does not exist (two stat calls, on the loop)."""
+    if path == ":memory:":
+        return False
+    return os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")
+
+
 class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
     """A journal in one SQLite file (WAL mode).
 
@@ -216,17 +223,20 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
     async def _open_file(self, path: str) -> aiosqlite.Connection:
         """A connection to ``path``; a file SQLite cannot open (a missing folder, a folder
         at the path, no permission) raises InvalidConfig naming it."""
+        cannot_open = (
+            "SQLite cannot open a journal file there: check that its folder exists, that the path "
+            "is not a folder, and that this user may write there"
+        )
+        # Checked before aiosqlite's thread starts: a connect that fails leaves that thread to
+        # report to a loop that may be closed by then (a traceback at exit).
+        if _no_place_for_a_file(path):
+            raise InvalidConfig("path", self.path, cannot_open)
         try:
             return await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.OperationalError as error:
             if error_name(error) != "SQLITE_CANTOPEN":
                 raise
-            raise InvalidConfig(
-                "path",
-                self.path,
-                "SQLite cannot open a journal file there: check that its folder exists, that the path "
-                "is not a folder, and that this user may write there",
-            ) from error
+            raise InvalidConfig("path", self.path, cannot_open) from error
 
     async def _connect(self, *, configure: bool = True) -> aiosqlite.Connection:
         db = await self._open_file(self.path)

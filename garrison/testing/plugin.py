@@ -3,10 +3,13 @@
 Registered through the ``pytest11`` entry point, so it is active wherever
 garrison is installed; ``-p no:garrison`` turns it off. It only adds things:
 
-- fixtures ``clock``, ``node``, ``probe``, ``events``, ``faults``, ``logs``,
-  ``node_guard``, ``journal``, ``garrison_kit``, ``garrison_seed`` (a
-  project's own fixtures of the same names take precedence, as pytest
-  always does);
+- fixtures ``garrison_clock``, ``garrison_node``, ``garrison_probe``,
+  ``garrison_events``, ``garrison_faults``, ``garrison_logs``,
+  ``garrison_node_guard``, ``garrison_journal``, ``garrison_kit``,
+  ``garrison_seed``; the names of the previous release (``clock``, ``node``,
+  ``probe``, ...) still work for one release, with a DeprecationWarning (a
+  project's own fixtures of those names take precedence, as pytest always
+  does);
 - the marker ``@pytest.mark.garrison(seed=..., allow_crashes=..., allow_dead_letters=...)``;
 - the option ``--garrison-seed=N|random``;
 - in pytest-asyncio's strict mode, the ``asyncio`` mark on ``async def`` tests
@@ -28,6 +31,7 @@ from __future__ import annotations
 import inspect
 import random
 import threading
+import warnings
 import zlib
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
@@ -54,20 +58,19 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess test
     HAVE_PYTEST_ASYNCIO = False
 
-FIXTURES = frozenset(
-    {
-        "clock",
-        "node",
-        "probe",
-        "events",
-        "faults",
-        "logs",
-        "node_guard",
-        "journal",
-        "garrison_kit",
-        "garrison_seed",
-    }
-)
+RENAMED = {
+    "clock": "garrison_clock",
+    "node": "garrison_node",
+    "probe": "garrison_probe",
+    "events": "garrison_events",
+    "faults": "garrison_faults",
+    "logs": "garrison_logs",
+    "node_guard": "garrison_node_guard",
+    "journal": "garrison_journal",
+}
+"""The fixtures' names before they were namespaced: still there for one release, with a
+DeprecationWarning."""
+FIXTURES = frozenset({*RENAMED.values(), *RENAMED, "garrison_kit", "garrison_seed"})
 KIT = pytest.StashKey[ActorTestKit]()
 DISARM = pytest.StashKey[Callable[[], None]]()
 MISSING_ASYNCIO = (
@@ -127,8 +130,9 @@ def garrison_seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    """The node's virtual clock: ``await clock.advance(seconds)`` fires every timer that falls due."""
+def garrison_clock() -> ManualClock:
+    """The node's virtual clock: ``await garrison_clock.advance(seconds)`` fires every timer that
+    falls due."""
     return ManualClock()
 
 
@@ -136,12 +140,12 @@ if HAVE_PYTEST_ASYNCIO:
 
     @pytest_asyncio.fixture
     async def garrison_kit(
-        request: pytest.FixtureRequest, clock: ManualClock, garrison_seed: int
+        request: pytest.FixtureRequest, garrison_clock: ManualClock, garrison_seed: int
     ) -> AsyncIterator[ActorTestKit]:
         """The whole kit behind the fixtures: node, clock, guard, events, faults."""
         options = _marker_kwargs(request)
         kit = ActorTestKit(
-            clock=clock,
+            clock=garrison_clock,
             seed=garrison_seed,
             allow_crashes=bool(options.get("allow_crashes", False)),
             allow_dead_letters=bool(options.get("allow_dead_letters", False)),
@@ -155,12 +159,12 @@ if HAVE_PYTEST_ASYNCIO:
             await kit.close(check=False)
 
     @pytest_asyncio.fixture
-    async def probe(garrison_kit: ActorTestKit) -> TestProbe:
+    async def garrison_probe(garrison_kit: ActorTestKit) -> TestProbe:
         """A TestProbe registered at ``/probe`` on the node."""
         return garrison_kit.probe()
 
     @pytest_asyncio.fixture
-    async def journal(garrison_kit: ActorTestKit, tmp_path: Path) -> TrackedJournal:
+    async def garrison_journal(garrison_kit: ActorTestKit, tmp_path: Path) -> TrackedJournal:
         """A real SqliteJournal in ``tmp_path``, installed as ``node.journal``: opened now,
         closed when the node shuts down. Its I/O takes no virtual time (see TrackedJournal)."""
         return await garrison_kit.open_journal(tmp_path / "journal.db")
@@ -171,46 +175,114 @@ else:  # pragma: no cover - exercised in a subprocess test
     def _garrison_kit_needs_pytest_asyncio() -> ActorTestKit:
         pytest.fail(MISSING_ASYNCIO, pytrace=False)
 
-    @pytest.fixture(name="probe")
+    @pytest.fixture(name="garrison_probe")
     def _probe_needs_pytest_asyncio() -> TestProbe:
         pytest.fail(MISSING_ASYNCIO, pytrace=False)
 
-    @pytest.fixture(name="journal")
+    @pytest.fixture(name="garrison_journal")
     def _journal_needs_pytest_asyncio() -> TrackedJournal:
         pytest.fail(MISSING_ASYNCIO, pytrace=False)
 
 
 @pytest.fixture
-def node(garrison_kit: ActorTestKit) -> Node:
-    """A running Node on the ``clock`` fixture, seeded with ``garrison_seed``, without signal
-    handlers; shut down after the test. The test fails if an actor crashed or a message was
-    dead-lettered unexpectedly (see ``node_guard`` and the ``garrison`` marker)."""
+def garrison_node(garrison_kit: ActorTestKit) -> Node:
+    """A running Node on the ``garrison_clock`` fixture, seeded with ``garrison_seed``, without
+    signal handlers; shut down after the test. The test fails if an actor crashed or a message
+    was dead-lettered unexpectedly (see ``garrison_node_guard`` and the ``garrison`` marker)."""
     return garrison_kit.node
 
 
 @pytest.fixture
-def node_guard(garrison_kit: ActorTestKit) -> NodeGuard:
+def garrison_node_guard(garrison_kit: ActorTestKit) -> NodeGuard:
     """The node's guard: ``allow_crashes(path, error)``, ``allow_dead_letters(recipient, message)``."""
     return garrison_kit.guard
 
 
 @pytest.fixture
-def events(garrison_kit: ActorTestKit) -> EventRecorder:
-    """Every lifecycle event of the node since it started; ``await events.expect(...)``."""
+def garrison_events(garrison_kit: ActorTestKit) -> EventRecorder:
+    """Every lifecycle event of the node since it started; ``await garrison_events.expect(...)``."""
     return garrison_kit.events
 
 
 @pytest.fixture
-def faults(garrison_kit: ActorTestKit) -> Faults:
+def garrison_faults(garrison_kit: ActorTestKit) -> Faults:
     """Fault injection on the node's actors and journal; every fault is removed after the test."""
     return garrison_kit.faults
 
 
 @pytest.fixture
-def logs(clock: ManualClock) -> Iterator[LogCapture]:
-    """Loguru records (DEBUG and above) emitted during the test; ``await logs.expect(...)``."""
-    with LogCapture("DEBUG", clock=clock) as capture:
+def garrison_logs(garrison_clock: ManualClock) -> Iterator[LogCapture]:
+    """Loguru records (DEBUG and above) emitted during the test; ``await garrison_logs.expect(...)``."""
+    with LogCapture("DEBUG", clock=garrison_clock) as capture:
         yield capture
+
+
+# -- the names of the previous release, kept one release ---------------------------
+
+
+def _renamed(old: str) -> None:
+    warnings.warn(
+        f"the garrison fixture {old!r} is now {RENAMED[old]!r}; the old name, which collides with a "
+        f"project's own fixtures, goes away in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+
+
+@pytest.fixture(name="clock")
+def _clock_renamed(garrison_clock: ManualClock) -> ManualClock:
+    """Deprecated: ``garrison_clock``."""
+    _renamed("clock")
+    return garrison_clock
+
+
+@pytest.fixture(name="node")
+def _node_renamed(garrison_node: Node) -> Node:
+    """Deprecated: ``garrison_node``."""
+    _renamed("node")
+    return garrison_node
+
+
+@pytest.fixture(name="probe")
+def _probe_renamed(garrison_probe: TestProbe) -> TestProbe:
+    """Deprecated: ``garrison_probe``."""
+    _renamed("probe")
+    return garrison_probe
+
+
+@pytest.fixture(name="journal")
+def _journal_renamed(garrison_journal: TrackedJournal) -> TrackedJournal:
+    """Deprecated: ``garrison_journal``."""
+    _renamed("journal")
+    return garrison_journal
+
+
+@pytest.fixture(name="node_guard")
+def _node_guard_renamed(garrison_node_guard: NodeGuard) -> NodeGuard:
+    """Deprecated: ``garrison_node_guard``."""
+    _renamed("node_guard")
+    return garrison_node_guard
+
+
+@pytest.fixture(name="events")
+def _events_renamed(garrison_events: EventRecorder) -> EventRecorder:
+    """Deprecated: ``garrison_events``."""
+    _renamed("events")
+    return garrison_events
+
+
+@pytest.fixture(name="faults")
+def _faults_renamed(garrison_faults: Faults) -> Faults:
+    """Deprecated: ``garrison_faults``."""
+    _renamed("faults")
+    return garrison_faults
+
+
+@pytest.fixture(name="logs")
+def _logs_renamed(garrison_logs: LogCapture) -> LogCapture:
+    """Deprecated: ``garrison_logs``."""
+    _renamed("logs")
+    return garrison_logs
 
 
 # -- running async tests without a decorator -------------------------------------

@@ -3,6 +3,7 @@ and the helpers that run ``garrison`` as a process group and always kill every m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from loguru import logger
 
 from garrison import Actor, ChildSpec, Settings, SupervisorSpec
 
@@ -76,6 +78,19 @@ def desk(settings: Settings) -> SupervisorSpec:
     return SupervisorSpec(children=[ChildSpec(f"worker-{n}", Idle) for n in range(1, config.workers + 1)])
 
 
+class SlowToStop(Actor):
+    """Takes a minute to stop (its on_stop waits), so that a stop can be caught half-way."""
+
+    async def on_stop(self) -> None:
+        logger.info("slow: on_stop begins")
+        await asyncio.sleep(60)
+
+
+slow_to_stop = SupervisorSpec(
+    children=[ChildSpec("worker", Idle), ChildSpec("slow", SlowToStop, shutdown=120)]
+)
+"""A node whose orderly stop hangs in /root/slow's on_stop: the forced-stop test."""
+
 never_starts = SupervisorSpec(children=[ChildSpec("broken", RefusesToStart)])
 """A node that exits 1 right away: heart's crash-loop test."""
 
@@ -106,7 +121,11 @@ class Garrison:
         self.log = log
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        """The output so far ("" while the file does not exist yet)."""
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 15.0, count: int = 1) -> list[str]:
         """Wait until the output holds ``count`` matches of ``pattern``; returns them (first groups)."""

@@ -1,4 +1,4 @@
-"""The garrison command: run a node, look at it (tree, top), read a journal; usage errors exit 2."""
+"""The garrison command: run a node, look at it (tree, top), read a journal; usage errors exit 64."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def one_line_error(stderr: str) -> str:
         ("tests.observe._nodes", "expected MODULE:NAME"),
     ],
 )
-def test_run_reports_a_bad_module_path_in_one_line_with_exit_code_2(target: str, message: str) -> None:
+def test_run_reports_a_bad_module_path_in_one_line_with_exit_code_64(target: str, message: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "garrison.cli", "run", target],
         cwd=REPO,
@@ -54,11 +54,11 @@ def test_run_reports_a_bad_module_path_in_one_line_with_exit_code_2(target: str,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.USAGE == 64
     assert message in one_line_error(result.stderr)
 
 
-def test_run_with_an_unreachable_redis_journal_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_run_with_an_unreachable_redis_journal_is_one_line_and_exit_69(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "garrison"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "garrison.cli"]
     result = subprocess.run(
@@ -68,7 +68,7 @@ def test_run_with_an_unreachable_redis_journal_is_one_line_and_exit_2(tmp_path: 
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.UNAVAILABLE == 69
     # The node logs that it stopped; the error itself is the one last line.
     assert result.stderr.strip().splitlines()[-1].startswith("garrison: cannot start node")
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr.strip().splitlines()[-1]
@@ -105,14 +105,14 @@ def test_run_serves_the_tree_that_tree_and_top_show_and_stops_on_sigterm(
 
 
 @pytest.mark.parametrize("command", ["tree", "top"])
-def test_an_unreachable_node_is_one_line_and_exit_code_2(
+def test_an_unreachable_node_is_one_line_and_exit_code_69(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again below: nothing listens there
 
-    assert main([command, f"127.0.0.1:{port}", *(["--once"] if command == "top" else [])]) == 2
+    assert main([command, f"127.0.0.1:{port}", *(["--once"] if command == "top" else [])]) == 69
     assert f"cannot reach node at http://127.0.0.1:{port}" in one_line_error(capsys.readouterr().err)
 
 
@@ -235,7 +235,7 @@ def test_journal_inspect_of_a_missing_file_is_one_line_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nope.db"
-    assert main(["journal", "inspect", str(missing), "account-1"]) == 2
+    assert main(["journal", "inspect", str(missing), "account-1"]) == ExitCode.USAGE
     assert f"no journal at {missing}" in one_line_error(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
 
@@ -258,5 +258,5 @@ def test_journal_inspect_rejects_types_that_are_not_structs(
     journal_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["journal", "inspect", str(journal_file), "account-1", "--types", "tests.observe._nodes:calm"]
-    assert main(args) == 2
+    assert main(args) == ExitCode.USAGE
     assert "not a msgspec.Struct class" in one_line_error(capsys.readouterr().err)

@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from garrison import ExitCode
 from tests.observe._nodes import alive, garrison, wait_gone
 
 HEART = ("--heart", "--heart-timeout", "2.0", "--heart-backoff", "0.05")
@@ -72,14 +73,14 @@ def test_sigterm_to_heart_stops_the_node_in_order_and_heart_exits_with_its_code(
     assert not alive(node)
 
 
-def test_a_node_exiting_with_a_usage_error_is_not_restarted(tmp_path: Path) -> None:
+def test_a_node_exiting_with_a_configuration_error_is_not_restarted(tmp_path: Path) -> None:
     with garrison(tmp_path, "run", "tests.observe._nodes:calm", "--journal", str(tmp_path), *HEART) as heart:
         status = heart.wait()
         log = heart.text()
 
-    assert status == 2, log
+    assert status == ExitCode.CONFIG == 78, log
     assert log.count("started node pid") == 1, log
-    assert "a usage error, which a restart cannot fix" in log
+    assert "a configuration error, which a restart cannot fix" in log
 
 
 def test_a_node_whose_journal_is_damaged_exits_65_and_is_not_restarted(tmp_path: Path) -> None:

@@ -52,9 +52,9 @@ class StopsForever(Actor):
         await asyncio.Event().wait()
 
 
-async def test_node_shutdown_hangs(node):
+async def test_node_shutdown_hangs(garrison_node):
     # shutdown=None: the node waits for on_stop as long as it takes (a supervisor's default).
-    await node.spawn(StopsForever, name="stubborn", shutdown=None)
+    await garrison_node.spawn(StopsForever, name="stubborn", shutdown=None)
 
 
 def test_a_thread_is_shown_too():

@@ -31,10 +31,10 @@ def test_async_tests_using_garrison_fixtures_run_in_strict_mode_without_a_decora
     pytester.makepyfile(
         ACTORS
         + """
-async def test_echo(node, probe):
-    echo = await node.spawn(Echo, args=(probe,))
+async def test_echo(garrison_node, garrison_probe):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,))
     await echo.tell("hi")
-    assert await probe.expect("hi") == "hi"
+    assert await garrison_probe.expect("hi") == "hi"
 
 async def test_no_garrison_fixture():
     pass
@@ -51,10 +51,10 @@ def test_an_unexpected_crash_fails_the_test_with_the_seed_in_the_report(pytester
     pytester.makepyfile(
         ACTORS
         + """
-async def test_crash(node, probe, events):
-    echo = await node.spawn(Echo, args=(probe,), name="echo")
+async def test_crash(garrison_node, garrison_probe, garrison_events):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,), name="echo")
     await echo.tell("boom")
-    await probe.expect_no_message()
+    await garrison_probe.expect_no_message()
 """
     )
     pytester.makeini(STRICT.replace("strict", "auto"))
@@ -77,16 +77,16 @@ def test_the_marker_or_the_guard_make_expected_crashes_pass(pytester: pytest.Pyt
 import pytest
 
 @pytest.mark.garrison(allow_crashes=True, allow_dead_letters=True)
-async def test_marker(node, probe):
-    echo = await node.spawn(Echo, args=(probe,), name="echo")
+async def test_marker(garrison_node, garrison_probe):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,), name="echo")
     await echo.tell("boom")
-    await probe.expect_no_message()
+    await garrison_probe.expect_no_message()
 
-async def test_guard(node, node_guard, probe):
-    node_guard.allow_crashes("/echo", RuntimeError)
-    echo = await node.spawn(Echo, args=(probe,), name="echo")
+async def test_guard(garrison_node, garrison_node_guard, garrison_probe):
+    garrison_node_guard.allow_crashes("/echo", RuntimeError)
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,), name="echo")
     await echo.tell("boom")
-    await probe.expect_no_message()
+    await garrison_probe.expect_no_message()
 """
     )
     pytester.makeini(STRICT)
@@ -100,12 +100,12 @@ def test_the_seed_comes_from_the_marker_the_option_or_the_test_id(pytester: pyte
 import pytest
 
 @pytest.mark.garrison(seed=42)
-async def test_pinned(node, garrison_seed):
+async def test_pinned(garrison_node, garrison_seed):
     assert garrison_seed == 42
-    print("pinned", node.random.random())
+    print("pinned", garrison_node.random.random())
 
-async def test_derived(node, garrison_seed):
-    print("derived", garrison_seed, node.random.random())
+async def test_derived(garrison_node, garrison_seed):
+    print("derived", garrison_seed, garrison_node.random.random())
 """
     )
     first = pytester.runpytest("-q", "-s")
@@ -151,19 +151,19 @@ class Counter(EventSourcedActor):
             await self.persist(Counted())
         return self.state
 
-async def test_recovers_what_is_durable(node, journal, faults, events):
-    await node.start(SupervisorSpec(children=[ChildSpec("counter", Counter)]))
-    counter = node.lookup("/root/counter")
+async def test_recovers_what_is_durable(garrison_node, garrison_journal, garrison_faults, garrison_events):
+    await garrison_node.start(SupervisorSpec(children=[ChildSpec("counter", Counter)]))
+    counter = garrison_node.lookup("/root/counter")
     assert await counter.ask("count") == 1
-    faults.fail_journal(mode="after_write")
+    garrison_faults.fail_journal(mode="after_write")
     with pytest.raises(PersistFailed):
         await counter.ask("count")
-    await events.expect(Restarted(path="/root/counter"))
+    await garrison_events.expect(Restarted(path="/root/counter"))
     assert await counter.ask("get") == 2
-    assert journal.path.endswith("journal.db")
+    assert garrison_journal.path.endswith("journal.db")
 
-async def test_without_the_fixture_the_node_has_no_journal(node):
-    assert node.journal is None
+async def test_without_the_fixture_the_node_has_no_journal(garrison_node):
+    assert garrison_node.journal is None
 """
     )
     pytester.runpytest("-q").assert_outcomes(passed=2)
@@ -173,7 +173,7 @@ def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makeini(STRICT)
     pytester.makepyfile(
         """
-def test_uses_node(node):
+def test_uses_node(garrison_node):
     pass
 
 def test_plain():
@@ -182,7 +182,7 @@ def test_plain():
     )
     result = pytester.runpytest("-q", "-p", "no:garrison")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*fixture 'node' not found*"])
+    result.stdout.fnmatch_lines(["*fixture 'garrison_node' not found*"])
 
 
 def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
@@ -190,7 +190,7 @@ def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
 ) -> None:
     pytester.makepyfile(
         """
-def test_uses_node(node):
+def test_uses_node(garrison_node):
     pass
 
 def test_plain():
@@ -231,16 +231,16 @@ def test_an_expectation_never_awaited_fails_the_test_naming_where_it_was_made(
     pytester.makepyfile(
         ACTORS
         + """
-async def test_forgot_await(node, probe, events):
-    echo = await node.spawn(Echo, args=(probe,))
+async def test_forgot_await(garrison_node, garrison_probe, garrison_events):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,))
     await echo.tell("hi")
-    probe.expect("bye")
-    events.expect(Restarted)
+    garrison_probe.expect("bye")
+    garrison_events.expect(Restarted)
 
-async def test_awaited(node, probe):
-    echo = await node.spawn(Echo, args=(probe,))
+async def test_awaited(garrison_node, garrison_probe):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,))
     await echo.tell("hi")
-    await probe.expect("hi")
+    await garrison_probe.expect("hi")
 """
     )
     pytester.makeini(STRICT)
@@ -265,12 +265,58 @@ def test_an_expectation_run_as_a_task_counts_as_awaited(pytester: pytest.Pyteste
         + """
 import asyncio
 
-async def test_task(node, probe):
-    echo = await node.spawn(Echo, args=(probe,))
-    waiting = asyncio.create_task(probe.expect("hi"))
+async def test_task(garrison_node, garrison_probe):
+    echo = await garrison_node.spawn(Echo, args=(garrison_probe,))
+    waiting = asyncio.create_task(garrison_probe.expect("hi"))
     await echo.tell("hi")
     assert await waiting == "hi"
 """
     )
     pytester.makeini(STRICT)
     pytester.runpytest("-q").assert_outcomes(passed=1)
+
+
+def test_the_fixtures_of_the_previous_release_still_work_with_a_deprecation_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT)
+    pytester.makepyfile(
+        ACTORS
+        + """
+async def test_old_names(node, probe, clock, events, faults, logs, node_guard):
+    echo = await node.spawn(Echo, args=(probe,))
+    await echo.tell("hi")
+    assert await probe.expect("hi") == "hi"
+    assert clock.now() == node.clock.now()
+"""
+    )
+    result = pytester.runpytest("-q", "-W", "always::DeprecationWarning")
+    result.assert_outcomes(passed=1, warnings=7)
+    for old in ("node", "probe", "clock", "events", "faults", "logs", "node_guard"):
+        result.stdout.fnmatch_lines([f"*the garrison fixture '{old}' is now 'garrison_{old}'*"])
+
+
+def test_a_project_fixture_named_node_no_longer_collides_with_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makeini(STRICT)
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture
+def node():
+    return "the project's own node"
+
+@pytest.fixture
+def clock():
+    return "the project's own clock"
+"""
+    )
+    pytester.makepyfile(
+        """
+async def test_both(node, clock, garrison_node, garrison_clock):
+    assert node == "the project's own node" and clock == "the project's own clock"
+    assert garrison_node.clock is garrison_clock
+"""
+    )
+    result = pytester.runpytest("-q", "-W", "error::DeprecationWarning")
+    result.assert_outcomes(passed=1)

@@ -1,7 +1,7 @@
 """Row 5 of the contract table, executor -> broker, against a real broker simulator (in-process,
 real TCP, dedupe none: a venue that would accept a second order with the same id). The node is
 the real tree without its feed; intents are recorded as risk records them. Real time: the broker
-runs on the loop's clock, so the node does too (``clock`` below), and every wait is bounded."""
+runs on the loop's clock, so the node does too (``garrison_clock`` below), and every wait is bounded."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ StartBroker = Callable[..., Awaitable[BrokerServer]]
 
 
 @pytest.fixture
-def clock() -> MonotonicClock:
+def garrison_clock() -> MonotonicClock:
     """Real time for the node: the broker's look-up lag and fill delays are real."""
     return MonotonicClock()
 

@@ -20,7 +20,7 @@ from tests.examples.order_routing.support import StandIn, make_intent
 
 
 @pytest.fixture
-def clock() -> MonotonicClock:
+def garrison_clock() -> MonotonicClock:
     """Real time for the node: the broker runs on the loop's clock."""
     return MonotonicClock()
 
