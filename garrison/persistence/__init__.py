@@ -14,8 +14,11 @@ from garrison._errors import (
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._eventsourced import EventSourcedActor
 from garrison.persistence._ids import client_order_id, deterministic_id
+from garrison.persistence._intent_bounds import IntentBacklogFull, IntentLogStats, SendWindowFull
 from garrison.persistence._intent_log import IntentHistoryMissing, IntentLog, IntentLogBroken
 from garrison.persistence._intent_model import (
+    EXPIRES_AFTER_LOOKUP,
+    IN_DOUBT,
     Intent,
     IntentEvent,
     IntentMoved,
@@ -48,11 +51,15 @@ __all__ = [
     "EventDecodeError",
     "EventSourcedActor",
     "FatalError",
+    "EXPIRES_AFTER_LOOKUP",
+    "IN_DOUBT",
     "Intent",
+    "IntentBacklogFull",
     "IntentEvent",
     "IntentHistoryMissing",
     "IntentLog",
     "IntentLogBroken",
+    "IntentLogStats",
     "IntentMoved",
     "IntentRecorded",
     "IntentState",
@@ -69,6 +76,7 @@ __all__ = [
     "QuarantinedEvent",
     "RedisConsumer",
     "RedisJournal",
+    "SendWindowFull",
     "SequenceConflict",
     "SqliteJournal",
     "StateCodec",

@@ -35,13 +35,18 @@ CHUNK = 1024
 
 
 class StoredIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An intent as a snapshot or a chunk stores it: its payload msgpack-encoded, as its record held it."""
+    """An intent as a snapshot or a chunk stores it: its payload msgpack-encoded, as its record held it.
+
+    ``created`` and ``ttl`` came later: an array stored before them ends at ``attempts`` and
+    decodes with None for both (an intent that never expires)."""
 
     id: str
     payload: bytes
     state: IntentState
     detail: str = ""
     attempts: int = 0
+    created: float | None = None
+    ttl: float | None = None
 
 
 class SettledChunk(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.settled"):
@@ -97,7 +102,13 @@ def _stored(intent: Intent[Any] | StoredIntent, encode_payload: Callable[[Any], 
     if type(intent) is StoredIntent:
         return intent
     return StoredIntent(
-        intent.id, encode_payload(intent.payload), intent.state, intent.detail, intent.attempts
+        intent.id,
+        encode_payload(intent.payload),
+        intent.state,
+        intent.detail,
+        intent.attempts,
+        intent.created,
+        intent.ttl,
     )
 
 
@@ -200,7 +211,8 @@ class SettledWindow(Generic[P]):
         entry = self.index.get(intent_id)
         if entry is None or type(entry) is not StoredIntent:
             return entry  # type: ignore[return-value]  # an Intent[P] captured by this log
-        return Intent(entry.id, decode(entry.payload), entry.state, entry.detail, entry.attempts)
+        payload = decode(entry.payload)
+        return Intent(entry.id, payload, entry.state, entry.detail, entry.attempts, entry.created, entry.ttl)
 
     def state_of(self, intent_id: str) -> IntentState | None:
         entry = self.index.get(intent_id)

@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import msgspec
 from loguru import logger
 
+from garrison._clock import Clock
 from garrison._errors import EventDecodeError, InvalidConfig, JournalClosed, JournalError, SequenceConflict
-from garrison._validate import check_count
+from garrison._validate import check_count, check_seconds
 from garrison.persistence._codec import EventCodec
+from garrison.persistence._intent_bounds import Gate, IntentBacklogFull, IntentLogStats, SendWindowFull
 from garrison.persistence._intent_compaction import (
     CHUNK,
     SETTLED_CODEC,
@@ -40,6 +43,7 @@ from garrison.persistence._intent_compaction import (
     settled_stream,
 )
 from garrison.persistence._intent_model import (
+    IN_DOUBT,
     TERMINAL,
     TRANSITIONS,
     Intent,
@@ -77,6 +81,9 @@ COMPACT_EVERY = 10_000
 
 RETAIN_SETTLED = 100_000
 """Default ``retain_settled``: the most recent settled intents kept through compactions."""
+
+_MAY_EXPIRE = frozenset({IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN})
+"""States ``expired`` lists an intent in (ACKED never expires: the other side has it)."""
 
 CHUNKS_PER_APPEND = 16
 """Chunks of settled intents written to the settled stream per append (a few MB at most)."""
@@ -163,6 +170,17 @@ class IntentLog(Generic[P]):
     ``archive_settled=True`` keeps every chunk there instead of deleting
     those that left the window. ``await log.close()`` (in the owner's
     ``on_stop``) ends a compaction in progress before the journal closes.
+
+    Progress stays bounded too (#24). With a ``clock`` (the node's), every
+    intent records its creation time (``clock.now()``) and a time-to-live
+    (``record(..., ttl=seconds)``, or ``default_ttl``); ``expired(now)``
+    lists those past it, to be moved to EXPIRED instead of sent late.
+    ``max_unsettled`` bounds the intents not settled yet: a record beyond
+    it is refused with IntentBacklogFull, or waits (``wait=seconds``) in
+    line for one to settle. ``send_window`` bounds the intents in SENDING
+    or UNKNOWN the same way (SendWindowFull), so a crash leaves at most
+    that many to look up; ``in_doubt()`` lists them. ``stats`` counts
+    waits and refusals. None (the default) leaves a bound off.
     """
 
     def __init__(
@@ -174,17 +192,35 @@ class IntentLog(Generic[P]):
         compact_every: int | None = COMPACT_EVERY,
         retain_settled: int = RETAIN_SETTLED,
         archive_settled: bool = False,
+        max_unsettled: int | None = None,
+        send_window: int | None = None,
+        default_ttl: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         check_count("compact_every", compact_every, allow_none=True)
         check_count("retain_settled", retain_settled, minimum=0)
         if not isinstance(archive_settled, bool):
             raise InvalidConfig("archive_settled", archive_settled, "must be True or False")
+        check_count("max_unsettled", max_unsettled, allow_none=True)
+        check_count("send_window", send_window, allow_none=True)
+        check_seconds("default_ttl", default_ttl, below=math.inf, allow_none=True)
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidConfig("clock", clock, "must be a garrison Clock (the node's: ctx.clock) or None")
+        if default_ttl is not None and clock is None:
+            raise InvalidConfig(
+                "default_ttl", default_ttl, "an intent expires by a clock: give IntentLog a clock= too"
+            )
         self.journal = journal
         self.stream = check_stream(stream)
         self.payload_type = payload_type
         self.compact_every = compact_every
         self.retain_settled = retain_settled
         self.archive_settled = archive_settled
+        self.max_unsettled = max_unsettled
+        self.send_window = send_window
+        self.default_ttl = default_ttl
+        self.clock = clock
+        """Stamps each record's ``created`` (None: intents carry no creation time and cannot expire)."""
         self.settled_stream = settled_stream(self.stream)
         """Where compactions store the settled intents they keep (``<stream>.settled``)."""
         self._encoder = msgspec.msgpack.Encoder()
@@ -212,6 +248,13 @@ class IntentLog(Generic[P]):
         self._compaction: asyncio.Task[None] | None = None
         self._trimmed_through = 0
         """The seq the events are deleted through, as far as this log knows (its latest snapshot's)."""
+        self._backlog = Gate(max_unsettled)
+        """Unsettled intents (by ``_projected``), against ``max_unsettled``."""
+        self._window = Gate(send_window)
+        """Intents in SENDING or UNKNOWN (by ``_projected``), against ``send_window``."""
+        self._in_doubt: dict[str, None] = {}
+        """Ids whose projected state is SENDING or UNKNOWN, oldest entry first."""
+        self._expired = 0
 
     async def open(self) -> IntentLog[P]:
         """Read the stream back (idempotent): its snapshot, then the events after it. Awaits;
@@ -231,6 +274,7 @@ class IntentLog(Generic[P]):
         self._decoded = {}
         self._broken = None
         self._opened = True
+        self._recount()
         self._maybe_compact()
         return self
 
@@ -277,7 +321,13 @@ class IntentLog(Generic[P]):
                 try:
                     for entry in decode_chunk(chunk, self.stream, seq):
                         intents[entry.id] = Intent(
-                            entry.id, decode(entry.payload), entry.state, entry.detail, entry.attempts
+                            entry.id,
+                            decode(entry.payload),
+                            entry.state,
+                            entry.detail,
+                            entry.attempts,
+                            entry.created,
+                            entry.ttl,
                         )
                 except msgspec.DecodeError as error:
                     raise EventDecodeError(self.stream, seq, error) from error
@@ -443,6 +493,68 @@ class IntentLog(Generic[P]):
         self._check_usable()
         return [intent for intent in self._intents.values() if not intent.terminal]
 
+    def in_doubt(self) -> list[Intent[P]]:
+        """The intents in SENDING or UNKNOWN (counting queued moves), longest in doubt first:
+        what a restart must look up. O(in doubt), from an index. An intent whose move is
+        still queued is listed with its durable state until the move is written; one whose
+        record is still queued is not listed yet."""
+        self._check_usable()
+        intents = self._intents
+        return [intents[intent_id] for intent_id in self._in_doubt if intent_id in intents]
+
+    def oldest_in_doubt_age(self, now: float) -> float | None:
+        """How long ago (at the clock time ``now``) the oldest intent in doubt was recorded,
+        or None when none is in doubt or none carries a creation time. O(in doubt)."""
+        self._check_usable()
+        intents = self._intents
+        oldest: float | None = None
+        for intent_id in self._in_doubt:
+            intent = intents.get(intent_id)
+            created = None if intent is None else intent.created
+            if created is not None and (oldest is None or created < oldest):
+                oldest = created
+        return None if oldest is None else now - oldest
+
+    def expired(self, now: float) -> list[Intent[P]]:
+        """The intents past their time-to-live at the clock time ``now`` (the node's clock,
+        as the log's ``clock`` reads it) that may still move to EXPIRED: RECORDED ones (never
+        sent: expire them) and SENDING or UNKNOWN ones (look them up first: expire only those
+        the other side does not have). Counts queued moves (one already queued to a terminal
+        state or ACKED is left out); in the order recorded; O(open)."""
+        self._check_usable()
+        projected = self._projected
+        may_expire = _MAY_EXPIRE
+        return [
+            intent
+            for intent in self._intents.values()
+            if intent.ttl is not None
+            and intent.created is not None
+            and now >= intent.created + intent.ttl
+            and projected.get(intent.id) in may_expire
+        ]
+
+    @property
+    def unsettled(self) -> int:
+        """Intents recorded (or queued) and not settled, counting queued moves: what
+        ``max_unsettled`` bounds."""
+        return self._backlog.used - self._backlog.reserved
+
+    @property
+    def stats(self) -> IntentLogStats:
+        """The bounds' figures now: unsettled and in-doubt counts, waits, refusals, expiries."""
+        backlog, window = self._backlog, self._window
+        return IntentLogStats(
+            unsettled=backlog.used - backlog.reserved,
+            max_unsettled=self.max_unsettled,
+            in_doubt=len(self._in_doubt),
+            send_window=self.send_window,
+            backlog_waits=backlog.waits,
+            backlog_refused=backlog.refused,
+            window_waits=window.waits,
+            window_refused=window.refused,
+            expired=self._expired,
+        )
+
     def can_move(self, intent_id: str, state: IntentState) -> bool:
         """Whether ``move_nowait(intent_id, state)`` would be accepted now: the id was recorded
         (or its record is queued) and the lifecycle allows the move from the state its
@@ -452,41 +564,104 @@ class IntentLog(Generic[P]):
 
     # -- writes -----------------------------------------------------------------------
 
-    async def record(self, intent_id: str, payload: P) -> Intent[P]:
+    async def record(
+        self, intent_id: str, payload: P, *, ttl: float | None = None, wait: float = 0.0
+    ) -> Intent[P]:
         """Record an intent durably; a second record of the same id writes nothing and
         returns the first (also while the first is still being written).
 
-        Awaits the durable write (shared with concurrent calls). Raises
-        InvalidConfig for an empty id or a payload that is not a
-        ``payload_type``, IntentLogBroken if the write cannot be confirmed.
-        If the caller is cancelled, the record still completes (or breaks
-        the log): cancelling never leaves it half-known.
+        ``ttl``: its time-to-live in seconds after now (by the log's clock);
+        None takes the log's ``default_ttl``. ``wait``: when ``max_unsettled``
+        intents are unsettled, how many seconds to wait in line for one to
+        settle (0, the default: refuse at once). Awaits the durable write
+        (shared with concurrent calls). Raises IntentBacklogFull when there
+        is no room (at once, or once ``wait`` ran out), InvalidConfig for an
+        empty id, a payload that is not a ``payload_type``, a bad ``ttl`` or
+        ``wait``, IntentLogBroken if the write cannot be confirmed. A known
+        id never needs room. If the caller is cancelled, the record still
+        completes (or breaks the log): cancelling never leaves it half-known.
         """
-        return await asyncio.shield(self.record_nowait(intent_id, payload))
+        if wait:
+            check_seconds("wait", wait, allow_minimum=True, below=math.inf)
+            self._check_usable()
+            _check_id(intent_id)
+            backlog = self._backlog
+            if intent_id not in self and intent_id not in self._recording and not backlog.room():
+                if not await backlog.wait(wait, self.clock):
+                    return self._backlog_full(intent_id)
+                return await asyncio.shield(self._record_nowait(intent_id, payload, ttl, reserved=True))
+        return await asyncio.shield(self._record_nowait(intent_id, payload, ttl, reserved=False))
 
-    def record_nowait(self, intent_id: str, payload: P) -> asyncio.Future[Intent[P]]:
+    def record_nowait(
+        self, intent_id: str, payload: P, *, ttl: float | None = None
+    ) -> asyncio.Future[Intent[P]]:
         """Queue a record without awaiting it; the future resolves once it is durable.
 
         For an actor that records many intents without serializing on each
         write (resolve a ``ctx.defer_reply()`` from the future's callback).
-        Same idempotence and errors as ``record``; do not cancel the future.
+        Same idempotence and errors as ``record``; raises IntentBacklogFull
+        at once when ``max_unsettled`` intents are unsettled (nothing queued).
+        Do not cancel the future.
         """
-        self._check_usable()
-        _check_id(intent_id)
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[Intent[P]] = loop.create_future()
-        existing = self._known(intent_id)
-        if existing is not None:
-            result.set_result(existing)
-            return result
-        written = self._recording.get(intent_id)
-        if written is None:
-            encoded, decoded = self._encode_payload(payload)
-            written = self._queue_records([IntentRecorded(intent_id, encoded)], {intent_id: decoded})
-        written.add_done_callback(functools.partial(self._resolve_record, intent_id, result))
+        return self._record_nowait(intent_id, payload, ttl, reserved=False)
+
+    def _record_nowait(
+        self, intent_id: str, payload: P, ttl: float | None, *, reserved: bool
+    ) -> asyncio.Future[Intent[P]]:
+        """``reserved``: the backlog reserved a slot for this caller (it waited in line)."""
+        backlog = self._backlog
+        try:
+            self._check_usable()
+            _check_id(intent_id)
+            loop = asyncio.get_running_loop()
+            result: asyncio.Future[Intent[P]] = loop.create_future()
+            existing = self._known(intent_id)
+            if existing is not None:
+                result.set_result(existing)
+                written = None
+            else:
+                written = self._recording.get(intent_id)
+            if existing is None and written is None:
+                created, ttl = self._expiry(ttl)
+                if not reserved and not backlog.room():
+                    self._backlog_full(intent_id)
+                encoded, decoded = self._encode_payload(payload)
+                written = self._queue_records(
+                    [IntentRecorded(intent_id, encoded, created, ttl)], {intent_id: decoded}
+                )
+                if reserved:
+                    backlog.claim()
+                    reserved = False
+                else:
+                    backlog.take()
+        finally:
+            if reserved:
+                backlog.unreserve()  # not needed (a known id), or the record was refused
+        if written is not None:
+            written.add_done_callback(functools.partial(self._resolve_record, intent_id, result))
         return result
 
-    def record_many_nowait(self, records: Iterable[tuple[str, P]]) -> asyncio.Future[list[Intent[P]]]:
+    def _expiry(self, ttl: float | None) -> tuple[float | None, float | None]:
+        """A new record's ``created`` and ``ttl`` (the default one if None)."""
+        clock = self.clock
+        if ttl is None:
+            ttl = self.default_ttl
+        else:
+            if type(ttl) is not float or not 0.0 < ttl < math.inf:
+                check_seconds("ttl", ttl, below=math.inf)
+                ttl = float(ttl)
+            if clock is None:
+                raise InvalidConfig("ttl", ttl, "an intent expires by a clock: give IntentLog a clock=")
+        return (None if clock is None else clock.now()), ttl
+
+    def _backlog_full(self, intent_id: str) -> NoReturn:
+        """Refuse a record for want of room (counted); never returns."""
+        self._backlog.refused += 1
+        raise IntentBacklogFull(self.stream, self.unsettled, self.max_unsettled or 0)
+
+    def record_many_nowait(
+        self, records: Iterable[tuple[str, P]], *, ttl: float | None = None
+    ) -> asyncio.Future[list[Intent[P]]]:
         """Queue the records of many intents under one future (one journal append); it
         resolves, once every one is durable, to their intents in the order given.
 
@@ -495,16 +670,21 @@ class IntentLog(Generic[P]):
         resolves to the first intent; an id given twice in the batch is
         recorded once, with its first payload. Every record is checked before
         anything is queued: an empty id or a payload that is not a
-        ``payload_type`` raises InvalidConfig and queues nothing. A batch
-        that is all known ids still resolves only after the writes queued
-        before it. Raises IntentLogBroken (now, or in the future) if a write
-        cannot be confirmed. Do not cancel the future.
+        ``payload_type`` raises InvalidConfig and queues nothing. ``ttl``
+        applies to each (None: the log's ``default_ttl``). All or none:
+        when the new ids do not all fit under ``max_unsettled``,
+        IntentBacklogFull is raised and nothing is queued (a batch larger
+        than the bound never fits). A batch that is all known ids still
+        resolves only after the writes queued before it. Raises
+        IntentLogBroken (now, or in the future) if a write cannot be
+        confirmed. Do not cancel the future.
         """
         self._check_usable()
         ids: list[str] = []
         events: list[Any] = []
         decoded: dict[str, P] = {}
         earlier: asyncio.Future[None] | None = None
+        created, ttl = self._expiry(ttl)
         for intent_id, payload in records:
             _check_id(intent_id)
             ids.append(intent_id)
@@ -515,11 +695,15 @@ class IntentLog(Generic[P]):
                 earlier = in_flight
                 continue
             encoded, decoded[intent_id] = self._encode_payload(payload)
-            events.append(IntentRecorded(intent_id, encoded))
+            events.append(IntentRecorded(intent_id, encoded, created, ttl))
         loop = asyncio.get_running_loop()
         result: asyncio.Future[list[Intent[P]]] = loop.create_future()
         if events:
+            if not self._backlog.room(len(events)):
+                self._backlog.refused += 1
+                raise IntentBacklogFull(self.stream, self.unsettled, self.max_unsettled or 0)
             written = self._queue_records(events, decoded)
+            self._backlog.take(len(events))
         elif earlier is not None:
             # Nothing of ours to write, but some records are still in flight: an empty
             # group resolves after every write queued before it.
@@ -562,23 +746,36 @@ class IntentLog(Generic[P]):
         result.set_exception(error)
         result.exception()
 
-    async def move(self, intent_id: str, state: IntentState, detail: str = "") -> Intent[P]:
+    async def move(
+        self, intent_id: str, state: IntentState, detail: str = "", *, wait: float = 0.0
+    ) -> Intent[P]:
         """Move an intent to ``state`` durably. Raises IntentTransitionError for a move
         the lifecycle forbids (nothing written), KeyError for an unknown id,
-        IntentLogBroken if the write cannot be confirmed. Awaits the write;
-        if the caller is cancelled, the move may still be written."""
+        SendWindowFull for a move into SENDING or UNKNOWN beyond ``send_window``
+        (``wait``: how many seconds to wait in line for room first; 0 refuses at
+        once), IntentLogBroken if the write cannot be confirmed. Awaits the
+        write; if the caller is cancelled, the move may still be written."""
         self._check_usable()
         _check_move(state, detail)
+        if wait:
+            check_seconds("wait", wait, allow_minimum=True, below=math.inf)
         recording = self._recording.get(intent_id)
         if recording is not None:
             await asyncio.shield(recording)
+        reserved = False
+        if wait and state in IN_DOUBT and self._projected.get(intent_id) not in IN_DOUBT:
+            window = self._window
+            if not window.room():
+                if not await window.wait(wait, self.clock):
+                    self._window_full()
+                reserved = True
         before = self._intents.get(intent_id)
-        await self.move_nowait(intent_id, state, detail)
+        await self._move_nowait(intent_id, state, detail, reserved=reserved)
         after = self._known(intent_id)
         if after is None and before is not None:
             # Settled, and already out of a compaction window smaller than one append.
             attempts = before.attempts + 1 if state is IntentState.SENDING else before.attempts
-            return Intent(intent_id, before.payload, state, detail, attempts)
+            return Intent(intent_id, before.payload, state, detail, attempts, before.created, before.ttl)
         assert after is not None, "a durable move leaves its intent known"
         return after
 
@@ -595,16 +792,50 @@ class IntentLog(Generic[P]):
     def move_nowait(self, intent_id: str, state: IntentState, detail: str = "") -> asyncio.Future[None]:
         """Queue a move without awaiting it (after a record queued earlier is fine: writes
         keep their order); the future resolves once it is durable. Raises at once
-        for an unknown id or a forbidden move (nothing queued)."""
-        self._check_usable()
-        _check_move(state, detail)
-        current = self._projected.get(intent_id)
-        if current is None:
-            current = self._unknown(intent_id)
-        if state not in TRANSITIONS[current]:
-            raise IntentTransitionError(intent_id, current, state)
+        for an unknown id, a forbidden move, or a move into the dead zone beyond
+        ``send_window`` (SendWindowFull); nothing is queued then."""
+        return self._move_nowait(intent_id, state, detail, reserved=False)
+
+    def _move_nowait(
+        self, intent_id: str, state: IntentState, detail: str, *, reserved: bool
+    ) -> asyncio.Future[None]:
+        """``reserved``: the send window reserved a slot for this caller (it waited in line)."""
+        window = self._window
+        try:
+            self._check_usable()
+            _check_move(state, detail)
+            current = self._projected.get(intent_id)
+            if current is None:
+                current = self._unknown(intent_id)
+            if state not in TRANSITIONS[current]:
+                raise IntentTransitionError(intent_id, current, state)
+            if state in IN_DOUBT:
+                if current not in IN_DOUBT:
+                    if reserved:
+                        window.claim()
+                        reserved = False
+                    elif window.room():
+                        window.take()
+                    else:
+                        self._window_full()
+                    self._in_doubt[intent_id] = None
+            elif current in IN_DOUBT:
+                del self._in_doubt[intent_id]
+                window.release()
+            if state in TERMINAL:
+                self._backlog.release()  # never from a terminal state: the move was checked
+                if state is IntentState.EXPIRED:
+                    self._expired += 1
+        finally:
+            if reserved:
+                window.unreserve()  # not needed (already in doubt), or the move was refused
         self._projected[intent_id] = state
         return self._enqueue([IntentMoved(intent_id, state, detail)])
+
+    def _window_full(self) -> NoReturn:
+        """Refuse a move into the dead zone for want of room (counted); never returns."""
+        self._window.refused += 1
+        raise SendWindowFull(self.stream, len(self._in_doubt), self.send_window or 0)
 
     def move_many_nowait(
         self, moves: Iterable[tuple[str, IntentState] | tuple[str, IntentState, str]]
@@ -615,7 +846,8 @@ class IntentLog(Generic[P]):
         The moves are checked in order, each from the state the moves before
         it leave (``[(i, SENDING), (i, ACKED)]`` is fine), and all or none
         are queued: an unknown id raises KeyError, a forbidden move
-        IntentTransitionError, and nothing is queued (``can_move`` tells
+        IntentTransitionError, more intents in SENDING or UNKNOWN at the end
+        than ``send_window`` allows SendWindowFull, and nothing is queued (``can_move`` tells
         beforehand). They are written in order, in one journal append, so
         either all of them are durable or none is. Same as that many
         ``move_nowait`` calls, for the cost of about one. If another writer
@@ -641,6 +873,8 @@ class IntentLog(Generic[P]):
                 before.setdefault(intent_id, current)
                 projected[intent_id] = state
                 events.append(IntentMoved(intent_id, state, detail))
+            if before:
+                self._bound_moves(before)
         except BaseException:
             projected.update(before)
             raise
@@ -649,6 +883,40 @@ class IntentLog(Generic[P]):
             future.set_result(None)
             return future
         return self._enqueue(events)
+
+    def _bound_moves(self, before: dict[str, IntentState]) -> None:
+        """Count a batch of projected moves (``before``: each id's state before it) against the
+        bounds; raises SendWindowFull (counting nothing) when it leaves more in doubt than fit."""
+        projected, in_doubt = self._projected, self._in_doubt
+        entering: list[str] = []
+        leaving: list[str] = []
+        settling = 0
+        expiring = 0
+        for intent_id, start in before.items():
+            end = projected[intent_id]
+            if end in IN_DOUBT:
+                if start not in IN_DOUBT:
+                    entering.append(intent_id)
+            elif start in IN_DOUBT:
+                leaving.append(intent_id)
+            if end in TERMINAL:
+                settling += 1
+                if end is IntentState.EXPIRED:
+                    expiring += 1
+        window = self._window
+        more = len(entering) - len(leaving)
+        if more > 0 and not window.room(more):
+            self._window_full()
+        for intent_id in leaving:
+            del in_doubt[intent_id]
+        for intent_id in entering:
+            in_doubt[intent_id] = None
+        window.take(len(entering))
+        if leaving:
+            window.release(len(leaving))
+        if settling:
+            self._backlog.release(settling)
+            self._expired += expiring
 
     def _unknown(self, intent_id: str) -> IntentState:
         """The state of an id not in the working set: a settled one's (that no move leaves),
@@ -769,6 +1037,7 @@ class IntentLog(Generic[P]):
         self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
         for intent_id in pending:
             self._projected.setdefault(intent_id, IntentState.RECORDED)
+        self._recount()
 
     async def _catch_up(self) -> None:
         """Apply what other writers appended; if one compacted the events after ``_seq``
@@ -820,7 +1089,22 @@ class IntentLog(Generic[P]):
                 still.append(event)
             if not future.done():
                 kept.append((still, future))
+        self._recount()
         return kept
+
+    def _recount(self) -> None:
+        """Count the unsettled and in-doubt intents again from the projected states (after
+        they were rebuilt from what is durable). O(working set); never on the hot path."""
+        unsettled = 0
+        in_doubt: dict[str, None] = {}
+        for intent_id, state in self._projected.items():
+            if state not in TERMINAL:
+                unsettled += 1
+                if state in IN_DOUBT:
+                    in_doubt[intent_id] = None
+        self._in_doubt = in_doubt
+        self._backlog.recount(unsettled)
+        self._window.recount(len(in_doubt))
 
     # -- compaction ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ that applies them.
 
 An intent is recorded once under a deterministic id (``IntentRecorded``) and then moves
 through its lifecycle (``IntentMoved``): RECORDED -> SENDING -> (UNKNOWN <-> SENDING)* ->
-ACKED -> DONE, with REJECTED or DONE ending it (``TRANSITIONS`` lists every allowed move).
+ACKED -> DONE, with REJECTED, DONE or EXPIRED ending it (``TRANSITIONS`` lists every allowed move).
 The two events are what an intent log stores, msgpack-encoded under the tags
 ``garrison.intent.recorded`` and ``garrison.intent.moved``: a durable format, so a tool
 that reads an intent stream decodes it with these types (``IntentEvent``).
@@ -28,7 +28,7 @@ P = TypeVar("P")
 
 
 class IntentState(enum.Enum):
-    """Where an intent stands. REJECTED and DONE are terminal."""
+    """Where an intent stands. REJECTED, DONE and EXPIRED are terminal."""
 
     RECORDED = "recorded"
     """Durable; the effect has certainly not been attempted."""
@@ -42,28 +42,57 @@ class IntentState(enum.Enum):
     """The other side reliably refused it. Never use this for an ambiguous attempt."""
     DONE = "done"
     """Finished (filled, cancelled, closed)."""
+    EXPIRED = "expired"
+    """Past its time-to-live and never to be sent: not sent before it expired (from RECORDED),
+    or looked up and known to be absent at the other side (from SENDING or UNKNOWN)."""
 
     # Members are singletons compared by identity; Enum hashes them in Python code, and every
     # transition check hashes two (a tenth of a microsecond each, several per order).
     __hash__ = object.__hash__
 
 
-TERMINAL = frozenset({IntentState.REJECTED, IntentState.DONE})
+TERMINAL = frozenset({IntentState.REJECTED, IntentState.DONE, IntentState.EXPIRED})
 """States an intent never leaves."""
 MAY_HAVE_HAPPENED = frozenset({IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED})
 """States in which the effect may have happened: look it up before attempting it again."""
+IN_DOUBT = frozenset({IntentState.SENDING, IntentState.UNKNOWN})
+"""The dead zone proper: an attempt is under way or ended ambiguously (``IntentLog.in_doubt``,
+the send window)."""
+EXPIRES_AFTER_LOOKUP = IN_DOUBT
+"""States that may move to EXPIRED only once a look-up found the effect absent at the other side
+(the executor's rule: look up, then expire if absent; if present, follow it as usual). The log
+cannot check a look-up; the transition table allows the move and this names the duty."""
 
 TRANSITIONS: dict[IntentState, frozenset[IntentState]] = {
-    IntentState.RECORDED: frozenset({IntentState.SENDING, IntentState.REJECTED, IntentState.DONE}),
+    IntentState.RECORDED: frozenset(
+        {IntentState.SENDING, IntentState.REJECTED, IntentState.DONE, IntentState.EXPIRED}
+    ),
+    # -> EXPIRED from the dead zone: only after a look-up found it absent (EXPIRES_AFTER_LOOKUP).
     IntentState.SENDING: frozenset(
-        {IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED, IntentState.REJECTED, IntentState.DONE}
+        {
+            IntentState.SENDING,
+            IntentState.UNKNOWN,
+            IntentState.ACKED,
+            IntentState.REJECTED,
+            IntentState.DONE,
+            IntentState.EXPIRED,
+        }
     ),
     IntentState.UNKNOWN: frozenset(
-        {IntentState.SENDING, IntentState.UNKNOWN, IntentState.ACKED, IntentState.REJECTED, IntentState.DONE}
+        {
+            IntentState.SENDING,
+            IntentState.UNKNOWN,
+            IntentState.ACKED,
+            IntentState.REJECTED,
+            IntentState.DONE,
+            IntentState.EXPIRED,
+        }
     ),
+    # Never from ACKED: the other side has it, so it is followed to DONE, never expired.
     IntentState.ACKED: frozenset({IntentState.ACKED, IntentState.DONE}),
     IntentState.REJECTED: frozenset(),
     IntentState.DONE: frozenset(),
+    IntentState.EXPIRED: frozenset(),
 }
 """Every move the lifecycle allows: ``TRANSITIONS[current]`` holds the states it may move to."""
 
@@ -87,11 +116,17 @@ class IntentTransitionError(GarrisonError, ValueError):
 
 
 @final
-class IntentRecorded(msgspec.Struct, frozen=True, gc=False, tag="garrison.intent.recorded"):
-    """An intent was recorded under ``id``; ``payload`` is its payload, msgpack-encoded."""
+class IntentRecorded(
+    msgspec.Struct, frozen=True, gc=False, omit_defaults=True, tag="garrison.intent.recorded"
+):
+    """An intent was recorded under ``id``; ``payload`` is its payload, msgpack-encoded;
+    ``created`` the recording clock's time, ``ttl`` its time-to-live in seconds (None: none
+    known, as in records stored before they existed, or never expires)."""
 
     id: str
     payload: bytes
+    created: float | None = None
+    ttl: float | None = None
 
 
 @final
@@ -120,6 +155,23 @@ class Intent(msgspec.Struct, Generic[P], frozen=True, gc=False):
     detail: str = ""
     attempts: int = 0
     """How many times it entered SENDING."""
+    created: float | None = None
+    """When it was recorded, by the log's clock (None: recorded without a clock, or before
+    intents carried it)."""
+    ttl: float | None = None
+    """Its time-to-live in seconds after ``created`` (None: it never expires)."""
+
+    @property
+    def expires_at(self) -> float | None:
+        """The clock time it expires at (``created + ttl``), or None if it never does."""
+        if self.ttl is None or self.created is None:
+            return None
+        return self.created + self.ttl
+
+    def expired_at(self, now: float) -> bool:
+        """Whether it is past its time-to-live at the clock time ``now`` (whatever its state)."""
+        expires = self.expires_at
+        return expires is not None and now >= expires
 
     @property
     def terminal(self) -> bool:
@@ -142,8 +194,9 @@ def apply_intent_events(
     come here, so a replay ends in the state the live log was in.
 
     - ``IntentRecorded``: ``payload_of(event)`` gives the payload (called for every
-      record); an id not yet known is added, RECORDED, with it. A known id is left as it
-      is: the first record wins, with its payload.
+      record); an id not yet known is added, RECORDED, with it (and the record's
+      ``created`` and ``ttl``). A known id is left as it is: the first record wins, with
+      its payload.
     - ``IntentMoved``: the intent is replaced by one in the event's state, with its
       detail, and one more attempt when that state is SENDING. Its id is appended
       to ``settled`` (if given) when that state is terminal.
@@ -161,11 +214,13 @@ def apply_intent_events(
         if type(event) is IntentRecorded:
             payload = payload_of(event)
             if intent_id not in intents:
-                intents[intent_id] = Intent(intent_id, payload, recorded)
+                intents[intent_id] = Intent(intent_id, payload, recorded, "", 0, event.created, event.ttl)
             continue
         current = intents[intent_id]
         state = event.state
         attempts = current.attempts + 1 if state is sending else current.attempts
-        intents[intent_id] = Intent(intent_id, current.payload, state, event.detail, attempts)
+        intents[intent_id] = Intent(
+            intent_id, current.payload, state, event.detail, attempts, current.created, current.ttl
+        )
         if settled is not None and state in TERMINAL:
             settled.append(intent_id)

@@ -316,12 +316,13 @@ async def test_open_refuses_to_read_back_while_writes_are_in_flight(journal: Sql
 # -- the lifecycle -----------------------------------------------------------------------------
 
 ALLOWED = {
-    S.RECORDED: {S.SENDING, S.REJECTED, S.DONE},
-    S.SENDING: {S.SENDING, S.UNKNOWN, S.ACKED, S.REJECTED, S.DONE},
-    S.UNKNOWN: {S.SENDING, S.UNKNOWN, S.ACKED, S.REJECTED, S.DONE},
+    S.RECORDED: {S.SENDING, S.REJECTED, S.DONE, S.EXPIRED},
+    S.SENDING: {S.SENDING, S.UNKNOWN, S.ACKED, S.REJECTED, S.DONE, S.EXPIRED},
+    S.UNKNOWN: {S.SENDING, S.UNKNOWN, S.ACKED, S.REJECTED, S.DONE, S.EXPIRED},
     S.ACKED: {S.ACKED, S.DONE},
     S.REJECTED: set(),
     S.DONE: set(),
+    S.EXPIRED: set(),
 }
 PATH_TO = {
     S.RECORDED: [],
@@ -330,6 +331,7 @@ PATH_TO = {
     S.ACKED: [S.SENDING, S.ACKED],
     S.REJECTED: [S.SENDING, S.REJECTED],
     S.DONE: [S.SENDING, S.ACKED, S.DONE],
+    S.EXPIRED: [S.EXPIRED],
 }
 
 
@@ -358,10 +360,10 @@ async def test_transitions_follow_the_lifecycle(
     assert (await open_log(journal)).intents() == log.intents()
 
 
-async def test_terminal_states_are_rejected_and_done(journal: SqliteJournal) -> None:
+async def test_terminal_states_are_rejected_done_and_expired(journal: SqliteJournal) -> None:
     log = await open_log(journal)
     terminal = {state for state in IntentState if not ALLOWED[state]}
-    assert terminal == {S.REJECTED, S.DONE}
+    assert terminal == {S.REJECTED, S.DONE, S.EXPIRED}
     for state in IntentState:
         await log.record(state.value, Order("ACME", 1))
         for step in PATH_TO[state]:
