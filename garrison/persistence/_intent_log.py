@@ -82,6 +82,8 @@ COMPACT_EVERY = 10_000
 RETAIN_SETTLED = 100_000
 """Default ``retain_settled``: the most recent settled intents kept through compactions."""
 
+_BOUNDED = IN_DOUBT | TERMINAL
+"""Target states of a move that the bounds count (with moves out of IN_DOUBT)."""
 _MAY_EXPIRE = frozenset({IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN})
 """States ``expired`` lists an intent in (ACKED never expires: the other side has it)."""
 
@@ -770,7 +772,10 @@ class IntentLog(Generic[P]):
                     self._window_full()
                 reserved = True
         before = self._intents.get(intent_id)
-        await self._move_nowait(intent_id, state, detail, reserved=reserved)
+        if reserved:
+            await self._move_reserved(intent_id, state, detail)
+        else:
+            await self.move_nowait(intent_id, state, detail)
         after = self._known(intent_id)
         if after is None and before is not None:
             # Settled, and already out of a compaction window smaller than one append.
@@ -794,43 +799,63 @@ class IntentLog(Generic[P]):
         keep their order); the future resolves once it is durable. Raises at once
         for an unknown id, a forbidden move, or a move into the dead zone beyond
         ``send_window`` (SendWindowFull); nothing is queued then."""
-        return self._move_nowait(intent_id, state, detail, reserved=False)
+        self._check_usable()
+        _check_move(state, detail)
+        current = self._projected.get(intent_id)
+        if current is None:
+            current = self._unknown(intent_id)
+        if state not in TRANSITIONS[current]:
+            raise IntentTransitionError(intent_id, current, state)
+        if state in _BOUNDED or current in IN_DOUBT:
+            self._count_move(intent_id, current, state, reserved=False)
+        self._projected[intent_id] = state
+        return self._enqueue([IntentMoved(intent_id, state, detail)])
 
-    def _move_nowait(
-        self, intent_id: str, state: IntentState, detail: str, *, reserved: bool
-    ) -> asyncio.Future[None]:
-        """``reserved``: the send window reserved a slot for this caller (it waited in line)."""
-        window = self._window
+    def _move_reserved(self, intent_id: str, state: IntentState, detail: str) -> asyncio.Future[None]:
+        """``move_nowait`` for a caller the send window reserved a slot for (it waited in line)."""
         try:
             self._check_usable()
-            _check_move(state, detail)
             current = self._projected.get(intent_id)
             if current is None:
                 current = self._unknown(intent_id)
             if state not in TRANSITIONS[current]:
                 raise IntentTransitionError(intent_id, current, state)
-            if state in IN_DOUBT:
-                if current not in IN_DOUBT:
-                    if reserved:
-                        window.claim()
-                        reserved = False
-                    elif window.room():
-                        window.take()
-                    else:
-                        self._window_full()
-                    self._in_doubt[intent_id] = None
-            elif current in IN_DOUBT:
-                del self._in_doubt[intent_id]
-                window.release()
-            if state in TERMINAL:
-                self._backlog.release()  # never from a terminal state: the move was checked
-                if state is IntentState.EXPIRED:
-                    self._expired += 1
-        finally:
-            if reserved:
-                window.unreserve()  # not needed (already in doubt), or the move was refused
+        except BaseException:
+            self._window.unreserve()
+            raise
+        self._count_move(intent_id, current, state, reserved=True)
         self._projected[intent_id] = state
         return self._enqueue([IntentMoved(intent_id, state, detail)])
+
+    def _count_move(
+        self, intent_id: str, current: IntentState, state: IntentState, *, reserved: bool
+    ) -> None:
+        """Count an allowed move against the bounds (before it is projected); raises
+        SendWindowFull, counting nothing, for one into the dead zone that does not fit.
+        ``reserved``: a slot of the window is reserved for it (used, or returned if not needed)."""
+        window = self._window
+        if state in IN_DOUBT:
+            if current in IN_DOUBT:
+                if reserved:
+                    window.unreserve()  # already in doubt: no new slot needed
+                return
+            if reserved:
+                window.claim()
+            elif window.room():
+                window.take()
+            else:
+                self._window_full()
+            self._in_doubt[intent_id] = None
+            return
+        if current in IN_DOUBT:
+            del self._in_doubt[intent_id]
+            window.release()
+        if reserved:
+            window.unreserve()
+        if state in TERMINAL:
+            self._backlog.release()  # never from a terminal state: the move was checked
+            if state is IntentState.EXPIRED:
+                self._expired += 1
 
     def _window_full(self) -> NoReturn:
         """Refuse a move into the dead zone for want of room (counted); never returns."""
