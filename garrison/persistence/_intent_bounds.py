@@ -113,6 +113,15 @@ class Gate:
         if self.waiters:
             self._wake()
 
+    def wake_all(self) -> None:
+        """Hand every waiter a slot now, bound or not (the log broke: each finds it broken,
+        raises, and returns its slot)."""
+        bound, self.bound = self.bound, None
+        try:
+            self._wake()
+        finally:
+            self.bound = bound
+
     def _wake(self) -> None:
         bound, waiters = self.bound, self.waiters
         while waiters and (bound is None or self.used < bound):

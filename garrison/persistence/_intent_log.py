@@ -1040,6 +1040,9 @@ class IntentLog(Generic[P]):
 
     def _break(self, batch: list[_Group], error: BaseException) -> None:
         self._broken = IntentLogBroken(self.stream, error)
+        # Callers waiting for room learn it now, not when their wait runs out.
+        self._backlog.wake_all()
+        self._window.wake_all()
         batch.extend(self._queue)
         self._queue = []
         self._recording = {}

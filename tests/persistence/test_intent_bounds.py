@@ -27,13 +27,15 @@ from garrison.persistence import (
     IN_DOUBT,
     IntentBacklogFull,
     IntentLog,
+    IntentLogBroken,
     IntentState,
     IntentTransitionError,
     SendWindowFull,
     SqliteJournal,
 )
 
-from ._intent_model import STREAM, Order
+from ._intent_model import STREAM, Order, stored_events
+from ._model import FaultyJournal
 
 S = IntentState
 MakeJournal = Callable[..., Any]
@@ -402,3 +404,36 @@ def test_the_journal_cli_counts_expired_intents_as_settled(
     assert main(["journal", "list", str(journal_path), "--json"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (row["intents_open"], row["intents_settled"]) == (2, 1)
+
+
+async def test_a_broken_log_tells_its_waiters_at_once(journal: SqliteJournal) -> None:
+    faulty = FaultyJournal(journal)
+    clock = ManualClock()
+    log = await IntentLog(faulty, STREAM, Order, clock=clock, max_unsettled=1, send_window=1).open()
+    await log.record("o-1", order(1))
+    await log.move("o-1", S.SENDING)
+    record_waiter = asyncio.create_task(log.record("o-2", order(2), wait=600.0))
+    await asyncio.sleep(0)
+    assert not record_waiter.done()
+    faulty.fail_append_before = True
+    with pytest.raises(IntentLogBroken):
+        await log.move("o-1", S.UNKNOWN)
+    with pytest.raises(IntentLogBroken):
+        await asyncio.wait_for(record_waiter, timeout=10)  # not after 600 s of node clock
+
+    faulty.fail_append_before = False
+    await log.open()
+    assert (log.unsettled, log.stats.in_doubt) == (1, 1)
+    assert "o-2" not in log
+    assert [intent.id for intent in log.in_doubt()] == ["o-1"]
+
+
+async def test_a_record_without_expiry_is_stored_as_before(journal: SqliteJournal) -> None:
+    log = await bounded_log(journal)
+    await log.record("o-1", order(1))
+    clocked = await IntentLog(journal, "clocked", Order, clock=ManualClock(start=7.0)).open()
+    await clocked.record("o-1", order(1), ttl=2.5)
+    (plain,) = await stored_events(journal)
+    (stamped,) = await stored_events(journal, "clocked")
+    assert set(plain) == {"type", "id", "payload"}  # as garrison stored records before #24
+    assert (stamped["created"], stamped["ttl"]) == (7.0, 2.5)
