@@ -252,7 +252,8 @@ def list_command(options: argparse.Namespace) -> int:
             }
             has_state = summary.events or summary.snapshot_seq is not None
             if has_state and await _is_intent_stream(journal, summary.stream):
-                row["intents_open"], row["intents_settled"] = await _intent_counts(journal, summary.stream)
+                counts = await _intent_counts(journal, summary.stream)
+                row["intents_open"], row["intents_settled"], row["intents_expired"] = counts
             rows.append(row)
         if options.json:
             for row in rows:
@@ -265,6 +266,7 @@ def list_command(options: argparse.Namespace) -> int:
             for row in rows:
                 intents = (
                     f"{row['intents_open']} open / {row['intents_settled']} settled"
+                    + (f" ({row['intents_expired']} expired)" if row["intents_expired"] else "")
                     if "intents_open" in row
                     else ""
                 )
@@ -278,14 +280,16 @@ def list_command(options: argparse.Namespace) -> int:
     return _run(options, work)
 
 
-async def _intent_counts(journal: Any, stream: str) -> tuple[int, int]:
-    from garrison.persistence import IntentLog
+async def _intent_counts(journal: Any, stream: str) -> tuple[int, int, int]:
+    """Open, settled, and of those settled, expired (EXPIRED is terminal: it counts as settled)."""
+    from garrison.persistence import IntentLog, IntentState
 
     # compact_every=None: a log opened to be counted must never compact (the tools only read).
     log = await IntentLog(journal, stream, msgspec.Raw, compact_every=None).open()
     intents = log.intents()
     settled = sum(1 for intent in intents if intent.terminal)
-    return len(intents) - settled, settled
+    expired = sum(1 for intent in intents if intent.state is IntentState.EXPIRED)
+    return len(intents) - settled, settled, expired
 
 
 # -- inspect -------------------------------------------------------------------------------------

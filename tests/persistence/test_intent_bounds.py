@@ -403,7 +403,9 @@ def test_the_journal_cli_counts_expired_intents_as_settled(
     capsys.readouterr()
     assert main(["journal", "list", str(journal_path), "--json"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert (row["intents_open"], row["intents_settled"]) == (2, 1)
+    assert (row["intents_open"], row["intents_settled"], row["intents_expired"]) == (2, 1, 1)
+    assert main(["journal", "list", str(journal_path)]) == 0
+    assert "2 open / 1 settled (1 expired)" in capsys.readouterr().out
 
 
 async def test_a_broken_log_tells_its_waiters_at_once(journal: SqliteJournal) -> None:
