@@ -104,25 +104,26 @@ class Gate:
     def release(self, slots: int = 1) -> None:
         self.used -= slots
         if self.waiters:
-            self._wake()
+            self.wake_waiters()
 
     def recount(self, counted: int) -> None:
         """The log counted again from scratch (after reading the stream): ``counted`` slots
         held, plus those reserved for waiters."""
         self.used = counted + self.reserved
         if self.waiters:
-            self._wake()
+            self.wake_waiters()
 
     def wake_all(self) -> None:
         """Hand every waiter a slot now, bound or not (the log broke: each finds it broken,
         raises, and returns its slot)."""
         bound, self.bound = self.bound, None
         try:
-            self._wake()
+            self.wake_waiters()
         finally:
             self.bound = bound
 
-    def _wake(self) -> None:
+    def wake_waiters(self) -> None:
+        """Hand freed slots to the waiters first in line."""
         bound, waiters = self.bound, self.waiters
         while waiters and (bound is None or self.used < bound):
             waiter = waiters.popleft()

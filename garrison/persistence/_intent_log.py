@@ -82,8 +82,7 @@ COMPACT_EVERY = 10_000
 RETAIN_SETTLED = 100_000
 """Default ``retain_settled``: the most recent settled intents kept through compactions."""
 
-_BOUNDED = IN_DOUBT | TERMINAL
-"""Target states of a move that the bounds count (with moves out of IN_DOUBT)."""
+_EXPIRED = IntentState.EXPIRED
 _MAY_EXPIRE = frozenset({IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN})
 """States ``expired`` lists an intent in (ACKED never expires: the other side has it)."""
 
@@ -592,7 +591,7 @@ class IntentLog(Generic[P]):
                 if not await backlog.wait(wait, self.clock):
                     return self._backlog_full(intent_id)
                 return await asyncio.shield(self._record_nowait(intent_id, payload, ttl, reserved=True))
-        return await asyncio.shield(self._record_nowait(intent_id, payload, ttl, reserved=False))
+        return await asyncio.shield(self.record_nowait(intent_id, payload, ttl=ttl))
 
     def record_nowait(
         self, intent_id: str, payload: P, *, ttl: float | None = None
@@ -605,12 +604,36 @@ class IntentLog(Generic[P]):
         at once when ``max_unsettled`` intents are unsettled (nothing queued).
         Do not cancel the future.
         """
-        return self._record_nowait(intent_id, payload, ttl, reserved=False)
+        self._check_usable()
+        _check_id(intent_id)
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[Intent[P]] = loop.create_future()
+        existing = self._known(intent_id)
+        if existing is not None:
+            result.set_result(existing)
+            return result
+        written = self._recording.get(intent_id)
+        if written is None:
+            if ttl is None and self.clock is None:
+                created = None  # the common case of a log without expiry: no call
+            else:
+                created, ttl = self._expiry(ttl)
+            backlog = self._backlog
+            if backlog.bound is not None and not backlog.room():
+                self._backlog_full(intent_id)
+            encoded, decoded = self._encode_payload(payload)
+            written = self._queue_records(
+                [IntentRecorded(intent_id, encoded, created, ttl)], {intent_id: decoded}
+            )
+            backlog.used += 1
+        written.add_done_callback(functools.partial(self._resolve_record, intent_id, result))
+        return result
 
     def _record_nowait(
         self, intent_id: str, payload: P, ttl: float | None, *, reserved: bool
     ) -> asyncio.Future[Intent[P]]:
-        """``reserved``: the backlog reserved a slot for this caller (it waited in line)."""
+        """``record_nowait``, for a caller the backlog may have reserved a slot for (``reserved``:
+        it waited in line); the slot is used, or returned if not needed."""
         backlog = self._backlog
         try:
             self._check_usable()
@@ -806,8 +829,28 @@ class IntentLog(Generic[P]):
             current = self._unknown(intent_id)
         if state not in TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
-        if state in _BOUNDED or current in IN_DOUBT:
-            self._count_move(intent_id, current, state, reserved=False)
+        # _count_move, inlined: this runs for most moves of every intent.
+        if state in IN_DOUBT:
+            if current not in IN_DOUBT:
+                window = self._window
+                if window.bound is not None and not window.room():
+                    self._window_full()
+                window.used += 1
+                self._in_doubt[intent_id] = None
+        else:
+            if current in IN_DOUBT:
+                del self._in_doubt[intent_id]
+                window = self._window
+                window.used -= 1
+                if window.waiters:
+                    window.wake_waiters()
+            if state in TERMINAL:
+                backlog = self._backlog
+                backlog.used -= 1  # never from a terminal state: the move was checked
+                if backlog.waiters:
+                    backlog.wake_waiters()
+                if state is _EXPIRED:
+                    self._expired += 1
         self._projected[intent_id] = state
         return self._enqueue([IntentMoved(intent_id, state, detail)])
 
