@@ -82,7 +82,26 @@ COMPACT_EVERY = 10_000
 RETAIN_SETTLED = 100_000
 """Default ``retain_settled``: the most recent settled intents kept through compactions."""
 
-_EXPIRED = IntentState.EXPIRED
+_ENTERS_DOUBT, _LEAVES_DOUBT, _SETTLES, _EXPIRES = 1, 2, 4, 8
+"""What a move does to the bounds' counts (flags; 0: nothing)."""
+
+
+def _effect(current: IntentState, state: IntentState) -> int:
+    effect = 0
+    if state in IN_DOUBT and current not in IN_DOUBT:
+        effect |= _ENTERS_DOUBT
+    if current in IN_DOUBT and state not in IN_DOUBT:
+        effect |= _LEAVES_DOUBT
+    if state in TERMINAL and current not in TERMINAL:
+        effect |= _SETTLES | (_EXPIRES if state is IntentState.EXPIRED else 0)
+    return effect
+
+
+_MOVES: dict[IntentState, dict[IntentState, int]] = {
+    current: {state: _effect(current, state) for state in allowed} for current, allowed in TRANSITIONS.items()
+}
+"""``TRANSITIONS`` with each allowed move's effect on the counts: one lookup checks a move and
+tells what to count (``_MOVES[current].get(state)`` is None for a forbidden move)."""
 _MAY_EXPIRE = frozenset({IntentState.RECORDED, IntentState.SENDING, IntentState.UNKNOWN})
 """States ``expired`` lists an intent in (ACKED never expires: the other side has it)."""
 
@@ -827,29 +846,29 @@ class IntentLog(Generic[P]):
         current = self._projected.get(intent_id)
         if current is None:
             current = self._unknown(intent_id)
-        if state not in TRANSITIONS[current]:
+        effect = _MOVES[current].get(state)
+        if effect is None:
             raise IntentTransitionError(intent_id, current, state)
-        # _count_move, inlined: this runs for most moves of every intent.
-        if state in IN_DOUBT:
-            if current not in IN_DOUBT:
+        if effect:
+            # _count_move, inlined: most moves of every intent come here.
+            if effect & _ENTERS_DOUBT:
                 window = self._window
                 if window.bound is not None and not window.room():
                     self._window_full()
                 window.used += 1
                 self._in_doubt[intent_id] = None
-        else:
-            if current in IN_DOUBT:
+            elif effect & _LEAVES_DOUBT:
                 del self._in_doubt[intent_id]
                 window = self._window
                 window.used -= 1
                 if window.waiters:
                     window.wake_waiters()
-            if state in TERMINAL:
+            if effect & _SETTLES:
                 backlog = self._backlog
-                backlog.used -= 1  # never from a terminal state: the move was checked
+                backlog.used -= 1
                 if backlog.waiters:
                     backlog.wake_waiters()
-                if state is _EXPIRED:
+                if effect & _EXPIRES:
                     self._expired += 1
         self._projected[intent_id] = state
         return self._enqueue([IntentMoved(intent_id, state, detail)])
@@ -928,6 +947,9 @@ class IntentLog(Generic[P]):
         projected = self._projected
         events: list[Any] = []
         before: dict[str, IntentState] = {}
+        entering: list[str] = []
+        leaving: list[str] = []
+        settling = expiring = 0
         try:
             for move in moves:
                 intent_id, state = move[0], move[1]
@@ -936,13 +958,23 @@ class IntentLog(Generic[P]):
                 current = projected.get(intent_id)
                 if current is None:
                     current = self._unknown(intent_id)
-                if state not in TRANSITIONS[current]:
+                effect = _MOVES[current].get(state)
+                if effect is None:
                     raise IntentTransitionError(intent_id, current, state)
+                if effect:
+                    if effect & _ENTERS_DOUBT:
+                        entering.append(intent_id)
+                    elif effect & _LEAVES_DOUBT:
+                        leaving.append(intent_id)
+                    if effect & _SETTLES:
+                        settling += 1
+                        if effect & _EXPIRES:
+                            expiring += 1
                 before.setdefault(intent_id, current)
                 projected[intent_id] = state
                 events.append(IntentMoved(intent_id, state, detail))
-            if before:
-                self._bound_moves(before)
+            if entering or leaving or settling:
+                self._count_moves(entering, leaving, settling, expiring)
         except BaseException:
             projected.update(before)
             raise
@@ -952,33 +984,21 @@ class IntentLog(Generic[P]):
             return future
         return self._enqueue(events)
 
-    def _bound_moves(self, before: dict[str, IntentState]) -> None:
-        """Count a batch of projected moves (``before``: each id's state before it) against the
-        bounds; raises SendWindowFull (counting nothing) when it leaves more in doubt than fit."""
-        projected, in_doubt = self._projected, self._in_doubt
-        entering: list[str] = []
-        leaving: list[str] = []
-        settling = 0
-        expiring = 0
-        for intent_id, start in before.items():
-            end = projected[intent_id]
-            if end in IN_DOUBT:
-                if start not in IN_DOUBT:
-                    entering.append(intent_id)
-            elif start in IN_DOUBT:
-                leaving.append(intent_id)
-            if end in TERMINAL:
-                settling += 1
-                if end is IntentState.EXPIRED:
-                    expiring += 1
+    def _count_moves(self, entering: list[str], leaving: list[str], settling: int, expiring: int) -> None:
+        """Count a batch's moves against the bounds: the ids it moves into the dead zone and out
+        of it, in order, and how many it settles (of which expire). Raises SendWindowFull,
+        counting nothing, when the batch leaves more in doubt than fit. An id enters the dead
+        zone at most once per batch, before it leaves it (no move goes back into it from
+        outside), so entering all then leaving all ends with the index the moves leave."""
         window = self._window
         more = len(entering) - len(leaving)
         if more > 0 and not window.room(more):
             self._window_full()
-        for intent_id in leaving:
-            del in_doubt[intent_id]
+        in_doubt = self._in_doubt
         for intent_id in entering:
             in_doubt[intent_id] = None
+        for intent_id in leaving:
+            del in_doubt[intent_id]
         window.take(len(entering))
         if leaving:
             window.release(len(leaving))
