@@ -607,9 +607,11 @@ class IntentLog(Generic[P]):
             _check_id(intent_id)
             backlog = self._backlog
             if intent_id not in self and intent_id not in self._recording and not backlog.room():
+                # Stamped now: time spent waiting for room counts against its ttl.
+                created, ttl = self._expiry(ttl)
                 if not await backlog.wait(wait, self.clock):
                     return self._backlog_full(intent_id)
-                return await asyncio.shield(self._record_nowait(intent_id, payload, ttl, reserved=True))
+                return await asyncio.shield(self._record_reserved(intent_id, payload, created, ttl))
         return await asyncio.shield(self.record_nowait(intent_id, payload, ttl=ttl))
 
     def record_nowait(
@@ -648,12 +650,13 @@ class IntentLog(Generic[P]):
         written.add_done_callback(functools.partial(self._resolve_record, intent_id, result))
         return result
 
-    def _record_nowait(
-        self, intent_id: str, payload: P, ttl: float | None, *, reserved: bool
+    def _record_reserved(
+        self, intent_id: str, payload: P, created: float | None, ttl: float | None
     ) -> asyncio.Future[Intent[P]]:
-        """``record_nowait``, for a caller the backlog may have reserved a slot for (``reserved``:
-        it waited in line); the slot is used, or returned if not needed."""
+        """``record_nowait`` for a caller the backlog reserved a slot for (it waited in line),
+        stamped when it asked; the slot is used, or returned if not needed."""
         backlog = self._backlog
+        reserved = True
         try:
             self._check_usable()
             _check_id(intent_id)
@@ -666,18 +669,12 @@ class IntentLog(Generic[P]):
             else:
                 written = self._recording.get(intent_id)
             if existing is None and written is None:
-                created, ttl = self._expiry(ttl)
-                if not reserved and not backlog.room():
-                    self._backlog_full(intent_id)
                 encoded, decoded = self._encode_payload(payload)
                 written = self._queue_records(
                     [IntentRecorded(intent_id, encoded, created, ttl)], {intent_id: decoded}
                 )
-                if reserved:
-                    backlog.claim()
-                    reserved = False
-                else:
-                    backlog.take()
+                backlog.claim()
+                reserved = False
         finally:
             if reserved:
                 backlog.unreserve()  # not needed (a known id), or the record was refused

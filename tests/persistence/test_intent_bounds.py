@@ -439,3 +439,16 @@ async def test_a_record_without_expiry_is_stored_as_before(journal: SqliteJourna
     (stamped,) = await stored_events(journal, "clocked")
     assert set(plain) == {"type", "id", "payload"}  # as garrison stored records before #24
     assert (stamped["created"], stamped["ttl"]) == (7.0, 2.5)
+
+
+async def test_a_record_that_waited_for_room_is_as_old_as_the_call(journal: SqliteJournal) -> None:
+    clock = ManualClock(start=100.0)
+    log = await bounded_log(journal, clock, max_unsettled=1, default_ttl=10.0)
+    await log.record("o-1", order(1))
+    with pytest.raises(InvalidConfig):
+        await log.record("o-2", order(2), ttl=-1.0, wait=60.0)  # refused before any wait
+    waiting = asyncio.create_task(log.record("o-2", order(2), wait=60.0))
+    await clock.advance(4)
+    await log.move("o-1", S.DONE)
+    recorded = await asyncio.wait_for(waiting, timeout=10)
+    assert (recorded.created, recorded.expires_at) == (100.0, 110.0)  # its wait counts against its ttl
