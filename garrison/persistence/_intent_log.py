@@ -807,6 +807,7 @@ class IntentLog(Generic[P]):
         if wait and state in IN_DOUBT and self._projected.get(intent_id) not in IN_DOUBT:
             window = self._window
             if not window.room():
+                self._check_allowed(intent_id, state)  # before waiting: a forbidden move never fits
                 if not await window.wait(wait, self.clock):
                     self._window_full()
                 reserved = True
@@ -915,6 +916,13 @@ class IntentLog(Generic[P]):
             self._backlog.release()  # never from a terminal state: the move was checked
             if state is IntentState.EXPIRED:
                 self._expired += 1
+
+    def _check_allowed(self, intent_id: str, state: IntentState) -> None:
+        current = self._projected.get(intent_id)
+        if current is None:
+            current = self._unknown(intent_id)
+        if state not in TRANSITIONS[current]:
+            raise IntentTransitionError(intent_id, current, state)
 
     def _window_full(self) -> NoReturn:
         """Refuse a move into the dead zone for want of room (counted); never returns."""

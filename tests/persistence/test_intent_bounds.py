@@ -298,6 +298,12 @@ async def test_a_move_waits_in_line_for_the_send_window(journal: SqliteJournal) 
     for n in range(3):
         await log.record(f"o-{n}", order(n))
     await log.move("o-0", S.SENDING)
+    await log.record("done", order(9))
+    await log.move("done", S.DONE)
+    with pytest.raises(IntentTransitionError):
+        await log.move("done", S.SENDING, wait=30.0)  # refused before any wait
+    with pytest.raises(KeyError):
+        await log.move("ghost", S.SENDING, wait=30.0)
     second = asyncio.create_task(log.move("o-1", S.SENDING, wait=30.0))
     third = asyncio.create_task(log.move("o-2", S.SENDING, wait=30.0))
     await asyncio.sleep(0)
