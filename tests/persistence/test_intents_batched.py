@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from garrison import InvalidConfig
 from garrison._errors import EventDecodeError, JournalWriteError
 from garrison.persistence import (
+    IN_DOUBT,
     Intent,
     IntentLogBroken,
     IntentMoved,
@@ -27,6 +28,7 @@ from garrison.persistence import (
     SqliteJournal,
 )
 from garrison.persistence._intent_log import MAX_EVENTS_PER_APPEND
+from garrison.persistence._intent_model import TERMINAL
 
 from ._intent_model import STREAM, Order, open_log, stored_events
 
@@ -311,11 +313,23 @@ def test_batched_writes_equal_the_same_writes_one_by_one_live_and_after_a_replay
                 for intent_id in [*IDS, "ghost"]:
                     for state in IntentState:
                         assert batched.can_move(intent_id, state) == single.can_move(intent_id, state)
+                for log in (batched, single):  # the bounds count what the queued writes leave
+                    assert log.unsettled == sum(1 for state in model.values() if state not in TERMINAL)
+                    assert log.stats.in_doubt == sum(1 for state in model.values() if state in IN_DOUBT)
             await asyncio.gather(*waiting)
             assert batched.intents() == single.intents()
             assert {intent.id: intent.state for intent in batched.intents()} == model
             assert await stored_events(journal, "batched") == await stored_events(journal, "single")
-            assert (await open_log(journal, "batched")).intents() == batched.intents()
+            reopened = await open_log(journal, "batched")
+            assert reopened.intents() == batched.intents()
+            assert reopened.unsettled == batched.unsettled
+            in_doubt = [{intent.id for intent in log.in_doubt()} for log in (reopened, batched, single)]
+            assert (
+                in_doubt[0]
+                == in_doubt[1]
+                == in_doubt[2]
+                == {intent_id for intent_id, state in model.items() if state in IN_DOUBT}
+            )
 
     asyncio.run(scenario())
 
