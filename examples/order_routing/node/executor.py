@@ -100,7 +100,7 @@ class Executor(BrokerAnswers, Actor):
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
             case Snapshot():
-                return {**self.counts, "in_flight": len(self.sent_at), "in_doubt": len(self.in_doubt)}
+                return {**self.counts, **self.doubt_figures(now)}
             case _:
                 if not self.on_answer(message, now):
                     self.ctx.unhandled(message)
