@@ -83,6 +83,25 @@ class BrokerDisconnected(ConnectionError):
         self.cause = cause
 
 
+def split_frames(frames: FrameSplitter, chunk: bytes) -> list[bytes]:
+    """The payloads ``chunk`` completes. A stream whose framing is lost (an oversized length)
+    raises BrokerDisconnected("bad_frame"); the splitter never holds more than one frame."""
+    try:
+        return frames.split(chunk)
+    except FrameError as error:
+        raise BrokerDisconnected("bad_frame", str(error)) from error
+
+
+def decode_frame(payload: bytes) -> BrokerMessage:
+    """A frame's message. One that does not decode (not msgpack, an unknown tag, a field of the
+    wrong type) raises BrokerDisconnected("bad_frame"): the connection ends, and what it carried
+    (a fill?) comes again after the next Hello, or the executor looks it up."""
+    try:
+        return broker_decoder.decode(payload)
+    except msgspec.DecodeError as error:
+        raise BrokerDisconnected("bad_frame", f"a frame that does not decode ({error})") from error
+
+
 class BrokerUnreachable(ConnectionError):
     """Raised by the gateway when ``max_handshake_failures`` connection attempts in a row never
     reached the broker's Welcome: it crashes, and its supervisor restarts execution."""
@@ -404,20 +423,17 @@ class Gateway(Actor):
 
     def split(self, frames: FrameSplitter, chunk: bytes) -> list[bytes]:
         try:
-            return frames.split(chunk)
-        except FrameError as error:
+            return split_frames(frames, chunk)
+        except BrokerDisconnected:
             self.counts["bad_frames"] += 1
-            raise BrokerDisconnected("bad_frame", str(error)) from error
+            raise
 
     def decode(self, payload: bytes) -> BrokerMessage:
-        """A frame's message. One that does not decode (not msgpack, an unknown tag, a field of the
-        wrong type) ends the connection: what it carried (a fill?) comes again after the next
-        Hello, or the executor looks it up."""
         try:
-            return broker_decoder.decode(payload)
-        except msgspec.DecodeError as error:
+            return decode_frame(payload)
+        except BrokerDisconnected:
             self.counts["bad_frames"] += 1
-            raise BrokerDisconnected("bad_frame", f"a frame that does not decode ({error})") from error
+            raise
 
     async def route(self, payloads: list[bytes], generation: int) -> None:
         """Route the frames of one read: answers to the executor and fills to positions, one
