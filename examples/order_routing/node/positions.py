@@ -265,10 +265,20 @@ class Positions(EventSourcedActor[Book]):
         buffer, self.buffer = self.buffer, []
         self.taking = {}
         await self.persist(*buffer)
-        done = [
-            event.client_order_id
-            for event in buffer
-            if isinstance(event, FillApplied) and event.leaves_qty == 0
-        ]
+        done = []
+        ghosts = []
+        for event in buffer:
+            if isinstance(event, FillQuarantined):
+                ghosts.append(event)
+            elif event.leaves_qty == 0:
+                done.append(event.client_order_id)
+        if ghosts:
+            listed = "; ".join(f"{g.fill_seq}, {g.client_order_id!r}: {g.reason}" for g in ghosts[:20])
+            self.ctx.logger.warning(
+                "{n} ghost fill(s) quarantined, not applied (fill_seq, client order id: why): {ids}{more}",
+                n=len(ghosts),
+                ids=listed,
+                more=f"; and {len(ghosts) - 20} more" if len(ghosts) > 20 else "",
+            )
         if done:
             offer(self.ctx.node.lookup(paths.EXECUTOR), OrdersDone(done), self.ctx.node)
