@@ -24,6 +24,7 @@ The moves are collected in ``moves``; each executor writes them its own way.
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from typing import Any
 
@@ -255,24 +256,18 @@ class BrokerAnswers:
             return
         budget = self.lookup_budget(now)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
-        asked: list[str] = []
-        for cid, due in self.reconcile.items():
-            if len(asked) >= budget:
-                break
-            if due <= now:
-                asked.append(cid)
+        # The most overdue first, so that under the cap every order gets its turn.
+        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
+        asked = [cid for _, cid in heapq.nsmallest(budget, due_reconcile)]
         for cid in asked:
             self.reconcile[cid] = now + 10 * self.config.lookup_retry
-        for cid, due in self.next_query.items():
-            if len(asked) >= budget:
-                break
-            if due <= now:
-                asked.append(cid)
-                retry = self.retry_after.get(cid, self.config.lookup_retry)
-                self.next_query[cid] = now + retry
-                self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
-        if len(asked) >= budget:
-            self.counts["lookups_held"] += sum(1 for due in self.next_query.values() if due <= now)
+        due_doubt = [(due, cid) for cid, due in self.next_query.items() if due <= now]
+        for _, cid in heapq.nsmallest(budget - len(asked), due_doubt):
+            asked.append(cid)
+            retry = self.retry_after.get(cid, self.config.lookup_retry)
+            self.next_query[cid] = now + retry
+            self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
+        self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
         self.lookup_tokens -= len(asked)
         self.counts["lookups"] += len(asked)
         for cid in asked:

@@ -447,7 +447,11 @@ class Gateway(Actor):
             replies: list[OrderAccepted | OrderRejected | OrderStatus] = []
             fills: list[Fill] = []
             for payload in payloads[start : start + FRAMES_PER_YIELD]:
-                message = self.decode(payload)
+                try:
+                    message = self.decode(payload)
+                except BrokerDisconnected:
+                    await self.forward(replies, fills, generation)  # what came before it is good
+                    raise
                 match message:
                     case Fill():
                         fills.append(message)

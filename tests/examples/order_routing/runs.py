@@ -46,6 +46,8 @@ def assert_verdict_passed(output: str) -> None:
     assert lines["phantom orders (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["ambiguous after settling (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["positions at the node match fills at the broker"].endswith(": ok"), output
+    assert lines["ghost fills quarantined"].split()[-1] == "0", output
+    assert lines["ghost fills applied (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert int(lines["intents recorded"].split()[-1].replace(",", "")) > 100, output
     fills = re.search(r"fills: broker ([\d,]+), node ([\d,]+)", output)
     assert fills is not None, output

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from examples.order_routing.harness.verdict import ghost_fills
@@ -181,7 +182,12 @@ async def test_fifty_connection_resets_restart_nothing_and_place_each_order_once
     """The broker resets the connection after every NewOrder (half before recording it): at
     least 50 resets, each a reconnect of the gateway alone, and every order placed once."""
     broker = await start_broker(reset_rate=1.0)
-    await node.start(build_spec(node_config(broker)))
+    # Short timeouts: each connection carries about one order before its reset, so the run is
+    # as long as 50 rounds of (reconnect, ack timeout, look-up, resend).
+    fast = msgspec.structs.replace(
+        node_config(broker), ack_timeout=0.1, lookup_margin=0.05, lookup_retry=0.02, reconnect_initial=0.005
+    )
+    await node.start(build_spec(fast))
     intents = []
     for wave in range(6):
         batch = [make_intent(seq=seq) for seq in range(wave * 15 + 1, wave * 15 + 16)]
