@@ -73,6 +73,10 @@ MAX_FRAMES_PER_WRITE = 256
 KNOWN_DEDUPE_MODES = frozenset({"always", "while-open", "none"})
 
 
+class _Watch(msgspec.Struct, frozen=True):
+    """Self-message: check the connection for silence."""
+
+
 class BrokerDisconnected(ConnectionError):
     """The broker connection is gone (``kind``: unreachable, handshake, reset, closed, bad_frame,
     silent, resubscribe). An expected fault: the gateway reconnects by itself."""
@@ -162,9 +166,12 @@ class Gateway(Actor):
         }
         self.outgoing: list[tuple[bytes, float, bool]] = []
         """Frames of the messages handled since the last write: (frame, not_after, is an order)."""
-        self.awaiting_reply = False
-        """A request was written since the last read: a connection silent for silence_timeout now
-        is dead, not idle."""
+        self.awaiting_since: float | None = None
+        """When the first request since the last read was written (None: nothing awaits an answer,
+        so a quiet connection is idle, not dead)."""
+        self.last_read = 0.0
+        self.silent = False
+        """The watch cut the current connection for its silence."""
         self.failures = 0
         """Connection attempts in a row that never reached Welcome."""
         self.welcome_seen = False
@@ -174,6 +181,7 @@ class Gateway(Actor):
     async def on_start(self) -> None:
         self.faults = RepeatLimiter(self.ctx.logger, self.ctx.node.clock)
         self.ctx.run_task(self.stay_connected(), name="broker-connection")
+        self.watch()
 
     async def on_stop(self) -> None:
         self.close_connection()
@@ -192,6 +200,8 @@ class Gateway(Actor):
             case GetBrokerInfo():
                 welcome = self.welcome
                 return BrokerInfo(welcome.lookup_lag_seconds, welcome.dedupe) if welcome else None
+            case _Watch():
+                self.watch()
             case Snapshot():
                 return dict(self.counts, connected=self.welcome is not None)
             case _:
@@ -236,7 +246,8 @@ class Gateway(Actor):
         # executor may own it now. Its intent stays SENDING, so whoever owns it looks it up first.
         live = [entry for entry in outgoing if now <= entry[1]]
         if live:
-            self.awaiting_reply = True
+            if self.awaiting_since is None:
+                self.awaiting_since = now
             self.write_frames(live)
         expired = len(outgoing) - len(live)
         if expired:
@@ -262,6 +273,8 @@ class Gateway(Actor):
                 await self.session()
             except BrokerDisconnected as fault:
                 kind, cause = fault.kind, fault.cause
+                self.counts[f"lost_{kind}"] = self.counts.get(f"lost_{kind}", 0) + 1
+                self.ctx.logger.opt(exception=fault).debug("broker {peer}: {kind}", peer=self.peer, kind=kind)
             finally:
                 self.close_connection()
             self.counts["disconnects"] += 1
@@ -322,7 +335,9 @@ class Gateway(Actor):
         if generation != self.generation:
             raise BrokerDisconnected("resubscribe", "positions subscribed again: reconnecting for a replay")
         await self.ask_fills_taken()
-        self.awaiting_reply = True
+        self.silent = False
+        self.last_read = clock.now()
+        self.awaiting_since = None
         self.writer.write(encode_frame(Hello(config.name, self.fills_after)))
         frames = FrameSplitter()
         try:
@@ -353,34 +368,48 @@ class Gateway(Actor):
 
     async def read(self, reader: asyncio.StreamReader, frames: FrameSplitter, generation: int) -> bytes:
         """The next chunk from the broker. Raises BrokerDisconnected for a reset, a closed
-        connection, a stream cut inside a frame, or silence while a request awaits its answer."""
-        clock, limit = self.ctx.node.clock, self.config.silence_timeout
-        while True:
-            try:
-                chunk = await within(clock, limit, "read", reader.read(READ_CHUNK))
-            except StepTimeout:
-                if not self.awaiting_reply:
-                    continue  # idle, not silent: nothing was asked
-                self.counts["silences"] += 1
-                raise BrokerDisconnected(
-                    "silent", f"nothing read for {limit:g}s while requests awaited answers"
-                ) from None
-            except OSError as error:
-                kind = "resubscribe" if generation != self.generation else "reset"
-                raise BrokerDisconnected(kind, f"connection failed: {error}") from error
-            if chunk:
-                self.awaiting_reply = False
-                return chunk
-            if generation != self.generation:
-                raise BrokerDisconnected(
-                    "resubscribe", "positions subscribed again: reconnecting for a replay"
-                )
-            try:
-                frames.end()
-            except FrameError as error:
-                self.counts["bad_frames"] += 1
-                raise BrokerDisconnected("bad_frame", str(error)) from error
-            raise BrokerDisconnected("closed", "the broker closed the connection")
+        connection, a stream cut inside a frame, or silence while a request awaits its answer
+        (the watch aborts the connection, and the read ends here)."""
+        try:
+            chunk = await reader.read(READ_CHUNK)
+        except OSError as error:
+            raise self.ended(generation, f"connection failed: {error}") from error
+        if chunk:
+            self.awaiting_since = None
+            self.last_read = self.ctx.node.clock.now()
+            return chunk
+        if self.silent or generation != self.generation:
+            raise self.ended(generation, "")
+        try:
+            frames.end()
+        except FrameError as error:
+            self.counts["bad_frames"] += 1
+            raise BrokerDisconnected("bad_frame", str(error)) from error
+        raise BrokerDisconnected("closed", "the broker closed the connection")
+
+    def ended(self, generation: int, cause: str) -> BrokerDisconnected:
+        """Why the connection ended: this node cut it (silence, a new subscription), or the broker."""
+        if generation != self.generation:
+            return BrokerDisconnected("resubscribe", "positions subscribed again: reconnecting for a replay")
+        if self.silent:
+            return BrokerDisconnected(
+                "silent", f"nothing read for {self.config.silence_timeout:g}s while requests awaited answers"
+            )
+        return BrokerDisconnected("reset", cause)
+
+    def watch(self) -> None:
+        """Every quarter of silence_timeout: a connection on which nothing was read for
+        silence_timeout while a request awaited its answer is dead (there are no heartbeats in
+        this protocol): abort it, and the reader reconnects."""
+        self.ctx.send_later(self.config.silence_timeout / 4, _Watch())
+        writer, since = self.writer, self.awaiting_since
+        if writer is None or self.welcome is None or since is None or self.silent:
+            return
+        now = self.ctx.node.clock.now()
+        if now - max(since, self.last_read) >= self.config.silence_timeout:
+            self.silent = True
+            self.counts["silences"] += 1
+            writer.transport.abort()
 
     async def handshake(
         self, reader: asyncio.StreamReader, frames: FrameSplitter
