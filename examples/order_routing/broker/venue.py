@@ -72,6 +72,7 @@ class BrokerStats:
     connections_reset: int = 0
     fills: int = 0
     cancels: int = 0
+    queries: int = 0
     bad_frames: int = 0
     commits: int = 0
 
@@ -276,6 +277,7 @@ class Venue:
 
     def query_order(self, peer: Peer, client_id: str, request: QueryOrder) -> None:
         """Report the most recent order with that id the look-up can see (it lags acceptance)."""
+        self.stats.queries += 1
         now = self._loop.time()
         orders = self._orders.get((client_id, request.client_order_id), [])
         seen = next((order for order in reversed(orders) if order.visible_at <= now), None)
