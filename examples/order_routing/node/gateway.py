@@ -177,6 +177,7 @@ class Gateway(Actor):
         self.welcome_seen = False
         """The current (or last) connection reached Welcome."""
         self.jitter = random.Random()
+        self.session_generation = 0
 
     async def on_start(self) -> None:
         self.faults = RepeatLimiter(self.ctx.logger, self.ctx.node.clock)
@@ -273,6 +274,9 @@ class Gateway(Actor):
                 await self.session()
             except BrokerDisconnected as fault:
                 kind, cause = fault.kind, fault.cause
+                if self.session_generation != self.generation:
+                    # Positions subscribed again while this connection was being set up.
+                    kind, cause = "resubscribe", "positions subscribed again: reconnecting for a replay"
                 self.counts[f"lost_{kind}"] = self.counts.get(f"lost_{kind}", 0) + 1
                 self.ctx.logger.opt(exception=fault).debug("broker {peer}: {kind}", peer=self.peer, kind=kind)
             finally:
@@ -320,7 +324,7 @@ class Gateway(Actor):
         """One connection, from connect to the fault that ends it (raised as BrokerDisconnected)."""
         config, clock = self.config, self.ctx.node.clock
         self.welcome_seen = False
-        generation = self.generation
+        generation = self.session_generation = self.generation
         try:
             reader, self.writer = await within(
                 clock,
