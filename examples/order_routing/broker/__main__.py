@@ -45,6 +45,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
             reject_rate=args.reject_rate,
             drop_reply_rate=args.drop_reply_rate,
             reset_rate=args.reset_rate,
+            garbage_rate=args.garbage_rate,
             lookup_lag=args.lookup_lag,
             dedupe=DedupeMode(args.dedupe),
             partial_fills=args.partial_fills,

@@ -40,6 +40,9 @@ class BrokerConfig:
     """Share of accepted orders whose OrderAccepted is never sent (the dead zone)."""
     reset_rate: float = 0.0
     """Share of NewOrders after which the connection is reset, half before and half after recording."""
+    garbage_rate: float = 0.0
+    """Share of replies the venue sends a frame that does not decode before (random bytes, an
+    unknown tag, a field of the wrong type, in turn): a hostile or broken venue."""
     lookup_lag: float = 0.2
     """Seconds an accepted order stays invisible to QueryOrder."""
     dedupe: DedupeMode = DedupeMode.ALWAYS
@@ -62,7 +65,7 @@ class BrokerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("reject_rate", "drop_reply_rate", "reset_rate"):
+        for name in ("reject_rate", "drop_reply_rate", "reset_rate", "garbage_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -88,6 +91,11 @@ VENUE_OPTIONS: dict[str, dict[str, Any]] = {
         "type": float,
         "default": 0.0,
         "help": "share of NewOrders after which the connection is reset",
+    },
+    "--garbage-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of replies preceded by a frame that does not decode (a broken venue)",
     },
     "--lookup-lag": {
         "type": float,

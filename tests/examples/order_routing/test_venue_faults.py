@@ -211,6 +211,25 @@ async def test_fifty_connection_resets_restart_nothing_and_place_each_order_once
     assert not [r for r in log_records if r["exception"] is not None and r["level"].no >= 20]
 
 
+async def test_frames_that_do_not_decode_are_reconnects_and_every_order_is_placed_once(
+    node: Node, probe: TestProbe, journal: Journal, start_broker: StartBroker
+) -> None:
+    """A third of the broker's replies come after a frame that does not decode (not msgpack, an
+    unknown tag, a fill with fields of the wrong types): each costs a reconnect and the reply."""
+    broker = await start_broker(garbage_rate=0.3)
+    await node.start(build_spec(node_config(broker)))
+    intents = [make_intent(seq=seq) for seq in range(1, 21)]
+
+    await record(node, probe, intents)
+    await assert_exactly_once(node, journal, broker, intents)
+
+    counts = await gateway_counts(node)
+    # Garbage written to a connection the node already dropped is never read: fewer bad frames.
+    assert broker.stats.garbage_sent >= 1
+    assert counts["bad_frames"] >= 1 and counts["lost_bad_frame"] == counts["bad_frames"]
+    assert restarts_of_execution(node) == dict.fromkeys(EXECUTION, 0)
+
+
 async def test_a_peer_that_never_sends_welcome_is_a_handshake_timeout_and_a_reconnect(
     node: Node,
     journal: Journal,
