@@ -276,10 +276,11 @@ class BrokerAnswers:
 
     def lookup_budget(self, now: float) -> int:
         """How many look-ups may go out now: a token bucket filled at max_lookups_per_second,
-        holding at most a fifth of a second's worth."""
+        holding a fifth of a second's worth (at least one)."""
         rate = self.config.max_lookups_per_second
-        elapsed = now - self.tokens_at if self.tokens_at > -math.inf else 0.2
-        self.lookup_tokens = min(rate * 0.2, self.lookup_tokens + rate * elapsed)
+        capacity = max(1.0, rate * 0.2)
+        elapsed = now - self.tokens_at if self.tokens_at > -math.inf else capacity / rate
+        self.lookup_tokens = min(capacity, self.lookup_tokens + rate * elapsed)
         self.tokens_at = now
         return int(self.lookup_tokens)
 
