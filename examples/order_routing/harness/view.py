@@ -142,9 +142,9 @@ async def live_view(
             await tick()
             if len(samples) % 5 == 1 and previous is not None:
                 current = samples[-1]
-                last = samples[-2]
-                rate = (current.recorded - last.recorded) / every if len(samples) > 1 else 0.0
-                lookup_rate = max(0.0, (current.lookups - last.lookups) / every) if len(samples) > 1 else 0.0
+                last = samples[-2] if len(samples) > 1 else current
+                rate = (current.recorded - last.recorded) / every
+                lookup_rate = max(0.0, (current.lookups - last.lookups) / every)
                 console.print(
                     f"[{len(samples):>3}s] intents {current.recorded:,} ({rate:,.0f}/s), "
                     f"fills {current.fills:,}, loop lag p99 {current.loop_p99 * 1000:.1f} ms, "
