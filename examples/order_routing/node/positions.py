@@ -150,7 +150,10 @@ class Positions(EventSourcedActor[Book]):
     a replayed or repeated one is ignored), and tells the executor when an order is done.
 
     On every start it asks the gateway for the fills after the last one it applied, so
-    nothing a crash or a disconnect interrupted is missed.
+    nothing a crash or a disconnect interrupted is missed; the gateway asks it
+    (``LastFillTaken``) on every reconnect for the same reason.
+
+    A fill the intent log does not account for is quarantined, never applied (see the module).
     """
 
     events = (FillApplied, FillQuarantined)
