@@ -23,6 +23,7 @@ The moves are collected in ``moves``; each executor writes them its own way.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import heapq
 import math
@@ -42,7 +43,7 @@ from examples.order_routing.node.messages import (
     OrdersDone,
 )
 from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
-from garrison import ActorContext
+from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout
 from garrison.persistence import IntentLog, IntentState
 
 
@@ -92,6 +93,7 @@ class BrokerAnswers:
         """client_order_id -> the wait before its next look-up (doubles per ask, capped)."""
         self.asked: dict[str, float] = {}
         """Look-ups written and not answered yet: client_order_id -> when asked."""
+        self.info_asked_at = -math.inf
         self.lookup_tokens = 0.0
         self.tokens_at = -math.inf
         self.counts = {
@@ -253,6 +255,7 @@ class BrokerAnswers:
                 self.doubt(cid, sent)
         self.expire_lookups(now)
         if not self.connected:
+            self.recheck_connection(now)
             return
         budget = self.lookup_budget(now)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
@@ -273,6 +276,19 @@ class BrokerAnswers:
         for cid in asked:
             self.asked.setdefault(cid, now)
             offer(gateway, Lookup(cid), self.ctx.node)
+
+    def recheck_connection(self, now: float) -> None:
+        """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it
+        offered may have met a full mailbox, and without it no look-up would ever go out."""
+        if now - self.info_asked_at < 1.0 or self.in_doubt == {}:
+            return
+        self.info_asked_at = now
+
+        async def ask() -> None:
+            with contextlib.suppress(AskTimeout, ActorStopped, ActorNotFound):
+                await self.ask_broker_info()
+
+        self.ctx.run_task(ask(), name="broker-info")
 
     def lookup_budget(self, now: float) -> int:
         """How many look-ups may go out now: a token bucket filled at max_lookups_per_second,

@@ -22,11 +22,14 @@ from tests.examples.order_routing.support import StandIn, make_intent, seed_inte
 CONFIG = NodeConfig(lookup_retry=0.25, lookup_retry_max=4.0, lookup_timeout=1.0, max_lookups_per_second=50.0)
 
 
-def execution(probe: ActorRef, config: NodeConfig = CONFIG) -> SupervisorSpec:
-    gateway = ChildSpec("gateway", StandIn, args=(probe, {GetBrokerInfo: BrokerInfo(0.2, "none")}))
+def execution(probe: ActorRef, answers: dict[type, Any] | None = None) -> SupervisorSpec:
+    """gateway (stand-in) -> intents -> executor. The stand-in answers GetBrokerInfo from
+    ``answers`` (a dict the test may change: None is a gateway without a Welcome)."""
+    answers = {GetBrokerInfo: BrokerInfo(0.2, "none")} if answers is None else answers
+    gateway = ChildSpec("gateway", StandIn, args=(probe, answers))
     group = SupervisorSpec(
         strategy=Strategy.REST_FOR_ONE,
-        children=[gateway, ChildSpec("intents", Intents), ChildSpec("executor", Executor, args=(config,))],
+        children=[gateway, ChildSpec("intents", Intents), ChildSpec("executor", Executor, args=(CONFIG,))],
     )
     return SupervisorSpec(children=[ChildSpec("execution", group)])
 
@@ -72,14 +75,17 @@ async def test_lookups_wait_while_the_venue_is_unreachable_and_resume_on_welcome
 ) -> None:
     intent = make_intent(seq=2)
     await seed_intents(journal, (intent, (IntentState.SENDING,)))
-    await node.start(execution(probe))
+    answers: dict[type, Any] = {GetBrokerInfo: BrokerInfo(0.2, "none")}
+    await node.start(execution(probe, answers))
     assert await lookups_during(probe, clock, 0.2)
     executor = node.lookup(paths.EXECUTOR)
 
+    answers[GetBrokerInfo] = None  # the gateway, asked again meanwhile, has no Welcome
     await executor.tell(ConnectionLost("connection reset"))
     assert await lookups_during(probe, clock, 30.0) == []
     assert (await executor.ask(Snapshot()))["connected"] is False
 
+    answers[GetBrokerInfo] = BrokerInfo(0.2, "none")
     await executor.tell(BrokerInfo(0.2, "none"))
     again = await lookups_during(probe, clock, 0.3)
     assert [message for _, message in again] == [Lookup(intent.client_order_id)]
@@ -111,3 +117,19 @@ async def test_an_answer_about_an_order_the_node_never_recorded_changes_nothing(
     await clock.advance(0.2)
     figures = await executor.ask(Snapshot())
     assert figures["unknown_reports"] == 1 and figures["in_doubt"] == 0
+
+
+async def test_a_lost_welcome_notice_is_made_up_for_by_asking_the_gateway_again(
+    node: Node, probe: TestProbe, journal: Journal, clock: ManualClock
+) -> None:
+    """The BrokerInfo the gateway offers on Welcome can meet a full mailbox: the executor asks
+    the gateway itself, once a second while it believes the venue unreachable."""
+    intent = make_intent(seq=3)
+    await seed_intents(journal, (intent, (IntentState.SENDING,)))
+    answers: dict[type, Any] = {GetBrokerInfo: None}
+    await node.start(execution(probe, answers))
+    assert await lookups_during(probe, clock, 3.0) == []
+
+    answers[GetBrokerInfo] = BrokerInfo(0.2, "none")  # connected; its notice never arrives
+    asked = await lookups_during(probe, clock, 1.5)
+    assert [message for _, message in asked][:1] == [Lookup(intent.client_order_id)]
