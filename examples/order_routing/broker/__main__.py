@@ -46,6 +46,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
             drop_reply_rate=args.drop_reply_rate,
             reset_rate=args.reset_rate,
             garbage_rate=args.garbage_rate,
+            ghost_fill_rate=args.ghost_fill_rate,
             lookup_lag=args.lookup_lag,
             dedupe=DedupeMode(args.dedupe),
             partial_fills=args.partial_fills,

@@ -83,6 +83,7 @@ class BrokerStats:
     cancels: int = 0
     queries: int = 0
     garbage_sent: int = 0
+    ghost_fills_sent: int = 0
     bad_frames: int = 0
     commits: int = 0
 
@@ -370,6 +371,12 @@ class Venue:
         subscribers = self._subscribers.get(client_id)
         if subscribers:
             frame = encode_frame(fill)
+            if self.config.ghost_fill_rate and self._rng.random() < self.config.ghost_fill_rate:
+                self.stats.ghost_fills_sent += 1
+                ghost = msgspec.structs.replace(
+                    fill, client_order_id=f"ghost-{self.stats.ghost_fills_sent}", order_id="ghost"
+                )
+                frame += encode_frame(ghost)
             for peer in subscribers:
                 peer.send(frame)
 

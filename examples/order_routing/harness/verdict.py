@@ -71,7 +71,7 @@ class Verdict:
             f"ambiguous after settling (must be 0): {self.ambiguous:,}  {mark[self.ambiguous == 0]}",
             f"fills: broker {self.fills_at_broker:,}, node {self.fills_at_node:,}",
             f"ghost fills quarantined: {len(self.ghost_fills_quarantined):,}"
-            + _listed(self.ghost_fills_quarantined),
+            + _listed(self.ghost_fills_quarantined, limit=3),
             f"ghost fills applied (must be 0): {len(self.ghost_fills_applied):,}  "
             f"{mark[not self.ghost_fills_applied]}" + _listed(self.ghost_fills_applied),
             f"positions at the node match fills at the broker: {mark[self.positions_match]}"

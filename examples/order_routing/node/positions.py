@@ -175,7 +175,12 @@ class Positions(EventSourcedActor[Book]):
         """The last fill_seq taken into the buffer (or applied): later ones only are new."""
         self.taking: dict[str, int] = {}
         """Quantity per client order id in the buffer, not yet in the book's ``filled``."""
-        self.quarantined_seqs = {event.fill_seq for event in self.state.quarantine}
+        self.quarantined: set[tuple[int, str, str]] = {
+            (event.fill_seq, event.client_order_id, event.order_id) for event in self.state.quarantine
+        }
+        """Quarantined fills by (fill_seq, client order id, broker order id), so that a replay does
+        not quarantine one twice. Not by fill_seq alone: a forged fill must not shadow the real fill
+        that later comes with the same sequence number."""
         # Fills still queued here came over a connection an earlier incarnation subscribed:
         # they may overtake the replay this subscription asks for, and the fill_seq check
         # would then drop replayed fills as old. Everything queued before this marker is
@@ -217,11 +222,17 @@ class Positions(EventSourcedActor[Book]):
         return None
 
     def take(self, fill: Fill) -> None:
-        """Buffer a fill newer than the last one taken, or its quarantine; drop it while stale."""
-        if self.stale or fill.fill_seq <= self.last_taken or fill.fill_seq in self.quarantined_seqs:
+        """Buffer a fill newer than the last one taken, or its quarantine; drop it while stale.
+        A fill at or below the last one taken is a replay of one already handled, unless its
+        order is unknown: a ghost is quarantined whatever its sequence number."""
+        if self.stale:
             return
         cid = fill.client_order_id
         intent = self.log.get(cid)
+        if intent is not None and fill.fill_seq <= self.last_taken:
+            return
+        if (fill.fill_seq, cid, fill.order_id) in self.quarantined:
+            return
         filled = self.state.filled.get(cid, 0) + self.taking.get(cid, 0)
         problem = fill_problem(fill, None if intent is None else intent.payload, filled)
         if problem is not None:
@@ -235,9 +246,9 @@ class Positions(EventSourcedActor[Book]):
 
     def quarantine(self, fill: Fill, reason: str) -> None:
         """Journal the fill as quarantined (with the next write, which logs it) and raise the alert."""
-        if len(self.quarantined_seqs) >= MAX_QUARANTINE_REMEMBERED:
-            self.quarantined_seqs.clear()  # memory stays bounded; a replayed ghost is counted again
-        self.quarantined_seqs.add(fill.fill_seq)
+        if len(self.quarantined) >= MAX_QUARANTINE_REMEMBERED:
+            self.quarantined.clear()  # memory stays bounded; a replayed ghost is counted again
+        self.quarantined.add((fill.fill_seq, fill.client_order_id, fill.order_id))
         self.buffer.append(
             FillQuarantined(
                 fill.fill_seq,
