@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "journal_replay": "bench.journal_replay",
     "persist_encode": "bench.persist_encode",
     "redis_journal": "bench.redis_journal",
+    "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""

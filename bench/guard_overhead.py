@@ -68,7 +68,7 @@ while True:
         with socket.create_connection((host, port), timeout=5.0) as connection:
             connection.sendall({REQUEST!r})
             answer = b"".join(iter(lambda: connection.recv(65536), b""))
-        ok = answer.startswith(b"HTTP/1.0 200 ")
+        ok = answer.startswith((b"HTTP/1.0 200 ", b"HTTP/1.1 200 "))
     except OSError:
         ok = False
     sys.stdout.write("." if ok else "x")
@@ -112,7 +112,7 @@ class ThreadScraper:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                ok = _fetch(self._address).startswith(b"HTTP/1.0 200 ")
+                ok = _fetch(self._address).startswith((b"HTTP/1.0 200 ", b"HTTP/1.1 200 "))
             except OSError:
                 ok = False
             if ok:

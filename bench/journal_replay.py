@@ -22,6 +22,8 @@ import asyncio
 import sqlite3
 import tempfile
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +82,21 @@ def build(path: Path, events: int) -> None:
         db.execute("PRAGMA synchronous = OFF")
         db.execute("BEGIN")
         db.executemany(
-            "INSERT INTO events (stream, seq, payload) VALUES (?, ?, ?)",
-            ((STREAM, seq, payloads[seq % 64]) for seq in range(1, events + 1)),
+            "INSERT INTO events (stream, seq, payload, crc) VALUES (?, ?, ?, ?)", _rows(events, payloads)
         )
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.close()
+
+
+def _rows(events: int, payloads: list[bytes]) -> Iterator[tuple[str, int, bytes, int]]:
+    """The stream's rows as the journal writes them: each with its chained checksum."""
+    crc = 0
+    for seq in range(1, events + 1):
+        payload = payloads[seq % 64]
+        crc = zlib.crc32(payload, crc)
+        yield STREAM, seq, payload, crc
 
 
 async def _garrison_replay(path: Path, read_batch: int) -> tuple[float, int]:

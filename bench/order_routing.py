@@ -221,13 +221,13 @@ async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: f
     """One blast run: warm-up, steady phase, burst; figures per phase."""
     settle_the_heap()  # as the node process does before it starts
     burst = config.burst_seconds
-    config = msgspec.structs.replace(config, burst_start=warm_up + steady, journal=str(folder / "node.db"))
+    config = msgspec.structs.replace(config, burst_start=warm_up + steady)
     guard = LoopGuard(interval=LAG_INTERVAL, stall_timeout=None)
     async with BrokerProcess.start(
         _broker_args(latency_ms=1.0, fill_delay_ms=5.0), folder / "broker.db"
     ) as broker:
         config = msgspec.structs.replace(config, broker_port=broker.port)
-        journal = SqliteJournal(config.journal, synchronous="FULL")
+        journal = SqliteJournal(folder / "node.db", synchronous="FULL")
         async with Node(config.name, journal=journal, guard=guard, handle_signals=False) as node:
             stamps = Stamps()
             lags = LagSamples(node)
@@ -375,9 +375,14 @@ async def _wait_first_order(store: Path, moment: float, timeout: float) -> float
 
 
 def _node_process(config: NodeConfig, journal: Path, log: Any) -> subprocess.Popen[bytes]:
-    command = node_command(SINGLE_NODE, str(journal), name=config.name)
+    command = node_command(SINGLE_NODE, name=config.name)
     return subprocess.Popen(
-        command, cwd=REPO, env=node_env(config), stdout=log, stderr=log, start_new_session=True
+        command,
+        cwd=REPO,
+        env=node_env(config, journal=str(journal)),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
 
 
@@ -402,7 +407,7 @@ async def recovery(folder: Path, intents: int, pending: int, rounds: int) -> dic
     seconds: list[float] = []
     with open(folder / "recovery-node.log", "ab") as log:  # noqa: ASYNC230 - before any node runs
         async with BrokerProcess.start(_broker_args(), store) as broker:
-            config = NodeConfig(broker_port=broker.port, journal=str(journal))
+            config = NodeConfig(broker_port=broker.port)
             for _ in range(rounds):
                 started = time.time()
                 node = _node_process(config, journal, log)

@@ -23,6 +23,37 @@ class InvalidConfig(GarrisonError, ValueError):
         super().__init__(f"{field}={value!r} is invalid: {expected}")
 
 
+class ConfigProblem(msgspec.Struct, frozen=True):
+    """One thing wrong with a setting: its ``key`` (``"journal.url"``, ``"order_routing.seed"``),
+    where the value came from (``source``: ``"node.toml"``, ``"GARRISON_NODE_NAME"``,
+    ``"--metrics-port"``) and what is wrong, with what to do (``problem``). Never the value of
+    a secret."""
+
+    key: str
+    source: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.source}): {self.problem}"
+
+
+class ConfigError(GarrisonError, ValueError):
+    """Raised by ``Settings.load`` and ``Settings.section`` (and so by ``garrison run`` and
+    ``garrison config show``, which exit 78, ``ExitCode.CONFIG``): an unknown key, a bad value, an
+    unreadable config or secret file. ``problems`` lists every one found (each names its key and
+    where the value came from); the message says them all. A secret's value is never in it."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        lines = "; ".join(str(problem) for problem in self.problems)
+        super().__init__(f"configuration: {lines}")
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys of the problems, in order."""
+        return [problem.key for problem in self.problems]
+
+
 InvalidEventProblem = Literal["unencodable", "invalid", "changed"]
 """Why an event would not read back as written (``InvalidEvent.problem``)."""
 
@@ -185,6 +216,33 @@ class MessageDropped(GarrisonError):
         self.path = path
         self.reason = reason
         super().__init__(f"message to {path} was dropped before it was processed ({reason})")
+
+
+class StashOverflow(GarrisonError):
+    """Raised by ``ctx.stash()`` when the stash already holds ``capacity`` messages.
+
+    The message in flight was not stashed. Uncaught in a handler it is any
+    handler error: a tell crashes the actor (its supervisor decides), an ask
+    raises it in the asker. A handler may catch it and answer "busy" instead.
+    """
+
+    def __init__(self, path: str, capacity: int) -> None:
+        self.path = path
+        self.capacity = capacity
+        super().__init__(
+            f"stash of {path} is full (stash_capacity={capacity}); the message was not stashed: "
+            "unstash before stashing more, or raise MailboxConfig(stash_capacity=...)"
+        )
+
+
+class StashError(GarrisonError, RuntimeError):
+    """Raised by ``ctx.stash()`` when there is no message to stash: called outside a
+    handler (``on_start``, a task), or twice for the same message."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"ctx.stash() in {path}: {problem}")
 
 
 class InvalidSpec(InvalidConfig):

@@ -29,3 +29,7 @@ class ExitCode(enum.IntEnum):
     """The stall watchdog ended the process (``exit_on_stall``). Restart."""
     ABANDONED_THREADS = 76
     """Too many hung ThreadedActor threads were abandoned. Restart."""
+    CONFIG = 78
+    """A configuration error (sysexits' EX_CONFIG): an unknown key or a bad value in the config
+    file, the environment or a flag, an unreadable config or secret file. Fix the configuration;
+    restarting does not help."""

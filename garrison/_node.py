@@ -29,21 +29,23 @@ from garrison._clock import Clock, ManualClock, MonotonicClock
 from garrison._clock import settle as run_ready_callbacks
 from garrison._errors import InvalidConfig, NodeNotRunning, SettleTimeout
 from garrison._exitcodes import ExitCode
-from garrison._validate import check_seconds
+from garrison._validate import check_count, check_seconds
 from garrison.actors import (
     Actor,
     ActorRef,
     ActorState,
     DeadLetters,
+    EventBus,
     EventStream,
     ExitReason,
     GaveUp,
     LifecycleEvent,
+    MetricRegistry,
     Restarted,
 )
 from garrison.actors._kernel import Kernel, SpawnOptions, validate_name, validate_shutdown
 from garrison.actors._slot import Slot, stop_for_good
-from garrison.observe import LoopGuard, LoopMonitor, MetricsServer
+from garrison.observe import DEFAULT_ACTOR_LABEL_LIMIT, ActorLabels, LoopGuard, LoopMonitor, MetricsServer
 from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -89,6 +91,7 @@ class Node:
         guard: LoopGuard | None = _DEFAULT_GUARD,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        metrics_actor_limit: int = DEFAULT_ACTOR_LABEL_LIMIT,
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -122,6 +125,7 @@ class Node:
             or not 0 <= metrics_port < 65536
         ):
             raise InvalidConfig("metrics_port", metrics_port, "must be a TCP port 0-65535 (0: any free port)")
+        check_count("metrics_actor_limit", metrics_actor_limit, minimum=0)
         self.name = name
         self.guard = guard
         self.metrics_port = metrics_port
@@ -129,7 +133,7 @@ class Node:
         self.loop_monitor: LoopMonitor | None = None
         """Loop lag and stall watchdog (real time), while the node runs with a guard."""
         self.metrics_address: tuple[str, int] | None = None
-        """(host, port) of /metrics, /healthz and /tree once the node runs with metrics_port."""
+        """(host, port) of /metrics, /healthz, /readyz and /tree once the node runs with metrics_port."""
         self._metrics_server: MetricsServer | None = None
         self.restart_counts: Counter[str] = Counter()
         """Supervised restarts per actor path since the node started."""
@@ -158,6 +162,8 @@ class Node:
             log_limit=dead_letter_log_limit,
             log_interval=dead_letter_log_interval,
         )
+        self.bus = EventBus(self.dead_letters, self.events)
+        """Publish/subscribe between actors (``subscribe(ref, topic)``, ``publish(message)``)."""
         self.exit_code = 0
         self.random = random.Random(seed)
         """The runtime's random source (backoff jitter); seed it to replay a run."""
@@ -173,6 +179,11 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kernel = Kernel(self)
         """Internal: the actor kernel's state for this node (slots by path, heartbeats, asks)."""
+        self.actor_labels = ActorLabels(self.kernel, metrics_actor_limit)
+        """The ``actor`` label of each path on /metrics: at most ``metrics_actor_limit`` distinct
+        labels (the rest show as ``other``), a pool's routees as one ``routee-*`` template."""
+        self.metrics = MetricRegistry(self.actor_labels.label)
+        """The application metrics actors register with ``ctx.metrics``, shown on /metrics."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -186,18 +197,18 @@ class Node:
             await self.journal.open()
         if self.metrics_port is not None:
             # Bound before the monitor starts: a port in use leaves nothing running.
+            server = MetricsServer(self, self.metrics_host, self.metrics_port)
             try:
-                self._metrics_server = MetricsServer(self, self.metrics_host, self.metrics_port)
+                await server.open()
             except BaseException:
                 if self.journal is not None:
                     await self.journal.close()
                 raise
-            self.metrics_address = self._metrics_server.address
+            self._metrics_server = server
+            self.metrics_address = server.address
         if self.guard is not None:
             self.loop_monitor = LoopMonitor(self.guard, self.logger, self.name)
             self.loop_monitor.start()
-        if self._metrics_server is not None:
-            self._metrics_server.start()
         self._state = "running"
         if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -389,6 +400,22 @@ class Node:
         if root is not None and root.state is not ActorState.RUNNING:
             return False, f"root supervisor {root.path} is {root.state.value}"
         return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why): ready to take work, what ``/readyz`` answers.
+
+        Ready once ``node.start(spec)`` has returned (every child started, so
+        every event-sourced actor has recovered from the journal the node
+        opened first), while the root supervisor runs and the loop ticks, until
+        shutdown is requested (SIGTERM: not ready at once, before the tree stops).
+        """
+        if self._state != "running":
+            return False, f"node {self.name} is {self._state}"
+        if self._shutdown_requested is not None and self._shutdown_requested.is_set():
+            return False, f"node {self.name} is shutting down"
+        if self._root is None:
+            return False, "no supervision tree started yet (node.start)"
+        return self.health()
 
     def track_consumer_lag(self, group: ConsumerGroup | RedisConsumer) -> None:
         """Export this durable-stream consumer group's lag with the node's metrics

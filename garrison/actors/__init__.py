@@ -10,6 +10,7 @@ from garrison.actors._actor import Actor
 from garrison.actors._context import ActorContext, DeferredReply
 from garrison.actors._control import SystemMessage
 from garrison.actors._deadletters import DeadLetters
+from garrison.actors._eventbus import EventBus
 from garrison.actors._events import (
     EventStream,
     Failed,
@@ -21,26 +22,35 @@ from garrison.actors._events import (
 )
 from garrison.actors._kernel import SpawnOptions
 from garrison.actors._messages import ActorState, DeadLetter, ExitKind, ExitReason, Terminated
+from garrison.actors._metrics import DEFAULT_BUCKETS, ActorMetrics, Counter, Gauge, Histogram, MetricRegistry
 from garrison.actors._ref import ActorRef
 from garrison.actors._runtime import Runtime
 from garrison.actors._threaded import ABANDONED_THREADS_EXIT_CODE, ThreadedActor
+from garrison.actors._timers import TimerScheduler
 
 __all__ = [
     "ABANDONED_THREADS_EXIT_CODE",
     "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_BUCKETS",
     "Actor",
     "ActorContext",
+    "ActorMetrics",
     "ActorRef",
     "ActorState",
+    "Counter",
     "DeadLetter",
     "DeadLetters",
     "DeferredReply",
+    "EventBus",
     "EventStream",
     "ExitKind",
     "ExitReason",
     "Failed",
+    "Gauge",
     "GaveUp",
+    "Histogram",
     "LifecycleEvent",
+    "MetricRegistry",
     "Restarted",
     "Runtime",
     "SpawnOptions",
@@ -49,4 +59,5 @@ __all__ = [
     "SystemMessage",
     "Terminated",
     "ThreadedActor",
+    "TimerScheduler",
 ]

@@ -1,8 +1,9 @@
 """``ActorContext``: what an actor sees as ``self.ctx``.
 
 Its ref, its parent and children, its node, its logger, and the runtime's
-services for one incarnation: timers, linked tasks, watches, deferred
-replies, heartbeats, critical sections, blocking isolation. The machinery
+services for one incarnation: timers (``send_later``, keyed ``timers``), the
+stash, linked tasks, watches, deferred replies, heartbeats, critical
+sections, blocking isolation. The machinery
 that runs the incarnation (start, the message loop, stop, exit) is the
 actor's slot (``garrison.actors._slot``), which this context reads and asks.
 """
@@ -14,18 +15,21 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from garrison._clock import Cancellable
-from garrison._errors import ActorStopped, MailboxFull, UnhandledMessage
+from garrison._errors import ActorStopped, InvalidConfig, MailboxFull, UnhandledMessage
 from garrison.actors._control import Stop, TimerMessage
 from garrison.actors._messages import ActorState, ExitReason
+from garrison.actors._timers import TimerScheduler
 
 if TYPE_CHECKING:
     from loguru import Logger
 
     from garrison.actors._actor import Actor
     from garrison.actors._kernel import SpawnOptions
+    from garrison.actors._metrics import ActorMetrics
     from garrison.actors._ref import ActorRef
     from garrison.actors._runtime import Runtime
     from garrison.actors._slot import Interceptor, Slot
+    from garrison.actors._stash import Stash
 
 T = TypeVar("T")
 
@@ -86,10 +90,11 @@ class ActorContext:
     included). Everything here runs on the node's loop; nothing blocks it.
     """
 
-    __slots__ = ("_slot", "name", "node", "path")
+    __slots__ = ("_slot", "_timers", "name", "node", "path")
 
     def __init__(self, slot: Slot) -> None:
         self._slot = slot
+        self._timers: TimerScheduler | None = None
         self.node: Runtime = slot.node
         """The node this actor runs on (a ``garrison.Node``)."""
         self.name = slot.name
@@ -143,6 +148,12 @@ class ActorContext:
         """
         return len(self._slot.mailbox)
 
+    @property
+    def metrics(self) -> ActorMetrics:
+        """Register this actor's own counters, gauges and histograms, shown on ``/metrics``
+        with its ``actor`` label (see docs/operations.md, "Application metrics")."""
+        return self.node.metrics.for_actor(self.path)
+
     # -- children and watches -------------------------------------------------------------
 
     async def spawn(self, actor_class: type[Actor], **options: Unpack[SpawnOptions]) -> ActorRef:
@@ -177,6 +188,24 @@ class ActorContext:
         self._slot.mailbox.put_system(Stop(ExitReason.normal("ctx.stop()")))
 
     # -- timers and linked tasks ---------------------------------------------------------
+
+    @property
+    def timers(self) -> TimerScheduler:
+        """This actor's keyed timers (Akka's TimerScheduler): see :class:`TimerScheduler`.
+
+        ``start_single``, ``start_periodic`` (fixed delay), ``start_at_fixed_rate``,
+        ``cancel``, ``cancel_all``, ``is_active``. Cancelled when the incarnation
+        ends; a message of a cancelled or replaced timer is never delivered.
+        """
+        timers = self._timers
+        if timers is None:
+            timers = self._timers = TimerScheduler(self._slot)
+        return timers
+
+    @property
+    def timer_scheduler(self) -> TimerScheduler | None:
+        """Internal, for the slot: the keyed timers if this actor ever used ``timers``, else None."""
+        return self._timers
 
     def send_later(self, delay: float, message: Any, *, to: ActorRef | None = None) -> Cancellable:
         """Tell ``message`` to ``to`` (default: this actor) after ``delay`` seconds of node-clock time.
@@ -257,6 +286,50 @@ class ActorContext:
         heartbeat) while inside is delivered when the outermost block exits.
         """
         return _Critical(self._slot)
+
+    # -- the stash ------------------------------------------------------------------------
+
+    def stash(self) -> None:
+        """Set the message in flight aside, to be handled after ``unstash_all()`` (Akka's ``stash``).
+
+        Call inside ``on_receive``. A stashed ask is not answered by this
+        handler's return value: it is answered when a later handler takes it
+        again. Needs ``MailboxConfig(stash_capacity=N)``: raises InvalidConfig
+        without one, StashOverflow when ``N`` messages are already stashed
+        (the message is then not stashed), StashError outside a handler or
+        for a message stashed already. Stashed messages survive a restart
+        (they come back first) and go to dead letters (kind
+        ``stashed_on_stop``) when the actor stops for good.
+        """
+        self._stash_of("stash").stash()
+
+    def unstash_all(self) -> int:
+        """Put every stashed message back at the front of the mailbox, in the order stashed.
+
+        They are handled next, before any message queued meanwhile (control
+        on the system lane still comes first), once the handler in flight
+        returns. Returns how many. They may take the mailbox past its
+        capacity for a while; senders wait (or are refused) until it is back
+        under. Raises InvalidConfig without ``stash_capacity``.
+        """
+        return self._stash_of("unstash_all").unstash_all()
+
+    @property
+    def stashed(self) -> int:
+        """How many messages are stashed now (0 without a stash)."""
+        stash = self._slot.stash
+        return len(stash) if stash is not None else 0
+
+    def _stash_of(self, call: str) -> Stash:
+        stash = self._slot.stash
+        if stash is None:
+            raise InvalidConfig(
+                "stash_capacity",
+                0,
+                f"ctx.{call}() in {self.path} needs a stash: give the actor "
+                "MailboxConfig(stash_capacity=N) (class attribute mailbox, or spawn's mailbox=)",
+            )
+        return stash
 
     def unhandled(self, message: Any) -> None:
         """This actor does not handle ``message``, the message in flight.

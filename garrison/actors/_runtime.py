@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from garrison._clock import Clock
     from garrison.actors._actor import Actor
     from garrison.actors._deadletters import DeadLetters
+    from garrison.actors._eventbus import EventBus
     from garrison.actors._events import EventStream
     from garrison.actors._kernel import Kernel, SpawnOptions
+    from garrison.actors._metrics import MetricRegistry
     from garrison.actors._ref import ActorRef
 
 T = TypeVar("T")
@@ -65,6 +67,11 @@ class Runtime(Protocol):
         ...
 
     @property
+    def bus(self) -> EventBus:
+        """Publish/subscribe between actors, through each subscriber's own mailbox."""
+        ...
+
+    @property
     def kernel(self) -> Kernel:
         """Internal: the kernel's own state for this node (slots by path, heartbeats, ask deadlines)."""
         ...
@@ -99,6 +106,11 @@ class Runtime(Protocol):
     @property
     def random(self) -> Random:
         """The runtime's random source (seeded with ``Node(seed=...)``)."""
+        ...
+
+    @property
+    def metrics(self) -> MetricRegistry:
+        """The application metrics its actors register (``ctx.metrics``)."""
         ...
 
     @property

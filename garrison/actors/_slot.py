@@ -44,6 +44,8 @@ from garrison.actors._control import Rewire, Stop, SystemMessage, TimerMessage
 from garrison.actors._events import Failed, Started, Stopped
 from garrison.actors._messages import ActorState, ExitReason, Terminated
 from garrison.actors._ref import ActorRef
+from garrison.actors._stash import Stash
+from garrison.actors._timers import TimerTick
 from garrison.mailbox import Mailbox, MailboxConfig, make_mailbox
 
 if TYPE_CHECKING:
@@ -133,6 +135,7 @@ class Slot:
         "restarts",
         "self_ref",
         "shutdown",
+        "stash",
         "state",
         "stop_children_concurrently",
     )
@@ -201,6 +204,9 @@ class Slot:
         self._reply: asyncio.Future[Any] | None = None
         self._owned_timers: set[Cancellable] = set()
         self._owned_tasks: set[asyncio.Task[Any]] = set()
+        self.stash: Stash | None = Stash(self, mailbox.stash_capacity) if mailbox.stash_capacity else None
+        """Messages set aside with ``ctx.stash()`` (None without ``stash_capacity``); kept
+        across restarts (back at the mailbox's front), dead-lettered at the final stop."""
         self.context = ActorContext(self)
         """What the actor sees of this slot (``self.ctx``)."""
 
@@ -319,6 +325,9 @@ class Slot:
         """
         self.state = ActorState.STARTING
         self.incarnation += 1
+        if self.stash:
+            # Akka classic's preRestart: what the last incarnation stashed comes first.
+            self.stash.unstash_all()
         self.node.kernel.launched(self)
         self._task = self.loop.create_task(self._run(started), name=f"garrison:{self.path}")
 
@@ -393,6 +402,8 @@ class Slot:
         self._exit_reason = reason
         self.mailbox.close(str(reason))
         self.mailbox.drain(f"{self.path} stopped before processing it ({reason.brief})")
+        if self.stash:
+            self.stash.drop(f"{self.path} stopped ({reason.brief})")
         for control in self.mailbox.drain_system():
             self._undelivered(control, reason)
         parent = self.parent
@@ -420,6 +431,11 @@ class Slot:
         receive: Receive = instance.on_receive
         for interceptor in self._interceptors:
             receive = interceptor(receive)
+        timers = self.context.timer_scheduler
+        if timers is not None:
+            receive = timers.after_ticks(receive)
+        if self.stash is not None:
+            receive = self.stash.recording(receive)
         return receive
 
     def _build(self) -> Actor:
@@ -475,6 +491,10 @@ class Slot:
                         if control.__class__ is Terminated:
                             message = control
                         elif control.__class__ is TimerMessage:
+                            message = control.message
+                        elif control.__class__ is TimerTick:
+                            if not control.claim():
+                                continue  # its timer was cancelled or replaced: never delivered
                             message = control.message
                         elif control.__class__ is Stop:
                             reason = control.reason

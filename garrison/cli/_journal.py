@@ -24,12 +24,14 @@ import msgspec
 
 from garrison._errors import EventDecodeError, GarrisonError, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
+from garrison._secret import redact_url
 from garrison.cli._errors import UsageError
 from garrison.cli._run import import_attribute
 
 T = TypeVar("T")
 
 _INTENT_TAGS = ("garrison.intent.recorded", "garrison.intent.moved")
+_INTENT_SNAPSHOT_TAG = "garrison.intent.snapshot"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -69,7 +71,14 @@ def add_commands(journal: argparse.ArgumentParser) -> None:
 
 def _add_journal(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "journal", metavar="JOURNAL", help="a SQLite journal file, or a Redis URL (redis://host:port/db)"
+        "journal",
+        metavar="JOURNAL",
+        help="a SQLite journal file, a Redis URL (redis://host:port/db), or '-': the node's journal.url "
+        "setting (GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE, or --config), which keeps a "
+        "Redis password out of argv",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="with JOURNAL '-': the node's config file to take journal.url from"
     )
     parser.add_argument(
         "--namespace", default="garrison", help="the Redis journal's key prefix (default garrison)"
@@ -120,6 +129,8 @@ def _journal(options: argparse.Namespace, *, migrate: bool = False) -> Any:
     from garrison.persistence import RedisJournal, SqliteJournal
 
     target: str = options.journal
+    if target == SETTINGS_JOURNAL:
+        target = _journal_of_settings(options)
     if target.startswith(_REDIS_SCHEMES):
         try:
             return RedisJournal(target, namespace=options.namespace, migrate=migrate)
@@ -133,6 +144,24 @@ def _journal(options: argparse.Namespace, *, migrate: bool = False) -> Any:
     if not migrate:
         probe(path)
     return SqliteJournal(path, migrate=migrate)
+
+
+SETTINGS_JOURNAL = "-"
+"""JOURNAL given as this: the node's ``journal.url`` setting (environment or config file)."""
+
+
+def _journal_of_settings(options: argparse.Namespace) -> str:
+    """The journal ``journal.url`` names (``--config``, then GARRISON_JOURNAL_URL[_FILE]); a
+    UsageError when it is not set. A bad config raises ConfigError (exit 78)."""
+    from garrison._settings import Settings
+
+    url = Settings.load(options.config).journal.url
+    if url is None:
+        raise UsageError(
+            "JOURNAL '-' takes the node's journal.url setting, and none is set: "
+            "set GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE, or give --config"
+        )
+    return url.reveal().removeprefix("file://")
 
 
 def _run(options: argparse.Namespace, work: Callable[[Any], Awaitable[int]], *, migrate: bool = False) -> int:
@@ -165,14 +194,21 @@ async def _known_stream(journal: Any, stream: str) -> None:
 
 
 async def _is_intent_stream(journal: Any, stream: str) -> bool:
-    """Whether ``stream`` holds an intent log (its first event is an intent event)."""
+    """Whether ``stream`` holds an intent log (its first event is an intent event, or, all
+    of them compacted, its snapshot is an intent log's)."""
     async with aclosing(journal.read_batches(stream)) as batches:
         async for rows in batches:
             try:
                 return _raw_tag(_raw(rows[0][1], stream, rows[0][0])) in _INTENT_TAGS
             except EventDecodeError:
                 return False  # not msgpack at all: not an intent log (verify --types says more)
-    return False
+    snapshot = await journal.load_snapshot(stream)
+    if snapshot is None:
+        return False
+    try:
+        return _raw_tag(_raw(snapshot[1], stream, snapshot[0])) == _INTENT_SNAPSHOT_TAG
+    except EventDecodeError:
+        return False
 
 
 def _event_types(spec: str) -> list[type[msgspec.Struct]]:
@@ -214,7 +250,8 @@ def list_command(options: argparse.Namespace) -> int:
                 "snapshot_seq": summary.snapshot_seq,
                 "quarantined": summary.quarantined,
             }
-            if summary.events and await _is_intent_stream(journal, summary.stream):
+            has_state = summary.events or summary.snapshot_seq is not None
+            if has_state and await _is_intent_stream(journal, summary.stream):
                 row["intents_open"], row["intents_settled"] = await _intent_counts(journal, summary.stream)
             rows.append(row)
         if options.json:
@@ -244,7 +281,8 @@ def list_command(options: argparse.Namespace) -> int:
 async def _intent_counts(journal: Any, stream: str) -> tuple[int, int]:
     from garrison.persistence import IntentLog
 
-    log = await IntentLog(journal, stream, msgspec.Raw).open()
+    # compact_every=None: a log opened to be counted must never compact (the tools only read).
+    log = await IntentLog(journal, stream, msgspec.Raw, compact_every=None).open()
     intents = log.intents()
     settled = sum(1 for intent in intents if intent.terminal)
     return len(intents) - settled, settled
@@ -341,7 +379,7 @@ def verify_command(options: argparse.Namespace) -> int:
             print(problem)
         events = sum(summary.events for summary in summaries)
         if problems:
-            print(f"{len(problems)} problem(s) in {options.journal}", file=sys.stderr)
+            print(f"{len(problems)} problem(s) in {redact_url(options.journal)}", file=sys.stderr)
             return int(ExitCode.DAMAGED)
         decoded = f", {checked} decoded" if checked else ""
         print(
@@ -379,7 +417,7 @@ def restore_command(options: argparse.Namespace) -> int:
 
 def migrate_command(options: argparse.Namespace) -> int:
     async def work(journal: Any) -> int:
-        print(f"{options.journal}: at this garrison's schema")
+        print(f"{redact_url(options.journal)}: at this garrison's schema")
         return 0
 
     return _run(options, work, migrate=True)

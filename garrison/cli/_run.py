@@ -7,12 +7,16 @@ import asyncio
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
+import msgspec
 from loguru import logger
 
-from garrison._errors import ActorStartError, GarrisonError, InvalidConfig, JournalCorrupt
+from garrison._errors import ActorStartError, ConfigError, ConfigProblem, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
+from garrison._secret import Secret, mask_text, secret_texts
+from garrison._settings import CORE_SECTIONS, Settings, factory_takes_settings, section_environ
 from garrison.cli._errors import USAGE_EXIT_CODE, UsageError
 from garrison.observe import HEART_LOST_EXIT_CODE, Heart, HeartBeat, HeartConfig, LoopGuard, SystemdNotifier
 
@@ -21,68 +25,118 @@ if TYPE_CHECKING:
     from garrison.persistence import Journal
     from garrison.supervision import SupervisorSpec
 
+CONFIG_FILE_ENV = "GARRISON_CONFIG"
+"""The config file when ``--config`` is not given."""
+
 LOG_LINE = "{time:HH:mm:ss.SSS} <level>{level: <7}</level> <cyan>{extra[who]}</cyan> {message}\n{exception}"
 
-_HEART = HeartConfig()
-"""Heart's defaults, for the --heart-* options (one place to change them)."""
 
-_HEART_OPTIONS: tuple[tuple[str, type[float] | type[int], float | None, str, str], ...] = (
-    ("timeout", float, _HEART.timeout, "S", "restart after S s without a beat (%(default)s)"),
-    ("startup", float, None, "S", "time for the first beat (default: max(30, timeout))"),
-    ("intensity", int, _HEART.intensity, "N", "give up after more than N restarts..."),
-    ("period", float, _HEART.period, "S", "...within S s (%(default)s)"),
-    ("backoff", float, _HEART.backoff, "S", "first restart delay, doubling (%(default)s)"),
-    ("max-backoff", float, _HEART.max_backoff, "S", "longest restart delay (%(default)s)"),
-)
-"""The --heart-* options, in help order: (option, type, default, metavar, help). No startup
-default: it follows the timeout given (``max(30, timeout)``)."""
+class _MaskingStream:
+    """A log sink's stream that masks the given secrets in every line before writing it."""
+
+    def __init__(self, stream: TextIO, secrets: list[str]) -> None:
+        self.stream = stream
+        self.secrets = secrets
+
+    def write(self, text: str) -> None:
+        self.stream.write(mask_text(text, self.secrets))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
-def configure_logging(level: str, *, json: bool = False, who: str = "") -> None:
-    """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``."""
+def configure_logging(level: str, *, json: bool = False, who: str = "", secrets: Sequence[str] = ()) -> None:
+    """One stderr sink: a concise line naming the actor (or ``who``), or JSON lines with ``--log-json``;
+    every text in ``secrets`` is masked (``***``) in every line, tracebacks included."""
 
     def line_format(record: Any) -> str:
         extra = record["extra"]
         extra["who"] = extra.get("actor") or extra.get("node") or who or "garrison"
         return LOG_LINE
 
+    stream: TextIO | _MaskingStream = _MaskingStream(sys.stderr, list(secrets)) if secrets else sys.stderr
     logger.remove()
     if json:
-        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+        logger.add(stream, level=level.upper(), serialize=True, backtrace=False, diagnose=False)
     else:
-        logger.add(sys.stderr, level=level, format=line_format, backtrace=False, diagnose=False)
+        logger.add(stream, level=level.upper(), format=line_format, backtrace=False, diagnose=False)
+
+
+def _run_flags() -> list[tuple[str, str, str, Any, str]]:
+    """The settings ``garrison run`` takes as flags: (flag, dest, key, default, help), from the
+    settings types (garrison._settings), in their order."""
+    flags = []
+    for section, kind in CORE_SECTIONS.items():
+        info = msgspec.inspect.type_info(kind)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in info.fields:
+            meta = field.type if isinstance(field.type, msgspec.inspect.Metadata) else None
+            flag = str((meta.extra or {}).get("flag", "")) if meta is not None else ""
+            if flag:
+                text = str((meta.extra_json_schema or {}).get("description", "")) if meta is not None else ""
+                flags.append(
+                    (flag, flag.lstrip("-").replace("-", "_"), f"{section}.{field.name}", field.default, text)
+                )
+    return flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``garrison run``'s arguments: the target, ``--config`` and one flag per core setting."""
     parser.add_argument(
-        "target", metavar="MODULE:SPEC", help="a SupervisorSpec (or a function returning one)"
+        "target",
+        metavar="MODULE:SPEC",
+        help="a SupervisorSpec (or a function returning one, given the settings if it takes an argument)",
     )
-    parser.add_argument("--name", default="garrison", help="node name (default: garrison)")
-    parser.add_argument(
-        "--journal", metavar="PATH|URL", help="the node's journal: a SQLite file path or a redis:// URL"
-    )
-    parser.add_argument(
-        "--metrics-port", type=int, metavar="N", help="serve /metrics /healthz /tree (0: any)"
-    )
-    parser.add_argument("--metrics-host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="seconds without a loop tick before the watchdog dumps every stack (default: 10; 0: never)",
-    )
-    parser.add_argument(
-        "--exit-on-stall",
-        action="store_true",
-        help="after the dump, end the process with STALL_EXIT_CODE (75) so it is restarted",
-    )
-    parser.add_argument("--log-level", default="INFO", help="loguru level (default: INFO)")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
+    add_setting_arguments(parser)
+
+
+_METAVARS = {
+    "journal.url": "PATH|URL",
+    "node.name": "NAME",
+    "metrics.host": "HOST",
+    "log.level": "LEVEL",
+    "heart.startup": "S",
+}
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and one flag per core setting. Every flag's default is None: a flag given
+    overrides the file and the environment, one not given leaves them be."""
+    add_config_argument(parser)
     heart = parser.add_argument_group("heart: run the node as a child process and restart it")
-    heart.add_argument("--heart", action="store_true", help="run the node under heart")
-    for option, kind, default, metavar, text in _HEART_OPTIONS:
-        heart.add_argument(f"--heart-{option}", type=kind, default=default, metavar=metavar, help=text)
+    for flag, dest, key, default, text in _run_flags():
+        group = heart if key.startswith("heart.") else parser
+        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=dest, action="store_true", default=None, help=text)
+        else:
+            metavar = _METAVARS.get(key) or ("S" if isinstance(default, float) else "N")
+            group.add_argument(
+                flag, dest=dest, default=None, metavar=metavar, help=f"{text} (default: {shown})"
+            )
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=os.environ.get(CONFIG_FILE_ENV),
+        help=f"a TOML file of settings (default: ${CONFIG_FILE_ENV} if set); "
+        "the environment (GARRISON_<SECTION>_<KEY>) and flags override it",
+    )
+
+
+def load_settings(options: argparse.Namespace) -> Settings:
+    """The settings: the defaults, ``--config``, the environment, the flags given."""
+    flags = {
+        key: (getattr(options, dest), flag)
+        for flag, dest, key, _, _ in _run_flags()
+        if getattr(options, dest, None) is not None
+    }
+    return Settings.load(options.config, flags=flags)
 
 
 def import_attribute(target: str, what: str = "MODULE:SPEC") -> Any:
@@ -108,14 +162,19 @@ def import_attribute(target: str, what: str = "MODULE:SPEC") -> Any:
     return value
 
 
-def resolve_spec(target: str) -> SupervisorSpec:
-    """The SupervisorSpec ``MODULE:SPEC`` names, or returns when called with no arguments."""
+def resolve_spec(target: str, settings: Settings | None = None) -> SupervisorSpec:
+    """The SupervisorSpec ``MODULE:SPEC`` names, or returns when called: with ``settings`` when it
+    takes one argument (``def root_spec(settings)``), else with none. A ConfigError the factory
+    raises (reading its section) passes through."""
     from garrison.supervision import SupervisorSpec
 
     value = import_attribute(target)
     if not isinstance(value, SupervisorSpec) and callable(value):
         try:
-            value = value()
+            wants_settings = settings is not None and factory_takes_settings(value)
+            value = value(settings) if wants_settings else value()
+        except ConfigError:
+            raise
         except Exception as error:
             raise UsageError(f"{target}() failed: {type(error).__name__}: {error}") from error
     if not isinstance(value, SupervisorSpec):
@@ -125,53 +184,102 @@ def resolve_spec(target: str) -> SupervisorSpec:
     return value
 
 
-def build_journal(location: str | None) -> Journal | None:
+def build_journal(location: Secret | None) -> Journal | None:
+    """The journal ``journal.url`` names (not yet open): a SQLite file, ``file://PATH`` or a
+    ``redis://`` URL."""
     if location is None:
         return None
-    scheme = location.partition("://")[0].lower() if "://" in location else ""
-    if scheme in ("redis", "rediss"):
+    url = location.reveal()
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
         from garrison.persistence import RedisJournal
 
-        return RedisJournal(location)
+        try:
+            return RedisJournal(url)
+        except InvalidConfig as error:
+            raise ConfigError([ConfigProblem("journal.url", "journal.url", str(error))]) from None
     if scheme and scheme != "file":
-        raise UsageError(f"--journal {location}: unknown scheme {scheme!r}; give a file path or redis:// URL")
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "journal.url",
+                    location.masked(),
+                    f"unknown scheme {scheme!r}: give a file path or a redis:// URL",
+                )
+            ]
+        )
     from garrison.persistence import SqliteJournal
 
-    return SqliteJournal(location.removeprefix("file://"))
+    return SqliteJournal(url.removeprefix("file://"))
+
+
+def _warn_secret_in_argv(settings: Settings) -> None:
+    """A password given as a flag is in argv, which every user of the host can read (ps)."""
+    for entry in settings.entries():
+        value = entry.value.reveal() if isinstance(entry.value, Secret) else entry.value
+        if entry.secret and entry.source.startswith("--") and secret_texts(str(value or "")):
+            variable = "GARRISON_" + entry.key.replace(".", "_").upper()
+            logger.warning(
+                "{flag} carries a secret, visible to every user of this host in ps and "
+                "/proc/PID/cmdline: set {variable} or {variable}_FILE instead",
+                flag=entry.source,
+                variable=variable,
+            )
+
+
+def _config_failure(settings: Settings, error: InvalidConfig, section: str) -> ConfigError:
+    """An InvalidConfig of something built from ``section`` (HeartConfig, LoopGuard, Node) as a
+    ConfigError naming the setting and its source."""
+    key = f"{section}.{error.field}"
+    try:
+        source = settings.source(key)
+    except KeyError:
+        key, source = section, "settings"
+    return ConfigError([ConfigProblem(key, source, str(error))])
 
 
 def run_command(options: argparse.Namespace) -> int:
+    settings = load_settings(options)
     configure_logging(
-        options.log_level, json=options.log_json, who="heart" if options.heart else options.name
+        settings.log.level,
+        json=settings.log.json,
+        who="heart" if settings.heart.enabled else settings.node.name,
+        secrets=settings.secret_texts(),
     )
-    spec = resolve_spec(options.target)
-    if options.heart:
-        build_journal(options.journal)  # a bad URL is a usage error now, not in every child
-        return run_heart(options)
+    _warn_secret_in_argv(settings)
+    spec = resolve_spec(options.target, settings)
+    settings.check_sections_read()
+    if settings.heart.enabled:
+        build_journal(settings.journal.url)  # a bad URL is a configuration error now, not in every child
+        return run_heart(options, settings)
     try:
-        guard = LoopGuard(stall_timeout=options.stall_timeout or None, exit_on_stall=options.exit_on_stall)
+        guard = LoopGuard(
+            stall_timeout=settings.node.stall_timeout or None, exit_on_stall=settings.node.exit_on_stall
+        )
     except InvalidConfig as error:
-        raise UsageError(f"--stall-timeout: {error}") from error
+        raise _config_failure(settings, error, "node") from None
     try:
-        return asyncio.run(run_node(spec, options, guard))
+        return asyncio.run(run_node(spec, options, settings, guard))
     except KeyboardInterrupt:  # before the node handles SIGINT itself, or after it stopped
         return 130
 
 
-async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: LoopGuard) -> int:
+async def run_node(
+    spec: SupervisorSpec, options: argparse.Namespace, settings: Settings, guard: LoopGuard
+) -> int:
     """Run the node until SIGTERM/SIGINT or until the root gives up; returns the exit code."""
     from garrison._node import Node
 
     try:
         node = Node(
-            options.name,
-            journal=build_journal(options.journal),
-            metrics_port=options.metrics_port,
-            metrics_host=options.metrics_host,
+            settings.node.name,
+            journal=build_journal(settings.journal.url),
+            metrics_port=settings.metrics.port,
+            metrics_host=settings.metrics.host,
             guard=guard,
         )
     except InvalidConfig as error:
-        raise UsageError(str(error)) from error
+        raise _config_failure(settings, error, "metrics") from None
     heart_lost = False
 
     def on_heart_lost() -> None:
@@ -194,7 +302,8 @@ async def run_node(spec: SupervisorSpec, options: argparse.Namespace, guard: Loo
             code = ExitCode.DAMAGED if isinstance(error, JournalCorrupt) else USAGE_EXIT_CODE
             node.request_shutdown(code)
             await node.shutdown()
-            raise UsageError(f"cannot start node {node.name}: {error}", code) from error
+            text = mask_text(str(error), settings.secret_texts())
+            raise UsageError(f"cannot start node {node.name}: {text}", code) from None
         try:
             if heart_lost:
                 node.request_shutdown(HEART_LOST_EXIT_CODE)
@@ -240,30 +349,51 @@ async def _start_tree(
 
 
 def _child_argv(options: argparse.Namespace) -> list[str]:
-    """The same ``garrison run`` without --heart: what heart starts (and restarts)."""
-    argv = [sys.executable, "-m", "garrison.cli", "run", options.target, "--name", options.name]
-    if options.journal is not None:
-        argv += ["--journal", options.journal]
-    if options.metrics_port is not None:
-        argv += ["--metrics-port", str(options.metrics_port), "--metrics-host", options.metrics_host]
-    argv += ["--stall-timeout", repr(options.stall_timeout), "--log-level", options.log_level]
-    if options.exit_on_stall:
-        argv.append("--exit-on-stall")
-    if options.log_json:
-        argv.append("--log-json")
+    """The same ``garrison run`` without --heart: what heart starts (and restarts). It reads the
+    same config file and environment; the flags given are passed on, except those of secrets,
+    which travel in its environment (``_child_environ``): argv is readable by every user."""
+    argv = [sys.executable, "-m", "garrison.cli", "run", options.target]
+    if options.config is not None:
+        argv += ["--config", os.path.abspath(options.config)]
+    for flag, dest, key, default, _ in _run_flags():
+        value = getattr(options, dest, None)
+        if value is None or key.startswith("heart.") or key in _SECRET_KEYS:
+            continue
+        argv += [flag] if isinstance(default, bool) else [flag, str(value)]
     return argv
 
 
-def run_heart(options: argparse.Namespace) -> int:
+_SECRET_KEYS = frozenset({"journal.url"})
+"""Settings of ``garrison run`` whose flags are never passed on in argv."""
+
+
+def _child_environ(settings: Settings) -> dict[str, str]:
+    """Heart's environment for the node: this one, with every secret setting as its variable
+    (its ``_FILE`` variable dropped), so that the child never needs it in argv."""
+    environ = dict(os.environ)
+    for key in sorted(_SECRET_KEYS):
+        section, _, name = key.partition(".")
+        values = section_environ(section, getattr(settings, section))
+        variable = f"GARRISON_{section.upper()}_{name.upper()}"
+        environ.pop(variable + "_FILE", None)
+        if values[variable]:
+            environ[variable] = values[variable]
+    return environ
+
+
+def run_heart(options: argparse.Namespace, settings: Settings) -> int:
+    heart = settings.heart
     try:
         config = HeartConfig(
-            timeout=options.heart_timeout,
-            startup=options.heart_startup or max(30.0, options.heart_timeout),
-            intensity=options.heart_intensity,
-            period=options.heart_period,
-            backoff=options.heart_backoff,
-            max_backoff=options.heart_max_backoff,
+            timeout=heart.timeout,
+            startup=heart.startup or max(30.0, heart.timeout),
+            intensity=heart.intensity,
+            period=heart.period,
+            backoff=heart.backoff,
+            max_backoff=heart.max_backoff,
         )
-    except GarrisonError as error:
-        raise UsageError(str(error)) from error
-    return Heart(_child_argv(options), config, logger.bind(actor="heart")).run()
+    except InvalidConfig as error:
+        raise _config_failure(settings, error, "heart") from None
+    return Heart(
+        _child_argv(options), config, logger.bind(actor="heart"), environ=_child_environ(settings)
+    ).run()

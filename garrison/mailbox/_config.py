@@ -46,6 +46,9 @@ class MailboxConfig:
     messages whatever the time. On a ``ManualClock`` the deadline does not
     apply (slices end by count alone), so that a seeded test replays the same
     interleaving however fast the machine runs it.
+    ``stash_capacity`` bounds the actor's stash (``ctx.stash()``): 0, the
+    default, gives the actor no stash; a stashed message does not count
+    against ``capacity``.
     """
 
     capacity: int = 1000
@@ -54,6 +57,7 @@ class MailboxConfig:
     metrics: bool = True
     throughput: int = 64
     throughput_deadline: float = 0.0005
+    stash_capacity: int = 0
 
     def __post_init__(self) -> None:
         check_count("capacity", self.capacity)
@@ -69,3 +73,4 @@ class MailboxConfig:
             raise InvalidConfig("key", self.key, "must be callable: message -> hashable key")
         check_count("throughput", self.throughput)
         check_seconds("throughput_deadline", self.throughput_deadline, allow_minimum=True, below=1.0)
+        check_count("stash_capacity", self.stash_capacity, minimum=0)

@@ -299,6 +299,31 @@ class Mailbox:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def put_front(self, messages: list[tuple[Any, asyncio.Future[Any] | None]]) -> None:
+        """Queue ``(message, reply)`` pairs ahead of every queued user message, in their order.
+
+        The owner's own messages coming back (an unstash): taken next, before
+        anything a sender queued. They may take the queue past ``capacity``
+        for a while: they were already accepted once, and refusing them now
+        would lose them. Counted as ``enqueued`` again. Never awaits; raises
+        ActorStopped once the mailbox is closed.
+        """
+        if self._closed is not None:
+            raise ActorStopped(self.path, self._closed)
+        if not messages:
+            return
+        now = self._now()
+        self._queue.extendleft((message, now, reply) for message, reply in reversed(messages))
+        self.enqueued += len(messages)
+        self._wake_consumer()
+
+    def _wake_consumer(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     # -- consumer side -------------------------------------------------
 
     def take(self) -> Envelope:
@@ -472,6 +497,22 @@ class ConflatingMailbox(Mailbox):
             if not waiter.done():
                 waiter.set_result(None)
         return True
+
+    def put_front(self, messages: list[tuple[Any, asyncio.Future[Any] | None]]) -> None:
+        """As :meth:`Mailbox.put_front`; the messages come back unconflated (a key equal only
+        to itself each), since a newer message of the same key may already be queued behind."""
+        if self._closed is not None:
+            raise ActorStopped(self.path, self._closed)
+        if not messages:
+            return
+        now = self._now()
+        by_key = self._by_key
+        for message, reply in reversed(messages):
+            key = object()
+            by_key[key] = (message, now, reply)
+            by_key.move_to_end(key, last=False)
+        self.enqueued += len(messages)
+        self._wake_consumer()
 
     def take(self) -> Envelope:
         _, envelope = self._by_key.popitem(last=False)

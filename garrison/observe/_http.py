@@ -1,309 +1,304 @@
-"""Metrics and health over HTTP: ``/metrics`` (Prometheus), ``/healthz``, ``/tree``.
+"""The node's HTTP endpoint: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz``, ``/tree``.
 
-Opt-in with ``Node(metrics_port=...)`` (the ``garrison[metrics]`` extra
-brings prometheus-client). The server runs on its own thread, bound to
-127.0.0.1 by default. ``/metrics`` and ``/tree`` take a snapshot on the
-node's loop (bounded wait), so they never read state the loop is changing;
-``/healthz`` reads only what the loop publishes for other threads, so it
-answers even while the loop is blocked: 503 then.
+Opt-in with ``Node(metrics_port=...)`` (``/metrics`` needs prometheus-client:
+the ``garrison[metrics]`` extra). A small HTTP/1.1 server on the node's own
+loop (``asyncio.start_server``): no thread per connection and no thread at
+all, and every answer reads the node's state where it lives. Bound to
+127.0.0.1 by default. Not aiohttp: four GET paths need no framework, and a
+dependency of every node for them would cost more than these few lines.
+
+It is built to be scraped and probed, not to face the internet, and it
+keeps itself cheap either way: a connection must send a request within
+``idle_timeout`` seconds and its head within ``read_timeout``; a head is at
+most ``MAX_HEAD_BYTES``; at most ``max_connections`` connections are kept,
+and a new one beyond that closes the connection idle the longest (or, if
+every one is busy answering, is itself answered 503). GET and HEAD only;
+keep-alive as HTTP/1.1 says.
+
+A blocked loop answers nothing until it is free again: a probe with a
+timeout (Kubernetes' ``timeoutSeconds``) sees the failure it should.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from garrison._errors import InvalidConfig
-from garrison.actors import ActorState
+from garrison._validate import check_count, check_seconds
+from garrison.observe._metrics import Exposition, ObservedNode, collect_metrics
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from garrison.actors import DeadLetters
-    from garrison.actors._kernel import Kernel
-    from garrison.observe._loop import LoopMonitor
-
 SNAPSHOT_TIMEOUT = 2.0
-"""Seconds /metrics and /tree wait for the loop before answering 503."""
-SHUTDOWN_POLL_INTERVAL = 0.05
-"""Seconds between the server thread's checks for a stop request."""
+"""Seconds /metrics waits for its slow sources (a Redis consumer group's lag) before answering 503."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections the endpoint keeps open at most."""
+DEFAULT_READ_TIMEOUT = 5.0
+"""Seconds from a request's first byte to the end of its head."""
+DEFAULT_IDLE_TIMEOUT = 30.0
+"""Seconds a connection may wait before sending its (next) request."""
+MAX_HEAD_BYTES = 8192
+"""The longest request line plus headers accepted (431 beyond)."""
+
+PATHS = ("/metrics", "/healthz", "/readyz", "/tree")
+_TEXT = "text/plain; charset=utf-8"
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-class LagSource(Protocol):
-    """A durable-stream consumer group whose lag the metrics export."""
+class _Request:
+    __slots__ = ("keep_alive", "method", "path")
 
-    async def lag(self) -> int:
-        """Entries appended but not acked yet."""
-        ...
-
-
-class ObservedNode(Protocol):
-    """What the HTTP endpoint reads of a node (``garrison.Node`` implements it).
-
-    Everything but ``health()`` is read on the node's loop.
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def kernel(self) -> Kernel:
-        """The node's actors (read through its introspection methods only)."""
-        ...
-
-    @property
-    def restart_counts(self) -> Mapping[str, int]: ...
-
-    @property
-    def gave_up_counts(self) -> Mapping[str, int]: ...
-
-    @property
-    def dead_letters(self) -> DeadLetters: ...
-
-    @property
-    def loop_monitor(self) -> LoopMonitor | None: ...
-
-    @property
-    def journal(self) -> object:
-        """The node's journal; its ``stats()``, if it has one, feeds the journal metrics."""
-        ...
-
-    @property
-    def consumer_groups(self) -> Mapping[tuple[str, str], LagSource]: ...
-
-    def health(self) -> tuple[bool, str]:
-        """(healthy, why); safe to call from any thread."""
-        ...
-
-    def tree(self) -> list[dict[str, Any]]:
-        """Every actor as a tree (``node.tree()``)."""
-        ...
+    def __init__(self, method: str, path: str, keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.keep_alive = keep_alive
 
 
-def _cumulative(buckets: Iterable[tuple[float, int]]) -> list[tuple[str, float]]:
-    total = 0
-    rows = []
-    for bound, count in buckets:
-        total += count
-        rows.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
-    return rows
-
-
-async def collect_metrics(node: ObservedNode) -> list[Metric]:
-    """Build every metric family from the node's state (runs on the node's loop)."""
-    from prometheus_client.metrics_core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-    )
-
-    depth = GaugeMetricFamily("garrison_mailbox_depth", "User messages queued", labels=["actor"])
-    capacity = GaugeMetricFamily("garrison_mailbox_capacity", "Mailbox capacity", labels=["actor"])
-    lag = GaugeMetricFamily(
-        "garrison_mailbox_consumer_lag_seconds", "Age of the oldest queued message", labels=["actor"]
-    )
-    messages = CounterMetricFamily(
-        "garrison_mailbox_messages",
-        "Messages by outcome; deferred counts the actor's own timer messages that found its"
-        " mailbox full and were moved to the system lane",
-        labels=["actor", "outcome"],
-    )
-    waited = HistogramMetricFamily(
-        "garrison_mailbox_wait_seconds", "Time messages waited in the mailbox (sampled)", labels=["actor"]
-    )
-    restarts = CounterMetricFamily("garrison_actor_restarts", "Supervised restarts", labels=["actor"])
-    gave_up = CounterMetricFamily(
-        "garrison_supervisor_gave_up", "Supervisors that exceeded their restart intensity", labels=["actor"]
-    )
-    state = GaugeMetricFamily("garrison_actor_running", "1 while the actor runs", labels=["actor"])
-    for actor in node.kernel.actors():
-        path = actor.path
-        snapshot = actor.mailbox
-        depth.add_metric([path], snapshot.depth)
-        capacity.add_metric([path], snapshot.capacity)
-        lag.add_metric([path], snapshot.oldest_age_seconds)
-        for outcome in ("enqueued", "processed", "dropped", "conflated", "rejected", "deferred"):
-            messages.add_metric([path, outcome], getattr(snapshot, outcome))
-        waited.add_metric([path], _cumulative(snapshot.wait_buckets), snapshot.wait_sum_seconds)
-        state.add_metric([path], 1.0 if actor.state is ActorState.RUNNING else 0.0)
-    for path, count in node.restart_counts.items():
-        restarts.add_metric([path], count)
-    for path, count in node.gave_up_counts.items():
-        gave_up.add_metric([path], count)
-    dead = CounterMetricFamily("garrison_dead_letters", "Dead letters by kind", labels=["kind"])
-    for kind, count in node.dead_letters.by_kind.items():
-        dead.add_metric([kind], count)
-    families: list[Metric] = [depth, capacity, lag, messages, waited, restarts, gave_up, state, dead]
-    monitor = node.loop_monitor
-    if monitor is not None:
-        stats = monitor.stats()
-        families.append(
-            HistogramMetricFamily(
-                "garrison_loop_lag_seconds",
-                "How late the loop-lag monitor woke",
-                buckets=_cumulative(stats.buckets),
-                sum_value=stats.sum,
-            )
-        )
-        for name, value, text in (
-            ("garrison_loop_lag_p99_seconds", stats.p99, "Loop lag p99 over the recent window"),
-            ("garrison_loop_lag_max_seconds", stats.max, "Loop lag max over the recent window"),
-        ):
-            families.append(GaugeMetricFamily(name, text, value=value))
-        families.append(
-            CounterMetricFamily("garrison_loop_stalls", "Stalls the watchdog saw", value=monitor.stalls)
-        )
-    journal = node.journal
-    journal_stats = getattr(journal, "stats", None)
-    if callable(journal_stats):
-        stats_map: dict[str, Any] = journal_stats()
-        families.append(
-            CounterMetricFamily("garrison_journal_appends", "Appends", value=stats_map["appends"])
-        )
-        families.append(
-            CounterMetricFamily("garrison_journal_commits", "Commits", value=stats_map["commits"])
-        )
-        families.append(
-            HistogramMetricFamily(
-                "garrison_journal_append_latency_seconds",
-                "From append() to durable",
-                buckets=_cumulative(stats_map["latency_buckets"]),
-                sum_value=stats_map["latency_sum"],
-            )
-        )
-        families.append(
-            HistogramMetricFamily(
-                "garrison_journal_batch_size",
-                "Appends folded into one commit",
-                buckets=_cumulative(stats_map["batch_buckets"]),
-                sum_value=float(stats_map["appends"]),
-            )
-        )
-    stream_lag = GaugeMetricFamily(
-        "garrison_stream_consumer_lag", "Entries appended but not acked", labels=["stream", "group"]
-    )
-    for (stream, name), group in list(node.consumer_groups.items()):
-        stream_lag.add_metric([stream, name], await group.lag())
-    families.append(stream_lag)
-    return families
-
-
-class _Snapshot:
-    """A prometheus-client collector that yields families built on the loop."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
+class _BadRequest(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
 
 
 class MetricsServer:
-    """The node's HTTP endpoint on a thread of its own."""
+    """The node's HTTP endpoint, served by its own loop.
 
-    def __init__(self, node: ObservedNode, host: str, port: int) -> None:
+    ``await open()`` binds and listens (raises OSError if the port is taken);
+    ``await stop()`` closes the listener and every connection.
+    """
+
+    def __init__(
+        self,
+        node: ObservedNode,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        check_count("max_connections", max_connections)
+        check_seconds("read_timeout", read_timeout)
+        check_seconds("idle_timeout", idle_timeout)
+        self.read_timeout = float(read_timeout)
+        self.idle_timeout = float(idle_timeout)
         try:
-            import prometheus_client  # noqa: F401
-        except ImportError as error:
-            raise InvalidConfig(
-                "metrics_port", port, "needs prometheus-client: pip install 'garrison[metrics]'"
-            ) from error
+            self._exposition: Exposition | None = Exposition()
+        except ImportError:
+            self._exposition = None  # /metrics says what to install; the rest works without it
         self._node = node
-        self._loop = asyncio.get_running_loop()
-        server = ThreadingHTTPServer((host, port), _handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self.address: tuple[str, int] = (host, server.server_address[1])
-        # serve_forever notices shutdown() only between polls: the default half
-        # second would be added to every node's shutdown.
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},
-            name=f"garrison-http-{node.name}",
-            daemon=True,
-        )
+        self._host = host
+        self._port = port
+        self.max_connections = max_connections
+        self.address: tuple[str, int] = (host, port)
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], bool] = {}
+        """The task serving each open connection, oldest first, and whether it is busy answering."""
+        self.evicted = 0
+        """Idle connections closed to make room for a new one."""
+        self.refused = 0
+        """Connections answered 503 because every kept one was busy."""
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def open(self) -> None:
+        """Bind and listen. Raises OSError (the port is taken, the host is not local)."""
+        server = await asyncio.start_server(self._serve, self._host, self._port, limit=MAX_HEAD_BYTES)
+        self._server = server
+        self.address = (self._host, server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self._server.shutdown)
-        self._server.server_close()
+        """Stop listening and close every connection; awaits their tasks."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
 
-    def _on_loop(self, coroutine: Any) -> Any:
+    # -- one connection ------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        except RuntimeError:  # the loop is closed: the coroutine will never run
-            coroutine.close()
-            raise
-        try:
-            return future.result(timeout=SNAPSHOT_TIMEOUT)
-        except TimeoutError:
-            future.cancel()
-            raise
-
-    def metrics(self) -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest
-
-        families = self._on_loop(collect_metrics(self._node))
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Snapshot(families))
-        return generate_latest(registry)
-
-    def health(self) -> tuple[bool, str]:
-        """The node's health, read from this server's threads (see ``Node.health``)."""
-        return self._node.health()
-
-    def tree(self) -> bytes:
-        async def snapshot() -> Any:
-            return self._node.tree()
-
-        return json.dumps(self._on_loop(snapshot()), indent=2).encode()
-
-
-def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/healthz":
-                healthy, reason = server.health()
-                self._reply(200 if healthy else 503, "text/plain; charset=utf-8", reason.encode() + b"\n")
+            if not self._admit():
+                self.refused += 1
+                await self._reply(writer, 503, _TEXT, b"too many connections\n", head_only=False, close=True)
                 return
-            if path not in ("/metrics", "/tree"):
-                self._reply(404, "text/plain; charset=utf-8", b"try /metrics, /healthz or /tree\n")
-                return
+            self._connections[task] = False
+            await self._requests(reader, writer, task)
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client hung up, or the connection was evicted or the node stops
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+
+    def _admit(self) -> bool:
+        """Room for one more connection, made by closing the longest-idle one if needed."""
+        if len(self._connections) < self.max_connections:
+            return True
+        for task, busy in self._connections.items():
+            if not busy:
+                del self._connections[task]
+                task.cancel()
+                self.evicted += 1
+                return True
+        return False
+
+    async def _requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]
+    ) -> None:
+        while True:
             try:
-                if path == "/metrics":
-                    from prometheus_client import CONTENT_TYPE_LATEST
-
-                    content_type, body = CONTENT_TYPE_LATEST, server.metrics()
-                else:
-                    content_type, body = "application/json", server.tree()
+                async with asyncio.timeout(self.idle_timeout):
+                    first = await reader.read(1)
+                if not first:
+                    return
+                async with asyncio.timeout(self.read_timeout):
+                    head = first + await reader.readuntil(b"\r\n\r\n")
             except TimeoutError:
-                self._reply(503, "text/plain; charset=utf-8", b"event loop not responding\n")
-            except RuntimeError as error:  # the loop is closed: the node is gone
-                self._reply(503, "text/plain; charset=utf-8", f"node not running: {error}\n".encode())
-            except Exception as error:  # a source failed (a closed journal): say so, do not hang up
-                text = f"collecting {path} failed: {type(error).__name__}: {error}\n"
-                self._reply(500, "text/plain; charset=utf-8", text.encode())
-            else:
-                self._reply(200, content_type, body)
-
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+                return  # an idle or slow client: close without a word (nothing was asked)
+            except asyncio.IncompleteReadError:
+                return
+            except asyncio.LimitOverrunError:
+                await self._refuse(reader, writer, 431, "request head too large")
+                return
             try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except ConnectionError:
-                self.close_connection = True  # the client hung up: nobody left to answer
+                request = _parse(head)
+            except _BadRequest as error:
+                await self._refuse(reader, writer, error.status, error.text)
+                return
+            self._connections[task] = True
+            status, content_type, body = await self._answer(request.path)
+            close = not request.keep_alive
+            await self._reply(
+                writer, status, content_type, body, head_only=request.method == "HEAD", close=close
+            )
+            if close:
+                return
+            self._connections[task] = False
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # requests are not worth a log line each
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, text: str
+    ) -> None:
+        """Answer ``status`` and close, reading what the client still sends meanwhile (bounded):
+        closing with unread input would reset the connection before the client reads the answer."""
+        await self._reply(writer, status, _TEXT, f"{text}\n".encode(), head_only=False, close=True)
+        if writer.can_write_eof():
+            writer.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(self.read_timeout):
+                for _ in range(16):
+                    if not await reader.read(MAX_HEAD_BYTES):
+                        break
 
-    return Handler
+    async def _answer(self, path: str) -> tuple[int, str, bytes]:
+        node = self._node
+        if path in ("/healthz", "/readyz"):
+            ok, why = node.health() if path == "/healthz" else node.readiness()
+            return (200 if ok else 503), _TEXT, why.encode() + b"\n"
+        if path == "/tree":
+            return 200, "application/json", json.dumps(node.tree(), indent=2).encode()
+        if path != "/metrics":
+            return 404, _TEXT, f"try {', '.join(PATHS)}\n".encode()
+        exposition = self._exposition
+        if exposition is None:
+            return 500, _TEXT, b"/metrics needs prometheus-client: pip install 'garrison[metrics]'\n"
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT):
+                families = await collect_metrics(node)
+        except TimeoutError:
+            return 503, _TEXT, f"collecting /metrics took over {SNAPSHOT_TIMEOUT}s\n".encode()
+        except Exception as error:  # a source failed (a closed journal): say so, do not hang up
+            return 500, _TEXT, f"collecting /metrics failed: {type(error).__name__}: {error}\n".encode()
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return 200, CONTENT_TYPE_LATEST, exposition.render(families, self._own_families())
+
+    def _own_families(self) -> list[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
+        return [
+            GaugeMetricFamily(
+                "garrison_http_connections", "Connections open to this endpoint", value=len(self._connections)
+            ),
+            CounterMetricFamily(
+                "garrison_http_connections_evicted",
+                "Idle connections closed to make room for a new one",
+                value=self.evicted,
+            ),
+            CounterMetricFamily(
+                "garrison_http_connections_refused",
+                "Connections answered 503: every connection kept was busy",
+                value=self.refused,
+            ),
+        ]
+
+    async def _reply(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        content_type: str,
+        body: bytes,
+        *,
+        head_only: bool,
+        close: bool,
+    ) -> None:
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + ("Allow: GET, HEAD\r\n" if status == 405 else "")
+            + ("Connection: close\r\n" if close else "")
+            + "\r\n"
+        )
+        writer.write(head.encode("latin-1") if head_only else head.encode("latin-1") + body)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await writer.drain()  # a client that does not read is not waited for
+        except TimeoutError:
+            writer.transport.abort()
+            raise ConnectionResetError("the client does not read its answer") from None
+
+
+def _parse(head: bytes) -> _Request:
+    """The method, path and keep-alive of a request head; raises _BadRequest."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _BadRequest(400, "expected 'GET /path HTTP/1.1'")
+    method, target, version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise _BadRequest(400, f"malformed header line {line[:40]!r}")
+            headers[name.strip().lower()] = value.strip().lower()
+    if method not in ("GET", "HEAD"):
+        raise _BadRequest(405, f"method {method[:20]} not allowed: GET or HEAD")
+    if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+        raise _BadRequest(400, "a request body is not accepted")
+    connection = headers.get("connection", "")
+    keep_alive = "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
+    return _Request(method, target.split("?", 1)[0], keep_alive)

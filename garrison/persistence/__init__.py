@@ -14,7 +14,7 @@ from garrison._errors import (
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._eventsourced import EventSourcedActor
 from garrison.persistence._ids import client_order_id, deterministic_id
-from garrison.persistence._intent_log import IntentLog, IntentLogBroken
+from garrison.persistence._intent_log import IntentHistoryMissing, IntentLog, IntentLogBroken
 from garrison.persistence._intent_model import (
     Intent,
     IntentEvent,
@@ -34,6 +34,7 @@ from garrison.persistence._journal import (
 from garrison.persistence._redis import RedisJournal
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
+from garrison.persistence._retention import trim_to_snapshot
 from garrison.persistence._sqlite import SqliteJournal
 from garrison.persistence._streams import ConsumerGroup, Delivery, DurableStream
 from garrison.persistence._upcast import Upcaster
@@ -49,6 +50,7 @@ __all__ = [
     "FatalError",
     "Intent",
     "IntentEvent",
+    "IntentHistoryMissing",
     "IntentLog",
     "IntentLogBroken",
     "IntentMoved",
@@ -75,4 +77,5 @@ __all__ = [
     "client_order_id",
     "deterministic_id",
     "replay_events",
+    "trim_to_snapshot",
 ]

@@ -13,6 +13,7 @@ from garrison._validate import check_count
 from garrison.actors import Actor
 from garrison.persistence._codec import EventCodec, StateCodec
 from garrison.persistence._replay import replay_events
+from garrison.persistence._retention import trim_to_snapshot
 from garrison.persistence._upcast import Upcaster
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ class EventSourcedActor(Actor, Generic[S]):
 
     ``persistence_id`` names the stream (default: the actor's path); one
     live writer per id. ``snapshot_every=N`` saves a snapshot every N
-    events (a failed snapshot is logged, not fatal). The journal is the
+    events (a failed snapshot is logged, not fatal); with
+    ``trim_after_snapshot = True`` the events a snapshot holds are then
+    deleted (``trim_to_snapshot``: never one past it; a failed trim is
+    logged, and the next snapshot's trim deletes them). The journal is the
     node's (``Node(journal=...)``) unless ``journal()`` is overridden.
     """
 
@@ -55,6 +59,7 @@ class EventSourcedActor(Actor, Generic[S]):
     upcasters: ClassVar[Sequence[Upcaster]] = ()
     """How stored events of older tags become ``events`` types on replay (schema evolution)."""
     snapshot_every: ClassVar[int | None] = None
+    trim_after_snapshot: ClassVar[bool] = False
     state_type: ClassVar[Any] = None
     """The snapshot's type for decoding; default ``type(self.initial_state())``."""
     persistence_id: str | None = None
@@ -62,6 +67,8 @@ class EventSourcedActor(Actor, Generic[S]):
     _codec: ClassVar[EventCodec | None] = None
     _state: S
     _seq: int = 0
+    _trimmed_through: int | None = None
+    """Where this incarnation last trimmed its stream (None: not yet, read where it starts)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +76,9 @@ class EventSourcedActor(Actor, Generic[S]):
             cls._codec = EventCodec(cls.events, upcasters=cls.upcasters)
         every = cls.__dict__.get("snapshot_every")
         check_count(f"{cls.__qualname__}.snapshot_every", every, allow_none=True)
+        trim = cls.__dict__.get("trim_after_snapshot", False)
+        if not isinstance(trim, bool):
+            raise InvalidConfig(f"{cls.__qualname__}.trim_after_snapshot", trim, "must be True or False")
 
     # -- what subclasses write -------------------------------------------------
 
@@ -153,6 +163,18 @@ class EventSourcedActor(Actor, Generic[S]):
                 stream=self.stream,
                 seq=self._seq,
             )
+            return
+        if self.trim_after_snapshot:
+            try:
+                start = None if self._trimmed_through is None else self._trimmed_through + 1
+                await trim_to_snapshot(self.journal(), self.stream, self._seq, from_seq=start)
+                self._trimmed_through = self._seq
+            except Exception:
+                self.ctx.logger.opt(exception=True).warning(
+                    "trimming {stream} up to its snapshot at seq {seq} failed; the next snapshot trims again",
+                    stream=self.stream,
+                    seq=self._seq,
+                )
 
     # -- recovery ---------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ replayer looks them up before it ever sends again.
 This module is the log's pipeline: queued writes folded into bounded journal
 appends, conflicts with other writers, a log broken by an unconfirmed write.
 What an intent is, its states and events, and how an event changes an intent
-are the model's (``_intent_model.py``).
+are the model's (``_intent_model.py``); the snapshot a compaction stores and the
+window of settled intents it keeps are ``_intent_compaction.py``'s.
 """
 
 from __future__ import annotations
@@ -23,10 +24,23 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
+from loguru import logger
 
-from garrison._errors import EventDecodeError, InvalidConfig, JournalError, SequenceConflict
+from garrison._errors import EventDecodeError, InvalidConfig, JournalClosed, JournalError, SequenceConflict
+from garrison._validate import check_count
 from garrison.persistence._codec import EventCodec
+from garrison.persistence._intent_compaction import (
+    CHUNK,
+    SETTLED_CODEC,
+    SettledWindow,
+    decode_chunk,
+    decode_snapshot,
+    encode_chunks,
+    encode_snapshot,
+    settled_stream,
+)
 from garrison.persistence._intent_model import (
+    TERMINAL,
     TRANSITIONS,
     Intent,
     IntentEvent,
@@ -38,6 +52,7 @@ from garrison.persistence._intent_model import (
 )
 from garrison.persistence._journal import Journal, check_stream
 from garrison.persistence._replay import replay_events
+from garrison.persistence._retention import delete_through, trim_to_snapshot
 from garrison.persistence._roundtrip import invalid_payload
 
 P = TypeVar("P")
@@ -52,6 +67,48 @@ in one go held the loop for 2-2.5 ms at capacity (cold caches), one loop-lag spi
 
 MAX_CONFLICT_RETRIES = 100
 """How many times in a row a write re-reads another writer's events before giving up."""
+
+MAX_RELOADS = 10
+"""How many times in a row a read starts again from the snapshot because another writer
+compacted the events it was about to read."""
+
+COMPACT_EVERY = 10_000
+"""Default ``compact_every``: settled intents between two automatic compactions."""
+
+RETAIN_SETTLED = 100_000
+"""Default ``retain_settled``: the most recent settled intents kept through compactions."""
+
+CHUNKS_PER_APPEND = 16
+"""Chunks of settled intents written to the settled stream per append (a few MB at most)."""
+
+
+class IntentHistoryMissing(JournalError):
+    """Raised by ``IntentLog.open`` (and reads of other writers' events) when events of the
+    intent stream were deleted that no snapshot holds: what they recorded is lost."""
+
+    def __init__(self, stream: str, after_seq: int, found_seq: int | None) -> None:
+        self.stream = stream
+        self.after_seq = after_seq
+        self.found_seq = found_seq
+        found = f"the next stored event is seq {found_seq}" if found_seq is not None else "none is stored"
+        super().__init__(
+            f"intent log {stream!r}: the events after seq {after_seq} were deleted ({found}) and no "
+            "snapshot holds them; trim an intent stream only through IntentLog compaction "
+            "(or trim_to_snapshot), and restore the journal from a backup to recover them"
+        )
+
+
+class _Gap(Exception):
+    """Events right after the seq a read started from are gone (another writer compacted)."""
+
+    def __init__(
+        self, stream: str, after_seq: int, found_seq: int | None, snapshot: tuple[int, bytes] | None = None
+    ) -> None:
+        self.stream = stream
+        self.after_seq = after_seq
+        self.found_seq = found_seq
+        self.snapshot = snapshot
+        """The snapshot whose window was being read (a gap in the settled stream)."""
 
 
 class IntentLogBroken(JournalError):
@@ -88,12 +145,48 @@ class IntentLog(Generic[P]):
     For many intents at a time, ``record_many_nowait`` and ``move_many_nowait``
     queue a whole batch under one future (one journal append), which costs
     a fraction of one call per intent.
+
+    History stays bounded (compaction): once ``compact_every`` intents have
+    settled (REJECTED or DONE) since the last compaction, the log stores a
+    snapshot of what it still needs (every open intent, and the
+    ``retain_settled`` most recent settled ones at least) and deletes the
+    events before it, in bounded steps, while writes go on; ``open`` reads
+    that snapshot and the events after it, so its cost follows the open and
+    retained intents, not the history. A settled intent in the window is
+    still known (``get``, ``in``, ``intents``): recording its id again writes
+    nothing and returns it, as before the compaction. One that left the
+    window is forgotten: recording its id again records a new intent. Size
+    ``retain_settled`` to outlast the longest time an input can be
+    redelivered after its intent settled. ``compact_every=None`` compacts
+    only when ``await log.compact()`` is called. The window is stored once,
+    in chunks, in the stream ``<stream>.settled`` (``settled_stream``);
+    ``archive_settled=True`` keeps every chunk there instead of deleting
+    those that left the window. ``await log.close()`` (in the owner's
+    ``on_stop``) ends a compaction in progress before the journal closes.
     """
 
-    def __init__(self, journal: Journal, stream: str, payload_type: type[P]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        stream: str,
+        payload_type: type[P],
+        *,
+        compact_every: int | None = COMPACT_EVERY,
+        retain_settled: int = RETAIN_SETTLED,
+        archive_settled: bool = False,
+    ) -> None:
+        check_count("compact_every", compact_every, allow_none=True)
+        check_count("retain_settled", retain_settled, minimum=0)
+        if not isinstance(archive_settled, bool):
+            raise InvalidConfig("archive_settled", archive_settled, "must be True or False")
         self.journal = journal
         self.stream = check_stream(stream)
         self.payload_type = payload_type
+        self.compact_every = compact_every
+        self.retain_settled = retain_settled
+        self.archive_settled = archive_settled
+        self.settled_stream = settled_stream(self.stream)
+        """Where compactions store the settled intents they keep (``<stream>.settled``)."""
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[P] = msgspec.msgpack.Decoder(payload_type)
         self._intents: dict[str, Intent[P]] = {}
@@ -107,36 +200,172 @@ class IntentLog(Generic[P]):
         self._decoded: dict[str, P] = {}
         """Payloads of queued records as they decode from their bytes (what a replay would read)."""
         self._projected: dict[str, IntentState] = {}
+        self._settled: SettledWindow[P] = SettledWindow(retain_settled, archive_settled)
+        """Settled intents kept through compactions (not in ``_intents``)."""
+        self._newly_settled: list[str] = []
+        """Ids of the intents in ``_intents`` that settled since the last compaction, in that order."""
+        self._applying = False
+        """True while a durable append's events are applied in slices (the state is behind ``_seq``)."""
+        self._applied = asyncio.Event()
+        """Set whenever ``_applying`` is False."""
+        self._applied.set()
+        self._compaction: asyncio.Task[None] | None = None
+        self._trimmed_through = 0
+        """The seq the events are deleted through, as far as this log knows (its latest snapshot's)."""
 
     async def open(self) -> IntentLog[P]:
-        """Read the stream back (idempotent). Awaits; raises EventDecodeError on an event
-        (or a payload of another type) that does not decode, naming the stream and seq.
+        """Read the stream back (idempotent): its snapshot, then the events after it. Awaits;
+        raises EventDecodeError on an event, snapshot or payload that does not decode, naming
+        the stream and seq, and IntentHistoryMissing if events were deleted that no snapshot
+        holds.
 
         Call it before the first write, or after IntentLogBroken; while writes
-        are in flight it raises InvalidConfig (the read could miss them)."""
+        are in flight it raises InvalidConfig (the read could miss them). A
+        compaction in progress is waited for first."""
         if self._flusher is not None and not self._flusher.done():
             raise InvalidConfig("intent log", self.stream, "writes are in flight: open() it before writing")
-        intents: dict[str, Intent[P]] = {}
-        seq = 0
-        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC)) as runs:
-            async for first_seq, events in runs:
-                self._replay(intents, first_seq, events)
-                seq = first_seq + len(events) - 1
-        self._intents = intents
-        self._projected = {intent_id: intent.state for intent_id, intent in intents.items()}
+        await self._compaction_done()
+        await self._reload()
+        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
         self._recording = {}
         self._decoded = {}
-        self._seq = seq
         self._broken = None
         self._opened = True
+        self._maybe_compact()
         return self
 
-    def _replay(self, intents: dict[str, Intent[P]], first_seq: int, events: list[IntentEvent]) -> None:
+    async def _reload(self) -> None:
+        """Read the whole state again from the snapshot and the events after it; another writer
+        compacting meanwhile makes it start again (MAX_RELOADS times at most).
+
+        Chunks of the window missing while the snapshot naming them is still the latest are
+        a lasting loss (two writers' compactions crossing): those settled ids are forgotten
+        early, with a warning, rather than the log never opening again."""
+        lost_chunks_of: tuple[int, bytes] | None = None
+        for _ in range(MAX_RELOADS):
+            try:
+                intents, settled, newly_settled, seq = await self._read_from_snapshot(lost_chunks_of)
+            except _Gap as gap:
+                missing = gap
+                still_latest = gap.stream == self.settled_stream and (
+                    await self.journal.load_snapshot(self.stream) == gap.snapshot
+                )
+                if still_latest:
+                    lost_chunks_of = gap.snapshot
+                continue
+            self._intents, self._settled, self._seq = intents, settled, seq
+            self._newly_settled = newly_settled
+            return
+        raise IntentHistoryMissing(missing.stream, missing.after_seq, missing.found_seq)
+
+    async def _read_from_snapshot(
+        self, lost_chunks_of: tuple[int, bytes] | None
+    ) -> tuple[dict[str, Intent[P]], SettledWindow[P], list[str], int]:
+        intents: dict[str, Intent[P]] = {}
+        settled: SettledWindow[P] = SettledWindow(self.retain_settled, self.archive_settled)
+        seq = 0
+        snapshot = await self.journal.load_snapshot(self.stream)
+        if snapshot is not None:
+            seq, payload = snapshot
+            # The compaction that saved it deleted the events before it (or will: a step hint).
+            self._trimmed_through = max(self._trimmed_through, seq)
+            stored = decode_snapshot(payload, self.stream, seq)
+            decode = self._decoder.decode
+            for index, chunk in enumerate(stored.open):
+                if index:
+                    await asyncio.sleep(0)
+                try:
+                    for entry in decode_chunk(chunk, self.stream, seq):
+                        intents[entry.id] = Intent(
+                            entry.id, decode(entry.payload), entry.state, entry.detail, entry.attempts
+                        )
+                except msgspec.DecodeError as error:
+                    raise EventDecodeError(self.stream, seq, error) from error
+            await self._read_window(
+                settled,
+                stored.settled_from,
+                stored.settled_through,
+                snapshot,
+                lost=snapshot == lost_chunks_of,
+            )
+        newly_settled: list[str] = []
+        seq = await self._read_tail(intents, seq, newly_settled)
+        return intents, settled, newly_settled, seq
+
+    async def _read_window(
+        self, window: SettledWindow[P], first: int, last: int, snapshot: tuple[int, bytes], *, lost: bool
+    ) -> None:
+        """Load the chunks ``first`` to ``last`` of the settled stream. Raises _Gap if one of
+        them is gone (another writer's later compaction let it go), unless ``lost``: then
+        loads those that are there, and warns."""
+        window.through = max(first - 1, last)
+        if first > last:
+            return
+        loaded = 0
+        async with contextlib.aclosing(
+            replay_events(self.journal, self.settled_stream, SETTLED_CODEC, first - 1)
+        ) as runs:
+            async for first_seq, chunks in runs:
+                if first_seq != first + loaded and not lost:
+                    raise _Gap(self.settled_stream, first + loaded - 1, first_seq, snapshot)
+                for offset, chunk in enumerate(chunks[: last - first_seq + 1]):
+                    window.load_chunk(first_seq + offset, chunk.intents)
+                    loaded += 1
+                if first_seq + len(chunks) > last:
+                    break
+        if loaded < last - first + 1:
+            if not lost:
+                raise _Gap(self.settled_stream, first + loaded - 1, None, snapshot)
+            logger.warning(
+                "intent log {stream}: {missing} chunks of settled intents named by the snapshot at "
+                "seq {seq} are gone (two writers' compactions crossed); their ids are forgotten early",
+                stream=self.stream,
+                missing=last - first + 1 - loaded,
+                seq=snapshot[0],
+            )
+        window.expire()
+
+    async def _read_tail(self, intents: dict[str, Intent[P]], seq: int, newly_settled: list[str]) -> int:
+        """Apply the stored events after ``seq`` to ``intents``; returns the seq of the last.
+        Raises _Gap if the events right after ``seq`` (or after a run) are gone, unless they
+        were quarantined (replay skips those)."""
+        expected = seq + 1
+        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, seq)) as runs:
+            async for first_seq, events in runs:
+                if first_seq != expected and not await self._quarantined_between(expected - 1, first_seq):
+                    raise _Gap(self.stream, expected - 1, first_seq)
+                self._replay(intents, first_seq, events, newly_settled)
+                expected = first_seq + len(events)
+        if expected == seq + 1:
+            return await self._highest_after(seq)
+        return expected - 1
+
+    async def _highest_after(self, seq: int) -> int:
+        """The stream's highest seq, having read nothing after ``seq``: ``seq`` itself, or a
+        higher one if every event after it was quarantined. Raises _Gap otherwise."""
+        highest = await self.journal.highest_seq(self.stream)
+        if highest > seq and not await self._quarantined_between(seq, highest + 1):
+            raise _Gap(self.stream, seq, None)
+        return max(highest, seq)
+
+    async def _quarantined_between(self, after_seq: int, before_seq: int) -> bool:
+        """Whether every seq after ``after_seq`` and before ``before_seq`` was set aside by
+        ``garrison journal quarantine`` (replay skips those: not a gap)."""
+        quarantined = {event.seq for event in await self.journal.quarantined(self.stream)}
+        return all(seq in quarantined for seq in range(after_seq + 1, before_seq))
+
+    def _replay(
+        self,
+        intents: dict[str, Intent[P]],
+        first_seq: int,
+        events: list[IntentEvent],
+        newly_settled: list[str] | None = None,
+    ) -> None:
         """Apply a run of stored events (``events[i]`` has seq ``first_seq + i``). Raises
         EventDecodeError naming the seq of an event that does not apply."""
         decode = self._decoder.decode
         try:
-            apply_intent_events(intents, events, lambda event: decode(event.payload))
+            apply_intent_events(intents, events, lambda event: decode(event.payload), newly_settled)
         except (msgspec.DecodeError, KeyError) as error:
             offset, cause = self._unapplied(intents, events, error)
             raise EventDecodeError(self.stream, first_seq + offset, cause) from error
@@ -181,20 +410,33 @@ class IntentLog(Generic[P]):
     # not decide from it.
 
     def get(self, intent_id: str) -> Intent[P] | None:
-        """The intent with this id as durably known, or None."""
+        """The intent with this id as durably known, or None (never recorded, or settled and
+        out of the compaction window)."""
         self._check_usable()
-        return self._intents.get(intent_id)
+        return self._known(intent_id)
+
+    def _known(self, intent_id: str) -> Intent[P] | None:
+        intent = self._intents.get(intent_id)
+        if intent is None and self._settled.index:
+            return self._settled.get(intent_id, self._decoder.decode)
+        return intent
 
     def __len__(self) -> int:
-        return len(self._intents)
+        """How many intents the log knows: open ones and the settled ones it keeps."""
+        return len(self._intents) + len(self._settled.index)
 
     def __contains__(self, intent_id: object) -> bool:
-        return intent_id in self._intents
+        return intent_id in self._intents or intent_id in self._settled.index
 
     def intents(self) -> list[Intent[P]]:
-        """Every intent, terminal or not, in the order recorded."""
+        """Every intent the log knows, terminal or not: the settled ones kept by compactions
+        (in the order they settled), then the others in the order recorded. Decodes the
+        payloads of the kept settled ones: O(all it knows)."""
         self._check_usable()
-        return list(self._intents.values())
+        decode = self._decoder.decode
+        settled = self._settled
+        kept = [settled.get(intent_id, decode) for intent_id in settled.index]
+        return [intent for intent in kept if intent is not None] + list(self._intents.values())
 
     def pending(self) -> list[Intent[P]]:
         """Every intent not terminal, in the order recorded. ``may_have_happened`` marks the dead zone."""
@@ -233,7 +475,7 @@ class IntentLog(Generic[P]):
         _check_id(intent_id)
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Intent[P]] = loop.create_future()
-        existing = self._intents.get(intent_id)
+        existing = self._known(intent_id)
         if existing is not None:
             result.set_result(existing)
             return result
@@ -266,7 +508,7 @@ class IntentLog(Generic[P]):
         for intent_id, payload in records:
             _check_id(intent_id)
             ids.append(intent_id)
-            if intent_id in self._intents or intent_id in decoded:
+            if intent_id in self._intents or intent_id in decoded or intent_id in self._settled.index:
                 continue
             in_flight = self._recording.get(intent_id)
             if in_flight is not None:
@@ -283,7 +525,7 @@ class IntentLog(Generic[P]):
             # group resolves after every write queued before it.
             written = self._enqueue([])
         else:
-            result.set_result([self._intents[intent_id] for intent_id in ids])
+            result.set_result(self._resolved(ids))
             return result
         written.add_done_callback(functools.partial(self._resolve_records, ids, result))
         return result
@@ -303,7 +545,7 @@ class IntentLog(Generic[P]):
             return
         error = _error_of(written)
         if error is None:
-            result.set_result(self._intents[intent_id])
+            result.set_result(self._resolved([intent_id])[0])
             return
         result.set_exception(error)
         result.exception()  # retrieved: only callers still waiting re-raise it
@@ -315,8 +557,7 @@ class IntentLog(Generic[P]):
             return
         error = _error_of(written)
         if error is None:
-            intents = self._intents
-            result.set_result([intents[intent_id] for intent_id in ids])
+            result.set_result(self._resolved(ids))
             return
         result.set_exception(error)
         result.exception()
@@ -331,8 +572,25 @@ class IntentLog(Generic[P]):
         recording = self._recording.get(intent_id)
         if recording is not None:
             await asyncio.shield(recording)
+        before = self._intents.get(intent_id)
         await self.move_nowait(intent_id, state, detail)
-        return self._intents[intent_id]
+        after = self._known(intent_id)
+        if after is None and before is not None:
+            # Settled, and already out of a compaction window smaller than one append.
+            attempts = before.attempts + 1 if state is IntentState.SENDING else before.attempts
+            return Intent(intent_id, before.payload, state, detail, attempts)
+        assert after is not None, "a durable move leaves its intent known"
+        return after
+
+    def _resolved(self, ids: list[str]) -> list[Intent[P]]:
+        """The intents of ids whose writes are durable (a compaction may have taken a settled
+        one out of the working set since)."""
+        intents = self._intents
+        try:
+            return [intents[intent_id] for intent_id in ids]
+        except KeyError:
+            known = [self._known(intent_id) for intent_id in ids]
+            return [intent for intent in known if intent is not None]
 
     def move_nowait(self, intent_id: str, state: IntentState, detail: str = "") -> asyncio.Future[None]:
         """Queue a move without awaiting it (after a record queued earlier is fine: writes
@@ -342,7 +600,7 @@ class IntentLog(Generic[P]):
         _check_move(state, detail)
         current = self._projected.get(intent_id)
         if current is None:
-            raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+            current = self._unknown(intent_id)
         if state not in TRANSITIONS[current]:
             raise IntentTransitionError(intent_id, current, state)
         self._projected[intent_id] = state
@@ -377,7 +635,7 @@ class IntentLog(Generic[P]):
                 _check_move(state, detail)
                 current = projected.get(intent_id)
                 if current is None:
-                    raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+                    current = self._unknown(intent_id)
                 if state not in TRANSITIONS[current]:
                     raise IntentTransitionError(intent_id, current, state)
                 before.setdefault(intent_id, current)
@@ -391,6 +649,14 @@ class IntentLog(Generic[P]):
             future.set_result(None)
             return future
         return self._enqueue(events)
+
+    def _unknown(self, intent_id: str) -> IntentState:
+        """The state of an id not in the working set: a settled one's (that no move leaves),
+        or KeyError when it was never recorded (or has left the compaction window)."""
+        state = self._settled.state_of(intent_id)
+        if state is None:
+            raise KeyError(f"intent {intent_id!r} was never recorded in {self.stream!r}")
+        return state
 
     def _check_usable(self) -> None:
         if not self._opened:
@@ -448,12 +714,18 @@ class IntentLog(Generic[P]):
                     self._break(batch, error)
                     return
                 else:
-                    for start in range(0, len(events), EVENTS_PER_STEP):
-                        if start:
-                            # Between two slices, an id of this append is either applied or still
-                            # recording (never neither), and its group's future is not resolved yet.
-                            await asyncio.sleep(0)
-                        self._apply_written(events[start : start + EVENTS_PER_STEP])
+                    self._applying = True
+                    self._applied.clear()
+                    try:
+                        for start in range(0, len(events), EVENTS_PER_STEP):
+                            if start:
+                                # Between two slices, an id of this append is either applied or still
+                                # recording (never neither), and its group's future is not resolved yet.
+                                await asyncio.sleep(0)
+                            self._apply_written(events[start : start + EVENTS_PER_STEP])
+                    finally:
+                        self._applying = False
+                        self._applied.set()
                     break
             else:
                 self._break(batch, RuntimeError(f"{MAX_CONFLICT_RETRIES} conflicting writers in a row"))
@@ -461,10 +733,11 @@ class IntentLog(Generic[P]):
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            self._maybe_compact()
 
     def _apply_written(self, events: list[IntentEvent]) -> None:
         """Our own events, durable now: applied without decoding the payloads again."""
-        apply_intent_events(self._intents, events, self._take_decoded)
+        apply_intent_events(self._intents, events, self._take_decoded, self._newly_settled)
 
     def _take_decoded(self, event: IntentRecorded) -> P:
         """A record of ours is durable: it is no longer recording, and its payload (decoded
@@ -491,16 +764,31 @@ class IntentLog(Generic[P]):
         conflict anyway, this only makes ``get``/``pending`` and move checks current."""
         self._check_usable()
         await self._catch_up()
+        self._maybe_compact()
         pending = {intent_id for intent_id in self._projected if intent_id in self._recording}
         self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
         for intent_id in pending:
             self._projected.setdefault(intent_id, IntentState.RECORDED)
 
     async def _catch_up(self) -> None:
-        async with contextlib.aclosing(replay_events(self.journal, self.stream, _CODEC, self._seq)) as runs:
-            async for first_seq, events in runs:
-                self._replay(self._intents, first_seq, events)
-                self._seq = first_seq + len(events) - 1
+        """Apply what other writers appended; if one compacted the events after ``_seq``
+        away, read the whole state again from its snapshot."""
+        expected = self._seq + 1
+        try:
+            async with contextlib.aclosing(
+                replay_events(self.journal, self.stream, _CODEC, self._seq)
+            ) as runs:
+                async for first_seq, events in runs:
+                    if first_seq != self._seq + 1 and not await self._quarantined_between(
+                        self._seq, first_seq
+                    ):
+                        raise _Gap(self.stream, self._seq, first_seq)
+                    self._replay(self._intents, first_seq, events, self._newly_settled)
+                    self._seq = first_seq + len(events) - 1
+            if self._seq + 1 == expected:
+                self._seq = await self._highest_after(self._seq)
+        except _Gap:
+            await self._reload()
 
     def _revalidate(self, batch: list[_Group]) -> list[_Group]:
         """Our queued writes, re-checked against what the other writer did: a record of an
@@ -513,14 +801,14 @@ class IntentLog(Generic[P]):
             still: list[Any] = []
             for event in events:
                 if isinstance(event, IntentRecorded):
-                    if event.id not in self._projected:
+                    if event.id not in self._projected and event.id not in self._settled.index:
                         self._projected[event.id] = IntentState.RECORDED
                         still.append(event)
                     else:
                         self._recording.pop(event.id, None)
                         self._decoded.pop(event.id, None)
                     continue
-                current = self._projected.get(event.id)
+                current = self._projected.get(event.id) or self._settled.state_of(event.id)
                 if current is None or event.state not in TRANSITIONS[current]:
                     if not future.done():
                         future.set_exception(
@@ -533,6 +821,146 @@ class IntentLog(Generic[P]):
             if not future.done():
                 kept.append((still, future))
         return kept
+
+    # -- compaction ----------------------------------------------------------------------
+
+    async def compact(self) -> None:
+        """Compact now, whatever ``compact_every``: store a snapshot of the open intents and
+        the settled ones kept (``retain_settled``), then delete the events it holds.
+
+        Awaits a compaction already running first, then this one's snapshot and
+        deletion; writes go on meanwhile. Raises the journal's error if the
+        snapshot or the deletion fails (an automatic compaction logs it instead
+        and the next one tries again; nothing is lost either way: the events
+        are deleted only once the snapshot holding them is durable)."""
+        self._check_usable()
+        while self.compacting:
+            # Several callers may wait for the same one: each checks again, so one runs at a time.
+            await self._compaction_done()
+        self._check_usable()
+        compaction = asyncio.get_running_loop().create_task(
+            self._compact(), name=f"garrison:intent-log-compaction:{self.stream}"
+        )
+        self._compaction = compaction
+        await asyncio.shield(compaction)
+
+    async def close(self) -> None:
+        """Stop a compaction in progress and wait for it to end; later calls raise InvalidConfig
+        until ``await log.open()``. Call it before the journal closes (in its owner's
+        ``on_stop``): a compaction cut short loses nothing (the next one stores what it did
+        not), one left running meets a closed journal and logs a warning. Queued writes are
+        the journal's to finish."""
+        self._opened = False
+        compaction = self._compaction
+        if compaction is not None and not compaction.done():
+            compaction.cancel()
+            await asyncio.wait([compaction])
+
+    @property
+    def compacting(self) -> bool:
+        """Whether a compaction is running (await ``compact()`` to wait for it and run one more)."""
+        return self._compaction is not None and not self._compaction.done()
+
+    def _maybe_compact(self) -> None:
+        """Start an automatic compaction when ``compact_every`` intents settled since the last
+        one (none while one runs, or when the log is broken)."""
+        every = self.compact_every
+        if (
+            every is None
+            or len(self._newly_settled) < every
+            or self._broken is not None
+            or not self._opened
+            or self.compacting
+        ):
+            return
+        self._compaction = asyncio.get_running_loop().create_task(
+            self._compact_quietly(), name=f"garrison:intent-log-compaction:{self.stream}"
+        )
+
+    async def _compaction_done(self) -> None:
+        compaction = self._compaction
+        if compaction is not None and not compaction.done():
+            await asyncio.wait([compaction])
+
+    async def _compact_quietly(self) -> None:
+        try:
+            await self._compact()
+        except JournalClosed:
+            pass  # the node is shutting down: the next open reads the events this would have deleted
+        except Exception:
+            logger.opt(exception=True).warning(
+                "intent log {stream}: compaction failed; the next one tries again "
+                "(until then, opening the log reads more events)",
+                stream=self.stream,
+            )
+
+    async def _compact(self) -> None:
+        """Capture the state at a seq (synchronously), then store and trim in steps.
+
+        The settled intents leave the working set at the capture, into the window, which
+        keeps them known whatever happens next. They are appended to the settled stream
+        first, then the snapshot naming them is saved, and only then are the events it
+        holds deleted: a failure at any step loses nothing (the next compaction stores
+        what this one did not). Runs as a task so that the loop and the writes go on."""
+        while True:
+            while self._applying:
+                await self._applied.wait()  # an append's slices are being applied: wait for the whole of it
+            # Once more round the loop: the callbacks resolving that append's futures (queued as
+            # it finished) see its intents in the working set before the capture moves them.
+            await asyncio.sleep(0)
+            if not self._applying:
+                break
+        seq = self._seq
+        window = self._settled
+        stored_from = window.settled_from
+        window.capture(self._take_settled())
+        open_intents = list(self._intents.values())
+        encode = self._encoder.encode
+        unsaved = list(window.unsaved)
+        per_append = CHUNKS_PER_APPEND * CHUNK
+        for start in range(0, len(unsaved), per_append):
+            entries = unsaved[start : start + per_append]
+            chunks = await encode_chunks(entries, encode, settled=True)
+            window.saved(entries, await self._append_settled(chunks))
+        open_chunks = await encode_chunks(open_intents, encode, settled=False)
+        settled_from = window.settled_from
+        snapshot = encode_snapshot(open_chunks, settled_from, window.through)
+        await self.journal.save_snapshot(self.stream, seq, snapshot)
+        await trim_to_snapshot(self.journal, self.stream, seq, from_seq=self._trimmed_through + 1)
+        self._trimmed_through = max(self._trimmed_through, seq)
+        if not self.archive_settled:
+            # Another writer's later snapshot (ours was then not kept) may name older chunks.
+            latest = await self.journal.load_snapshot(self.stream)
+            if latest is not None and latest[1] != snapshot:
+                theirs = decode_snapshot(latest[1], self.stream, latest[0])
+                settled_from = min(settled_from, theirs.settled_from)
+            await delete_through(self.journal, self.settled_stream, settled_from - 1, from_seq=stored_from)
+
+    async def _append_settled(self, chunks: list[bytes]) -> int:
+        """Append chunks to the settled stream (after another writer's, if it compacted too);
+        returns the seq of the last."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            highest = await self.journal.highest_seq(self.settled_stream)
+            try:
+                return await self.journal.append(self.settled_stream, chunks, highest)
+            except SequenceConflict:
+                continue
+        raise SequenceConflict(
+            self.settled_stream, highest, await self.journal.highest_seq(self.settled_stream)
+        )
+
+    def _take_settled(self) -> list[Intent[P]]:
+        """The intents settled since the last compaction, out of the working set, in settle order."""
+        ids, self._newly_settled = self._newly_settled, []
+        intents, projected = self._intents, self._projected
+        settled: list[Intent[P]] = []
+        for intent_id in ids:
+            intent = intents.get(intent_id)
+            if intent is not None and intent.state in TERMINAL:
+                del intents[intent_id]
+                projected.pop(intent_id, None)
+                settled.append(intent)
+        return settled
 
 
 def _check_id(intent_id: object) -> None:

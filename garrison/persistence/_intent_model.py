@@ -79,10 +79,10 @@ class IntentTransitionError(GarrisonError, ValueError):
         )
 
 
-# gc=False: an intent log holds every intent it ever recorded, and a full collection walked
-# all of them (pauses of 100 ms and more with a few hundred thousand). None of these can be
-# part of a reference cycle: their fields are strings, numbers, enum members, and payloads
-# decoded from msgpack bytes (fresh objects no one else refers to).
+# gc=False: an intent log holds many intents (its open ones and a window of settled ones, up
+# to hundreds of thousands), and a full collection walked all of them (pauses of 100 ms and
+# more). None of these can be part of a reference cycle: their fields are strings, numbers,
+# enum members, and payloads decoded from msgpack bytes (fresh objects no one else refers to).
 # final: the log tells the two events apart by exact type (the cheapest check per event).
 
 
@@ -135,6 +135,7 @@ def apply_intent_events(
     intents: dict[str, Intent[P]],
     events: Sequence[IntentEvent],
     payload_of: Callable[[IntentRecorded], P],
+    settled: list[str] | None = None,
 ) -> None:
     """Apply ``events`` in order to ``intents`` (keyed by id). The one place where an event
     changes an intent: replaying a stream and applying the log's own durable writes both
@@ -144,7 +145,8 @@ def apply_intent_events(
       record); an id not yet known is added, RECORDED, with it. A known id is left as it
       is: the first record wins, with its payload.
     - ``IntentMoved``: the intent is replaced by one in the event's state, with its
-      detail, and one more attempt when that state is SENDING.
+      detail, and one more attempt when that state is SENDING. Its id is appended
+      to ``settled`` (if given) when that state is terminal.
 
     Moves are not checked against ``TRANSITIONS`` here: an event is checked before it
     is written, and what is stored is what happened. Raises KeyError for a move of an
@@ -165,3 +167,5 @@ def apply_intent_events(
         state = event.state
         attempts = current.attempts + 1 if state is sending else current.attempts
         intents[intent_id] = Intent(intent_id, current.payload, state, event.detail, attempts)
+        if settled is not None and state in TERMINAL:
+            settled.append(intent_id)

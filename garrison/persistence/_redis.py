@@ -31,12 +31,12 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Never, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 from zlib import crc32
 
 import msgspec
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
+from garrison._secret import mask_text, redact_url, secret_texts
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._checksum import checksum
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
@@ -64,17 +64,6 @@ entry (field ``c``) and snapshot (``snapshot_crc``). Kept in ``RedisJournal.sche
 
 _QUARANTINE_ENCODER = msgspec.msgpack.Encoder()
 _QUARANTINE_DECODER = msgspec.msgpack.Decoder(QuarantinedEvent)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def _glob_escape(text: str) -> str:
@@ -120,10 +109,12 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         migrate: bool = False,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise InvalidConfig("url", url, "a Redis URL such as redis://127.0.0.1:6379/0")
+            shown = redact_url(url) if isinstance(url, str) else url
+            raise InvalidConfig("url", shown, "a Redis URL such as redis://127.0.0.1:6379/0")
         check_positive_int("read_batch", read_batch)
         self.url = url
-        super().__init__(url, "garrison:redis-journal")
+        # The journal core names the journal in its errors (JournalClosed): never the password.
+        super().__init__(redact_url(url), "garrison:redis-journal")
         self.namespace = namespace
         self.read_batch = read_batch
         self.confirm_aof = confirm_aof
@@ -167,6 +158,10 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """``url`` without its password, for messages and logs."""
         return redact_url(self.url)
 
+    def _masked(self, error: BaseException) -> str:
+        """``error``'s text with this journal's secrets (the URL's password) masked."""
+        return mask_text(str(error), secret_texts(self.url))
+
     # -- open and close (the journal core's hooks) ----------------------------------------
 
     async def _open_connections(self) -> None:
@@ -178,7 +173,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             from redis.backoff import NoBackoff
         except ImportError as error:
             raise InvalidConfig(
-                "url", self.url, "RedisJournal needs redis-py: pip install 'garrison[redis]'"
+                "url", self.redacted_url(), "RedisJournal needs redis-py: pip install 'garrison[redis]'"
             ) from error
         # No retries inside redis-py: a re-sent append whose first reply was lost would
         # come back as a conflict with itself. The journal settles a lost reply itself.
@@ -203,7 +198,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             try:
                 info = await client.info("server")
             except _redis_errors() as error:
-                raise ConnectionError(f"cannot reach Redis at {self.url}: {error}") from error
+                raise ConnectionError(
+                    f"cannot reach Redis at {self.redacted_url()}: {self._masked(error)}"
+                ) from error
             version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
             self._waitaof = version >= (7, 2)
             if self.confirm_aof and not self._waitaof:
@@ -328,7 +325,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         JournalClosed while the journal is closed. A command on it has the journal's
         ``socket_timeout`` and no retries."""
         if self._client is None:
-            raise JournalClosed(self.url)
+            raise JournalClosed(self.redacted_url())
         return self._client
 
     # -- appends (group commit: one script per round trip) -------------------------------
@@ -621,7 +618,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         stored = fields.get(b"c")
         if payload is None or stored is None:
             raise JournalCorrupt(
-                self.url,
+                self.redacted_url(),
                 f"stream {stream!r}: entry {seq} has no {'payload' if payload is None else 'checksum'}; "
                 f"run 'garrison journal verify {self.redacted_url()}'",
                 stream=stream,
@@ -784,7 +781,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         return int(value) if value is not None else 0
 
     def __repr__(self) -> str:
-        return f"RedisJournal({self.url!r}, {'open' if self._writer is not None else 'closed'})"
+        return f"RedisJournal({self.redacted_url()!r}, {'open' if self._writer is not None else 'closed'})"
 
 
 async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:

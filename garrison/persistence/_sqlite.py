@@ -40,7 +40,7 @@ from garrison.persistence._journal import (
     check_stream,
     pack_rows,
 )
-from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, rollback, scalar
+from garrison.persistence._sqlite_schema import error_name, raise_if_damaged, scalar, write_transaction
 
 MAX_ROWS_PER_STATEMENT = 8_000  # 4 parameters a row, under SQLite's 32,766-variable limit
 
@@ -299,17 +299,12 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         check_seq("up_to_seq", up_to_seq)
 
         async def write(db: aiosqlite.Connection) -> None:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
+            async with write_transaction(db):
                 # Deleting past the end deletes everything but must not raise the
                 # highest seq (the writer would then number from a seq nobody saw). The
                 # chain's value at the new start is kept: the next event continues it.
                 await db.execute(_DELETION_SQL, (stream, up_to_seq))
                 await db.execute("DELETE FROM events WHERE stream = ? AND seq <= ?", (stream, up_to_seq))
-                await db.execute("COMMIT")
-            except BaseException:
-                await rollback(db)
-                raise
 
         await self._exclusive(write)
 
@@ -495,18 +490,13 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
     async def _transaction(self, db: aiosqlite.Connection, values: list[Any], acks: list[Any]) -> None:
         """Rows (``values``: stream, seq, payload per row, flat) and offsets in one transaction."""
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with write_transaction(db):
             step = 4 * MAX_ROWS_PER_STATEMENT
             for start in range(0, len(values), step):
                 chunk = values[start : start + step]
                 await db.execute(_insert_sql(len(chunk) // 4), chunk)
             if acks:
                 await db.executemany(_UPSERT_OFFSET, acks)
-            await db.execute("COMMIT")
-        except BaseException:
-            await rollback(db)
-            raise
 
     async def _load_highest(self, db: aiosqlite.Connection, streams: set[str]) -> None:
         for stream in streams:
@@ -562,6 +552,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         db = self._reader()
         size = self.read_batch
         checked: tuple[int, int] | None = None
+        asked: list[int] = []
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(
             db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
         )
@@ -570,9 +561,9 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 rows: list[tuple[int, Any, int]] = await self._fetched(pending, stream, after_seq)
                 pending = None
                 if rows:
-                    verified, checked = await self._verified(db, stream, rows, checked)
+                    verified, checked = await self._verified(db, stream, rows, checked, after_seq)
                     after_seq = checked[0]
-                if len(rows) == size or await self._more_after(db, stream, after_seq):
+                if len(rows) == size or await self._more_after(db, stream, after_seq, asked):
                     pending = asyncio.ensure_future(
                         db.execute_fetchall(_ROWS_QUERY, (stream, after_seq, size))
                     )
@@ -588,14 +579,16 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         stream: str,
         rows: list[tuple[int, Any, int]],
         checked: tuple[int, int] | None,
+        after_seq: int,
     ) -> tuple[list[tuple[int, bytes]], tuple[int, int]]:
-        """``(seq, payload, crc)`` rows in seq order as ``(seq, payload)``, each checked against
-        its chained checksum; ``checked`` is the last event checked before them, as ``(seq,
-        crc)``, and the same for the last of these is returned with them.
+        """``(seq, payload, crc)`` rows in seq order, read after ``after_seq``, as ``(seq,
+        payload)``, each checked against its chained checksum; ``checked`` is the last event
+        checked before them, as ``(seq, crc)``, and the same for the last of these is returned
+        with them. Seqs the rows skip must have been deleted or quarantined.
 
-        Raises JournalCorrupt naming the first event that does not verify."""
+        Raises JournalCorrupt naming the first event that does not verify or is missing."""
         verified: list[tuple[int, bytes]] = []
-        previous_seq, previous = checked if checked is not None else (-1, 0)
+        previous_seq, previous = checked if checked is not None else (after_seq, -1)
         for seq, payload, stored in rows:
             if type(seq) is not int or type(stored) is not int:
                 raise JournalCorrupt(
@@ -605,7 +598,8 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                     stream=stream,
                     seq=previous_seq + 1,
                 )
-            if seq != previous_seq + 1:
+            if seq != previous_seq + 1 or previous < 0:
+                await self._check_gap(db, stream, previous_seq + 1, seq - 1)
                 previous = await self._chain_at(db, stream, seq - 1)
             found = chain(payload, previous)
             if found != stored:
@@ -613,6 +607,28 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             verified.append((seq, payload))
             previous_seq, previous = seq, stored
         return verified, (previous_seq, previous)
+
+    async def _unaccounted(self, db: aiosqlite.Connection, stream: str, first: int, last: int) -> int:
+        """How many of the seqs ``first`` .. ``last`` are neither deleted nor quarantined."""
+        if last < first:
+            return 0
+        (deleted_to, set_aside), *_ = await self._fetched(
+            db.execute_fetchall(_GAP_QUERY, (stream, first, last)), stream, first - 1
+        )
+        deleted = max(0, min(int(deleted_to), last) - first + 1)
+        return last - first + 1 - deleted - int(set_aside)
+
+    async def _check_gap(self, db: aiosqlite.Connection, stream: str, first: int, last: int) -> None:
+        """Raise JournalCorrupt unless every seq ``first`` .. ``last``, which a read went past,
+        was deleted or quarantined (a damaged index can hide rows that are still stored)."""
+        if await self._unaccounted(db, stream, first, last):
+            raise JournalCorrupt(
+                self.path,
+                f"stream {stream!r}: events {first}..{last} are missing from the read (neither deleted "
+                f"nor quarantined); run 'garrison journal verify {self.path}'",
+                stream=stream,
+                seq=first,
+            )
 
     async def _fetched(self, pending: Awaitable[Any], stream: str, after_seq: int) -> list[Any]:
         """A read query's rows; a damaged file raises JournalCorrupt naming the stream."""
@@ -633,20 +649,20 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 return damage
         return error
 
-    async def _more_after(self, db: aiosqlite.Connection, stream: str, seq: int) -> bool:
-        """Whether a read that found nothing after ``seq`` must read on: True if events were
-        appended meanwhile. Raises JournalCorrupt if the stream's last appended event is past
-        ``seq`` and the events in between are neither stored, deleted nor quarantined: the
-        stream's tail is lost (a damaged index hides rows from the read, say)."""
-        try:
-            (head, deleted, set_aside, stored), *_ = await db.execute_fetchall(_TAIL_QUERY, (stream, seq))
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
-            raise self._damage(error, f"reading stream {stream!r} after seq {seq}: ") from error
-        if head is None or head <= seq or (deleted is not None and deleted >= head):
+    async def _more_after(self, db: aiosqlite.Connection, stream: str, seq: int, asked: list[int]) -> bool:
+        """Whether a read that found nothing more after ``seq`` must read on: True if events
+        were appended meanwhile. ``asked`` holds the seq this read last asked about (updated
+        here): asked twice about one seq, with rows stored after it that the read did not
+        find, the file is damaged. Raises JournalCorrupt then, and if the stream's last
+        appended event is past ``seq`` and the events in between are neither stored, deleted
+        nor quarantined: the stream's tail is lost (a damaged index hides rows from the read)."""
+        (head, stored), *_ = await self._fetched(db.execute_fetchall(_TAIL_QUERY, (stream, seq)), stream, seq)
+        if head is None or (type(head) is int and head <= seq):
             return False
-        if stored:
+        if stored and (not asked or asked[0] != seq):
+            asked[:] = [seq]
             return True
-        if set_aside == head - seq:
+        if type(head) is int and not stored and not await self._unaccounted(db, stream, seq + 1, head):
             return False
         raise JournalCorrupt(
             self.path,
@@ -696,6 +712,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             return
         size = self.read_batch
         checked: tuple[int, int] | None = None
+        asked: list[int] = []
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(
             db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
         )
@@ -711,16 +728,22 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                         ) from error
                 else:
                     if count == 0:
-                        if not await self._more_after(db, stream, after_seq):
+                        if not await self._more_after(db, stream, after_seq, asked):
                             return
                         pending = asyncio.ensure_future(
                             db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
                         )
                         continue
-                    if count == last - first + 1 and type(payloads) is bytes:
+                    if (
+                        type(first) is int
+                        and type(last) is int
+                        and count == last - first + 1
+                        and type(payloads) is bytes
+                    ):
                         if checked is not None and checked[0] == first - 1:
                             previous = checked[1]
                         else:
+                            await self._check_gap(db, stream, after_seq + 1, first - 1)
                             previous = await self._chain_at(db, stream, first - 1)
                         if crc32(payloads, previous) == last_crc:
                             runs = [PackedEvents(first, count, payloads)]
@@ -728,11 +751,11 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 pending = None
                 if not runs:
                     rows, checked = await self._verified(
-                        db, stream, await self._rows_after(db, stream, after_seq, size), checked
+                        db, stream, await self._rows_after(db, stream, after_seq, size), checked, after_seq
                     )
                     runs = list(pack_rows(rows))
                     if not runs:
-                        if not await self._more_after(db, stream, after_seq):
+                        if not await self._more_after(db, stream, after_seq, asked):
                             return
                         pending = asyncio.ensure_future(
                             db.execute_fetchall(_PACKED_QUERY, (stream, after_seq, size))
@@ -829,25 +852,13 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             raise InvalidConfig("reason", reason, "say why the event is set aside (it is kept with it)")
         at = time.time()
 
-        async def write(db: aiosqlite.Connection) -> None:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                moved = await db.execute(
-                    "INSERT INTO quarantine (stream, seq, payload, crc, reason, at) "
-                    "SELECT stream, seq, payload, crc, ?3, ?4 FROM events WHERE stream = ?1 AND seq = ?2",
-                    (stream, seq, reason, at),
-                )
-                if moved.rowcount != 1:
-                    raise InvalidConfig(
-                        "seq", seq, f"stream {stream!r} has no stored event {seq} to set aside"
-                    )
-                await db.execute("DELETE FROM events WHERE stream = ? AND seq = ?", (stream, seq))
-                await db.execute("COMMIT")
-            except BaseException:
-                await rollback(db)
-                raise
-
-        await self._admin(write)
+        await self._move(
+            "INSERT INTO quarantine (stream, seq, payload, crc, reason, at) "
+            "SELECT stream, seq, payload, crc, ?3, ?4 FROM events WHERE stream = ?1 AND seq = ?2",
+            "DELETE FROM events WHERE stream = ?1 AND seq = ?2",
+            (stream, seq, reason, at),
+            f"stream {stream!r} has no stored event {seq} to set aside",
+        )
         return next(event for event in await self.quarantined(stream) if event.seq == seq)
 
     async def restore(self, stream: str, seq: int) -> None:
@@ -856,35 +867,28 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         check_stream(stream)
         check_seq("seq", seq)
 
-        async def write(db: aiosqlite.Connection) -> None:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                moved = await db.execute(
-                    "INSERT INTO events (stream, seq, payload, crc) "
-                    "SELECT stream, seq, payload, crc FROM quarantine WHERE stream = ?1 AND seq = ?2",
-                    (stream, seq),
-                )
-                if moved.rowcount != 1:
-                    raise InvalidConfig("seq", seq, f"stream {stream!r} has no quarantined event {seq}")
-                await db.execute("DELETE FROM quarantine WHERE stream = ? AND seq = ?", (stream, seq))
-                await db.execute("COMMIT")
-            except BaseException:
-                await rollback(db)
-                raise
+        await self._move(
+            "INSERT INTO events (stream, seq, payload, crc) "
+            "SELECT stream, seq, payload, crc FROM quarantine WHERE stream = ?1 AND seq = ?2",
+            "DELETE FROM quarantine WHERE stream = ?1 AND seq = ?2",
+            (stream, seq),
+            f"stream {stream!r} has no quarantined event {seq}",
+        )
 
-        await self._admin(write)
-
-    async def _admin(self, operation: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
-        """Run an operator's write in the writer's turn; its own errors reach the caller as they are."""
+    async def _move(self, copy: str, delete: str, parameters: tuple[Any, ...], missing: str) -> None:
+        """Move one event between the events and quarantine tables (``copy`` it, then
+        ``delete`` the original), in one transaction in the writer's turn. Raises
+        InvalidConfig (naming ``seq``, with the message ``missing``) if there was none."""
         failure: list[BaseException] = []
 
-        async def guarded(db: aiosqlite.Connection) -> None:
-            try:
-                await operation(db)
-            except InvalidConfig as error:
-                failure.append(error)
+        async def write(db: aiosqlite.Connection) -> None:
+            async with write_transaction(db):
+                if (await db.execute(copy, parameters)).rowcount != 1:
+                    failure.append(InvalidConfig("seq", parameters[1], missing))
+                    return
+                await db.execute(delete, parameters[:2])
 
-        await self._exclusive(guarded)
+        await self._exclusive(write)
         if failure:
             raise failure[0]
 
@@ -943,29 +947,30 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         self, db: aiosqlite.Connection, summary: StreamSummary
     ) -> AsyncGenerator[JournalProblem, None]:
         stream = summary.stream
-        previous_seq, previous = -1, 0
+        previous_seq, previous = 0, 0
         after = 0
         while True:
             rows = list(await db.execute_fetchall(_ROWS_QUERY, (stream, after, self.read_batch)))
-            if not rows:
+            ints = [row[0] for row in rows if type(row[0]) is int]
+            if not ints or max(ints) <= after:
                 break
             for seq, payload, stored in rows:
+                if type(seq) is not int or type(stored) is not int:
+                    yield JournalProblem(
+                        "checksum", stream, previous_seq + 1, "a row's seq or checksum is damaged"
+                    )
+                    continue
                 if seq != previous_seq + 1:
-                    try:
-                        previous = await self._chain_at(db, stream, seq - 1)
-                    except JournalCorrupt:
-                        first_missing = max(previous_seq + 1, 1)
+                    if await self._unaccounted(db, stream, previous_seq + 1, seq - 1):
                         yield JournalProblem(
                             "missing",
                             stream,
-                            seq - 1,
-                            f"events {first_missing}..{seq - 1} are gone (neither deleted nor quarantined)"
-                            if previous_seq >= 0
-                            else f"event {seq - 1} is gone (neither deleted nor quarantined)",
+                            previous_seq + 1,
+                            f"events {previous_seq + 1}..{seq - 1}: gone, not deleted or quarantined",
                         )
-                        previous = stored  # resume the walk after the gap
-                        previous_seq = seq
+                        previous_seq, previous = seq, stored  # resume the walk after the gap
                         continue
+                    previous = await self._chain_at(db, stream, seq - 1)
                 if type(payload) is not bytes:
                     yield JournalProblem(
                         "not-bytes", stream, seq, f"the stored value is {type(payload).__name__}, not bytes"
@@ -979,7 +984,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                         f"checksum expected {stored:#010x}, found {found:#010x}: the event was changed",
                     )
                 previous_seq, previous = seq, stored
-            after = rows[-1][0]
+            after = max(ints)
         snapshot = list(
             await db.execute_fetchall("SELECT seq, state, crc FROM snapshots WHERE stream = ?", (stream,))
         )
@@ -1031,6 +1036,14 @@ _CHAIN_QUERY = (
     "(SELECT crc FROM deletions WHERE stream = ?1 AND up_to_seq = ?2))"
 )
 
+# Seqs a read went past: how far the stream was deleted, and how many of ?2..?3 past that
+# are quarantined.
+_GAP_QUERY = (
+    "SELECT coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0), "
+    "(SELECT count(*) FROM quarantine WHERE stream = ?1 AND seq BETWEEN "
+    "max(?2, coalesce((SELECT up_to_seq FROM deletions WHERE stream = ?1), 0) + 1) AND ?3)"
+)
+
 # Deletion up to ?2, never past the last stored event, keeping the chain's value there.
 _DELETION_SQL = (
     "INSERT INTO deletions (stream, up_to_seq, crc) "
@@ -1060,11 +1073,10 @@ SELECT names.stream,
 FROM names ORDER BY names.stream
 """
 
-# What a read that found nothing after ?2 checks: the stream's last appended event, how
-# far it was deleted, how many events after ?2 are quarantined, and whether any is stored.
+# What a read that found nothing after ?2 checks: the stream's last appended event, and
+# whether any event after ?2 is stored.
 _TAIL_QUERY = (
-    "SELECT (SELECT seq FROM heads WHERE stream = ?1), (SELECT up_to_seq FROM deletions WHERE stream = ?1), "
-    "(SELECT count(*) FROM quarantine WHERE stream = ?1 AND seq > ?2), "
+    "SELECT (SELECT seq FROM heads WHERE stream = ?1), "
     "EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND seq > ?2)"
 )
 

@@ -12,9 +12,10 @@ write (``garrison journal inspect``) use ``check_file`` through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -81,8 +82,19 @@ SCHEMA = (
         ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, crc = excluded.crc
         WHERE excluded.seq > heads.seq;
     END""",
+    # No event lands at or below its stream's head: a writer in another process that has not
+    # seen the latest appends gets SequenceConflict (an IntegrityError to SQLite) even where
+    # the events it would overwrite were deleted. Only a quarantined event goes back there.
+    """CREATE TRIGGER events_after_head BEFORE INSERT ON events
+    WHEN NEW.seq <= coalesce((SELECT seq FROM heads WHERE stream = NEW.stream), 0)
+        AND NOT EXISTS (SELECT 1 FROM quarantine WHERE stream = NEW.stream AND seq = NEW.seq)
+    BEGIN
+        SELECT RAISE(ABORT, 'an event at or below its stream''s head');
+    END""",
 )
 """The statements that create a new journal file at ``SCHEMA_VERSION``."""
+_ADDED_IN_2 = 4
+"""The last statements of SCHEMA, which version 2 added: quarantine, heads and its triggers."""
 
 TABLES = frozenset({"events", "snapshots", "deletions", "offsets", "quarantine", "heads"})
 """The tables of a journal file at ``SCHEMA_VERSION``."""
@@ -97,7 +109,7 @@ async def _add_checksums(db: aiosqlite.Connection) -> None:
         "ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE snapshots ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE deletions ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
-        *SCHEMA[-3:],
+        *SCHEMA[-_ADDED_IN_2:],
     ):
         await db.execute(statement)
     stream: object = None
@@ -117,6 +129,10 @@ async def _add_checksums(db: aiosqlite.Connection) -> None:
     await db.execute(
         "INSERT INTO heads (stream, seq, crc) SELECT stream, seq, crc FROM events AS e "
         "WHERE seq = (SELECT max(seq) FROM events WHERE stream = e.stream)"
+    )
+    # A stream whose events were all deleted still has a head: the deletion's end.
+    await db.execute(
+        "INSERT OR IGNORE INTO heads (stream, seq, crc) SELECT stream, up_to_seq, crc FROM deletions"
     )
     snapshots = [
         (checksum(state), name)
@@ -248,8 +264,7 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
     The header is read again inside that transaction, since another connection may
     have created or migrated the file meanwhile. Raises JournalCorrupt as
     ``check_header`` does."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(db):
         header = await read_header(db, path)
         check_header(path, header, migrate=migrate)
         if header.application_id == 0 and header.version == 0:
@@ -260,6 +275,14 @@ async def create_or_migrate(db: aiosqlite.Connection, path: str, *, migrate: boo
             for step in range(header.version, SCHEMA_VERSION):
                 await MIGRATIONS[step](db)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """One write transaction (BEGIN IMMEDIATE): committed if the block ends, rolled back if it raises."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         await db.execute("COMMIT")
     except BaseException:
         await rollback(db)

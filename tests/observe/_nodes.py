@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from garrison import Actor, ChildSpec, SupervisorSpec
+from garrison import Actor, ChildSpec, Settings, SupervisorSpec
 
 
 class Idle(Actor):
@@ -45,6 +45,35 @@ calm = SupervisorSpec(
 def make_calm() -> SupervisorSpec:
     """A zero-argument function returning a spec (``garrison run`` calls it)."""
     return calm
+
+
+class TalksAboutItsJournal(Actor):
+    """Logs the node's journal as careless code would: its repr, and its raw URL (password and
+    all). ``garrison run`` masks secrets in every line it logs; the secrets test checks."""
+
+    async def on_start(self) -> None:
+        journal = self.ctx.node.journal
+        self.ctx.logger.info("my journal is {journal!r}", journal=journal)
+        self.ctx.logger.info("my journal's raw url is " + str(getattr(journal, "url", "")))
+
+
+def with_journal_talk(settings: Settings) -> SupervisorSpec:
+    """A factory that takes the settings: a calm tree and an actor that logs its journal."""
+    assert settings.journal.url is not None, "this node needs a journal"
+    return SupervisorSpec(children=[*calm.children, ChildSpec("talker", TalksAboutItsJournal)])
+
+
+class DeskConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``[desk]`` section of the ``desk`` node's settings."""
+
+    workers: int = 1
+    symbols: tuple[str, ...] = ("ACME",)
+
+
+def desk(settings: Settings) -> SupervisorSpec:
+    """A factory that reads its own section: ``workers`` idle actors, /root/worker-N."""
+    config = settings.section("desk", DeskConfig)
+    return SupervisorSpec(children=[ChildSpec(f"worker-{n}", Idle) for n in range(1, config.workers + 1)])
 
 
 never_starts = SupervisorSpec(children=[ChildSpec("broken", RefusesToStart)])

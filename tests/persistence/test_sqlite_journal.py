@@ -14,7 +14,7 @@ import aiosqlite
 import pytest
 
 from garrison import InvalidConfig
-from garrison._errors import JournalCorrupt
+from garrison._errors import JournalCorrupt, SequenceConflict
 from garrison.persistence import SqliteJournal
 from garrison.persistence import _sqlite as sqlite_module
 from garrison.persistence import _sqlite_schema as sqlite_schema
@@ -452,3 +452,18 @@ async def test_a_version_1_file_is_refused_until_migrated_then_reads_with_checks
         assert await journal.append("a", [b"a8"], 7) == 8
         assert await journal.append("b", [b"b4"], 3) == 4
         assert (await read_all(journal, "a"))[-1] == (8, b"a8")
+
+
+async def test_a_stale_writer_cannot_append_at_a_deleted_seq(tmp_path: Path) -> None:
+    """Two journals on one file: the second has not seen the first's appends, which were deleted."""
+    path = tmp_path / "shared.db"
+    async with SqliteJournal(path) as first, SqliteJournal(path) as second:
+        assert await first.append("s", [b"a"], 0) == 1
+        assert await second.append("s", [b"b"], 1) == 2  # second has seen seq 1 and caches 2
+        assert await first.append("s", [b"c"], 2) == 3  # first moves on behind second's back
+        await first.delete_events("s", 3)
+        with pytest.raises(SequenceConflict) as caught:
+            await second.append("s", [b"stale"], 2)  # seq 3 was deleted, not free
+        assert caught.value.actual_seq == 3
+        assert await read_all(first, "s") == []
+        assert await first.highest_seq("s") == 3

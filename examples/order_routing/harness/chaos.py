@@ -85,12 +85,13 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
     print(f"chaos: {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
     try:
         async with BrokerProcess.start(args, folder / "broker.db") as broker:
-            config: NodeConfig = config_of(args, journal, broker.port)  # type: ignore[operator]
+            config: NodeConfig = config_of(args, broker.port)  # type: ignore[operator]
             harness = HarnessConfig(control_dir=str(control), chaos_faults_per_second=args.actor_faults)
             heart = await asyncio.create_subprocess_exec(
-                *node_command(HARNESSED_SINGLE_NODE, journal, name="router-1",
+                *node_command(HARNESSED_SINGLE_NODE, name="router-1",
                               heart=HeartOptions(backoff=0.05, max_backoff=0.5)),
-                env=node_env(config, harness), stdout=log, stderr=log, start_new_session=True,
+                env=node_env(config, harness, journal=journal), stdout=log, stderr=log,
+                start_new_session=True,
             )  # fmt: skip
             kills = dead_zone = 0
             deadline = time.monotonic() + 60 + args.kills * (args.max_interval + 10)
@@ -122,8 +123,8 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
                 settle_report=str(folder / "settle.json"), settle_timeout=args.settle_timeout,
             )  # fmt: skip
             settler = await asyncio.create_subprocess_exec(
-                *node_command(HARNESSED_SINGLE_NODE, journal, name="router-1"),
-                env=node_env(msgspec.structs.replace(config, feed=False), settle),
+                *node_command(HARNESSED_SINGLE_NODE, name="router-1"),
+                env=node_env(msgspec.structs.replace(config, feed=False), settle, journal=journal),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from loguru import logger
 
 from examples.order_routing.harness.broker_process import BrokerProcess, broker_arguments
@@ -24,15 +23,21 @@ from examples.order_routing.harness.verdict import judge
 from examples.order_routing.harness.view import live_view, snapshot_of
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV, settle_the_heap
+from examples.order_routing.node.entry import settle_the_heap
 from examples.order_routing.node.tree import build_spec
 from garrison import Node
+
+NODE_TOML = Path(__file__).resolve().parents[1] / "node.toml"
+"""The example node's settings file."""
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node = parser.add_argument_group("node")
     node.add_argument(
-        "--journal", help="journal: a SQLite file path (default: a temp folder) or a redis:// URL"
+        "--journal",
+        default=journal_from_environment(),
+        help="journal: a SQLite file path (default: a temp folder) or a redis:// URL; default: "
+        "GARRISON_JOURNAL_URL or the file GARRISON_JOURNAL_URL_FILE names (keeps a password out of argv)",
     )
     node.add_argument("--symbols", default="ACME,GLOBEX,INITECH,UMBRELLA,HOOLI,STARK", help="comma-separated")
     node.add_argument("--strategies", default="momentum,mean-revert", help="comma-separated strategy names")
@@ -44,14 +49,23 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
 
 
+def journal_from_environment() -> str | None:
+    """The journal GARRISON_JOURNAL_URL names, or the file GARRISON_JOURNAL_URL_FILE names holds
+    (as ``garrison run`` reads them): a Redis password stays out of this command's argv."""
+    url = os.environ.get("GARRISON_JOURNAL_URL")
+    path = os.environ.get("GARRISON_JOURNAL_URL_FILE")
+    if url is None and path is not None:
+        url = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    return url or None
+
+
 def _brief(record: Any) -> str:
     """One line per record on the terminal (tracebacks go to the log file)."""
     return "{time:HH:mm:ss} {level} {extra[actor]} {message}\n"
 
 
-def build_config(args: argparse.Namespace, journal: str, broker_port: int) -> NodeConfig:
+def build_config(args: argparse.Namespace, broker_port: int) -> NodeConfig:
     return NodeConfig(
-        journal=journal,
         broker_port=broker_port,
         symbols=tuple(s for s in args.symbols.split(",") if s),
         strategies=tuple(s for s in args.strategies.split(",") if s),
@@ -88,11 +102,25 @@ def parser() -> argparse.ArgumentParser:
     multinode_arguments(multinode)
     multinode.set_defaults(dedupe="none")
     verdict = commands.add_parser("verdict", help="judge a finished run from its journal and broker store")
-    verdict.add_argument("--journal", required=True, help="the node's journal (SQLite path or redis:// URL)")
+    journal = journal_from_environment()
+    verdict.add_argument(
+        "--journal",
+        required=journal is None,
+        default=journal,
+        help="the node's journal (SQLite path or redis:// URL; default: GARRISON_JOURNAL_URL[_FILE])",
+    )
     verdict.add_argument("--broker-store", required=True, help="the broker simulator's store")
     verdict.add_argument("--client-id", default="router-1")
-    node = commands.add_parser("node", help="run only the node (the chaos run's tree, without its faults)")
-    node.add_argument("--config-json", required=True, help="a NodeConfig as JSON")
+    node = commands.add_parser(
+        "node",
+        help="run only the node (the chaos run's tree, without its faults): garrison run on its entry",
+    )
+    node.add_argument(
+        "--config",
+        default=str(NODE_TOML),
+        help=f"the node's settings, [order_routing] and garrison's own (default: {NODE_TOML.name}); "
+        "give the journal's password by GARRISON_JOURNAL_URL or GARRISON_JOURNAL_URL_FILE",
+    )
     return top
 
 
@@ -110,11 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "verdict":
         return asyncio.run(print_verdict(args))
     if args.command == "node":
-        os.environ[CONFIG_ENV] = args.config_json
         from garrison.cli import main as garrison_main
 
-        config = msgspec.json.decode(args.config_json, type=NodeConfig)
-        return garrison_main(["run", SINGLE_NODE, "--journal", config.journal])
+        return garrison_main(["run", SINGLE_NODE, "--config", args.config])
     parser().print_help()
     return 2
 
@@ -134,7 +160,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     logger.add(folder / "node.log", level="INFO")
     logger.add(sys.stderr, level="ERROR", format=_brief)
     async with BrokerProcess.start(args, folder / "broker.db") as broker:
-        config = build_config(args, journal_location, broker.port)
+        config = build_config(args, broker.port)
         print(f"broker simulator on 127.0.0.1:{broker.port} (dedupe={args.dedupe}); logs in {folder}")
         settle_the_heap()  # before the node (and its loop-lag monitor) starts
         async with Node(

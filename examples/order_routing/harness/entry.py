@@ -2,9 +2,9 @@
 
 ``garrison run examples.order_routing.harness.entry:single_node`` (or
 ``:shared_node``, a node of several) reads the NodeConfig as ``node.entry``
-does, and the harness's own settings (a ``HarnessConfig`` as JSON) from
-ORDER_ROUTING_HARNESS. Everything it adds reaches the node through the tree
-builder's hooks:
+does (the ``[order_routing]`` section of its settings), and the harness's
+own settings (a ``HarnessConfig`` as JSON) from ORDER_ROUTING_HARNESS.
+Everything it adds reaches the node through the tree builder's hooks:
 
 - ``extras``: a ChaosMonkey (``chaos_faults_per_second``), and a Settler
   (``settle_report``) that stops the node once nothing is pending;
@@ -29,7 +29,7 @@ from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import load_config, settle_the_heap
 from examples.order_routing.node.shared_tree import build_shared_spec
 from examples.order_routing.node.tree import build_spec
-from garrison import ChildSpec, SupervisorSpec
+from garrison import ChildSpec, Settings, SupervisorSpec
 
 HARNESS_ENV = "ORDER_ROUTING_HARNESS"
 
@@ -72,18 +72,18 @@ def extras(config: NodeConfig, harness: HarnessConfig) -> list[ChildSpec]:
     return children
 
 
-def single_node() -> SupervisorSpec:
+def single_node(settings: Settings) -> SupervisorSpec:
     """The single node's tree (``node.entry:spec``) with the harness's faults."""
-    config, harness = load_config(), load_harness()
+    config, harness = load_config(settings), load_harness()
     settle_the_heap()
     if harness.control_dir:
         write_pid(harness.control_dir)
     return build_spec(config, gateway=gateway(harness), extras=extras(config, harness))
 
 
-def shared_node() -> SupervisorSpec:
+def shared_node(settings: Settings) -> SupervisorSpec:
     """A node of several (``node.shared_tree:spec``) with the harness's faults."""
-    config, harness = load_config(), load_harness()
+    config, harness = load_config(settings), load_harness()
     if harness.control_dir:
         write_pid(harness.control_dir)
     return build_shared_spec(config, gateway=gateway(harness), extras=extras(config, harness))

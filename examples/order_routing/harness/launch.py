@@ -2,8 +2,11 @@
 run`` on one of its entries): the chaos run, the multinode run and the recovery bench all start
 it this way.
 
-The child reads its NodeConfig from CONFIG_ENV (node/entry.py) in its environment, and a
-harnessed one its HarnessConfig from HARNESS_ENV (harness/entry.py): ``node_env`` puts them there.
+Everything the child is told that is not a plain flag travels in its environment, never in
+its argv (which every user of the host can read in ps and /proc/PID/cmdline): its NodeConfig
+as the ``[order_routing]`` section's variables (``GARRISON_ORDER_ROUTING_<KEY>``), the journal
+URL, which may hold a Redis password, as ``GARRISON_JOURNAL_URL``, and a harnessed one's
+HarnessConfig as JSON in HARNESS_ENV (harness/entry.py). ``node_env`` puts them there.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import msgspec
 
 from examples.order_routing.harness.entry import HARNESS_ENV, HarnessConfig
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import CONFIG_ENV
+from examples.order_routing.node.entry import SECTION
+from garrison import section_environ
 from garrison.persistence import RedisJournal, SqliteJournal
+
+JOURNAL_ENV = "GARRISON_JOURNAL_URL"
+"""Where the child reads its journal's location (garrison's ``[journal] url`` setting)."""
 
 SINGLE_NODE = "examples.order_routing.node.entry:spec"
 """The single node's tree (node/tree.py), as a user runs it."""
@@ -44,17 +51,17 @@ class HeartOptions:
 
 def node_command(
     target: str,
-    journal: str,
     *,
     name: str,
     log_level: str = "WARNING",
     stall_timeout: float = 0.0,
     heart: HeartOptions | None = None,
 ) -> list[str]:
-    """The argv of ``garrison run target`` on ``journal`` as node ``name``, with this
-    interpreter; ``stall_timeout`` 0: the loop watchdog never dumps stacks."""
+    """The argv of ``garrison run target`` as node ``name``, with this interpreter; the journal
+    and the config come by environment (``node_env``). ``stall_timeout`` 0: the loop watchdog
+    never dumps stacks."""
     command = [
-        *(sys.executable, "-m", "garrison.cli", "run", target, "--journal", journal),
+        *(sys.executable, "-m", "garrison.cli", "run", target),
         *("--name", name, "--log-level", log_level, "--stall-timeout", str(stall_timeout)),
     ]
     if heart is not None:
@@ -66,12 +73,22 @@ def node_command(
 
 
 def node_env(
-    config: NodeConfig, harness: HarnessConfig | None = None, base: Mapping[str, str] = os.environ
+    config: NodeConfig,
+    harness: HarnessConfig | None = None,
+    *,
+    journal: str,
+    base: Mapping[str, str] = os.environ,
 ) -> dict[str, str]:
     """A copy of ``base`` (default: this process's environment, as it is at the call) with
-    ``config`` as JSON under CONFIG_ENV, and ``harness`` (if given) under HARNESS_ENV, where the
+    ``config`` as the ``[order_routing]`` section's variables, ``journal`` (a path or a URL with
+    its password) under JOURNAL_ENV, and ``harness`` (if given) under HARNESS_ENV, where the
     node started by ``node_command`` reads them."""
-    env = {**base, CONFIG_ENV: msgspec.json.encode(config).decode()}
+    env = {
+        **{key: value for key, value in base.items() if not key.startswith("GARRISON_ORDER_ROUTING_")},
+        **section_environ(SECTION, config),
+        JOURNAL_ENV: journal,
+    }
+    env.pop(JOURNAL_ENV + "_FILE", None)
     if harness is not None:
         env[HARNESS_ENV] = msgspec.json.encode(harness).decode()
     return env

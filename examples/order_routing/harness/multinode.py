@@ -41,6 +41,7 @@ from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
+from garrison import redact_url
 from garrison.persistence import IntentEvent, IntentLog, IntentMoved, IntentState, RedisJournal
 
 ACCOUNT = "router-1"
@@ -109,7 +110,6 @@ class NodeProcess:
     ) -> None:
         command = node_command(
             HARNESSED_SHARED_NODE,
-            journal,
             name=f"node-{self.member}",
             log_level=log_level,
             stall_timeout=5,
@@ -117,7 +117,7 @@ class NodeProcess:
         )
         self.process = await asyncio.create_subprocess_exec(
             *command,
-            env=node_env(self.config, self.harness),
+            env=node_env(self.config, self.harness, journal=journal),
             stdout=self.log,
             stderr=self.log,
             start_new_session=True,
@@ -140,7 +140,8 @@ async def _journal_is_empty(journal: RedisJournal) -> bool:
 async def wait_settled(journal: RedisJournal, broker_store: Path, timeout: float) -> tuple[bool, int]:
     """Poll the journal (bounded) until no intent is pending and positions has every fill the
     broker made for the account; returns (settled, intents still pending)."""
-    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    # A reader of the node's journal: it never compacts (the node does).
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent, compact_every=None).open()
     deadline = time.monotonic() + timeout
     pending = -1
     while time.monotonic() < deadline:
@@ -167,7 +168,8 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
     journal_url: str = args.journal
     async with RedisJournal(journal_url) as journal:
         if not await _journal_is_empty(journal):
-            print(f"multinode: {journal_url} already holds intents or positions; give an empty database")
+            shown = redact_url(journal_url)
+            print(f"multinode: {shown} already holds intents or positions; give an empty database")
             return 2
     schedule = random.Random(args.chaos_seed)
     # Once, before anything runs.
@@ -175,7 +177,7 @@ async def run_multinode(args: argparse.Namespace, config_of: Any) -> int:
     print(f"multinode: {args.nodes} nodes, {args.kills} kills, dedupe={args.dedupe}; files in {folder}")
     try:
         async with BrokerProcess.start(args, folder / "broker.db") as broker:
-            base: NodeConfig = config_of(args, journal_url, broker.port)
+            base: NodeConfig = config_of(args, broker.port)
             nodes = []
             for index, log in enumerate(logs):
                 member = chr(ord("a") + index)
@@ -314,7 +316,8 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
     async for _, payload in journal.read(INTENTS_STREAM):
         event = _events.decode(payload)
         found += isinstance(event, IntentMoved) and event.detail.startswith("found at the broker")
-    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    # A reader of the node's journal: it never compacts (the node does).
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent, compact_every=None).open()
     intents = log.intents()
     resent = sum(i.attempts > 1 for i in intents)
     rejected = sum(i.state is IntentState.REJECTED for i in intents)

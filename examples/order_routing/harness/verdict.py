@@ -83,7 +83,8 @@ class Verdict:
 async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
     """Compare what the node recorded with what the broker holds."""
     verdict = Verdict()
-    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+    # A reader of the node's journal: it never compacts (the node does).
+    log = await IntentLog(journal, INTENTS_STREAM, OrderIntent, compact_every=None).open()
     intents = {intent.id: intent for intent in log.intents()}
     verdict.intents_recorded = len(intents)
     verdict.states = dict(Counter(intent.state.value for intent in intents.values()))

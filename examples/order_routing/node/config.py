@@ -1,4 +1,5 @@
-"""Everything the node can be told, validated once."""
+"""Everything the node can be told, validated once: the ``[order_routing]`` section of the
+node's settings (``garrison run --config node.toml``, ``GARRISON_ORDER_ROUTING_<KEY>``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import msgspec
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Settings of one order-routing node. Built by the command line; every actor gets it."""
+    """Settings of one order-routing node; every actor gets it. ``garrison run`` reads it as
+    the ``[order_routing]`` section (node/entry.py); the journal is garrison's own setting
+    (``[journal] url``, a secret), not one of these."""
 
     name: str = "router-1"
-    journal: str = "order-routing.db"
+    """The account the gateway logs in to the broker as."""
     broker_host: str = "127.0.0.1"
     broker_port: int = 0
     symbols: tuple[str, ...] = ("ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI", "STARK")

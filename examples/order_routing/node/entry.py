@@ -1,29 +1,29 @@
-"""The node as a process: ``garrison run examples.order_routing.node.entry:spec``.
+"""The node as a process: ``garrison run examples.order_routing.node.entry:spec --config node.toml``.
 
-The configuration comes as JSON (a NodeConfig) in the ORDER_ROUTING_CONFIG
-environment variable (``python -m examples.order_routing node`` sets it);
-without it, the defaults. The chaos and multinode runs start the node through
-``harness.entry`` instead, which builds this same tree with their faults added.
+The node's NodeConfig is the ``[order_routing]`` section of its settings: from
+the config file (examples/order_routing/node.toml), overridden by
+``GARRISON_ORDER_ROUTING_<KEY>`` variables; without either, the defaults. The
+journal is garrison's ``[journal] url`` (give a Redis password by
+``GARRISON_JOURNAL_URL`` or ``GARRISON_JOURNAL_URL_FILE``, never as a flag).
+The chaos and multinode runs start the node through ``harness.entry``
+instead, which builds this same tree with their faults added.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-
-import msgspec
 
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.tree import build_spec
-from garrison import SupervisorSpec
+from garrison import Settings, SupervisorSpec
 
-CONFIG_ENV = "ORDER_ROUTING_CONFIG"
+SECTION = "order_routing"
+"""The settings section that holds the node's NodeConfig."""
 
 
-def load_config() -> NodeConfig:
-    """The config from the environment (CONFIG_ENV), or the defaults without one."""
-    raw = os.environ.get(CONFIG_ENV)
-    return NodeConfig() if raw is None else msgspec.json.decode(raw, type=NodeConfig)
+def load_config(settings: Settings) -> NodeConfig:
+    """The node's NodeConfig: the ``[order_routing]`` section of ``settings``."""
+    return settings.section(SECTION, NodeConfig)
 
 
 FULL_COLLECTION_EVERY = 100
@@ -49,7 +49,8 @@ def settle_the_heap() -> None:
     gc.set_threshold(threshold0, threshold1, FULL_COLLECTION_EVERY)
 
 
-def spec() -> SupervisorSpec:
-    config = load_config()
+def spec(settings: Settings) -> SupervisorSpec:
+    """The node's tree, from the ``[order_routing]`` section of the settings ``garrison run`` read."""
+    config = load_config(settings)
     settle_the_heap()
     return build_spec(config)

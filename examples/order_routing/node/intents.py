@@ -71,6 +71,10 @@ class Intents(Actor):
         """Batches being written (and their sizes), oldest first: each acknowledged by a task once durable."""
         self.records_in_flight = 0
 
+    async def on_stop(self) -> None:
+        # A compaction of the log in progress ends before the node closes the journal.
+        await self.log.close()
+
     async def on_receive(self, message: Any) -> Any:
         answer: Any = None
         match message:

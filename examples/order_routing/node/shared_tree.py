@@ -3,9 +3,9 @@
 ``full``: the single node's tree (feed, strategies, risk, intents, positions)
 with a SharedExecutor. ``executor``: a gateway, a SharedExecutor and a
 FillSink, nothing else. Run one with ``garrison run
-examples.order_routing.node.shared_tree:spec`` and the config in
-ORDER_ROUTING_CONFIG (the multinode command starts this tree through
-``harness.entry``, with its faults added).
+examples.order_routing.node.shared_tree:spec`` and the config in the
+``[order_routing]`` section of its settings (the multinode command starts this
+tree through ``harness.entry``, with its faults added).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.protocol import Fill
-from garrison import Actor, ChildSpec, Strategy, SupervisorSpec
+from garrison import Actor, ChildSpec, Settings, Strategy, SupervisorSpec
 
 NO_REPLAY = 2**62
 """fills_after for a node that counts no fills: the broker replays none."""
@@ -92,7 +92,7 @@ def build_shared_spec(
     )
 
 
-def spec() -> SupervisorSpec:
+def spec(settings: Settings) -> SupervisorSpec:
     """``garrison run examples.order_routing.node.shared_tree:spec``: the config from the
-    environment, as ``node.entry`` reads it."""
-    return build_shared_spec(load_config())
+    settings, as ``node.entry`` reads it."""
+    return build_shared_spec(load_config(settings))

@@ -89,8 +89,12 @@ class RedisServer:
     however it is running.
     """
 
-    def __init__(self, binary: str, directory: Path, *, appendfsync: str = "always") -> None:
+    def __init__(
+        self, binary: str, directory: Path, *, appendfsync: str = "always", password: str | None = None
+    ) -> None:
         self.binary = binary
+        self.password = password
+        """With a password, the server requires it (``--requirepass``) and ``url`` carries it."""
         self.directory = directory
         self.appendfsync = appendfsync
         self.port = free_port()
@@ -99,7 +103,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -119,6 +124,7 @@ class RedisServer:
             "--appendfsync", self.appendfsync,
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
+            *(("--requirepass", self.password) if self.password else ()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -141,7 +147,7 @@ class RedisServer:
             if self._process.returncode is not None:
                 status = self._process.returncode
                 raise AssertionError(f"redis-server exited with {status}: {self.log_tail()}")
-            client = _client(self.port, timeout=1.0)
+            client = _client(self.port, timeout=1.0, password=self.password)
             try:
                 if await client.ping():
                     return
@@ -159,7 +165,7 @@ class RedisServer:
             return
         import redis.exceptions
 
-        client = _client(self.port, timeout=STOP_TIMEOUT)
+        client = _client(self.port, timeout=STOP_TIMEOUT, password=self.password)
         try:
             with contextlib.suppress(redis.exceptions.ConnectionError, OSError):
                 await client.shutdown(nosave=True)
@@ -202,10 +208,10 @@ class RedisServer:
             return "(no log)"
 
     def __repr__(self) -> str:
-        return f"<RedisServer {self.url} {'running' if self.running else 'stopped'}>"
+        return f"<RedisServer 127.0.0.1:{self.port} {'running' if self.running else 'stopped'}>"
 
 
-def _client(port: int, *, timeout: float) -> Any:
+def _client(port: int, *, timeout: float, password: str | None = None) -> Any:
     """A client that tries once: redis-py's default retries would keep re-sending a SHUTDOWN."""
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
@@ -214,6 +220,7 @@ def _client(port: int, *, timeout: float) -> Any:
     return aioredis.Redis(
         host="127.0.0.1",
         port=port,
+        password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),

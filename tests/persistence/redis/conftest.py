@@ -42,13 +42,15 @@ async def redis_journal(redis_url: str, namespace: str) -> AsyncIterator[RedisJo
 
 @pytest.fixture
 async def start_redis(tmp_path: Path) -> AsyncIterator[StartRedis]:
-    """Start private redis-servers (``await start_redis(appendfsync="always")``); all are
+    """Start private redis-servers (``await start_redis(appendfsync="always", password=None)``); all are
     stopped when the test ends, however it ends."""
     binary = redis_server_binary()
     servers: list[RedisServer] = []
 
-    async def start(*, appendfsync: str = "always") -> RedisServer:
-        server = RedisServer(binary, tmp_path / f"redis-{len(servers)}", appendfsync=appendfsync)
+    async def start(*, appendfsync: str = "always", password: str | None = None) -> RedisServer:
+        server = RedisServer(
+            binary, tmp_path / f"redis-{len(servers)}", appendfsync=appendfsync, password=password
+        )
         servers.append(server)
         return await server.start()
 

@@ -243,7 +243,7 @@ async def test_lag_is_exported_as_the_same_metric_as_on_sqlite(
         node.track_consumer_lag(reader)
         families = {family.name: family for family in await collect_metrics(node)}
 
-    [sample] = families["garrison_stream_consumer_lag"].samples
+    [sample] = families["garrison_stream_consumer_lag_entries"].samples
     assert sample.labels == {"stream": "orders", "group": "executors"}
     assert sample.value == 2
 
