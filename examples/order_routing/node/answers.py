@@ -66,6 +66,20 @@ def take_over(state: IntentState) -> TakeOver:
     return TakeOver.SETTLED
 
 
+class LookupMetrics:
+    """The executor's figures on the node's ``/metrics`` (``ctx.metrics``)."""
+
+    def __init__(self, ctx: ActorContext) -> None:
+        metrics = ctx.metrics
+        self.lookups = metrics.counter("order_lookups", "Look-ups of orders in doubt sent to the broker")
+        self.timeouts = metrics.counter("order_lookup_timeouts", "Look-ups unanswered after lookup_timeout")
+        self.unknown_reports = metrics.counter(
+            "unknown_order_reports", "Broker answers about client order ids the intent log does not know"
+        )
+        self.in_doubt = metrics.gauge("orders_in_doubt", "Orders that may or may not be at the broker")
+        self.oldest = metrics.gauge("oldest_in_doubt_seconds", "Age of the oldest order in doubt")
+
+
 class BrokerAnswers:
     """The executors' shared state and answer handling (a base class beside ``Actor``)."""
 
@@ -107,6 +121,13 @@ class BrokerAnswers:
             "lookups_held": 0,
             "unknown_reports": 0,
         }
+
+    @property
+    def lookup_metrics(self) -> LookupMetrics:
+        metrics: LookupMetrics | None = getattr(self, "_lookup_metrics", None)
+        if metrics is None:
+            metrics = self._lookup_metrics = LookupMetrics(self.ctx)
+        return metrics
 
     @property
     def faults(self) -> RepeatLimiter:
@@ -205,6 +226,7 @@ class BrokerAnswers:
     def unknown_report(self, report: OrderAccepted | OrderRejected | OrderStatus) -> None:
         """An answer about an order this node never recorded: nothing to move, but say so."""
         self.counts["unknown_reports"] += 1
+        self.lookup_metrics.unknown_reports.inc()
         self.faults.warning(
             "unknown_report",
             "broker reported on client order id {cid}, which the intent log does not know: ignored",
@@ -254,6 +276,9 @@ class BrokerAnswers:
                 self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
                 self.doubt(cid, sent)
         self.expire_lookups(now)
+        metrics = self.lookup_metrics
+        metrics.in_doubt.set(len(self.in_doubt))
+        metrics.oldest.set(max(0.0, now - min(self.in_doubt.values(), default=now)))
         if not self.connected:
             self.recheck_connection(now)
             return
@@ -273,6 +298,7 @@ class BrokerAnswers:
         self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
         self.lookup_tokens -= len(asked)
         self.counts["lookups"] += len(asked)
+        metrics.lookups.inc(len(asked))
         for cid in asked:
             self.asked.setdefault(cid, now)
             offer(gateway, Lookup(cid), self.ctx.node)
@@ -309,6 +335,7 @@ class BrokerAnswers:
             del self.asked[cid]
         if expired:
             self.counts["lookup_timeouts"] += len(expired)
+            self.lookup_metrics.timeouts.inc(len(expired))
             self.faults.warning(
                 "lookup_timeout",
                 "{n} look-ups unanswered after {limit:g}s (e.g. {cid}); asked again on their backoff",

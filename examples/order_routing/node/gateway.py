@@ -181,6 +181,22 @@ class Gateway(Actor):
 
     async def on_start(self) -> None:
         self.faults = RepeatLimiter(self.ctx.logger, self.ctx.node.clock)
+        metrics = self.ctx.metrics
+        self.connected_gauge = metrics.gauge(
+            "broker_connected", "1 while the gateway has the broker's Welcome"
+        )
+        self.lost_counter = metrics.counter(
+            "broker_connections_lost", "Broker connections lost (reconnected)"
+        )
+        self.fault_counters = {
+            "handshake": metrics.counter(
+                "broker_handshake_failures", "Connections that never reached Welcome"
+            ),
+            "silent": metrics.counter("broker_silences", "Connections dropped for silence_timeout"),
+            "bad_frame": metrics.counter(
+                "broker_bad_frames", "Connections dropped for a frame that does not decode"
+            ),
+        }
         self.ctx.run_task(self.stay_connected(), name="broker-connection")
         self.watch()
 
@@ -282,6 +298,10 @@ class Gateway(Actor):
             finally:
                 self.close_connection()
             self.counts["disconnects"] += 1
+            self.lost_counter.inc()
+            self.connected_gauge.set(0)
+            if kind in self.fault_counters:
+                self.fault_counters[kind].inc()
             if kind == "resubscribe":
                 self.ctx.logger.info("broker {peer}: {cause}; reconnecting now", peer=self.peer, cause=cause)
                 continue
@@ -448,6 +468,7 @@ class Gateway(Actor):
         self.welcome_seen = True
         self.failures = 0
         self.welcome = welcome
+        self.connected_gauge.set(1)
         backlog, self.backlog = self.backlog, []
         self.outgoing[:0] = backlog
         self.write_outgoing()

@@ -170,6 +170,9 @@ class Positions(EventSourcedActor[Book]):
 
     async def on_start(self) -> None:
         self.log: IntentLog[OrderIntent] = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog())
+        self.ghost_counter = self.ctx.metrics.counter(
+            "ghost_fills_quarantined", "Fills no intent accounts for: journaled, never applied"
+        )
         self.buffer: list[FillApplied | FillQuarantined] = []
         self.last_taken = self.state.last_fill_seq
         """The last fill_seq taken into the buffer (or applied): later ones only are new."""
@@ -287,6 +290,7 @@ class Positions(EventSourcedActor[Book]):
             elif event.leaves_qty == 0:
                 done.append(event.client_order_id)
         if ghosts:
+            self.ghost_counter.inc(len(ghosts))
             listed = "; ".join(f"{g.fill_seq}, {g.client_order_id!r}: {g.reason}" for g in ghosts[:20])
             self.ctx.logger.warning(
                 "{n} ghost fill(s) quarantined, not applied (fill_seq, client order id: why): {ids}{more}",

@@ -68,6 +68,10 @@ async def test_an_unanswered_order_is_looked_up_with_a_growing_backoff_not_every
     figures = await node.lookup(paths.EXECUTOR).ask(Snapshot())
     assert figures["lookup_timeouts"] >= len(times) - 2
     assert figures["in_doubt"] == 1 and figures["oldest_in_doubt_seconds"] >= 19.0
+    metrics = node.metrics.for_actor(paths.EXECUTOR)
+    assert metrics.counter("order_lookups", "read back").value == len(times)
+    assert metrics.gauge("orders_in_doubt", "read back").value == 1
+    assert metrics.gauge("oldest_in_doubt_seconds", "read back").value >= 19.0
 
 
 async def test_lookups_wait_while_the_venue_is_unreachable_and_resume_on_welcome(

@@ -202,6 +202,8 @@ async def test_fifty_connection_resets_restart_nothing_and_place_each_order_once
     assert restarts_of_execution(node) == dict.fromkeys(EXECUTION, 0)
     counts = await gateway_counts(node)
     assert counts["disconnects"] >= 50 and counts["connects"] >= 51
+    lost = node.metrics.for_actor(paths.GATEWAY).counter("broker_connections_lost", "read back")
+    assert lost.value == counts["disconnects"]
     # One WARNING line per kind of fault per 10 s, the repeats counted into the next; no
     # traceback and no ERROR for a fault the gateway handles by design.
     warnings = gateway_lines(log_records, "WARNING")
@@ -390,6 +392,9 @@ async def test_fills_no_intent_accounts_for_are_quarantined_journaled_and_never_
         (r["level"].name, r["extra"], r["message"]) for r in log_records if "ghost" in str(r["message"])
     ]
     assert "never-sent-by-this-node" in lines[0] and cid in lines[0]
+    # Counted on the node's /metrics too (registering the name again returns the same counter).
+    counter = node.metrics.for_actor(paths.POSITIONS).counter("ghost_fills_quarantined", "read back")
+    assert counter.value == 3
     await until(
         lambda: _state_is(journal, cid, IntentState.DONE), "the real order DONE through its real fill"
     )
