@@ -43,10 +43,10 @@ from tests.examples.order_routing.test_broker_boundaries import (
     record,
     settled,
 )
-from tests.examples.order_routing.test_broker_boundaries import clock as real_clock
+from tests.examples.order_routing.test_broker_boundaries import garrison_clock as real_clock
 from tests.examples.order_routing.test_broker_boundaries import start_broker as broker_starter
 
-clock = real_clock
+garrison_clock = real_clock
 start_broker = broker_starter
 
 WAIT = 15.0
