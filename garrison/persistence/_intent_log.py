@@ -268,6 +268,10 @@ class IntentLog(Generic[P]):
         self._compaction: asyncio.Task[None] | None = None
         self._trimmed_through = 0
         """The seq the events are deleted through, as far as this log knows (its latest snapshot's)."""
+        self._based_on: int | None = None
+        """The seq of the stored snapshot this log's state is built on (None: none was stored). A
+        compaction replaces only that one: a snapshot another writer stored since wins, and this
+        log leaves its chunks alone (Journal.replace_snapshot)."""
         self._backlog = Gate(max_unsettled)
         """Unsettled intents (by ``_projected``), against ``max_unsettled``."""
         self._window = Gate(send_window)
@@ -329,6 +333,7 @@ class IntentLog(Generic[P]):
         settled: SettledWindow[P] = SettledWindow(self.retain_settled, self.archive_settled)
         seq = 0
         snapshot = await self.journal.load_snapshot(self.stream)
+        self._based_on = None if snapshot is None else snapshot[0]
         if snapshot is not None:
             seq, payload = snapshot
             # The compaction that saved it deleted the events before it (or will: a step hint).
@@ -1305,15 +1310,17 @@ class IntentLog(Generic[P]):
         open_chunks = await encode_chunks(open_intents, encode, settled=False)
         settled_from = window.settled_from
         snapshot = encode_snapshot(open_chunks, settled_from, window.through)
-        await self.journal.save_snapshot(self.stream, seq, snapshot)
+        if not await self.journal.replace_snapshot(self.stream, self._based_on, seq, snapshot):
+            # Another writer stored a snapshot since this log's state was read: theirs stands,
+            # and the chunks it names may be older than ours, so nothing is trimmed or deleted.
+            # This log compacts again once it has read that snapshot (after a gap, or open()).
+            return
+        self._based_on = seq
         await trim_to_snapshot(self.journal, self.stream, seq, from_seq=self._trimmed_through + 1)
         self._trimmed_through = max(self._trimmed_through, seq)
         if not self.archive_settled:
-            # Another writer's later snapshot (ours was then not kept) may name older chunks.
-            latest = await self.journal.load_snapshot(self.stream)
-            if latest is not None and latest[1] != snapshot:
-                theirs = decode_snapshot(latest[1], self.stream, latest[0])
-                settled_from = min(settled_from, theirs.settled_from)
+            # A writer that stores the next snapshot has read this one first (replace_snapshot
+            # refuses it otherwise), so its window starts at or after our settled_from.
             await delete_through(self.journal, self.settled_stream, settled_from - 1, from_seq=stored_from)
 
     async def _append_settled(self, chunks: list[bytes]) -> int:

@@ -153,6 +153,14 @@ class Journal(Protocol):
         """The latest snapshot ``(seq, state)``, or None."""
         ...
 
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        """Store ``state`` as of ``seq`` only if the stored snapshot is still the one at
+        ``expected_seq`` (None: there is none), in one atomic step; True if it was stored.
+
+        For writers that share a stream: a snapshot built on a state another writer has
+        since replaced is refused rather than saved over theirs."""
+        ...
+
     async def delete_events(self, stream: str, up_to_seq: int) -> None:
         """Delete events with seq <= ``up_to_seq`` (keep a snapshot at or after it first)."""
         ...

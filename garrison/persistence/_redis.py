@@ -127,6 +127,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._writer_client: Any = None
         self._append_script: Any = None
         self._snapshot_script: Any = None
+        self._snapshot_if_script: Any = None
         self._ack_script: Any = None
         self._append_sha = ""
         self._waitaof = False
@@ -219,6 +220,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._writer_client = writer_client
         self._append_script = client.register_script(scripts.APPEND)
         self._snapshot_script = client.register_script(scripts.SNAPSHOT)
+        self._snapshot_if_script = client.register_script(scripts.SNAPSHOT_IF)
         self._ack_script = client.register_script(scripts.ACK)
         await self._load_scripts(client)
 
@@ -555,6 +557,25 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             )
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
+
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        """Store ``state`` as of ``seq`` only if the stored snapshot is still the one at
+        ``expected_seq`` (None: none is stored); one script, so atomic. True if stored."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if expected_seq is not None:
+            check_seq("expected_seq", expected_seq)
+        if not isinstance(state, bytes):
+            raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
+        client = self.client()
+        expected = "" if expected_seq is None else str(expected_seq)
+        try:
+            stored = await self._snapshot_if_script(
+                keys=[self.meta_key(stream)], args=[seq, state, checksum(state), expected], client=client
+            )
+        except _redis_errors() as error:
+            raise JournalWriteError(stream, error) from error
+        return bool(int(stored))
 
     async def delete_events(self, stream: str, up_to_seq: int) -> None:
         """Delete events up to ``up_to_seq``, but never one a consumer group has not acked."""

@@ -69,6 +69,14 @@ end
 return 1
 """
 
+# Store a snapshot only if the stored one is still at ARGV[4] ('' for none): 1 if stored.
+SNAPSHOT_IF = """
+local current = redis.call('HGET', KEYS[1], 'snapshot_seq')
+if (current or '') ~= ARGV[4] then return 0 end
+redis.call('HSET', KEYS[1], 'snapshot_seq', ARGV[1], 'snapshot', ARGV[2], 'snapshot_crc', ARGV[3])
+return 1
+"""
+
 # Move a consumer group's offset; never backwards.
 ACK = """
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')

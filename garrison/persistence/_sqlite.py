@@ -303,6 +303,34 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
 
         await self._exclusive(write)
 
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        """Store ``state`` as of ``seq`` only if the stored snapshot is still the one at
+        ``expected_seq`` (None: none is stored); True if it was stored."""
+        check_stream(stream)
+        check_seq("seq", seq)
+        if expected_seq is not None:
+            check_seq("expected_seq", expected_seq)
+        if not isinstance(state, bytes):
+            raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
+        stored: list[bool] = []
+
+        async def write(db: aiosqlite.Connection) -> None:
+            async with write_transaction(db):
+                current = await _snapshot_seq(db, stream)
+                if current != expected_seq:
+                    stored.append(False)
+                    return
+                await db.execute(
+                    "INSERT INTO snapshots (stream, seq, state, crc) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state, "
+                    "crc = excluded.crc",
+                    (stream, seq, state, checksum(state)),
+                )
+                stored.append(True)
+
+        await self._exclusive(write)
+        return stored == [True]
+
     async def delete_events(self, stream: str, up_to_seq: int) -> None:
         """Delete events with seq <= ``up_to_seq``; ``highest_seq`` is unchanged."""
         check_stream(stream)
@@ -1141,6 +1169,11 @@ def _streams_to_load(batch: list[PendingAppend], cached: dict[str, int]) -> set[
         elif append.expected_seq == current:
             projected[append.stream] = current + len(append.events)
     return streams
+
+
+async def _snapshot_seq(db: aiosqlite.Connection, stream: str) -> int | None:
+    rows = list(await db.execute_fetchall("SELECT seq FROM snapshots WHERE stream = ?", (stream,)))
+    return int(rows[0][0]) if rows else None
 
 
 async def _highest(db: aiosqlite.Connection, stream: str) -> int:

@@ -88,6 +88,9 @@ class TrackedJournal:
     async def acked_seq(self, stream: str, group: str) -> int:
         return await self._work.run(self.inner.acked_seq(stream, group))
 
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        return await self._work.run(self.inner.replace_snapshot(stream, expected_seq, seq, state))
+
     async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
         return await self._work.run(self.inner.quarantined(stream))
 

@@ -212,6 +212,11 @@ class FaultyJournal(ReadsInBatches):
     async def acked_seq(self, stream: str, group: str) -> int:
         return await self.inner.acked_seq(stream, group)
 
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        if self.fail_snapshots:
+            raise JournalWriteError(stream, RuntimeError("injected snapshot failure"))
+        return await self.inner.replace_snapshot(stream, expected_seq, seq, state)
+
     async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
         return await self.inner.quarantined(stream)
 

@@ -278,6 +278,21 @@ async def test_an_older_snapshot_never_replaces_a_newer_one(journal: SqliteJourn
     assert await journal.load_snapshot("s") == (7, b"state@7")
 
 
+async def test_replace_snapshot_stores_only_over_the_snapshot_the_writer_read(
+    make_journal: MakeJournal,
+) -> None:
+    """Two writers (two journals on one store) built on no snapshot: the first to replace wins."""
+    first, second = await make_journal().open(), await make_journal().open()
+    await first.append("s", payloads("e", 3), 0)
+
+    assert await first.replace_snapshot("s", None, 2, b"first@2") is True
+    assert await second.replace_snapshot("s", None, 3, b"second@3") is False
+    assert await second.load_snapshot("s") == (2, b"first@2")
+    assert await second.replace_snapshot("s", 2, 3, b"second@3") is True
+    assert await first.replace_snapshot("s", 2, 3, b"first@3") is False
+    assert await first.load_snapshot("s") == (3, b"second@3")
+
+
 async def test_snapshots_are_per_stream(journal: SqliteJournal) -> None:
     await journal.save_snapshot("a", 1, b"a")
     await journal.save_snapshot("b", 2, b"b")

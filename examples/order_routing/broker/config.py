@@ -40,6 +40,12 @@ class BrokerConfig:
     """Share of accepted orders whose OrderAccepted is never sent (the dead zone)."""
     reset_rate: float = 0.0
     """Share of NewOrders after which the connection is reset, half before and half after recording."""
+    garbage_rate: float = 0.0
+    """Share of replies the venue sends a frame that does not decode before (random bytes, an
+    unknown tag, a field of the wrong type, in turn): a hostile or broken venue."""
+    ghost_fill_rate: float = 0.0
+    """Share of fills after which the venue also sends a ghost: a fill, with the same fill_seq,
+    for a client order id the client never sent (stored nowhere: the venue's own bug)."""
     lookup_lag: float = 0.2
     """Seconds an accepted order stays invisible to QueryOrder."""
     dedupe: DedupeMode = DedupeMode.ALWAYS
@@ -62,7 +68,7 @@ class BrokerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("reject_rate", "drop_reply_rate", "reset_rate"):
+        for name in ("reject_rate", "drop_reply_rate", "reset_rate", "garbage_rate", "ghost_fill_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -88,6 +94,16 @@ VENUE_OPTIONS: dict[str, dict[str, Any]] = {
         "type": float,
         "default": 0.0,
         "help": "share of NewOrders after which the connection is reset",
+    },
+    "--garbage-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of replies preceded by a frame that does not decode (a broken venue)",
+    },
+    "--ghost-fill-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "share of fills followed by a fill for an order the client never sent",
     },
     "--lookup-lag": {
         "type": float,

@@ -42,6 +42,15 @@ from .config import BrokerConfig, DedupeMode
 from .store import BrokerStore, StoredFill, StoredOrder, fill_row, order_row
 
 MAX_ID_LENGTH = 64
+GARBAGE = tuple(
+    len(payload).to_bytes(4, "big") + payload
+    for payload in (
+        b"\xc1\xc1\xc1\xc1",  # not msgpack
+        msgspec.msgpack.encode(["surprise", 1, 2]),  # an unknown tag
+        msgspec.msgpack.encode(["fill", "one", 2, 3]),  # a known tag, fields of the wrong types
+    )
+)
+"""Frames a broken venue sends (``garbage_rate``): each well framed, none decodes."""
 MAX_QTY = 1_000_000_000
 
 
@@ -72,6 +81,9 @@ class BrokerStats:
     connections_reset: int = 0
     fills: int = 0
     cancels: int = 0
+    queries: int = 0
+    garbage_sent: int = 0
+    ghost_fills_sent: int = 0
     bad_frames: int = 0
     commits: int = 0
 
@@ -276,6 +288,7 @@ class Venue:
 
     def query_order(self, peer: Peer, client_id: str, request: QueryOrder) -> None:
         """Report the most recent order with that id the look-up can see (it lags acceptance)."""
+        self.stats.queries += 1
         now = self._loop.time()
         orders = self._orders.get((client_id, request.client_order_id), [])
         seen = next((order for order in reversed(orders) if order.visible_at <= now), None)
@@ -358,6 +371,12 @@ class Venue:
         subscribers = self._subscribers.get(client_id)
         if subscribers:
             frame = encode_frame(fill)
+            if self.config.ghost_fill_rate and self._rng.random() < self.config.ghost_fill_rate:
+                self.stats.ghost_fills_sent += 1
+                ghost = msgspec.structs.replace(
+                    fill, client_order_id=f"ghost-{self.stats.ghost_fills_sent}", order_id="ghost"
+                )
+                frame += encode_frame(ghost)
             for peer in subscribers:
                 peer.send(frame)
 
@@ -367,10 +386,17 @@ class Venue:
         self._commit.after_commit(partial(self._reply, peer, message))
 
     def _reply(self, peer: Peer, message: msgspec.Struct) -> None:
+        if self.config.garbage_rate and self._rng.random() < self.config.garbage_rate:
+            # The bad frame goes first, so a client that drops the connection for it loses the reply.
+            self.stats.garbage_sent += 1
+            self._reply_frame(peer, GARBAGE[self.stats.garbage_sent % len(GARBAGE)])
+        self._reply_frame(peer, encode_frame(message))
+
+    def _reply_frame(self, peer: Peer, frame: bytes) -> None:
         if self._latency == 0:
-            peer.send(encode_frame(message))
+            peer.send(frame)
             return
-        reply = _Reply(self._loop.time() + self._latency, peer, encode_frame(message))
+        reply = _Reply(self._loop.time() + self._latency, peer, frame)
         self._replies.append(reply)
         if self._reply_timer is None:
             self._reply_timer = self._loop.call_at(reply.due, self._send_due_replies)

@@ -5,8 +5,9 @@ SIGKILL. Inside, a chaos monkey crashes and hangs random actors. Some kills
 are aimed at the dead zone: the node is told to SIGKILL itself right after
 writing an order to the broker, before the intent can move on. The broker
 simulator runs with faults on (lost replies, connection resets, rejects,
-partial fills, look-ups that lag) and a dedupe mode that does not save a
-careless node (while-open or none). Then the feed stops, the node settles,
+ghost fills for orders the node never sent, partial fills, look-ups that
+lag) and a dedupe mode that does not save a careless node (while-open or
+none). Then the feed stops, the node settles,
 and the verdict compares the journal with the broker's own record.
 """
 
@@ -57,7 +58,13 @@ def chaos_arguments(parser: argparse.ArgumentParser) -> None:
 
 def chaos_defaults(args: argparse.Namespace) -> None:
     """Faults on unless the user chose otherwise."""
-    for name, value in (("drop_reply_rate", 0.02), ("reset_rate", 0.002), ("reject_rate", 0.01)):
+    defaults = (
+        ("drop_reply_rate", 0.02),
+        ("reset_rate", 0.002),
+        ("reject_rate", 0.01),
+        ("ghost_fill_rate", 0.005),
+    )
+    for name, value in defaults:
         if getattr(args, name) == 0.0:
             setattr(args, name, value)
     if args.dedupe == "always":

@@ -216,10 +216,20 @@ async def print_summary(node: Node, samples: list, elapsed: float, interrupted: 
     print(f"intents recorded: {intents.get('intents', 0):,} (peak {peak:,.0f}/s)")
     print(
         "executor: "
-        + ", ".join(f"{key} {value:,}" for key, value in executor.items() if isinstance(value, int))
+        + ", ".join(
+            f"{key} {value:,}"
+            for key, value in executor.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        )
     )
+    gateway = await snapshot_of(node, paths.GATEWAY)
+    faults = ("connects", "disconnects", "handshake_timeouts", "silences", "bad_frames", "broker_errors")
+    print("gateway: " + ", ".join(f"{key} {gateway.get(key, 0):,}" for key in faults))
     print(f"risk: approved {risk.get('approved', 0):,}, refused {risk.get('refused', {})}")
-    print(f"fills applied: {positions.get('fills', 0):,}")
+    print(
+        f"fills applied: {positions.get('fills', 0):,}; "
+        f"ghost fills quarantined: {positions.get('quarantined', 0):,}"
+    )
     for symbol, (qty, average) in sorted(positions.get("positions", {}).items()):
         print(f"  position {symbol:<9} {qty:>8} @ {average:.4f}")
     stats = node.loop_monitor.stats() if node.loop_monitor else None

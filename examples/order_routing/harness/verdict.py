@@ -10,9 +10,17 @@ from dataclasses import dataclass, field
 from examples.order_routing.broker.store import duplicates, load_fills, load_orders
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
-from examples.order_routing.node.positions import Book, FillApplied, apply_fill
-from examples.order_routing.protocol import Side
-from garrison.persistence import EventCodec, IntentLog, IntentState, Journal, StateCodec, replay_events
+from examples.order_routing.node.positions import Book, FillApplied, FillQuarantined, apply_fill, fill_problem
+from examples.order_routing.protocol import Fill, Side
+from garrison.persistence import (
+    EventCodec,
+    Intent,
+    IntentLog,
+    IntentState,
+    Journal,
+    StateCodec,
+    replay_events,
+)
 
 
 @dataclass
@@ -34,6 +42,11 @@ class Verdict:
     """symbol -> (node qty, broker net filled qty) where they differ."""
     fills_at_broker: int = 0
     fills_at_node: int = 0
+    ghost_fills_quarantined: list[str] = field(default_factory=list)
+    """Fills positions journaled as quarantined: "fill_seq client_order_id (why)"."""
+    ghost_fills_applied: list[str] = field(default_factory=list)
+    """Fills positions applied that no intent accounts for (unknown id, wrong symbol or side,
+    overfill): must be none."""
 
     @property
     def passed(self) -> bool:
@@ -43,6 +56,7 @@ class Verdict:
             and self.phantom == 0
             and self.ambiguous == 0
             and self.positions_match
+            and not self.ghost_fills_applied
         )
 
     def lines(self) -> list[str]:
@@ -56,6 +70,10 @@ class Verdict:
             f"phantom orders (must be 0): {self.phantom:,}  {mark[self.phantom == 0]}",
             f"ambiguous after settling (must be 0): {self.ambiguous:,}  {mark[self.ambiguous == 0]}",
             f"fills: broker {self.fills_at_broker:,}, node {self.fills_at_node:,}",
+            f"ghost fills quarantined: {len(self.ghost_fills_quarantined):,}"
+            + _listed(self.ghost_fills_quarantined, limit=3),
+            f"ghost fills applied (must be 0): {len(self.ghost_fills_applied):,}  "
+            f"{mark[not self.ghost_fills_applied]}" + _listed(self.ghost_fills_applied),
             f"positions at the node match fills at the broker: {mark[self.positions_match]}"
             + (f" {self.position_mismatches}" if self.position_mismatches else ""),
             f"VERDICT: {'PASS' if self.passed else 'FAIL'}",
@@ -98,6 +116,7 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
         broker_net[fill.symbol] += fill.qty if fill.side is Side.BUY else -fill.qty
     book = await replay_positions(journal)
     verdict.fills_at_node = book.fills
+    verdict.ghost_fills_quarantined, verdict.ghost_fills_applied = await ghost_fills(journal, intents)
     node_net = {symbol: position.qty for symbol, position in book.positions.items()}
     for symbol in set(node_net) | set(broker_net):
         if node_net.get(symbol, 0) != broker_net.get(symbol, 0):
@@ -106,9 +125,42 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
     return verdict
 
 
+def _listed(items: list[str], limit: int = 10) -> str:
+    if not items:
+        return ""
+    more = f", and {len(items) - limit:,} more" if len(items) > limit else ""
+    return f" ({', '.join(items[:limit])}{more})"
+
+
+async def ghost_fills(
+    journal: Journal, intents: dict[str, Intent[OrderIntent]]
+) -> tuple[list[str], list[str]]:
+    """(quarantined, applied ghosts), read from every positions event (not the snapshot, which
+    keeps only the latest quarantined): a fill applied is a ghost if its intent would have
+    refused it."""
+    codec = EventCodec([FillApplied, FillQuarantined])
+    quarantined: list[str] = []
+    applied: list[str] = []
+    filled: Counter[str] = Counter()
+    async with aclosing(replay_events(journal, "positions", codec, 0)) as runs:
+        async for _, events in runs:
+            for event in events:
+                if isinstance(event, FillQuarantined):
+                    quarantined.append(f"{event.fill_seq} {event.client_order_id} ({event.reason})")
+                    continue
+                cid = event.client_order_id
+                intent = intents.get(cid)
+                as_fill = Fill(event.fill_seq, cid, "", event.symbol, event.side, event.qty, event.price, 0)
+                problem = fill_problem(as_fill, None if intent is None else intent.payload, filled[cid])
+                filled[cid] += event.qty
+                if problem is not None:
+                    applied.append(f"{event.fill_seq} {cid} ({problem})")
+    return quarantined, applied
+
+
 async def replay_positions(journal: Journal) -> Book:
     """The positions actor's state, rebuilt from its snapshot and events (as it recovers)."""
-    codec = EventCodec([FillApplied])
+    codec = EventCodec([FillApplied, FillQuarantined])
     snapshot = await journal.load_snapshot("positions")
     if snapshot is None:
         seq, book = 0, Book()

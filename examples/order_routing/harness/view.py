@@ -42,6 +42,11 @@ class Sample:
     restarts: int = 0
     dead_letters: int = 0
     strategies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lookups: int = 0
+    in_doubt: int = 0
+    oldest_in_doubt: float = 0.0
+    reconnects: int = 0
+    quarantined: int = 0
 
 
 async def sample(node: Node) -> Sample:
@@ -49,6 +54,7 @@ async def sample(node: Node) -> Sample:
     intents = await snapshot_of(node, paths.INTENTS)
     executor = await snapshot_of(node, paths.EXECUTOR)
     positions = await snapshot_of(node, paths.POSITIONS)
+    gateway = await snapshot_of(node, paths.GATEWAY)
     depths = {}
     for path in WATCHED:
         try:
@@ -72,6 +78,11 @@ async def sample(node: Node) -> Sample:
         restarts=sum(node.restart_counts.values()),
         dead_letters=node.dead_letters.count,
         strategies=strategies,
+        lookups=int(executor.get("lookups", 0)),
+        in_doubt=int(executor.get("in_doubt", 0)),
+        oldest_in_doubt=float(executor.get("oldest_in_doubt_seconds", 0.0)),
+        reconnects=int(gateway.get("disconnects", 0)),
+        quarantined=int(positions.get("quarantined", 0)),
     )
 
 
@@ -89,6 +100,11 @@ def render(previous: Sample | None, current: Sample) -> Any:
     table.add_row("orders acked by broker / s", f"{acked_rate:,.0f}")
     table.add_row("intents recorded (total)", f"{current.recorded:,}")
     table.add_row("fills applied (total)", f"{current.fills:,}")
+    lookup_rate = (current.lookups - previous.lookups) / elapsed if previous else 0.0
+    table.add_row("look-ups / s", f"{max(0.0, lookup_rate):,.0f}")
+    table.add_row("in doubt (oldest)", f"{current.in_doubt:,} ({current.oldest_in_doubt:.1f} s)")
+    table.add_row("broker reconnects", f"{current.reconnects:,}")
+    table.add_row("ghost fills quarantined", f"{current.quarantined:,}")
     for name, (depth, lag) in current.depths.items():
         table.add_row(f"mailbox {name}: depth / lag", f"{depth} / {lag * 1000:.1f} ms")
     table.add_row("loop lag p99 / max", f"{current.loop_p99 * 1000:.1f} / {current.loop_max * 1000:.1f} ms")
@@ -126,11 +142,15 @@ async def live_view(
             await tick()
             if len(samples) % 5 == 1 and previous is not None:
                 current = samples[-1]
-                rate = (current.recorded - samples[-2].recorded) / every if len(samples) > 1 else 0.0
+                last = samples[-2] if len(samples) > 1 else current
+                rate = (current.recorded - last.recorded) / every
+                lookup_rate = max(0.0, (current.lookups - last.lookups) / every)
                 console.print(
                     f"[{len(samples):>3}s] intents {current.recorded:,} ({rate:,.0f}/s), "
                     f"fills {current.fills:,}, loop lag p99 {current.loop_p99 * 1000:.1f} ms, "
-                    f"restarts {current.restarts}"
+                    f"restarts {current.restarts}, reconnects {current.reconnects}, "
+                    f"look-ups {lookup_rate:,.0f}/s, in doubt {current.in_doubt:,}"
+                    f" (oldest {current.oldest_in_doubt:.1f} s)"
                 )
             await _wait(stop, every)
     return samples

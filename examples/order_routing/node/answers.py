@@ -4,10 +4,18 @@ share (the single node's ``Executor`` and the several nodes' ``SharedExecutor``)
 - OrderAccepted: ACKED. OrderRejected: REJECTED, except a refusal as a
   duplicate, which says the broker already knows the id: UNKNOWN, and looked up.
 - A send with no answer within ``ack_timeout``: UNKNOWN, and looked up.
-- An intent in doubt is looked up every ``lookup_retry``. Found: ACKED (and DONE
+- An intent in doubt is looked up with a backoff of its own: ``lookup_retry``
+  first, doubling per ask up to ``lookup_retry_max``. Found: ACKED (and DONE
   when it is filled or cancelled). Not found: trusted only once the broker's
   lookup lag plus a margin has passed since the send could have happened; then
-  it is sent again. Until then, asked again.
+  it is sent again. Until then, asked again (at the latest once the answer
+  could be trusted).
+- Look-ups of all orders together stay under ``max_lookups_per_second`` (the
+  rest wait their turn), go out only while the gateway has a Welcome (after a
+  ``ConnectionLost`` they wait for the next one, then are all due at once), and
+  one with no answer within ``lookup_timeout`` is counted and logged as timed out.
+- An answer about a client order id the intent log does not know is counted
+  (``unknown_reports``) and logged, and changes nothing.
 - OrdersDone (positions saw the last fill): DONE.
 
 The moves are collected in ``moves``; each executor writes them its own way.
@@ -15,22 +23,27 @@ The moves are collected in ``moves``; each executor writes them its own way.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import heapq
+import math
 from typing import Any
 
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
+from examples.order_routing.node.faults import RepeatLimiter
 from examples.order_routing.node.messages import (
     BrokerInfo,
     BrokerReplies,
+    ConnectionLost,
     GetBrokerInfo,
     Lookup,
     OrderIntent,
     OrdersDone,
 )
 from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
-from garrison import ActorContext
+from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout
 from garrison.persistence import IntentLog, IntentState
 
 
@@ -51,6 +64,20 @@ def take_over(state: IntentState) -> TakeOver:
     if state in (IntentState.SENDING, IntentState.UNKNOWN):
         return TakeOver.LOOK_UP
     return TakeOver.SETTLED
+
+
+class LookupMetrics:
+    """The executor's figures on the node's ``/metrics`` (``ctx.metrics``)."""
+
+    def __init__(self, ctx: ActorContext) -> None:
+        metrics = ctx.metrics
+        self.lookups = metrics.counter("order_lookups", "Look-ups of orders in doubt sent to the broker")
+        self.timeouts = metrics.counter("order_lookup_timeouts", "Look-ups unanswered after lookup_timeout")
+        self.unknown_reports = metrics.counter(
+            "unknown_order_reports", "Broker answers about client order ids the intent log does not know"
+        )
+        self.in_doubt = metrics.gauge("orders_in_doubt", "Orders that may or may not be at the broker")
+        self.oldest = metrics.gauge("oldest_in_doubt_seconds", "Age of the oldest order in doubt")
 
 
 class BrokerAnswers:
@@ -74,13 +101,58 @@ class BrokerAnswers:
         self.moves: list[tuple[str, IntentState, str]] = []
         """Moves the answers asked for, written together (one append) by the executor."""
         self.lookup_lag: float | None = None
-        self.counts = {"sent": 0, "resent": 0, "acked": 0, "rejected": 0, "done": 0, "lookups": 0}
+        self.connected = False
+        """The gateway has a Welcome: look-ups go out only then."""
+        self.retry_after: dict[str, float] = {}
+        """client_order_id -> the wait before its next look-up (doubles per ask, capped)."""
+        self.asked: dict[str, float] = {}
+        """Look-ups written and not answered yet: client_order_id -> when asked."""
+        self.info_asked_at = -math.inf
+        self.lookup_tokens = 0.0
+        self.tokens_at = -math.inf
+        self.counts = {
+            "sent": 0,
+            "resent": 0,
+            "acked": 0,
+            "rejected": 0,
+            "done": 0,
+            "lookups": 0,
+            "lookup_timeouts": 0,
+            "lookups_held": 0,
+            "unknown_reports": 0,
+        }
+
+    @property
+    def lookup_metrics(self) -> LookupMetrics:
+        metrics: LookupMetrics | None = getattr(self, "_lookup_metrics", None)
+        if metrics is None:
+            metrics = self._lookup_metrics = LookupMetrics(self.ctx)
+        return metrics
+
+    @property
+    def faults(self) -> RepeatLimiter:
+        limiter: RepeatLimiter | None = getattr(self, "_faults", None)
+        if limiter is None:
+            limiter = self._faults = RepeatLimiter(self.ctx.logger, self.ctx.node.clock)
+        return limiter
 
     async def ask_broker_info(self) -> None:
         """The broker's lookup lag, from the gateway (None until it has met the broker)."""
         info = await self.ctx.node.lookup(paths.GATEWAY).ask(GetBrokerInfo())
         if info is not None:
             self.lookup_lag = info.lookup_lag_seconds
+            self.connected = True
+
+    def doubt_figures(self, now: float) -> dict[str, Any]:
+        """What the live view and the metrics show of the look-ups: in doubt, oldest, connected."""
+        oldest = min(self.in_doubt.values(), default=now)
+        return {
+            "in_flight": len(self.sent_at),
+            "in_doubt": len(self.in_doubt),
+            "oldest_in_doubt_seconds": round(max(0.0, now - oldest), 3),
+            "awaiting_lookups": len(self.asked),
+            "connected": self.connected,
+        }
 
     def reconcile_live(self, now: float) -> None:
         """Look up every ACKED intent: live at the broker, its last fill may have been applied
@@ -109,6 +181,10 @@ class BrokerAnswers:
                     self.settle(cid)
                     self.move(cid, IntentState.DONE, "filled")
                 self.counts["done"] += len(done)
+            case OrderAccepted(client_order_id=cid) if cid not in self.log:
+                self.unknown_report(message)
+            case OrderRejected(client_order_id=cid) if cid not in self.log:
+                self.unknown_report(message)
             case OrderAccepted(client_order_id=cid):
                 self.settle(cid)
                 self.move(cid, IntentState.ACKED, "accepted")
@@ -126,11 +202,19 @@ class BrokerAnswers:
                 self.on_status(message, now)
             case BrokerInfo(lookup_lag_seconds=lag):
                 self.lookup_lag = lag
+                self.connected = True
                 # A (re)connected gateway writes what waited for Welcome only now: an order
                 # still queued there may reach the broker from this moment, so a "not found"
                 # is trusted only lookup_lag + margin after it.
                 for cid, since in self.in_doubt.items():
                     self.in_doubt[cid] = max(since, now)
+                # Answers on the connection that died are lost: everything in doubt is due again.
+                self.asked.clear()
+                for cid in self.next_query:
+                    self.next_query[cid] = now
+                    self.retry_after[cid] = self.config.lookup_retry
+            case ConnectionLost():
+                self.connected = False
             case _:
                 return False
         return True
@@ -139,8 +223,21 @@ class BrokerAnswers:
         """Whether this executor may send ``cid`` again once the broker reliably never saw it."""
         return True
 
+    def unknown_report(self, report: OrderAccepted | OrderRejected | OrderStatus) -> None:
+        """An answer about an order this node never recorded: nothing to move, but say so."""
+        self.counts["unknown_reports"] += 1
+        self.lookup_metrics.unknown_reports.inc()
+        self.faults.warning(
+            "unknown_report",
+            "broker reported on client order id {cid}, which the intent log does not know: ignored",
+            cid=report.client_order_id,
+        )
+
     def on_status(self, status: OrderStatus, now: float) -> None:
         cid = status.client_order_id
+        if self.asked.pop(cid, None) is None and cid not in self.log:
+            self.unknown_report(status)
+            return
         if self.reconcile.pop(cid, None) is not None:
             if status.found and status.state in CLOSED_STATES:
                 self.move(cid, IntentState.DONE, status.state)
@@ -156,7 +253,11 @@ class BrokerAnswers:
             return
         lag = self.lookup_lag
         if lag is None or now - since < lag + self.config.lookup_margin:
-            return  # not yet a reliable answer: asked again at next_query
+            # Not yet a reliable answer: asked again at the latest once it could be.
+            trusted_at = since + (lag or 0.0) + self.config.lookup_margin
+            due = self.next_query.get(cid, math.inf)
+            self.next_query[cid] = min(due, max(trusted_at, now + self.config.lookup_retry))
+            return
         intent = self.log.get(cid)
         if intent is None or not self.may_resend(cid):
             return
@@ -166,32 +267,93 @@ class BrokerAnswers:
         self.to_send[cid] = intent.payload
 
     def sweep(self, now: float) -> None:
-        """Sends unanswered for ack_timeout go in doubt; due look-ups go to the gateway."""
+        """Sends unanswered for ack_timeout go in doubt; due look-ups go to the gateway, each
+        order on its own backoff, all of them under the global rate cap, none while the gateway
+        has no Welcome."""
         for cid, sent in list(self.sent_at.items()):
             if now - sent >= self.config.ack_timeout:
                 del self.sent_at[cid]
                 self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
                 self.doubt(cid, sent)
+        self.expire_lookups(now)
+        metrics = self.lookup_metrics
+        metrics.in_doubt.set(len(self.in_doubt))
+        metrics.oldest.set(max(0.0, now - min(self.in_doubt.values(), default=now)))
+        if not self.connected:
+            self.recheck_connection(now)
+            return
+        budget = self.lookup_budget(now)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
-        for cid, asked in list(self.reconcile.items()):
-            if asked <= now:
-                self.reconcile[cid] = now + 10 * self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid), self.ctx.node)
-        for cid, due in list(self.next_query.items()):
-            if due <= now:
-                self.next_query[cid] = now + self.config.lookup_retry
-                self.counts["lookups"] += 1
-                offer(gateway, Lookup(cid), self.ctx.node)
+        # The most overdue first, so that under the cap every order gets its turn.
+        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
+        asked = [cid for _, cid in heapq.nsmallest(budget, due_reconcile)]
+        for cid in asked:
+            self.reconcile[cid] = now + 10 * self.config.lookup_retry
+        due_doubt = [(due, cid) for cid, due in self.next_query.items() if due <= now]
+        for _, cid in heapq.nsmallest(budget - len(asked), due_doubt):
+            asked.append(cid)
+            retry = self.retry_after.get(cid, self.config.lookup_retry)
+            self.next_query[cid] = now + retry
+            self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
+        self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
+        self.lookup_tokens -= len(asked)
+        self.counts["lookups"] += len(asked)
+        metrics.lookups.inc(len(asked))
+        for cid in asked:
+            self.asked.setdefault(cid, now)
+            offer(gateway, Lookup(cid), self.ctx.node)
+
+    def recheck_connection(self, now: float) -> None:
+        """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it
+        offered may have met a full mailbox, and without it no look-up would ever go out."""
+        if now - self.info_asked_at < 1.0 or self.in_doubt == {}:
+            return
+        self.info_asked_at = now
+
+        async def ask() -> None:
+            with contextlib.suppress(AskTimeout, ActorStopped, ActorNotFound):
+                await self.ask_broker_info()
+
+        self.ctx.run_task(ask(), name="broker-info")
+
+    def lookup_budget(self, now: float) -> int:
+        """How many look-ups may go out now: a token bucket filled at max_lookups_per_second,
+        holding a fifth of a second's worth (at least one)."""
+        rate = self.config.max_lookups_per_second
+        capacity = max(1.0, rate * 0.2)
+        elapsed = now - self.tokens_at if self.tokens_at > -math.inf else capacity / rate
+        self.lookup_tokens = min(capacity, self.lookup_tokens + rate * elapsed)
+        self.tokens_at = now
+        return int(self.lookup_tokens)
+
+    def expire_lookups(self, now: float) -> None:
+        """Look-ups unanswered for lookup_timeout are counted and logged as timed out; the order
+        is asked again on its backoff."""
+        limit = self.config.lookup_timeout
+        expired = [cid for cid, at in self.asked.items() if now - at >= limit]
+        for cid in expired:
+            del self.asked[cid]
+        if expired:
+            self.counts["lookup_timeouts"] += len(expired)
+            self.lookup_metrics.timeouts.inc(len(expired))
+            self.faults.warning(
+                "lookup_timeout",
+                "{n} look-ups unanswered after {limit:g}s (e.g. {cid}); asked again on their backoff",
+                n=len(expired),
+                limit=limit,
+                cid=expired[0],
+            )
 
     def settle(self, cid: str) -> None:
         self.sent_at.pop(cid, None)
         self.in_doubt.pop(cid, None)
         self.next_query.pop(cid, None)
+        self.retry_after.pop(cid, None)
 
     def doubt(self, cid: str, since: float) -> None:
         self.in_doubt[cid] = since
         self.next_query[cid] = since
+        self.retry_after[cid] = self.config.lookup_retry
 
     def move(self, cid: str, state: IntentState, detail: str) -> None:
         self.moves.append((cid, state, detail))

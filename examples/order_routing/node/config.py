@@ -39,6 +39,28 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     lookup_margin: float = 0.5
     """Added to the broker's lookup lag before a 'not found' is trusted."""
     lookup_retry: float = 0.25
+    """First wait before an in-doubt order is asked about again; doubles per unanswered ask."""
+    lookup_retry_max: float = 5.0
+    """The longest wait between two look-ups of one order (its backoff's cap)."""
+    lookup_timeout: float = 2.0
+    """A look-up with no answer after this long is counted (and logged) as timed out."""
+    max_lookups_per_second: float = 500.0
+    """Look-ups of all orders together never go out faster than this (the rest wait their turn)."""
+    connect_timeout: float = 5.0
+    """Opening the TCP connection to the broker: longer is a failed attempt."""
+    handshake_timeout: float = 5.0
+    """From Hello to the broker's Welcome: longer is a failed attempt (a peer that never answers)."""
+    silence_timeout: float = 10.0
+    """A connection on which nothing has been read for this long while a request awaits its answer
+    is dead (a silent peer): the gateway drops it and reconnects."""
+    reconnect_initial: float = 0.05
+    """The gateway's first wait before reconnecting; doubles per failed attempt, with jitter."""
+    reconnect_max: float = 2.0
+    """The longest wait between two connection attempts."""
+    max_handshake_failures: int = 20
+    """Consecutive attempts that never reach Welcome before the gateway gives up and crashes
+    (its supervisor then restarts the execution group): a broker that stays unreachable is
+    an outage to report, not a blip to ride out."""
     feed: bool = True
     """False: no new ticks, the node only finishes what is pending (a chaos run's settle phase)."""
     role: str = "single"
@@ -60,10 +82,25 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"role={self.role!r}: must be 'single', 'full' or 'executor'")
         if self.role != "single" and not self.member:
             raise ValueError(f"member: a {self.role} node needs its consumer name in the executors' group")
-        fields = ("tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry", "claim_idle")
+        fields = (
+            "tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry", "claim_idle",
+            "lookup_retry_max", "lookup_timeout", "max_lookups_per_second", "connect_timeout",
+            "handshake_timeout", "silence_timeout", "reconnect_initial", "reconnect_max",
+        )  # fmt: skip
         for field in fields:
             value = getattr(self, field)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{field}={value!r}: must be a finite number > 0")
+        if self.lookup_retry_max < self.lookup_retry:
+            raise ValueError(
+                f"lookup_retry_max={self.lookup_retry_max!r}: must be >= lookup_retry={self.lookup_retry!r}"
+            )
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError(
+                f"reconnect_max={self.reconnect_max!r}: "
+                f"must be >= reconnect_initial={self.reconnect_initial!r}"
+            )
+        if self.max_handshake_failures < 1:
+            raise ValueError(f"max_handshake_failures={self.max_handshake_failures}: must be >= 1")
         if self.order_qty <= 0 or self.order_qty > self.max_order_qty:
             raise ValueError(f"order_qty={self.order_qty}: must be in 1..max_order_qty={self.max_order_qty}")

@@ -7,7 +7,8 @@ The rules (also in the example's README):
   broker by client_order_id before any resend. Found: ACKED (or DONE when
   filled). Not found: trusted only once the broker's lookup lag (plus a
   margin) has passed since the send could have happened; then resend. Until
-  then, ask again.
+  then, ask again: on a backoff per order, under a global rate cap, and not at
+  all while the gateway has no Welcome (``answers.py``).
 - A send with no answer within ``ack_timeout``, or refused as a duplicate, is
   UNKNOWN and looked up. A refusal is recorded as REJECTED only when the
   broker said so in an OrderRejected: an ambiguous submit never is.
@@ -100,7 +101,7 @@ class Executor(BrokerAnswers, Actor):
                 self.sweep(now)
                 self.ctx.send_later(self.SWEEP_EVERY, _Sweep())
             case Snapshot():
-                return {**self.counts, "in_flight": len(self.sent_at), "in_doubt": len(self.in_doubt)}
+                return {**self.counts, **self.doubt_figures(now)}
             case _:
                 if not self.on_answer(message, now):
                     self.ctx.unhandled(message)

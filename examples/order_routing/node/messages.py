@@ -114,7 +114,15 @@ class GetBrokerInfo(msgspec.Struct, frozen=True):
 
 
 class ConnectionLost(msgspec.Struct, frozen=True):
+    """Gateway -> executor: the broker connection is gone and a reconnect is under way; look-ups
+    wait for the next BrokerInfo (the Welcome) instead of piling up."""
+
     reason: str
+
+
+class LastFillTaken(msgspec.Struct, frozen=True):
+    """Gateway -> the fill subscriber (ask): the ``fill_seq`` of the last fill it has taken (applied
+    or about to be; quarantined ones do not count). The next Hello asks for the fills after it."""
 
 
 class BrokerReplies(msgspec.Struct, frozen=True):

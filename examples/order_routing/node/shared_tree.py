@@ -17,7 +17,7 @@ from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import load_config
 from examples.order_routing.node.gateway import Gateway
-from examples.order_routing.node.messages import Fills, Snapshot, SubscribeFills
+from examples.order_routing.node.messages import Fills, LastFillTaken, Snapshot, SubscribeFills
 from examples.order_routing.node.monitor import JournalMonitor
 from examples.order_routing.node.shared_work import SharedExecutor
 from examples.order_routing.node.tree import build_spec
@@ -47,6 +47,8 @@ class FillSink(Actor):
                 self.dropped += len(fills)
             case Fill():
                 self.dropped += 1
+            case LastFillTaken():
+                return NO_REPLAY
             case Snapshot():
                 return {"fills_dropped": self.dropped}
             case _:

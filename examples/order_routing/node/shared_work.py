@@ -261,8 +261,7 @@ class SharedExecutor(BrokerAnswers, Actor):
                     **self.counts,
                     **self.work,
                     "held": len(self.leases),
-                    "in_flight": len(self.sent_at),
-                    "in_doubt": len(self.in_doubt),
+                    **self.doubt_figures(now),
                 }
             case _:
                 if not self.on_answer(message, now):

@@ -38,14 +38,18 @@ def run_example(command: str, folder: Path, arguments: tuple[str, ...], timeout:
     return output
 
 
-def assert_verdict_passed(output: str) -> None:
-    """Every line of the verdict ok: 0 duplicates, 0 lost, 0 phantom, 0 ambiguous, fills match."""
+def assert_verdict_passed(output: str, *, ghosts: bool = False) -> None:
+    """Every line of the verdict ok: 0 duplicates, 0 lost, 0 phantom, 0 ambiguous, fills match,
+    no ghost fill applied; ``ghosts``: the broker sent ghost fills, and some were quarantined."""
     lines = {line.split(":")[0]: line for line in output.splitlines()}
     assert lines["duplicates (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["lost intents (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["phantom orders (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["ambiguous after settling (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["positions at the node match fills at the broker"].endswith(": ok"), output
+    quarantined = int(lines["ghost fills quarantined"].split(":")[1].split()[0].replace(",", ""))
+    assert quarantined > 0 if ghosts else quarantined == 0, output
+    assert lines["ghost fills applied (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert int(lines["intents recorded"].split()[-1].replace(",", "")) > 100, output
     fills = re.search(r"fills: broker ([\d,]+), node ([\d,]+)", output)
     assert fills is not None, output

@@ -76,7 +76,7 @@ def test_two_nodes_sharing_intents_on_redis_lose_and_duplicate_nothing_when_one_
     # The survivor took over intents a killed node held, looking up first those it may have sent.
     taken = re.search(r"take-overs: (\d+) intents taken over from another executor", output)
     assert taken is not None and int(taken.group(1)) > 0, output
-    assert_verdict_passed(output)
+    assert_verdict_passed(output, ghosts=True)
     # Nothing left running: the last incarnation of each node is gone.
     for member in ("a", "b"):
         assert not alive(int((tmp_path / f"control-{member}" / "node.pid").read_text()))
