@@ -526,6 +526,10 @@ class Slot:
                             continue
                     elif pending:
                         message, _, reply = take()
+                    elif mailbox.pending is not pending:
+                        # The first user message made the mailbox's queue (it has none before).
+                        pending = mailbox.pending
+                        continue
                     else:
                         await mailbox.wait()
                         yielded_at = slice_time()
