@@ -683,11 +683,12 @@ class Slot:
         self.busy_since = None
         self._reply = None  # an ask cut off mid-handler must not be deferrable by the next incarnation
         await self._cancel_owned()
-        self._discard_timer_messages(
-            f"timer set by incarnation #{self.incarnation} of {self.path}, which ended ({reason}): "
-            "discarded, not delivered to a later incarnation",
-            "timer",
-        )
+        if self.mailbox.system:  # the reason is formatted only when there is a message to give it
+            self._discard_timer_messages(
+                f"timer set by incarnation #{self.incarnation} of {self.path}, which ended ({reason}): "
+                "discarded, not delivered to a later incarnation",
+                "timer",
+            )
         if self.children:
             await self._stop_children()
         self._task = None
