@@ -1,5 +1,8 @@
 """``python -m bench [NAME ...] [--quick] [--name RUN]``: run benchmarks, print one JSON document.
 
+``python -m bench --profile NAME`` instead profiles garrison's side of one
+benchmark (cProfile) and writes it to ``bench/out/`` (see ``bench/_profile.py``).
+
 The document also goes to ``bench/results/<RUN>.json`` (git-ignored). Progress
 goes to stderr, so stdout is the JSON alone. The exit status is 0 even when
 a target is missed (figures are reported, not asserted); it is 1 only when a
@@ -53,6 +56,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, 3 rounds")
     parser.add_argument("--name", help="results file name under bench/results/ (default: a UTC timestamp)")
     parser.add_argument("--no-save", action="store_true", help="print only; write no results file")
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        choices=["tell", "ask", "restart", "spawn"],
+        help="profile garrison's variant of one benchmark (tell, ask, restart, spawn) with cProfile; "
+        "write bench/out/NAME.pstats, .collapsed (speedscope, flamegraph.pl) and .txt (µs per operation)",
+    )
     args = parser.parse_args(argv)
     by_module = {module.rsplit(".", 1)[1]: short for short, module in BENCHMARKS.items()}
     chosen = []
@@ -114,6 +124,12 @@ def _verdict(benchmarks: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
+    if args.profile:
+        from bench._profile import profile
+
+        for path in profile(args.profile):
+            print(f"bench: wrote {path}", file=sys.stderr)
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     document: dict[str, Any] = {"environment": _environment(args.quick, started), "benchmarks": {}}
     clock = time.perf_counter()

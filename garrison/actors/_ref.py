@@ -85,7 +85,8 @@ class ActorRef:
         self._exit_reason: ExitReason | None = None
         self._ended: asyncio.Future[ExitReason] | None = None
         # A dict, not a set: Terminated goes out in watch order, the same on every run.
-        self._watchers: dict[Slot, None] = {}
+        self._watchers: dict[Slot, None] | None = None
+        """Slots that hear Terminated when this ref dies; created at the first watch."""
         self.path = slot.path
 
     @property
@@ -135,20 +136,25 @@ class ActorRef:
         self._mailbox = mailbox
         self._try_put = mailbox.try_put
         self._put_nowait = mailbox.put_nowait
-        for watcher in self._watchers:
-            if watcher.state is not ActorState.STOPPED:
-                watcher.mailbox.put_system(Terminated(self, reason))
-        self._watchers.clear()
+        watchers = self._watchers
+        if watchers:
+            for watcher in watchers:
+                if watcher.state is not ActorState.STOPPED:
+                    watcher.mailbox.put_system(Terminated(self, reason))
+            watchers.clear()
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(reason)
 
     def add_watcher(self, watcher: Slot) -> None:
         """Internal: ``watcher`` hears Terminated when this ref dies (once, however often added)."""
+        if self._watchers is None:
+            self._watchers = {}
         self._watchers[watcher] = None
 
     def remove_watcher(self, watcher: Slot) -> None:
         """Internal: ``watcher`` no longer hears of this ref's death."""
-        self._watchers.pop(watcher, None)
+        if self._watchers is not None:
+            self._watchers.pop(watcher, None)
 
     # -- sending ------------------------------------------------------------------------
 
