@@ -201,9 +201,9 @@ class Positions(EventSourcedActor[Book]):
                 self.stale = False
             case Fills(fills=fills):
                 for fill in fills:
-                    self.take(fill)
+                    await self.take(fill)
             case Fill():
-                self.take(message)
+                await self.take(message)
             case LastFillTaken():
                 return self.last_taken
             case Snapshot():
@@ -224,14 +224,21 @@ class Positions(EventSourcedActor[Book]):
             await self.apply_buffered()
         return None
 
-    def take(self, fill: Fill) -> None:
+    async def take(self, fill: Fill) -> None:
         """Buffer a fill newer than the last one taken, or its quarantine; drop it while stale.
         A fill at or below the last one taken is a replay of one already handled, unless its
-        order is unknown: a ghost is quarantined whatever its sequence number."""
+        order is unknown: a ghost is quarantined whatever its sequence number.
+
+        An order this node's intent log does not know yet may have been recorded by another
+        node sharing the stream (multinode): the log reads what they appended before the
+        fill is judged a ghost."""
         if self.stale:
             return
         cid = fill.client_order_id
         intent = self.log.get(cid)
+        if intent is None:
+            await self.log.refresh()
+            intent = self.log.get(cid)
         if intent is not None and fill.fill_seq <= self.last_taken:
             return
         if (fill.fill_seq, cid, fill.order_id) in self.quarantined:
