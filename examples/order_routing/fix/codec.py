@@ -287,7 +287,7 @@ def decode(frame: bytes) -> Parsed:
     Raises _Garbled when even the header cannot be read."""
     try:
         pairs = _split(frame)
-    except (ValueError, simplefix.errors.FixParserError) as error:
+    except (ValueError, simplefix.errors.ParsingError) as error:
         raise _Garbled(str(error)) from error
     fields: dict[int, str] = {}
     for tag, value in pairs:

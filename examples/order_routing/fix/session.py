@@ -433,48 +433,54 @@ class FixSession:
         and handles every whole message. Never raises for anything the peer sends."""
         step = Step()
         for parsed in self.reader.feed(chunk):
-            step.extend(self.receive(parsed, now))
+            self._receive(step, parsed, now)
             if step.disconnect:
                 break
-        return step
+        return self._finish(step)
 
     def receive(self, parsed: Parsed, now: float) -> Step:
         """One parsed message (from ``FrameReader.feed``)."""
         step = Step()
+        self._receive(step, parsed, now)
+        return self._finish(step)
+
+    def _receive(self, step: Step, parsed: Parsed, now: float) -> None:
         if self.status is Status.DISCONNECTED:
-            return step
+            return
         self._last_received_at = now
         header = parsed.header
         if header.begin_string != self.config.begin_string:
-            return self._refuse(
+            self._refuse(
                 step, f"BeginString {header.begin_string!r}, expected {self.config.begin_string!r}", now
             )
+            return
         if (
             header.sender_comp_id != self.config.target_comp_id
             or header.target_comp_id != self.config.sender_comp_id
         ):
-            return self._refuse(
+            self._refuse(
                 step,
                 f"CompIDs {header.sender_comp_id!r}->{header.target_comp_id!r}, expected "
                 f"{self.config.target_comp_id!r}->{self.config.sender_comp_id!r}",
                 now,
             )
+            return
         message = parsed.message if isinstance(parsed, Inbound) else None
         if self.status in (Status.AWAITING_LOGON, Status.LOGON_SENT):
             if isinstance(message, Logout) and self.status is Status.LOGON_SENT:
                 step.error = LogonRejected(f"the peer answered Logon with Logout: {message.text or ''}")
                 self._end(step, step.error.reason)
-                return step
+                return
             if not isinstance(message, Logon):
-                return self._refuse(step, f"first message is 35={header.msg_type}, not a Logon", now)
+                self._refuse(step, f"first message is 35={header.msg_type}, not a Logon", now)
+                return
             self._on_logon(step, header, message, now)
             if step.disconnect:
-                return step
+                return
         elif isinstance(message, SequenceReset) and not message.gap_fill_flag:
             self._on_sequence_reset(step, header, message, now)
-            return self._finish(step)
+            return
         self._sequence(step, parsed, now, handled_early=False)
-        return self._finish(step)
 
     def _finish(self, step: Step) -> Step:
         """Record the target seq once per step (after the application's events, per the caller's
@@ -691,12 +697,11 @@ class FixSession:
         config = self.config
         return config.session_start is not None and config.period_start(now) > self.state.period_start
 
-    def _refuse(self, step: Step, reason: str, now: float) -> Step:
+    def _refuse(self, step: Step, reason: str, now: float) -> None:
         """A peer we will not talk to: Logout with the reason, then disconnect."""
         step.error = LogonRejected(reason) if self.status is not Status.ACTIVE else FixError(reason)
         self._send_admin(step, Logout(text=reason[:200]), now)
         self._end(step, reason)
-        return step
 
     def _reject(
         self, step: Step, header: Header, reason: str, ref_tag: int | None, code: int, now: float
