@@ -544,12 +544,7 @@ class FixSession:
             if header.poss_dup:
                 self.duplicates_ignored += 1
                 return
-            error = MsgSeqNumTooLow(expected, seq)
-            step.error = error
-            self._send_admin(
-                step, Logout(text=f"MsgSeqNum too low, expecting {expected} but received {seq}"), now
-            )
-            self._end(step, str(error))
+            self._too_low(step, expected, seq, now)
             return
         self._handle(step, parsed, now, handled_early)
         while not step.disconnect and self.status is not Status.DISCONNECTED:
@@ -641,12 +636,25 @@ class FixSession:
             if reset or self._reset_due(now):
                 self._record(step, SequencesReset(self.config.period_start(now)))
                 reset = True
+        expected = self.state.next_target_seq
+        if header.msg_seq_num < expected and not header.poss_dup:
+            self._too_low(step, expected, header.msg_seq_num, now)  # before any LoggedOn
+            return
+        if self.config.role is Role.ACCEPTOR:
             self._send_admin(
                 step, Logon(heart_bt_int=logon.heart_bt_int, reset_seq_num_flag=True if reset else None), now
             )
         self._reset_pending = False
         self.status = Status.ACTIVE
         step.events.append(LoggedOn(self._peer_heartbeat, reset))
+
+    def _too_low(self, step: Step, expected: int, seq: int, now: float) -> None:
+        error = MsgSeqNumTooLow(expected, seq)
+        step.error = error
+        self._send_admin(
+            step, Logout(text=f"MsgSeqNum too low, expecting {expected} but received {seq}"), now
+        )
+        self._end(step, str(error))
 
     def _on_sequence_reset(self, step: Step, header: Header, message: SequenceReset, now: float) -> None:
         """SequenceReset-Reset: the expected seq jumps, whatever this message's MsgSeqNum."""

@@ -581,3 +581,56 @@ def test_two_sessions_recover_every_message_in_order_whatever_frames_are_lost(
         peer = "VENUE" if name == "NODE" else "NODE"
         assert received == sent[peer]
     assert node.active and venue.active
+
+
+def test_a_logon_below_the_expected_seq_is_refused_before_the_session_is_active() -> None:
+    session = FixSession(SessionConfig("NODE", "VENUE"), SessionState(next_sender_seq=9, next_target_seq=5))
+    session.connected(T0)
+    step = session.receive_bytes(frame(Logon(heart_bt_int=30), 3), T0)
+    assert not any(isinstance(e, LoggedOn) for e in step.events)
+    assert isinstance(step.error, MsgSeqNumTooLow) and (step.error.expected, step.error.received) == (5, 3)
+    assert msg_types(step.outbound) == ["5"] and step.disconnect
+
+
+peer_messages = st.one_of(
+    st.builds(Heartbeat, test_req_id=st.none() | st.just("T1")),
+    st.builds(FixTestRequest, test_req_id=st.just("x")),
+    st.builds(ResendRequest, begin_seq_no=st.integers(0, 50), end_seq_no=st.integers(0, 50)),
+    st.builds(SequenceReset, new_seq_no=st.integers(1, 60), gap_fill_flag=st.none() | st.booleans()),
+    st.builds(Logon, heart_bt_int=st.integers(0, 60), reset_seq_num_flag=st.none() | st.booleans()),
+    st.builds(Logout),
+    st.builds(Reject, ref_seq_num=st.integers(1, 50)),
+    st.builds(BusinessMessageReject, ref_msg_type=st.just("H"), business_reject_reason=st.integers(0, 9)),
+    st.builds(UnknownMessage, msg_type=st.just("ZZ")),
+    st.integers(1, 40).map(lambda n: fill(f"e-{n}")),
+)
+peer_frames = st.builds(
+    frame,
+    peer_messages,
+    st.integers(1, 60),
+    sender=st.sampled_from(["VENUE", "VENUE", "VENUE", "OTHER"]),
+    poss_dup=st.booleans(),
+    orig_sending_time=st.none() | st.just(sending_time(T0)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    script=st.lists(peer_frames | st.binary(max_size=60), max_size=25),
+    role=st.sampled_from([Role.INITIATOR, Role.ACCEPTOR]),
+)
+def test_any_sequence_of_peer_frames_and_garbage_never_raises_out_of_a_session(
+    script: list[bytes], role: Role
+) -> None:
+    session = FixSession(SessionConfig("NODE", "VENUE", role=role))
+    session.connected(T0)
+    now = T0
+    for raw in script:
+        now += 1
+        if session.status is Status.DISCONNECTED:
+            session.connected(now)
+        step = session.receive_bytes(raw, now)
+        step.extend(session.tick(now))
+        assert session.next_sender_seq >= 1 and session.next_target_seq >= 1
+        if session.active:
+            session.send(order("i-1"), now)
