@@ -134,6 +134,13 @@ class SessionConfig(msgspec.Struct, frozen=True):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
                 raise FixConfigError(name, value, "must be a finite number of seconds >= 0")
+        if self.retention.max_age_seconds < self.resend_max_age:
+            raise FixConfigError(
+                "retention.max_age_seconds",
+                self.retention.max_age_seconds,
+                f"must be >= resend_max_age ({self.resend_max_age}), or a message still young enough to "
+                "re-send would be forgotten and gap-filled without a ResendExpired event",
+            )
         try:
             zoneinfo.ZoneInfo(self.session_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:

@@ -402,6 +402,18 @@ def test_the_end_of_the_session_period_logs_out() -> None:
     assert session.status is Status.LOGOUT_SENT
 
 
+def test_retention_shorter_than_the_resend_window_is_refused() -> None:
+    from examples.order_routing.fix.store import Retention
+
+    with pytest.raises(
+        FixConfigError, match=r"retention.max_age_seconds=30.0: must be >= resend_max_age"
+    ) as caught:
+        SessionConfig("NODE", "VENUE", resend_max_age=60.0, retention=Retention(max_age_seconds=30.0))
+    assert caught.value.field == "retention.max_age_seconds"
+    with pytest.raises(FixConfigError, match=r"retention\.max_messages=0"):
+        Retention(max_messages=0)
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
