@@ -646,3 +646,16 @@ def test_any_sequence_of_peer_frames_and_garbage_never_raises_out_of_a_session(
         assert session.next_sender_seq >= 1 and session.next_target_seq >= 1
         if session.active:
             session.send(order("i-1"), now)
+
+
+def test_a_fix_4_2_session_logs_on_in_4_2_and_refuses_a_4_4_peer() -> None:
+    from examples.order_routing.fix.codec import FIX42
+
+    session = FixSession(SessionConfig("NODE", "VENUE", begin_string=FIX42))
+    [logon] = session.connected(T0).outbound
+    assert logon.startswith(b"8=FIX.4.2\x01")
+    step = session.receive_bytes(frame(Logon(heart_bt_int=30), 1, begin_string=FIX42), T0)
+    assert LoggedOn(heartbeat_interval=30, reset=False) in step.events
+    step = session.receive_bytes(frame(Heartbeat(), 2), T0)  # a FIX.4.4 frame on a 4.2 session
+    assert step.disconnect and "BeginString 'FIX.4.4'" in str(step.error)
+    assert msg_types(step.outbound) == ["5"]
