@@ -494,6 +494,7 @@ class Slot:
             slice_time = self.node.clock.slice_time
             yielded_at = slice_time()
             served = 0
+            check_at = 1  # the message count after which the slice's time is read next
             try:
                 while True:
                     if system:
@@ -533,7 +534,7 @@ class Slot:
                     else:
                         await mailbox.wait()
                         yielded_at = slice_time()
-                        served = 0
+                        served, check_at = 0, 1
                         continue
                     if track_busy:
                         self.busy_since = now()
@@ -564,13 +565,26 @@ class Slot:
                     if track_busy:
                         self.busy_since = None
                     # Akka's dispatcher rule: yield after `throughput` messages, or sooner once
-                    # `throughput_deadline` has passed since the last yield (checked after each
-                    # message), so one slice never holds the loop much past the deadline.
+                    # `throughput_deadline` has passed since the last yield. The time is read
+                    # after the first message of a slice, then at most DEADLINE_CHECK_STRIDE
+                    # messages apart, sooner when the slice's pace says the deadline is near.
                     served += 1
-                    if served >= throughput or (deadline and slice_time() - yielded_at >= deadline):
-                        served = 0
-                        await asyncio.sleep(0)
-                        yielded_at = slice_time()
+                    if served >= check_at:
+                        if served >= throughput:
+                            yield_now = True
+                        elif deadline:
+                            elapsed = slice_time() - yielded_at
+                            yield_now = elapsed >= deadline
+                            check_at = min(
+                                served + _deadline_check_stride(served, elapsed, deadline), throughput
+                            )
+                        else:
+                            yield_now = False
+                            check_at = throughput
+                        if yield_now:
+                            await asyncio.sleep(0)
+                            yielded_at = slice_time()
+                            served, check_at = 0, 1
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():
@@ -804,6 +818,20 @@ class Slot:
 
     def __repr__(self) -> str:
         return f"<Slot {self.path} {self.state.value}>"
+
+
+DEADLINE_CHECK_STRIDE = 16
+"""At most this many messages between two reads of a slice's time (``throughput_deadline``)."""
+
+
+def _deadline_check_stride(served: int, elapsed: float, deadline: float) -> int:
+    """Messages to serve before the slice's time is read again: at the pace of the ``served``
+    messages so far (``elapsed`` seconds), the next read comes before half the time left to
+    ``deadline`` has passed; 1 (every message) once that is less than one message's time."""
+    if elapsed <= 0.0:
+        return DEADLINE_CHECK_STRIDE
+    stride = int((deadline - elapsed) * served / (2.0 * elapsed))
+    return min(max(stride, 1), DEADLINE_CHECK_STRIDE)
 
 
 def _is_timer_message(control: Any) -> bool:
