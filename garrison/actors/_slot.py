@@ -566,18 +566,23 @@ class Slot:
                         self.busy_since = None
                     # Akka's dispatcher rule: yield after `throughput` messages, or sooner once
                     # `throughput_deadline` has passed since the last yield. The time is read
-                    # after the first message of a slice, then at most DEADLINE_CHECK_STRIDE
-                    # messages apart, sooner when the slice's pace says the deadline is near.
+                    # after the first message of a slice, then DEADLINE_CHECK_STRIDE messages
+                    # later while that many more fit, at the slice's pace so far, in half the
+                    # time left; else after the next message. Only when more is queued: an
+                    # empty mailbox parks the actor anyway (an ask's round trip pays no check).
                     served += 1
-                    if served >= check_at:
+                    if served >= check_at and (pending or system):
                         if served >= throughput:
                             yield_now = True
                         elif deadline:
                             elapsed = slice_time() - yielded_at
                             yield_now = elapsed >= deadline
-                            check_at = min(
-                                served + _deadline_check_stride(served, elapsed, deadline), throughput
-                            )
+                            if (deadline - elapsed) * served >= _STRIDE_PACE * elapsed:
+                                check_at = served + DEADLINE_CHECK_STRIDE
+                                if check_at > throughput:
+                                    check_at = throughput
+                            else:
+                                check_at = served + 1
                         else:
                             yield_now = False
                             check_at = throughput
@@ -822,16 +827,8 @@ class Slot:
 
 DEADLINE_CHECK_STRIDE = 16
 """At most this many messages between two reads of a slice's time (``throughput_deadline``)."""
-
-
-def _deadline_check_stride(served: int, elapsed: float, deadline: float) -> int:
-    """Messages to serve before the slice's time is read again: at the pace of the ``served``
-    messages so far (``elapsed`` seconds), the next read comes before half the time left to
-    ``deadline`` has passed; 1 (every message) once that is less than one message's time."""
-    if elapsed <= 0.0:
-        return DEADLINE_CHECK_STRIDE
-    stride = int((deadline - elapsed) * served / (2.0 * elapsed))
-    return min(max(stride, 1), DEADLINE_CHECK_STRIDE)
+_STRIDE_PACE = 2.0 * DEADLINE_CHECK_STRIDE
+"""A stride is taken while, at ``elapsed / served`` per message, it fits in half the time left."""
 
 
 def _is_timer_message(control: Any) -> bool:

@@ -41,8 +41,10 @@ class MailboxConfig:
     throughput-deadline-time do: it yields to other tasks after ``throughput``
     messages, or sooner once ``throughput_deadline`` seconds (real time) have
     passed since it last yielded. The time is read after the first message of
-    a slice, then at most 16 messages apart (sooner when the slice's pace so
-    far says the deadline is near): a slice of the loop is thus at most
+    a slice, then 16 messages later while 16 more fit, at the slice's pace so
+    far, in half the time left (else after the next message), and only when
+    more messages are queued (an empty mailbox ends the slice anyway): a
+    slice of the loop is thus at most
     ``throughput`` messages, and runs past the deadline by at most the
     messages served since the last read (one message when each message takes
     longer than the deadline). ``throughput_deadline=0`` yields every
