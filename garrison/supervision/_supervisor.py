@@ -456,7 +456,9 @@ class Supervisor(Actor):
             )
             return
         with_traceback = self._traceback_allowed(child)
-        slot.logger.opt(exception=error if with_traceback else None).error(
+        logger = slot.logger
+        # opt() builds a logger per call: only a record that carries the traceback pays for it.
+        (logger.opt(exception=error) if with_traceback else logger).error(
             "actor {path} failed: {why}; supervisor {supervisor} {next_step}",
             path=slot.path,
             why=_why(reason),
