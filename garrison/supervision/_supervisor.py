@@ -237,6 +237,8 @@ class Supervisor(Actor):
         """Our own slot: we create our children's slots under it and drive their lifecycle."""
         self._path = self.ctx.path
         self._clock = self.ctx.node.clock
+        self._summaries_due: list[_Child] = []
+        """Children (removed ones too) whose omitted tracebacks await their summary."""
 
     # -- start -----------------------------------------------------------------
 
@@ -485,12 +487,15 @@ class Supervisor(Actor):
             child.traceback_summary_timer = self._clock.call_later(
                 child.traceback_window_end - now, self._summarise_omitted_tracebacks, child
             )
+            self._summaries_due.append(child)
         child.tracebacks_omitted += 1
         return False
 
     def _summarise_omitted_tracebacks(self, child: _Child) -> None:
         """The window of ``child``'s tracebacks closed (or we stop): say how many were left out."""
         child.traceback_summary_timer = None
+        if child in self._summaries_due:
+            self._summaries_due.remove(child)
         omitted, child.tracebacks_omitted = child.tracebacks_omitted, 0
         if not omitted:
             return
@@ -610,10 +615,11 @@ class Supervisor(Actor):
     def _cancel_restart_timers(self) -> None:
         for child in self._children:
             child.forget_pending_restart()
+        for child in list(self._summaries_due):
+            # We stop before the window closes: the summary is written now, not lost.
             if child.traceback_summary_timer is not None:
-                # We stop before the window closes: the summary is written now, not lost.
                 child.traceback_summary_timer.cancel()
-                self._summarise_omitted_tracebacks(child)
+            self._summarise_omitted_tracebacks(child)
 
     # -- management calls (run inside our task via _Call) -------------------------
 

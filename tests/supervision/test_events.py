@@ -219,3 +219,16 @@ def test_a_bad_crash_traceback_setting_is_refused_naming_it(field: str, value: o
     with pytest.raises(InvalidConfig) as refused:
         Node("t", handle_signals=False, **{field: value})  # type: ignore[arg-type]
     assert refused.value.field == field and refused.value.value == value
+
+
+async def test_a_removed_temporary_childs_omitted_tracebacks_are_summarised_when_the_supervisor_stops(
+    log_records: list[dict[str, Any]],
+) -> None:
+    clock = ManualClock()
+    async with Node("t", clock=clock, handle_signals=False, crash_traceback_limit=0) as node:
+        await node.start(SupervisorSpec(children=[worker("job", Journal(), Restart.TEMPORARY)]))
+        await crash(node.lookup("/root/job"), clock)  # not restarted: its spec goes
+        assert not summaries(log_records)
+    [summary] = summaries(log_records)
+    assert summary["extra"]["actor"] == "/root/job"
+    assert clock.pending_timers == 0
