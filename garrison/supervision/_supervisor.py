@@ -445,8 +445,7 @@ class Supervisor(Actor):
         seconds; later ones in that window are logged without it (``traceback="omitted"``), and
         one summary record when the window closes says how many.
         """
-        error = reason.error if reason.abnormal else None
-        if error is None:
+        if not reason.abnormal:
             slot.logger.info(
                 "actor {path} exited: {why}; supervisor {supervisor} {next_step}",
                 path=slot.path,
@@ -457,7 +456,8 @@ class Supervisor(Actor):
                 restarts=slot.restarts,
             )
             return
-        with_traceback = self._traceback_allowed(child)
+        error = reason.error
+        with_traceback = error is not None and self._traceback_allowed(child)
         logger = slot.logger
         # opt() builds a logger per call: only a record that carries the traceback pays for it.
         (logger.opt(exception=error) if with_traceback else logger).error(
@@ -467,8 +467,8 @@ class Supervisor(Actor):
             supervisor=self._path,
             next_step=next_step,
             reason=str(reason),
-            error_type=type(error).__name__,
-            error_message=str(error),
+            error_type=type(error).__name__ if error is not None else "",
+            error_message=str(error) if error is not None else "",
             restarts=slot.restarts,
             traceback="logged" if with_traceback else "omitted",
         )
