@@ -7,7 +7,9 @@
   the new instance. Lifecycle events are published (one subscriber counts
   them) and logged as in production: a loguru file sink on a temporary file,
   INFO level, the CLI's settings (``backtrace=False, diagnose=False``). A
-  supervised crash writes one ERROR record with its traceback.
+  supervised crash writes one ERROR record; the first 10 of a child per
+  minute carry its traceback (``Node(crash_traceback_limit=10)``), the later
+  ones in a crash loop do not (the production default; see docs/operations.md).
 - respawn (the baseline): the hand-rolled asyncio version, a task serving an
   ``asyncio.Queue`` of ``(message, future)``; a done callback creates a fresh
   task on the same queue when it ends with an exception.

@@ -106,6 +106,8 @@ class Node:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         metrics_actor_limit: int = DEFAULT_ACTOR_LABEL_LIMIT,
+        crash_traceback_limit: int = 10,
+        crash_traceback_window: float = 60.0,
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -140,6 +142,8 @@ class Node:
         ):
             raise InvalidConfig("metrics_port", metrics_port, "must be a TCP port 0-65535 (0: any free port)")
         check_count("metrics_actor_limit", metrics_actor_limit, minimum=0)
+        check_count("crash_traceback_limit", crash_traceback_limit, minimum=0)
+        check_seconds("crash_traceback_window", crash_traceback_window)
         self.name = name
         self.guard = guard
         self.metrics_port = metrics_port
@@ -149,6 +153,11 @@ class Node:
         self.metrics_address: tuple[str, int] | None = None
         """(host, port) of /metrics, /healthz, /readyz and /tree once the node runs with metrics_port."""
         self._metrics_server: MetricsServer | None = None
+        self.crash_traceback_limit = crash_traceback_limit
+        """A supervised child's failure records carry their traceback this many times per
+        ``crash_traceback_window`` seconds; later ones in the window go without it (and are
+        counted in one summary record when the window closes)."""
+        self.crash_traceback_window = float(crash_traceback_window)
         self.restart_counts: Counter[str] = Counter()
         """Supervised restarts per actor path since the node started."""
         self.gave_up_counts: Counter[str] = Counter()

@@ -109,6 +109,16 @@ class Runtime(Protocol):
         ...
 
     @property
+    def crash_traceback_limit(self) -> int:
+        """Failure records of one supervised child that carry their traceback, per window."""
+        ...
+
+    @property
+    def crash_traceback_window(self) -> float:
+        """Seconds (node clock) of the window ``crash_traceback_limit`` counts in."""
+        ...
+
+    @property
     def metrics(self) -> MetricRegistry:
         """The application metrics its actors register (``ctx.metrics``)."""
         ...

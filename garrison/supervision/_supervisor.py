@@ -78,7 +78,18 @@ class ChildCounts:
 class _Child:
     """The supervisor's record of one child spec and its current slot."""
 
-    __slots__ = ("backoff_attempt", "slot", "pending_restart", "restart_timer", "spec", "started_at")
+    __slots__ = (
+        "backoff_attempt",
+        "pending_restart",
+        "restart_timer",
+        "slot",
+        "spec",
+        "started_at",
+        "traceback_summary_timer",
+        "traceback_window_end",
+        "tracebacks_in_window",
+        "tracebacks_omitted",
+    )
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -90,6 +101,14 @@ class _Child:
         """The restart this child waits on, until it runs or is forgotten; only it may start the group."""
         self.restart_timer: Cancellable | None = None
         """Posts ``pending_restart`` when its backoff delay has passed (None: already posted)."""
+        self.traceback_window_end = float("-inf")
+        """When the current window of this child's crash tracebacks ends (node clock)."""
+        self.tracebacks_in_window = 0
+        """Failure records logged with their traceback in the current window."""
+        self.tracebacks_omitted = 0
+        """Failure records logged without their traceback since the last summary."""
+        self.traceback_summary_timer: Cancellable | None = None
+        """Logs the summary of the omitted tracebacks when the window closes."""
 
     @property
     def running(self) -> bool:
@@ -218,6 +237,8 @@ class Supervisor(Actor):
         """Our own slot: we create our children's slots under it and drive their lifecycle."""
         self._path = self.ctx.path
         self._clock = self.ctx.node.clock
+        self._summaries_due: list[_Child] = []
+        """Children (removed ones too) whose omitted tracebacks await their summary."""
 
     # -- start -----------------------------------------------------------------
 
@@ -321,7 +342,7 @@ class Supervisor(Actor):
         spec = child.spec
         if _restarts(spec.restart, reason):
             return await self._restart(child, reason)
-        self._report(slot, reason, f"does not restart it ({spec.restart.name} child)")
+        self._report(child, slot, reason, f"does not restart it ({spec.restart.name} child)")
         slot.finalize(reason)
         child.slot = None
         if spec.restart is Restart.TEMPORARY or self.dynamic:
@@ -347,7 +368,7 @@ class Supervisor(Actor):
             if child in other.waiting_group:
                 # Folded into a group restart waiting on a sibling's backoff: it starts with
                 # that group, once; retrying now would start it twice, or cut the wait short.
-                self._report(retry.slot, retry.reason, f"restarts it with {other.spec.id!r} (backoff)")
+                self._report(child, retry.slot, retry.reason, f"restarts it with {other.spec.id!r} (backoff)")
                 return None
         return await self._restart(child, retry.reason)
 
@@ -369,7 +390,7 @@ class Supervisor(Actor):
         group = self._group(child)
         delay = self._backoff_delay(child, now)
         assert child.slot is not None
-        self._report(child.slot, reason, self._plan(child, group, delay))
+        self._report(child, child.slot, reason, self._plan(child, group, delay))
         for member in group:
             # A pending backoff restart is folded into this one.
             member.forget_pending_restart()
@@ -382,7 +403,7 @@ class Supervisor(Actor):
                 other.spec.shutdown,
             )
             if ended.abnormal:
-                self._report(other.slot, ended, "restarts it with the group")
+                self._report(other, other.slot, ended, "restarts it with the group")
         for other in [other for other in group if other is not child]:
             if other.spec.restart is Restart.TEMPORARY:
                 # OTP: a temporary sibling stopped as collateral is not restarted; its spec goes.
@@ -415,21 +436,77 @@ class Supervisor(Actor):
             plan += f" in {delay:.3f}s (backoff)"
         return plan
 
-    def _report(self, slot: Slot, reason: ExitReason, next_step: str) -> None:
+    def _report(self, child: _Child, slot: Slot, reason: ExitReason, next_step: str) -> None:
         """One record per child exit we handle: who, why, and what happens next (OTP's supervisor report).
 
-        Bound with the child's path; a failure carries its exception.
+        Bound with the child's path; structured fields name the error's type and text and the
+        restarts so far. A failure carries its traceback for the first
+        ``node.crash_traceback_limit`` failures of the child per ``crash_traceback_window``
+        seconds; later ones in that window are logged without it (``traceback="omitted"``), and
+        one summary record when the window closes says how many.
         """
-        error = reason.error if reason.abnormal else None
-        slot.logger.opt(exception=error).log(
-            "ERROR" if reason.abnormal else "INFO",
-            "actor {path} {how}: {why}; supervisor {supervisor} {next_step}",
+        if not reason.abnormal:
+            slot.logger.info(
+                "actor {path} exited: {why}; supervisor {supervisor} {next_step}",
+                path=slot.path,
+                why=_why(reason),
+                supervisor=self._path,
+                next_step=next_step,
+                reason=str(reason),
+                restarts=slot.restarts,
+            )
+            return
+        error = reason.error
+        with_traceback = error is not None and self._traceback_allowed(child)
+        logger = slot.logger
+        # opt() builds a logger per call: only a record that carries the traceback pays for it.
+        (logger.opt(exception=error) if with_traceback else logger).error(
+            "actor {path} failed: {why}; supervisor {supervisor} {next_step}",
             path=slot.path,
-            how="failed" if reason.abnormal else "exited",
             why=_why(reason),
             supervisor=self._path,
             next_step=next_step,
             reason=str(reason),
+            error_type=type(error).__name__ if error is not None else "",
+            error_message=str(error) if error is not None else "",
+            restarts=slot.restarts,
+            traceback="logged" if with_traceback else "omitted",
+        )
+
+    def _traceback_allowed(self, child: _Child) -> bool:
+        """Whether this failure of ``child`` is logged with its traceback (and count it)."""
+        node = self.ctx.node
+        now = self._clock.now()
+        if now >= child.traceback_window_end:
+            child.traceback_window_end = now + node.crash_traceback_window
+            child.tracebacks_in_window = 0
+        if child.tracebacks_in_window < node.crash_traceback_limit:
+            child.tracebacks_in_window += 1
+            return True
+        if child.traceback_summary_timer is None:
+            child.traceback_summary_timer = self._clock.call_later(
+                child.traceback_window_end - now, self._summarise_omitted_tracebacks, child
+            )
+            self._summaries_due.append(child)
+        child.tracebacks_omitted += 1
+        return False
+
+    def _summarise_omitted_tracebacks(self, child: _Child) -> None:
+        """The window of ``child``'s tracebacks closed (or we stop): say how many were left out."""
+        child.traceback_summary_timer = None
+        if child in self._summaries_due:
+            self._summaries_due.remove(child)
+        omitted, child.tracebacks_omitted = child.tracebacks_omitted, 0
+        if not omitted:
+            return
+        node = self.ctx.node
+        node.logger.bind(actor=f"{self._path}/{child.spec.id}").warning(
+            "actor {path}: {omitted} more failure(s) logged without traceback "
+            "(at most {limit} tracebacks per {window:g}s per child)",
+            path=f"{self._path}/{child.spec.id}",
+            omitted=omitted,
+            limit=node.crash_traceback_limit,
+            window=node.crash_traceback_window,
         )
 
     def _group(self, child: _Child) -> list[_Child]:
@@ -538,6 +615,11 @@ class Supervisor(Actor):
     def _cancel_restart_timers(self) -> None:
         for child in self._children:
             child.forget_pending_restart()
+        for child in list(self._summaries_due):
+            # We stop before the window closes: the summary is written now, not lost.
+            if child.traceback_summary_timer is not None:
+                child.traceback_summary_timer.cancel()
+            self._summarise_omitted_tracebacks(child)
 
     # -- management calls (run inside our task via _Call) -------------------------
 

@@ -383,6 +383,29 @@ async def test_a_slow_handler_yields_once_the_throughput_deadline_has_passed() -
     assert log == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
+class SlowAfterTheFirst(Counter):
+    """Message 0 is instant; every later one holds the loop for 1 ms of real time."""
+
+    async def on_receive(self, message: Any) -> Any:
+        if message:
+            until = time.perf_counter() + 0.001
+            while time.perf_counter() < until:
+                pass
+        self.log.append(f"{self.name}{message}")
+
+
+async def test_the_deadline_is_read_at_most_16_messages_apart_even_when_a_slice_starts_fast() -> None:
+    """The documented granularity: the time is read after a slice's first message, then at
+    most DEADLINE_CHECK_STRIDE (16) messages apart, so a slice that turns slow is cut within
+    16 messages of its last read, far below ``throughput``."""
+    async with Node("real-time", handle_signals=False) as node:
+        log = await race(
+            node, SlowAfterTheFirst, MailboxConfig(throughput=100, throughput_deadline=0.0005), 30
+        )
+    assert log[:2] == ["a0", "a1"]
+    assert log.index("b0") <= 17  # a0 (read: fast, next read 16 later), a1..a16, then b's turn
+
+
 async def test_on_a_manual_clock_slices_end_by_count_alone_whatever_the_machine_speed(node: Node) -> None:
     """A seeded test must replay the same interleaving on a slow machine: the real-time
     deadline does not apply on the manual clock, only ``throughput`` does."""

@@ -12,6 +12,7 @@ from garrison import (
     ChildSpec,
     Failed,
     GaveUp,
+    InvalidConfig,
     LifecycleEvent,
     ManualClock,
     Node,
@@ -159,3 +160,75 @@ async def test_give_up_lines_stay_short_with_the_detail_in_extra_fields(
     assert root["extra"]["last_failure"] == "shutdown: restart intensity exceeded (RestartIntensityExceeded)"
     assert "supervisor /root/market gave up" in root["extra"]["error"] and long_note in root["extra"]["error"]
     assert long_note in root_exit["extra"]["reason"]
+
+
+def summaries(log_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [record for record in log_records if "logged without traceback" in str(record["message"])]
+
+
+async def test_a_crash_loop_logs_every_failure_but_its_traceback_only_the_first_times_per_window(
+    log_records: list[dict[str, Any]],
+) -> None:
+    clock = ManualClock()
+    async with Node(
+        "t", clock=clock, handle_signals=False, crash_traceback_limit=2, crash_traceback_window=10.0
+    ) as node:
+        await node.start(SupervisorSpec(intensity=100, children=[worker("feed", Journal())]))
+        for _ in range(5):
+            await crash(node.lookup("/root/feed"), clock)
+        failures = [record for record in log_records if record["level"].name == "ERROR"]
+        assert [record["extra"]["restarts"] for record in failures] == [0, 1, 2, 3, 4]
+        assert [record["extra"]["error_type"] for record in failures] == ["Boom"] * 5
+        assert [record["extra"]["traceback"] for record in failures] == ["logged"] * 2 + ["omitted"] * 3
+        assert [record["exception"] is not None for record in failures] == [True, True, False, False, False]
+        assert not summaries(log_records)
+
+        await clock.advance(10.0)
+        [summary] = summaries(log_records)
+        assert summary["level"].name == "WARNING"
+        assert str(summary["message"]) == (
+            "actor /root/feed: 3 more failure(s) logged without traceback "
+            "(at most 2 tracebacks per 10s per child)"
+        )
+        assert summary["extra"]["actor"] == "/root/feed"
+        await crash(node.lookup("/root/feed"), clock)  # a new window: the traceback again
+        *_, latest = [record for record in log_records if record["level"].name == "ERROR"]
+        assert (latest["extra"]["restarts"], latest["extra"]["traceback"]) == (5, "logged")
+        assert isinstance(latest["exception"].value, Boom)
+
+
+async def test_omitted_tracebacks_are_summarised_when_the_supervisor_stops_before_the_window_closes(
+    log_records: list[dict[str, Any]],
+) -> None:
+    clock = ManualClock()
+    async with Node("t", clock=clock, handle_signals=False, crash_traceback_limit=0) as node:
+        await node.start(SupervisorSpec(intensity=100, children=[worker("feed", Journal())]))
+        await crash(node.lookup("/root/feed"), clock)
+        [failure] = [record for record in log_records if record["level"].name == "ERROR"]
+        assert failure["exception"] is None
+    [summary] = summaries(log_records)
+    assert "1 more failure(s) logged without traceback" in str(summary["message"])
+    assert clock.pending_timers == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("crash_traceback_limit", -1), ("crash_traceback_limit", 1.5), ("crash_traceback_window", 0)],
+)
+def test_a_bad_crash_traceback_setting_is_refused_naming_it(field: str, value: object) -> None:
+    with pytest.raises(InvalidConfig) as refused:
+        Node("t", handle_signals=False, **{field: value})  # type: ignore[arg-type]
+    assert refused.value.field == field and refused.value.value == value
+
+
+async def test_a_removed_temporary_childs_omitted_tracebacks_are_summarised_when_the_supervisor_stops(
+    log_records: list[dict[str, Any]],
+) -> None:
+    clock = ManualClock()
+    async with Node("t", clock=clock, handle_signals=False, crash_traceback_limit=0) as node:
+        await node.start(SupervisorSpec(children=[worker("job", Journal(), Restart.TEMPORARY)]))
+        await crash(node.lookup("/root/job"), clock)  # not restarted: its spec goes
+        assert not summaries(log_records)
+    [summary] = summaries(log_records)
+    assert summary["extra"]["actor"] == "/root/job"
+    assert clock.pending_timers == 0

@@ -40,7 +40,7 @@ class Risk(Actor):
 
     heartbeat_timeout = 5.0
 
-    # Its slices end at the 0.5 ms deadline, not at 64 messages: what it passes on in one slice is
+    # Its slices end at the 0.5 ms deadline, not at a message count: what it passes on in one slice is
     # what intents records in one batch (one append), and smaller batches cost CPU per order.
     mailbox = MailboxConfig(capacity=4096, overflow=Overflow.CONFLATE, key=ticks_by_symbol, throughput=256)
 
