@@ -62,14 +62,19 @@ def unique_namespace(label: str = "test") -> str:
     return f"garrison-test:{label}:{uuid.uuid4().hex[:12]}"
 
 
-async def delete_namespace(url: str, namespace: str) -> None:
-    """Delete every key under ``namespace`` (keeps the shared server small across a run)."""
+async def delete_namespace(url: str, namespace: str, *, cluster: bool = False) -> None:
+    """Delete every key under ``namespace`` (keeps the shared server small across a run); on a
+    Redis Cluster (``cluster=True``) key by key, since one DEL cannot span slots."""
     import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
 
-    client = aioredis.Redis.from_url(url)
+    client: Any = RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        for start in range(0, len(keys), 500):
+        if cluster:
+            for key in keys:
+                await client.delete(key)
+        for start in range(0, len(keys) if not cluster else 0, 500):
             await client.delete(*keys[start : start + 500])
     finally:
         await client.aclose()
