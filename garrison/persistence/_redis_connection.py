@@ -18,6 +18,7 @@ from typing import Any
 
 from garrison._errors import InvalidConfig
 from garrison._secret import MASK, Secret, redact_url, secret_texts
+from garrison._settings import JournalSettings
 
 __all__ = ["RedisConnection"]
 
@@ -84,6 +85,26 @@ class RedisConnection:
             raise InvalidConfig(missing, None, f"{given} is given: a client certificate needs both files")
         if self.cluster and self.url.startswith("unix://"):
             raise InvalidConfig("cluster", True, "a Redis Cluster is reached over TCP: give a redis:// URL")
+
+    @classmethod
+    def from_settings(cls, settings: JournalSettings, url: str | None = None) -> RedisConnection:
+        """The connection the node config's ``[journal]`` section describes (``url``,
+        ``password``, ``tls``, ``tls_ca``, ``tls_cert``, ``tls_key``, ``cluster``); ``url``
+        instead of ``journal.url`` if given. Raises InvalidConfig naming the field (``url``
+        when neither is set)."""
+        if url is None:
+            if settings.url is None:
+                raise InvalidConfig("url", None, "set journal.url to a redis:// URL")
+            url = settings.url.reveal()
+        return cls(
+            url=url,
+            password=settings.password,
+            tls=settings.tls,
+            tls_ca=settings.tls_ca,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            cluster=settings.cluster,
+        )
 
     @property
     def uses_tls(self) -> bool:

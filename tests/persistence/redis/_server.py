@@ -95,9 +95,17 @@ class RedisServer:
     """
 
     def __init__(
-        self, binary: str, directory: Path, *, appendfsync: str = "always", password: str | None = None
+        self,
+        binary: str,
+        directory: Path,
+        *,
+        appendfsync: str = "always",
+        password: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.binary = binary
+        self.extra = extra
+        """More redis-server arguments (TLS: ``--tls-port`` and its files)."""
         self.password = password
         """With a password, the server requires it (``--requirepass``) and ``url`` carries it."""
         self.directory = directory
@@ -130,6 +138,7 @@ class RedisServer:
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
             *(("--requirepass", self.password) if self.password else ()),
+            *self.extra,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

@@ -57,14 +57,20 @@ async def each_redis_journal(request: pytest.FixtureRequest) -> AsyncIterator[Re
 
 @pytest.fixture
 async def start_redis(tmp_path: Path) -> AsyncIterator[StartRedis]:
-    """Start private redis-servers (``await start_redis(appendfsync="always", password=None)``); all are
-    stopped when the test ends, however it ends."""
+    """Start private redis-servers (``await start_redis(appendfsync="always", password=None,
+    extra=())``); all are stopped when the test ends, however it ends."""
     binary = redis_server_binary()
     servers: list[RedisServer] = []
 
-    async def start(*, appendfsync: str = "always", password: str | None = None) -> RedisServer:
+    async def start(
+        *, appendfsync: str = "always", password: str | None = None, extra: tuple[str, ...] = ()
+    ) -> RedisServer:
         server = RedisServer(
-            binary, tmp_path / f"redis-{len(servers)}", appendfsync=appendfsync, password=password
+            binary,
+            tmp_path / f"redis-{len(servers)}",
+            appendfsync=appendfsync,
+            password=password,
+            extra=extra,
         )
         servers.append(server)
         return await server.start()
