@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from garrison import InvalidConfig
+from garrison._errors import JournalCorrupt
 from garrison.persistence import (
     Ack,
     DurableStream,
@@ -153,3 +154,74 @@ async def test_streams_listed_and_verified_across_every_master(journal: RedisJou
 
     assert await journal.stream_names() == streams
     assert [problem async for problem in journal.verify()] == []
+
+
+def key_before_cluster_support(namespace: str, stream: str, kind: str) -> str:
+    """The key function as garrison had it before Redis Cluster support, copied here: the
+    layout must not move under a namespace already written."""
+    return f"{namespace}:{{{stream}}}:{kind}"
+
+
+@pytest.fixture
+async def raw_cluster(redis_cluster: Any) -> AsyncIterator[Any]:
+    from redis.asyncio.cluster import RedisCluster
+
+    client = RedisCluster.from_url(redis_cluster.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def namespace(redis_cluster: Any, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    name = unique_namespace(request.node.name[:40])
+    yield name
+    await delete_namespace(redis_cluster.url, name, cluster=True)
+
+
+async def test_a_namespace_written_before_cluster_support_opens_as_it_is(
+    redis_cluster: Any, raw_cluster: Any, namespace: str
+) -> None:
+    for stream in ("orders", "fills"):
+        events = key_before_cluster_support(namespace, stream, "events")
+        for seq in (1, 2):
+            payload = f"{stream}-{seq}".encode()
+            await raw_cluster.xadd(events, {"p": payload, "c": checksum(payload)}, id=f"{seq}-0")
+        await raw_cluster.hset(key_before_cluster_support(namespace, stream, "meta"), "highest", 2)
+    await raw_cluster.set(f"{namespace}:schema", 2)
+
+    connection = RedisConnection(url=redis_cluster.url, cluster=True)
+    async with RedisJournal(connection, namespace=namespace) as journal:
+        assert [payload async for _, payload in journal.read("fills")] == [b"fills-1", b"fills-2"]
+        assert await journal.append("orders", [b"orders-3"], 2) == 3
+        assert journal.events_key("orders") == key_before_cluster_support(namespace, "orders", "events")
+        assert await journal.stream_names() == ["fills", "orders"]
+
+
+async def test_a_version_1_namespace_on_a_cluster_migrates_stream_by_stream(
+    redis_cluster: Any, raw_cluster: Any, namespace: str
+) -> None:
+    """Entries without checksums, as garrison wrote them before schema 2, on every master."""
+    streams = [f"account-{i}" for i in range(9)]
+    for stream in streams:
+        events = key_before_cluster_support(namespace, stream, "events")
+        for seq in range(1, 4):
+            await raw_cluster.xadd(events, {"p": f"{stream}/{seq}".encode()}, id=f"{seq}-0")
+        await raw_cluster.hset(key_before_cluster_support(namespace, stream, "meta"), "highest", 3)
+    await raw_cluster.xgroup_create(
+        key_before_cluster_support(namespace, "account-0", "events"), "g", id="2-0"
+    )
+    connection = RedisConnection(url=redis_cluster.url, cluster=True)
+
+    with pytest.raises(JournalCorrupt, match="garrison journal migrate"):
+        await RedisJournal(connection, namespace=namespace).open()
+    async with RedisJournal(connection, namespace=namespace, migrate=True):
+        pass
+
+    async with RedisJournal(connection, namespace=namespace) as journal:
+        assert [problem async for problem in journal.verify()] == []
+        for stream in streams:
+            assert [payload async for _, payload in journal.read(stream)] == [
+                f"{stream}/{seq}".encode() for seq in range(1, 4)
+            ]
+        reader = RedisConsumer(journal, "account-0", "g", "a")
+        assert [delivery.seq for delivery in await reader.read()] == [3]
