@@ -420,8 +420,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     def _script_call(self, appends: Sequence[PendingAppend]) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = []
+        built = self._keys
         for append in appends:
-            stream = self.stream_keys(append.stream)
+            stream = built.get(append.stream) or self.stream_keys(append.stream)
             keys += (stream.events, stream.meta)
             args += (append.expected_seq, len(append.events), len(append.acks))
             for payload in append.events:
