@@ -12,7 +12,9 @@ consumer-group tests run here too (``make_journal``, ``each_redis_journal``).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +227,33 @@ async def test_a_version_1_namespace_on_a_cluster_migrates_stream_by_stream(
             ]
         reader = RedisConsumer(journal, "account-0", "g", "a")
         assert [delivery.seq for delivery in await reader.read()] == [3]
+
+
+def test_garrison_journal_reads_a_cluster_namespace_named_by_the_node_config(
+    redis_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from garrison.cli import main
+
+    namespace = unique_namespace("journal-cli-cluster")
+    config = tmp_path / "node.toml"
+    config.write_text(f'[journal]\nurl = "{redis_cluster.url}"\ncluster = true\n')
+    for variable in ("GARRISON_JOURNAL_URL", "GARRISON_JOURNAL_URL_FILE", "GARRISON_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+
+    async def write() -> None:
+        connection = RedisConnection(url=redis_cluster.url, cluster=True)
+        async with RedisJournal(connection, namespace=namespace) as journal:
+            for i in range(6):
+                await journal.append(f"account-{i}", [b"x", b"y"], 0)
+
+    try:
+        asyncio.run(write())
+        assert (
+            main(["journal", "list", "-", "--config", str(config), "--namespace", namespace, "--json"]) == 0
+        )
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(row["stream"], row["highest_seq"]) for row in rows] == [
+            (f"account-{i}", 2) for i in range(6)
+        ]
+    finally:
+        asyncio.run(delete_namespace(redis_cluster.url, namespace, cluster=True))

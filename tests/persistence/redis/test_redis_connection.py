@@ -220,3 +220,32 @@ async def test_a_tls_server_takes_the_journal_with_its_ca_and_client_certificate
         await RedisJournal(stranger, namespace="tls").open()
     assert caught.value.field == "tls_ca"
     assert "journal.tls_ca" in str(caught.value)
+
+
+async def test_garrison_journal_takes_the_password_from_the_node_config_and_names_it_when_refused(
+    start_redis: StartRedis,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from garrison import ExitCode
+    from garrison.cli import main
+
+    server = await start_redis(password=PASSWORD)
+    secret = tmp_path / "password"
+    config = tmp_path / "node.toml"
+    config.write_text(f'[journal]\nurl = "redis://127.0.0.1:{server.port}/0"\n')
+    monkeypatch.delenv("GARRISON_JOURNAL_URL", raising=False)
+    monkeypatch.delenv("GARRISON_JOURNAL_URL_FILE", raising=False)
+    monkeypatch.setenv("GARRISON_JOURNAL_PASSWORD_FILE", str(secret))
+    command = ["journal", "list", "-", "--config", str(config)]
+
+    secret.write_text(PASSWORD)
+    assert await asyncio.to_thread(main, command) == 0  # the command runs a loop of its own
+    secret.write_text("hunter2")
+    assert await asyncio.to_thread(main, command) == ExitCode.USAGE
+    error = capsys.readouterr().err
+    assert "journal.password" in error
+    assert "hunter2" not in error
