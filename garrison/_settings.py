@@ -106,6 +106,23 @@ class JournalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "--journal",
         ),
     ] = None
+    password: Annotated[
+        Secret | None,
+        _meta("Redis: the password (AUTH; overrides one in the URL; give it by environment or file)"),
+    ] = None
+    tls: Annotated[bool, _meta("Redis: encrypt the connection (as a rediss:// URL does)")] = False
+    tls_ca: Annotated[
+        Annotated[str, Meta(min_length=1)] | None,
+        _meta("Redis: the CA file to check the server's certificate with (none: the system's)"),
+    ] = None
+    tls_cert: Annotated[
+        Annotated[str, Meta(min_length=1)] | None,
+        _meta("Redis: this node's certificate file, for a server that asks for one (with tls_key)"),
+    ] = None
+    tls_key: Annotated[
+        Annotated[str, Meta(min_length=1)] | None, _meta("Redis: the private key file of tls_cert")
+    ] = None
+    cluster: Annotated[bool, _meta("Redis: the URL names a node of a Redis Cluster")] = False
 
 
 class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

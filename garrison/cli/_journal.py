@@ -129,11 +129,18 @@ def _journal(options: argparse.Namespace, *, migrate: bool = False) -> Any:
     from garrison.persistence import RedisJournal, SqliteJournal
 
     target: str = options.journal
+    connection: Any = target
     if target == SETTINGS_JOURNAL:
         target = _journal_of_settings(options)
     if target.startswith(_REDIS_SCHEMES):
         try:
-            return RedisJournal(target, namespace=options.namespace, migrate=migrate)
+            if options.journal == SETTINGS_JOURNAL:
+                # The node's password, TLS and cluster settings with its URL.
+                from garrison._settings import Settings
+                from garrison.persistence import RedisConnection
+
+                connection = RedisConnection.from_settings(Settings.load(options.config).journal, target)
+            return RedisJournal(connection, namespace=options.namespace, migrate=migrate)
         except InvalidConfig as error:
             raise UsageError(str(error)) from error
     path = Path(target)

@@ -16,7 +16,13 @@ from loguru import logger
 from garrison._errors import ActorStartError, ConfigError, ConfigProblem, InvalidConfig, JournalCorrupt
 from garrison._exitcodes import ExitCode
 from garrison._secret import Secret, mask_text, secret_texts
-from garrison._settings import CORE_SECTIONS, Settings, factory_takes_settings, section_environ
+from garrison._settings import (
+    CORE_SECTIONS,
+    JournalSettings,
+    Settings,
+    factory_takes_settings,
+    section_environ,
+)
 from garrison.cli._errors import UsageError
 from garrison.cli._loops import choose_loop
 from garrison.observe import (
@@ -159,20 +165,34 @@ def resolve_spec(target: str, settings: Settings | None = None) -> SupervisorSpe
     return value
 
 
-def build_journal(location: Secret | None) -> Journal | None:
+_REDIS_ONLY = ("password", "tls", "tls_ca", "tls_cert", "tls_key", "cluster")
+"""The ``[journal]`` settings only a Redis journal reads."""
+
+
+def build_journal(settings: JournalSettings) -> Journal | None:
     """The journal ``journal.url`` names (not yet open): a SQLite file, ``file://PATH`` or a
-    ``redis://`` URL."""
+    ``redis://`` URL, reached as the other ``[journal]`` settings say (password, TLS, cluster)."""
+    location = settings.url
     if location is None:
         return None
     url = location.reveal()
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in ("redis", "rediss", "unix"):
-        from garrison.persistence import RedisJournal
+        from garrison.persistence import RedisConnection, RedisJournal
 
         try:
-            return RedisJournal(url)
+            return RedisJournal(RedisConnection.from_settings(settings))
         except InvalidConfig as error:
-            raise ConfigError([ConfigProblem("journal.url", "journal.url", str(error))]) from None
+            key = f"journal.{error.field}"
+            raise ConfigError([ConfigProblem(key, key, str(error))]) from None
+    redis_only = [name for name in _REDIS_ONLY if getattr(settings, name) not in (None, False)]
+    if redis_only:
+        raise ConfigError(
+            [
+                ConfigProblem(f"journal.{name}", f"journal.{name}", "only a Redis journal uses it: drop it")
+                for name in redis_only
+            ]
+        )
     if scheme and scheme != "file":
         raise ConfigError(
             [
@@ -230,7 +250,7 @@ def run_command(options: argparse.Namespace) -> int:
     spec = resolve_spec(options.target, settings)
     settings.check_sections_read()
     if settings.heart.enabled:
-        build_journal(settings.journal.url)  # a bad URL is a configuration error now, not in every child
+        build_journal(settings.journal)  # a bad URL is a configuration error now, not in every child
         choose_loop(settings.node.loop)  # and so is loop = "uvloop" without uvloop
         return run_heart(options, settings)
     try:
@@ -257,7 +277,7 @@ async def run_node(
     try:
         node = Node(
             settings.node.name,
-            journal=build_journal(settings.journal.url),
+            journal=build_journal(settings.journal),
             metrics_port=settings.metrics.port,
             metrics_host=settings.metrics.host,
             guard=guard,

@@ -34,7 +34,8 @@ from garrison.persistence._journal import (
     QuarantinedEvent,
     StreamSummary,
 )
-from garrison.persistence._redis import RedisJournal
+from garrison.persistence._redis import RedisJournal, StreamKeys
+from garrison.persistence._redis_connection import RedisConnection
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
 from garrison.persistence._retention import trim_to_snapshot
@@ -74,12 +75,14 @@ __all__ = [
     "PackedEvents",
     "PersistFailed",
     "QuarantinedEvent",
+    "RedisConnection",
     "RedisConsumer",
     "RedisJournal",
     "SendWindowFull",
     "SequenceConflict",
     "SqliteJournal",
     "StateCodec",
+    "StreamKeys",
     "StreamSummary",
     "Upcaster",
     "client_order_id",

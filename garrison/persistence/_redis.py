@@ -30,13 +30,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
-from typing import Any, Never, TypeVar
+from typing import Any, NamedTuple, Never, TypeVar
 from zlib import crc32
 
 import msgspec
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
-from garrison._secret import mask_text, redact_url, secret_texts
+from garrison._secret import MASK, mask_text, redact_url
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._checksum import checksum
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
@@ -50,6 +50,7 @@ from garrison.persistence._journal import (
     check_seq,
     check_stream,
 )
+from garrison.persistence._redis_connection import RedisConnection
 from garrison.persistence._redis_ids import entry_id, entry_seq
 
 MAX_APPENDS_PER_SCRIPT = 500
@@ -64,6 +65,28 @@ entry (field ``c``) and snapshot (``snapshot_crc``). Kept in ``RedisJournal.sche
 
 _QUARANTINE_ENCODER = msgspec.msgpack.Encoder()
 _QUARANTINE_DECODER = msgspec.msgpack.Decoder(QuarantinedEvent)
+
+
+_KEYS_KEPT = 100_000
+"""Streams whose key names a journal keeps built at most (then it starts over)."""
+
+
+class StreamKeys(NamedTuple):
+    """The Redis keys of one journal stream, built once per stream (``RedisJournal.stream_keys``).
+
+    All of them carry the stream's hash tag (``<namespace>:{<stream>}:...``), so on a
+    Redis Cluster they live in one slot: ``slot`` (-1 when the journal is not on a cluster).
+    Streams whose names begin with the same ``{tag}`` share a slot too."""
+
+    events: str
+    """The Redis stream of events (entry ids ``<seq>-0``, payload in ``p``, checksum in ``c``)."""
+    meta: str
+    """The hash of ``highest`` and the snapshot (``snapshot_seq``, ``snapshot``, ``snapshot_crc``)."""
+    offsets: str
+    """The hash of consumer groups' acked seqs (``RedisJournal.ack``, appends' acks)."""
+    quarantine: str
+    """The hash of events set aside (``RedisJournal.quarantine``)."""
+    slot: int
 
 
 def _glob_escape(text: str) -> str:
@@ -86,9 +109,10 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     """A journal on a Redis server (redis-py asyncio; ``pip install 'garrison[redis]'``).
 
-    ``url`` as redis-py takes it (``redis://127.0.0.1:6379/0``). ``namespace``
+    ``url`` as redis-py takes it (``redis://127.0.0.1:6379/0``), or a
+    ``RedisConnection`` (password, TLS, Redis Cluster). ``namespace``
     prefixes every key; keys of one stream share a hash tag so they live in
-    one cluster slot. ``ambiguity_timeout`` bounds how long an append keeps
+    one cluster slot (``stream_keys``). ``ambiguity_timeout`` bounds how long an append keeps
     reconnecting to resolve a lost connection before it reports
     JournalWriteError (outcome unknown: read back).
 
@@ -99,7 +123,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     def __init__(
         self,
-        url: str,
+        url: str | RedisConnection,
         *,
         namespace: str = "garrison",
         read_batch: int = 1000,
@@ -108,13 +132,27 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         socket_timeout: float = 5.0,
         migrate: bool = False,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            shown = redact_url(url) if isinstance(url, str) else url
-            raise InvalidConfig("url", shown, "a Redis URL such as redis://127.0.0.1:6379/0")
+        connection = url if isinstance(url, RedisConnection) else RedisConnection(url=url)
         check_positive_int("read_batch", read_batch)
-        self.url = url
+        if not isinstance(namespace, str) or not namespace:
+            raise InvalidConfig("namespace", namespace, "a non-empty string that prefixes every key")
+        if connection.cluster and ("{" in namespace or "}" in namespace):
+            raise InvalidConfig(
+                "namespace",
+                namespace,
+                "on Redis Cluster it cannot hold '{' or '}' (a stream's hash tag follows it)",
+            )
+        if connection.cluster and confirm_aof:
+            raise InvalidConfig(
+                "confirm_aof",
+                True,
+                "is not supported on Redis Cluster (an append's AOF fsync would have to be confirmed on "
+                "each master it wrote to): run every master with appendonly yes and appendfsync always",
+            )
+        self.connection = connection
+        self.url = connection.url
         # The journal core names the journal in its errors (JournalClosed): never the password.
-        super().__init__(redact_url(url), "garrison:redis-journal")
+        super().__init__(redact_url(self.url), "garrison:redis-journal")
         self.namespace = namespace
         self.read_batch = read_batch
         self.confirm_aof = confirm_aof
@@ -131,28 +169,60 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._ack_script: Any = None
         self._append_sha = ""
         self._waitaof = False
+        self._keys: dict[str, StreamKeys] = {}
 
     # -- keys ---------------------------------------------------------------------------
 
+    def stream_keys(self, stream: str) -> StreamKeys:
+        """Every key of ``stream``, built on its first use and kept (no cost per append).
+
+        The one place the journal names a stream's keys: ``<namespace>:{<stream>}:<kind>``.
+        The ``{...}`` is the stream's hash tag, so a Redis Cluster keeps all of them in one
+        slot; two streams whose names begin with the same ``{tag}`` share that slot. On a
+        cluster a stream name beginning with ``}`` is refused (InvalidConfig): its keys would
+        have no hash tag."""
+        keys = self._keys.get(stream)
+        if keys is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            keys = self._keys[stream] = self._build_keys(stream)
+        return keys
+
+    def _build_keys(self, stream: str) -> StreamKeys:
+        prefix = f"{self.namespace}:{{{stream}}}"
+        slot = -1
+        if self.connection.cluster:
+            if stream.startswith("}"):
+                raise InvalidConfig(
+                    "stream", stream, "on Redis Cluster a stream name cannot begin with '}' (no hash tag)"
+                )
+            from redis.crc import key_slot
+
+            slot = key_slot(prefix.encode())
+        return StreamKeys(
+            f"{prefix}:events", f"{prefix}:meta", f"{prefix}:offsets", f"{prefix}:quarantine", slot
+        )
+
     def events_key(self, stream: str) -> str:
         """The Redis stream that holds ``stream``'s events (entry ids ``<seq>-0``, payload in ``p``)."""
-        return f"{self.namespace}:{{{stream}}}:events"
+        return self.stream_keys(stream).events
 
     def meta_key(self, stream: str) -> str:
         """The hash of ``stream``'s ``highest`` seq and its snapshot (``snapshot_seq``, ``snapshot``).
 
         A script that appends to a journal stream on the server (a dead letter) moves
         ``highest`` with its XADD, in the same script."""
-        return f"{self.namespace}:{{{stream}}}:meta"
+        return self.stream_keys(stream).meta
 
     def _offsets_key(self, stream: str) -> str:
-        return f"{self.namespace}:{{{stream}}}:offsets"
+        return self.stream_keys(stream).offsets
 
     def _quarantine_key(self, stream: str) -> str:
-        return f"{self.namespace}:{{{stream}}}:quarantine"
+        return self.stream_keys(stream).quarantine
 
     def schema_key(self) -> str:
-        """The key that holds the namespace's schema version (``SCHEMA_VERSION``)."""
+        """The key that holds the namespace's schema version (``SCHEMA_VERSION``). One key alone,
+        so it needs no hash tag: no script touches it with another."""
         return f"{self.namespace}:schema"
 
     def redacted_url(self) -> str:
@@ -160,8 +230,8 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         return redact_url(self.url)
 
     def _masked(self, error: BaseException) -> str:
-        """``error``'s text with this journal's secrets (the URL's password) masked."""
-        return mask_text(str(error), secret_texts(self.url))
+        """``error``'s text with this journal's secrets (the password) masked."""
+        return mask_text(str(error), self.connection.secret_texts())
 
     # -- open and close (the journal core's hooks) ----------------------------------------
 
@@ -169,39 +239,29 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """Connect (two clients: the writer's and the rest's), check the server and load the
         scripts; raises ConnectionError or InvalidConfig, leaving nothing open."""
         try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+            import redis  # noqa: F401  # only to tell the user what is missing
         except ImportError as error:
             raise InvalidConfig(
                 "url", self.redacted_url(), "RedisJournal needs redis-py: pip install 'garrison[redis]'"
             ) from error
         # No retries inside redis-py: a re-sent append whose first reply was lost would
         # come back as a conflict with itself. The journal settles a lost reply itself.
-        client = aioredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+        client = self.connection.client(
+            socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
         )
         # The writer's own connections: their round trips are bounded by the writer
         # (asyncio.timeout around each commit), not per socket operation, which in
         # redis-py costs a task per send (a fifth of a lone producer's append rate).
-        writer_client = aioredis.Redis.from_url(
-            self.url,
-            socket_timeout=None,
-            socket_connect_timeout=self.socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+        writer_client = self.connection.client(
+            socket_timeout=None, socket_connect_timeout=self.socket_timeout
         )
         async with contextlib.AsyncExitStack() as opened:
             opened.push_async_callback(writer_client.aclose)
             opened.push_async_callback(client.aclose)
             try:
                 info = await client.info("server")
-            except _redis_errors() as error:
-                raise ConnectionError(
-                    f"cannot reach Redis at {self.redacted_url()}: {self._masked(error)}"
-                ) from error
+            except (*_redis_errors(), *_cluster_errors()) as error:
+                raise self._connect_failure(error) from error
             version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
             self._waitaof = version >= (7, 2)
             if self.confirm_aof and not self._waitaof:
@@ -223,6 +283,31 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._snapshot_if_script = client.register_script(scripts.SNAPSHOT_IF)
         self._ack_script = client.register_script(scripts.ACK)
         await self._load_scripts(client)
+
+    def _connect_failure(self, error: BaseException) -> Exception:
+        """The error for a first command that failed: InvalidConfig naming the setting for a
+        refused password or TLS handshake, ConnectionError for an unreachable server."""
+        import redis.exceptions
+
+        where = self.redacted_url()
+        if any(isinstance(cause, redis.exceptions.AuthenticationError) for cause in _causes(error)):
+            given = self.connection.password is not None or bool(self.connection.secret_texts())
+            return InvalidConfig(
+                "password",
+                MASK if given else None,
+                f"Redis at {where} refused {'the password' if given else 'to serve without one'}: "
+                "set journal.password (GARRISON_JOURNAL_PASSWORD_FILE: a file holding it) to the "
+                "server's requirepass",
+            )
+        if _ssl_failure(error):
+            return InvalidConfig(
+                "tls_ca",
+                self.connection.tls_ca,
+                f"the TLS handshake with Redis at {where} failed ({type(_ssl_failure(error)).__name__}): "
+                "check journal.tls_ca (the CA that signed the server's certificate) and, if the server "
+                "asks for one, journal.tls_cert and journal.tls_key",
+            )
+        return ConnectionError(f"cannot reach Redis at {where}: {self._masked(error)}")
 
     async def _check_schema(self, client: Any) -> None:
         """Refuse a namespace written by another schema version (migrating it first with
@@ -335,22 +420,50 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     def _script_call(self, appends: Sequence[PendingAppend]) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = []
+        built = self._keys
         for append in appends:
-            stream = append.stream
-            keys += (self.events_key(stream), self.meta_key(stream))
+            stream = built.get(append.stream) or self.stream_keys(append.stream)
+            keys += (stream.events, stream.meta)
             args += (append.expected_seq, len(append.events), len(append.acks))
             for payload in append.events:
                 args += (payload, crc32(payload))
             for ack in append.acks:
-                keys.append(self._offsets_key(ack.stream))
+                keys.append(self.stream_keys(ack.stream).offsets)
                 args += (ack.group, ack.seq)
         return keys, args
+
+    def _in_slot_order(self, batch: list[PendingAppend]) -> list[PendingAppend]:
+        """On Redis Cluster: the batch sorted by slot (appends of one stream keep their order),
+        so that each script touches one slot; an append whose acks are of a stream in another
+        slot is answered with InvalidConfig and left out (its script would be refused whole)."""
+        kept = []
+        for append in batch:
+            slot = self.stream_keys(append.stream).slot
+            stranger = next((ack for ack in append.acks if self.stream_keys(ack.stream).slot != slot), None)
+            if stranger is None:
+                kept.append(append)
+                continue
+            append.fail(
+                InvalidConfig(
+                    "acks",
+                    stranger.stream,
+                    f"on Redis Cluster an append to {append.stream!r} can ack only streams in its slot: "
+                    "give both streams names that begin with the same hash tag, e.g. "
+                    f"'{{orders}}.in' and '{{orders}}.out'",
+                )
+            )
+        kept.sort(key=lambda append: self.stream_keys(append.stream).slot)
+        return kept
 
     async def _commit_batch(self, batch: list[PendingAppend]) -> None:
         """The journal core's hook: the batch's appends in one round trip (several scripts in
         one pipeline past MAX_APPENDS_PER_SCRIPT); a lost connection is settled by reading
         back, append by append."""
         client = self._writer_client
+        if self.connection.cluster:
+            batch = self._in_slot_order(batch)
+            if not batch:
+                return
         # A round trip that takes longer is treated as a lost connection (settled by
         # reading back); WAITAOF may itself wait up to socket_timeout.
         limit = self.socket_timeout * (2 if self.confirm_aof else 1)
@@ -391,10 +504,14 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """One round trip: the appends' script(s), then the AOF confirmation asked for.
         Returns one result per append (a (code, value) pair or an error) and the
         confirmation's replies."""
-        chunks = [
-            batch[start : start + MAX_APPENDS_PER_SCRIPT]
-            for start in range(0, len(batch), MAX_APPENDS_PER_SCRIPT)
-        ]
+        chunks = (
+            self._slot_chunks(batch)
+            if self.connection.cluster
+            else [
+                batch[start : start + MAX_APPENDS_PER_SCRIPT]
+                for start in range(0, len(batch), MAX_APPENDS_PER_SCRIPT)
+            ]
+        )
         if len(chunks) == 1 and not self.confirm_aof:
             # No pipeline object (nor the task its reset spawns) for a single command.
             import redis.exceptions
@@ -416,6 +533,18 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         for chunk, reply in zip(chunks, replies, strict=False):
             results += _unpack(reply, len(chunk))
         return results, replies[len(chunks) :]
+
+    def _slot_chunks(self, batch: list[PendingAppend]) -> list[list[PendingAppend]]:
+        """A batch in slot order (``_in_slot_order``) cut into scripts of one slot each."""
+        chunks: list[list[PendingAppend]] = []
+        slot = None
+        for append in batch:
+            here = self.stream_keys(append.stream).slot
+            if here != slot or len(chunks[-1]) >= MAX_APPENDS_PER_SCRIPT:
+                chunks.append([])
+                slot = here
+            chunks[-1].append(append)
+        return chunks
 
     def _queue_confirmation(self, pipe: Any) -> None:
         if not self.confirm_aof:
@@ -811,6 +940,28 @@ async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:
     if pending and pending.get("pending"):
         return entry_seq(pending["min"]) - 1
     return entry_seq(group["last-delivered-id"])
+
+
+def _cluster_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (redis.exceptions.RedisClusterException, redis.exceptions.ClusterError)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _ssl_failure(error: BaseException) -> BaseException | None:
+    """The ``ssl.SSLError`` ``error`` came from, if any (a refused certificate, a handshake)."""
+    import ssl
+
+    return next((cause for cause in _causes(error) if isinstance(cause, ssl.SSLError)), None)
 
 
 def _unpack(reply: Any, count: int) -> list[Any]:

@@ -67,6 +67,10 @@ class RedisConsumer:
         self.reclaimed = 0
         """Entries this consumer took over from another (XAUTOCLAIM)."""
         self._key = journal.events_key(stream)
+        # On Redis Cluster a dead-letter stream in another slot is written in two steps.
+        self._dead_letters_apart = (
+            journal.stream_keys(self.dead_letter_stream).slot != journal.stream_keys(stream).slot
+        )
         self._own_cursor: str | None = "0-0"
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
@@ -167,25 +171,28 @@ class RedisConsumer:
             f"delivered {delivery.delivery_count} times to group {self.group!r} without an ack "
             f"(max_deliveries={self.max_deliveries})"
         )
-        if self._dead_letter_script is None:
-            self._dead_letter_script = client.register_script(scripts.DEAD_LETTER)
-        moved = await self._dead_letter_script(
-            keys=[
-                self._key,
-                self.journal.events_key(self.dead_letter_stream),
-                self.journal.meta_key(self.dead_letter_stream),
-            ],
-            args=[
-                self.group,
-                entry_id,
-                delivery.payload,
-                reason,
-                self.stream,
-                delivery.seq,
-                delivery.delivery_count,
-                checksum(delivery.payload),
-            ],
-        )
+        dead = self.journal.stream_keys(self.dead_letter_stream)
+        args = [
+            self.group,
+            entry_id,
+            delivery.payload,
+            reason,
+            self.stream,
+            delivery.seq,
+            delivery.delivery_count,
+            checksum(delivery.payload),
+        ]
+        if self._dead_letters_apart:
+            if self._dead_letter_script is None:
+                self._dead_letter_script = client.register_script(scripts.DEAD_LETTER_APPEND)
+            marker = f"dead-letter:{self.stream}:{self.group}:{delivery.seq}"
+            written = int(await self._dead_letter_script(keys=[dead.events, dead.meta], args=[*args, marker]))
+            await client.xack(self._key, self.group, entry_id)
+            moved = written > 0
+        else:
+            if self._dead_letter_script is None:
+                self._dead_letter_script = client.register_script(scripts.DEAD_LETTER)
+            moved = bool(await self._dead_letter_script(keys=[self._key, dead.events, dead.meta], args=args))
         if moved:
             self.dead_lettered += 1
 

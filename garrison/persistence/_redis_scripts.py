@@ -4,7 +4,7 @@ Each runs as one atomic step on the server. They write entry ids as
 ``string.format('%d-0', seq)``, the form ``_redis_ids.entry_id`` builds and
 ``entry_seq`` reads back (tests/persistence/test_redis_ids.py holds them to
 agreement). ``RedisJournal`` runs APPEND (every append of a group commit),
-SNAPSHOT and ACK; ``RedisConsumer`` runs DEAD_LETTER and RENEW.
+SNAPSHOT and ACK; ``RedisConsumer`` runs DEAD_LETTER (DEAD_LETTER_APPEND on a cluster) and RENEW.
 """
 
 from __future__ import annotations
@@ -93,6 +93,24 @@ local seq = tonumber(redis.call('HGET', KEYS[3], 'highest') or '0') + 1
 redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'p', ARGV[3], 'c', ARGV[8], 'reason', ARGV[4],
   'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
 redis.call('HSET', KEYS[3], 'highest', string.format('%d', seq))
+return seq
+"""
+
+# The same on Redis Cluster when the dead-letter stream lives in another slot than the
+# stream (one script cannot touch both): this script appends on the dead-letter stream's
+# slot, once per (stream, group, entry) thanks to a marker field in its meta hash, and the
+# consumer XACKs the entry afterwards. A crash in between leaves the entry pending: it is
+# delivered again, dead-lettered again, and this script answers the seq it wrote the first
+# time instead of writing it twice. KEYS: dead-letter events, dead-letter meta; ARGV as
+# DEAD_LETTER's, ARGV[9] the marker. Answers the dead letter's seq, negative if it was
+# written before.
+DEAD_LETTER_APPEND = """
+local before = redis.call('HGET', KEYS[2], ARGV[9])
+if before then return -tonumber(before) end
+local seq = tonumber(redis.call('HGET', KEYS[2], 'highest') or '0') + 1
+redis.call('XADD', KEYS[1], string.format('%d-0', seq), 'p', ARGV[3], 'c', ARGV[8], 'reason', ARGV[4],
+  'stream', ARGV[5], 'seq', ARGV[6], 'group', ARGV[1], 'deliveries', ARGV[7])
+redis.call('HSET', KEYS[2], 'highest', string.format('%d', seq), ARGV[9], string.format('%d', seq))
 return seq
 """
 

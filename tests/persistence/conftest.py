@@ -3,15 +3,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from garrison.persistence import RedisJournal, SqliteJournal
+from garrison.persistence import RedisConnection, RedisJournal, SqliteJournal
 
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.redis_cluster)]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A local 3-master Redis Cluster for the whole run (tests/persistence/redis/_cluster.py),
+    started on first use and stopped at the end: tests keep apart by namespace."""
+    from .redis._cluster import local_cluster
+
+    cluster = local_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
@@ -41,15 +54,18 @@ async def make_journal(
     is what a second process would open. Every journal made is closed after the test."""
     made: list[Any] = []
     namespace = ""
-    if backend == "redis":
+    cluster = backend == "redis-cluster"
+    if backend.startswith("redis"):
         from .redis._server import delete_namespace, shared_redis_url, unique_namespace
 
-        url = shared_redis_url()
+        url = request.getfixturevalue("redis_cluster").url if cluster else shared_redis_url()
         namespace = unique_namespace(request.node.name[:40])
 
     def make(**options: Any) -> Any:
-        if backend == "redis":
-            opened: Any = RedisJournal(url, namespace=namespace, **options)
+        if backend.startswith("redis"):
+            opened: Any = RedisJournal(
+                RedisConnection(url=url, cluster=cluster), namespace=namespace, **options
+            )
         else:
             opened = SqliteJournal(journal_path, **options)
         made.append(opened)
@@ -61,4 +77,4 @@ async def make_journal(
         for opened in made:
             await opened.close()
         if namespace:
-            await delete_namespace(url, namespace)
+            await delete_namespace(url, namespace, cluster=cluster)

@@ -62,14 +62,19 @@ def unique_namespace(label: str = "test") -> str:
     return f"garrison-test:{label}:{uuid.uuid4().hex[:12]}"
 
 
-async def delete_namespace(url: str, namespace: str) -> None:
-    """Delete every key under ``namespace`` (keeps the shared server small across a run)."""
+async def delete_namespace(url: str, namespace: str, *, cluster: bool = False) -> None:
+    """Delete every key under ``namespace`` (keeps the shared server small across a run); on a
+    Redis Cluster (``cluster=True``) key by key, since one DEL cannot span slots."""
     import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
 
-    client = aioredis.Redis.from_url(url)
+    client: Any = RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        for start in range(0, len(keys), 500):
+        if cluster:
+            for key in keys:
+                await client.delete(key)
+        for start in range(0, len(keys) if not cluster else 0, 500):
             await client.delete(*keys[start : start + 500])
     finally:
         await client.aclose()
@@ -90,9 +95,17 @@ class RedisServer:
     """
 
     def __init__(
-        self, binary: str, directory: Path, *, appendfsync: str = "always", password: str | None = None
+        self,
+        binary: str,
+        directory: Path,
+        *,
+        appendfsync: str = "always",
+        password: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.binary = binary
+        self.extra = extra
+        """More redis-server arguments (TLS: ``--tls-port`` and its files)."""
         self.password = password
         """With a password, the server requires it (``--requirepass``) and ``url`` carries it."""
         self.directory = directory
@@ -125,6 +138,7 @@ class RedisServer:
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
             *(("--requirepass", self.password) if self.password else ()),
+            *self.extra,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

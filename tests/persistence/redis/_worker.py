@@ -39,6 +39,7 @@ from garrison.persistence import (
     IntentLog,
     IntentState,
     IntentTransitionError,
+    RedisConnection,
     RedisConsumer,
     RedisJournal,
     client_order_id,
@@ -64,8 +65,9 @@ class Venue:
 
     def __init__(self, journal: RedisJournal) -> None:
         self.journal = journal
-        self.effects_key = f"{journal.namespace}:venue:effects"
-        self.index_key = f"{journal.namespace}:venue:by-client-order-id"
+        # One hash tag: the two keys commit in one MULTI, which a Redis Cluster keeps to one slot.
+        self.effects_key = f"{journal.namespace}:{{venue}}:effects"
+        self.index_key = f"{journal.namespace}:{{venue}}:by-client-order-id"
 
     async def send(self, orders: Sequence[tuple[str, Order]]) -> None:
         async with self.journal.client().pipeline(transaction=True) as pipe:
@@ -158,8 +160,10 @@ def _raise_unexpected(outcomes: Sequence[object]) -> None:
             raise outcome
 
 
-async def work(url: str, namespace: str, name: str, claim_idle: float, die_after_effect: bool) -> None:
-    async with RedisJournal(url, namespace=namespace) as journal:
+async def work(
+    url: str, namespace: str, name: str, claim_idle: float, die_after_effect: bool, *, cluster: bool = False
+) -> None:
+    async with RedisJournal(RedisConnection(url=url, cluster=cluster), namespace=namespace) as journal:
         consumer = RedisConsumer(
             journal, ORDERS, GROUP, name, claim_idle=claim_idle, max_deliveries=1000, batch=20
         )
@@ -186,8 +190,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("consumer")
     parser.add_argument("--claim-idle", type=float, default=0.5)
     parser.add_argument("--die-after-effect", action="store_true")
+    parser.add_argument("--cluster", action="store_true", help="url is a node of a Redis Cluster")
     args = parser.parse_args(argv)
-    asyncio.run(work(args.url, args.namespace, args.consumer, args.claim_idle, args.die_after_effect))
+    asyncio.run(
+        work(
+            args.url,
+            args.namespace,
+            args.consumer,
+            args.claim_idle,
+            args.die_after_effect,
+            cluster=args.cluster,
+        )
+    )
 
 
 if __name__ == "__main__":

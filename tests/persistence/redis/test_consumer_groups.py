@@ -31,6 +31,12 @@ def consumer(journal: RedisJournal, name: str, **options: object) -> RedisConsum
 
 
 @pytest.fixture
+def redis_journal(each_redis_journal: RedisJournal) -> RedisJournal:
+    """Every test here runs on a single Redis server and on a Redis Cluster."""
+    return each_redis_journal
+
+
+@pytest.fixture
 async def orders(redis_journal: RedisJournal) -> DurableStream:
     stream = DurableStream(redis_journal, "orders")
     await consumer(redis_journal, "setup").ensure_group()
@@ -213,7 +219,7 @@ async def test_an_entry_delivered_more_than_max_deliveries_moves_to_the_dead_let
 
 
 async def test_lag_comes_from_the_server_counting_undelivered_and_unacked_entries_of_every_consumer(
-    redis_url: str, redis_journal: RedisJournal, orders: DurableStream
+    redis_journal: RedisJournal, orders: DurableStream
 ) -> None:
     await orders.append(*(f"o{i}".encode() for i in range(1, 11)))
     here = consumer(redis_journal, "a", batch=4)
@@ -224,7 +230,7 @@ async def test_lag_comes_from_the_server_counting_undelivered_and_unacked_entrie
     await here.ack(1, 2)
     assert await here.lag() == 8
 
-    async with RedisJournal(redis_url, namespace=redis_journal.namespace) as elsewhere:
+    async with RedisJournal(redis_journal.connection, namespace=redis_journal.namespace) as elsewhere:
         there = RedisConsumer(elsewhere, "orders", "executors", "b", batch=100)
         await there.ack(*[d.seq for d in await there.read()])
     await here.ack(3, 4)
@@ -312,12 +318,12 @@ def encoded_orders(count: int, start: int = 0) -> list[bytes]:
 
 
 async def test_a_consumer_that_crashes_between_effect_and_ack_has_the_entry_redelivered_and_the_effect_is_not_applied_twice(  # noqa: E501
-    redis_url: str, redis_journal: RedisJournal, order_stream: DurableStream
+    redis_journal: RedisJournal, order_stream: DurableStream
 ) -> None:
     await order_stream.append(*encoded_orders(3))
     venue = Venue(redis_journal)
 
-    async with RedisJournal(redis_url, namespace=redis_journal.namespace) as doomed_journal:
+    async with RedisJournal(redis_journal.connection, namespace=redis_journal.namespace) as doomed_journal:
         doomed = RedisConsumer(doomed_journal, ORDERS, GROUP, "doomed", claim_idle=0.2)
         log = await IntentLog(doomed_journal, INTENTS, Order).open()
         with pytest.raises(Crashed):
@@ -339,11 +345,12 @@ async def test_a_consumer_that_crashes_between_effect_and_ack_has_the_entry_rede
 
 
 async def test_a_worker_killed_right_after_its_effect_leaves_it_to_another_that_does_not_repeat_it(
-    redis_url: str, redis_journal: RedisJournal, order_stream: DurableStream
+    redis_journal: RedisJournal, order_stream: DurableStream
 ) -> None:
     await order_stream.append(*encoded_orders(5))
     venue = Venue(redis_journal)
-    argv = (sys.executable, WORKER, redis_url, redis_journal.namespace)
+    cluster = ("--cluster",) if redis_journal.connection.cluster else ()
+    argv = (sys.executable, WORKER, redis_journal.url, redis_journal.namespace, *cluster)
 
     doomed_argv = (*argv, "doomed", "--claim-idle", "0.3", "--die-after-effect")
     async with await ChildProcess.start(*doomed_argv) as doomed:
