@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -13,6 +15,9 @@ from .config import BrokerConfig
 from .connection import BrokerConnection
 from .store import BrokerStore
 from .venue import BrokerStats, Venue
+
+if TYPE_CHECKING:
+    from .fix_acceptor import FixConnection, FixSessions
 
 
 class BrokerServer:
@@ -31,7 +36,8 @@ class BrokerServer:
         self._venue: Venue | None = None
         self._server: asyncio.Server | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._connections: set[BrokerConnection] = set()
+        self._connections: set[BrokerConnection] | set[FixConnection] = set()
+        self._fix_sessions: FixSessions | None = None
         self._port: int | None = None
         self._stats = BrokerStats()
 
@@ -59,9 +65,7 @@ class BrokerServer:
             venue.restore(orders, fills)
             self._writer = venue.start()
             self._writer.add_done_callback(self._writer_done)
-            self._server = await loop.create_server(
-                lambda: BrokerConnection(venue, self._connections), self.config.host, self.config.port
-            )
+            self._server = await loop.create_server(self._protocol_factory(venue), self.config.host, self.config.port)
         except BaseException:
             await self.stop()
             raise
@@ -76,12 +80,28 @@ class BrokerServer:
             store=self.config.store_path,
         )
 
+    def _protocol_factory(self, venue: Venue) -> Callable[[], asyncio.Protocol]:
+        """Connections speak the native protocol, or FIX 4.4 (``venue="fix"``: the codec and its
+        simplefix dependency are imported only then)."""
+        if self.config.venue == "fix":
+            from .fix_acceptor import FixConnection, FixSessions
+
+            sessions = self._fix_sessions = FixSessions(venue, self.config)
+            fix_connections: set[FixConnection] = set()
+            self._connections = fix_connections
+            return lambda: FixConnection(sessions, fix_connections)
+        connections: set[BrokerConnection] = set()
+        self._connections = connections
+        return lambda: BrokerConnection(venue, connections)
+
     async def stop(self) -> None:
         """Stop listening, close every connection, commit what is staged, close the store."""
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
             connection.close()
+        if self._fix_sessions is not None:
+            self._fix_sessions.close()
         if self._venue is not None:
             with contextlib.suppress(Exception):  # a store failure was logged; stopping either way
                 await self._venue.close()

@@ -90,9 +90,13 @@ class Submit(msgspec.Struct, frozen=True):
 
 
 class Lookup(msgspec.Struct, frozen=True):
-    """Executor -> gateway: ask the broker for this client order id."""
+    """Executor -> gateway: ask the broker for this client order id (a FIX venue's
+    OrderStatusRequest also names the order's symbol and side: empty when the executor has no
+    intent for it)."""
 
     client_order_id: str
+    symbol: str = ""
+    side: Side = Side.BUY
 
 
 class SubscribeFills(msgspec.Struct, frozen=True):
@@ -136,6 +140,23 @@ class Fills(msgspec.Struct, frozen=True):
     """Gateway -> positions: the fills read in one go, in the order they arrived."""
 
     fills: list[Fill]
+
+
+class OrderClosed(msgspec.Struct, frozen=True):
+    """Gateway -> executor: the venue closed a live order without filling the rest of it (a FIX
+    ExecutionReport with ExecType Canceled or Expired): DONE, the fills before it stand."""
+
+    client_order_id: str
+    reason: str
+
+
+class OrdersExpired(msgspec.Struct, frozen=True):
+    """Gateway -> executor: order messages the venue asked for again and the FIX session gap-filled
+    instead, being older than ``fix_resend_max_age``. The venue asked for them because it never
+    got them, and they will never reach it: EXPIRED, never sent again."""
+
+    client_order_ids: tuple[str, ...]
+    reason: str
 
 
 class OrdersDone(msgspec.Struct, frozen=True):
