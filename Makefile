@@ -13,7 +13,7 @@ UV_VERSION := 0.13.10
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 # The extras the tests need (all but fast, uvloop, which the suite runs without).
-TEST_EXTRAS := --extra test --extra redis --extra metrics --extra cli
+TEST_EXTRAS := --extra test --extra redis --extra metrics --extra cli --extra fix
 # Never fetch an interpreter: use the one on this machine.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)

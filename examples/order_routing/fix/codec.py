@@ -1,0 +1,442 @@
+"""FIX wire encoding and parsing: typed messages to frames and a byte stream back to messages.
+
+``encode`` writes the standard header in the order strict acceptors require (8, 9, 35, 49, 56,
+34, 52, then 43 and 122 on a resend), SendingTime in UTC with milliseconds, and BodyLength and
+CheckSum computed by simplefix.
+
+``FrameReader`` takes bytes as they come off a socket and hands back whole messages. It frames
+by BodyLength (9) and checks the CheckSum (10) itself (simplefix's parser checks neither); a
+frame that is garbled, cut short of its declared length or has a wrong checksum is dropped and
+counted (``dropped``), and reading resumes at the next ``8=FIX``: nothing raises out of
+``feed``. A frame whose header is sound but whose body does not fit its message type comes back
+as ``InvalidMessage``, for the session to answer with a Reject (35=3). Tags a message type does
+not declare are kept in ``Inbound.unknown`` and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Any, Final, Union
+
+import msgspec
+import simplefix  # type: ignore[import-untyped]
+from simplefix.data import RAW_LEN_TAGS  # type: ignore[import-untyped]
+
+from examples.order_routing.fix.errors import FixEncodeError
+from examples.order_routing.fix.messages import (
+    MESSAGE_TYPES,
+    FixMessageBase,
+    Header,
+    Message,
+    SessionRejectReason,
+    UnknownMessage,
+)
+
+FIX44: Final = "FIX.4.4"
+FIX42: Final = "FIX.4.2"
+SOH: Final = b"\x01"
+MAX_BODY_LENGTH: Final = 1 << 20
+"""A BodyLength above this is taken for garbage, not waited for."""
+_HEADER_TAGS: Final = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122})
+_RAW_LEN_TAGS: Final = frozenset(int(tag) for tag in RAW_LEN_TAGS)
+_START: Final = b"8=FIX"
+_RESYNC: Final = b"\x018=FIX"
+
+
+def sending_time(epoch_seconds: float) -> str:
+    """UTCTimestamp with milliseconds (``YYYYMMDD-HH:MM:SS.sss``), as FIX 4.4 SendingTime wants it."""
+    moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def parse_sending_time(value: str) -> float | None:
+    """Epoch seconds of a UTCTimestamp (with or without fractions), or None if it is not one."""
+    for layout in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
+        try:
+            moment = datetime.datetime.strptime(value, layout)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=datetime.UTC).timestamp()
+    return None
+
+
+# ---- field conversion ---------------------------------------------------------------------
+
+
+def _kind(annotation: Any) -> str:
+    text = str(annotation)
+    for kind in ("bool", "int", "float", "str"):
+        if text == f"<class '{kind}'>" or text.startswith(kind) or text.startswith(f"<class '{kind}'>"):
+            return kind
+    raise TypeError(f"unsupported FIX field type {annotation!r}")
+
+
+class _Field(msgspec.Struct, frozen=True):
+    name: str
+    tag: int
+    kind: str
+    required: bool
+
+
+def _layout(cls: type[FixMessageBase]) -> tuple[_Field, ...]:
+    infos = {info.name: info for info in msgspec.structs.fields(cls)}
+    return tuple(
+        _Field(name, tag, _kind(infos[name].type), infos[name].required)
+        for name, tag in sorted(cls.TAGS.items(), key=lambda item: item[1])
+    )
+
+
+_LAYOUTS: Final = {cls: _layout(cls) for cls in MESSAGE_TYPES.values()}
+
+
+def _format_float(msg_type: str, name: str, value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise FixEncodeError(msg_type, name, value, "is not a finite number")
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text or "E" in text else text
+
+
+def _wire_value(msg_type: str, field: _Field, value: Any) -> str:
+    kind = field.kind
+    if kind == "str":
+        if not isinstance(value, str) or not value:
+            raise FixEncodeError(msg_type, field.name, value, "is empty or not a string")
+        if "\x01" in value:
+            raise FixEncodeError(msg_type, field.name, value, "holds the SOH delimiter")
+        return value
+    if kind == "bool":
+        return "Y" if value else "N"
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FixEncodeError(msg_type, field.name, value, "is not an int")
+        return str(value)
+    return _format_float(msg_type, field.name, float(value))
+
+
+def _field_value(field: _Field, text: str) -> Any:
+    """A received field's value; raises ValueError when it is not of the field's type."""
+    kind = field.kind
+    if kind == "str":
+        return text
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            number = float(text)
+            if number != int(number):
+                raise ValueError(text) from None
+            return int(number)
+    if kind == "float":
+        number = float(text)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(text)
+        return number
+    if text not in ("Y", "N"):
+        raise ValueError(text)
+    return text == "Y"
+
+
+# ---- encoding -----------------------------------------------------------------------------
+
+
+def encode(
+    message: FixMessageBase,
+    *,
+    begin_string: str,
+    sender_comp_id: str,
+    target_comp_id: str,
+    msg_seq_num: int,
+    sending_time_text: str,
+    orig_sending_time: str | None = None,
+    poss_dup: bool = False,
+) -> bytes:
+    """One wire frame: header in strict order, ``message``'s fields, BodyLength and CheckSum.
+
+    ``orig_sending_time`` (122) and ``poss_dup`` (43=Y) mark a resend. Raises FixEncodeError for
+    a field value no strict acceptor would take (empty, holding SOH, NaN).
+    """
+    frame = simplefix.FixMessage()
+    append = frame.append_pair
+    append(8, begin_string)
+    if isinstance(message, UnknownMessage):
+        append(35, message.msg_type)
+    else:
+        append(35, message.MSG_TYPE)
+    append(49, sender_comp_id)
+    append(56, target_comp_id)
+    append(34, msg_seq_num)
+    append(52, sending_time_text)
+    if poss_dup:
+        append(43, "Y")
+    if orig_sending_time is not None:
+        append(122, orig_sending_time)
+    if isinstance(message, UnknownMessage):
+        for tag, text in message.fields:
+            append(tag, text)
+    else:
+        msg_type = message.MSG_TYPE
+        for field in _LAYOUTS[type(message)]:
+            value = getattr(message, field.name)
+            if value is not None:
+                append(field.tag, _wire_value(msg_type, field, value))
+    return bytes(frame.encode())
+
+
+def with_resend_header(frame: bytes, sending_time_text: str) -> bytes:
+    """``frame`` (as first sent) again for a resend: same MsgSeqNum and body, PossDupFlag=Y,
+    OrigSendingTime = its first SendingTime, SendingTime = ``sending_time_text``."""
+    pairs = _split(frame)
+    out = simplefix.FixMessage()
+    first_sent = ""
+    body: list[tuple[int, bytes]] = []
+    header: dict[int, bytes] = {}
+    for tag, value in pairs:
+        if tag in _HEADER_TAGS:
+            header.setdefault(tag, value)
+        else:
+            body.append((tag, value))
+    first_sent = header.get(122, header.get(52, b"")).decode()
+    out.append_pair(8, header[8])
+    out.append_pair(35, header[35])
+    out.append_pair(49, header[49])
+    out.append_pair(56, header[56])
+    out.append_pair(34, header[34])
+    out.append_pair(52, sending_time_text)
+    out.append_pair(43, "Y")
+    out.append_pair(122, first_sent)
+    for tag, value in body:
+        out.append_pair(tag, value)
+    return bytes(out.encode())
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+
+class Inbound(msgspec.Struct, frozen=True):
+    """A received message: its header, its typed body, and the tags its type does not declare."""
+
+    header: Header
+    message: Message
+    unknown: tuple[tuple[int, str], ...] = ()
+
+
+class InvalidMessage(msgspec.Struct, frozen=True):
+    """A frame with a sound header (so a MsgSeqNum to refer to) whose body does not fit its type:
+    a required field missing or a value of the wrong type. The session answers with a Reject."""
+
+    header: Header
+    reason: str
+    ref_tag_id: int | None
+    session_reject_reason: int
+
+
+Parsed = Union[Inbound, InvalidMessage]  # noqa: UP007
+
+
+class _Garbled(Exception):
+    pass
+
+
+def _split(frame: bytes) -> list[tuple[int, bytes]]:
+    """The tag=value pairs of one whole, checked frame. Fields whose values may hold SOH (raw
+    data) are left to simplefix's parser, which knows their length tags."""
+    pieces = frame.split(SOH)
+    pairs: list[tuple[int, bytes]] = []
+    for piece in pieces[:-1]:
+        tag, sep, value = piece.partition(b"=")
+        if not sep:
+            raise _Garbled("a field without '='")
+        number = int(tag)
+        if number in _RAW_LEN_TAGS:
+            return _split_with_simplefix(frame)
+        pairs.append((number, value))
+    return pairs
+
+
+def _split_with_simplefix(frame: bytes) -> list[tuple[int, bytes]]:
+    parser = simplefix.FixParser()
+    parser.append_buffer(frame)
+    message = parser.get_message()
+    if message is None:
+        raise _Garbled("simplefix found no whole message")
+    return [(int(tag), bytes(value)) for tag, value in message.pairs]
+
+
+def _header(fields: dict[int, str]) -> Header:
+    try:
+        return Header(
+            begin_string=fields[8],
+            msg_type=fields[35],
+            sender_comp_id=fields.get(49, ""),
+            target_comp_id=fields.get(56, ""),
+            msg_seq_num=int(fields[34]),
+            sending_time=fields.get(52, ""),
+            poss_dup=fields.get(43) == "Y",
+            orig_sending_time=fields.get(122),
+        )
+    except (KeyError, ValueError) as error:
+        raise _Garbled(f"header unreadable: {error!r}") from error
+
+
+def decode(frame: bytes) -> Parsed:
+    """One whole frame (already framed and checksum-checked) as a typed message.
+
+    Raises _Garbled when even the header cannot be read."""
+    try:
+        pairs = _split(frame)
+    except (ValueError, simplefix.errors.ParsingError) as error:
+        raise _Garbled(str(error)) from error
+    fields: dict[int, str] = {}
+    for tag, value in pairs:
+        if tag not in fields:
+            try:
+                fields[tag] = value.decode()
+            except UnicodeDecodeError as error:
+                raise _Garbled(f"tag {tag} is not UTF-8") from error
+    header = _header(fields)
+    for tag in (49, 56, 52):
+        if not fields.get(tag):
+            return InvalidMessage(
+                header, f"required header tag {tag} missing", tag, SessionRejectReason.REQUIRED_TAG_MISSING
+            )
+    cls = MESSAGE_TYPES.get(header.msg_type)
+    if cls is None:
+        body = tuple((tag, value.decode(errors="replace")) for tag, value in pairs if tag not in _HEADER_TAGS)
+        return Inbound(header, UnknownMessage(msg_type=header.msg_type, fields=body))
+    values: dict[str, Any] = {}
+    for field in _LAYOUTS[cls]:
+        text = fields.get(field.tag)
+        if text is None:
+            if field.required:
+                return InvalidMessage(
+                    header,
+                    f"required tag {field.tag} ({field.name}) missing",
+                    field.tag,
+                    SessionRejectReason.REQUIRED_TAG_MISSING,
+                )
+            continue
+        try:
+            values[field.name] = _field_value(field, text)
+        except ValueError:
+            return InvalidMessage(
+                header,
+                f"tag {field.tag} ({field.name}) has value {text!r}, not a {field.kind}",
+                field.tag,
+                SessionRejectReason.INCORRECT_DATA_FORMAT,
+            )
+    known = cls.TAGS.values()
+    unknown = tuple(
+        (tag, fields[tag])
+        for tag, _ in pairs
+        if tag not in _HEADER_TAGS and tag not in known and tag in fields
+    )
+    message: Any = cls(**values)
+    return Inbound(header, message, unknown)
+
+
+class FrameReader:
+    """Whole messages out of a FIX byte stream read in chunks.
+
+    ``feed(chunk)`` returns the messages the bytes so far complete, in order, and keeps a partial
+    frame for the next chunk. Garbage between frames, a frame whose BodyLength or CheckSum is
+    wrong, and a frame whose header cannot be read are dropped and counted in ``dropped``
+    (with the last reason in ``last_drop_reason``); it never raises.
+    """
+
+    def __init__(self, *, max_body_length: int = MAX_BODY_LENGTH) -> None:
+        self._buffer = bytearray()
+        self._max_body_length = max_body_length
+        self.dropped = 0
+        """Frames (or runs of garbage) dropped since this reader was made."""
+        self.last_drop_reason = ""
+        self._in_garbage = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buffer)
+
+    def _drop(self, reason: str, *, garbage: bool = False) -> None:
+        """Count a dropped frame; a run of garbage counts once, however many reads it spans."""
+        if garbage and self._in_garbage:
+            return
+        self.dropped += 1
+        self.last_drop_reason = reason
+        self._in_garbage = garbage
+
+    def _resync(self, start: int) -> None:
+        """Drop everything up to the next frame start after ``start`` (or keep a possible prefix)."""
+        buffer = self._buffer
+        following = buffer.find(_RESYNC, start + 1)
+        if following < 0:
+            keep = len(_RESYNC) - 1
+            del buffer[: max(start + 1, len(buffer) - keep)]
+        else:
+            del buffer[: following + 1]
+
+    def feed(self, chunk: bytes) -> list[Parsed]:
+        buffer = self._buffer
+        buffer += chunk
+        out: list[Parsed] = []
+        while buffer:
+            start = buffer.find(_START)
+            if start < 0:
+                if len(buffer) >= len(_START):
+                    self._drop("bytes that are not a FIX frame", garbage=True)
+                    del buffer[: len(buffer) - len(_START) + 1]
+                return out
+            if start > 0:
+                self._drop("bytes before a frame's BeginString", garbage=True)
+                del buffer[:start]
+            begin_end = buffer.find(SOH)
+            if begin_end < 0:
+                if len(buffer) > 32:
+                    self._drop("a BeginString without an end")
+                    self._resync(0)
+                    continue
+                return out
+            length_end = buffer.find(SOH, begin_end + 1)
+            if length_end < 0:
+                if len(buffer) - begin_end > 16:
+                    self._drop("a BodyLength without an end")
+                    self._resync(0)
+                    continue
+                return out
+            length_field = bytes(buffer[begin_end + 1 : length_end])
+            if not length_field.startswith(b"9=") or not length_field[2:].isdigit():
+                self._drop(f"no BodyLength after BeginString: {length_field[:20]!r}")
+                self._resync(0)
+                continue
+            body_length = int(length_field[2:])
+            if body_length > self._max_body_length:
+                self._drop(f"BodyLength {body_length} above {self._max_body_length}")
+                self._resync(0)
+                continue
+            self._in_garbage = False
+            body_end = length_end + 1 + body_length
+            frame_end = body_end + 7
+            if len(buffer) < frame_end:
+                following = buffer.find(_RESYNC, length_end)
+                if 0 <= following < body_end - 1:
+                    self._drop("a frame cut short by the next frame")
+                    del buffer[: following + 1]
+                    continue
+                return out
+            trailer = bytes(buffer[body_end:frame_end])
+            if not (trailer.startswith(b"10=") and trailer.endswith(SOH) and trailer[3:6].isdigit()):
+                self._drop(f"BodyLength {body_length} does not end at a CheckSum")
+                self._resync(0)
+                continue
+            frame = bytes(buffer[:frame_end])
+            del buffer[:frame_end]
+            if sum(frame[:body_end]) % 256 != int(trailer[3:6]):
+                self._drop("wrong CheckSum")
+                continue
+            try:
+                out.append(decode(frame))
+            except _Garbled as error:
+                self._drop(f"unreadable frame: {error}")
+        return out
