@@ -83,7 +83,9 @@ class BrokerConfig:
         if self.venue not in ("native", "fix"):
             raise ValueError(f"venue must be 'native' or 'fix', got {self.venue!r}")
         if not self.fix_comp_id or "\x01" in self.fix_comp_id or "=" in self.fix_comp_id:
-            raise ValueError(f"fix_comp_id must be a non-empty CompID without '=' or SOH, got {self.fix_comp_id!r}")
+            raise ValueError(
+                f"fix_comp_id must be a non-empty CompID without '=' or SOH, got {self.fix_comp_id!r}"
+            )
         rates = ("reject_rate", "drop_reply_rate", "reset_rate", "garbage_rate", "ghost_fill_rate")
         for name in (*rates, "fix_gap_rate", "fix_duplicate_rate"):
             value = getattr(self, name)

@@ -40,7 +40,15 @@ from ..fix.messages import (
 )
 from ..fix.session import FixSession, Received, Role, SessionConfig, Step
 from ..fix.store import Retention
-from ..protocol import CancelOrder, FrameError, FrameSplitter, Hello, OrderRejected, QueryOrder, broker_decoder
+from ..protocol import (
+    CancelOrder,
+    FrameError,
+    FrameSplitter,
+    Hello,
+    OrderRejected,
+    QueryOrder,
+    broker_decoder,
+)
 from .config import BrokerConfig
 from .fix_reports import ReportWriter, new_order_of
 from .venue import Venue
@@ -145,7 +153,9 @@ class FixClient:
         try:
             step = session.send(message, time.time())
         except FixEncodeError as error:
-            logger.bind(actor="broker").error("FIX report not sent to {client}: {error}", client=self.comp_id, error=error)
+            logger.bind(actor="broker").error(
+                "FIX report not sent to {client}: {error}", client=self.comp_id, error=error
+            )
             return
         config, rng = self.config, self.rng
         if config.fix_gap_rate and rng.random() < config.fix_gap_rate:
@@ -166,7 +176,9 @@ class FixClient:
             if isinstance(event, Received):
                 self.request(event.header.msg_seq_num, event.message)
         if step.error is not None:
-            logger.bind(actor="broker").info("FIX session of {client}: {error}", client=self.comp_id, error=step.error)
+            logger.bind(actor="broker").info(
+                "FIX session of {client}: {error}", client=self.comp_id, error=step.error
+            )
         if step.disconnect and connection is not None:
             connection.close()
         if self.session.active and self.waiting and self.connection is not None:

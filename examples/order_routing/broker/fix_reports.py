@@ -19,7 +19,16 @@ from ..fix.messages import (
     OrdStatus,
 )
 from ..fix.messages import Side as FixSide
-from ..protocol import CancelResult, Fill, NewOrder, OrderAccepted, OrderRejected, OrderState, OrderStatus, Side
+from ..protocol import (
+    CancelResult,
+    Fill,
+    NewOrder,
+    OrderAccepted,
+    OrderRejected,
+    OrderState,
+    OrderStatus,
+    Side,
+)
 
 UNKNOWN_ORDER = 5
 DUPLICATE_ORDER = 6
@@ -67,7 +76,9 @@ class ReportWriter:
                 order = self.orders.get(cid)
                 report = self.base(cid, order, "NONE", f"rej-{next(self.status_ids)}", ExecType.REJECTED,
                                    OrdStatus.REJECTED, leaves=0, cum=0)  # fmt: skip
-                return _replace(report, text=reason, ord_rej_reason=DUPLICATE_ORDER if duplicate else OTHER_REASON)
+                return _replace(
+                    report, text=reason, ord_rej_reason=DUPLICATE_ORDER if duplicate else OTHER_REASON
+                )
             case Fill():
                 return self.fill(answer)
             case OrderStatus():
@@ -111,12 +122,15 @@ class ReportWriter:
         if not status.found or status.state is None:
             report = self.base(cid, order, "NONE", exec_id, ExecType.ORDER_STATUS, OrdStatus.REJECTED, 0, 0)
             return _replace(
-                report, ord_rej_reason=UNKNOWN_ORDER, text="unknown order", ord_status_req_id=str(status.request_id)
+                report,
+                ord_rej_reason=UNKNOWN_ORDER,
+                text="unknown order",
+                ord_status_req_id=str(status.request_id),
             )
+        closed = status.state in (OrderState.FILLED, OrderState.CANCELLED)
         report = self.base(
             cid, order, status.order_id, exec_id, ExecType.ORDER_STATUS, ORD_STATUS[status.state],
-            leaves=0 if status.state in (OrderState.FILLED, OrderState.CANCELLED) else status.qty - status.filled_qty,
-            cum=status.filled_qty,
+            leaves=0 if closed else status.qty - status.filled_qty, cum=status.filled_qty,
         )  # fmt: skip
         return _replace(report, order_qty=status.qty, ord_status_req_id=str(status.request_id))
 

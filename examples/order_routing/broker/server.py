@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -65,7 +65,9 @@ class BrokerServer:
             venue.restore(orders, fills)
             self._writer = venue.start()
             self._writer.add_done_callback(self._writer_done)
-            self._server = await loop.create_server(self._protocol_factory(venue), self.config.host, self.config.port)
+            self._server = await loop.create_server(
+                self._protocol_factory(venue), self.config.host, self.config.port
+            )
         except BaseException:
             await self.stop()
             raise

@@ -50,15 +50,21 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
     node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
     fix = parser.add_argument_group("FIX session (--venue fix)")
-    fix.add_argument("--fix-sender-comp-id", default=DEFAULT_CONFIG.fix_sender_comp_id, help="SenderCompID (49)")
-    fix.add_argument("--fix-target-comp-id", default=DEFAULT_CONFIG.fix_target_comp_id, help="TargetCompID (56)")
+    fix.add_argument(
+        "--fix-sender-comp-id", default=DEFAULT_CONFIG.fix_sender_comp_id, help="SenderCompID (49)"
+    )
+    fix.add_argument(
+        "--fix-target-comp-id", default=DEFAULT_CONFIG.fix_target_comp_id, help="TargetCompID (56)"
+    )
 
 
 def venue_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` as (host, port); an argparse error names the value and the form wanted."""
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port in 1..65535 (e.g. 10.0.0.5:9878)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT with a port in 1..65535 (e.g. 10.0.0.5:9878)"
+        )
     return host.strip("[]"), int(port)
 
 

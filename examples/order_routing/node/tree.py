@@ -39,8 +39,9 @@ def build_spec(
     ``executor`` is the actor class started (with the config) as execution's executor: a node
     of several runs a SharedExecutor there. ``gateway`` is the class started (with the config)
     as execution's gateway, a subclass of Gateway (default: Gateway itself, or FixGateway when
-    ``config.venue`` is ``fix``): a harness passes one that injects faults at the socket. ``extras`` are started last under root, after
-    market: a harness's own actors (a chaos monkey, a settler).
+    ``config.venue`` is ``fix``): a harness passes one that injects faults at the socket.
+    ``extras`` are started last under root, after market: a harness's own actors (a chaos
+    monkey, a settler).
     """
     if gateway is None and config.venue == "fix":
         # Imported only for a FIX venue: the FIX codec needs the example's optional `fix` extra.

@@ -109,11 +109,15 @@ def session_config(config: NodeConfig) -> SessionConfig:
         begin_string=config.fix_begin_string,
         heartbeat_interval=config.fix_heartbeat_interval,
         session_start=(
-            datetime.time.fromisoformat(config.fix_session_start) if config.fix_reset_policy == "daily" else None
+            datetime.time.fromisoformat(config.fix_session_start)
+            if config.fix_reset_policy == "daily"
+            else None
         ),
         session_timezone=config.fix_session_timezone,
         resend_max_age=config.fix_resend_max_age,
-        retention=Retention(max_age_seconds=max(config.fix_resend_max_age, 1.0), max_messages=RETAINED_MESSAGES),
+        retention=Retention(
+            max_age_seconds=max(config.fix_resend_max_age, 1.0), max_messages=RETAINED_MESSAGES
+        ),
         logon_timeout=config.handshake_timeout,
     )
 
@@ -201,7 +205,9 @@ class FixGateway(Gateway):
                     self.counts["lookups_refused"] += 1
                 else:
                     self.counts["lookups"] += 1
-                    self.requests.append((status_request(cid, symbol, side, next(self.request_ids)), math.inf, False))
+                    self.requests.append(
+                        (status_request(cid, symbol, side, next(self.request_ids)), math.inf, False)
+                    )
             case _Tick():
                 self.ctx.send_later(TICK_EVERY, _Tick())
                 session = self.fix
@@ -271,7 +277,10 @@ class FixGateway(Gateway):
             for step, sends in steps:
                 # The application messages' frames come first in a send step, in request order.
                 meta = sends + [(math.inf, False)] * (len(step.outbound) - len(sends))
-                frames += [(frame, not_after, order) for frame, (not_after, order) in zip(step.outbound, meta, strict=True)]
+                frames += [
+                    (frame, not_after, order)
+                    for frame, (not_after, order) in zip(step.outbound, meta, strict=True)
+                ]
             if frames and self.writer is not None and not self.writer.is_closing():
                 self.write_frames(frames)
             ending = next((step for step, _ in steps if step.disconnect), None)
@@ -279,7 +288,9 @@ class FixGateway(Gateway):
                 error = ending.error
                 if isinstance(error, MsgSeqNumTooLow):
                     raise error
-                reason = next((e.reason for e in ending.events if isinstance(e, SessionEnded)), "session ended")
+                reason = next(
+                    (e.reason for e in ending.events if isinstance(e, SessionEnded)), "session ended"
+                )
                 kind = "handshake" if isinstance(error, LogonRejected) else "closed"
                 raise BrokerDisconnected(kind, f"FIX session ended: {reason}")
 
@@ -375,7 +386,7 @@ class FixGateway(Gateway):
             self.counts["bad_frames"] += garbled
             self.faults.warning(
                 "garbled",
-                "venue {peer}: {n} garbled frame(s) dropped ({reason}); the resend recovers what they carried",
+                "venue {peer}: {n} garbled frame(s) dropped ({reason}); a resend recovers what they held",
                 peer=self.peer,
                 n=garbled,
                 reason=session.reader.last_drop_reason,
@@ -412,7 +423,9 @@ class FixGateway(Gateway):
                             replies, fills = [], []
                             await executor.tell(answer)
                 case Received(message=message):
-                    self.ctx.logger.info("venue {peer} sent {kind}: ignored", peer=self.peer, kind=type(message).__name__)
+                    self.ctx.logger.info(
+                        "venue {peer} sent {kind}: ignored", peer=self.peer, kind=type(message).__name__
+                    )
                 case LoggedOn():
                     self.on_logged_on()
                 case BusinessRejected(reject=reject):
@@ -421,12 +434,12 @@ class FixGateway(Gateway):
                     self.counts["session_rejects"] += 1
                     self.faults.warning(
                         "session_reject",
-                        "venue {peer} rejected our message {seq} (35={kind}) at the session level: {text}; "
-                        "an order it carried stays in doubt and is looked up",
+                        "venue {peer} rejected our message {seq} (35={msg_type}) at the session level: "
+                        "{why}; an order it carried stays in doubt and is looked up",
                         peer=self.peer,
                         seq=reject.ref_seq_num,
-                        kind=reject.ref_msg_type,
-                        text=reject.text,
+                        msg_type=reject.ref_msg_type,
+                        why=reject.text,
                     )
                 case ResendExpired(message=NewOrderSingle(cl_ord_id=cid)):
                     expired.append(cid)
@@ -436,14 +449,21 @@ class FixGateway(Gateway):
                     self.counts["gaps"] += 1
                 case InvalidReceived(reason=reason):
                     self.counts["bad_frames"] += 1
-                    self.faults.warning("invalid", "venue {peer} sent a malformed message: {reason}", peer=self.peer, reason=reason)
+                    self.faults.warning(
+                        "invalid",
+                        "venue {peer} sent a malformed message: {reason}",
+                        peer=self.peer,
+                        reason=reason,
+                    )
         await self.forward(replies, fills, generation)
         if expired:
             self.counts["resends_expired"] += len(expired)
-            reason = f"older than fix_resend_max_age={self.config.fix_resend_max_age:g}s when the venue asked for it"
+            age = self.config.fix_resend_max_age
+            reason = f"older than fix_resend_max_age={age:g}s when the venue asked for it"
             self.faults.warning(
                 "resend_expired",
-                "venue {peer} asked again for {n} order(s) never received (e.g. {cid}): gap-filled, settled as expired",
+                "venue {peer} asked again for {n} order(s) it never got (e.g. {cid}): gap-filled, "
+                "settled as expired",
                 peer=self.peer,
                 n=len(expired),
                 cid=expired[0],
@@ -465,19 +485,19 @@ class FixGateway(Gateway):
         if reject.ref_msg_type == "H" and not self.lookups_refused:
             self.lookups_refused = True
             self.ctx.logger.warning(
-                "venue {peer} refuses OrderStatusRequest (35=j: {text}): no look-up is sent again; orders in "
-                "doubt stay UNKNOWN until the session's resend recovery or an operator settles them",
+                "venue {peer} refuses OrderStatusRequest (35=j: {why}): no look-up is sent again; orders "
+                "in doubt stay UNKNOWN until the session's resend recovery or an operator settles them",
                 peer=self.peer,
-                text=reject.text or reject.business_reject_reason,
+                why=reject.text or reject.business_reject_reason,
             )
             return
         self.faults.warning(
             "business_reject",
-            "venue {peer} refused a 35={kind} (35=j, reason {reason}): {text}",
+            "venue {peer} refused a 35={msg_type} (35=j, reason {reason}): {why}",
             peer=self.peer,
-            kind=reject.ref_msg_type,
+            msg_type=reject.ref_msg_type,
             reason=reject.business_reject_reason,
-            text=reject.text,
+            why=reject.text,
         )
 
     def on_logged_on(self) -> None:

@@ -12,7 +12,7 @@ hold unchanged. By ExecType (150), with OrdStatus (39) for the state of a looked
 | 8 Rejected | ``OrderRejected``; OrdRejReason 6 (duplicate order) marks it a duplicate (UNKNOWN, looked up) |
 | F Trade (4.2: 1, 2) | ``Fill`` to positions, numbered by the report's MsgSeqNum (``fill_number``) |
 | 4 Canceled, C Expired | ``OrderClosed``: DONE (the fills before it stand) |
-| I Order status | ``OrderStatus`` (the answer to 35=H): OrdStatus 8 with OrdRejReason 5 (unknown order) is "not found" |
+| I Order status | ``OrderStatus`` (answers 35=H); OrdStatus 8 + OrdRejReason 5 (unknown order): not found |
 | A Pending new, others | nothing: a later report settles the order |
 """
 
@@ -117,7 +117,8 @@ def rejected(report: ExecutionReport, cid: str) -> OrderRejected:
 
 
 def status_of(report: ExecutionReport, cid: str) -> OrderStatus | OrderRejected:
-    request_id = int(report.ord_status_req_id) if (report.ord_status_req_id or "").isdigit() else 0
+    text = report.ord_status_req_id or ""
+    request_id = int(text) if text.isdigit() else 0
     if report.ord_status == OrdStatus.REJECTED:
         if report.ord_rej_reason == UNKNOWN_ORDER:
             return OrderStatus(request_id, cid, found=False)
