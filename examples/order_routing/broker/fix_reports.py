@@ -99,7 +99,8 @@ class ReportWriter:
             kind = ExecType.FILL if fill.leaves_qty == 0 else ExecType.PARTIAL_FILL
         return ExecutionReport(
             order_id=fill.order_id,
-            exec_id=f"F{fill.fill_seq}",
+            # A ghost fill (the venue's own bug) carries an ExecID of its own, as a real venue's would.
+            exec_id=f"F{fill.fill_seq}" if order is not None else f"X{fill.fill_seq}-{fill.client_order_id}",
             exec_type=kind,
             ord_status=status,
             symbol=fill.symbol,
