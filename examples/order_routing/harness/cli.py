@@ -56,6 +56,19 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     fix.add_argument(
         "--fix-target-comp-id", default=DEFAULT_CONFIG.fix_target_comp_id, help="TargetCompID (56)"
     )
+    fix.add_argument(
+        "--fix-heartbeat-interval",
+        type=int,
+        default=DEFAULT_CONFIG.fix_heartbeat_interval,
+        help="HeartBtInt (108), seconds (default: %(default)s)",
+    )
+    fix.add_argument(
+        "--fix-resend-max-age",
+        type=float,
+        default=DEFAULT_CONFIG.fix_resend_max_age,
+        help="an order message older than this (s) is gap-filled, not re-sent, and its intent EXPIRED "
+        "(default: %(default)s)",
+    )
 
 
 def venue_address(text: str) -> tuple[str, int]:
@@ -90,6 +103,8 @@ def build_config(args: argparse.Namespace, broker_port: int, broker_host: str = 
         venue=args.venue,
         fix_sender_comp_id=args.fix_sender_comp_id,
         fix_target_comp_id=args.fix_target_comp_id,
+        fix_heartbeat_interval=args.fix_heartbeat_interval,
+        fix_resend_max_age=args.fix_resend_max_age,
         fix_lookup_lag=args.lookup_lag,
         symbols=tuple(s for s in args.symbols.split(",") if s),
         strategies=tuple(s for s in args.strategies.split(",") if s),
