@@ -144,7 +144,7 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"venue={self.venue!r}: must be one of {', '.join(VENUES)}")
         if self.venue == "fix" and self.role != "single":
             raise ValueError(
-                f"venue='fix' with role={self.role!r}: the FIX gateway runs on a single node; "
+                f"role={self.role!r} with venue='fix': the FIX gateway runs on a single node; "
                 "use role='single'"
             )
         for field in ("fix_sender_comp_id", "fix_target_comp_id"):
