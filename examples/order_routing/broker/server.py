@@ -17,7 +17,7 @@ from .store import BrokerStore
 from .venue import BrokerStats, Venue
 
 if TYPE_CHECKING:
-    from .fix_acceptor import FixConnection, FixSessions
+    from .fix_acceptor import FixClient, FixConnection, FixSessions
 
 
 class BrokerServer:
@@ -51,6 +51,11 @@ class BrokerServer:
     def stats(self) -> BrokerStats:
         """What this broker did since it started (still readable after it stopped)."""
         return self._stats
+
+    @property
+    def fix_clients(self) -> dict[str, FixClient]:
+        """The FIX sessions by client SenderCompID (``venue="fix"``; empty otherwise)."""
+        return {} if self._fix_sessions is None else dict(self._fix_sessions.clients)
 
     async def start(self) -> None:
         """Open the store and start listening; returns once connections are accepted."""
@@ -86,7 +91,7 @@ class BrokerServer:
         """Connections speak the native protocol, or FIX 4.4 (``venue="fix"``: the codec and its
         simplefix dependency are imported only then)."""
         if self.config.venue == "fix":
-            from .fix_acceptor import FixConnection, FixSessions
+            from .fix_acceptor import FixClient, FixConnection, FixSessions
 
             sessions = self._fix_sessions = FixSessions(venue, self.config)
             fix_connections: set[FixConnection] = set()

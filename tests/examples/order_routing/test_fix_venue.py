@@ -215,9 +215,7 @@ class CrashableFixGateway(FixGateway):
 
 
 def broker_sessions(broker: BrokerServer) -> list[Any]:
-    sessions = broker._fix_sessions  # noqa: SLF001 - the simulator's in-memory sessions, for a test
-    assert sessions is not None
-    return list(sessions.clients.values())
+    return list(broker.fix_clients.values())
 
 
 # -- the mapping ------------------------------------------------------------------------------
@@ -309,7 +307,9 @@ def test_each_connection_asks_again_for_what_follows_the_last_fill_positions_too
         ({"fix_resend_max_age": -1.0}, "fix_resend_max_age"),
     ],
 )
-def test_a_bad_fix_setting_is_refused_naming_the_setting_and_its_value(changes: dict[str, Any], field: str) -> None:
+def test_a_bad_fix_setting_is_refused_naming_the_setting_and_its_value(
+    changes: dict[str, Any], field: str
+) -> None:
     with pytest.raises(ValueError, match=rf"^{field}=") as refused:
         NodeConfig(**changes)
     assert repr(changes[field]) in str(refused.value)
