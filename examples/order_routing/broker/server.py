@@ -91,7 +91,7 @@ class BrokerServer:
         """Connections speak the native protocol, or FIX 4.4 (``venue="fix"``: the codec and its
         simplefix dependency are imported only then)."""
         if self.config.venue == "fix":
-            from .fix_acceptor import FixClient, FixConnection, FixSessions
+            from .fix_acceptor import FixConnection, FixSessions
 
             sessions = self._fix_sessions = FixSessions(venue, self.config)
             fix_connections: set[FixConnection] = set()
