@@ -38,7 +38,8 @@ def example(*arguments: str, timeout: float = RUN_TIMEOUT) -> subprocess.Complet
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        pytest.fail(f"python -m examples.order_routing {' '.join(arguments)} took more than {timeout}s:\n{output}")
+        command = " ".join(arguments)
+        pytest.fail(f"python -m examples.order_routing {command} took more than {timeout}s:\n{output}")
     return subprocess.CompletedProcess(process.args, process.returncode, output)
 
 
@@ -128,7 +129,9 @@ def test_a_node_killed_with_sigkill_against_an_external_fix_venue_recovers_its_s
         assert again.returncode == 0, again.stdout
         assert "settled: yes" in again.stdout, again.stdout
         assert "broker simulator" not in again.stdout  # nothing started: the venue is external
-    verdict = example("verdict", "--journal", str(journal), "--broker-store", str(store), "--client-id", "DESK7")
+    verdict = example(
+        "verdict", "--journal", str(journal), "--broker-store", str(store), "--client-id", "DESK7"
+    )
     assert verdict.returncode == 0, verdict.stdout
     assert_verdict_passed(verdict.stdout)
     assert duplicates(store) == []
