@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, str] = {
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
     "loops": "bench.event_loops",
+    "fix_codec": "bench.fix_codec",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 

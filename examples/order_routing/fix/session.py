@@ -32,7 +32,7 @@ import enum
 import itertools
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any, Final, Union
+from typing import Final, Union
 
 import msgspec
 
@@ -50,6 +50,7 @@ from examples.order_routing.fix.codec import (
 )
 from examples.order_routing.fix.errors import FixConfigError, FixError, SessionNotActive
 from examples.order_routing.fix.messages import (
+    ApplicationMessage,
     BusinessMessageReject,
     BusinessRejectReason,
     FixMessageBase,
@@ -133,6 +134,13 @@ class SessionConfig(msgspec.Struct, frozen=True):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
                 raise FixConfigError(name, value, "must be a finite number of seconds >= 0")
+        if self.retention.max_age_seconds < self.resend_max_age:
+            raise FixConfigError(
+                "retention.max_age_seconds",
+                self.retention.max_age_seconds,
+                f"must be >= resend_max_age ({self.resend_max_age}), or a message still young enough to "
+                "re-send would be forgotten and gap-filled without a ResendExpired event",
+            )
         try:
             zoneinfo.ZoneInfo(self.session_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
@@ -202,7 +210,7 @@ class Received(msgspec.Struct, frozen=True):
     resend the application may have handled already: deduplicate (fills by ExecID)."""
 
     header: Header
-    message: Any
+    message: ApplicationMessage
     possible_duplicate: bool
 
 
@@ -224,7 +232,8 @@ class ResendExpired(msgspec.Struct, frozen=True):
     ``resend_max_age``: it was gap-filled, not re-sent. Settle its intent as expired."""
 
     seq: int
-    message: Any
+    message: ApplicationMessage | None
+    """The message as first sent (None only if its stored frame no longer parses)."""
     sent_at: float
 
 
@@ -282,6 +291,17 @@ class Step:
         self.disconnect = self.disconnect or other.disconnect
         self.error = self.error or other.error
         return self
+
+
+def _original(frame: bytes) -> ApplicationMessage | None:
+    parsed = decode(frame)
+    if (
+        isinstance(parsed, Inbound)
+        and not isinstance(parsed.message, UnknownMessage)
+        and not parsed.message.ADMIN
+    ):
+        return parsed.message  # type: ignore[return-value]
+    return None
 
 
 class FixSession:
@@ -395,6 +415,20 @@ class FixSession:
         self._last_sent_at = now
         return step
 
+    def send_many(self, messages: list[FixMessageBase], now: float) -> Step:
+        """``send`` for each message, as one step: one persist (one journal append) for them all.
+        Raises as ``send`` does, before taking any seq, if any message cannot be encoded."""
+        if self.status is not Status.ACTIVE:
+            raise SessionNotActive(self.status.value)
+        seq = self.state.next_sender_seq
+        frames = [self._encode(message, seq + offset, now) for offset, message in enumerate(messages)]
+        step = Step()
+        for offset, (message, frame) in enumerate(zip(messages, frames, strict=True)):
+            self._record(step, AppSent(seq + offset, message.MSG_TYPE, frame, now))
+            step.outbound.append(frame)
+        self._last_sent_at = now
+        return step
+
     def tick(self, now: float) -> Step:
         """Let time pass: heartbeats, test requests, logon/logout timeouts, the end of the
         session period. Call it at least once a second while connected."""
@@ -498,15 +532,14 @@ class FixSession:
         expected = self.state.next_target_seq
         message = parsed.message if isinstance(parsed, Inbound) else None
         if seq > expected:
-            if isinstance(message, Logon):
-                self._advance_target(expected)  # the Logon itself is handled; the gap stays
             if not handled_early and isinstance(message, ResendRequest):
                 self._on_resend_request(step, message, now)
                 handled_early = True
             if isinstance(message, Logout):
                 self._on_logout(step, message, now)
                 return
-            if len(self._queued) < MAX_QUEUED_INBOUND and not isinstance(message, Logon):
+            # A Logon is queued too (handled already): once the gap is filled, its seq is passed.
+            if len(self._queued) < MAX_QUEUED_INBOUND:
                 self._queued[seq] = (parsed, handled_early)
             if seq > self._resend_requested_through:
                 if self._resend_requested_through < expected:
@@ -518,12 +551,7 @@ class FixSession:
             if header.poss_dup:
                 self.duplicates_ignored += 1
                 return
-            error = MsgSeqNumTooLow(expected, seq)
-            step.error = error
-            self._send_admin(
-                step, Logout(text=f"MsgSeqNum too low, expecting {expected} but received {seq}"), now
-            )
-            self._end(step, str(error))
+            self._too_low(step, expected, seq, now)
             return
         self._handle(step, parsed, now, handled_early)
         while not step.disconnect and self.status is not Status.DISCONNECTED:
@@ -602,7 +630,8 @@ class FixSession:
                     now,
                 )
             case _:
-                step.events.append(Received(header, message, header.poss_dup))
+                if not isinstance(message, BusinessMessageReject):
+                    step.events.append(Received(header, message, header.poss_dup))
 
     def _on_logon(self, step: Step, header: Header, logon: Logon, now: float) -> None:
         if logon.heart_bt_int < 1:
@@ -614,12 +643,25 @@ class FixSession:
             if reset or self._reset_due(now):
                 self._record(step, SequencesReset(self.config.period_start(now)))
                 reset = True
+        expected = self.state.next_target_seq
+        if header.msg_seq_num < expected and not header.poss_dup:
+            self._too_low(step, expected, header.msg_seq_num, now)  # before any LoggedOn
+            return
+        if self.config.role is Role.ACCEPTOR:
             self._send_admin(
                 step, Logon(heart_bt_int=logon.heart_bt_int, reset_seq_num_flag=True if reset else None), now
             )
         self._reset_pending = False
         self.status = Status.ACTIVE
         step.events.append(LoggedOn(self._peer_heartbeat, reset))
+
+    def _too_low(self, step: Step, expected: int, seq: int, now: float) -> None:
+        error = MsgSeqNumTooLow(expected, seq)
+        step.error = error
+        self._send_admin(
+            step, Logout(text=f"MsgSeqNum too low, expecting {expected} but received {seq}"), now
+        )
+        self._end(step, str(error))
 
     def _on_sequence_reset(self, step: Step, header: Header, message: SequenceReset, now: float) -> None:
         """SequenceReset-Reset: the expected seq jumps, whatever this message's MsgSeqNum."""
@@ -659,12 +701,7 @@ class FixSession:
                 step.outbound.append(with_resend_header(stored.frame, stamp))
                 continue
             if stored is not None:
-                parsed = decode(stored.frame)
-                step.events.append(
-                    ResendExpired(
-                        seq, parsed.message if isinstance(parsed, Inbound) else None, stored.sent_at
-                    )
-                )
+                step.events.append(ResendExpired(seq, _original(stored.frame), stored.sent_at))
             if gap_start is None:
                 gap_start = seq
         if gap_start is not None:

@@ -21,6 +21,7 @@ from typing import Final, Union
 
 import msgspec
 
+from examples.order_routing.fix.errors import FixConfigError
 from garrison.persistence import Journal
 
 
@@ -33,6 +34,18 @@ class Retention(msgspec.Struct, frozen=True):
 
     max_age_seconds: float = 24 * 3600.0
     max_messages: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_age_seconds, (int, float)) or not 0 < self.max_age_seconds < float("inf"):
+            raise FixConfigError(
+                "retention.max_age_seconds", self.max_age_seconds, "must be a finite number > 0"
+            )
+        if (
+            isinstance(self.max_messages, bool)
+            or not isinstance(self.max_messages, int)
+            or self.max_messages < 1
+        ):
+            raise FixConfigError("retention.max_messages", self.max_messages, "must be an int >= 1")
 
 
 class StoredMessage(msgspec.Struct, frozen=True, array_like=True):
@@ -141,7 +154,7 @@ class FixSessionStore:
         snapshot_every: int = 1_000,
     ) -> None:
         if snapshot_every < 1:
-            raise ValueError(f"snapshot_every={snapshot_every!r}: must be >= 1")
+            raise FixConfigError("snapshot_every", snapshot_every, "must be an int >= 1")
         self.journal = journal
         self.stream = stream
         self.retention = retention or Retention()

@@ -402,6 +402,18 @@ def test_the_end_of_the_session_period_logs_out() -> None:
     assert session.status is Status.LOGOUT_SENT
 
 
+def test_retention_shorter_than_the_resend_window_is_refused() -> None:
+    from examples.order_routing.fix.store import Retention
+
+    with pytest.raises(
+        FixConfigError, match=r"retention.max_age_seconds=30.0: must be >= resend_max_age"
+    ) as caught:
+        SessionConfig("NODE", "VENUE", resend_max_age=60.0, retention=Retention(max_age_seconds=30.0))
+    assert caught.value.field == "retention.max_age_seconds"
+    with pytest.raises(FixConfigError, match=r"retention\.max_messages=0"):
+        Retention(max_messages=0)
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
@@ -438,3 +450,212 @@ def _retrailer(raw: bytes) -> bytes:
     body = raw[body_start : raw.rindex(b"10=")]
     head = raw[: raw.index(b"9=")] + b"9=" + str(len(body)).encode() + b"\x01" + body
     return head + b"10=" + f"{sum(head) % 256:03d}".encode() + b"\x01"
+
+
+def test_a_logon_above_the_expected_seq_asks_for_what_was_missed_while_down() -> None:
+    session = FixSession(SessionConfig("NODE", "VENUE"), SessionState(next_sender_seq=9, next_target_seq=5))
+    session.connected(T0)
+    step = session.receive_bytes(frame(Logon(heart_bt_int=30), 8), T0)
+    assert LoggedOn(heartbeat_interval=30, reset=False) in step.events
+    [request] = step.outbound
+    request_fields = fields(request)
+    assert [request_fields[tag] for tag in (35, 34, 7, 16)] == ["2", "10", "5", "0"]
+    assert session.active and session.next_target_seq == 5
+    # The venue re-sends the reports 5..7; the session moves past the venue's Logon (8) by itself.
+    resent = b"".join(
+        frame(fill(f"e-{seq}"), seq, poss_dup=True, orig_sending_time=sending_time(T0 - 60))
+        for seq in (5, 6, 7)
+    )
+    step = session.receive_bytes(resent, T0 + 1)
+    assert [e.message.exec_id for e in step.events if isinstance(e, Received)] == ["e-5", "e-6", "e-7"]
+    assert session.next_target_seq == 9 and step.records == [TargetAdvanced(9)]
+
+
+def test_send_many_takes_consecutive_seqs_in_one_step() -> None:
+    session = logged_on(initiator())
+    step = session.send_many([order("i-1"), order("i-2"), order("i-3")], T0)
+    assert [fields(raw)[34] for raw in step.outbound] == ["2", "3", "4"]
+    assert [r.seq for r in step.records if isinstance(r, AppSent)] == [2, 3, 4]
+    assert session.next_sender_seq == 5
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.integers(1, 3)),
+        st.tuples(st.just("receive"), st.integers(-1, 3)),
+        st.tuples(st.just("resend"), st.integers(1, 10)),
+        st.tuples(st.just("tick"), st.integers(0, 90)),
+        st.tuples(st.just("reconnect"), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=operations)
+def test_replaying_the_records_gives_the_state_the_live_session_has(ops: list[tuple[str, int]]) -> None:
+    from examples.order_routing.fix.store import Retention, apply_record
+
+    retention = Retention(max_age_seconds=120.0, max_messages=5)
+    config = SessionConfig("NODE", "VENUE", retention=retention, resend_max_age=60.0)
+    session = FixSession(config)
+    records = []
+    now = T0
+    peer_seq = 0
+
+    def connect() -> None:
+        nonlocal peer_seq
+        records.extend(session.connected(now).records)
+        peer_seq = session.next_target_seq
+        records.extend(session.receive_bytes(frame(Logon(heart_bt_int=30), peer_seq, at=now), now).records)
+
+    connect()
+    for op, arg in ops:
+        now += 1
+        if not session.active:
+            connect()
+            continue
+        if op == "send":
+            records.extend(session.send_many([order(f"i-{now}-{k}") for k in range(arg)], now).records)
+        elif op == "receive":
+            peer_seq = session.next_target_seq + arg  # a duplicate, in order, or a gap
+            raw = frame(
+                fill(f"e-{peer_seq}"),
+                peer_seq,
+                at=now,
+                poss_dup=arg < 0,
+                orig_sending_time=sending_time(now) if arg < 0 else None,
+            )
+            records.extend(session.receive_bytes(raw, now).records)
+        elif op == "resend":
+            request = frame(ResendRequest(begin_seq_no=arg, end_seq_no=0), session.next_target_seq, at=now)
+            records.extend(session.receive_bytes(request, now).records)
+        elif op == "tick":
+            now += arg
+            records.extend(session.tick(now).records)
+        else:
+            session.disconnected()
+            connect()
+    replayed = SessionState()
+    for record in records:
+        apply_record(replayed, record, retention)
+    assert replayed.next_sender_seq == session.next_sender_seq
+    assert replayed.next_target_seq == session.next_target_seq
+    assert replayed.outbound == session.state.outbound
+    assert len(replayed.outbound) <= retention.max_messages
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    traffic=st.lists(st.tuples(st.sampled_from(["order", "report"]), st.booleans()), min_size=1, max_size=30)
+)
+def test_two_sessions_recover_every_message_in_order_whatever_frames_are_lost(
+    traffic: list[tuple[str, bool]],
+) -> None:
+    node = FixSession(SessionConfig("NODE", "VENUE", resend_max_age=3600.0))
+    venue = FixSession(SessionConfig("VENUE", "NODE", role=Role.ACCEPTOR, resend_max_age=3600.0))
+    delivered: dict[str, list[str]] = {"NODE": [], "VENUE": []}
+
+    def deliver(frames: list[bytes], to: FixSession) -> None:
+        """Hand frames over reliably, and every answer back, until both sides are quiet."""
+        pending = [(frames, to)]
+        while pending:
+            batch, target = pending.pop(0)
+            other = venue if target is node else node
+            for raw in batch:
+                step = target.receive_bytes(raw, T0)
+                for event in step.events:
+                    if isinstance(event, Received):
+                        message = event.message
+                        key = message.cl_ord_id if isinstance(message, NewOrderSingle) else message.exec_id
+                        delivered[target.config.sender_comp_id].append(str(key))
+                if step.outbound:
+                    pending.append((step.outbound, other))
+
+    venue.connected(T0)
+    deliver(node.connected(T0).outbound, venue)
+    assert node.active and venue.active
+    sent: dict[str, list[str]] = {"NODE": [], "VENUE": []}
+    for index, (kind, lost) in enumerate(traffic):
+        sender, receiver = (node, venue) if kind == "order" else (venue, node)
+        message = order(f"i-{index}") if kind == "order" else fill(f"e-{index}")
+        step = sender.send(message, T0)
+        sent[sender.config.sender_comp_id].append(f"i-{index}" if kind == "order" else f"e-{index}")
+        if not lost:
+            deliver(step.outbound, receiver)
+    # Silence makes each side send a TestRequest (never lost): it shows a gap at the end of the traffic.
+    for side, other in ((node, venue), (venue, node)):
+        step = side.tick(T0 + 40)
+        assert "1" in msg_types(step.outbound)
+        deliver(step.outbound, other)
+    for name, keys in delivered.items():
+        received = list(dict.fromkeys(keys))
+        peer = "VENUE" if name == "NODE" else "NODE"
+        assert received == sent[peer]
+    assert node.active and venue.active
+
+
+def test_a_logon_below_the_expected_seq_is_refused_before_the_session_is_active() -> None:
+    session = FixSession(SessionConfig("NODE", "VENUE"), SessionState(next_sender_seq=9, next_target_seq=5))
+    session.connected(T0)
+    step = session.receive_bytes(frame(Logon(heart_bt_int=30), 3), T0)
+    assert not any(isinstance(e, LoggedOn) for e in step.events)
+    assert isinstance(step.error, MsgSeqNumTooLow) and (step.error.expected, step.error.received) == (5, 3)
+    assert msg_types(step.outbound) == ["5"] and step.disconnect
+
+
+peer_messages = st.one_of(
+    st.builds(Heartbeat, test_req_id=st.none() | st.just("T1")),
+    st.builds(FixTestRequest, test_req_id=st.just("x")),
+    st.builds(ResendRequest, begin_seq_no=st.integers(0, 50), end_seq_no=st.integers(0, 50)),
+    st.builds(SequenceReset, new_seq_no=st.integers(1, 60), gap_fill_flag=st.none() | st.booleans()),
+    st.builds(Logon, heart_bt_int=st.integers(0, 60), reset_seq_num_flag=st.none() | st.booleans()),
+    st.builds(Logout),
+    st.builds(Reject, ref_seq_num=st.integers(1, 50)),
+    st.builds(BusinessMessageReject, ref_msg_type=st.just("H"), business_reject_reason=st.integers(0, 9)),
+    st.builds(UnknownMessage, msg_type=st.just("ZZ")),
+    st.integers(1, 40).map(lambda n: fill(f"e-{n}")),
+)
+peer_frames = st.builds(
+    frame,
+    peer_messages,
+    st.integers(1, 60),
+    sender=st.sampled_from(["VENUE", "VENUE", "VENUE", "OTHER"]),
+    poss_dup=st.booleans(),
+    orig_sending_time=st.none() | st.just(sending_time(T0)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    script=st.lists(peer_frames | st.binary(max_size=60), max_size=25),
+    role=st.sampled_from([Role.INITIATOR, Role.ACCEPTOR]),
+)
+def test_any_sequence_of_peer_frames_and_garbage_never_raises_out_of_a_session(
+    script: list[bytes], role: Role
+) -> None:
+    session = FixSession(SessionConfig("NODE", "VENUE", role=role))
+    session.connected(T0)
+    now = T0
+    for raw in script:
+        now += 1
+        if session.status is Status.DISCONNECTED:
+            session.connected(now)
+        step = session.receive_bytes(raw, now)
+        step.extend(session.tick(now))
+        assert session.next_sender_seq >= 1 and session.next_target_seq >= 1
+        if session.active:
+            session.send(order("i-1"), now)
+
+
+def test_a_fix_4_2_session_logs_on_in_4_2_and_refuses_a_4_4_peer() -> None:
+    from examples.order_routing.fix.codec import FIX42
+
+    session = FixSession(SessionConfig("NODE", "VENUE", begin_string=FIX42))
+    [logon] = session.connected(T0).outbound
+    assert logon.startswith(b"8=FIX.4.2\x01")
+    step = session.receive_bytes(frame(Logon(heart_bt_int=30), 1, begin_string=FIX42), T0)
+    assert LoggedOn(heartbeat_interval=30, reset=False) in step.events
+    step = session.receive_bytes(frame(Heartbeat(), 2), T0)  # a FIX.4.4 frame on a 4.2 session
+    assert step.disconnect and "BeginString 'FIX.4.4'" in str(step.error)
+    assert msg_types(step.outbound) == ["5"]
