@@ -315,13 +315,9 @@ class BrokerAnswers:
         self.lookup_tokens -= len(asked)
         self.counts["lookups"] += len(asked)
         metrics.lookups.inc(len(asked))
-        log = self.log
         for cid in asked:
             self.asked.setdefault(cid, now)
-            intent = log.get(cid)
-            order = intent.payload if intent is not None else None
-            lookup = Lookup(cid) if order is None else Lookup(cid, order.symbol, order.side)
-            offer(gateway, lookup, self.ctx.node)
+            offer(gateway, Lookup(cid), self.ctx.node)
 
     def recheck_connection(self, now: float) -> None:
         """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it

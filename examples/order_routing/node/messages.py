@@ -90,13 +90,9 @@ class Submit(msgspec.Struct, frozen=True):
 
 
 class Lookup(msgspec.Struct, frozen=True):
-    """Executor -> gateway: ask the broker for this client order id (a FIX venue's
-    OrderStatusRequest also names the order's symbol and side: empty when the executor has no
-    intent for it)."""
+    """Executor -> gateway: ask the broker for this client order id."""
 
     client_order_id: str
-    symbol: str = ""
-    side: Side = Side.BUY
 
 
 class SubscribeFills(msgspec.Struct, frozen=True):

@@ -33,6 +33,7 @@ executor and positions cannot tell the difference. What FIX changes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import math
 import time
@@ -79,12 +80,16 @@ from examples.order_routing.node.fix.orders import (
 from examples.order_routing.node.gateway import MAX_FRAMES_PER_WRITE, READ_CHUNK, BrokerDisconnected, Gateway
 from examples.order_routing.node.messages import (
     BrokerInfo,
+    GetIntentLog,
     Lookup,
     OrderClosed,
+    OrderIntent,
     OrdersExpired,
     Submit,
 )
 from examples.order_routing.protocol import Fill, OrderAccepted, OrderRejected, OrderStatus, Welcome
+from garrison import ActorNotFound, ActorStopped, AskTimeout
+from garrison.persistence import IntentLog
 
 EXEC_IDS_REMEMBERED = 100_000
 """ExecIDs of recent fills kept to drop a fill the venue sends again as a new message."""
@@ -166,6 +171,8 @@ class FixGateway(Gateway):
         self.lookups_refused = False
         """The venue answered an OrderStatusRequest with a BusinessMessageReject: none is sent again."""
         self.garbled_seen = 0
+        self.intent_log: IntentLog[OrderIntent] | None = None
+        """The intent log intents owns (the orders' symbol and side for look-ups)."""
         self.counts.update(
             {
                 "garbled_frames": 0,
@@ -199,15 +206,15 @@ class FixGateway(Gateway):
                 stamp = sending_time(time.time())
                 for intent in intents:
                     self.requests.append((new_order_single(intent, stamp), not_after, True))
-            case Lookup(client_order_id=cid, symbol=symbol, side=side):
-                if self.lookups_refused or not symbol:
+            case Lookup(client_order_id=cid):
+                order = None if self.lookups_refused else await self.order_of(cid)
+                if order is None:
                     # Held: the executor keeps the order in doubt and asks again on its backoff.
                     self.counts["lookups_refused"] += 1
                 else:
                     self.counts["lookups"] += 1
-                    self.requests.append(
-                        (status_request(cid, symbol, side, next(self.request_ids)), math.inf, False)
-                    )
+                    request = status_request(cid, order.symbol, order.side, next(self.request_ids))
+                    self.requests.append((request, math.inf, False))
             case _Tick():
                 self.ctx.send_later(TICK_EVERY, _Tick())
                 session = self.fix
@@ -469,6 +476,19 @@ class FixGateway(Gateway):
                 cid=expired[0],
             )
             await executor.tell(OrdersExpired(tuple(expired), reason))
+
+    async def order_of(self, cid: str) -> OrderIntent | None:
+        """The intent ``cid`` names (a 35=H names the order's symbol and side too), read from the
+        intent log intents owns; asked for again when this copy does not know it (intents may
+        have restarted since, with a new log)."""
+        intent = self.intent_log.get(cid) if self.intent_log is not None else None
+        if intent is None:
+            with contextlib.suppress(AskTimeout, ActorStopped, ActorNotFound):
+                self.intent_log = await self.ctx.node.lookup(paths.INTENTS).ask(
+                    GetIntentLog(), timeout=self.config.handshake_timeout
+                )
+            intent = self.intent_log.get(cid) if self.intent_log is not None else None
+        return intent.payload if intent is not None else None
 
     def seen_exec_id(self, exec_id: str) -> bool:
         """Whether a fill with ``exec_id`` came already (remembering it if not)."""
