@@ -24,10 +24,17 @@ from examples.order_routing.harness.verdict import judge
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.fix.gateway import FixGateway, replay_from
-from examples.order_routing.node.fix.orders import SEQUENCE_SPACE, answer_of, fill_number, new_order_single
+from examples.order_routing.node.fix.orders import (
+    SEQUENCE_SPACE,
+    answer_of,
+    cancel_request,
+    fill_number,
+    new_order_single,
+)
 from examples.order_routing.node.messages import OrderClosed, OrderIntent, Snapshot
 from examples.order_routing.node.tree import build_spec
 from examples.order_routing.protocol import (
+    CancelResult,
     Fill,
     NewOrder,
     OrderAccepted,
@@ -39,7 +46,7 @@ from examples.order_routing.protocol import (
 from garrison import Node
 from garrison.persistence import IntentState, Journal
 from garrison.testing import InjectedFault, NodeGuard, TestProbe
-from tests.examples.order_routing.support import make_intent
+from tests.examples.order_routing.support import durable_intents, make_intent
 from tests.examples.order_routing.test_broker_boundaries import StartBroker, record, settled
 from tests.examples.order_routing.test_broker_boundaries import garrison_clock as real_clock
 from tests.examples.order_routing.test_broker_boundaries import start_broker as broker_starter
@@ -203,6 +210,62 @@ async def test_a_restarted_gateway_logs_on_with_its_stored_sequence_numbers_and_
     assert not client.session.state.period_start  # never reset
 
 
+def gateway_dying_before_write() -> type[FixGateway]:
+    """A FIX gateway that crashes once, at its first write holding an order: after the session
+    numbered and persisted it, before any byte of it reached the socket (the dead zone of FIX)."""
+    died = [False]
+
+    class GatewayDyingBeforeWrite(FixGateway):
+        def write_frames(self, frames: list[tuple[bytes, float, bool]]) -> None:
+            if not died[0] and any(order for _, _, order in frames):
+                died[0] = True
+                raise InjectedFault("killed between the session's persist and the socket write")
+            super().write_frames(frames)
+
+    return GatewayDyingBeforeWrite
+
+
+async def test_an_order_persisted_and_never_written_is_resent_as_possdup_when_the_venue_asks_for_it(
+    node: Node, probe: TestProbe, journal: Journal, node_guard: NodeGuard, start_broker: StartBroker
+) -> None:
+    broker = await fix_broker(start_broker)
+    node_guard.allow_crashes(paths.GATEWAY, InjectedFault)
+    await node.start(build_spec(fix_config(broker), gateway=gateway_dying_before_write()))
+    intents = [make_intent(seq=seq) for seq in range(1, 6)]
+
+    await record(node, probe, intents)
+    await assert_exactly_once_over_fix(node, journal, broker, intents)
+    assert node.restart_counts[paths.GATEWAY] == 1
+    assert (await snapshot(node, paths.EXECUTOR))["expired"] == 0
+
+
+async def test_an_order_persisted_and_never_written_is_gap_filled_and_expired_when_too_old_to_resend(
+    node: Node, probe: TestProbe, journal: Journal, node_guard: NodeGuard, start_broker: StartBroker
+) -> None:
+    """With fix_resend_max_age=0 every order the venue asks for again is too old: the session
+    gap-fills it, and its intent is EXPIRED (never at the venue, never sent again)."""
+    broker = await fix_broker(start_broker)
+    node_guard.allow_crashes(paths.GATEWAY, InjectedFault)
+    config = fix_config(broker, fix_resend_max_age=0.0)
+    await node.start(build_spec(config, gateway=gateway_dying_before_write()))
+    intents = [make_intent(seq=seq) for seq in range(1, 6)]
+
+    await record(node, probe, intents)
+    states: dict[str, IntentState] = {}
+    for _ in range(int(WAIT / 0.05)):
+        states = {cid: intent.state for cid, intent in (await durable_intents(journal)).items()}
+        if all(state in (IntentState.DONE, IntentState.EXPIRED) for state in states.values()):
+            break
+        await asyncio.sleep(0.05)
+    expired = {cid for cid, state in states.items() if state is IntentState.EXPIRED}
+    assert expired, states  # the orders of the write that never happened
+    at_venue = {o.client_order_id for o in await asyncio.to_thread(load_orders, broker.config.store_path)}
+    assert at_venue == set(states) - expired
+    assert (await snapshot(node, paths.GATEWAY))["resends_expired"] == len(expired)
+    verdict = await judge(journal, str(broker.config.store_path), CLIENT)
+    assert verdict.passed and verdict.expired == len(expired), "\n".join(verdict.lines())
+
+
 class Crash(msgspec.Struct, frozen=True):
     """Test -> gateway: crash."""
 
@@ -271,6 +334,18 @@ def test_a_cancel_or_expiry_from_the_venue_closes_the_order_and_other_reports_se
 
 def replace(report: ExecutionReport, **changes: Any) -> ExecutionReport:
     return msgspec.structs.replace(report, **changes)
+
+
+def test_a_cancel_names_the_intents_order_and_the_venues_cancel_report_closes_it() -> None:
+    intent = make_intent(seq=4)
+    cancel = cancel_request(intent, "cxl-1", "20261207-20:00:00.000")
+    assert cancel.orig_cl_ord_id == intent.client_order_id
+    assert (cancel.cl_ord_id, cancel.symbol, cancel.order_qty) == ("cxl-1", "ACME", intent.qty)
+    writer = ReportWriter("FIX.4.4")
+    writer.remember(NewOrder(intent.client_order_id, intent.symbol, intent.side, intent.qty, intent.price))
+    report, seq = through_the_wire(writer.report(CancelResult(intent.client_order_id, cancelled=True)))  # type: ignore[arg-type]
+    closed = answer_of(report, seq)
+    assert isinstance(closed, OrderClosed) and closed.client_order_id == intent.client_order_id
 
 
 def test_new_order_single_carries_the_intents_deterministic_id_as_clordid() -> None:

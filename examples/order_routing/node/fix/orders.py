@@ -22,6 +22,7 @@ from examples.order_routing.fix.messages import (
     ExecType,
     ExecutionReport,
     NewOrderSingle,
+    OrderCancelRequest,
     OrderStatusRequest,
     OrdStatus,
     OrdType,
@@ -70,6 +71,20 @@ def new_order_single(intent: OrderIntent, transact_time: str, account: str | Non
         price=intent.price,
         time_in_force=TIME_IN_FORCE_DAY,
         account=account,
+    )
+
+
+def cancel_request(intent: OrderIntent, cl_ord_id: str, transact_time: str) -> OrderCancelRequest:
+    """35=F for ``intent``'s order: OrigClOrdID (41) is the intent's id, ``cl_ord_id`` the cancel's
+    own (unique too). The example's node never cancels; a node that does sends this, and the
+    venue's ExecType 4 report settles the intent DONE (``OrderClosed``)."""
+    return OrderCancelRequest(
+        orig_cl_ord_id=intent.client_order_id,
+        cl_ord_id=cl_ord_id,
+        symbol=intent.symbol,
+        side=FIX_SIDES[intent.side],
+        transact_time=transact_time,
+        order_qty=intent.qty,
     )
 
 
