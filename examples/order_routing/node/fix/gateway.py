@@ -97,6 +97,8 @@ RETAINED_MESSAGES = 200_000
 """Outbound messages the session keeps for resends at most (besides fix_resend_max_age)."""
 SNAPSHOT_EVERY = 20_000
 """Session records between two snapshots of the session's state."""
+BYTES_PER_STEP = 16 * 1024
+"""Bytes of a read handed to the session at a time (the loop's other actors run in between)."""
 TICK_EVERY = 0.5
 """Seconds between two ticks of the session (heartbeats, test requests, timeouts)."""
 DUPLICATE_ORDER_REASON = "duplicate order"
@@ -385,6 +387,14 @@ class FixGateway(Gateway):
         raise BrokerDisconnected("closed", "the venue closed the connection")
 
     async def receive(self, session: FixSession, chunk: bytes, generation: int) -> None:
+        """One read, through the session a slice at a time: a full read holds some 300 reports,
+        too long a step for the loop's other actors to wait on."""
+        for start in range(0, len(chunk), BYTES_PER_STEP):
+            if start:
+                await asyncio.sleep(0)
+            await self.receive_slice(session, chunk[start : start + BYTES_PER_STEP], generation)
+
+    async def receive_slice(self, session: FixSession, chunk: bytes, generation: int) -> None:
         step = session.receive_bytes(chunk, time.time())
         garbled = session.garbled_frames - self.garbled_seen
         if garbled > 0:
