@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "redis_journal": "bench.redis_journal",
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
+    "e2e_fix": "bench.e2e_fix",
     "loops": "bench.event_loops",
     "fix_codec": "bench.fix_codec",
 }

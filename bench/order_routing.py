@@ -218,13 +218,14 @@ class LagSamples:
 
 
 async def end_to_end(folder: Path, config: NodeConfig, warm_up: float, steady: float) -> dict[str, Any]:
-    """One blast run: warm-up, steady phase, burst; figures per phase."""
+    """One blast run: warm-up, steady phase, burst; figures per phase. The broker simulator speaks
+    ``config.venue`` (native, or FIX 4.4: ``bench/e2e_fix.py``)."""
     settle_the_heap()  # as the node process does before it starts
     burst = config.burst_seconds
     config = msgspec.structs.replace(config, burst_start=warm_up + steady)
     guard = LoopGuard(interval=LAG_INTERVAL, stall_timeout=None)
     async with BrokerProcess.start(
-        _broker_args(latency_ms=1.0, fill_delay_ms=5.0), folder / "broker.db"
+        _broker_args(latency_ms=1.0, fill_delay_ms=5.0, venue=config.venue), folder / "broker.db"
     ) as broker:
         config = msgspec.structs.replace(config, broker_port=broker.port)
         journal = SqliteJournal(folder / "node.db", synchronous="FULL")

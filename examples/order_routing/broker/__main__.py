@@ -31,6 +31,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--broker-id", default="sim-broker")
+    parser.add_argument("--fix-comp-id", default="SIMBROKER", help="the FIX acceptor's CompID (--venue fix)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--verbose", action="store_true")
     venue_arguments(parser, title="venue behaviour and faults", dedupe=DedupeMode.ALWAYS)
@@ -52,6 +53,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[BrokerConfig, bool]:
             partial_fills=args.partial_fills,
             fill_delay_ms=args.fill_delay_ms,
             seed=args.seed,
+            venue=args.venue,
+            fix_comp_id=args.fix_comp_id,
+            fix_gap_rate=args.fix_gap_rate,
+            fix_duplicate_rate=args.fix_duplicate_rate,
+            fix_reject_status_requests=args.fix_reject_status_requests,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -54,6 +54,18 @@ class BrokerConfig:
     fill_delay_ms: float = 5.0
     """Delay from the accept (and between partial fills) to each fill."""
     seed: int | None = None
+    venue: str = "native"
+    """The protocol clients speak: ``native`` (msgpack frames) or ``fix`` (a FIX 4.4 acceptor)."""
+    fix_comp_id: str = "SIMBROKER"
+    """The acceptor's CompID: its SenderCompID (49), the TargetCompID clients log on to."""
+    fix_gap_rate: float = 0.0
+    """Share of outbound application messages that get their MsgSeqNum and are never written: the
+    client sees a gap and asks for them again (ResendRequest)."""
+    fix_duplicate_rate: float = 0.0
+    """Share of outbound application messages written twice, the copy as a PossDup resend."""
+    fix_reject_status_requests: bool = False
+    """Answer every OrderStatusRequest (35=H) with a BusinessMessageReject (35=j): a venue without
+    order look-ups."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.store_path, Path):
@@ -68,7 +80,14 @@ class BrokerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("reject_rate", "drop_reply_rate", "reset_rate", "garbage_rate", "ghost_fill_rate"):
+        if self.venue not in ("native", "fix"):
+            raise ValueError(f"venue must be 'native' or 'fix', got {self.venue!r}")
+        if not self.fix_comp_id or "\x01" in self.fix_comp_id or "=" in self.fix_comp_id:
+            raise ValueError(
+                f"fix_comp_id must be a non-empty CompID without '=' or SOH, got {self.fix_comp_id!r}"
+            )
+        rates = ("reject_rate", "drop_reply_rate", "reset_rate", "garbage_rate", "ghost_fill_rate")
+        for name in (*rates, "fix_gap_rate", "fix_duplicate_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -116,6 +135,25 @@ VENUE_OPTIONS: dict[str, dict[str, Any]] = {
         "order is open, or never (default: %(default)s)",
     },
     "--partial-fills": {"action": "store_true", "help": "fill each order in 1-3 fills"},
+    "--venue": {
+        "choices": ["native", "fix"],
+        "default": "native",
+        "help": "the protocol: the example's msgpack frames, or FIX 4.4 (default: %(default)s)",
+    },
+    "--fix-gap-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "FIX: share of messages numbered and never written (the client asks for them again)",
+    },
+    "--fix-duplicate-rate": {
+        "type": float,
+        "default": 0.0,
+        "help": "FIX: share of messages written twice, the copy as a PossDup resend",
+    },
+    "--fix-reject-status-requests": {
+        "action": "store_true",
+        "help": "FIX: answer every OrderStatusRequest (35=H) with a BusinessMessageReject (35=j)",
+    },
     "--fill-delay-ms": {
         "type": float,
         "default": 5.0,

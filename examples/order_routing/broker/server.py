@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -13,6 +15,9 @@ from .config import BrokerConfig
 from .connection import BrokerConnection
 from .store import BrokerStore
 from .venue import BrokerStats, Venue
+
+if TYPE_CHECKING:
+    from .fix_acceptor import FixClient, FixConnection, FixSessions
 
 
 class BrokerServer:
@@ -31,7 +36,8 @@ class BrokerServer:
         self._venue: Venue | None = None
         self._server: asyncio.Server | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._connections: set[BrokerConnection] = set()
+        self._connections: set[BrokerConnection] | set[FixConnection] = set()
+        self._fix_sessions: FixSessions | None = None
         self._port: int | None = None
         self._stats = BrokerStats()
 
@@ -45,6 +51,11 @@ class BrokerServer:
     def stats(self) -> BrokerStats:
         """What this broker did since it started (still readable after it stopped)."""
         return self._stats
+
+    @property
+    def fix_clients(self) -> dict[str, FixClient]:
+        """The FIX sessions by client SenderCompID (``venue="fix"``; empty otherwise)."""
+        return {} if self._fix_sessions is None else dict(self._fix_sessions.clients)
 
     async def start(self) -> None:
         """Open the store and start listening; returns once connections are accepted."""
@@ -60,7 +71,7 @@ class BrokerServer:
             self._writer = venue.start()
             self._writer.add_done_callback(self._writer_done)
             self._server = await loop.create_server(
-                lambda: BrokerConnection(venue, self._connections), self.config.host, self.config.port
+                self._protocol_factory(venue), self.config.host, self.config.port
             )
         except BaseException:
             await self.stop()
@@ -76,12 +87,28 @@ class BrokerServer:
             store=self.config.store_path,
         )
 
+    def _protocol_factory(self, venue: Venue) -> Callable[[], asyncio.Protocol]:
+        """Connections speak the native protocol, or FIX 4.4 (``venue="fix"``: the codec and its
+        simplefix dependency are imported only then)."""
+        if self.config.venue == "fix":
+            from .fix_acceptor import FixConnection, FixSessions
+
+            sessions = self._fix_sessions = FixSessions(venue, self.config)
+            fix_connections: set[FixConnection] = set()
+            self._connections = fix_connections
+            return lambda: FixConnection(sessions, fix_connections)
+        connections: set[BrokerConnection] = set()
+        self._connections = connections
+        return lambda: BrokerConnection(venue, connections)
+
     async def stop(self) -> None:
         """Stop listening, close every connection, commit what is staged, close the store."""
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
             connection.close()
+        if self._fix_sessions is not None:
+            self._fix_sessions.close()
         if self._venue is not None:
             with contextlib.suppress(Exception):  # a store failure was logged; stopping either way
                 await self._venue.close()

@@ -86,6 +86,10 @@ class BrokerStats:
     ghost_fills_sent: int = 0
     bad_frames: int = 0
     commits: int = 0
+    fix_gaps: int = 0
+    """FIX: messages numbered and never written (``fix_gap_rate``)."""
+    fix_duplicates: int = 0
+    """FIX: messages written twice (``fix_duplicate_rate``)."""
 
 
 class Order(StoredOrder, frozen=False, eq=False):

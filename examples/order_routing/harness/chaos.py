@@ -73,6 +73,11 @@ def chaos_defaults(args: argparse.Namespace) -> None:
         )
 
 
+def client_id(config: NodeConfig) -> str:
+    """Who the node is at the broker: its name, or over FIX its SenderCompID."""
+    return config.fix_sender_comp_id if config.venue == "fix" else config.name
+
+
 async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
     chaos_defaults(args)
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="order-routing-chaos-"))
@@ -138,7 +143,7 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
             report = folder / "settle.json"
             print(f"chaos: settle report: {report.read_text() if report.exists() else 'none'}")
         async with open_journal(journal) as opened:
-            verdict = await judge(opened, str(folder / "broker.db"), "router-1")
+            verdict = await judge(opened, str(folder / "broker.db"), client_id(config))
     finally:
         log.close()
     for line in verdict.lines():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import sys
@@ -29,6 +30,7 @@ from garrison import Node
 
 NODE_TOML = Path(__file__).resolve().parents[1] / "node.toml"
 """The example node's settings file."""
+DEFAULT_CONFIG = NodeConfig()
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,36 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--burst-seconds", type=float, default=4.0, help="how long the burst lasts")
     node.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
     node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
+    fix = parser.add_argument_group("FIX session (--venue fix)")
+    fix.add_argument(
+        "--fix-sender-comp-id", default=DEFAULT_CONFIG.fix_sender_comp_id, help="SenderCompID (49)"
+    )
+    fix.add_argument(
+        "--fix-target-comp-id", default=DEFAULT_CONFIG.fix_target_comp_id, help="TargetCompID (56)"
+    )
+    fix.add_argument(
+        "--fix-heartbeat-interval",
+        type=int,
+        default=DEFAULT_CONFIG.fix_heartbeat_interval,
+        help="HeartBtInt (108), seconds (default: %(default)s)",
+    )
+    fix.add_argument(
+        "--fix-resend-max-age",
+        type=float,
+        default=DEFAULT_CONFIG.fix_resend_max_age,
+        help="an order message older than this (s) is gap-filled, not re-sent, and its intent EXPIRED "
+        "(default: %(default)s)",
+    )
+
+
+def venue_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port); an argparse error names the value and the form wanted."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT with a port in 1..65535 (e.g. 10.0.0.5:9878)"
+        )
+    return host.strip("[]"), int(port)
 
 
 def journal_from_environment() -> str | None:
@@ -64,9 +96,16 @@ def _brief(record: Any) -> str:
     return "{time:HH:mm:ss} {level} {extra[actor]} {message}\n"
 
 
-def build_config(args: argparse.Namespace, broker_port: int) -> NodeConfig:
+def build_config(args: argparse.Namespace, broker_port: int, broker_host: str = "127.0.0.1") -> NodeConfig:
     return NodeConfig(
+        broker_host=broker_host,
         broker_port=broker_port,
+        venue=args.venue,
+        fix_sender_comp_id=args.fix_sender_comp_id,
+        fix_target_comp_id=args.fix_target_comp_id,
+        fix_heartbeat_interval=args.fix_heartbeat_interval,
+        fix_resend_max_age=args.fix_resend_max_age,
+        fix_lookup_lag=args.lookup_lag,
         symbols=tuple(s for s in args.symbols.split(",") if s),
         strategies=tuple(s for s in args.strategies.split(",") if s),
         tick_rate=args.rate,
@@ -86,6 +125,13 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the demo: a broker simulator and the node (the default)")
     run.add_argument("--duration", type=float, default=30.0, help="seconds to run before settling")
     run.add_argument("--no-view", action="store_true", help="no live view; a line every few seconds")
+    run.add_argument(
+        "--venue-address",
+        metavar="HOST:PORT",
+        type=venue_address,
+        help="route to the venue listening there (e.g. a FIX 4.4 acceptor, with --venue fix) instead of "
+        "starting the broker simulator; the simulator's options are then ignored",
+    )
     _config_arguments(run)
     broker_arguments(run)
     chaos = commands.add_parser("chaos", help="kill the node at random moments, settle, print the verdict")
@@ -159,9 +205,18 @@ async def run_demo(args: argparse.Namespace) -> int:
     logger.remove()
     logger.add(folder / "node.log", level="INFO")
     logger.add(sys.stderr, level="ERROR", format=_brief)
-    async with BrokerProcess.start(args, folder / "broker.db") as broker:
-        config = build_config(args, broker.port)
-        print(f"broker simulator on 127.0.0.1:{broker.port} (dedupe={args.dedupe}); logs in {folder}")
+    async with contextlib.AsyncExitStack() as stack:
+        if args.venue_address is not None:
+            broker = None
+            config = build_config(args, args.venue_address[1], args.venue_address[0])
+            print(f"venue {config.broker_host}:{config.broker_port} ({args.venue}); logs in {folder}")
+        else:
+            broker = await stack.enter_async_context(BrokerProcess.start(args, folder / "broker.db"))
+            config = build_config(args, broker.port)
+            print(
+                f"broker simulator on 127.0.0.1:{broker.port} ({args.venue}, dedupe={args.dedupe}); "
+                f"logs in {folder}"
+            )
         settle_the_heap()  # before the node (and its loop-lag monitor) starts
         async with Node(
             config.name, journal=open_journal(journal_location), metrics_port=args.metrics_port
@@ -182,10 +237,12 @@ async def run_demo(args: argparse.Namespace) -> int:
             samples = await view
             closed.cancel()
             await print_summary(node, samples, time.monotonic() - started, interrupted, settled)
-        orders = broker.orders()
-    print(
-        f"broker: {len(orders)} orders accepted, {broker.duplicate_count()} client order ids accepted twice"
-    )
+        if broker is not None:
+            orders = broker.orders()
+            print(
+                f"broker: {len(orders)} orders accepted, "
+                f"{broker.duplicate_count()} client order ids accepted twice"
+            )
     return 0
 
 

@@ -42,3 +42,30 @@ class DeadZoneGateway(Gateway):
                     super().write_frames(frames[: index + 1])
                     os.kill(os.getpid(), signal.SIGKILL)
         super().write_frames(frames)
+
+
+def dead_zone_gateway(config: NodeConfig, sends: int) -> type[Gateway]:
+    """The gateway class armed to die after its ``sends``-th order: over FIX, a DeadZoneFixGateway."""
+    if config.venue != "fix":
+        return DeadZoneGateway.armed(sends)
+    from examples.order_routing.node.fix.gateway import FixGateway
+
+    class DeadZoneFixGateway(DeadZoneGateway, FixGateway):
+        """The FIX gateway armed for the dead zone. An odd count dies *before* writing the frame of
+        its Nth order, which the session has numbered and persisted: the venue finds the gap at the
+        next logon and asks for it (re-sent as PossDup, or gap-filled and EXPIRED if too old). An
+        even count dies right after the write, as the native one does."""
+
+        def write_frames(self, frames: list[tuple[bytes, float, bool]]) -> None:
+            if self.die_after_sends % 2 == 0:
+                super().write_frames(frames)
+                return
+            for index, (_, _, order) in enumerate(frames):
+                if order:
+                    self.sends += 1
+                    if self.sends >= self.die_after_sends:
+                        FixGateway.write_frames(self, frames[:index])
+                        os.kill(os.getpid(), signal.SIGKILL)
+            FixGateway.write_frames(self, frames)
+
+    return DeadZoneFixGateway.armed(sends)

@@ -22,11 +22,12 @@ import os
 import msgspec
 
 from examples.order_routing.harness.chaos_monkey import ChaosMonkey
-from examples.order_routing.harness.dead_zone import DeadZoneGateway
+from examples.order_routing.harness.dead_zone import dead_zone_gateway
 from examples.order_routing.harness.processes import take_dead_zone_order, write_pid
 from examples.order_routing.harness.settler import Settler
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.entry import load_config, settle_the_heap
+from examples.order_routing.node.gateway import Gateway
 from examples.order_routing.node.shared_tree import build_shared_spec
 from examples.order_routing.node.tree import build_spec
 from garrison import ChildSpec, Settings, SupervisorSpec
@@ -57,9 +58,9 @@ def load_harness() -> HarnessConfig:
     return harness if sends is None else msgspec.structs.replace(harness, die_after_sends=sends)
 
 
-def gateway(harness: HarnessConfig) -> type[DeadZoneGateway] | None:
+def gateway(harness: HarnessConfig, config: NodeConfig) -> type[Gateway] | None:
     """The gateway hook: one armed for the dead zone, or None (the product's own)."""
-    return DeadZoneGateway.armed(harness.die_after_sends) if harness.die_after_sends else None
+    return dead_zone_gateway(config, harness.die_after_sends) if harness.die_after_sends else None
 
 
 def extras(config: NodeConfig, harness: HarnessConfig) -> list[ChildSpec]:
@@ -78,7 +79,7 @@ def single_node(settings: Settings) -> SupervisorSpec:
     settle_the_heap()
     if harness.control_dir:
         write_pid(harness.control_dir)
-    return build_spec(config, gateway=gateway(harness), extras=extras(config, harness))
+    return build_spec(config, gateway=gateway(harness, config), extras=extras(config, harness))
 
 
 def shared_node(settings: Settings) -> SupervisorSpec:
@@ -86,4 +87,4 @@ def shared_node(settings: Settings) -> SupervisorSpec:
     config, harness = load_config(settings), load_harness()
     if harness.control_dir:
         write_pid(harness.control_dir)
-    return build_shared_spec(config, gateway=gateway(harness), extras=extras(config, harness))
+    return build_shared_spec(config, gateway=gateway(harness, config), extras=extras(config, harness))

@@ -36,6 +36,8 @@ class Verdict:
     ambiguous: int = 0
     """Intents still RECORDED/SENDING/UNKNOWN after settling: must be 0."""
     rejected_by_venue: int = 0
+    expired: int = 0
+    """Intents settled as EXPIRED: never sent (a FIX order message too old to resend)."""
     states: dict[str, int] = field(default_factory=dict)
     positions_match: bool = False
     position_mismatches: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class Verdict:
             f"intents recorded:        {self.intents_recorded:,}",
             f"orders at the broker:    {self.orders_at_broker:,}",
             f"rejected by the venue:   {self.rejected_by_venue:,}",
+            f"expired, never sent:     {self.expired:,}",
             f"duplicates (must be 0):  {self.duplicates:,}  {mark[self.duplicates == 0]}",
             f"lost intents (must be 0): {self.lost:,}  {mark[self.lost == 0]}",
             f"phantom orders (must be 0): {self.phantom:,}  {mark[self.phantom == 0]}",
@@ -97,11 +100,16 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
         1 for d in await asyncio.to_thread(duplicates, broker_store) if d.client_id == client_id
     )
     verdict.rejected_by_venue = verdict.states.get(IntentState.REJECTED.value, 0)
+    # An EXPIRED intent (a FIX order message gap-filled rather than sent late) was never to reach
+    # the broker: not lost. One that reached it all the same is counted lost: the node gave up on
+    # an order that is live at the venue.
+    verdict.expired = verdict.states.get(IntentState.EXPIRED.value, 0)
     verdict.lost = sum(
         1
         for cid, intent in intents.items()
-        if intent.state is not IntentState.REJECTED and cid not in at_broker
-    )
+        if (cid in at_broker if intent.state is IntentState.EXPIRED else
+            intent.state is not IntentState.REJECTED and cid not in at_broker)
+    )  # fmt: skip
     verdict.phantom = sum(1 for cid in at_broker if cid not in intents)
     verdict.ambiguous = sum(
         verdict.states.get(state.value, 0)

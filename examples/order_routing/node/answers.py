@@ -39,8 +39,10 @@ from examples.order_routing.node.messages import (
     ConnectionLost,
     GetBrokerInfo,
     Lookup,
+    OrderClosed,
     OrderIntent,
     OrdersDone,
+    OrdersExpired,
 )
 from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
 from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout
@@ -120,6 +122,7 @@ class BrokerAnswers:
             "lookup_timeouts": 0,
             "lookups_held": 0,
             "unknown_reports": 0,
+            "expired": 0,
         }
 
     @property
@@ -181,6 +184,19 @@ class BrokerAnswers:
                     self.settle(cid)
                     self.move(cid, IntentState.DONE, "filled")
                 self.counts["done"] += len(done)
+            case OrderClosed(client_order_id=cid, reason=reason) if cid in self.log:
+                self.settle(cid)
+                self.move(cid, IntentState.DONE, f"closed by the venue: {reason}")
+                self.counts["done"] += 1
+            case OrderClosed():
+                self.unknown_report(message)
+            case OrdersExpired(client_order_ids=expired, reason=reason):
+                for cid in expired:
+                    # The venue asked for it again: it never had it, and now never will.
+                    self.settle(cid)
+                    self.to_send.pop(cid, None)
+                    self.move(cid, IntentState.EXPIRED, reason)
+                self.counts["expired"] += len(expired)
             case OrderAccepted(client_order_id=cid) if cid not in self.log:
                 self.unknown_report(message)
             case OrderRejected(client_order_id=cid) if cid not in self.log:
@@ -223,7 +239,7 @@ class BrokerAnswers:
         """Whether this executor may send ``cid`` again once the broker reliably never saw it."""
         return True
 
-    def unknown_report(self, report: OrderAccepted | OrderRejected | OrderStatus) -> None:
+    def unknown_report(self, report: OrderAccepted | OrderRejected | OrderStatus | OrderClosed) -> None:
         """An answer about an order this node never recorded: nothing to move, but say so."""
         self.counts["unknown_reports"] += 1
         self.lookup_metrics.unknown_reports.inc()

@@ -3,9 +3,17 @@ node's settings (``garrison run --config node.toml``, ``GARRISON_ORDER_ROUTING_<
 
 from __future__ import annotations
 
+import datetime
 import math
+import zoneinfo
 
 import msgspec
+
+VENUES = ("native", "fix")
+"""The protocols the gateway speaks to its venue: the example's own (msgpack frames) or FIX 4.4."""
+FIX_RESET_POLICIES = ("daily", "never")
+"""``daily``: ResetSeqNumFlag on the first logon after each session start; ``never``: never by the node."""
+FIX_BEGIN_STRINGS = ("FIX.4.4", "FIX.4.2")
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +80,30 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Several nodes: this executor's consumer name in the group (stable across restarts)."""
     claim_idle: float = 2.0
     """Several nodes: an executor silent this long (s) loses its unfinished intents to another."""
+    venue: str = "native"
+    """What the gateway speaks at ``broker_host:broker_port``: ``native`` (the example's msgpack
+    protocol) or ``fix`` (a FIX 4.4 initiator session: the fix_* settings below)."""
+    fix_sender_comp_id: str = "ROUTER1"
+    """SenderCompID (49) of the node's FIX session."""
+    fix_target_comp_id: str = "SIMBROKER"
+    """TargetCompID (56): the venue's CompID."""
+    fix_begin_string: str = "FIX.4.4"
+    """BeginString (8): ``FIX.4.4``, or ``FIX.4.2`` for a venue that needs it."""
+    fix_heartbeat_interval: int = 30
+    """HeartBtInt (108) in the Logon, seconds."""
+    fix_session_start: str = "00:00"
+    """When each session day begins (HH:MM, in fix_session_timezone): the first logon after it
+    resets sequence numbers when fix_reset_policy is ``daily``; a crash restart never does."""
+    fix_session_timezone: str = "UTC"
+    """The IANA time zone of fix_session_start (``America/New_York``)."""
+    fix_reset_policy: str = "daily"
+    """``daily`` (ResetSeqNumFlag at the session start) or ``never`` (the venue resets them)."""
+    fix_resend_max_age: float = 60.0
+    """An order message older than this (s) is gap-filled instead of re-sent when the venue asks
+    for it again, and its intent settles as EXPIRED: never sent late, never sent blind."""
+    fix_lookup_lag: float = 0.2
+    """How long an accepted order may stay invisible to the venue's OrderStatusRequest (35=H): a
+    "not found" is trusted only this long (plus lookup_margin) after the send could have happened."""
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -102,5 +134,47 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.max_handshake_failures < 1:
             raise ValueError(f"max_handshake_failures={self.max_handshake_failures}: must be >= 1")
+        self.check_fix()
         if self.order_qty <= 0 or self.order_qty > self.max_order_qty:
             raise ValueError(f"order_qty={self.order_qty}: must be in 1..max_order_qty={self.max_order_qty}")
+
+    def check_fix(self) -> None:
+        """The venue and FIX settings, each error naming the field, the value and what to give."""
+        if self.venue not in VENUES:
+            raise ValueError(f"venue={self.venue!r}: must be one of {', '.join(VENUES)}")
+        if self.venue == "fix" and self.role != "single":
+            raise ValueError(
+                f"role={self.role!r} with venue='fix': the FIX gateway runs on a single node; "
+                "use role='single'"
+            )
+        for field in ("fix_sender_comp_id", "fix_target_comp_id"):
+            value = getattr(self, field)
+            if not value or any(c in value for c in "\x01=") or not value.isprintable():
+                raise ValueError(f"{field}={value!r}: give a non-empty printable CompID without '=' or SOH")
+        if self.fix_begin_string not in FIX_BEGIN_STRINGS:
+            raise ValueError(
+                f"fix_begin_string={self.fix_begin_string!r}: must be one of {', '.join(FIX_BEGIN_STRINGS)}"
+            )
+        if not 1 <= self.fix_heartbeat_interval <= 3600:
+            raise ValueError(f"fix_heartbeat_interval={self.fix_heartbeat_interval}: give seconds in 1..3600")
+        try:
+            datetime.time.fromisoformat(self.fix_session_start)
+        except ValueError:
+            raise ValueError(
+                f"fix_session_start={self.fix_session_start!r}: give a time of day as HH:MM (e.g. '17:00')"
+            ) from None
+        try:
+            zoneinfo.ZoneInfo(self.fix_session_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"fix_session_timezone={self.fix_session_timezone!r}: give an IANA time zone "
+                "(e.g. 'UTC', 'America/New_York')"
+            ) from None
+        if self.fix_reset_policy not in FIX_RESET_POLICIES:
+            raise ValueError(
+                f"fix_reset_policy={self.fix_reset_policy!r}: must be one of {', '.join(FIX_RESET_POLICIES)}"
+            )
+        for field in ("fix_resend_max_age", "fix_lookup_lag"):
+            value = getattr(self, field)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{field}={value!r}: must be a finite number >= 0 (seconds)")

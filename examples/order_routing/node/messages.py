@@ -138,6 +138,23 @@ class Fills(msgspec.Struct, frozen=True):
     fills: list[Fill]
 
 
+class OrderClosed(msgspec.Struct, frozen=True):
+    """Gateway -> executor: the venue closed a live order without filling the rest of it (a FIX
+    ExecutionReport with ExecType Canceled or Expired): DONE, the fills before it stand."""
+
+    client_order_id: str
+    reason: str
+
+
+class OrdersExpired(msgspec.Struct, frozen=True):
+    """Gateway -> executor: order messages the venue asked for again and the FIX session gap-filled
+    instead, being older than ``fix_resend_max_age``. The venue asked for them because it never
+    got them, and they will never reach it: EXPIRED, never sent again."""
+
+    client_order_ids: tuple[str, ...]
+    reason: str
+
+
 class OrdersDone(msgspec.Struct, frozen=True):
     """Positions -> executor: the orders that one durable write of fills finished."""
 

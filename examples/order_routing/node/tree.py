@@ -38,10 +38,16 @@ def build_spec(
     The hooks, for those who run the node in another shape (the product itself passes none):
     ``executor`` is the actor class started (with the config) as execution's executor: a node
     of several runs a SharedExecutor there. ``gateway`` is the class started (with the config)
-    as execution's gateway, a subclass of Gateway (default: Gateway itself): a harness passes
-    one that injects faults at the socket. ``extras`` are started last under root, after
-    market: a harness's own actors (a chaos monkey, a settler).
+    as execution's gateway, a subclass of Gateway (default: Gateway itself, or FixGateway when
+    ``config.venue`` is ``fix``): a harness passes one that injects faults at the socket.
+    ``extras`` are started last under root, after market: a harness's own actors (a chaos
+    monkey, a settler).
     """
+    if gateway is None and config.venue == "fix":
+        # Imported only for a FIX venue: the FIX codec needs the example's optional `fix` extra.
+        from examples.order_routing.node.fix.gateway import FixGateway
+
+        gateway = FixGateway
     execution = SupervisorSpec(
         strategy=Strategy.REST_FOR_ONE,
         intensity=30,
