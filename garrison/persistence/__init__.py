@@ -3,6 +3,7 @@
 from garrison._errors import (
     EventDecodeError,
     FatalError,
+    Fenced,
     InvalidEvent,
     JournalClosed,
     JournalCorrupt,
@@ -34,7 +35,7 @@ from garrison.persistence._journal import (
     QuarantinedEvent,
     StreamSummary,
 )
-from garrison.persistence._redis import RedisJournal
+from garrison.persistence._redis import FencedJournal, RedisJournal
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
 from garrison.persistence._retention import trim_to_snapshot
@@ -51,6 +52,8 @@ __all__ = [
     "EventDecodeError",
     "EventSourcedActor",
     "FatalError",
+    "Fenced",
+    "FencedJournal",
     "EXPIRES_AFTER_LOOKUP",
     "IN_DOUBT",
     "Intent",
