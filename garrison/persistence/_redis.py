@@ -578,9 +578,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         expected, count = append.expected_seq, len(append.events)
         if accepted == 2:
             # Refused now, but the lost attempt may have landed before the newer owner came.
-            if count and await self.highest_seq(append.stream) >= expected + count:
-                if await self._entries(append.stream, expected, count) == list(append.events):
-                    return expected + count
+            landed = count and await self.highest_seq(append.stream) >= expected + count
+            if landed and await self._entries(append.stream, expected, count) == list(append.events):
+                return expected + count
             return Fenced(append.stream, append.fence, highest)
         if not accepted and highest >= expected + count:
             if count:
@@ -701,9 +701,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """Raise Fenced if ``stream`` has seen a fencing token above ``fence``; otherwise
         record ``fence`` as its highest if it is. Internal, for fenced views."""
         try:
-            await self._fence_check_script(
-                keys=[self.fence_key(stream)], args=[fence], client=self.client()
-            )
+            await self._fence_check_script(keys=[self.fence_key(stream)], args=[fence], client=self.client())
         except _response_errors() as error:
             raise self._fenced_or(stream, fence, error) from error
         except _redis_errors() as error:

@@ -86,7 +86,9 @@ async def test_the_view_reports_each_refusal_to_its_callback(redis_journal: Redi
 
 
 @pytest.mark.parametrize("token", [0, -1, True, 1.5, "3"])
-async def test_a_token_that_is_not_a_positive_int_is_refused(redis_journal: RedisJournal, token: object) -> None:
+async def test_a_token_that_is_not_a_positive_int_is_refused(
+    redis_journal: RedisJournal, token: object
+) -> None:
     with pytest.raises(InvalidConfig) as refused:
         redis_journal.fenced(token)  # type: ignore[arg-type]
     assert refused.value.field == "token"
