@@ -117,6 +117,14 @@ class ChildSpec:
     ``register`` is a name the child's ref is registered under
     (``node.whereis(name)``) each time the supervisor starts it. Restarts
     keep the ref, so the name stays; it is freed when the child stops for good.
+
+    ``singleton=True``: exactly one node of the cluster runs this child (a
+    lease with a fencing token, ``Node(singletons=...)``); on every other
+    node its slot stands by (``standby`` in ``node.tree()``) and takes over
+    when the owner's lease expires. The persistent actors under it write
+    through a journal fenced with the lease's token (``ctx.node.journal_for``),
+    so a stale owner's writes are refused with Fenced, and it stops. On a node
+    without a cluster the child simply runs (a cluster of one).
     """
 
     id: str
@@ -129,6 +137,7 @@ class ChildSpec:
     backoff: Backoff | None
     mailbox: MailboxConfig | None
     register: str | None
+    singleton: bool
 
     def __init__(
         self,
@@ -143,6 +152,7 @@ class ChildSpec:
         backoff: Backoff | None = None,
         mailbox: MailboxConfig | None = None,
         register: str | None = None,
+        singleton: bool = False,
     ) -> None:
         if not isinstance(id, str) or not id or "/" in id:
             raise InvalidSpec(
@@ -189,6 +199,16 @@ class ChildSpec:
             raise InvalidSpec(id, "register", register, "a name is a non-empty string without '/', or None")
         object.__setattr__(self, "mailbox", mailbox)
         object.__setattr__(self, "register", register)
+        if not isinstance(singleton, bool):
+            raise InvalidSpec(id, "singleton", singleton, "must be True or False")
+        if singleton and restart is Restart.TEMPORARY:
+            raise InvalidSpec(
+                id,
+                "singleton",
+                singleton,
+                "a TEMPORARY child cannot be a singleton (it would never take over)",
+            )
+        object.__setattr__(self, "singleton", singleton)
 
     @property
     def is_supervisor(self) -> bool:
@@ -302,6 +322,10 @@ class DynamicSupervisorSpec(SupervisorSpec):
             )
         if template is not None and template.significant:
             raise InvalidSpec(template.id, "significant", True, "dynamic children cannot be significant")
+        if template is not None and template.singleton:
+            raise InvalidSpec(
+                template.id, "singleton", True, "dynamic children cannot be singletons: give it a fixed place"
+            )
         problem = count_problem(max_children, allow_none=True)
         if problem is not None:
             raise InvalidSpec(None, "max_children", max_children, problem)
