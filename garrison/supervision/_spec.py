@@ -243,6 +243,12 @@ class SupervisorSpec:
     More than ``intensity`` restarts within any ``period`` seconds (a sliding
     window over all children, node clock) and the supervisor gives up. The
     defaults are OTP's: at most 1 restart in 5 seconds.
+
+    ``singleton=True``: the supervisor's children run on exactly one node of the
+    cluster, together (one lease, named by the supervisor's path), and stand by on
+    the others; the supervisor itself runs everywhere. ``node.start(spec)`` of
+    such a spec makes a whole tree a cluster singleton with its paths unchanged.
+    See ``ChildSpec``'s ``singleton`` for the rest.
     """
 
     strategy: Strategy = Strategy.ONE_FOR_ONE
@@ -250,6 +256,7 @@ class SupervisorSpec:
     period: float = 5.0
     children: Sequence[ChildSpec] = field(default_factory=tuple)
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+    singleton: bool = False
     runner: ClassVar[type[Actor] | None] = None
     """Internal: the Supervisor subclass that runs this kind of spec (None: ``Supervisor``)."""
 
@@ -259,6 +266,8 @@ class SupervisorSpec:
         _check_limits(self.intensity, self.period)
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise InvalidSpec(None, "auto_shutdown", self.auto_shutdown, "must be an AutoShutdown member")
+        if not isinstance(self.singleton, bool):
+            raise InvalidSpec(None, "singleton", self.singleton, "must be True or False")
         if isinstance(self.children, ChildSpec):
             raise InvalidSpec(
                 None,
@@ -336,4 +345,5 @@ class DynamicSupervisorSpec(SupervisorSpec):
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "children", ())
         object.__setattr__(self, "auto_shutdown", AutoShutdown.NEVER)
+        object.__setattr__(self, "singleton", False)
         _check_limits(intensity, period)

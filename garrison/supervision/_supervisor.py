@@ -217,17 +217,20 @@ class _SingletonLost(_SupervisorMessage):
 
 
 class _SingletonState:
-    """One singleton child's claim, and the events its coordinator sends (``SingletonEvents``).
+    """One singleton's claim, and the events its coordinator sends (``SingletonEvents``).
 
+    The singleton is one ``singleton=True`` child, or every child of a supervisor whose
+    spec says ``singleton=True`` (they start, stop and stand by together, in start order).
     Called from the coordinator's task: it only posts to the supervisor's mailbox, except
     that ``revoked`` is set at once, so that a child failing because its lease is gone is
     not restarted while the news is still on its way.
     """
 
-    __slots__ = ("child", "claim", "post", "revoked", "token")
+    __slots__ = ("children", "claim", "name", "post", "revoked", "token")
 
-    def __init__(self, child: _Child, post: Callable[[SystemMessage], None]) -> None:
-        self.child = child
+    def __init__(self, name: str, children: list[_Child], post: Callable[[SystemMessage], None]) -> None:
+        self.name = name
+        self.children = children
         self.post = post
         self.claim: SingletonClaim | None = None
         self.token: int | None = None
@@ -290,9 +293,12 @@ class Supervisor(Actor):
     async def on_start(self) -> None:
         """Start the children in list order; a child that fails to start fails this start."""
         self._slot.stop_children_concurrently = self.dynamic
+        if self.spec.singleton and self._singletons is not None:
+            self._stand_by(self._path, list(self._children), self._singletons)
+            return
         for child in list(self._children):
             if child.spec.singleton and self._singletons is not None:
-                self._stand_by(child, self._singletons)
+                self._stand_by(f"{self._path}/{child.spec.id}", [child], self._singletons)
                 continue
             try:
                 await self._start_new_slot(child)
@@ -355,15 +361,17 @@ class Supervisor(Actor):
         )
         return slot.self_ref
 
-    def _stand_by(self, child: _Child, coordinator: SingletonCoordinator) -> None:
-        """Claim a singleton child's lease; it starts when (and each time) the claim is granted."""
-        state = _SingletonState(child, self._slot.mailbox.put_system)
-        child.singleton = state
-        state.claim = coordinator.claim(f"{self._path}/{child.spec.id}", state)
+    def _stand_by(self, name: str, children: list[_Child], coordinator: SingletonCoordinator) -> None:
+        """Claim singleton ``name``'s lease for ``children``; they start when (and each time)
+        the claim is granted."""
+        state = _SingletonState(name, children, self._slot.mailbox.put_system)
+        for child in children:
+            child.singleton = state
+        state.claim = coordinator.claim(name, state)
         self.ctx.logger.info(
-            "supervisor {path}: singleton {id} stands by until this node holds its lease",
+            "supervisor {path}: singleton {name} stands by until this node holds its lease",
             path=self._path,
-            id=child.spec.id,
+            name=name,
         )
 
     def _exit_hook(self, slot: Slot, reason: ExitReason) -> None:
@@ -413,6 +421,7 @@ class Supervisor(Actor):
             if not state.revoked and state.claim is not None:
                 state.revoked = True
                 state.claim.resign(f"a write was fenced: {_why(reason)}")
+            await self._stop_singleton(state, "another node owns this singleton (fenced)")
             return None
         if _restarts(spec.restart, reason):
             return await self._restart(child, reason)
@@ -446,40 +455,53 @@ class Supervisor(Actor):
                 return None
         return await self._restart(child, retry.reason)
 
+    def _members(self, state: _SingletonState) -> list[_Child]:
+        """The children ``state`` still speaks for, in start order."""
+        return [child for child in state.children if child.singleton is state and child in self._children]
+
     async def _singleton_granted(self, granted: _SingletonGranted) -> ExitReason | None:
         state = granted.state
-        child = state.child
-        if child.singleton is not state or child not in self._children or child.slot is not None:
+        waiting = [child for child in self._members(state) if child.slot is None]
+        if not waiting:
             return None  # stale: released, replaced, or it runs already
         state.token = granted.token
         self.ctx.logger.info(
-            "supervisor {path}: this node holds singleton {id}'s lease (fencing token {token}); starting it",
+            "supervisor {path}: this node holds singleton {name}'s lease (fencing token {token}); "
+            "starting it",
             path=self._path,
-            id=child.spec.id,
+            name=state.name,
             token=granted.token,
         )
-        try:
-            await self._start_new_slot(child)
-        except ActorStartError as error:
-            if state.claim is not None:
-                state.claim.resign(f"failed to start: {error}")
+        for child in waiting:
+            try:
+                await self._start_new_slot(child)
+            except ActorStartError as error:
+                if state.claim is not None:
+                    state.claim.resign(f"{child.spec.id} failed to start: {error}")
+                await self._stop_singleton(state, f"{child.spec.id} failed to start")
+                return None
         return None
 
     async def _singleton_lost(self, lost: _SingletonLost) -> ExitReason | None:
         state = lost.state
-        child = state.child
-        if child.singleton is not state or child.slot is None:
+        if not any(child.slot is not None for child in self._members(state)):
             return None  # stale, or it is not running here anyway
-        child.forget_pending_restart()
-        slot, child.slot = child.slot, None
         self.ctx.logger.warning(
-            "supervisor {path}: singleton {id} lost its lease ({reason}); stopping it, it stands by",
+            "supervisor {path}: singleton {name} lost its lease ({reason}); stopping it, it stands by",
             path=self._path,
-            id=child.spec.id,
+            name=state.name,
             reason=lost.reason,
         )
-        await slot.stop(ExitReason.shutdown(f"singleton lease lost: {lost.reason}"), child.spec.shutdown)
+        await self._stop_singleton(state, f"singleton lease lost: {lost.reason}")
         return None
+
+    async def _stop_singleton(self, state: _SingletonState, why: str) -> None:
+        """Stop every running child of ``state``, in reverse start order; they stand by."""
+        for child in reversed(self._members(state)):
+            child.forget_pending_restart()
+            if child.slot is not None:
+                slot, child.slot = child.slot, None
+                await slot.stop(ExitReason.shutdown(why), child.spec.shutdown)
 
     def _auto_shutdown(self, child_id: str) -> ExitReason | None:
         mode = self.spec.auto_shutdown
@@ -669,14 +691,16 @@ class Supervisor(Actor):
             await self._release_singleton(child, "its supervisor stops")
 
     async def _release_singleton(self, child: _Child, why: str) -> None:
+        """Stop ``child`` and take it out of its singleton; the last one out releases the lease."""
         state = child.singleton
         if state is None:
             return
+        others = [other for other in self._members(state) if other is not child]
         child.singleton = None
         if child.slot is not None:
             slot, child.slot = child.slot, None
             await slot.stop(ExitReason.shutdown(why), child.spec.shutdown)
-        if state.claim is not None:
+        if not others and state.claim is not None:
             await state.claim.release()
 
     def _cancel_restart_timers(self) -> None:
@@ -765,7 +789,7 @@ class Supervisor(Actor):
         child = self._find(child_id)
         if child.slot is not None or child.singleton is not None:
             raise ChildRunning(self._path, child_id, "restart_child")
-        if child.spec.singleton and self._singletons is not None:
+        if (child.spec.singleton or self.spec.singleton) and self._singletons is not None:
             raise InvalidSpec(
                 child_id,
                 "singleton",
@@ -799,9 +823,12 @@ class Supervisor(Actor):
                 raise InvalidSpec(spec.id, "significant", True, "dynamic children cannot be significant")
         elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
             raise InvalidSpec(spec.id, "significant", True, "needs the supervisor's auto_shutdown")
-        if spec.singleton and self._singletons is not None:
+        if (spec.singleton or self.spec.singleton) and self._singletons is not None:
             raise InvalidSpec(
-                spec.id, "singleton", True, "a singleton child is declared in its SupervisorSpec's children"
+                spec.id,
+                "singleton",
+                True,
+                "a singleton's children are declared in its SupervisorSpec (its lease says where they run)",
             )
         child = _Child(spec)
         self._children.append(child)

@@ -234,6 +234,39 @@ async def test_tokens_strictly_increase_across_owners_and_a_held_lease_is_not_gr
         await coordinator.close()
 
 
+async def test_a_whole_tree_runs_as_one_singleton_with_its_paths_unchanged(
+    redis_url: str, namespace: str
+) -> None:
+    tree = SupervisorSpec(
+        children=[ChildSpec("acct", Account), ChildSpec("idle", _Idle)],
+        intensity=5,
+        period=60.0,
+        singleton=True,
+    )
+    async with cluster_node("b", redis_url, namespace) as (b, clock_b):
+        async with cluster_node("a", redis_url, namespace) as (a, _):
+            await a.start(tree)
+            await until(lambda: state_of(a, "/root/idle") == "running")
+            await a.lookup("/root/acct").ask(Deposit(3), timeout=ASK)
+            await b.start(tree)
+            await clock_b.advance(REFRESH)
+            assert [state_of(b, path) for path in ("/root", "/root/acct", "/root/idle")] == [
+                "running",
+                "standby",
+                "standby",
+            ]
+            assert list(owned(a)) == ["/root"]
+            # Its persistent actors write fenced with the tree's token.
+            client = aioredis.Redis.from_url(redis_url)
+            try:
+                assert int(await client.get(f"{namespace}:{{account-1}}:fence")) == owned(a)["/root"]
+            finally:
+                await client.aclose()
+        await until(lambda: state_of(b, "/root/idle") == "running", clock=clock_b, step=REFRESH)
+        balance, _ = await b.lookup("/root/acct").ask(Get(), timeout=ASK)
+        assert balance.balance == 3
+
+
 async def test_without_a_cluster_a_singleton_child_runs_here() -> None:
     async with Node("solo", clock=ManualClock(), handle_signals=False, guard=None) as node:
         await node.start(SupervisorSpec(children=[ChildSpec("only", _Idle, singleton=True)]))
