@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from typing import Any
 
@@ -32,6 +33,7 @@ from garrison._clock import Cancellable, Clock
 from garrison._errors import InvalidConfig
 from garrison._secret import redact_url
 from garrison._validate import number_problem
+from garrison.persistence._redis import kept_cancelled
 from garrison.supervision import SingletonEvents
 
 DEFAULT_TTL = 3.0
@@ -204,6 +206,18 @@ class RedisSingletons:
                 return claim.last_token, claim.fenced
         return None
 
+    def valid_until(self, path: str) -> float:
+        """Until when (node clock) this node counts the singleton whose subtree holds ``path``
+        as its own: ``-inf`` if it does not hold it now, ``inf`` outside every singleton.
+
+        An effect outside the journal (an order written to a socket) checks it in the same
+        step as it happens: a process frozen past its lease wakes up with its clock past
+        this time, before its lease-lost timer has run."""
+        for name, claim in self._claims.items():
+            if path == name or path.startswith(name + "/"):
+                return claim.valid_until
+        return math.inf
+
     def owned(self) -> dict[str, int]:
         """The singletons this node holds now, by name, with their fencing tokens."""
         return {name: claim.token for name, claim in self._claims.items() if claim.token is not None}
@@ -213,15 +227,21 @@ class RedisSingletons:
     async def acquire(self, name: str, owner: str) -> tuple[int, float]:
         """Take the lease if no one holds it: ``(token, 0)``; else ``(0, seconds it has left)``."""
         lease, counter = singleton_keys(self.namespace, name)
-        token, remaining = await self._scripts["acquire"](
-            keys=[lease, counter], args=[owner, int(self.ttl * 1000)]
+        token, remaining = await kept_cancelled(
+            self._scripts["acquire"](keys=[lease, counter], args=[owner, int(self.ttl * 1000)])
         )
         return int(token), max(int(remaining), 0) / 1000
 
     async def extend(self, name: str, value: str) -> bool:
         """Extend the lease by ``ttl`` if it still holds ``value`` (``<owner>#<token>``)."""
         lease, _ = singleton_keys(self.namespace, name)
-        return bool(int(await self._scripts["refresh"](keys=[lease], args=[value, int(self.ttl * 1000)])))
+        return bool(
+            int(
+                await kept_cancelled(
+                    self._scripts["refresh"](keys=[lease], args=[value, int(self.ttl * 1000)])
+                )
+            )
+        )
 
     async def give_up(self, name: str, value: str) -> bool:
         """Delete the lease if it still holds ``value``."""
@@ -252,6 +272,8 @@ class SingletonLease:
         self.name = name
         self.token: int | None = None
         self.last_token: int | None = None
+        self.valid_until = -math.inf
+        """Node-clock time until which the lease counts as this node's (``-inf``: not held)."""
         self._coordinator = coordinator
         self._events = events
         self._clock = clock
@@ -274,7 +296,10 @@ class SingletonLease:
         if previous is not None:
             await previous.release()
         coordinator = self._coordinator
-        while True:
+        me = asyncio.current_task()
+        # Only the claim's current task runs the loop: one replaced (resign) or cancelled ends here,
+        # even if a Redis call swallowed its cancellation (redis-py can; see kept_cancelled).
+        while self._task is me and not (me is not None and me.cancelling()):
             if self.token is None:
                 await self._stand_by(coordinator)
             else:
@@ -292,6 +317,11 @@ class SingletonLease:
                 "singleton {name}: cannot reach Redis to claim it: {error}", name=self.name, error=error
             )
             await self._clock.sleep(coordinator.refresh)
+            return
+        if token and self._task is not asyncio.current_task():
+            # Replaced or released meanwhile: this grant is no one's.
+            with contextlib.suppress(*_redis_errors()):
+                await coordinator.give_up(self.name, f"{self._owner}#{token}")
             return
         if not token:
             # Wake just after the holder's lease would expire, or after a poll interval.
@@ -329,8 +359,8 @@ class SingletonLease:
         if self._deadline is not None:
             self._deadline.cancel()
         coordinator = self._coordinator
-        valid_until = sent + coordinator.ttl - coordinator.safety_margin
-        self._deadline = self._clock.call_later(max(valid_until - self._clock.now(), 0.0), self._expired)
+        self.valid_until = sent + coordinator.ttl - coordinator.safety_margin
+        self._deadline = self._clock.call_later(max(self.valid_until - self._clock.now(), 0.0), self._expired)
 
     def _expired(self) -> None:
         if self.token is not None:
@@ -342,6 +372,7 @@ class SingletonLease:
 
     def _lose(self, reason: str) -> None:
         self.token = None
+        self.valid_until = -math.inf
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -363,6 +394,7 @@ class SingletonLease:
             return
         value = self.value
         self.token = None
+        self.valid_until = -math.inf
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -385,6 +417,7 @@ class SingletonLease:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self.valid_until = -math.inf
         if self.token is not None:
             value = self.value
             self.token = None

@@ -62,6 +62,12 @@ class SingletonCoordinator(Protocol):
         this node already claims replaces the first (which is released)."""
         ...
 
+    def valid_until(self, path: str) -> float:
+        """Until when (node clock) this node counts the singleton whose subtree holds ``path`` as
+        its own: ``-inf`` while it does not hold it, ``inf`` outside every singleton. An effect
+        outside the journal checks it in the same step as it happens."""
+        ...
+
     def fence_for(self, path: str) -> tuple[int, FencedCallback] | None:
         """The fencing token of the singleton whose subtree holds ``path`` (the token it was
         last granted under, even if lost since: a stale writer must be refused, not unfenced),

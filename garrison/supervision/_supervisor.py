@@ -462,8 +462,8 @@ class Supervisor(Actor):
     async def _singleton_granted(self, granted: _SingletonGranted) -> ExitReason | None:
         state = granted.state
         waiting = [child for child in self._members(state) if child.slot is None]
-        if not waiting:
-            return None  # stale: released, replaced, or it runs already
+        if not waiting or self.ctx.node.state != "running":
+            return None  # stale (released, replaced, or it runs already), or the node is stopping
         state.token = granted.token
         self.ctx.logger.info(
             "supervisor {path}: this node holds singleton {name}'s lease (fencing token {token}); "
