@@ -230,7 +230,8 @@ class RedisSingletons:
         token, remaining = await kept_cancelled(
             self._scripts["acquire"](keys=[lease, counter], args=[owner, int(self.ttl * 1000)])
         )
-        return int(token), max(int(remaining), 0) / 1000
+        # A key without a TTL (-1: not one this coordinator wrote) is polled every refresh.
+        return int(token), self.refresh if int(remaining) < 0 else int(remaining) / 1000
 
     async def extend(self, name: str, value: str) -> bool:
         """Extend the lease by ``ttl`` if it still holds ``value`` (``<owner>#<token>``)."""
