@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Any
 
-from bench._harness import median, quiet_logs, summary, target
+from bench._harness import median, paired_ratio, quiet_logs, summary, target
 from bench.redis_journal import Server
 
 TTL, REFRESH = 3.0, 1.0
@@ -160,7 +160,7 @@ def _measure(url: str, rounds: int) -> dict[str, Any]:
         "refresh_seconds": REFRESH,
         "garrison_takeover_seconds": {**summary(ours, 3), "p50": round(median(ours), 3)},
         "raw_lease_takeover_seconds": {**summary(raw, 3), "p50": round(median(raw), 3)},
-        "p50_ratio_to_raw": round(median(ours) / median(raw), 3),
+        "ratio_to_raw": round(paired_ratio(ours, raw), 3),
         "targets": {
             "takeover_max": target(
                 max(ours),
