@@ -305,27 +305,19 @@ def _measure(server: Server, quick: bool) -> dict[str, Any]:
         "ratios": {name: round(value, 3) for name, value in ratios.items()},
         "targets": {
             "one_producer_vs_raw_xadd": target(
-                ratios["append_1_over_raw_xadd"],
-                ">=",
-                0.8,
+                ratios["append_1_over_raw_xadd"], ">=", 0.8,
                 "1 producer: RedisJournal appends/s / raw redis-py XADD/s",
             ),
             "hundred_producers_vs_raw_xadd": target(
-                ratios["append_100_over_raw_xadd"],
-                ">=",
-                0.8,
+                ratios["append_100_over_raw_xadd"], ">=", 0.8,
                 "100 producers: RedisJournal appends/s / raw redis-py XADD/s from 100 producers",
             ),
             "hundred_producers_appends_per_sec": target(
-                append_100,
-                ">=",
-                40_000.0,
+                append_100, ">=", 40_000.0,
                 "100 producers: RedisJournal appends/s (absolute; bound by the disk's fsync rate)",
             ),
             "consume_vs_raw": target(
-                ratios["consume_over_raw"],
-                ">=",
-                0.8,
+                ratios["consume_over_raw"], ">=", 0.8,
                 "RedisConsumer read+ack/s / raw XREADGROUP+XACK/s, batches of 100",
             ),
         },
