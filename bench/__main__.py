@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "journal_replay": "bench.journal_replay",
     "persist_encode": "bench.persist_encode",
     "redis_journal": "bench.redis_journal",
+    "takeover": "bench.takeover",
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
     "e2e_fix": "bench.e2e_fix",

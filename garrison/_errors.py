@@ -351,6 +351,26 @@ class SequenceConflict(JournalError):
         )
 
 
+class Fenced(JournalError):
+    """Raised by a fenced journal write (``RedisJournal.fenced(token)``) whose fencing token
+    is lower than the highest the stream has seen: a newer owner of the cluster singleton
+    writes to it now.
+
+    Nothing of the write was stored. The writer lost its lease (it was frozen, partitioned
+    or too slow to refresh it) and must stop: its singleton runs elsewhere. Retrying with the
+    same token can never succeed.
+    """
+
+    def __init__(self, stream: str, token: int, highest: int) -> None:
+        self.stream = stream
+        self.token = token
+        self.highest = highest
+        super().__init__(
+            f"stream {stream!r}: write with fencing token {token} refused, the stream has seen token "
+            f"{highest}; another node owns this singleton now, nothing was written: stop this writer"
+        )
+
+
 class JournalWriteError(JournalError):
     """The journal could not confirm an append; whether it is durable is unknown until read back."""
 

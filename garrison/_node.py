@@ -56,7 +56,7 @@ from garrison.observe import (
     MetricsServer,
     reopen_log_files,
 )
-from garrison.supervision import Supervisor, SupervisorRef, SupervisorSpec
+from garrison.supervision import SingletonCoordinator, Supervisor, SupervisorRef, SupervisorSpec
 
 if TYPE_CHECKING:
     from garrison.persistence import ConsumerGroup, Journal, RedisConsumer
@@ -108,6 +108,7 @@ class Node:
         metrics_actor_limit: int = DEFAULT_ACTOR_LABEL_LIMIT,
         crash_traceback_limit: int = 10,
         crash_traceback_window: float = 60.0,
+        singletons: SingletonCoordinator | None = None,
     ) -> None:
         validate_name("name", name)
         if clock is not None and not isinstance(clock, Clock):
@@ -176,6 +177,10 @@ class Node:
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.journal = journal
         """The journal event-sourced actors use by default; opened and closed with the node."""
+        self.singletons = singletons
+        """The cluster's singleton coordinator (``garrison.cluster.RedisSingletons``), or None:
+        ``singleton=True`` children then run here as any other child (a cluster of one).
+        Opened after the journal and closed before it, around every actor's life."""
         self.logger = logger.bind(node=name, actor="")
         self.events = EventStream()
         self.events.subscribe(self._count_lifecycle)
@@ -220,12 +225,21 @@ class Node:
         self.kernel.open(self._loop)
         if self.journal is not None:
             await self.journal.open()
+        if self.singletons is not None:
+            try:
+                await self.singletons.open(self.clock)
+            except BaseException:
+                if self.journal is not None:
+                    await self.journal.close()
+                raise
         if self.metrics_port is not None:
             # Bound before the monitor starts: a port in use leaves nothing running.
             server = MetricsServer(self, self.metrics_host, self.metrics_port)
             try:
                 await server.open()
             except BaseException:
+                if self.singletons is not None:
+                    await self.singletons.close()
                 if self.journal is not None:
                     await self.journal.close()
                 raise
@@ -327,6 +341,9 @@ class Node:
         self._stop_phase = "stopping the actors"
         for slot in reversed(self.kernel.top_level()):
             await slot.stop(ExitReason.shutdown(f"node {self.name} shutting down"), slot.shutdown)
+        if self.singletons is not None:
+            self._stop_phase = "releasing the singleton leases"
+            await self.singletons.close()
         self._stop_phase = "closing the journal"
         if self.journal is not None:
             await self.journal.close()
@@ -512,6 +529,28 @@ class Node:
         if not ref.slot.actor_class.is_supervisor:
             raise InvalidConfig("path", path, "names a worker, not a supervisor")
         return SupervisorRef(ref)
+
+    def journal_for(self, path: str) -> Any:
+        """The journal the actor at ``path`` writes through: ``journal``, fenced
+        (``RedisJournal.fenced``) with the token of the cluster singleton whose subtree holds
+        ``path``, so that a stale owner's writes are refused with Fenced. Event-sourced actors
+        use it; give it to an IntentLog built under a singleton. Raises InvalidConfig if a
+        singleton's journal cannot be fenced (fencing needs the shared Redis journal)."""
+        journal = self.journal
+        if journal is None or self.singletons is None:
+            return journal
+        fence = self.singletons.fence_for(path)
+        if fence is None:
+            return journal
+        token, on_fenced = fence
+        fenced = getattr(journal, "fenced", None)
+        if fenced is None:
+            raise InvalidConfig(
+                "journal",
+                type(journal).__name__,
+                f"singleton actor {path} needs a journal that can be fenced: the shared RedisJournal",
+            )
+        return fenced(token, on_fenced)
 
     def tree(self) -> list[dict[str, Any]]:
         """Every actor as a tree: a list with one row per top-level actor, in start order (a

@@ -16,6 +16,7 @@ PUBLIC_PACKAGES = [
     "garrison",
     "garrison.testing",
     "garrison.persistence",
+    "garrison.cluster",
     "garrison.observe",
     "garrison.supervision",
     "garrison.actors",

@@ -131,6 +131,18 @@ class Runtime(Protocol):
         """
         ...
 
+    def journal_for(self, path: str) -> Any:
+        """The journal the actor at ``path`` writes through: ``journal``, fenced with the token
+        of the cluster singleton whose subtree holds ``path`` if there is one (see
+        ``RedisJournal.fenced``). Raises InvalidConfig if a singleton's journal cannot be fenced."""
+        ...
+
+    @property
+    def singletons(self) -> Any:
+        """The cluster's singleton coordinator (a ``garrison.supervision.SingletonCoordinator``),
+        or None when the node is not in a cluster. Typed ``Any``: supervision is a layer above."""
+        ...
+
     async def spawn(self, actor_class: type[Actor], **options: Unpack[SpawnOptions]) -> ActorRef:
         """Start a top-level actor; see ``Node.spawn``."""
         ...

@@ -3,6 +3,7 @@
 from garrison._errors import (
     EventDecodeError,
     FatalError,
+    Fenced,
     InvalidEvent,
     JournalClosed,
     JournalCorrupt,
@@ -34,7 +35,7 @@ from garrison.persistence._journal import (
     QuarantinedEvent,
     StreamSummary,
 )
-from garrison.persistence._redis import RedisJournal, StreamKeys
+from garrison.persistence._redis import FencedJournal, RedisJournal, StreamKeys
 from garrison.persistence._redis_connection import RedisConnection
 from garrison.persistence._redis_consumer import RedisConsumer
 from garrison.persistence._replay import replay_events
@@ -52,6 +53,8 @@ __all__ = [
     "EventDecodeError",
     "EventSourcedActor",
     "FatalError",
+    "Fenced",
+    "FencedJournal",
     "EXPIRES_AFTER_LOOKUP",
     "IN_DOUBT",
     "Intent",

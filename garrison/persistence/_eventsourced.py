@@ -52,7 +52,9 @@ class EventSourcedActor(Actor, Generic[S]):
     ``trim_after_snapshot = True`` the events a snapshot holds are then
     deleted (``trim_to_snapshot``: never one past it; a failed trim is
     logged, and the next snapshot's trim deletes them). The journal is the
-    node's (``Node(journal=...)``) unless ``journal()`` is overridden.
+    node's (``Node(journal=...)``) unless ``journal()`` is overridden; under a
+    ``singleton=True`` child of a cluster it is fenced with the singleton's token
+    (``node.journal_for``): a stale owner's persist fails with PersistFailed(Fenced).
     """
 
     events: ClassVar[Sequence[type[msgspec.Struct]]] = ()
@@ -106,7 +108,8 @@ class EventSourcedActor(Actor, Generic[S]):
         return self.persistence_id or self.ctx.path
 
     def journal(self) -> Journal:
-        journal: Journal | None = self.ctx.node.journal
+        # Under a cluster singleton: the node's journal fenced with the singleton's token.
+        journal: Journal | None = self.ctx.node.journal_for(self.ctx.path)
         if journal is None:
             raise InvalidConfig(
                 "journal",

@@ -76,7 +76,7 @@ W = TypeVar("W", bound=QueuedWrite)
 class PendingAppend:
     """One ``append`` waiting for the writer; ``future`` gets the new highest seq or the error."""
 
-    __slots__ = ("acks", "events", "expected_seq", "future", "stream")
+    __slots__ = ("acks", "events", "expected_seq", "fence", "future", "stream")
 
     def __init__(
         self,
@@ -85,12 +85,15 @@ class PendingAppend:
         expected_seq: int,
         acks: Sequence[Ack],
         future: asyncio.Future[int],
+        fence: int = 0,
     ) -> None:
         self.stream = stream
         self.events = events
         self.expected_seq = expected_seq
         self.acks = acks
         self.future = future
+        self.fence = fence
+        """The writer's fencing token (0: not fenced); only a journal that checks fences gets one."""
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():

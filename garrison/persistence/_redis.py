@@ -29,23 +29,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, Never, TypeVar
 from zlib import crc32
 
 import msgspec
 
-from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
+from garrison._errors import (
+    Fenced,
+    InvalidConfig,
+    JournalClosed,
+    JournalCorrupt,
+    JournalWriteError,
+    SequenceConflict,
+)
 from garrison._secret import MASK, mask_text, redact_url
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._checksum import checksum
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
 from garrison.persistence._journal import (
     Ack,
+    Journal,
     JournalProblem,
+    PackedEvents,
     QuarantinedEvent,
     ReadsInBatches,
     StreamSummary,
+    check_append,
     check_positive_int,
     check_seq,
     check_stream,
@@ -167,6 +177,10 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._snapshot_script: Any = None
         self._snapshot_if_script: Any = None
         self._ack_script: Any = None
+        self._fenced_snapshot_script: Any = None
+        self._fenced_snapshot_if_script: Any = None
+        self._fenced_ack_script: Any = None
+        self._fence_check_script: Any = None
         self._append_sha = ""
         self._waitaof = False
         self._keys: dict[str, StreamKeys] = {}
@@ -213,6 +227,11 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         A script that appends to a journal stream on the server (a dead letter) moves
         ``highest`` with its XADD, in the same script."""
         return self.stream_keys(stream).meta
+
+    def fence_key(self, stream: str) -> str:
+        """The highest fencing token a fenced writer of ``stream`` has used (``fenced``):
+        a plain integer, in the stream's hash tag, so one script checks it with the stream."""
+        return f"{self.namespace}:{{{stream}}}:fence"
 
     def _offsets_key(self, stream: str) -> str:
         return self.stream_keys(stream).offsets
@@ -282,6 +301,10 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         self._snapshot_script = client.register_script(scripts.SNAPSHOT)
         self._snapshot_if_script = client.register_script(scripts.SNAPSHOT_IF)
         self._ack_script = client.register_script(scripts.ACK)
+        self._fenced_snapshot_script = client.register_script(scripts.FENCE_PRELUDE + scripts.SNAPSHOT)
+        self._fenced_snapshot_if_script = client.register_script(scripts.FENCE_PRELUDE + scripts.SNAPSHOT_IF)
+        self._fenced_ack_script = client.register_script(scripts.FENCE_PRELUDE + scripts.ACK)
+        self._fence_check_script = client.register_script(scripts.FENCE_CHECK)
         await self._load_scripts(client)
 
     def _connect_failure(self, error: BaseException) -> Exception:
@@ -424,7 +447,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         for append in appends:
             stream = built.get(append.stream) or self.stream_keys(append.stream)
             keys += (stream.events, stream.meta)
-            args += (append.expected_seq, len(append.events), len(append.acks))
+            args += (append.expected_seq, len(append.events), len(append.acks), append.fence)
+            if append.fence:
+                keys.append(self.fence_key(append.stream))
             for payload in append.events:
                 args += (payload, crc32(payload))
             for ack in append.acks:
@@ -454,6 +479,43 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             )
         kept.sort(key=lambda append: self.stream_keys(append.stream).slot)
         return kept
+
+    async def append_fenced(
+        self, stream: str, events: Sequence[bytes], expected_seq: int, fence: int, *, acks: Sequence[Ack] = ()
+    ) -> int:
+        """Internal, for a journal's fenced view (``RedisJournal.fenced``): ``append`` carrying
+        fencing token ``fence`` (> 0), which the journal's commit checks. Kept apart from
+        ``append`` so that the unfenced path pays nothing for it."""
+        check_append(stream, events, expected_seq)
+        if not events and not acks:
+            return expected_seq
+        if self._writer is None:
+            raise JournalClosed(self._location)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put(PendingAppend(stream, events, expected_seq, acks, future, fence))
+        started = time.monotonic()
+        highest = await future
+        self._histograms.latency(time.monotonic() - started)
+        return highest
+
+    def fenced(self, token: int, on_fenced: Callable[[Fenced], None] | None = None) -> FencedJournal:
+        """A view of this journal whose every write carries fencing token ``token``.
+
+        Reads go to this journal unchanged. Appends, snapshots, trims and acks
+        through the view are refused with Fenced (nothing written) once their
+        stream has seen a higher token; a higher token than the stream has seen
+        becomes its highest, in the same atomic step as the write. A cluster
+        singleton's persistent actors write through such a view, so that an owner
+        that lost its lease (frozen, partitioned) can never write again.
+        ``on_fenced`` is called with each Fenced before it is raised.
+
+        The view shares this journal's connections: it is opened and closed with
+        it (its own ``open``/``close`` do nothing). Raises InvalidConfig for a
+        token that is not an int >= 1.
+        """
+        if isinstance(token, bool) or not isinstance(token, int) or token < 1:
+            raise InvalidConfig("token", token, "a fencing token is an int >= 1 (from the singleton's lease)")
+        return FencedJournal(self, token, on_fenced)
 
     async def _commit_batch(self, batch: list[PendingAppend]) -> None:
         """The journal core's hook: the batch's appends in one round trip (several scripts in
@@ -588,11 +650,14 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         if isinstance(result, Exception):
             append.fail(JournalWriteError(append.stream, result))
             return False
-        accepted, highest = result
-        if accepted:
+        code, highest = result
+        if code == 1:
             self.appends += 1
             append.succeed(highest)
             return True
+        if code == 2:
+            append.fail(Fenced(append.stream, append.fence, highest))
+            return False
         append.fail(SequenceConflict(append.stream, append.expected_seq, highest))
         return False
 
@@ -640,6 +705,12 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             return JournalWriteError(append.stream, result)
         accepted, highest = int(result[0]), int(result[1])
         expected, count = append.expected_seq, len(append.events)
+        if accepted == 2:
+            # Refused now, but the lost attempt may have landed before the newer owner came.
+            landed = count and await self.highest_seq(append.stream) >= expected + count
+            if landed and await self._entries(append.stream, expected, count) == list(append.events):
+                return expected + count
+            return Fenced(append.stream, append.fence, highest)
         if not accepted and highest >= expected + count:
             if count:
                 mine = await self._entries(append.stream, expected, count)
@@ -674,22 +745,31 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     # -- other writes ------------------------------------------------------------------------
 
-    async def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+    async def save_snapshot(self, stream: str, seq: int, state: bytes, *, fence: int = 0) -> None:
+        """Store a snapshot unless a newer one is stored. ``fence``: internal, the fencing
+        token of a fenced view (``fenced``); raises Fenced for a stale one."""
         check_stream(stream)
         check_seq("seq", seq)
         if not isinstance(state, bytes):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
         client = self.client()
+        keys, args = [self.meta_key(stream)], [seq, state, checksum(state)]
+        script = self._snapshot_script
+        if fence:
+            keys, args, script = [*keys, self.fence_key(stream)], [*args, fence], self._fenced_snapshot_script
         try:
-            await self._snapshot_script(
-                keys=[self.meta_key(stream)], args=[seq, state, checksum(state)], client=client
-            )
+            await script(keys=keys, args=args, client=client)
+        except _response_errors() as error:
+            raise self._fenced_or(stream, fence, error) from error
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
 
-    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+    async def replace_snapshot(
+        self, stream: str, expected_seq: int | None, seq: int, state: bytes, *, fence: int = 0
+    ) -> bool:
         """Store ``state`` as of ``seq`` only if the stored snapshot is still the one at
-        ``expected_seq`` (None: none is stored); one script, so atomic. True if stored."""
+        ``expected_seq`` (None: none is stored); one script, so atomic. True if stored.
+        ``fence``: internal, as for ``save_snapshot``."""
         check_stream(stream)
         check_seq("seq", seq)
         if expected_seq is not None:
@@ -698,21 +778,29 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
         client = self.client()
         expected = "" if expected_seq is None else str(expected_seq)
+        keys, args = [self.meta_key(stream)], [seq, state, checksum(state), expected]
+        script = self._snapshot_if_script
+        if fence:
+            keys, args = [*keys, self.fence_key(stream)], [*args, fence]
+            script = self._fenced_snapshot_if_script
         try:
-            stored = await self._snapshot_if_script(
-                keys=[self.meta_key(stream)], args=[seq, state, checksum(state), expected], client=client
-            )
+            stored = await script(keys=keys, args=args, client=client)
+        except _response_errors() as error:
+            raise self._fenced_or(stream, fence, error) from error
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
         return bool(int(stored))
 
-    async def delete_events(self, stream: str, up_to_seq: int) -> None:
-        """Delete events up to ``up_to_seq``, but never one a consumer group has not acked."""
+    async def delete_events(self, stream: str, up_to_seq: int, *, fence: int = 0) -> None:
+        """Delete events up to ``up_to_seq``, but never one a consumer group has not acked.
+        ``fence``: internal, as for ``save_snapshot`` (checked before the trim)."""
         check_stream(stream)
         check_seq("up_to_seq", up_to_seq)
         client = self.client()
         key = self.events_key(stream)
         limit = up_to_seq
+        if fence:
+            await self.check_fence(stream, fence)
         try:
             if await client.exists(key):
                 for group in await client.xinfo_groups(key):
@@ -722,14 +810,44 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
 
-    async def ack(self, stream: str, group: str, seq: int) -> None:
+    async def ack(self, stream: str, group: str, seq: int, *, fence: int = 0) -> None:
+        """Move ``group``'s offset on ``stream`` to ``seq`` (never backwards). ``fence``:
+        internal, as for ``save_snapshot``."""
         check_stream(stream)
         check_seq("seq", seq)
         client = self.client()
+        keys, args, script = [self._offsets_key(stream)], [group, seq], self._ack_script
+        if fence:
+            keys, args, script = [*keys, self.fence_key(stream)], [*args, fence], self._fenced_ack_script
         try:
-            await self._ack_script(keys=[self._offsets_key(stream)], args=[group, seq], client=client)
+            await script(keys=keys, args=args, client=client)
+        except _response_errors() as error:
+            raise self._fenced_or(stream, fence, error) from error
         except _redis_errors() as error:
             raise JournalWriteError(stream, error) from error
+
+    async def check_fence(self, stream: str, fence: int) -> None:
+        """Raise Fenced if ``stream`` has seen a fencing token above ``fence``; otherwise
+        record ``fence`` as its highest if it is. Internal, for fenced views."""
+        try:
+            await self._fence_check_script(keys=[self.fence_key(stream)], args=[fence], client=self.client())
+        except _response_errors() as error:
+            raise self._fenced_or(stream, fence, error) from error
+        except _redis_errors() as error:
+            raise JournalWriteError(stream, error) from error
+
+    def _fenced_or(self, stream: str, fence: int, error: BaseException) -> BaseException:
+        """A script's error reply as Fenced if the fence refused the write, else a JournalWriteError."""
+        text = str(error)
+        if fence and text.startswith("FENCED "):
+            return Fenced(stream, fence, int(text.split()[1]))
+        return JournalWriteError(stream, error)
+
+    async def fenced_highest(self, stream: str) -> int:
+        """The highest fencing token a fenced writer of ``stream`` has used (0: none yet)."""
+        check_stream(stream)
+        value = await kept_cancelled(self.client().get(self.fence_key(stream)))
+        return int(value) if value is not None else 0
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -932,6 +1050,89 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
     def __repr__(self) -> str:
         return f"RedisJournal({self.redacted_url()!r}, {'open' if self._writer is not None else 'closed'})"
+
+
+class FencedJournal(ReadsInBatches):
+    """``RedisJournal.fenced(token)``: the journal with every write carrying fencing token
+    ``token``; implements the Journal protocol. See ``RedisJournal.fenced``."""
+
+    def __init__(
+        self, journal: RedisJournal, token: int, on_fenced: Callable[[Fenced], None] | None = None
+    ) -> None:
+        self.journal = journal
+        self.token = token
+        self._on_fenced = on_fenced
+
+    def _refused(self, error: Fenced) -> Fenced:
+        if self._on_fenced is not None:
+            self._on_fenced(error)
+        return error
+
+    async def append(
+        self, stream: str, events: Sequence[bytes], expected_seq: int, *, acks: Sequence[Ack] = ()
+    ) -> int:
+        """``Journal.append`` with this view's token; raises Fenced (nothing written) once
+        the stream has seen a higher one."""
+        try:
+            return await self.journal.append_fenced(stream, events, expected_seq, self.token, acks=acks)
+        except Fenced as error:
+            raise self._refused(error) from None
+
+    async def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+        try:
+            await self.journal.save_snapshot(stream, seq, state, fence=self.token)
+        except Fenced as error:
+            raise self._refused(error) from None
+
+    async def replace_snapshot(self, stream: str, expected_seq: int | None, seq: int, state: bytes) -> bool:
+        try:
+            return await self.journal.replace_snapshot(stream, expected_seq, seq, state, fence=self.token)
+        except Fenced as error:
+            raise self._refused(error) from None
+
+    async def delete_events(self, stream: str, up_to_seq: int) -> None:
+        try:
+            await self.journal.delete_events(stream, up_to_seq, fence=self.token)
+        except Fenced as error:
+            raise self._refused(error) from None
+
+    async def ack(self, stream: str, group: str, seq: int) -> None:
+        try:
+            await self.journal.ack(stream, group, seq, fence=self.token)
+        except Fenced as error:
+            raise self._refused(error) from None
+
+    def read_batches(self, stream: str, after_seq: int = 0) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        return self.journal.read_batches(stream, after_seq)
+
+    def read_packed(self, stream: str, after_seq: int = 0) -> AsyncGenerator[PackedEvents, None]:
+        return self.journal.read_packed(stream, after_seq)
+
+    async def highest_seq(self, stream: str) -> int:
+        return await self.journal.highest_seq(stream)
+
+    async def load_snapshot(self, stream: str) -> tuple[int, bytes] | None:
+        return await self.journal.load_snapshot(stream)
+
+    async def acked_seq(self, stream: str, group: str) -> int:
+        return await self.journal.acked_seq(stream, group)
+
+    async def quarantined(self, stream: str) -> list[QuarantinedEvent]:
+        return await self.journal.quarantined(stream)
+
+    def stats(self) -> dict[str, Any]:
+        """The underlying journal's counters."""
+        return self.journal.stats()
+
+    async def open(self) -> Journal:
+        """Nothing to open: the view shares its journal's connections (opened with the node)."""
+        return self
+
+    async def close(self) -> None:
+        """Nothing to close: the journal the view writes through is closed by its owner."""
+
+    def __repr__(self) -> str:
+        return f"FencedJournal({self.journal!r}, token={self.token})"
 
 
 async def _unacked_floor(client: Any, key: str, group: dict[Any, Any]) -> int:

@@ -12,20 +12,33 @@ from __future__ import annotations
 # Every append of a group commit in one script: each is checked and written on its
 # own (a conflict or an error fails that append alone), and the whole batch is one
 # atomic step on the server. Per append, ARGV holds expected seq, event count, ack
-# count, a (payload, checksum) pair per event, then (group, seq) per ack; KEYS its events key, meta key and
-# one offsets key per ack. The reply is one string, "<code>:<value>" per append
+# count, fencing token (0: not fenced), a (payload, checksum) pair per event, then
+# (group, seq) per ack; KEYS its events key, meta key, its fence key if the token is
+# not 0, and one offsets key per ack. A fenced append is refused when its token is
+# below the highest the stream's fence key holds (which it raises otherwise), before
+# its seq is even looked at. The reply is one string, "<code>:<value>" per append
 # joined by ",": 1 = appended (value: new highest seq), 0 = conflict (value: the
-# stream's highest seq), -1 = error (value: the message). One bulk string parses far
-# faster in redis-py than a nested array of a hundred replies.
+# stream's highest seq), 2 = fenced (value: the highest token seen), -1 = error
+# (value: the message). One bulk string parses far faster in redis-py than a nested
+# array of a hundred replies.
 APPEND = """
 local out = {}
 local k, a = 1, 1
 while a <= #ARGV do
   local events, meta = KEYS[k], KEYS[k + 1]
   local expected, n, acks = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local first = a + 3
+  local token = tonumber(ARGV[a + 3])
+  local first = a + 4
+  local fenced = nil
+  if token > 0 then
+    local seen = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+    if token < seen then fenced = seen elseif token > seen then redis.call('SET', KEYS[k + 2], token) end
+    k = k + 1
+  end
   local current = redis.pcall('HGET', meta, 'highest')
-  if type(current) == 'table' then
+  if fenced then
+    out[#out + 1] = string.format('2:%d', fenced)
+  elseif type(current) == 'table' then
     out[#out + 1] = '-1:' .. string.gsub(current.err, ',', ';')
   else
     current = tonumber(current or '0')
@@ -59,6 +72,19 @@ while a <= #ARGV do
 end
 return table.concat(out, ',')
 """
+
+# Put in front of a script to fence it: the last KEY is the stream's fence key, the last
+# ARGV the writer's fencing token. A token below the highest seen fails the whole script
+# with "FENCED <highest>" before it writes anything; a higher one is kept as the highest.
+FENCE_PRELUDE = """
+local fence_token = tonumber(ARGV[#ARGV])
+local fence_seen = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
+if fence_token < fence_seen then return redis.error_reply('FENCED ' .. fence_seen) end
+if fence_token > fence_seen then redis.call('SET', KEYS[#KEYS], fence_token) end
+"""
+
+# Only the fence check (a fenced write that is not a script of its own: a trim).
+FENCE_CHECK = FENCE_PRELUDE + "return 1\n"
 
 # Store a snapshot (with its checksum) unless a newer one is stored already.
 SNAPSHOT = """

@@ -3,6 +3,7 @@
 from garrison.supervision._intensity import RestartIntensity
 from garrison.supervision._pool import PoolRef, PoolSpec, Routing
 from garrison.supervision._ref import SupervisorRef
+from garrison.supervision._singleton import SingletonClaim, SingletonCoordinator, SingletonEvents
 from garrison.supervision._spec import (
     AutoShutdown,
     Backoff,
@@ -26,6 +27,9 @@ __all__ = [
     "Restart",
     "RestartIntensity",
     "Routing",
+    "SingletonClaim",
+    "SingletonCoordinator",
+    "SingletonEvents",
     "Strategy",
     "Supervisor",
     "SupervisorRef",

@@ -161,6 +161,7 @@ class PoolSpec(SupervisorSpec):
         object.__setattr__(self, "intensity", intensity)
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "auto_shutdown", AutoShutdown.NEVER)
+        object.__setattr__(self, "singleton", False)
         object.__setattr__(self, "children", tuple(self.routee_spec(index) for index in range(size)))
         SupervisorSpec.__post_init__(self)  # intensity, period and the children, checked as usual
 

@@ -117,6 +117,14 @@ class ChildSpec:
     ``register`` is a name the child's ref is registered under
     (``node.whereis(name)``) each time the supervisor starts it. Restarts
     keep the ref, so the name stays; it is freed when the child stops for good.
+
+    ``singleton=True``: exactly one node of the cluster runs this child (a
+    lease with a fencing token, ``Node(singletons=...)``); on every other
+    node its slot stands by (``standby`` in ``node.tree()``) and takes over
+    when the owner's lease expires. The persistent actors under it write
+    through a journal fenced with the lease's token (``ctx.node.journal_for``),
+    so a stale owner's writes are refused with Fenced, and it stops. On a node
+    without a cluster the child simply runs (a cluster of one).
     """
 
     id: str
@@ -129,6 +137,7 @@ class ChildSpec:
     backoff: Backoff | None
     mailbox: MailboxConfig | None
     register: str | None
+    singleton: bool
 
     def __init__(
         self,
@@ -143,6 +152,7 @@ class ChildSpec:
         backoff: Backoff | None = None,
         mailbox: MailboxConfig | None = None,
         register: str | None = None,
+        singleton: bool = False,
     ) -> None:
         if not isinstance(id, str) or not id or "/" in id:
             raise InvalidSpec(
@@ -189,6 +199,16 @@ class ChildSpec:
             raise InvalidSpec(id, "register", register, "a name is a non-empty string without '/', or None")
         object.__setattr__(self, "mailbox", mailbox)
         object.__setattr__(self, "register", register)
+        if not isinstance(singleton, bool):
+            raise InvalidSpec(id, "singleton", singleton, "must be True or False")
+        if singleton and restart is Restart.TEMPORARY:
+            raise InvalidSpec(
+                id,
+                "singleton",
+                singleton,
+                "a TEMPORARY child cannot be a singleton (it would never take over)",
+            )
+        object.__setattr__(self, "singleton", singleton)
 
     @property
     def is_supervisor(self) -> bool:
@@ -223,6 +243,12 @@ class SupervisorSpec:
     More than ``intensity`` restarts within any ``period`` seconds (a sliding
     window over all children, node clock) and the supervisor gives up. The
     defaults are OTP's: at most 1 restart in 5 seconds.
+
+    ``singleton=True``: the supervisor's children run on exactly one node of the
+    cluster, together (one lease, named by the supervisor's path), and stand by on
+    the others; the supervisor itself runs everywhere. ``node.start(spec)`` of
+    such a spec makes a whole tree a cluster singleton with its paths unchanged.
+    See ``ChildSpec``'s ``singleton`` for the rest.
     """
 
     strategy: Strategy = Strategy.ONE_FOR_ONE
@@ -230,6 +256,7 @@ class SupervisorSpec:
     period: float = 5.0
     children: Sequence[ChildSpec] = field(default_factory=tuple)
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+    singleton: bool = False
     runner: ClassVar[type[Actor] | None] = None
     """Internal: the Supervisor subclass that runs this kind of spec (None: ``Supervisor``)."""
 
@@ -239,6 +266,8 @@ class SupervisorSpec:
         _check_limits(self.intensity, self.period)
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise InvalidSpec(None, "auto_shutdown", self.auto_shutdown, "must be an AutoShutdown member")
+        if not isinstance(self.singleton, bool):
+            raise InvalidSpec(None, "singleton", self.singleton, "must be True or False")
         if isinstance(self.children, ChildSpec):
             raise InvalidSpec(
                 None,
@@ -302,6 +331,10 @@ class DynamicSupervisorSpec(SupervisorSpec):
             )
         if template is not None and template.significant:
             raise InvalidSpec(template.id, "significant", True, "dynamic children cannot be significant")
+        if template is not None and template.singleton:
+            raise InvalidSpec(
+                template.id, "singleton", True, "dynamic children cannot be singletons: give it a fixed place"
+            )
         problem = count_problem(max_children, allow_none=True)
         if problem is not None:
             raise InvalidSpec(None, "max_children", max_children, problem)
@@ -312,4 +345,5 @@ class DynamicSupervisorSpec(SupervisorSpec):
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "children", ())
         object.__setattr__(self, "auto_shutdown", AutoShutdown.NEVER)
+        object.__setattr__(self, "singleton", False)
         _check_limits(intensity, period)

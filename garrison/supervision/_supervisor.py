@@ -23,6 +23,7 @@ from garrison._errors import (
     ChildExists,
     ChildNotFound,
     ChildRunning,
+    Fenced,
     InvalidSpec,
     NameTaken,
     RestartIntensityExceeded,
@@ -40,6 +41,7 @@ from garrison.actors import (
 )
 from garrison.actors._slot import Slot
 from garrison.supervision._intensity import RestartIntensity
+from garrison.supervision._singleton import SingletonClaim, SingletonCoordinator
 from garrison.supervision._spec import (
     AutoShutdown,
     ChildSpec,
@@ -58,7 +60,8 @@ class ChildInfo:
     ref: ActorRef | None
     """None when the child is not running (terminated, or its spec kept after a normal exit)."""
     state: str
-    """``running``, ``restarting`` (waiting on backoff or mid-restart) or ``undefined``."""
+    """``running``, ``restarting`` (waiting on backoff or mid-restart), ``standby`` (a
+    singleton child another node runs) or ``undefined``."""
     kind: str
     """``worker`` or ``supervisor``."""
     restart: Restart
@@ -82,6 +85,7 @@ class _Child:
         "backoff_attempt",
         "pending_restart",
         "restart_timer",
+        "singleton",
         "slot",
         "spec",
         "started_at",
@@ -93,6 +97,8 @@ class _Child:
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
+        self.singleton: _SingletonState | None = None
+        """A singleton child's claim on its lease (None: not a singleton, or no cluster)."""
         self.slot: Slot | None = None
         self.backoff_attempt = 0
         self.started_at: float | None = None
@@ -113,6 +119,11 @@ class _Child:
     @property
     def running(self) -> bool:
         return self.slot is not None and self.slot.state is not ActorState.STOPPED
+
+    @property
+    def standing_by(self) -> bool:
+        """A singleton child that this node does not run now (another node does, or none yet)."""
+        return self.singleton is not None and self.slot is None
 
     @property
     def waiting_group(self) -> list[_Child]:
@@ -197,6 +208,55 @@ class _RetryRestart(_SupervisorMessage):
         self.reason = reason
 
 
+class _SingletonGranted(_SupervisorMessage):
+    """This node owns a singleton child's lease now, under fencing token ``token``."""
+
+    __slots__ = ("state", "token")
+
+    def __init__(self, state: _SingletonState, token: int) -> None:
+        self.state = state
+        self.token = token
+
+
+class _SingletonLost(_SupervisorMessage):
+    """This node no longer owns a singleton child's lease: the child stops, and stands by."""
+
+    __slots__ = ("reason", "state")
+
+    def __init__(self, state: _SingletonState, reason: str) -> None:
+        self.state = state
+        self.reason = reason
+
+
+class _SingletonState:
+    """One singleton's claim, and the events its coordinator sends (``SingletonEvents``).
+
+    The singleton is one ``singleton=True`` child, or every child of a supervisor whose
+    spec says ``singleton=True`` (they start, stop and stand by together, in start order).
+    Called from the coordinator's task: it only posts to the supervisor's mailbox, except
+    that ``revoked`` is set at once, so that a child failing because its lease is gone is
+    not restarted while the news is still on its way.
+    """
+
+    __slots__ = ("children", "claim", "name", "post", "revoked", "token")
+
+    def __init__(self, name: str, children: list[_Child], post: Callable[[SystemMessage], None]) -> None:
+        self.name = name
+        self.children = children
+        self.post = post
+        self.claim: SingletonClaim | None = None
+        self.token: int | None = None
+        self.revoked = False
+
+    def granted(self, token: int) -> None:
+        self.revoked = False
+        self.post(_SingletonGranted(self, token))
+
+    def lost(self, reason: str) -> None:
+        self.revoked = True
+        self.post(_SingletonLost(self, reason))
+
+
 class _Call(SystemMessage):
     """A management call run inside the supervisor's task; the caller awaits ``reply``.
 
@@ -239,13 +299,21 @@ class Supervisor(Actor):
         self._clock = self.ctx.node.clock
         self._summaries_due: list[_Child] = []
         """Children (removed ones too) whose omitted tracebacks await their summary."""
+        self._singletons: SingletonCoordinator | None = self.ctx.node.singletons
+        """The cluster's coordinator; None: singleton children run here as any other child."""
 
     # -- start -----------------------------------------------------------------
 
     async def on_start(self) -> None:
         """Start the children in list order; a child that fails to start fails this start."""
         self._slot.stop_children_concurrently = self.dynamic
+        if self.spec.singleton and self._singletons is not None:
+            self._stand_by(self._path, list(self._children), self._singletons)
+            return
         for child in list(self._children):
+            if child.spec.singleton and self._singletons is not None:
+                self._stand_by(f"{self._path}/{child.spec.id}", [child], self._singletons)
+                continue
             try:
                 await self._start_new_slot(child)
             except ActorStartError:
@@ -307,6 +375,19 @@ class Supervisor(Actor):
         )
         return slot.self_ref
 
+    def _stand_by(self, name: str, children: list[_Child], coordinator: SingletonCoordinator) -> None:
+        """Claim singleton ``name``'s lease for ``children``; they start when (and each time)
+        the claim is granted."""
+        state = _SingletonState(name, children, self._slot.mailbox.put_system)
+        for child in children:
+            child.singleton = state
+        state.claim = coordinator.claim(name, state)
+        self.ctx.logger.info(
+            "supervisor {path}: singleton {name} stands by until this node holds its lease",
+            path=self._path,
+            name=name,
+        )
+
     def _exit_hook(self, slot: Slot, reason: ExitReason) -> None:
         # Called from the child's task: hand the decision to our own task.
         if self._slot.state is ActorState.STOPPED:
@@ -326,6 +407,10 @@ class Supervisor(Actor):
             return await self._child_exited(message.slot, message.incarnation, message.reason)
         if isinstance(message, _DelayedRestart):
             return await self._delayed_restart_due(message)
+        if isinstance(message, _SingletonGranted):
+            return await self._singleton_granted(message)
+        if isinstance(message, _SingletonLost):
+            return await self._singleton_lost(message)
         assert isinstance(message, _RetryRestart)
         return await self._retry_restart(message)
 
@@ -340,6 +425,20 @@ class Supervisor(Actor):
         if child is None or slot.incarnation != incarnation or slot.state is ActorState.STOPPED:
             return None  # stale: that slot was already restarted, terminated or replaced
         spec = child.spec
+        state = child.singleton
+        if state is not None and (state.revoked or _fenced(reason)):
+            # Restarting it would only meet the same refusal: another node owns it now.
+            self._report(
+                child, slot, reason, "does not restart it: another node owns this singleton; it stands by"
+            )
+            slot.finalize(reason)
+            child.slot = None
+            child.forget_pending_restart()
+            if not state.revoked and state.claim is not None:
+                state.revoked = True
+                state.claim.resign(f"a write was fenced: {_why(reason)}")
+            await self._stop_singleton(state, "another node owns this singleton (fenced)")
+            return None
         if _restarts(spec.restart, reason):
             return await self._restart(child, reason)
         self._report(child, slot, reason, f"does not restart it ({spec.restart.name} child)")
@@ -371,6 +470,54 @@ class Supervisor(Actor):
                 self._report(child, retry.slot, retry.reason, f"restarts it with {other.spec.id!r} (backoff)")
                 return None
         return await self._restart(child, retry.reason)
+
+    def _members(self, state: _SingletonState) -> list[_Child]:
+        """The children ``state`` still speaks for, in start order."""
+        return [child for child in state.children if child.singleton is state and child in self._children]
+
+    async def _singleton_granted(self, granted: _SingletonGranted) -> ExitReason | None:
+        state = granted.state
+        waiting = [child for child in self._members(state) if child.slot is None]
+        if not waiting or self.ctx.node.state != "running":
+            return None  # stale (released, replaced, or it runs already), or the node is stopping
+        state.token = granted.token
+        self.ctx.logger.info(
+            "supervisor {path}: this node holds singleton {name}'s lease (fencing token {token}); "
+            "starting it",
+            path=self._path,
+            name=state.name,
+            token=granted.token,
+        )
+        for child in waiting:
+            try:
+                await self._start_new_slot(child)
+            except ActorStartError as error:
+                if state.claim is not None:
+                    state.claim.resign(f"{child.spec.id} failed to start: {error}")
+                await self._stop_singleton(state, f"{child.spec.id} failed to start")
+                return None
+        return None
+
+    async def _singleton_lost(self, lost: _SingletonLost) -> ExitReason | None:
+        state = lost.state
+        if not any(child.slot is not None for child in self._members(state)):
+            return None  # stale, or it is not running here anyway
+        self.ctx.logger.warning(
+            "supervisor {path}: singleton {name} lost its lease ({reason}); stopping it, it stands by",
+            path=self._path,
+            name=state.name,
+            reason=lost.reason,
+        )
+        await self._stop_singleton(state, f"singleton lease lost: {lost.reason}")
+        return None
+
+    async def _stop_singleton(self, state: _SingletonState, why: str) -> None:
+        """Stop every running child of ``state``, in reverse start order; they stand by."""
+        for child in reversed(self._members(state)):
+            child.forget_pending_restart()
+            if child.slot is not None:
+                slot, child.slot = child.slot, None
+                await slot.stop(ExitReason.shutdown(why), child.spec.shutdown)
 
     def _auto_shutdown(self, child_id: str) -> ExitReason | None:
         mode = self.spec.auto_shutdown
@@ -611,6 +758,22 @@ class Supervisor(Actor):
 
     async def on_stop(self) -> None:
         self._cancel_restart_timers()
+        # A singleton is stopped before its lease goes: never two owners running at once.
+        for child in reversed(self._children):
+            await self._release_singleton(child, "its supervisor stops")
+
+    async def _release_singleton(self, child: _Child, why: str) -> None:
+        """Stop ``child`` and take it out of its singleton; the last one out releases the lease."""
+        state = child.singleton
+        if state is None:
+            return
+        others = [other for other in self._members(state) if other is not child]
+        child.singleton = None
+        if child.slot is not None:
+            slot, child.slot = child.slot, None
+            await slot.stop(ExitReason.shutdown(why), child.spec.shutdown)
+        if not others and state.claim is not None:
+            await state.claim.release()
 
     def _cancel_restart_timers(self) -> None:
         for child in self._children:
@@ -633,7 +796,9 @@ class Supervisor(Actor):
         rows = []
         for child in self._children:
             slot = child.slot
-            if slot is None or slot.state is ActorState.STOPPED:
+            if child.standing_by:
+                state, ref, restarts = "standby", None, 0
+            elif slot is None or slot.state is ActorState.STOPPED:
                 state, ref, restarts = "undefined", None, 0
             else:
                 ref, restarts = slot.self_ref, slot.restarts
@@ -649,7 +814,11 @@ class Supervisor(Actor):
         rows = []
         for child in self._children:
             entry = by_name.pop(child.spec.id, None)
-            rows.append(entry if entry is not None else self._stopped_row(child))
+            if entry is None:
+                entry = self._stopped_row(child)
+                if child.standing_by:
+                    entry["state"] = "standby"
+            rows.append(entry)
         rows.extend(by_name.values())
         return rows
 
@@ -676,6 +845,8 @@ class Supervisor(Actor):
 
     async def terminate_child(self, child_id: str) -> None:
         child = self._find(child_id)
+        # A singleton child stops claiming its lease too.
+        await self._release_singleton(child, "terminate_child")
         waiting = [member for member in child.forget_pending_restart() if member is not child]
         if child.slot is not None:
             slot, child.slot = child.slot, None
@@ -693,8 +864,16 @@ class Supervisor(Actor):
 
     async def restart_child(self, child_id: str) -> ActorRef:
         child = self._find(child_id)
-        if child.slot is not None:
+        if child.slot is not None or child.singleton is not None:
             raise ChildRunning(self._path, child_id, "restart_child")
+        if (child.spec.singleton or self.spec.singleton) and self._singletons is not None:
+            raise InvalidSpec(
+                child_id,
+                "singleton",
+                True,
+                "a singleton child of a cluster node is not restarted by hand (its lease decides where it "
+                "runs); restart its supervisor to claim it again",
+            )
         ref = await self._start_new_slot(child)
         self._keep_slots_in_start_order()
         return ref
@@ -721,6 +900,13 @@ class Supervisor(Actor):
                 raise InvalidSpec(spec.id, "significant", True, "dynamic children cannot be significant")
         elif spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
             raise InvalidSpec(spec.id, "significant", True, "needs the supervisor's auto_shutdown")
+        if (spec.singleton or self.spec.singleton) and self._singletons is not None:
+            raise InvalidSpec(
+                spec.id,
+                "singleton",
+                True,
+                "a singleton's children are declared in its SupervisorSpec (its lease says where they run)",
+            )
         child = _Child(spec)
         self._children.append(child)
         try:
@@ -745,6 +931,18 @@ def _why(reason: ExitReason) -> str:
         return reason.brief
     what = f"{type(error).__name__}: {error}"
     return f"{reason.detail}: {what}" if reason.detail else what
+
+
+def _fenced(reason: ExitReason) -> bool:
+    """Whether a write of the child was refused with Fenced (the error or one of its causes)."""
+    error: BaseException | None = reason.error
+    seen = 0
+    while error is not None and seen < 16:
+        if isinstance(error, Fenced):
+            return True
+        error = getattr(error, "cause", None) or error.__cause__
+        seen += 1
+    return False
 
 
 def _restarts(restart: Restart, reason: ExitReason) -> bool:

@@ -20,6 +20,7 @@ from examples.order_routing.harness.broker_process import BrokerProcess, broker_
 from examples.order_routing.harness.chaos import chaos_arguments, run_chaos
 from examples.order_routing.harness.launch import SINGLE_NODE, open_journal
 from examples.order_routing.harness.multinode import multinode_arguments, run_multinode
+from examples.order_routing.harness.standby import run_standby, standby_arguments
 from examples.order_routing.harness.verdict import judge
 from examples.order_routing.harness.view import live_view, snapshot_of
 from examples.order_routing.node import paths
@@ -138,6 +139,17 @@ def parser() -> argparse.ArgumentParser:
     _config_arguments(chaos)
     broker_arguments(chaos)
     chaos_arguments(chaos)
+    standby_arguments(chaos)
+    cluster = commands.add_parser(
+        "cluster",
+        help="hot standby: the full node as a cluster singleton on two processes over a redis:// journal; "
+        "run, settle, print the verdict",
+    )
+    cluster.add_argument("--duration", type=float, default=30.0, help="seconds to run before settling")
+    _config_arguments(cluster)
+    broker_arguments(cluster)
+    chaos_arguments(cluster)
+    standby_arguments(cluster)
     multinode = commands.add_parser(
         "multinode",
         help="several nodes on one redis:// journal sharing the intents; kill them at random, settle, "
@@ -177,8 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(arguments)
     if args.command == "run":
         return asyncio.run(run_demo(args))
+    if args.command == "chaos" and args.standby:
+        return asyncio.run(run_standby(args, build_config, strikes=args.kills))
     if args.command == "chaos":
         return asyncio.run(run_chaos(args, build_config))
+    if args.command == "cluster":
+        return asyncio.run(run_standby(args, build_config, strikes=0))
     if args.command == "multinode":
         return asyncio.run(run_multinode(args, build_config))
     if args.command == "verdict":

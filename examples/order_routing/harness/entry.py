@@ -47,6 +47,10 @@ class HarnessConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the node writes its pid (node.pid) and finds one-shot orders (die-after)."""
     die_after_sends: int = 0
     """SIGKILL this process right after the Nth order frame is written (the dead zone)."""
+    lease_ttl: float = 3.0
+    """A cluster node's singleton lease TTL (``cluster_node.py``)."""
+    lease_refresh: float = 1.0
+    """A cluster node's lease refresh interval."""
 
 
 def load_harness() -> HarnessConfig:

@@ -37,7 +37,8 @@ class Feed(Actor):
         self.config = config
         self.random = random.Random(config.seed)
         self.prices = {symbol: 100.0 + 10 * index for index, symbol in enumerate(config.symbols)}
-        self.stream = DurableStream(self.ctx.node.journal, TICKS_STREAM)  # type: ignore[arg-type]
+        # Fenced under a cluster singleton, as every write of the node (intents.py).
+        self.stream = DurableStream(self.ctx.node.journal_for(self.ctx.path), TICKS_STREAM)
         self.seq = 0
         self.started_at = 0.0
         self.generated = 0

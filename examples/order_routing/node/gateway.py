@@ -259,9 +259,12 @@ class Gateway(Actor):
             self.backlog.extend(outgoing)
             return
         now = self.ctx.node.clock.now()
-        # The executor's lease on an order past its not_after ran out (several nodes): another
+        # The executor's lease on an order past its not_after ran out (several nodes), or this
+        # node's lease on the whole tree did (a cluster singleton, frozen past it): another
         # executor may own it now. Its intent stays SENDING, so whoever owns it looks it up first.
-        live = [entry for entry in outgoing if now <= entry[1]]
+        singletons = self.ctx.node.singletons
+        held_until = math.inf if singletons is None else singletons.valid_until(self.ctx.path)
+        live = [entry for entry in outgoing if now <= entry[1] and now <= held_until]
         if live:
             if self.awaiting_since is None:
                 self.awaiting_since = now

@@ -57,7 +57,9 @@ class Intents(Actor):
     mailbox = MailboxConfig(capacity=8192)
 
     async def on_start(self) -> None:
-        journal = self.ctx.node.journal
+        # The node's journal; fenced with the lease's token when the node runs as a cluster singleton
+        # (``cluster`` mode): an owner that lost its lease can then never record or move an intent.
+        journal = self.ctx.node.journal_for(self.ctx.path)
         assert journal is not None
         self.log: IntentLog[OrderIntent] = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
         self.waiting: list[RecordIntent] = []
