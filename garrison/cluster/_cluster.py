@@ -309,11 +309,11 @@ class Cluster:
 
     async def _free_when_dead(self, name: str, ref: ActorRef) -> None:
         await ref.wait_terminated()
-        self._name_tasks.pop(name, None)
         with contextlib.suppress(Exception):
             holder = (await self._read_names()).get(name)
             if holder == (self.node_id, ref.path):
                 await self._client.hdel(self._names_key, name)
+        self._name_tasks.pop(name, None)
 
     async def unregister(self, name: str) -> None:
         """Free ``name`` if this node holds it (the actor lives on). Awaits Redis."""
