@@ -496,15 +496,12 @@ class Transport:
         except UnknownMessageType as unknown:
             self._fail(frame, unknown)
             return
-        if self._is_up(frame.sender):
-            self._send(
-                frame.sender, Frame(Kind.REPLY, self.node_id, "", name, msgspec.Raw(body), frame.ask_id)
-            )
+        # Not gated on this node's view: the asker may have joined since its last refresh.
+        self._send(frame.sender, Frame(Kind.REPLY, self.node_id, "", name, msgspec.Raw(body), frame.ask_id))
 
     def _fail(self, frame: Frame, error: BaseException) -> None:
-        if self._is_up(frame.sender):
-            body = msgspec.Raw(encode(error_info(error)))
-            self._send(frame.sender, Frame(Kind.FAILURE, self.node_id, "", "", body, frame.ask_id))
+        body = msgspec.Raw(encode(error_info(error)))
+        self._send(frame.sender, Frame(Kind.FAILURE, self.node_id, "", "", body, frame.ask_id))
 
     def _answer(self, frame: Frame) -> None:
         pending = self._pending.get(frame.ask_id)
@@ -566,9 +563,8 @@ class Transport:
         self._send_terminated(watcher_node, target.path, reason.kind.value, str(reason))
 
     def _send_terminated(self, node_id: str, path: str, kind: str, text: str) -> None:
-        if self._is_up(node_id):
-            body = msgspec.Raw(encode(ExitInfo(kind, text)))
-            self._send(node_id, Frame(Kind.TERMINATED, self.node_id, path, "", body))
+        body = msgspec.Raw(encode(ExitInfo(kind, text)))
+        self._send(node_id, Frame(Kind.TERMINATED, self.node_id, path, "", body))
 
     def _terminated(self, frame: Frame) -> None:
         ref = self._refs.get((frame.sender, frame.to))

@@ -11,7 +11,7 @@ from garrison import InvalidConfig, Node
 from garrison.cluster import Cluster, MemberDown, MemberUp
 from garrison.cluster._keys import cluster_key
 from garrison.testing import TestProbe
-from tests.cluster.conftest import eventually, make_node, refresh
+from tests.cluster.conftest import make_node, refresh
 
 
 def _events(probe: TestProbe) -> list[Any]:
@@ -51,6 +51,7 @@ async def test_a_node_whose_lease_expires_is_down_for_the_others(join: Any) -> N
     b: Cluster = await join("b", lease_ttl=0.3, refresh_interval=0.1)
     probe = TestProbe(a.node)
     a.node.bus.subscribe(probe, MemberDown)
+
     # b's clock never moves again: it stops refreshing, and its lease expires in Redis.
     async def b_is_gone() -> bool:
         await refresh(a)
@@ -64,7 +65,7 @@ async def test_a_node_whose_lease_expires_is_down_for_the_others(join: Any) -> N
 
 
 async def test_a_node_that_finds_its_lease_gone_considers_itself_out(join: Any, redis_url: str) -> None:
-    a: Cluster = await join("a")
+    await join("a")
     b: Cluster = await join("b")
     reasons: list[str] = []
     b.on_self_down(reasons.append)

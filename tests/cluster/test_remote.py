@@ -103,7 +103,7 @@ async def test_remote_handler_errors_come_back(join: Any) -> None:
 
 
 async def test_an_unregistered_type_is_refused_before_sending(join: Any) -> None:
-    a, b = await two(join)
+    a, _b = await two(join)
     with pytest.raises(UnknownMessageType) as refused:
         a.ref("b", "/recorder").tell_nowait(Unregistered("x"))
     assert refused.value.message_type.endswith("Unregistered")
