@@ -39,6 +39,8 @@ BENCHMARKS: dict[str, str] = {
     "intent_recovery_growth": "bench.intent_recovery_growth",
     "order_routing": "bench.order_routing",
     "loops": "bench.event_loops",
+    "remote_tell": "bench.remote_tell",
+    "remote_ask": "bench.remote_ask",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 

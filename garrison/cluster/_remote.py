@@ -61,6 +61,10 @@ READ_BLOCK_MS = 1000
 RETRY_DELAY = 0.1
 """Real seconds the reader waits after a failed read before it reads again."""
 
+ACKS_WITH_FRAMES = 64
+"""Delivered inbox entries are acknowledged (XACK + XDEL) once this many wait, or when a read
+finds the inbox idle: a frame someone waits for (an ask, a reply) never waits for them."""
+
 _EMPTY = msgspec.Raw(encode(None))
 
 
@@ -315,10 +319,17 @@ class Transport:
             await self._wakeup.wait()
             self._wakeup.clear()
             batch, self._buffer = self._buffer, []
-            acks, self._acks = self._acks, []
+            if batch and len(self._acks) < ACKS_WITH_FRAMES:
+                acks: list[Any] = []  # a frame someone may wait for goes out without them
+            else:
+                acks, self._acks = self._acks, []
             if not batch and not acks:
                 continue
             self._idle.clear()
+            if len(batch) == 1 and not acks:  # a lone frame (an ask, its reply): no pipeline's cost
+                key, data = batch[0]
+                await self._send_one(key, data)
+                continue
             pipe = self._client.pipeline(transaction=False)
             for key, data in batch:
                 pipe.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
@@ -343,6 +354,23 @@ class Transport:
             finally:
                 if not self._buffer and not self._acks:
                     self._idle.set()
+
+    async def _send_one(self, key: str, data: bytes) -> None:
+        try:
+            await self._client.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
+            self.sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.send_failures += 1
+            self._node.logger.warning(
+                "cluster {cluster}: a frame was lost, sending failed: {error}",
+                cluster=self.cluster,
+                error=f"{type(error).__name__}: {error}",
+            )
+        finally:
+            if not self._buffer and not self._acks:
+                self._idle.set()
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -369,6 +397,8 @@ class Transport:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if not response:
+                if self._acks and not self._wakeup.is_set():
+                    self._wakeup.set()  # the inbox is idle: acknowledge what was delivered
                 continue
             for _stream, entries in response:
                 ids = []
@@ -388,9 +418,8 @@ class Transport:
                         )
                     ids.append(entry_id)
                 if ids:
-                    # Acknowledged with the next pipeline of sends: one round trip less per batch.
                     self._acks.extend(ids)
-                    if not self._wakeup.is_set():
+                    if len(self._acks) >= ACKS_WITH_FRAMES and not self._wakeup.is_set():
                         self._wakeup.set()
 
     async def _deliver(self, fields: dict[Any, Any]) -> None:
