@@ -22,8 +22,16 @@ from typing import Any
 
 import msgspec
 
-from bench._cluster_bench import PAYLOAD, PAYLOAD_BYTES, OrderAccepted, Server, fresh_key, raw_client
-from bench._cluster_bench import redis_missing, two_nodes
+from bench._cluster_bench import (
+    PAYLOAD,
+    PAYLOAD_BYTES,
+    OrderAccepted,
+    Server,
+    fresh_key,
+    raw_client,
+    redis_missing,
+    two_nodes,
+)
 from bench._harness import interleave, paired_ratio, percentile, quiet_logs, summary, target
 
 
@@ -114,7 +122,7 @@ def run(quick: bool) -> dict[str, Any]:
         ratio_p50 = paired_ratio(p50["garrison_remote_ask"], p50["raw_xadd_xreadgroup_ping_pong"])
         ratio_p99 = paired_ratio(p99["garrison_remote_ask"], p99["raw_xadd_xreadgroup_ping_pong"])
         return {
-            "measures": "sequential ask round trips between two nodes in one process, one redis-server (no AOF)",
+            "measures": "sequential ask round trips, two nodes in one process, one redis-server (no AOF)",
             "params": {"asks_per_run": count, "runs": runs, "redis": server.version},
             "p50_us": {name: summary(values) for name, values in p50.items()},
             "p99_us": {name: summary(values) for name, values in p99.items()},

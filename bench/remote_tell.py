@@ -23,8 +23,16 @@ from typing import Any
 
 import msgspec
 
-from bench._cluster_bench import PAYLOAD, PAYLOAD_BYTES, OrderAccepted, Server, fresh_key, raw_client
-from bench._cluster_bench import redis_missing, two_nodes
+from bench._cluster_bench import (
+    PAYLOAD,
+    PAYLOAD_BYTES,
+    OrderAccepted,
+    Server,
+    fresh_key,
+    raw_client,
+    redis_missing,
+    two_nodes,
+)
 from bench._harness import interleave, paired_ratio, quiet_logs, summary, target
 
 BATCH = 512
