@@ -58,6 +58,9 @@ GROUP = "garrison"
 READ_BLOCK_MS = 1000
 """How long one XREADGROUP waits for entries before it reads again (real milliseconds)."""
 
+CLOSE_TIMEOUT = 2.0
+"""Real seconds leaving waits for each step: the last sends, the tasks to end, the inbox's delete."""
+
 RETRY_DELAY = 0.1
 """Real seconds the reader waits after a failed read before it reads again."""
 
@@ -240,24 +243,34 @@ class Transport:
         if self._buffer or self._acks:
             self._wakeup.set()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 while self._buffer or self._acks or not self._idle.is_set():
                     await self._idle.wait()
                     await asyncio.sleep(0)
-        for task in (self._reader, self._flusher, *self._served.values(), *self._answers):
-            if task is not None:
-                task.cancel()
-        for task in (self._reader, self._flusher, *self._served.values(), *self._answers):
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
+        tasks = [
+            task
+            for task in (self._reader, self._flusher, *self._served.values(), *self._answers)
+            if task is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: a read cancelled inside redis-py can take a while to let go of its socket.
+            _done, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            if stuck:
+                self._node.logger.warning(
+                    "cluster {cluster}: {count} task(s) did not stop within {timeout}s of leaving",
+                    cluster=self.cluster,
+                    count=len(stuck),
+                    timeout=CLOSE_TIMEOUT,
+                )
         self._served.clear()
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(NodeUnreachable(self.node_id, self.cluster, pending.path))
         self._pending.clear()
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._client.delete(self.inbox)
 
     # -- refs ----------------------------------------------------------------------------

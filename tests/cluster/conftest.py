@@ -80,9 +80,6 @@ def make_node(name: str) -> Node:
     return Node(name, clock=ManualClock(), handle_signals=False, guard=None)
 
 
-JoinNode = Callable[..., "asyncio.Future[Cluster]"]
-
-
 @pytest.fixture
 async def join(redis_url: str, cluster_name: str) -> AsyncIterator[Callable[..., object]]:
     """``await join("a", lease_ttl=..., ...)``: a running node joined to the test's cluster; every
