@@ -4,8 +4,10 @@ Sending: each frame goes into a send buffer; one flusher task wakes on the
 next loop turn and sends everything buffered as one pipeline of XADDs (MAXLEN
 ~ ``max_inbox_length``), in order. Receiving: one reader task reads this
 node's inbox with XREADGROUP COUNT ``read_count``, delivers each entry in
-stream order into the local mailbox, then XACKs and XDELs the batch. So the
-frames of one sender to one receiver arrive in the order sent.
+stream order into the local mailbox (what finds a full BACKPRESSURE mailbox
+waits in a task of its own, with what follows it for that actor), and
+acknowledges (XACK + XDEL) what was accepted. So the frames of one sender to
+one receiver arrive in the order sent.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +218,8 @@ class Transport:
         self._pending: dict[int, _Pending] = {}
         self._refs: dict[tuple[str, str], RemoteRef] = {}
         self._watchers: dict[RemoteRef, dict[Slot, None]] = {}
+        self._held: dict[str, deque[tuple[Any, Frame, Any]]] = {}
+        """Per actor path whose BACKPRESSURE mailbox is full: the entries queued behind it."""
         self._served: dict[tuple[str, str], asyncio.Task[None]] = {}
         """Watches other nodes asked of this one, by (watcher node, path)."""
         self._answers: set[asyncio.Task[None]] = set()
@@ -418,7 +423,8 @@ class Transport:
                 for entry_id, fields in entries:
                     self.received += 1
                     try:
-                        await self._deliver(fields)
+                        if not await self._deliver(entry_id, fields):
+                            continue  # acknowledged once its mailbox accepts it
                     except asyncio.CancelledError:
                         raise
                     except Exception as error:  # never the reader's end
@@ -435,27 +441,29 @@ class Transport:
                     if len(self._acks) >= ACKS_WITH_FRAMES and not self._wakeup.is_set():
                         self._wakeup.set()
 
-    async def _deliver(self, fields: dict[Any, Any]) -> None:
+    async def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
+        """Deliver one inbox entry; True when it can be acknowledged now."""
         data = fields.get(FRAME_FIELD)
         if data is None:
             self._malformed(
                 fields, f"no {FRAME_FIELD.decode()!r} field (fields: {sorted(map(repr, fields))})"
             )
-            return
+            return True
         try:
             frame = decode_frame(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             self._malformed(data, f"the frame does not decode: {error}")
-            return
+            return True
         kind = frame.kind
         if kind is Kind.TELL or kind is Kind.ASK:
-            await self._deliver_message(frame)
-        elif kind is Kind.REPLY or kind is Kind.FAILURE:
+            return await self._deliver_message(frame, entry_id)
+        if kind is Kind.REPLY or kind is Kind.FAILURE:
             self._answer(frame)
         elif kind is Kind.WATCH:
             self._serve_watch(frame)
         else:
             self._terminated(frame)
+        return True
 
     def _malformed(self, message: Any, why: str) -> None:
         self._node.dead_letters.publish(message, self.inbox, f"malformed: {why}", kind="malformed")
@@ -485,30 +493,84 @@ class Transport:
                 self._fail(frame, UnknownMessageType(f"{frame.type} ({error})", self.node_id))
         return False, None
 
-    async def _deliver_message(self, frame: Frame) -> None:
+    async def _deliver_message(self, frame: Frame, entry_id: Any) -> bool:
+        """Hand a tell or ask to its actor; True when the entry can be acknowledged now, False
+        when it waits behind a full BACKPRESSURE mailbox (acknowledged once accepted)."""
         decoded, message = self._decode(frame)
         if not decoded:
-            return
+            return True
+        held = self._held.get(frame.to)
+        if held is not None:  # behind earlier messages still waiting for space: keep the order
+            held.append((entry_id, frame, message))
+            return False
         try:
             target = self._node.lookup(frame.to)
         except ActorNotFound as missing:
             self._node.dead_letters.publish(message, frame.to, str(missing), missing, kind="stopped")
             if frame.kind is Kind.ASK:
                 self._fail(frame, missing)
-            return
-        if frame.kind is Kind.TELL:
-            try:
-                await target.tell(message)  # waits only for a full BACKPRESSURE mailbox
-            except (MailboxFull, ActorStopped) as refused:
-                kind = "overflow" if isinstance(refused, MailboxFull) else "stopped"
-                self._node.dead_letters.publish(
-                    message,
-                    frame.to,
-                    f"remote tell from node {frame.sender!r}: {refused}",
-                    refused,
-                    kind=kind,
-                )
-            return
+            return True
+        if frame.kind is Kind.ASK:
+            self._start_ask(target, frame, message)
+            # The ask's first step puts it in the mailbox: let it run before the next entry.
+            await asyncio.sleep(0)
+            return True
+        try:
+            waiting = target.tell(message)
+        except (MailboxFull, ActorStopped) as refused:
+            self._refused(frame, message, refused)
+            return True
+        if isinstance(waiting, asyncio.Future) and waiting.done():
+            return True
+        # A full BACKPRESSURE mailbox: wait for space in a task of its own, so that the reader
+        # goes on for every other actor (a reply this node waits for among them).
+        self._held[frame.to] = deque()
+        task = self._loop.create_task(self._wait_for_space(target, waiting, entry_id, frame, message))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+        return False
+
+    async def _wait_for_space(
+        self, target: ActorRef, waiting: Awaitable[None], entry_id: Any, frame: Frame, message: Any
+    ) -> None:
+        """Deliver the tell that found the mailbox full, then what queued up behind it, in order."""
+        path = frame.to
+        held = self._held[path]
+        try:
+            while True:
+                try:
+                    await waiting
+                except (MailboxFull, ActorStopped) as refused:
+                    self._refused(frame, message, refused)
+                self._acknowledge(entry_id)
+                while held and held[0][1].kind is Kind.ASK:
+                    entry_id, frame, message = held.popleft()
+                    self._start_ask(target, frame, message)
+                    await asyncio.sleep(0)
+                    self._acknowledge(entry_id)
+                if not held:
+                    return
+                entry_id, frame, message = held.popleft()
+                try:
+                    waiting = target.tell(message)
+                except (MailboxFull, ActorStopped) as refused:
+                    self._refused(frame, message, refused)
+                    waiting = self.done
+        finally:
+            del self._held[path]  # cancelled (leaving): what is left is dropped, at most once
+
+    def _refused(self, frame: Frame, message: Any, refused: MailboxFull | ActorStopped) -> None:
+        kind = "overflow" if isinstance(refused, MailboxFull) else "stopped"
+        self._node.dead_letters.publish(
+            message, frame.to, f"remote tell from node {frame.sender!r}: {refused}", refused, kind=kind
+        )
+
+    def _acknowledge(self, entry_id: Any) -> None:
+        self._acks.append(entry_id)
+        if len(self._acks) >= ACKS_WITH_FRAMES and not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def _start_ask(self, target: ActorRef, frame: Frame, message: Any) -> None:
         if frame.deadline and self._wall() >= frame.deadline:
             self.expired_asks += 1
             self._node.dead_letters.publish(
@@ -522,8 +584,6 @@ class Transport:
         task = self._loop.create_task(self._run_ask(target, message, timeout, frame))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
-        # The ask's first step puts it in the mailbox: let it run before the next entry.
-        await asyncio.sleep(0)
 
     async def _run_ask(self, target: ActorRef, message: Any, timeout: float | None, frame: Frame) -> None:
         try:

@@ -43,3 +43,19 @@ class Blocked(Actor):
         self.started.set()
         await self.release.wait()
         return None
+
+
+class Slow(Actor):
+    """Records each message, holding the first until ``release`` is set; a one-slot
+    BACKPRESSURE mailbox."""
+
+    mailbox = MailboxConfig(capacity=1, overflow=Overflow.BACKPRESSURE)
+
+    def __init__(self, seen: list[Any], release: asyncio.Event) -> None:
+        self.seen = seen
+        self.release = release
+
+    async def on_receive(self, message: Any) -> Any:
+        await self.release.wait()
+        self.seen.append(message)
+        return message

@@ -21,7 +21,7 @@ from garrison import (
 )
 from garrison.cluster import Cluster, RemoteRef
 from garrison.cluster._keys import cluster_key
-from tests.cluster._actors import Blocked, Recorder, Silent
+from tests.cluster._actors import Blocked, Recorder, Silent, Slow
 from tests.cluster.conftest import Ping, Pong, Unregistered, eventually, refresh
 
 
@@ -228,3 +228,25 @@ def test_frames_are_msgpack_arrays() -> None:
 
     frame = Frame(Kind.TELL, "a", "/x", "", msgspec.Raw(encode(1)))
     assert decode_frame(encode(frame)) == frame
+
+
+async def test_a_full_backpressure_mailbox_holds_only_its_own_messages(join: Any) -> None:
+    a, b = await two(join)
+    release = asyncio.Event()
+    slow_seen: list[Any] = []
+    await b.node.spawn(Slow, name="slow", args=(slow_seen, release))
+    await b.node.spawn(Recorder, name="recorder", args=([],))
+    slow = a.ref("b", "/slow")
+    for n in range(4):  # one in the handler, one queued, two waiting for space
+        slow.tell_nowait(Ping(n))
+    asking = asyncio.ensure_future(slow.ask(Ping(4), timeout=10.0))
+    await asyncio.sleep(0)
+    slow.tell_nowait(Ping(5))
+    # The reader goes on for another actor meanwhile.
+    assert await a.ref("b", "/recorder").ask(Ping(9), timeout=5.0) == Pong(9)
+    assert slow_seen == []
+    release.set()
+    assert await asyncio.wait_for(asking, 5.0) == Ping(4)
+    await eventually(lambda: len(slow_seen) == 6, "six messages at /slow")
+    assert slow_seen == [Ping(n) for n in range(6)]
+    assert b.node.dead_letters.count == 0
