@@ -9,7 +9,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from garrison._errors import ActorNotFound, InvalidConfig, NameTaken, NodeNotRunning
+import msgspec
+
+from garrison._errors import ActorNotFound, ActorStopped, InvalidConfig, NameTaken, NodeNotRunning
 from garrison._validate import check_count, check_seconds
 from garrison.actors import ActorRef
 from garrison.cluster._config import ClusterConnection, ClusterSettings, check_cluster_name
@@ -290,8 +292,6 @@ class Cluster:
         InvalidConfig for an empty name or a ``ref`` that is not a local ActorRef,
         ActorStopped for a dead ref.
         """
-        from garrison._errors import ActorStopped
-
         if not isinstance(name, str) or not name:
             raise InvalidConfig("name", name, "must be a non-empty str")
         if not isinstance(ref, ActorRef):
@@ -343,8 +343,6 @@ class Cluster:
         return {name: f"{node_id}:{path}" for name, (node_id, path) in (await self._read_names()).items()}
 
     async def _read_names(self) -> dict[str, tuple[str, str]]:
-        import msgspec
-
         raw: dict[Any, Any] = await self._client.hgetall(self._names_key)
         names: dict[str, tuple[str, str]] = {}
         for key, value in raw.items():

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from garrison._clock import Cancellable
+from garrison._errors import InvalidConfig
 from garrison.cluster._keys import cluster_key, lease_prefix
 
 if TYPE_CHECKING:
@@ -143,8 +144,6 @@ class Membership:
         """Take this node's lease and read the first view. A lease still held by an earlier
         incarnation of the same node id (a crash) is waited out, up to ``lease_ttl`` plus one
         refresh of real time; raises InvalidConfig if it is still held then."""
-        from garrison._errors import InvalidConfig
-
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.lease_ttl + self.refresh_interval
         while True:
