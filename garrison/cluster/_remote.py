@@ -69,7 +69,12 @@ RETRY_DELAY = 0.1
 
 ACKS_WITH_FRAMES = 64
 """Delivered inbox entries are acknowledged (XACK + XDEL) once this many wait, or when a read
-finds the inbox idle: a frame someone waits for (an ask, a reply) never waits for them."""
+finds the inbox idle, in a pipeline of their own: a frame someone waits for (an ask, a reply)
+does not wait for them."""
+
+MAX_ACKS_WAITING = 4096
+"""Beyond this many, acknowledgements ride with the frames: a node that sends without pause
+still trims its inbox."""
 
 _EMPTY = msgspec.Raw(encode(None))
 
@@ -337,8 +342,10 @@ class Transport:
             await self._wakeup.wait()
             self._wakeup.clear()
             batch, self._buffer = self._buffer, []
-            if batch and len(self._acks) < ACKS_WITH_FRAMES:
+            if batch and len(self._acks) < MAX_ACKS_WAITING:
                 acks: list[Any] = []  # a frame someone may wait for goes out without them
+                if len(self._acks) >= ACKS_WITH_FRAMES:
+                    self._wakeup.set()  # they go next turn
             else:
                 acks, self._acks = self._acks, []
             if not batch and not acks:
