@@ -96,4 +96,5 @@ class DeadLetter:
     at: float = field(default=0.0)
     kind: str = "other"
     """A low-cardinality category for metrics: overflow, stopped, crashed, killed,
-    unhandled, late_reply, watcher_stopped, timer, restarting."""
+    unhandled, late_reply, watcher_stopped, timer, restarting; and from the cluster:
+    unreachable, unknown_type, malformed, expired."""

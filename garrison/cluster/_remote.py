@@ -484,7 +484,7 @@ class Transport:
                 bytes(frame.body),
                 frame.to,
                 f"unknown-type: {frame.type!r} from node {frame.sender!r} is not registered here",
-                kind="unknown-type",
+                kind="unknown_type",
             )
             if frame.kind is Kind.ASK:
                 self._fail(frame, UnknownMessageType(frame.type, self.node_id))

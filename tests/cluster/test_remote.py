@@ -123,7 +123,7 @@ async def test_a_type_unknown_to_the_receiver_goes_to_its_dead_letters(join: Any
     assert unknown.value.node == "b"
     ref.tell_nowait(Ping(1))  # the reader carries on
     await eventually(lambda: seen == [Ping(1)], "the Ping after the unknown types")
-    letters = [letter for letter in b.node.dead_letters.recent() if letter.kind == "unknown-type"]
+    letters = [letter for letter in b.node.dead_letters.recent() if letter.kind == "unknown_type"]
     assert len(letters) == 2
     assert letters[0].recipient == "/recorder"
     assert letters[0].reason.startswith("unknown-type: ")
