@@ -648,6 +648,8 @@ class Transport:
         if watchers is None:
             watchers = self._watchers[ref] = {}
             self._send(ref.node_id, Frame(Kind.WATCH, self.node_id, ref.path, "", _EMPTY))
+        for stopped in [each for each in watchers if each.mailbox.closed]:
+            del watchers[stopped]  # watchers that stopped meanwhile: not kept until the ref dies
         watchers[watcher] = None
 
     def unwatch(self, ref: RemoteRef, watcher: Slot) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from garrison import InvalidConfig, Node
+from garrison import Actor, InvalidConfig, Node
 from garrison.cluster import Cluster, MemberDown, MemberUp
 from garrison.cluster._keys import cluster_key
 from garrison.testing import TestProbe
@@ -90,9 +90,9 @@ async def test_a_node_that_finds_its_lease_gone_considers_itself_out(join: Any, 
 
 async def test_a_node_out_of_the_cluster_sees_refresh_failures_longer_than_the_ttl(join: Any) -> None:
     b: Cluster = await join("b", lease_ttl=1.0, refresh_interval=0.5)
-    await b.membership._client.aclose()  # every later command fails
-    b.membership._client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    b.membership._script = b.membership._client.register_script("return 1")
+    # Its lease rounds now go to a port nobody listens on: every refresh fails.
+    unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    b.membership._script = unreachable.register_script("return 1")
     await refresh(b)
     assert not b.self_down.is_set()  # failing for 0.5 s < lease_ttl
     await refresh(b)
@@ -134,3 +134,28 @@ async def test_joining_outside_a_running_node_is_refused(redis_url: str) -> None
 
     with pytest.raises(NodeNotRunning):
         await Cluster.join(Node("idle", handle_signals=False), redis_url)
+
+
+async def test_leaving_deletes_the_lease_the_inbox_and_the_names(join: Any, redis_url: str) -> None:
+    a: Cluster = await join("a")
+    b: Cluster = await join("b")
+    recorder = await b.node.spawn(_Idle, name="idle")
+    await b.register("idle", recorder)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        pattern = f"garrison:cluster:{{{a.name}*"
+        keys = sorted([key.decode() async for key in client.scan_iter(match=pattern)])
+        assert keys == sorted(
+            [cluster_key(a.name, "lease", node) for node in ("a", "b")]
+            + [cluster_key(a.name, "inbox", node) for node in ("a", "b")]
+            + [cluster_key(a.name, "members"), cluster_key(a.name, "names")]
+        )
+        await b.node.shutdown()
+        await a.node.shutdown()
+        assert [key async for key in client.scan_iter(match=pattern)] == []
+    finally:
+        await client.aclose()
+
+
+class _Idle(Actor):
+    pass
