@@ -233,6 +233,22 @@ class Cluster:
 
     # -- membership ----------------------------------------------------------------------
 
+    @property
+    def redis(self) -> Redis:
+        """The redis-py asyncio client the cluster uses (for the cluster's own modules, such
+        as the singleton's lease; its keys come from ``garrison/cluster/_keys.py``)."""
+        return self._client
+
+    @property
+    def lease_ttl(self) -> float:
+        """Seconds a lease lives without a refresh."""
+        return self.membership.lease_ttl
+
+    @property
+    def refresh_interval(self) -> float:
+        """Seconds of the node's clock between two lease refreshes."""
+        return self.membership.refresh_interval
+
     def members(self) -> list[Member]:
         """The members up as of the last lease refresh, by node id (empty once this node is out)."""
         return sorted(self.membership.view.values())
