@@ -42,6 +42,8 @@ BENCHMARKS: dict[str, str] = {
     "e2e_fix": "bench.e2e_fix",
     "loops": "bench.event_loops",
     "fix_codec": "bench.fix_codec",
+    "remote_tell": "bench.remote_tell",
+    "remote_ask": "bench.remote_ask",
 }
 """Short name -> module; every module exposes ``run(quick: bool) -> dict``."""
 

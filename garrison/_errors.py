@@ -509,3 +509,46 @@ class NameTaken(GarrisonError, ValueError):
             f"name {name!r} is registered to {holder}, not free for {wanted_by}: "
             "unregister it first, or pick another name"
         )
+
+
+class UnknownMessageType(GarrisonError, TypeError):
+    """Raised by a remote ref's ``tell`` and ``ask`` (``garrison.cluster``) when the message's
+    type is not in the cluster's message registry: nothing was sent. Register the type on
+    every node (``cluster.message_types(...)``); plain msgpack values (None, bool, int, float,
+    str, bytes, lists and dicts of them) need no registration."""
+
+    def __init__(self, message_type: str, node: str) -> None:
+        self.message_type = message_type
+        self.node = node
+        super().__init__(
+            f"message type {message_type} is not registered with the cluster on node {node!r}: "
+            "register it on every node with cluster.message_types(...) before sending it"
+        )
+
+
+class NodeUnreachable(GarrisonError):
+    """Raised by a remote ``ask`` (``garrison.cluster``) when the target node is not a member
+    of the cluster (never joined, left, or its lease expired), or leaves while the ask waits.
+    The message may or may not have been handled."""
+
+    def __init__(self, node: str, cluster: str, path: str) -> None:
+        self.node = node
+        self.cluster = cluster
+        self.path = path
+        super().__init__(
+            f"node {node!r} is not up in cluster {cluster!r}; the ask to {path} got no reply "
+            "(check node.cluster.members(), and watch the ref to hear when it goes)"
+        )
+
+
+class RemoteHandlerError(GarrisonError):
+    """Raised by a remote ``ask`` (``garrison.cluster``) when the remote handler raised an error
+    that is not a garrison error (garrison errors are raised as themselves). ``error_type`` and
+    ``text`` are the remote exception's class name and message."""
+
+    def __init__(self, node: str, path: str, error_type: str, text: str) -> None:
+        self.node = node
+        self.path = path
+        self.error_type = error_type
+        self.text = text
+        super().__init__(f"{path} on node {node!r} raised {error_type}: {text}")

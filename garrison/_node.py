@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 from loguru import logger
 
@@ -67,6 +67,35 @@ _DEFAULT_GUARD = LoopGuard()
 
 SETTLE_POLL_INTERVAL = 0.001
 """Real seconds ``settle`` sleeps between looks while work runs off the loop (threads)."""
+
+
+class NodeCluster(Protocol):
+    """What the node needs of the cluster it joined (``garrison.cluster.Cluster`` implements it;
+    the node never imports the cluster). Users reach the rest of the cluster's API through
+    ``node.cluster`` too; typed code that needs it writes ``cast(garrison.cluster.Cluster, ...)``
+    or keeps the ``Cluster`` that ``Cluster.join`` returned."""
+
+    @property
+    def name(self) -> str:
+        """The cluster's name."""
+        ...
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in the cluster."""
+        ...
+
+    def members(self) -> list[Any]:
+        """The members up now (``garrison.cluster.Member``)."""
+        ...
+
+    def ref(self, node_id: str, path: str) -> Any:
+        """A ref to the actor at ``path`` on node ``node_id`` (``garrison.cluster.RemoteRef``)."""
+        ...
+
+    async def leave(self) -> None:
+        """Leave the cluster; called on shutdown after the actors stopped. Never raises."""
+        ...
 
 
 class Node:
@@ -166,6 +195,8 @@ class Node:
         self.consumer_groups: dict[tuple[str, str], ConsumerGroup | RedisConsumer] = {}
         """Durable-stream consumer groups whose lag the metrics export, by (stream, group)."""
         self._root: Slot | None = None
+        self.cluster: NodeCluster | None = None
+        """The cluster this node joined (``garrison.cluster.Cluster.join``), or None."""
         self.max_abandoned_threads = max_abandoned_threads
         """More hung ThreadedActor threads abandoned than this fail the node
         (exit code ABANDONED_THREADS_EXIT_CODE) so that the process is restarted."""
@@ -344,6 +375,9 @@ class Node:
         if self.singletons is not None:
             self._stop_phase = "releasing the singleton leases"
             await self.singletons.close()
+        if self.cluster is not None:
+            self._stop_phase = "leaving the cluster"
+            await self.cluster.leave()
         self._stop_phase = "closing the journal"
         if self.journal is not None:
             await self.journal.close()
@@ -507,6 +541,16 @@ class Node:
         if self._root is None:
             return False, "no supervision tree started yet (node.start)"
         return self.health()
+
+    def attach_cluster(self, cluster: NodeCluster) -> None:
+        """Internal (``garrison.cluster.Cluster.join``): the node holds ``cluster`` as
+        ``node.cluster`` and leaves it on shutdown, after its actors stopped. Raises InvalidConfig
+        when the node has joined a cluster already."""
+        if self.cluster is not None and self.cluster is not cluster:
+            raise InvalidConfig(
+                "cluster", cluster.name, f"node {self.name} has joined cluster {self.cluster.name}"
+            )
+        self.cluster = cluster
 
     def track_consumer_lag(self, group: ConsumerGroup | RedisConsumer) -> None:
         """Export this durable-stream consumer group's lag with the node's metrics

@@ -21,6 +21,7 @@ PUBLIC_PACKAGES = [
     "garrison.supervision",
     "garrison.actors",
     "garrison.mailbox",
+    "garrison.cluster",
 ]
 """``garrison`` and the subpackages whose ``__all__`` is public (see docs/reference.md)."""
 

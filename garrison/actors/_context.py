@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from garrison.actors._actor import Actor
     from garrison.actors._kernel import SpawnOptions
     from garrison.actors._metrics import ActorMetrics
-    from garrison.actors._ref import ActorRef
+    from garrison.actors._ref import ActorRef, Watchable
     from garrison.actors._runtime import Runtime
     from garrison.actors._slot import Interceptor, Slot
     from garrison.actors._stash import Stash
@@ -166,8 +166,11 @@ class ActorContext:
         """
         return await self.node.kernel.spawn(actor_class, parent=self._slot, **options)
 
-    def watch(self, ref: ActorRef) -> None:
+    def watch(self, ref: Watchable) -> None:
         """Deliver ``Terminated(ref, reason)`` to this actor when ``ref`` stops for good.
+
+        ``ref`` is an ActorRef or a ``garrison.cluster.RemoteRef`` (an actor on another node:
+        also delivered when that node leaves the cluster).
 
         Delivered at once if it has already stopped. Not delivered for
         supervised restarts, its own or an ancestor's (the ref lives on; see
@@ -175,7 +178,7 @@ class ActorContext:
         """
         self._slot.watch(ref)
 
-    def unwatch(self, ref: ActorRef) -> None:
+    def unwatch(self, ref: Watchable) -> None:
         """Stop watching ``ref``; a Terminated already queued is still delivered."""
         self._slot.unwatch(ref)
 

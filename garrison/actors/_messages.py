@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from garrison.actors._ref import ActorRef
+    from garrison.actors._ref import Watchable
 
 
 class ActorState(enum.Enum):
@@ -76,10 +76,12 @@ class ExitReason:
 class Terminated:
     """Delivered to a watcher when the watched actor has stopped for good.
 
-    Not sent for a supervised restart: the ref stays valid across those.
+    Not sent for a supervised restart: the ref stays valid across those. ``ref`` is the
+    ``ActorRef`` watched, or the ``RemoteRef`` of an actor on another node
+    (``garrison.cluster``: also sent when that node leaves the cluster).
     """
 
-    ref: ActorRef
+    ref: Watchable
     reason: ExitReason
 
 
@@ -94,4 +96,5 @@ class DeadLetter:
     at: float = field(default=0.0)
     kind: str = "other"
     """A low-cardinality category for metrics: overflow, stopped, crashed, killed,
-    unhandled, late_reply, watcher_stopped, timer, restarting."""
+    unhandled, late_reply, watcher_stopped, timer, restarting; and from the cluster:
+    unreachable, unknown_type, malformed, expired."""

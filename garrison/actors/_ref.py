@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._defaults import DEFAULT_ASK_TIMEOUT
 from garrison._errors import MessageDropped
@@ -17,6 +17,31 @@ if TYPE_CHECKING:
     from garrison.actors._messages import ExitReason
     from garrison.actors._slot import Slot
     from garrison.mailbox import MailboxMetrics
+
+
+class Watchable(Protocol):
+    """What ``ctx.watch`` needs of a ref: an :class:`ActorRef`, or a ``garrison.cluster.RemoteRef``
+    (an actor on another node). Internal for implementors: the kernel calls ``add_watcher`` with
+    the watching slot, which hears ``Terminated(ref, reason)`` on its system lane once."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def is_alive(self) -> bool: ...
+
+    @property
+    def exit_reason(self) -> ExitReason | None: ...
+
+    def tell(self, message: Any) -> Awaitable[None]: ...
+
+    def tell_nowait(self, message: Any) -> None: ...
+
+    async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any: ...
+
+    def add_watcher(self, watcher: Slot) -> None: ...
+
+    def remove_watcher(self, watcher: Slot) -> None: ...
 
 
 class _BetweenIncarnations:

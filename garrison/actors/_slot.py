@@ -43,7 +43,7 @@ from garrison.actors._context import ActorContext
 from garrison.actors._control import Rewire, Stop, SystemMessage, TimerMessage
 from garrison.actors._events import Failed, Started, Stopped
 from garrison.actors._messages import ActorState, ExitReason, Terminated
-from garrison.actors._ref import ActorRef
+from garrison.actors._ref import ActorRef, Watchable
 from garrison.actors._stash import Stash
 from garrison.actors._timers import TimerTick
 from garrison.mailbox import Mailbox, MailboxConfig, make_mailbox
@@ -237,7 +237,7 @@ class Slot:
 
     # -- what the actor's context uses -----------------------------------------------
 
-    def watch(self, ref: ActorRef) -> None:
+    def watch(self, ref: Watchable) -> None:
         """Deliver ``Terminated(ref, reason)`` here when ``ref`` dies (at once if it has).
 
         A ref dies when its actor stops for good; restarts, its own or an ancestor's, do not count.
@@ -248,7 +248,7 @@ class Slot:
         else:
             ref.add_watcher(self)
 
-    def unwatch(self, ref: ActorRef) -> None:
+    def unwatch(self, ref: Watchable) -> None:
         """Stop watching ``ref``; a Terminated already queued is still delivered."""
         ref.remove_watcher(self)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from garrison._settings import Setting
-from garrison.cli._run import add_setting_arguments, load_settings, resolve_spec
+from garrison.cli._run import add_setting_arguments, cluster_settings, load_settings, resolve_spec
 
 __all__ = ["add_commands", "render"]
 
@@ -38,6 +38,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 def show_command(options: argparse.Namespace) -> int:
     settings = load_settings(options)
+    cluster_settings(settings)  # shown, secrets masked, like the core sections
     if options.target is not None:
         resolve_spec(options.target, settings)
         settings.check_sections_read()

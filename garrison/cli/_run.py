@@ -37,6 +37,7 @@ from garrison.observe import (
 
 if TYPE_CHECKING:
     from garrison._node import Node
+    from garrison.cluster import ClusterSettings
     from garrison.persistence import Journal
     from garrison.supervision import SupervisorSpec
 
@@ -233,8 +234,20 @@ def _config_failure(settings: Settings, error: InvalidConfig, section: str) -> C
     return ConfigError([ConfigProblem(key, source, str(error))])
 
 
+def cluster_settings(settings: Settings) -> ClusterSettings | None:
+    """The ``[cluster]`` section when the config file has one or a ``GARRISON_CLUSTER_*``
+    variable is set (the node then joins that cluster), else None. Raises ConfigError."""
+    from garrison.cluster import ClusterSettings
+
+    wanted = "cluster" in settings.unread_sections() or any(
+        name.startswith("GARRISON_CLUSTER_") for name in os.environ
+    )
+    return settings.section("cluster", ClusterSettings) if wanted else None
+
+
 def run_command(options: argparse.Namespace) -> int:
     settings = load_settings(options)
+    cluster_settings(settings)  # read before logging starts: its secrets are masked in every line
     try:
         configure_logging(
             settings.log.level,
@@ -313,6 +326,7 @@ async def run_node(
                 node.request_shutdown(HEART_LOST_EXIT_CODE)
             if systemd is not None:
                 systemd.start_watchdog()
+            await _join_cluster(node, settings)
             await _start_tree(node, spec, options, systemd)
             await node.wait_closed()
             if systemd is not None:
@@ -325,6 +339,28 @@ async def run_node(
         if beat is not None:
             await beat.stop()
     return node.exit_code
+
+
+async def _join_cluster(node: Node, settings: Settings) -> None:
+    """Join the cluster of the ``[cluster]`` section, if any, before the tree starts (its actors
+    may use ``node.cluster`` in ``on_start``). A Redis that cannot be reached ends the node with
+    ``ExitCode.UNAVAILABLE``; a bad setting with ``ExitCode.CONFIG``."""
+    wanted = cluster_settings(settings)
+    if wanted is None:
+        return
+    from garrison.cluster import Cluster
+
+    try:
+        await Cluster.join_settings(node, wanted)
+    except (InvalidConfig, OSError) as error:
+        code = start_failure_code(error)
+        text = mask_text(str(error), settings.secret_texts())
+        raise UsageError(f"node {node.name} cannot join cluster {wanted.name}: {text}", code) from None
+    except Exception as error:  # redis-py's own ConnectionError/TimeoutError are not OSErrors
+        text = mask_text(f"{type(error).__name__}: {error}", settings.secret_texts())
+        raise UsageError(
+            f"node {node.name} cannot join cluster {wanted.name}: {text}", ExitCode.UNAVAILABLE
+        ) from None
 
 
 def start_failure_code(error: Exception) -> ExitCode:

@@ -45,6 +45,10 @@ DEAD_LETTER_KINDS = (
     "unroutable",
     "refused",
     "stashed_on_stop",
+    "unreachable",
+    "unknown_type",
+    "malformed",
+    "expired",
     "other",
 )
 """Every ``kind`` the runtime files dead letters under: each is shown from the start, at zero."""

@@ -131,7 +131,11 @@ class TestProbe(ActorRef):
         self.watch(ref)
         expected = f"Terminated({ref.path})"
         message = await self._take(within, expected)
-        if not (isinstance(message, Terminated) and message.ref.slot is ref.slot):
+        if not (
+            isinstance(message, Terminated)
+            and isinstance(message.ref, ActorRef)
+            and message.ref.slot is ref.slot
+        ):
             raise AssertionError(
                 f"probe {self.path} expected {expected}, but the next message was {message!r}"
             )
