@@ -35,7 +35,7 @@ def singleton_spec(settings: Settings) -> SupervisorSpec:
     """The single node's tree, with the harness's hooks, as one cluster singleton."""
     config, harness = load_config(settings), load_harness()
     return dataclasses.replace(
-        build_spec(config, gateway=gateway(harness), extras=extras(config, harness)), singleton=True
+        build_spec(config, gateway=gateway(harness, config), extras=extras(config, harness)), singleton=True
     )
 
 
