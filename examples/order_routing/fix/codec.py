@@ -16,6 +16,8 @@ not declare are kept in ``Inbound.unknown`` and otherwise ignored.
 from __future__ import annotations
 
 import datetime
+import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final, Union
 
@@ -91,7 +93,7 @@ _LAYOUTS: Final = {cls: _layout(cls) for cls in MESSAGE_TYPES.values()}
 
 
 def _format_float(msg_type: str, name: str, value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise FixEncodeError(msg_type, name, value, "is not a finite number")
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
@@ -116,33 +118,47 @@ def _wire_value(msg_type: str, field: _Field, value: Any) -> str:
     return _format_float(msg_type, field.name, float(value))
 
 
-def _field_value(field: _Field, text: str) -> Any:
-    """A received field's value; raises ValueError when it is not of the field's type."""
-    kind = field.kind
-    if kind == "str":
-        return text
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            number = float(text)
-            if number != int(number):
-                raise ValueError(text) from None
-            return int(number)
-    if kind == "float":
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
         number = float(text)
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(text)
-        return number
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(text) from None
+        return int(number)
+
+
+def _float_text(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def _bool_text(text: str) -> bool:
     if text not in ("Y", "N"):
         raise ValueError(text)
     return text == "Y"
 
 
+_CONVERTERS: Final[dict[str, Callable[[str], Any] | None]] = {
+    "str": None,
+    "int": _int_text,
+    "float": _float_text,
+    "bool": _bool_text,
+}
+
+
+def _field_value(field: _Field, text: str) -> Any:
+    """A received field's value; raises ValueError when it is not of the field's type."""
+    convert = _CONVERTERS[field.kind]
+    return text if convert is None else convert(text)
+
+
 # ---- encoding -----------------------------------------------------------------------------
 
 
-def encode(
+def encode_reference(
     message: FixMessageBase,
     *,
     begin_string: str,
@@ -153,11 +169,8 @@ def encode(
     orig_sending_time: str | None = None,
     poss_dup: bool = False,
 ) -> bytes:
-    """One wire frame: header in strict order, ``message``'s fields, BodyLength and CheckSum.
-
-    ``orig_sending_time`` (122) and ``poss_dup`` (43=Y) mark a resend. Raises FixEncodeError for
-    a field value no strict acceptor would take (empty, holding SOH, NaN).
-    """
+    """``encode`` written plainly on simplefix, pair by pair: the path for UnknownMessage and the
+    reference that ``encode``'s bytes are tested against (they are equal for every message)."""
     frame = simplefix.FixMessage()
     append = frame.append_pair
     append(8, begin_string)
@@ -183,6 +196,75 @@ def encode(
             if value is not None:
                 append(field.tag, _wire_value(msg_type, field, value))
     return bytes(frame.encode())
+
+
+_EncodeStep = tuple[int, str, str, _Field]
+"""A body field as ``encode`` writes it: its index in the struct, ``"tag="``, its kind, its layout."""
+
+
+def _encode_plan(cls: type[FixMessageBase]) -> tuple[_EncodeStep, ...]:
+    names = list(cls.__struct_fields__)
+    return tuple((names.index(field.name), f"{field.tag}=", field.kind, field) for field in _LAYOUTS[cls])
+
+
+_ENCODE_PLANS: Final = {cls: _encode_plan(cls) for cls in MESSAGE_TYPES.values()}
+
+
+def encode(
+    message: FixMessageBase,
+    *,
+    begin_string: str,
+    sender_comp_id: str,
+    target_comp_id: str,
+    msg_seq_num: int,
+    sending_time_text: str,
+    orig_sending_time: str | None = None,
+    poss_dup: bool = False,
+) -> bytes:
+    """One wire frame: header in strict order, ``message``'s fields, BodyLength and CheckSum.
+
+    ``orig_sending_time`` (122) and ``poss_dup`` (43=Y) mark a resend. Raises FixEncodeError for
+    a field value no strict acceptor would take (empty, holding SOH, NaN).
+
+    The bytes are those simplefix writes for the same pairs (``encode_reference``, the test
+    oracle), built in one join instead of pair by pair: this runs for every order and report.
+    """
+    plan = _ENCODE_PLANS.get(type(message))
+    if plan is None:
+        return encode_reference(
+            message,
+            begin_string=begin_string,
+            sender_comp_id=sender_comp_id,
+            target_comp_id=target_comp_id,
+            msg_seq_num=msg_seq_num,
+            sending_time_text=sending_time_text,
+            orig_sending_time=orig_sending_time,
+            poss_dup=poss_dup,
+        )
+    msg_type = message.MSG_TYPE
+    parts = [
+        f"35={msg_type}\x0149={sender_comp_id}\x0156={target_comp_id}"
+        f"\x0134={msg_seq_num}\x0152={sending_time_text}"
+    ]
+    if poss_dup:
+        parts.append("43=Y")
+    if orig_sending_time is not None:
+        parts.append(f"122={orig_sending_time}")
+    values = msgspec.structs.astuple(message)
+    for index, prefix, kind, field in plan:
+        value = values[index]
+        if value is None:
+            continue
+        if kind == "str" and type(value) is str and value and "\x01" not in value:
+            parts.append(prefix + value)
+        elif kind == "int" and type(value) is int:
+            parts.append(prefix + str(value))
+        else:
+            parts.append(prefix + _wire_value(msg_type, field, value))
+    parts.append("")
+    body = "\x01".join(parts).encode()
+    head = f"8={begin_string}\x019={len(body)}\x01".encode() + body
+    return head + b"10=%03d\x01" % (sum(head) & 0xFF)
 
 
 def with_resend_header(frame: bytes, sending_time_text: str) -> bytes:
@@ -281,8 +363,10 @@ def _header(fields: dict[int, str]) -> Header:
         raise _Garbled(f"header unreadable: {error!r}") from error
 
 
-def decode(frame: bytes) -> Parsed:
-    """One whole frame (already framed and checksum-checked) as a typed message.
+def decode_reference(frame: bytes) -> Parsed:
+    """``decode`` written plainly, pair by pair: the path for every frame out of the ordinary
+    (an unknown MsgType, a repeated tag, raw data, a missing or malformed field) and the
+    reference that ``decode``'s result is tested against.
 
     Raises _Garbled when even the header cannot be read."""
     try:
@@ -334,6 +418,102 @@ def decode(frame: bytes) -> Parsed:
         if tag not in _HEADER_TAGS and tag not in known and tag in fields
     )
     message: Any = cls(**values)
+    return Inbound(header, message, unknown)
+
+
+_HEADER_TEXT_TAGS: Final = frozenset(str(tag) for tag in _HEADER_TAGS)
+_DecodeStep = tuple[str, str, Callable[[str], Any] | None, bool]
+"""A body field as ``decode`` reads it: its name, its tag as text, its converter, required."""
+
+
+class _DecodePlan(msgspec.Struct, frozen=True):
+    cls: type[FixMessageBase]
+    known_tags: frozenset[str]
+    steps: tuple[_DecodeStep, ...]
+
+
+def _decode_plan(cls: type[FixMessageBase]) -> _DecodePlan:
+    layout = _LAYOUTS[cls]
+    return _DecodePlan(
+        cls,
+        _HEADER_TEXT_TAGS | {str(field.tag) for field in layout},
+        tuple((field.name, str(field.tag), _CONVERTERS[field.kind], field.required) for field in layout),
+    )
+
+
+_DECODE_PLANS: Final = {msg_type: _decode_plan(cls) for msg_type, cls in MESSAGE_TYPES.items()}
+
+
+def decode(frame: bytes) -> Parsed:
+    """One whole frame (already framed and checksum-checked) as a typed message.
+
+    The ordinary frame (a known MsgType, each tag once, every required field there and of its
+    type) is read in one split of the whole text; any other goes to ``decode_reference``,
+    which answers for it, so the two agree on every frame (a property test holds them to it).
+
+    Raises _Garbled when even the header cannot be read."""
+    try:
+        text = frame.decode()
+    except UnicodeDecodeError:
+        return decode_reference(frame)
+    # One split at both delimiters; the count shows whether every field held exactly one "=".
+    flat = text.replace("\x01", "=").split("=")
+    count = text.count("\x01")
+    if len(flat) != 2 * count + 1 or not text.endswith("\x01"):
+        return decode_reference(frame)
+    pairs = iter(flat)
+    fields = dict(zip(pairs, pairs, strict=False))  # the trailing empty piece drops out
+    plan = _DECODE_PLANS.get(fields.get("35", ""))
+    begin_string = fields.get("8")
+    seq_text = fields.get("34")
+    sender = fields.get("49")
+    target = fields.get("56")
+    stamp = fields.get("52")
+    if (
+        plan is None
+        or len(fields) != count
+        or begin_string is None
+        or seq_text is None
+        or not sender
+        or not target
+        or not stamp
+    ):
+        return decode_reference(frame)
+    unknown: tuple[tuple[int, str], ...] = ()
+    extra = fields.keys() - plan.known_tags
+    if extra:
+        try:
+            numbers = {tag: int(tag) for tag in extra}
+        except ValueError:
+            return decode_reference(frame)
+        if any(str(number) != tag or number in _RAW_LEN_TAGS for tag, number in numbers.items()):
+            return decode_reference(frame)
+        unknown = tuple((numbers[tag], value) for tag, value in fields.items() if tag in extra)
+    values: dict[str, Any] = {}
+    try:
+        seq = int(seq_text)
+        for name, tag, convert, required in plan.steps:
+            found = fields.get(tag)
+            if found is None:
+                if required:
+                    return decode_reference(frame)
+            elif convert is None:
+                values[name] = found
+            else:
+                values[name] = convert(found)
+    except ValueError:
+        return decode_reference(frame)
+    header = Header(
+        begin_string,
+        fields["35"],
+        sender,
+        target,
+        seq,
+        stamp,
+        fields.get("43") == "Y",
+        fields.get("122"),
+    )
+    message: Any = plan.cls(**values)
     return Inbound(header, message, unknown)
 
 
