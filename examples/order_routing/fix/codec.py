@@ -16,6 +16,7 @@ not declare are kept in ``Inbound.unknown`` and otherwise ignored.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -46,10 +47,25 @@ _START: Final = b"8=FIX"
 _RESYNC: Final = b"\x018=FIX"
 
 
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.")
+
+
 def sending_time(epoch_seconds: float) -> str:
     """UTCTimestamp with milliseconds (``YYYYMMDD-HH:MM:SS.sss``), as FIX 4.4 SendingTime wants it."""
-    moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
-    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    # Every message is stamped: the date and time of day are formatted once per second, and the
+    # microseconds rounded as datetime.fromtimestamp rounds them (half to even, carrying over).
+    fraction, whole = math.modf(epoch_seconds)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1
+    return _second_text(int(whole)) + f"{micro // 1000:03d}"
 
 
 def parse_sending_time(value: str) -> float | None:
@@ -557,10 +573,50 @@ class FrameReader:
         else:
             del buffer[: following + 1]
 
+    def _sound_frames(self, out: list[Parsed]) -> None:
+        """Read the sound frames at the head of the buffer, back to back, into ``out``, and drop
+        their bytes. Stops at the first byte that is anything else (garbage, a damaged or
+        incomplete frame, a header that does not decode), for ``feed``'s careful loop to judge:
+        the checks are the same, this only saves the per-frame copies of the buffer."""
+        data = bytes(self._buffer)
+        size = len(data)
+        position = 0
+        while data.startswith(_START, position):
+            begin_end = data.find(SOH, position)
+            if begin_end < 0 or not data.startswith(b"9=", begin_end + 1):
+                break
+            length_end = data.find(SOH, begin_end + 1)
+            digits = data[begin_end + 3 : length_end]
+            if length_end < 0 or not digits.isdigit():
+                break
+            body_length = int(digits)
+            body_end = length_end + 1 + body_length
+            frame_end = body_end + 7
+            if body_length > self._max_body_length or frame_end > size:
+                break
+            checksum = data[body_end + 3 : body_end + 6]
+            if not (
+                data.startswith(b"10=", body_end)
+                and data[frame_end - 1] == 1
+                and checksum.isdigit()
+                and sum(data[position:body_end]) % 256 == int(checksum)
+            ):
+                break
+            try:
+                parsed = decode(data[position:frame_end])
+            except _Garbled:
+                break
+            out.append(parsed)
+            position = frame_end
+        if position:
+            self._in_garbage = False
+            del self._buffer[:position]
+
     def feed(self, chunk: bytes) -> list[Parsed]:
         buffer = self._buffer
         buffer += chunk
         out: list[Parsed] = []
+        self._sound_frames(out)
         while buffer:
             start = buffer.find(_START)
             if start < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from typing import Any
@@ -367,3 +368,16 @@ def test_decode_reads_every_frame_as_the_plain_reader_does(
         fields.insert(at % (len(fields) + 1), (tag, value))
     raw = _reframe(fields)
     assert _outcome(decode, raw) == _outcome(decode_reference, raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(epoch=st.floats(min_value=0, max_value=4_102_444_800) | st.integers(0, 4_102_444_800).map(float))
+def test_sending_time_is_the_utc_time_datetime_gives_to_the_millisecond(epoch: float) -> None:
+    assert sending_time(epoch) == _datetime_text(epoch)
+    # Just below a whole second: the rounded microseconds carry into the next second.
+    assert sending_time(epoch + 0.9999996) == _datetime_text(epoch + 0.9999996)
+
+
+def _datetime_text(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
