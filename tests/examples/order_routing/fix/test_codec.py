@@ -18,6 +18,7 @@ from examples.order_routing.fix.codec import (
     Inbound,
     InvalidMessage,
     Parsed,
+    checksum_of,
     decode,
     decode_reference,
     encode,
@@ -381,3 +382,13 @@ def test_sending_time_is_the_utc_time_datetime_gives_to_the_millisecond(epoch: f
 def _datetime_text(epoch: float) -> str:
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@given(data=st.binary(max_size=2000) | st.integers(0, 1000).map(lambda size: b"\xff" * size))
+def test_checksum_of_is_the_byte_sum_modulo_256(data: bytes) -> None:
+    assert checksum_of(data) == sum(data) % 256
+
+
+@pytest.mark.parametrize("size", [255, 256, 257, 512, 513])
+def test_checksum_of_the_largest_byte_sums_around_its_slice_size(size: int) -> None:
+    assert checksum_of(b"\xff" * size) == (255 * size) % 256
