@@ -454,40 +454,79 @@ def decode_reference(frame: bytes) -> Parsed:
     return Inbound(header, message, unknown)
 
 
-_HEADER_TEXT_TAGS: Final = frozenset(str(tag) for tag in _HEADER_TAGS)
-_DecodeStep = tuple[str, str, Callable[[str], Any] | None, bool]
-"""A body field as ``decode`` reads it: its name, its tag as text, its converter, required."""
+class _Shape(msgspec.Struct, frozen=True):
+    """How to read every frame of one MsgType with the same tags in the same order: where each
+    value sits in the frame's ``tag, value, tag, value, ...`` list."""
 
-
-class _DecodePlan(msgspec.Struct, frozen=True):
     cls: type[FixMessageBase]
-    known_tags: frozenset[str]
-    steps: tuple[_DecodeStep, ...]
+    header: tuple[int, int, int, int, int, int]
+    """Positions of 8, 35, 49, 56, 34, 52."""
+    poss_dup: int | None
+    orig_sending_time: int | None
+    strings: tuple[tuple[str, int], ...]
+    converted: tuple[tuple[str, int, Callable[[str], Any]], ...]
+    unknown: tuple[tuple[int, int], ...]
 
 
-def _decode_plan(cls: type[FixMessageBase]) -> _DecodePlan:
-    layout = _LAYOUTS[cls]
-    return _DecodePlan(
+_ShapeKey = tuple[str, tuple[str, ...]]
+_SHAPES: Final[dict[_ShapeKey, _Shape | None]] = {}
+"""Shapes seen so far (None: frames of that shape go to ``decode_reference``). A venue sends a
+few dozen; the cache starts over past ``_MAX_SHAPES``, so a peer sending odd tags cannot grow it."""
+_MAX_SHAPES: Final = 1024
+_HEADER_TEXT_TAGS: Final = frozenset(str(tag) for tag in _HEADER_TAGS)
+
+
+def _shape(msg_type: str, tags: tuple[str, ...]) -> _Shape | None:
+    """The shape of frames with MsgType ``msg_type`` and these tags (the last one the empty
+    string after the final SOH), or None when such frames are not ordinary: an unknown
+    MsgType, a repeated tag, raw data, a tag that is not a plain number, a field missing."""
+    cls = MESSAGE_TYPES.get(msg_type)
+    if cls is None or tags[-1] != "" or len(set(tags)) != len(tags):
+        return None
+    where = {tag: 2 * index + 1 for index, tag in enumerate(tags[:-1])}
+    if not {"8", "35", "49", "56", "34", "52"} <= where.keys():
+        return None
+    strings: list[tuple[str, int]] = []
+    converted: list[tuple[str, int, Callable[[str], Any]]] = []
+    declared = set(_HEADER_TEXT_TAGS)
+    for field in _LAYOUTS[cls]:
+        tag = str(field.tag)
+        declared.add(tag)
+        if tag not in where:
+            if field.required:
+                return None
+            continue
+        # A plain int("12") is the common case; what int() refuses ("12.0") goes to the reference.
+        convert = int if field.kind == "int" else _CONVERTERS[field.kind]
+        if convert is None:
+            strings.append((field.name, where[tag]))
+        else:
+            converted.append((field.name, where[tag], convert))
+    unknown: list[tuple[int, int]] = []
+    for tag, position in where.items():
+        if tag in declared:
+            continue
+        if not (tag.isascii() and tag.isdigit()) or str(int(tag)) != tag or int(tag) in _RAW_LEN_TAGS:
+            return None
+        unknown.append((int(tag), position))
+    return _Shape(
         cls,
-        _HEADER_TEXT_TAGS | {str(field.tag) for field in layout},
-        tuple((field.name, str(field.tag), _fast_converter(field.kind), field.required) for field in layout),
+        (where["8"], where["35"], where["49"], where["56"], where["34"], where["52"]),
+        where.get("43"),
+        where.get("122"),
+        tuple(strings),
+        tuple(converted),
+        tuple(unknown),
     )
-
-
-def _fast_converter(kind: str) -> Callable[[str], Any] | None:
-    # A plain int("12") is the common case; what int() refuses ("12.0") goes to decode_reference.
-    return int if kind == "int" else _CONVERTERS[kind]
-
-
-_DECODE_PLANS: Final = {msg_type: _decode_plan(cls) for msg_type, cls in MESSAGE_TYPES.items()}
 
 
 def decode(frame: bytes) -> Parsed:
     """One whole frame (already framed and checksum-checked) as a typed message.
 
-    The ordinary frame (a known MsgType, each tag once, every required field there and of its
-    type) is read in one split of the whole text; any other goes to ``decode_reference``,
-    which answers for it, so the two agree on every frame (a property test holds them to it).
+    The ordinary frame (MsgType third, a known MsgType, each tag once, every required field
+    there and of its type) is read from one split of the whole text, by the positions learnt
+    from the first frame of its shape; any other goes to ``decode_reference``, which answers
+    for it, so the two agree on every frame (a property test holds them to it).
 
     Raises _Garbled when even the header cannot be read."""
     try:
@@ -496,62 +535,41 @@ def decode(frame: bytes) -> Parsed:
         return decode_reference(frame)
     # One split at both delimiters; the count shows whether every field held exactly one "=".
     flat = text.replace("\x01", "=").split("=")
-    count = text.count("\x01")
-    if len(flat) != 2 * count + 1 or not text.endswith("\x01"):
+    if len(flat) != 2 * text.count("\x01") + 1 or len(flat) < 6 or flat[4] != "35":
         return decode_reference(frame)
-    pairs = iter(flat)
-    fields = dict(zip(pairs, pairs, strict=False))  # the trailing empty piece drops out
-    plan = _DECODE_PLANS.get(fields.get("35", ""))
-    begin_string = fields.get("8")
-    seq_text = fields.get("34")
-    sender = fields.get("49")
-    target = fields.get("56")
-    stamp = fields.get("52")
-    if (
-        plan is None
-        or len(fields) != count
-        or begin_string is None
-        or seq_text is None
-        or not sender
-        or not target
-        or not stamp
-    ):
-        return decode_reference(frame)
-    unknown: tuple[tuple[int, str], ...] = ()
-    extra = fields.keys() - plan.known_tags
-    if extra:
-        try:
-            numbers = {tag: int(tag) for tag in extra}
-        except ValueError:
-            return decode_reference(frame)
-        if any(str(number) != tag or number in _RAW_LEN_TAGS for tag, number in numbers.items()):
-            return decode_reference(frame)
-        unknown = tuple((numbers[tag], value) for tag, value in fields.items() if tag in extra)
-    values: dict[str, Any] = {}
+    key = (flat[5], tuple(flat[0::2]))
     try:
-        seq = int(seq_text)
-        for name, tag, convert, required in plan.steps:
-            found = fields.get(tag)
-            if found is None:
-                if required:
-                    return decode_reference(frame)
-            elif convert is None:
-                values[name] = found
-            else:
-                values[name] = convert(found)
+        shape = _SHAPES[key]
+    except KeyError:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _shape(*key)
+    if shape is None:
+        return decode_reference(frame)
+    begin_at, type_at, sender_at, target_at, seq_at, stamp_at = shape.header
+    sender, target, stamp = flat[sender_at], flat[target_at], flat[stamp_at]
+    if not sender or not target or not stamp:
+        return decode_reference(frame)
+    values = {name: flat[position] for name, position in shape.strings}
+    try:
+        seq = int(flat[seq_at])
+        for name, position, convert in shape.converted:
+            values[name] = convert(flat[position])
     except ValueError:
         return decode_reference(frame)
+    poss_dup, orig_sending_time = shape.poss_dup, shape.orig_sending_time
     header = Header(
-        begin_string,
-        fields["35"],
+        flat[begin_at],
+        flat[type_at],
         sender,
         target,
         seq,
         stamp,
-        fields.get("43") == "Y",
-        fields.get("122"),
+        poss_dup is not None and flat[poss_dup] == "Y",
+        None if orig_sending_time is None else flat[orig_sending_time],
     )
-    message: Any = plan.cls(**values)
+    unknown = tuple((tag, flat[position]) for tag, position in shape.unknown) if shape.unknown else ()
+    message: Any = shape.cls(**values)
     return Inbound(header, message, unknown)
 
 
