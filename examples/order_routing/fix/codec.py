@@ -1,8 +1,10 @@
 """FIX wire encoding and parsing: typed messages to frames and a byte stream back to messages.
 
 ``encode`` writes the standard header in the order strict acceptors require (8, 9, 35, 49, 56,
-34, 52, then 43 and 122 on a resend), SendingTime in UTC with milliseconds, and BodyLength and
-CheckSum computed by simplefix.
+34, 52, then 43 and 122 on a resend), SendingTime in UTC with milliseconds, BodyLength and
+CheckSum. It writes exactly the bytes simplefix writes for the same pairs (``encode_reference``,
+its test oracle and the path for UnknownMessage), in one join rather than pair by pair.
+``decode`` reads ordinary frames by position and leaves every other to ``decode_reference``.
 
 ``FrameReader`` takes bytes as they come off a socket and hands back whole messages. It frames
 by BodyLength (9) and checks the CheckSum (10) itself (simplefix's parser checks neither); a
