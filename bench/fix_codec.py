@@ -2,11 +2,12 @@
 
 One operation is one message encoded to a wire frame and parsed back. Ours: a typed message
 through ``examples.order_routing.fix.codec.encode`` (strict header order, field formatting,
-simplefix for BodyLength and CheckSum) and ``FrameReader.feed`` (framing by BodyLength, CheckSum
-checked, fields split, a typed message built). The baseline: simplefix alone, the same fields
-appended to a ``FixMessage`` and encoded, then ``FixParser.append_buffer`` and ``get_message``
-(no checksum check, no typed message). Messages per CPU second, interleaved rounds; the ratio
-is the median of per-round ratios. Target: ours >= 0.9x simplefix alone.
+BodyLength and CheckSum: the bytes simplefix writes, built in one join) and ``FrameReader.feed``
+(framing by BodyLength, CheckSum checked, fields split, a typed message built with its checks).
+The baseline: simplefix alone, the same fields appended to a ``FixMessage`` and encoded, then
+``FixParser.append_buffer`` and ``get_message`` (no checksum check, no typed message). Messages
+per CPU second, interleaved rounds; the ratio is the median of per-round ratios. Target: ours
+>= 0.9x simplefix alone.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 its durable store in the garrison journal. Shared by the node (initiator) and the broker
 simulator (acceptor); imports neither. Needs the ``fix`` extra (``pip install garrison[fix]``).
 
-- ``codec``: ``encode``, ``FrameReader`` (bytes in, ``Inbound`` / ``InvalidMessage`` out).
+- ``codec``: ``encode``, ``FrameReader`` (bytes in, ``Inbound`` / ``InvalidMessage`` out);
+  ``encode_reference`` / ``decode_reference``, the plain pair-by-pair paths the fast ones are
+  tested against; ``checksum_of``.
 - ``messages``: the typed messages (Logon ... ExecutionReport, BusinessMessageReject).
 - ``session``: ``FixSession``, ``SessionConfig``, ``Step`` and the events it hands out.
 - ``store``: ``FixSessionStore`` and the records it keeps.
@@ -14,7 +16,10 @@ from examples.order_routing.fix.codec import (
     FrameReader,
     Inbound,
     InvalidMessage,
+    checksum_of,
+    decode_reference,
     encode,
+    encode_reference,
     sending_time,
 )
 from examples.order_routing.fix.errors import FixConfigError, FixEncodeError, FixError, SessionNotActive
@@ -69,6 +74,9 @@ __all__ = [
     "SessionState",
     "Status",
     "Step",
+    "checksum_of",
+    "decode_reference",
     "encode",
+    "encode_reference",
     "sending_time",
 ]

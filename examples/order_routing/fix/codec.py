@@ -1,8 +1,10 @@
 """FIX wire encoding and parsing: typed messages to frames and a byte stream back to messages.
 
 ``encode`` writes the standard header in the order strict acceptors require (8, 9, 35, 49, 56,
-34, 52, then 43 and 122 on a resend), SendingTime in UTC with milliseconds, and BodyLength and
-CheckSum computed by simplefix.
+34, 52, then 43 and 122 on a resend), SendingTime in UTC with milliseconds, BodyLength and
+CheckSum. It writes exactly the bytes simplefix writes for the same pairs (``encode_reference``,
+its test oracle and the path for UnknownMessage), in one join rather than pair by pair.
+``decode`` reads ordinary frames by position and leaves every other to ``decode_reference``.
 
 ``FrameReader`` takes bytes as they come off a socket and hands back whole messages. It frames
 by BodyLength (9) and checks the CheckSum (10) itself (simplefix's parser checks neither); a
@@ -16,6 +18,10 @@ not declare are kept in ``Inbound.unknown`` and otherwise ignored.
 from __future__ import annotations
 
 import datetime
+import functools
+import math
+import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final, Union
 
@@ -42,12 +48,43 @@ _HEADER_TAGS: Final = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122})
 _RAW_LEN_TAGS: Final = frozenset(int(tag) for tag in RAW_LEN_TAGS)
 _START: Final = b"8=FIX"
 _RESYNC: Final = b"\x018=FIX"
+_ADLER_EXACT: Final = 256
+
+
+def checksum_of(data: bytes) -> int:
+    """The FIX CheckSum (10) of ``data``: the sum of its bytes modulo 256.
+
+    Computed in C with zlib's Adler-32, whose low half is 1 + the sum of the bytes modulo 65521:
+    exact for up to 256 bytes (1 + 256 * 255 < 65521), so longer data is taken 256 bytes at a
+    time. ``sum(data)`` walks the bytes as Python ints, several times slower for a frame."""
+    if len(data) <= _ADLER_EXACT:
+        return ((zlib.adler32(data) & 0xFFFF) - 1) & 0xFF
+    view = memoryview(data)
+    total = 0
+    for start in range(0, len(view), _ADLER_EXACT):
+        total += (zlib.adler32(view[start : start + _ADLER_EXACT]) & 0xFFFF) - 1
+    return total & 0xFF
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.")
 
 
 def sending_time(epoch_seconds: float) -> str:
     """UTCTimestamp with milliseconds (``YYYYMMDD-HH:MM:SS.sss``), as FIX 4.4 SendingTime wants it."""
-    moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
-    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    # Every message is stamped: the date and time of day are formatted once per second, and the
+    # microseconds rounded as datetime.fromtimestamp rounds them (half to even, carrying over).
+    fraction, whole = math.modf(epoch_seconds)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1
+    return _second_text(int(whole)) + f"{micro // 1000:03d}"
 
 
 def parse_sending_time(value: str) -> float | None:
@@ -91,7 +128,7 @@ _LAYOUTS: Final = {cls: _layout(cls) for cls in MESSAGE_TYPES.values()}
 
 
 def _format_float(msg_type: str, name: str, value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise FixEncodeError(msg_type, name, value, "is not a finite number")
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
@@ -116,33 +153,47 @@ def _wire_value(msg_type: str, field: _Field, value: Any) -> str:
     return _format_float(msg_type, field.name, float(value))
 
 
-def _field_value(field: _Field, text: str) -> Any:
-    """A received field's value; raises ValueError when it is not of the field's type."""
-    kind = field.kind
-    if kind == "str":
-        return text
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            number = float(text)
-            if number != int(number):
-                raise ValueError(text) from None
-            return int(number)
-    if kind == "float":
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
         number = float(text)
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(text)
-        return number
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(text) from None
+        return int(number)
+
+
+def _float_text(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def _bool_text(text: str) -> bool:
     if text not in ("Y", "N"):
         raise ValueError(text)
     return text == "Y"
 
 
+_CONVERTERS: Final[dict[str, Callable[[str], Any] | None]] = {
+    "str": None,
+    "int": _int_text,
+    "float": _float_text,
+    "bool": _bool_text,
+}
+
+
+def _field_value(field: _Field, text: str) -> Any:
+    """A received field's value; raises ValueError when it is not of the field's type."""
+    convert = _CONVERTERS[field.kind]
+    return text if convert is None else convert(text)
+
+
 # ---- encoding -----------------------------------------------------------------------------
 
 
-def encode(
+def encode_reference(
     message: FixMessageBase,
     *,
     begin_string: str,
@@ -153,11 +204,8 @@ def encode(
     orig_sending_time: str | None = None,
     poss_dup: bool = False,
 ) -> bytes:
-    """One wire frame: header in strict order, ``message``'s fields, BodyLength and CheckSum.
-
-    ``orig_sending_time`` (122) and ``poss_dup`` (43=Y) mark a resend. Raises FixEncodeError for
-    a field value no strict acceptor would take (empty, holding SOH, NaN).
-    """
+    """``encode`` written plainly on simplefix, pair by pair: the path for UnknownMessage and the
+    reference that ``encode``'s bytes are tested against (they are equal for every message)."""
     frame = simplefix.FixMessage()
     append = frame.append_pair
     append(8, begin_string)
@@ -183,6 +231,75 @@ def encode(
             if value is not None:
                 append(field.tag, _wire_value(msg_type, field, value))
     return bytes(frame.encode())
+
+
+_EncodeStep = tuple[int, str, str, _Field]
+"""A body field as ``encode`` writes it: its index in the struct, ``"tag="``, its kind, its layout."""
+
+
+def _encode_plan(cls: type[FixMessageBase]) -> tuple[_EncodeStep, ...]:
+    names = list(cls.__struct_fields__)
+    return tuple((names.index(field.name), f"{field.tag}=", field.kind, field) for field in _LAYOUTS[cls])
+
+
+_ENCODE_PLANS: Final = {cls: _encode_plan(cls) for cls in MESSAGE_TYPES.values()}
+
+
+def encode(
+    message: FixMessageBase,
+    *,
+    begin_string: str,
+    sender_comp_id: str,
+    target_comp_id: str,
+    msg_seq_num: int,
+    sending_time_text: str,
+    orig_sending_time: str | None = None,
+    poss_dup: bool = False,
+) -> bytes:
+    """One wire frame: header in strict order, ``message``'s fields, BodyLength and CheckSum.
+
+    ``orig_sending_time`` (122) and ``poss_dup`` (43=Y) mark a resend. Raises FixEncodeError for
+    a field value no strict acceptor would take (empty, holding SOH, NaN).
+
+    The bytes are those simplefix writes for the same pairs (``encode_reference``, the test
+    oracle), built in one join instead of pair by pair: this runs for every order and report.
+    """
+    plan = _ENCODE_PLANS.get(type(message))
+    if plan is None:
+        return encode_reference(
+            message,
+            begin_string=begin_string,
+            sender_comp_id=sender_comp_id,
+            target_comp_id=target_comp_id,
+            msg_seq_num=msg_seq_num,
+            sending_time_text=sending_time_text,
+            orig_sending_time=orig_sending_time,
+            poss_dup=poss_dup,
+        )
+    msg_type = message.MSG_TYPE
+    parts = [
+        f"35={msg_type}\x0149={sender_comp_id}\x0156={target_comp_id}"
+        f"\x0134={msg_seq_num}\x0152={sending_time_text}"
+    ]
+    if poss_dup:
+        parts.append("43=Y")
+    if orig_sending_time is not None:
+        parts.append(f"122={orig_sending_time}")
+    values = msgspec.structs.astuple(message)
+    for index, prefix, kind, field in plan:
+        value = values[index]
+        if value is None:
+            continue
+        if kind == "str" and type(value) is str and value and "\x01" not in value:
+            parts.append(prefix + value)
+        elif kind == "int" and type(value) is int:
+            parts.append(prefix + str(value))
+        else:
+            parts.append(prefix + _wire_value(msg_type, field, value))
+    parts.append("")
+    body = "\x01".join(parts).encode()
+    head = f"8={begin_string}\x019={len(body)}\x01".encode() + body
+    return head + b"10=%03d\x01" % checksum_of(head)
 
 
 def with_resend_header(frame: bytes, sending_time_text: str) -> bytes:
@@ -281,8 +398,10 @@ def _header(fields: dict[int, str]) -> Header:
         raise _Garbled(f"header unreadable: {error!r}") from error
 
 
-def decode(frame: bytes) -> Parsed:
-    """One whole frame (already framed and checksum-checked) as a typed message.
+def decode_reference(frame: bytes) -> Parsed:
+    """``decode`` written plainly, pair by pair: the path for every frame out of the ordinary
+    (an unknown MsgType, a repeated tag, raw data, a missing or malformed field) and the
+    reference that ``decode``'s result is tested against.
 
     Raises _Garbled when even the header cannot be read."""
     try:
@@ -337,6 +456,125 @@ def decode(frame: bytes) -> Parsed:
     return Inbound(header, message, unknown)
 
 
+class _Shape(msgspec.Struct, frozen=True):
+    """How to read every frame of one MsgType with the same tags in the same order: where each
+    value sits in the frame's ``tag, value, tag, value, ...`` list."""
+
+    cls: type[FixMessageBase]
+    header: tuple[int, int, int, int, int, int]
+    """Positions of 8, 35, 49, 56, 34, 52."""
+    poss_dup: int | None
+    orig_sending_time: int | None
+    strings: tuple[tuple[str, int], ...]
+    converted: tuple[tuple[str, int, Callable[[str], Any]], ...]
+    unknown: tuple[tuple[int, int], ...]
+
+
+_ShapeKey = tuple[str, tuple[str, ...]]
+_SHAPES: Final[dict[_ShapeKey, _Shape | None]] = {}
+"""Shapes seen so far (None: frames of that shape go to ``decode_reference``). A venue sends a
+few dozen; the cache starts over past ``_MAX_SHAPES``, so a peer sending odd tags cannot grow it."""
+_MAX_SHAPES: Final = 1024
+_HEADER_TEXT_TAGS: Final = frozenset(str(tag) for tag in _HEADER_TAGS)
+
+
+def _shape(msg_type: str, tags: tuple[str, ...]) -> _Shape | None:
+    """The shape of frames with MsgType ``msg_type`` and these tags (the last one the empty
+    string after the final SOH), or None when such frames are not ordinary: an unknown
+    MsgType, a repeated tag, raw data, a tag that is not a plain number, a field missing."""
+    cls = MESSAGE_TYPES.get(msg_type)
+    if cls is None or tags[-1] != "" or len(set(tags)) != len(tags):
+        return None
+    where = {tag: 2 * index + 1 for index, tag in enumerate(tags[:-1])}
+    if not {"8", "35", "49", "56", "34", "52"} <= where.keys():
+        return None
+    strings: list[tuple[str, int]] = []
+    converted: list[tuple[str, int, Callable[[str], Any]]] = []
+    declared = set(_HEADER_TEXT_TAGS)
+    for field in _LAYOUTS[cls]:
+        tag = str(field.tag)
+        declared.add(tag)
+        if tag not in where:
+            if field.required:
+                return None
+            continue
+        # A plain int("12") is the common case; what int() refuses ("12.0") goes to the reference.
+        convert = int if field.kind == "int" else _CONVERTERS[field.kind]
+        if convert is None:
+            strings.append((field.name, where[tag]))
+        else:
+            converted.append((field.name, where[tag], convert))
+    unknown: list[tuple[int, int]] = []
+    for tag, position in where.items():
+        if tag in declared:
+            continue
+        if not (tag.isascii() and tag.isdigit()) or str(int(tag)) != tag or int(tag) in _RAW_LEN_TAGS:
+            return None
+        unknown.append((int(tag), position))
+    return _Shape(
+        cls,
+        (where["8"], where["35"], where["49"], where["56"], where["34"], where["52"]),
+        where.get("43"),
+        where.get("122"),
+        tuple(strings),
+        tuple(converted),
+        tuple(unknown),
+    )
+
+
+def decode(frame: bytes) -> Parsed:
+    """One whole frame (already framed and checksum-checked) as a typed message.
+
+    The ordinary frame (MsgType third, a known MsgType, each tag once, every required field
+    there and of its type) is read from one split of the whole text, by the positions learnt
+    from the first frame of its shape; any other goes to ``decode_reference``, which answers
+    for it, so the two agree on every frame (a property test holds them to it).
+
+    Raises _Garbled when even the header cannot be read."""
+    try:
+        text = frame.decode()
+    except UnicodeDecodeError:
+        return decode_reference(frame)
+    # One split at both delimiters; the count shows whether every field held exactly one "=".
+    flat = text.replace("\x01", "=").split("=")
+    if len(flat) != 2 * text.count("\x01") + 1 or len(flat) < 6 or flat[4] != "35":
+        return decode_reference(frame)
+    key = (flat[5], tuple(flat[0::2]))
+    try:
+        shape = _SHAPES[key]
+    except KeyError:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _shape(*key)
+    if shape is None:
+        return decode_reference(frame)
+    begin_at, type_at, sender_at, target_at, seq_at, stamp_at = shape.header
+    sender, target, stamp = flat[sender_at], flat[target_at], flat[stamp_at]
+    if not sender or not target or not stamp:
+        return decode_reference(frame)
+    values = {name: flat[position] for name, position in shape.strings}
+    try:
+        seq = int(flat[seq_at])
+        for name, position, convert in shape.converted:
+            values[name] = convert(flat[position])
+    except ValueError:
+        return decode_reference(frame)
+    poss_dup, orig_sending_time = shape.poss_dup, shape.orig_sending_time
+    header = Header(
+        flat[begin_at],
+        flat[type_at],
+        sender,
+        target,
+        seq,
+        stamp,
+        poss_dup is not None and flat[poss_dup] == "Y",
+        None if orig_sending_time is None else flat[orig_sending_time],
+    )
+    unknown = tuple((tag, flat[position]) for tag, position in shape.unknown) if shape.unknown else ()
+    message: Any = shape.cls(**values)
+    return Inbound(header, message, unknown)
+
+
 class FrameReader:
     """Whole messages out of a FIX byte stream read in chunks.
 
@@ -377,10 +615,50 @@ class FrameReader:
         else:
             del buffer[: following + 1]
 
+    def _sound_frames(self, out: list[Parsed]) -> None:
+        """Read the sound frames at the head of the buffer, back to back, into ``out``, and drop
+        their bytes. Stops at the first byte that is anything else (garbage, a damaged or
+        incomplete frame, a header that does not decode), for ``feed``'s careful loop to judge:
+        the checks are the same, this only saves the per-frame copies of the buffer."""
+        data = bytes(self._buffer)
+        size = len(data)
+        position = 0
+        while data.startswith(_START, position):
+            begin_end = data.find(SOH, position)
+            if begin_end < 0 or not data.startswith(b"9=", begin_end + 1):
+                break
+            length_end = data.find(SOH, begin_end + 1)
+            digits = data[begin_end + 3 : length_end]
+            if length_end < 0 or not digits.isdigit():
+                break
+            body_length = int(digits)
+            body_end = length_end + 1 + body_length
+            frame_end = body_end + 7
+            if body_length > self._max_body_length or frame_end > size:
+                break
+            checksum = data[body_end + 3 : body_end + 6]
+            if not (
+                data.startswith(b"10=", body_end)
+                and data[frame_end - 1] == 1
+                and checksum.isdigit()
+                and checksum_of(data[position:body_end]) == int(checksum)
+            ):
+                break
+            try:
+                parsed = decode(data[position:frame_end])
+            except _Garbled:
+                break
+            out.append(parsed)
+            position = frame_end
+        if position:
+            self._in_garbage = False
+            del self._buffer[:position]
+
     def feed(self, chunk: bytes) -> list[Parsed]:
         buffer = self._buffer
         buffer += chunk
         out: list[Parsed] = []
+        self._sound_frames(out)
         while buffer:
             start = buffer.find(_START)
             if start < 0:
@@ -432,7 +710,7 @@ class FrameReader:
                 continue
             frame = bytes(buffer[:frame_end])
             del buffer[:frame_end]
-            if sum(frame[:body_end]) % 256 != int(trailer[3:6]):
+            if checksum_of(frame[:body_end]) != int(trailer[3:6]):
                 self._drop("wrong CheckSum")
                 continue
             try:

@@ -248,9 +248,23 @@ class FixGateway(Gateway):
             )
         if not live:
             return
+        try:
+            # The common case: the whole batch numbered and encoded as one step.
+            step = session.send_many([message for message, _, _ in live], wall)
+            sent = [(not_after, order) for _, not_after, order in live]
+        except FixEncodeError:
+            step, sent = self.send_each(session, live, wall)
+        if self.awaiting_since is None:
+            self.awaiting_since = now
+        self.take(step, sent)
+
+    def send_each(
+        self, session: FixSession, requests: list[tuple[FixMessageBase, float, bool]], wall: float
+    ) -> tuple[Step, list[tuple[float, bool]]]:
+        """``requests`` one by one, leaving out those that cannot be encoded."""
         step = Step()
         sent: list[tuple[float, bool]] = []
-        for message, not_after, order in live:
+        for message, not_after, order in requests:
             try:
                 step.extend(session.send(message, wall))
             except FixEncodeError as error:
@@ -259,9 +273,7 @@ class FixGateway(Gateway):
                 self.ctx.logger.error("not sent: {error}", error=error)
                 continue
             sent.append((not_after, order))
-        if self.awaiting_since is None:
-            self.awaiting_since = now
-        self.take(step, sent)
+        return step, sent
 
     def take(self, step: Step, sends: list[tuple[float, bool]] | None = None) -> None:
         """Queue ``step`` for the writer (its events were handled already)."""

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from examples.order_routing.fix.codec import FIX42, FIX44, FrameReader, Inbound, InvalidMessage, sending_time
+from examples.order_routing.fix.codec import (
+    FIX42,
+    FIX44,
+    FrameReader,
+    Inbound,
+    InvalidMessage,
+    Parsed,
+    checksum_of,
+    decode,
+    decode_reference,
+    encode,
+    encode_reference,
+    sending_time,
+)
 from examples.order_routing.fix.errors import FixEncodeError
 from examples.order_routing.fix.messages import (
     ExecType,
@@ -16,6 +32,8 @@ from examples.order_routing.fix.messages import (
     Heartbeat,
     Logon,
     NewOrderSingle,
+    OrderCancelRequest,
+    OrderStatusRequest,
     OrdStatus,
     OrdType,
     SessionRejectReason,
@@ -255,3 +273,122 @@ def test_random_bytes_never_raise_and_a_good_frame_after_them_is_still_read(garb
     # Whatever was buffered, a burst of good frames resynchronises the reader.
     got = reader.feed(frame(Heartbeat(), 1) * 3)
     assert any(isinstance(p, Inbound) and p.header.msg_seq_num == 1 for p in got)
+
+
+def test_a_report_with_an_infinite_quantity_is_invalid_not_a_crash() -> None:
+    report = frame(ExecutionReport("o", "e", "0", "0", "ACME", "1", leaves_qty=1, cum_qty=0, avg_px=0.0), 3)
+    [parsed] = FrameReader().feed(_refresh_trailer(report.replace(b"\x01151=1\x01", b"\x01151=inf\x01")))
+    assert isinstance(parsed, InvalidMessage)
+    assert parsed.ref_tag_id == 151
+    assert parsed.session_reject_reason == SessionRejectReason.INCORRECT_DATA_FORMAT
+
+
+# ---- the fast paths against the plain ones --------------------------------------------------
+
+status_requests = st.builds(
+    OrderStatusRequest,
+    cl_ord_id=texts,
+    symbol=texts,
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    order_id=st.none() | texts,
+    ord_status_req_id=st.none() | texts,
+)
+cancels = st.builds(
+    OrderCancelRequest,
+    orig_cl_ord_id=texts,
+    cl_ord_id=texts,
+    symbol=texts,
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    transact_time=texts,
+    order_qty=st.none() | quantities,
+)
+heartbeats = st.builds(Heartbeat, test_req_id=st.none() | texts)
+logons = st.builds(Logon, heart_bt_int=st.integers(0, 3600), reset_seq_num_flag=st.none() | st.booleans())
+any_message = orders | reports | status_requests | cancels | heartbeats | logons
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message=any_message,
+    seq=st.integers(min_value=1, max_value=2**31),
+    begin_string=st.sampled_from([FIX44, FIX42]),
+    sender=texts,
+    stamp=texts,
+    poss_dup=st.booleans(),
+    orig=st.none() | texts,
+)
+def test_encode_writes_exactly_the_bytes_simplefix_writes_for_any_message(
+    message: Any, seq: int, begin_string: str, sender: str, stamp: str, poss_dup: bool, orig: str | None
+) -> None:
+    header: dict[str, Any] = {
+        "begin_string": begin_string,
+        "sender_comp_id": sender,
+        "target_comp_id": "VENUE",
+        "msg_seq_num": seq,
+        "sending_time_text": stamp,
+        "poss_dup": poss_dup,
+        "orig_sending_time": orig,
+    }
+    assert encode(message, **header) == encode_reference(message, **header)
+
+
+def _outcome(read: Callable[[bytes], Parsed], raw: bytes) -> object:
+    try:
+        return read(raw)
+    except Exception as error:  # both readers must fail the same way
+        return (type(error), str(error))
+
+
+def _reframe(fields: list[tuple[str, str]]) -> bytes:
+    body = "".join(f"{tag}={value}\x01" for tag, value in fields).encode()
+    head = b"8=FIX.4.4\x019=" + str(len(body)).encode() + b"\x01" + body
+    return head + b"10=" + f"{sum(head) % 256:03d}".encode() + b"\x01"
+
+
+# Known tags, header tags, raw-data tags, an unknown tag, and tags no reader should take as given.
+edit_tags = st.sampled_from(
+    ["11", "14", "17", "38", "44", "54", "150", "151", "34", "35", "49", "52", "43", "122", "97", "10"]
+) | st.sampled_from(["95", "96", "5001", "011", "", "x", "-3", "\u0661\u0661"])
+edit_values = st.sampled_from(["", "Y", "N", "5", "5.0", "1e3", "inf", "nan", "a=b", "lots", "\xe9"]) | texts
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    message=any_message,
+    inserts=st.lists(st.tuples(st.integers(0, 40), edit_tags, edit_values), max_size=3),
+    removes=st.lists(st.integers(0, 40), max_size=2),
+)
+def test_decode_reads_every_frame_as_the_plain_reader_does(
+    message: Any, inserts: list[tuple[int, str, str]], removes: list[int]
+) -> None:
+    fields = [(str(tag), value) for tag, value in pairs(frame(message, 7))][2:-1]
+    for at in removes:
+        if fields:
+            del fields[at % len(fields)]
+    for at, tag, value in inserts:
+        fields.insert(at % (len(fields) + 1), (tag, value))
+    raw = _reframe(fields)
+    assert _outcome(decode, raw) == _outcome(decode_reference, raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(epoch=st.floats(min_value=0, max_value=4_102_444_800) | st.integers(0, 4_102_444_800).map(float))
+def test_sending_time_is_the_utc_time_datetime_gives_to_the_millisecond(epoch: float) -> None:
+    assert sending_time(epoch) == _datetime_text(epoch)
+    # Just below a whole second: the rounded microseconds carry into the next second.
+    assert sending_time(epoch + 0.9999996) == _datetime_text(epoch + 0.9999996)
+
+
+def _datetime_text(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@given(data=st.binary(max_size=2000) | st.integers(0, 1000).map(lambda size: b"\xff" * size))
+def test_checksum_of_is_the_byte_sum_modulo_256(data: bytes) -> None:
+    assert checksum_of(data) == sum(data) % 256
+
+
+@pytest.mark.parametrize("size", [255, 256, 257, 512, 513])
+def test_checksum_of_the_largest_byte_sums_around_its_slice_size(size: int) -> None:
+    assert checksum_of(b"\xff" * size) == (255 * size) % 256

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.order_routing.fix.codec import sending_time
-from examples.order_routing.fix.errors import FixConfigError, SessionNotActive
+from examples.order_routing.fix.errors import FixConfigError, FixEncodeError, SessionNotActive
 from examples.order_routing.fix.messages import (
     BusinessMessageReject,
     ExecType,
@@ -477,6 +478,18 @@ def test_send_many_takes_consecutive_seqs_in_one_step() -> None:
     assert [fields(raw)[34] for raw in step.outbound] == ["2", "3", "4"]
     assert [r.seq for r in step.records if isinstance(r, AppSent)] == [2, 3, 4]
     assert session.next_sender_seq == 5
+
+
+def test_send_many_with_one_message_that_cannot_be_encoded_takes_no_seq_and_sends_nothing() -> None:
+    # The FIX gateway relies on this: it then sends the batch one by one, leaving the bad one out.
+    session = logged_on(initiator())
+    bad = msgspec.structs.replace(order("i-2"), symbol="")
+    with pytest.raises(FixEncodeError) as caught:
+        session.send_many([order("i-1"), bad, order("i-3")], T0)
+    assert caught.value.field == "symbol"
+    assert session.next_sender_seq == 2
+    step = session.send_many([order("i-1"), order("i-3")], T0)
+    assert [fields(raw)[34] for raw in step.outbound] == ["2", "3"]
 
 
 operations = st.lists(
