@@ -17,6 +17,14 @@ share (the single node's ``Executor`` and the several nodes' ``SharedExecutor``)
 - An answer about a client order id the intent log does not know is counted
   (``unknown_reports``) and logged, and changes nothing.
 - OrdersDone (positions saw the last fill): DONE.
+- Expiry: an intent past its time-to-live is never sent. One never sent is
+  EXPIRED (``EXPIRED_BEFORE_SEND``, the executor's part); one in doubt is
+  looked up as any other, and where a resend would follow (the broker
+  reliably never had it) it is EXPIRED instead (``EXPIRED_AFTER_LOOKUP``);
+  found, it is followed as usual.
+- Look-ups are paced under the gateway's capacity too: none go out while its
+  mailbox is a quarter full, and one its full mailbox refuses is due again,
+  never dropped.
 
 The moves are collected in ``moves``; each executor writes them its own way.
 """
@@ -31,7 +39,6 @@ from typing import Any
 
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.faults import RepeatLimiter
 from examples.order_routing.node.messages import (
     BrokerInfo,
@@ -43,8 +50,15 @@ from examples.order_routing.node.messages import (
     OrdersDone,
 )
 from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
-from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout
+from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout, MailboxFull
 from garrison.persistence import IntentLog, IntentState
+
+EXPIRED_BEFORE_SEND = "expired before send: not sent within its time-to-live"
+"""The detail of a move RECORDED -> EXPIRED: the broker never saw the order."""
+EXPIRED_AFTER_LOOKUP = "expired after look-up: the broker never had it, and its time-to-live had run out"
+"""The detail of a move SENDING/UNKNOWN -> EXPIRED: a reliable "not found" after its time-to-live."""
+GATEWAY_SHARE_FOR_LOOKUPS = 4
+"""Look-ups go out only while the gateway's mailbox is less than 1/this full, and fill at most that."""
 
 
 class TakeOver(enum.Enum):
@@ -78,6 +92,16 @@ class LookupMetrics:
         )
         self.in_doubt = metrics.gauge("orders_in_doubt", "Orders that may or may not be at the broker")
         self.oldest = metrics.gauge("oldest_in_doubt_seconds", "Age of the oldest order in doubt")
+        self.expired_before_send = metrics.counter(
+            "intents_expired_before_send", "Intents past their time-to-live never sent: EXPIRED"
+        )
+        self.expired_after_lookup = metrics.counter(
+            "intents_expired_after_lookup",
+            "Intents in doubt past their time-to-live that a look-up found absent at the broker: EXPIRED",
+        )
+        self.lookups_deferred = metrics.counter(
+            "order_lookups_deferred", "Look-ups held back because the gateway's mailbox was busy or full"
+        )
 
 
 class BrokerAnswers:
@@ -120,6 +144,9 @@ class BrokerAnswers:
             "lookup_timeouts": 0,
             "lookups_held": 0,
             "unknown_reports": 0,
+            "expired_before_send": 0,
+            "expired_after_lookup": 0,
+            "lookups_deferred": 0,
         }
 
     @property
@@ -261,6 +288,11 @@ class BrokerAnswers:
         intent = self.log.get(cid)
         if intent is None or not self.may_resend(cid):
             return
+        if intent.expired_at(now):
+            # Reliably never seen by the broker, and too late to send: it never will be.
+            self.settle(cid)
+            self.expire(cid, EXPIRED_AFTER_LOOKUP)
+            return
         # Reliably never seen by the broker: sending again cannot duplicate it.
         self.settle(cid)
         self.counts["resent"] += 1
@@ -270,11 +302,16 @@ class BrokerAnswers:
         """Sends unanswered for ack_timeout go in doubt; due look-ups go to the gateway, each
         order on its own backoff, all of them under the global rate cap, none while the gateway
         has no Welcome."""
-        for cid, sent in list(self.sent_at.items()):
-            if now - sent >= self.config.ack_timeout:
-                del self.sent_at[cid]
-                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
-                self.doubt(cid, sent)
+        timeout = self.config.ack_timeout
+        timed_out = []
+        for cid, sent in self.sent_at.items():  # oldest send first: stop at the first one in time
+            if now - sent < timeout:
+                break
+            timed_out.append((cid, sent))
+        for cid, sent in timed_out:
+            del self.sent_at[cid]
+            self.move(cid, IntentState.UNKNOWN, f"no answer within {timeout}s")
+            self.doubt(cid, sent)
         self.expire_lookups(now)
         metrics = self.lookup_metrics
         metrics.in_doubt.set(len(self.in_doubt))
@@ -282,8 +319,15 @@ class BrokerAnswers:
         if not self.connected:
             self.recheck_connection(now)
             return
-        budget = self.lookup_budget(now)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
+        budget = self.lookup_budget(now)
+        mailbox = gateway.mailbox_metrics()
+        # Under the gateway's capacity: its mailbox also carries the orders; look-ups take a share.
+        room = mailbox.capacity // GATEWAY_SHARE_FOR_LOOKUPS - mailbox.depth
+        if room < budget:
+            self.counts["lookups_deferred"] += 1
+            self.lookup_metrics.lookups_deferred.inc()
+            budget = max(0, room)
         # The most overdue first, so that under the cap every order gets its turn.
         due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
         asked = [cid for _, cid in heapq.nsmallest(budget, due_reconcile)]
@@ -296,12 +340,22 @@ class BrokerAnswers:
             self.next_query[cid] = now + retry
             self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
         self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
-        self.lookup_tokens -= len(asked)
-        self.counts["lookups"] += len(asked)
-        metrics.lookups.inc(len(asked))
+        told = 0
         for cid in asked:
+            try:
+                gateway.tell_nowait(Lookup(cid))
+            except (MailboxFull, ActorStopped):
+                # Never dropped: due again at the next sweep (its backoff starts over).
+                if cid in self.next_query:
+                    self.next_query[cid] = now
+                elif cid in self.reconcile:
+                    self.reconcile[cid] = now
+                continue
+            told += 1
             self.asked.setdefault(cid, now)
-            offer(gateway, Lookup(cid), self.ctx.node)
+        self.lookup_tokens -= told
+        self.counts["lookups"] += told
+        metrics.lookups.inc(told)
 
     def recheck_connection(self, now: float) -> None:
         """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it
@@ -357,3 +411,14 @@ class BrokerAnswers:
 
     def move(self, cid: str, state: IntentState, detail: str) -> None:
         self.moves.append((cid, state, detail))
+
+    def expire(self, cid: str, detail: str) -> None:
+        """Move ``cid`` to EXPIRED (with the moves), counted by why: ``EXPIRED_BEFORE_SEND`` or
+        ``EXPIRED_AFTER_LOOKUP``."""
+        self.move(cid, IntentState.EXPIRED, detail)
+        if detail is EXPIRED_BEFORE_SEND:
+            self.counts["expired_before_send"] += 1
+            self.lookup_metrics.expired_before_send.inc()
+        else:
+            self.counts["expired_after_lookup"] += 1
+            self.lookup_metrics.expired_after_lookup.inc()

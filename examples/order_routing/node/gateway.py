@@ -259,8 +259,9 @@ class Gateway(Actor):
             self.backlog.extend(outgoing)
             return
         now = self.ctx.node.clock.now()
-        # The executor's lease on an order past its not_after ran out (several nodes): another
-        # executor may own it now. Its intent stays SENDING, so whoever owns it looks it up first.
+        # Past its not_after, an order's time-to-live has run out (it would go out late), or (several
+        # nodes) its executor's lease has, and another executor may own it now. Its intent stays
+        # SENDING, so whoever owns it looks it up first (and expires it if the broker never had it).
         live = [entry for entry in outgoing if now <= entry[1]]
         if live:
             if self.awaiting_since is None:
@@ -269,7 +270,11 @@ class Gateway(Actor):
         expired = len(outgoing) - len(live)
         if expired:
             self.counts["expired"] += expired
-            self.ctx.logger.warning("{n} orders not sent: their executor's lease had run out", n=expired)
+            self.ctx.logger.warning(
+                "{n} orders not sent: past their not-after time (time-to-live or lease); "
+                "their intents are looked up",
+                n=expired,
+            )
 
     def write_frames(self, frames: list[tuple[bytes, float, bool]]) -> None:
         """Write ``frames`` (frame, not_after, is an order), in order, in one socket write; they

@@ -48,7 +48,7 @@ def build_spec(
         period=10.0,
         children=[
             ChildSpec("gateway", gateway or Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
-            ChildSpec("intents", Intents),
+            ChildSpec("intents", Intents, args=(config,)),
             ChildSpec("executor", executor, args=(config,)),
             ChildSpec("positions", Positions),
         ],
