@@ -42,6 +42,9 @@ class HarnessConfig(msgspec.Struct, frozen=True, kw_only=True):
     settle_report: str = ""
     """When set, the node waits until no intent is pending, writes this JSON report and stops."""
     settle_timeout: float = 60.0
+    """The settle phase gives up after this long without an intent settling."""
+    settle_limit: float = 600.0
+    """The settle phase's longest wait in all, progress or not."""
     control_dir: str = ""
     """Where the node writes its pid (node.pid) and finds one-shot orders (die-after)."""
     die_after_sends: int = 0
@@ -68,7 +71,11 @@ def extras(config: NodeConfig, harness: HarnessConfig) -> list[ChildSpec]:
     if harness.chaos_faults_per_second > 0:
         children.append(ChildSpec("chaos", ChaosMonkey, args=(config.seed, harness.chaos_faults_per_second)))
     if harness.settle_report:
-        children.append(ChildSpec("settler", Settler, args=(harness.settle_report, harness.settle_timeout)))
+        children.append(
+            ChildSpec(
+                "settler", Settler, args=(harness.settle_report, harness.settle_timeout, harness.settle_limit)
+            )
+        )
     return children
 
 

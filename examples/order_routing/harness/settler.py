@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -18,18 +19,22 @@ class _Check(msgspec.Struct, frozen=True):
 
 
 class Settler(Actor):
-    """Polls the intent log until every intent is terminal (or ``timeout`` seconds pass),
-    then writes the settle report (JSON) to ``report`` and asks the node to stop (exit 0
-    either way: the verdict judges)."""
+    """Polls the intent log until every intent is terminal, as long as the node makes progress:
+    it gives up once ``timeout`` seconds pass without an intent settling, or ``limit`` seconds in
+    all. Then it writes the settle report (JSON) to ``report``, with the time it took to drain
+    (``waited``) and the expired intents by why, and asks the node to stop (exit 0 either way:
+    the verdict judges)."""
 
     EVERY = 0.2
 
-    def __init__(self, report: str, timeout: float) -> None:
+    def __init__(self, report: str, timeout: float, limit: float = 600.0) -> None:
         self.report = report
         self.timeout = timeout
+        self.limit = max(limit, timeout)
 
     async def on_start(self) -> None:
-        self.started = self.ctx.node.clock.now()
+        self.started = self.progress_at = self.ctx.node.clock.now()
+        self.unsettled: int | None = None
         self.ctx.send_later(self.EVERY, _Check())
 
     async def on_receive(self, message: Any) -> Any:
@@ -39,15 +44,25 @@ class Settler(Actor):
             log = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog(), timeout=5.0)
         except (ActorNotFound, ActorStopped, AskTimeout):
             log = None
-        pending = log.pending() if log is not None else None
-        waited = self.ctx.node.clock.now() - self.started
-        if (pending is not None and not pending) or waited > self.timeout:
-            states = (
-                {state.value: 0 for state in IntentState}
-                if log is None
-                else {state.value: sum(1 for i in log.intents() if i.state is state) for state in IntentState}
-            )
-            report = {"settled": pending is not None and not pending, "waited": waited, "states": states}
+        now = self.ctx.node.clock.now()
+        unsettled = log.unsettled if log is not None else None
+        if unsettled is not None and (self.unsettled is None or unsettled < self.unsettled):
+            self.progress_at = now  # an intent settled since the last check: still draining
+        if unsettled is not None:
+            self.unsettled = unsettled
+        waited = now - self.started
+        stalled = now - self.progress_at > self.timeout
+        if unsettled == 0 or stalled or waited > self.limit:
+            intents = [] if log is None else log.intents()
+            states = {state.value: sum(1 for i in intents if i.state is state) for state in IntentState}
+            expired = Counter(i.detail for i in intents if i.state is IntentState.EXPIRED)
+            report = {
+                "settled": unsettled == 0,
+                "waited": round(waited, 3),
+                "stalled": stalled,
+                "states": states,
+                "expired": dict(expired),
+            }
             await self.ctx.run_in_thread(_write, self.report, report)
             self.ctx.logger.info("settled: {report}", report=report)
             self.ctx.node.request_shutdown(0)

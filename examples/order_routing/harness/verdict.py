@@ -8,6 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from examples.order_routing.broker.store import duplicates, load_fills, load_orders
+from examples.order_routing.node.answers import EXPIRED_AFTER_LOOKUP, EXPIRED_BEFORE_SEND
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
 from examples.order_routing.node.positions import Book, FillApplied, FillQuarantined, apply_fill, fill_problem
@@ -30,7 +31,17 @@ class Verdict:
     duplicates: int = 0
     """Client order ids the broker accepted more than once: must be 0."""
     lost: int = 0
-    """Intents recorded and not venue-rejected that the broker never accepted: must be 0."""
+    """Intents recorded, not venue-rejected and not expired, that the broker never accepted: must be 0."""
+    expired_before_send: int = 0
+    """Intents EXPIRED unsent: their time-to-live ran out before their turn to be sent."""
+    expired_after_lookup: int = 0
+    """Intents EXPIRED from the dead zone: a look-up found the broker never had them, past their ttl."""
+    expired_unexplained: int = 0
+    """Intents EXPIRED with neither reason (must be 0)."""
+    expired_at_broker: int = 0
+    """Intents EXPIRED that the broker nevertheless has (an expired order sent after all): must be 0."""
+    notes: list[str] = field(default_factory=list)
+    """Lines a run adds before the verdict (time to drain, the bounds' maxima)."""
     phantom: int = 0
     """Orders at the broker that the node never recorded as intents: must be 0."""
     ambiguous: int = 0
@@ -55,6 +66,8 @@ class Verdict:
             and self.lost == 0
             and self.phantom == 0
             and self.ambiguous == 0
+            and self.expired_at_broker == 0
+            and self.expired_unexplained == 0
             and self.positions_match
             and not self.ghost_fills_applied
         )
@@ -69,6 +82,11 @@ class Verdict:
             f"lost intents (must be 0): {self.lost:,}  {mark[self.lost == 0]}",
             f"phantom orders (must be 0): {self.phantom:,}  {mark[self.phantom == 0]}",
             f"ambiguous after settling (must be 0): {self.ambiguous:,}  {mark[self.ambiguous == 0]}",
+            f"expired, never sent late: {self.expired:,} = {self.expired_before_send:,} before send "
+            f"(never sent) + {self.expired_after_lookup:,} after look-up (the broker never had them)"
+            + (f" + {self.expired_unexplained:,} unexplained  FAIL" if self.expired_unexplained else ""),
+            f"expired yet at the broker (must be 0): {self.expired_at_broker:,}  "
+            f"{mark[self.expired_at_broker == 0]}",
             f"fills: broker {self.fills_at_broker:,}, node {self.fills_at_node:,}",
             f"ghost fills quarantined: {len(self.ghost_fills_quarantined):,}"
             + _listed(self.ghost_fills_quarantined, limit=3),
@@ -76,8 +94,13 @@ class Verdict:
             f"{mark[not self.ghost_fills_applied]}" + _listed(self.ghost_fills_applied),
             f"positions at the node match fills at the broker: {mark[self.positions_match]}"
             + (f" {self.position_mismatches}" if self.position_mismatches else ""),
+            *self.notes,
             f"VERDICT: {'PASS' if self.passed else 'FAIL'}",
         ]
+
+    @property
+    def expired(self) -> int:
+        return self.expired_before_send + self.expired_after_lookup + self.expired_unexplained
 
 
 async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
@@ -97,11 +120,21 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
         1 for d in await asyncio.to_thread(duplicates, broker_store) if d.client_id == client_id
     )
     verdict.rejected_by_venue = verdict.states.get(IntentState.REJECTED.value, 0)
+    never_orders = (IntentState.REJECTED, IntentState.EXPIRED)
     verdict.lost = sum(
-        1
-        for cid, intent in intents.items()
-        if intent.state is not IntentState.REJECTED and cid not in at_broker
+        1 for cid, intent in intents.items() if intent.state not in never_orders and cid not in at_broker
     )
+    for cid, intent in intents.items():
+        if intent.state is not IntentState.EXPIRED:
+            continue
+        if cid in at_broker:
+            verdict.expired_at_broker += 1
+        if intent.detail == EXPIRED_BEFORE_SEND:
+            verdict.expired_before_send += 1
+        elif intent.detail == EXPIRED_AFTER_LOOKUP:
+            verdict.expired_after_lookup += 1
+        else:
+            verdict.expired_unexplained += 1
     verdict.phantom = sum(1 for cid in at_broker if cid not in intents)
     verdict.ambiguous = sum(
         verdict.states.get(state.value, 0)
