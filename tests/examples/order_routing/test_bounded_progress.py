@@ -6,6 +6,7 @@ a real SqliteJournal; stand-ins at the gateway's and risk's paths forward to pro
 from __future__ import annotations
 
 import asyncio
+import re
 
 import msgspec
 import pytest
@@ -382,3 +383,33 @@ def test_the_verdict_explains_expiry_and_fails_on_an_expired_order_at_the_broker
     assert verdict.passed
     assert not Verdict(expired_at_broker=1, positions_match=True).passed
     assert not Verdict(expired_unexplained=1, positions_match=True).passed
+
+
+# -- the settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"max_unsettled": 0}, "max_unsettled=0: must be >= 1"),
+        ({"send_window": 0}, "send_window=0: must be >= 1"),
+        ({"max_unsettled": 10, "send_window": 20}, "send_window=20: must be <= max_unsettled=10"),
+        ({"intent_ttl": 0.0}, "intent_ttl=0.0: must be a finite number > 0"),
+        ({"backlog_policy": "queue"}, "backlog_policy='queue': must be one of drop, conflate, wait"),
+        ({"strategy_backlog_policy": ("momentum=later",)}, "strategy_backlog_policy: momentum='later'"),
+        ({"strategy_ttl": ("momentum",)}, "strategy_ttl: 'momentum': must be 'strategy=value'"),
+        ({"strategy_ttl": ("momentum=-1",)}, "strategy_ttl: momentum='-1': must be a finite number"),
+        ({"strategy_ttl": ("a=1", "a=2")}, "strategy_ttl: 'a' is given twice"),
+    ],
+)
+def test_a_bad_bound_is_refused_naming_the_setting_and_value(changes: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(named)):
+        NodeConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_each_strategy_gets_its_own_ttl_and_policy_or_the_defaults() -> None:
+    config = NodeConfig(
+        intent_ttl=10.0, strategy_ttl=("momentum=3",), strategy_backlog_policy=("blast=drop",)
+    )
+    assert (config.ttl_of("momentum"), config.ttl_of("mean-revert")) == (3.0, 10.0)
+    assert (config.policy_of("blast"), config.policy_of("momentum")) == ("drop", "conflate")
