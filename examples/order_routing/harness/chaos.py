@@ -166,9 +166,9 @@ BLOCKED = re.compile(rb"was blocked for ([\d.]+)s; running: (\S+)")
 
 
 def progress_notes(node_log: Path, start: int, settle_report: Path, run_seconds: float) -> list[str]:
-    """What the run's log (at INFO: the executor's progress lines) and settle report say of its progress: the time to drain, the expired
-    intents by why, the bounds' maxima over every incarnation's progress lines, the executor's
-    longest step and the loop blocks (>= 100 ms) the node's loop-lag monitor named."""
+    """What the run's log (at INFO: the executor's progress lines) and settle report say of its
+    progress: the time to drain, the bounds' maxima over every incarnation's progress lines, the
+    executor's longest step and the loop blocks (>= 100 ms) the node's loop-lag monitor named."""
     notes = []
     if settle_report.exists():
         settled = json.loads(settle_report.read_text())

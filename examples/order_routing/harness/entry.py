@@ -26,7 +26,7 @@ from examples.order_routing.harness.dead_zone import DeadZoneGateway
 from examples.order_routing.harness.processes import take_dead_zone_order, write_pid
 from examples.order_routing.harness.settler import Settler
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import load_config, settle_the_heap
+from examples.order_routing.node.entry import earlier_processes, load_config, settle_the_heap
 from examples.order_routing.node.shared_tree import build_shared_spec
 from examples.order_routing.node.tree import build_spec
 from garrison import ChildSpec, Settings, SupervisorSpec
@@ -85,7 +85,9 @@ def single_node(settings: Settings) -> SupervisorSpec:
     settle_the_heap()
     if harness.control_dir:
         write_pid(harness.control_dir)
-    return build_spec(config, gateway=gateway(harness), extras=extras(config, harness))
+    return build_spec(
+        config, gateway=gateway(harness), extras=extras(config, harness), earlier=earlier_processes()
+    )
 
 
 def shared_node(settings: Settings) -> SupervisorSpec:

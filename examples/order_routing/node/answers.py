@@ -61,6 +61,23 @@ GATEWAY_SHARE_FOR_LOOKUPS = 4
 """Look-ups go out only while the gateway's mailbox is less than 1/this full, and fill at most that."""
 
 
+class EarlierProcesses:
+    """When the node's earlier processes wrote their last order frame: before ``written_before``,
+    the node-clock time at which this process started (each earlier one had died by then, and no
+    frame of its can be written later). Built by the node's process entry and shared by every
+    executor incarnation of the process (a ChildSpec argument).
+
+    An executor that finds an intent in doubt at its start, while no executor of this process has
+    marked one SENDING yet (``marked``), counts a "not found" from ``written_before`` rather than
+    from its own start: a node restarted every second or two trusts its look-ups within one
+    incarnation. Once this process has marked one, an intent in doubt may be its own, and counts
+    from the executor's start as before."""
+
+    def __init__(self, written_before: float) -> None:
+        self.written_before = written_before
+        self.marked = False
+
+
 class TakeOver(enum.Enum):
     SEND = "send"
     """Certainly never sent: mark SENDING durably, then send."""
@@ -134,6 +151,9 @@ class BrokerAnswers:
         self.info_asked_at = -math.inf
         self.lookup_tokens = 0.0
         self.tokens_at = -math.inf
+        self.written_before = -math.inf
+        """Intents in doubt since this time (or earlier) came from an earlier process
+        (EarlierProcesses): no frame of theirs can wait in this process's gateway."""
         self.counts = {
             "sent": 0,
             "resent": 0,
@@ -233,8 +253,10 @@ class BrokerAnswers:
                 # A (re)connected gateway writes what waited for Welcome only now: an order
                 # still queued there may reach the broker from this moment, so a "not found"
                 # is trusted only lookup_lag + margin after it.
+                written_before = self.written_before
                 for cid, since in self.in_doubt.items():
-                    self.in_doubt[cid] = max(since, now)
+                    if since > written_before:
+                        self.in_doubt[cid] = max(since, now)
                 # Answers on the connection that died are lost: everything in doubt is due again.
                 self.asked.clear()
                 for cid in self.next_query:
@@ -328,17 +350,18 @@ class BrokerAnswers:
             self.counts["lookups_deferred"] += 1
             self.lookup_metrics.lookups_deferred.inc()
             budget = max(0, room)
-        # The most overdue first, so that under the cap every order gets its turn.
-        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
-        asked = [cid for _, cid in heapq.nsmallest(budget, due_reconcile)]
-        for cid in asked:
-            self.reconcile[cid] = now + 10 * self.config.lookup_retry
+        # The most overdue first, so that under the cap every order gets its turn; orders in doubt
+        # before live ones: they hold the send window, live ones only the backlog.
         due_doubt = [(due, cid) for cid, due in self.next_query.items() if due <= now]
-        for _, cid in heapq.nsmallest(budget - len(asked), due_doubt):
-            asked.append(cid)
+        asked = [cid for _, cid in heapq.nsmallest(budget, due_doubt)]
+        for cid in asked:
             retry = self.retry_after.get(cid, self.config.lookup_retry)
             self.next_query[cid] = now + retry
             self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
+        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
+        for _, cid in heapq.nsmallest(budget - len(asked), due_reconcile):
+            asked.append(cid)
+            self.reconcile[cid] = now + 10 * self.config.lookup_retry
         self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
         told = 0
         for cid in asked:

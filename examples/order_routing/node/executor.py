@@ -49,6 +49,7 @@ from examples.order_routing.node.answers import (
     EXPIRED_AFTER_LOOKUP,
     EXPIRED_BEFORE_SEND,
     BrokerAnswers,
+    EarlierProcesses,
     TakeOver,
     take_over,
 )
@@ -115,8 +116,11 @@ class Executor(BrokerAnswers, Actor):
     mailbox = MailboxConfig(capacity=65536)
     SWEEP_EVERY = 0.1
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, earlier: EarlierProcesses | None = None) -> None:
         super().__init__(config)
+        self.earlier = earlier
+        """When earlier processes of this node wrote their last frame (None: unknown, so an
+        intent found in doubt at start counts from this incarnation's start)."""
         self.marking: set[str] = set()
         """Intents whose SENDING mark is being written: sent once it is durable, never queued again."""
         self.unconfirmed: deque[asyncio.Future[None]] = deque()
@@ -143,6 +147,11 @@ class Executor(BrokerAnswers, Actor):
         if past its time-to-live); SENDING/UNKNOWN: in doubt, looked up; ACKED: looked up once
         (an OrdersDone may have been lost). ``live_only``: only the ACKED ones (CheckLiveOrders)."""
         pending = self.log.pending()
+        earlier = self.earlier
+        from_earlier = earlier is not None and not earlier.marked and not live_only
+        if from_earlier:
+            assert earlier is not None
+            self.written_before = earlier.written_before
         for start in range(0, len(pending), TAKE_OVER_SLICE):
             if start:
                 await asyncio.sleep(0)
@@ -160,8 +169,9 @@ class Executor(BrokerAnswers, Actor):
                     case TakeOver.SEND:
                         self.to_send[intent.id] = intent.payload
                     case TakeOver.LOOK_UP if intent.id not in self.in_doubt and intent.id not in self.sent_at:
-                        # It may have reached the broker before this incarnation began.
-                        self.doubt(intent.id, now)
+                        # It may have reached the broker before this incarnation (or, when no
+                        # executor of this process has sent anything, before this process) began.
+                        self.doubt(intent.id, self.written_before if from_earlier else now)
             self.stepped(began)
 
     def stepped(self, began: float) -> None:
@@ -271,6 +281,8 @@ class Executor(BrokerAnswers, Actor):
         if self.moves:
             self.write_moves()
         if ready:
+            if self.earlier is not None:
+                self.earlier.marked = True  # from now on an intent in doubt may be this process's
             marked = log.move_many_nowait([(intent.client_order_id, IntentState.SENDING) for intent in ready])
             self.unconfirmed.append(marked)
             self.marking.update(intent.client_order_id for intent in ready)

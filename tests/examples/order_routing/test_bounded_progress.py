@@ -12,7 +12,11 @@ import msgspec
 import pytest
 
 from examples.order_routing.harness.verdict import Verdict
-from examples.order_routing.node.answers import EXPIRED_AFTER_LOOKUP, EXPIRED_BEFORE_SEND
+from examples.order_routing.node.answers import (
+    EXPIRED_AFTER_LOOKUP,
+    EXPIRED_BEFORE_SEND,
+    EarlierProcesses,
+)
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.executor import Executor
 from examples.order_routing.node.intents import INTENTS_STREAM, Intents
@@ -44,7 +48,12 @@ def bounded(**changes: object) -> NodeConfig:
     return msgspec.structs.replace(FAST, **changes)
 
 
-def execution(gateway: ActorRef, config: NodeConfig, risk: ActorRef | None = None) -> SupervisorSpec:
+def execution(
+    gateway: ActorRef,
+    config: NodeConfig,
+    risk: ActorRef | None = None,
+    earlier: EarlierProcesses | None = None,
+) -> SupervisorSpec:
     """gateway (stand-in) -> intents -> executor, as in the node, all with ``config``; a stand-in
     for risk when ``risk`` is given (intents hands it what the backlog refused)."""
     group = SupervisorSpec(
@@ -52,7 +61,7 @@ def execution(gateway: ActorRef, config: NodeConfig, risk: ActorRef | None = Non
         children=[
             ChildSpec("gateway", StandIn, args=(gateway, {GetBrokerInfo: BrokerInfo(LOOKUP_LAG, "none")})),
             ChildSpec("intents", Intents, args=(config,)),
-            ChildSpec("executor", Executor, args=(config,)),
+            ChildSpec("executor", Executor, args=(config,) if earlier is None else (config, earlier)),
         ],
     )
     children = [ChildSpec("execution", group)]
@@ -367,6 +376,33 @@ async def test_reconciliation_continues_where_a_restart_left_it(
             if isinstance(message, Lookup):
                 asked.add(message.client_order_id)
     assert asked == {intent.client_order_id for intent in intents} - set(answered)
+
+
+@pytest.mark.parametrize("marked", [False, True])
+async def test_an_intent_an_earlier_process_left_in_doubt_counts_not_found_from_that_process(
+    node: Node, probe: TestProbe, journal: Journal, clock: ManualClock, marked: bool
+) -> None:
+    """A node restarted every second or two must trust its look-ups within one incarnation: an
+    intent in doubt at the first start in a process was sent by an earlier process, before this
+    one began. Once this process has sent something, an intent in doubt may be its own."""
+    intent = make_intent(seq=1)
+    await seed(journal, clock, None, (intent, (IntentState.SENDING,)))
+    await clock.advance(5.0)
+    earlier = EarlierProcesses(written_before=clock.now() - 1.0)
+    earlier.marked = marked
+    await node.start(execution(probe, bounded(), earlier=earlier))
+    cid = intent.client_order_id
+    # A Welcome after the start does not make its 'not found' wait: no frame of an earlier process
+    # can be in this process's gateway.
+    await executor_of(node).tell(BrokerInfo(LOOKUP_LAG, "none"))
+
+    assert await probe.expect(Lookup, within=1.0) == Lookup(cid)
+    await executor_of(node).tell(OrderStatus(1, cid, found=False))
+    if marked:
+        assert await probe.expect(Lookup, within=2.0) == Lookup(cid), "trusted before the look-up lag"
+    else:
+        assert (await probe.expect(Submit, within=0.2)).intents == (intent,)
+        assert earlier.marked
 
 
 # -- the verdict ----------------------------------------------------------------------------------
