@@ -160,7 +160,7 @@ async def run_chaos(args: argparse.Namespace, config_of: object) -> int:
 
 PROGRESS = re.compile(
     rb"progress: unsettled (\d+)/(\d+), in doubt (\d+)/(\d+) \(oldest ([\d.]+)s\).*"
-    rb"longest step ([\d.]+) ms, take-over ([\d.]+) ms"
+    rb"longest step ([\d.]+) ms \(([^)]*)\), take-over ([\d.]+) ms"
 )
 BLOCKED = re.compile(rb"was blocked for ([\d.]+)s; running: (\S+)")
 
@@ -179,6 +179,7 @@ def progress_notes(node_log: Path, start: int, settle_report: Path, run_seconds:
     unsettled = in_doubt = lines = 0
     max_unsettled = window = 0
     oldest = step = take_over = 0.0
+    step_kind = ""
     blocks: list[tuple[float, str]] = []
     with open(node_log, "rb") as file:
         file.seek(start)
@@ -190,8 +191,9 @@ def progress_notes(node_log: Path, start: int, settle_report: Path, run_seconds:
                 in_doubt = max(in_doubt, int(found[3]))
                 window = int(found[4])
                 oldest = max(oldest, float(found[5]))
-                step = max(step, float(found[6]))
-                take_over = max(take_over, float(found[7]))
+                if float(found[6]) > step:
+                    step, step_kind = float(found[6]), found[7].decode(errors="replace")
+                take_over = max(take_over, float(found[8]))
             elif (found := BLOCKED.search(line)) is not None:
                 blocks.append((float(found[1]), found[2].decode(errors="replace")))
     by_executor = [lag for lag, actor in blocks if actor.endswith("/executor")]
@@ -201,7 +203,8 @@ def progress_notes(node_log: Path, start: int, settle_report: Path, run_seconds:
         f"backlog max (unsettled): {unsettled:,} (max_unsettled {max_unsettled:,}); "
         f"in doubt max: {in_doubt:,} (send_window {window:,}); oldest in doubt max: {oldest:.1f} s "
         f"({lines:,} progress lines)",
-        f"executor: longest step {step:.1f} ms, longest take-over at start {take_over:.1f} ms (in slices); "
+        f"executor: longest step {step:.1f} ms ({step_kind or 'none'}), "
+        f"longest take-over at start {take_over:.1f} ms (in slices); "
         f"loop blocks >= 100 ms: {len(blocks):,}, the longest {longest:.0f} ms; "
         f"while the executor ran: {len(by_executor):,}, the longest {longest_executor:.0f} ms",
         f"run length: {run_seconds:.0f} s",

@@ -73,7 +73,7 @@ MAX_UNCONFIRMED_WRITES = 256
 """Writes of the log in flight (each a batch) before the executor waits for the oldest: the disk's pace."""
 SUBMITS_PER_STEP = 64
 """Orders per Submit to the gateway (one message), the loop yielding between two."""
-TAKE_OVER_SLICE = 512
+TAKE_OVER_SLICE = 256
 """Intents taken over per slice at start (the loop runs between two slices)."""
 PROGRESS_EVERY = 1.0
 """Seconds between two progress lines (and bound gauges)."""
@@ -127,6 +127,8 @@ class Executor(BrokerAnswers, Actor):
         """The log's writes not yet known durable, oldest first."""
         self.longest_step = 0.0
         """The longest stretch (s) this incarnation held the loop in one of its steps."""
+        self.longest_kind = ""
+        """What that step was (a message type, a take-over slice, a send)."""
         self.longest_start = 0.0
         """How long (s) taking over the log at start took, the loop running between slices."""
         self.progress_at = -math.inf
@@ -172,13 +174,17 @@ class Executor(BrokerAnswers, Actor):
                         # It may have reached the broker before this incarnation (or, when no
                         # executor of this process has sent anything, before this process) began.
                         self.doubt(intent.id, self.written_before if from_earlier else now)
-            self.stepped(began)
+                        # Asked in the order recorded, oldest first: under the look-up cap, what
+                        # later incarnations add must not keep overtaking it (ties went by id).
+                        self.next_query[intent.id] += len(self.in_doubt) * 1e-6
+            self.stepped(began, "take-over slice")
 
-    def stepped(self, began: float) -> None:
-        """Note how long the step that began at ``began`` (perf_counter) held the loop."""
+    def stepped(self, began: float, kind: str) -> None:
+        """Note how long the step (of ``kind``) that began at ``began`` (perf_counter) held the loop."""
         step = time.perf_counter() - began
         if step > self.longest_step:
             self.longest_step = step
+            self.longest_kind = kind
 
     async def on_receive(self, message: Any) -> Any:
         began = time.perf_counter()
@@ -190,7 +196,7 @@ class Executor(BrokerAnswers, Actor):
                     if cid not in self.sent_at and cid not in self.in_doubt and cid not in self.marking:
                         self.to_send[cid] = intent
             case CheckLiveOrders():
-                self.stepped(began)
+                self.stepped(began, "CheckLiveOrders")
                 await self.take_over_log(live_only=True)
                 began = time.perf_counter()
             case _Sweep():
@@ -205,7 +211,7 @@ class Executor(BrokerAnswers, Actor):
             case _:
                 if not self.on_answer(message, now):
                     self.ctx.unhandled(message)
-        self.stepped(began)
+        self.stepped(began, type(message).__name__)
         # A burst never stops the work: a full batch is written even while more messages wait.
         if self.ctx.queued == 0 or len(self.to_send) >= MAX_SEND_BATCH or len(self.moves) >= MAX_MOVES:
             await self.write_and_send()
@@ -218,12 +224,12 @@ class Executor(BrokerAnswers, Actor):
         began = time.perf_counter()
         self.write_moves()
         progress = self.send_pending()
-        self.stepped(began)
+        self.stepped(began, "write and send")
         while progress and self.to_send and self.ctx.queued == 0:
             await asyncio.sleep(0)  # others run between two batches
             began = time.perf_counter()
             progress = self.send_pending()
-            self.stepped(began)
+            self.stepped(began, "send")
         await self.confirm(MAX_UNCONFIRMED_WRITES)
 
     async def confirm(self, at_most: int) -> None:
@@ -311,7 +317,7 @@ class Executor(BrokerAnswers, Actor):
             ):
                 del self.to_send[cid]
                 self.expire_unsent(recorded)
-        self.stepped(began)
+        self.stepped(began, "expire waiting")
 
     def bound_figures(self, now: float) -> dict[str, Any]:
         stats = self.log.stats
@@ -341,7 +347,7 @@ class Executor(BrokerAnswers, Actor):
             "progress: unsettled {unsettled}/{max_unsettled}, in doubt {in_doubt}/{window} "
             "(oldest {oldest:.1f}s), to send {to_send}, acked {acked}, done {done}, "
             "expired {before} before send + {after} after look-up, look-ups {lookups}, "
-            "longest step {step:.1f} ms, take-over {take_over:.1f} ms",
+            "longest step {step:.1f} ms ({kind}), take-over {take_over:.1f} ms",
             unsettled=figures["unsettled"],
             max_unsettled=figures["max_unsettled"],
             in_doubt=figures["send_window_used"],
@@ -354,6 +360,7 @@ class Executor(BrokerAnswers, Actor):
             after=counts["expired_after_lookup"],
             lookups=counts["lookups"],
             step=figures["longest_step_ms"],
+            kind=self.longest_kind,
             take_over=figures["take_over_ms"],
         )
 
