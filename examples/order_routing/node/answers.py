@@ -382,8 +382,8 @@ class BrokerAnswers:
 
     def recheck_connection(self, now: float) -> None:
         """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it
-        offered may have met a full mailbox, and without it no look-up would ever go out."""
-        if now - self.info_asked_at < 1.0 or self.in_doubt == {}:
+        offered may have met a full mailbox, and without it no look-up (nor send) would ever go out."""
+        if now - self.info_asked_at < 1.0 or not (self.in_doubt or self.to_send):
             return
         self.info_asked_at = now
 

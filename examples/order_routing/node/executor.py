@@ -25,7 +25,8 @@ Bounded progress (the log's bounds, from the config):
   looked up). In doubt past it: looked up, and EXPIRED if the broker never had it.
 - Send window: at most ``send_window`` intents in SENDING or UNKNOWN; more are
   marked only as earlier ones settle, so a crash leaves at most that many to
-  look up.
+  look up. Nothing is marked while the gateway has no Welcome (a frame would
+  only wait there, its intent in doubt for nothing).
 - Reconciliation costs O(unsettled) at start, read in bounded slices that
   yield to the loop, and O(in doubt) afterwards; every answer's move is
   written at once (one append per step), so a restart continues where the
@@ -266,7 +267,9 @@ class Executor(BrokerAnswers, Actor):
         durable (a task: answers keep flowing meanwhile). A crash in between is a look-up, not a
         resend. An intent past its time-to-live is EXPIRED instead. False: nothing was taken."""
         room = self.window_room()
-        if room <= 0 or not self.to_send:
+        if room <= 0 or not self.to_send or not self.connected:
+            # Without a Welcome a frame would only wait in the gateway, its intent in doubt for
+            # nothing: a crash meanwhile would leave it to be looked up. RECORDED, it waits here.
             return False
         batch = self.take_batch(room)
         log = self.log

@@ -344,6 +344,28 @@ async def test_the_send_window_bounds_the_intents_in_sending_and_more_go_as_they
     assert sum(state in (IntentState.SENDING, IntentState.UNKNOWN) for state in states.values()) <= 2
 
 
+async def test_nothing_is_marked_sending_while_the_gateway_has_no_welcome(
+    node: Node, probe: TestProbe, journal: Journal, clock: ManualClock
+) -> None:
+    """A frame would only wait in the gateway: its intent would be in doubt for nothing."""
+    intent = make_intent(seq=1)
+    await seed(journal, clock, None, (intent, ()))
+    group = SupervisorSpec(
+        strategy=Strategy.REST_FOR_ONE,
+        children=[
+            ChildSpec("gateway", StandIn, args=(probe, {GetBrokerInfo: None})),
+            ChildSpec("intents", Intents, args=(bounded(),)),
+            ChildSpec("executor", Executor, args=(bounded(),)),
+        ],
+    )
+    await node.start(SupervisorSpec(children=[ChildSpec("execution", group)]))
+
+    await probe.expect_no_message(within=0.5)
+    assert (await durable_intents(journal))[intent.client_order_id].state is IntentState.RECORDED
+    await executor_of(node).tell(BrokerInfo(LOOKUP_LAG, "none"))
+    assert (await probe.expect(Submit, within=1.0)).intents == (intent,)
+
+
 # -- reconciliation ------------------------------------------------------------------------------
 
 
