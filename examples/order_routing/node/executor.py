@@ -155,6 +155,7 @@ class Executor(BrokerAnswers, Actor):
         if from_earlier:
             assert earlier is not None
             self.written_before = earlier.written_before
+        doubted: list[tuple[float, str]] = []
         for start in range(0, len(pending), TAKE_OVER_SLICE):
             if start:
                 await asyncio.sleep(0)
@@ -175,10 +176,13 @@ class Executor(BrokerAnswers, Actor):
                         # It may have reached the broker before this incarnation (or, when no
                         # executor of this process has sent anything, before this process) began.
                         self.doubt(intent.id, self.written_before if from_earlier else now)
-                        # Asked in the order recorded, oldest first: under the look-up cap, what
-                        # later incarnations add must not keep overtaking it (ties went by id).
-                        self.next_query[intent.id] += len(self.in_doubt) * 1e-6
+                        doubted.append((intent.created or 0.0, intent.id))
             self.stepped(began, "take-over slice")
+        # Asked oldest first (by creation): under the look-up cap, the intents each crash adds
+        # must not keep overtaking older ones (ties went by id; the log's order is its snapshot's).
+        doubted.sort()
+        for rank, (_, cid) in enumerate(doubted):
+            self.next_query[cid] = self.in_doubt[cid] + rank * 1e-6
 
     def stepped(self, began: float, kind: str) -> None:
         """Note how long the step (of ``kind``) that began at ``began`` (perf_counter) held the loop."""
