@@ -387,13 +387,16 @@ class Gateway(Actor):
         cannot make the broker skip real fills. Positions answers after whatever is queued before
         the question, so fills of the connection that died are counted; without an answer in
         handshake_timeout, the last fill handed to it is used."""
-        subscriber = self.fills_to
+        subscriber, generation = self.fills_to, self.generation
         assert subscriber is not None
         try:
             taken = await subscriber.ask(LastFillTaken(), timeout=self.config.handshake_timeout)
         except (AskTimeout, ActorStopped, UnhandledMessage):
             return
-        self.fills_after = taken
+        if generation == self.generation:
+            # Else positions subscribed again meanwhile, from what it has written: the answer of
+            # the incarnation before (fills taken, perhaps never written) would skip fills.
+            self.fills_after = taken
 
     async def read(self, reader: asyncio.StreamReader, frames: FrameSplitter, generation: int) -> bytes:
         """The next chunk from the broker. Raises BrokerDisconnected for a reset, a closed
@@ -539,6 +542,7 @@ class Gateway(Actor):
         if fills and generation == self.generation and self.fills_to is not None:
             self.counts["fills"] += len(fills)
             await self.fills_to.tell(Fills(fills))
-            self.fills_after = max(self.fills_after, *(fill.fill_seq for fill in fills))
+            if generation == self.generation:  # not if positions subscribed again during the tell
+                self.fills_after = max(self.fills_after, *(fill.fill_seq for fill in fills))
         if replies:
             await self.ctx.node.lookup(paths.EXECUTOR).tell(BrokerReplies(replies))
