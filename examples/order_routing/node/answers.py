@@ -35,6 +35,7 @@ import contextlib
 import enum
 import heapq
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from examples.order_routing.node import paths
@@ -67,15 +68,25 @@ class EarlierProcesses:
     frame of its can be written later). Built by the node's process entry and shared by every
     executor incarnation of the process (a ChildSpec argument).
 
-    An executor that finds an intent in doubt at its start, while no executor of this process has
-    marked one SENDING yet (``marked``), counts a "not found" from ``written_before`` rather than
-    from its own start: a node restarted every second or two trusts its look-ups within one
-    incarnation. Once this process has marked one, an intent in doubt may be its own, and counts
-    from the executor's start as before."""
+    An executor that finds an intent in doubt at its start that no executor of this process has
+    marked SENDING (``marked_here``) counts a "not found" from ``written_before`` rather than from
+    its own start: a node restarted every second or two, or whose executor restarts every few
+    hundred ms, trusts its look-ups of what earlier processes left within one incarnation. One
+    this process marked may have a frame still on its way, and counts from the executor's start
+    as before."""
 
     def __init__(self, written_before: float) -> None:
         self.written_before = written_before
-        self.marked = False
+        self.marked_here: set[str] = set()
+        """Ids this process marked SENDING that may still be in doubt (pruned to those in doubt)."""
+
+    def note_marked(self, ids: Iterable[str], in_doubt: Callable[[], Iterable[str]], bound: int) -> None:
+        """Remember ``ids`` as marked SENDING by this process; past ``bound`` remembered, keep only
+        those still in doubt (``in_doubt()``), so memory follows the send window, not the orders."""
+        marked = self.marked_here
+        marked.update(ids)
+        if len(marked) > bound:
+            marked.intersection_update(in_doubt())
 
 
 class TakeOver(enum.Enum):

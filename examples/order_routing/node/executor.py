@@ -151,9 +151,8 @@ class Executor(BrokerAnswers, Actor):
         (an OrdersDone may have been lost). ``live_only``: only the ACKED ones (CheckLiveOrders)."""
         pending = self.log.pending()
         earlier = self.earlier
-        from_earlier = earlier is not None and not earlier.marked and not live_only
-        if from_earlier:
-            assert earlier is not None
+        marked_here: set[str] = set() if earlier is None else earlier.marked_here
+        if earlier is not None:
             self.written_before = earlier.written_before
         doubted: list[tuple[float, str]] = []
         for start in range(0, len(pending), TAKE_OVER_SLICE):
@@ -175,6 +174,7 @@ class Executor(BrokerAnswers, Actor):
                     case TakeOver.LOOK_UP if intent.id not in self.in_doubt and intent.id not in self.sent_at:
                         # It may have reached the broker before this incarnation (or, when no
                         # executor of this process has sent anything, before this process) began.
+                        from_earlier = earlier is not None and intent.id not in marked_here
                         self.doubt(intent.id, self.written_before if from_earlier else now)
                         doubted.append((intent.created or 0.0, intent.id))
             self.stepped(began, "take-over slice")
@@ -294,8 +294,12 @@ class Executor(BrokerAnswers, Actor):
         if self.moves:
             self.write_moves()
         if ready:
-            if self.earlier is not None:
-                self.earlier.marked = True  # from now on an intent in doubt may be this process's
+            if self.earlier is not None:  # in doubt from now on, these may have a frame on the way
+                self.earlier.note_marked(
+                    [intent.client_order_id for intent in ready],
+                    lambda: [intent.id for intent in log.in_doubt()],
+                    4 * (log.send_window or MAX_SEND_BATCH),
+                )
             marked = log.move_many_nowait([(intent.client_order_id, IntentState.SENDING) for intent in ready])
             self.unconfirmed.append(marked)
             self.marking.update(intent.client_order_id for intent in ready)

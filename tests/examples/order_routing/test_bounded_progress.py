@@ -405,15 +405,16 @@ async def test_an_intent_an_earlier_process_left_in_doubt_counts_not_found_from_
     node: Node, probe: TestProbe, journal: Journal, clock: ManualClock, marked: bool
 ) -> None:
     """A node restarted every second or two must trust its look-ups within one incarnation: an
-    intent in doubt at the first start in a process was sent by an earlier process, before this
-    one began. Once this process has sent something, an intent in doubt may be its own."""
+    intent in doubt that no executor of this process marked SENDING was sent by an earlier
+    process, before this one began. One this process marked may still have a frame on its way."""
     intent = make_intent(seq=1)
     await seed(journal, clock, None, (intent, (IntentState.SENDING,)))
     await clock.advance(5.0)
     earlier = EarlierProcesses(written_before=clock.now() - 1.0)
-    earlier.marked = marked
-    await node.start(execution(probe, bounded(), earlier=earlier))
     cid = intent.client_order_id
+    if marked:
+        earlier.note_marked([cid, "other"], lambda: [cid], bound=10)
+    await node.start(execution(probe, bounded(), earlier=earlier))
     # A Welcome after the start does not make its 'not found' wait: no frame of an earlier process
     # can be in this process's gateway.
     await executor_of(node).tell(BrokerInfo(LOOKUP_LAG, "none"))
@@ -424,7 +425,7 @@ async def test_an_intent_an_earlier_process_left_in_doubt_counts_not_found_from_
         assert await probe.expect(Lookup, within=2.0) == Lookup(cid), "trusted before the look-up lag"
     else:
         assert (await probe.expect(Submit, within=0.2)).intents == (intent,)
-        assert earlier.marked
+        assert earlier.marked_here == {cid}
 
 
 # -- the verdict ----------------------------------------------------------------------------------
