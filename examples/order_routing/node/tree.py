@@ -54,7 +54,7 @@ def build_spec(
             ChildSpec("gateway", gateway or Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
             ChildSpec("intents", Intents, args=(config,)),
             ChildSpec("executor", executor, args=(config,) if earlier is None else (config, earlier)),
-            ChildSpec("positions", Positions),
+            ChildSpec("positions", Positions, args=(config.role != "single",)),
         ],
     )
     feed = [ChildSpec("feed", Feed, args=(config,))] if config.feed else []
