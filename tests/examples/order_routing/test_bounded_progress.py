@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from examples.order_routing.harness.chaos import progress_notes
 from examples.order_routing.harness.verdict import Verdict
 from examples.order_routing.node.answers import (
     EXPIRED_AFTER_LOOKUP,
@@ -472,3 +474,38 @@ def test_each_strategy_gets_its_own_ttl_and_policy_or_the_defaults() -> None:
     )
     assert (config.ttl_of("momentum"), config.ttl_of("mean-revert")) == (3.0, 10.0)
     assert (config.policy_of("blast"), config.policy_of("momentum")) == ("drop", "conflate")
+
+
+def test_the_chaos_run_reads_the_bounds_maxima_and_loop_blocks_from_the_node_log(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_bytes(
+        b"old run: progress: unsettled 9999/4096, in doubt 9999/1024 (oldest 99.0s), longest step 99.0 ms"
+        b" (x), take-over 99.0 ms\n"
+    )
+    start = log.stat().st_size
+    with open(log, "ab") as file:
+        for unsettled, in_doubt, oldest, step, kind in (
+            (12, 3, 1.5, 2.5, "_Sweep"),
+            (40, 9, 0.5, 7.25, "send"),
+        ):
+            file.write(
+                f"12:00:00 INFO /root/execution/executor progress: unsettled {unsettled}/4096, in doubt "
+                f"{in_doubt}/1024 (oldest {oldest}s), to send 0, acked 1, done 1, expired 0 before send + 0 "
+                f"after look-up, look-ups 4, longest step {step} ms ({kind}), take-over 1.0 ms\n".encode()
+            )
+        file.write(
+            b"12:00:01 WARNING x event loop of node router-1 was blocked for 0.120s; running: /root/risk\n"
+        )
+    report = tmp_path / "settle.json"
+    report.write_text('{"settled": true, "waited": 2.5}')
+
+    notes = progress_notes(log, start, report, 61.4)
+
+    assert notes == [
+        "time to drain (settle run): 2.5 s (drained)",
+        "backlog max (unsettled): 40 (max_unsettled 4,096); in doubt max: 9 (send_window 1,024); "
+        "oldest in doubt max: 1.5 s (2 progress lines)",
+        "executor: longest step 7.2 ms (send), longest take-over at start 1.0 ms (in slices); "
+        "loop blocks >= 100 ms: 1, the longest 120 ms; while the executor ran: 0, the longest 0 ms",
+        "run length: 61 s",
+    ]
