@@ -55,7 +55,8 @@ class Intents(Actor):
     Progress is bounded (the config's ``max_unsettled``, ``send_window``,
     ``intent_ttl``): the log stamps each intent with its creation time on the
     node's clock and its time-to-live, and at most ``max_unsettled`` intents are
-    unsettled. Records beyond it are not written: each strategy gets them back
+    unsettled (a single node only: with several, the executors settle intents
+    in logs of their own). Records beyond it are not written: each strategy gets them back
     in one BacklogFull (so does risk, which takes their exposure back), and
     decides by its policy.
     """
@@ -73,14 +74,17 @@ class Intents(Actor):
         journal = self.ctx.node.journal
         assert journal is not None
         config = self.config
+        # The bounds count what this log writes and reads back: with several nodes, the executors
+        # settle intents in logs of their own, which this one would never see settle.
+        single = config.role == "single"
         self.log: IntentLog[OrderIntent] = await IntentLog(
             journal,
             INTENTS_STREAM,
             OrderIntent,
             clock=self.ctx.node.clock,
             default_ttl=config.intent_ttl,
-            max_unsettled=config.max_unsettled,
-            send_window=config.send_window,
+            max_unsettled=config.max_unsettled if single else None,
+            send_window=config.send_window if single else None,
         ).open()
         self.refused = 0
         """Records refused for want of room in the backlog (max_unsettled)."""

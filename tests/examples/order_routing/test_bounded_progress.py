@@ -151,6 +151,22 @@ async def test_intents_records_up_to_max_unsettled_and_hands_the_rest_back_to_st
     assert (snapshot["backlog_refused"], snapshot["unsettled"]) == (2, 3)
 
 
+async def test_a_node_of_several_does_not_bound_its_backlog_by_what_its_own_log_sees_settle(
+    node: Node, probe: TestProbe, journal: Journal
+) -> None:
+    """Its executors settle intents in logs of their own: this log would never see room again."""
+    config = bounded(max_unsettled=2, send_window=2, role="full", member="a")
+    await node.start(SupervisorSpec(children=[ChildSpec("intents", Intents, args=(config,))]))
+    intents = [make_intent(seq=seq) for seq in range(1, 5)]
+    for intent in intents:
+        await node.lookup("/root/intents").tell(RecordIntent(intent, probe))
+
+    recorded: set[str] = set()
+    while len(recorded) < 4:
+        recorded.update((await probe.expect(OrdersRecorded, within=REAL_WAIT)).client_order_ids)
+    assert set(await durable_intents(journal)) == {intent.client_order_id for intent in intents}
+
+
 async def start_strategy(node: Node, risk: TestProbe, config: NodeConfig) -> ActorRef:
     await node.start(
         SupervisorSpec(
