@@ -313,10 +313,11 @@ class Executor(BrokerAnswers, Actor):
         self.expire(intent.id, EXPIRED_BEFORE_SEND if recorded else EXPIRED_AFTER_LOOKUP)
 
     def expire_waiting(self, now: float) -> None:
-        """Intents waiting for the send window whose time-to-live ran out meanwhile: EXPIRED now
-        (they leave the backlog instead of holding it until their turn). O(waiting)."""
-        if not self.to_send or self.window_room() > 0:
-            return
+        """Intents waiting for the send window (or for a Welcome) whose time-to-live ran out
+        meanwhile: EXPIRED now (they leave the backlog instead of holding it until their turn).
+        O(waiting)."""
+        if not self.to_send or (self.connected and self.window_room() > 0):
+            return  # nothing waits: what is there goes out in this step
         began = time.perf_counter()
         get = self.log.get
         for cid in list(self.to_send):

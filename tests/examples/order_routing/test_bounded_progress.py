@@ -384,6 +384,28 @@ async def test_nothing_is_marked_sending_while_the_gateway_has_no_welcome(
     assert (await probe.expect(Submit, within=1.0)).intents == (intent,)
 
 
+async def test_an_intent_waiting_for_a_welcome_past_its_ttl_is_expired_not_held(
+    node: Node, probe: TestProbe, journal: Journal, clock: ManualClock
+) -> None:
+    intent = make_intent(seq=1)
+    await seed(journal, clock, 1.0, (intent, ()))
+    group = SupervisorSpec(
+        strategy=Strategy.REST_FOR_ONE,
+        children=[
+            ChildSpec("gateway", StandIn, args=(probe, {GetBrokerInfo: None})),
+            ChildSpec("intents", Intents, args=(bounded(),)),
+            ChildSpec("executor", Executor, args=(bounded(),)),
+        ],
+    )
+    await node.start(SupervisorSpec(children=[ChildSpec("execution", group)]))
+
+    await clock.advance(1.0 + Executor.SWEEP_EVERY)
+    expired = await becomes(journal, intent.client_order_id, IntentState.EXPIRED)
+    assert expired.detail == EXPIRED_BEFORE_SEND
+    await executor_of(node).tell(BrokerInfo(LOOKUP_LAG, "none"))
+    await probe.expect_no_message(within=0.5)
+
+
 # -- reconciliation ------------------------------------------------------------------------------
 
 
