@@ -24,7 +24,7 @@ from examples.order_routing.harness.standby import run_standby, standby_argument
 from examples.order_routing.harness.verdict import judge
 from examples.order_routing.harness.view import live_view, snapshot_of
 from examples.order_routing.node import paths
-from examples.order_routing.node.config import NodeConfig
+from examples.order_routing.node.config import BACKLOG_POLICIES, NodeConfig
 from examples.order_routing.node.entry import settle_the_heap
 from examples.order_routing.node.tree import build_spec
 from garrison import Node
@@ -50,6 +50,25 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--burst-seconds", type=float, default=4.0, help="how long the burst lasts")
     node.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
     node.add_argument("--metrics-port", type=int, default=None, help="serve /metrics /healthz /tree here")
+    defaults = NodeConfig()
+    node.add_argument(
+        "--max-unsettled",
+        type=int,
+        default=defaults.max_unsettled,
+        help="intents recorded and not settled, at most (the backlog)",
+    )
+    node.add_argument(
+        "--send-window", type=int, default=defaults.send_window, help="intents in SENDING or UNKNOWN, at most"
+    )
+    node.add_argument(
+        "--intent-ttl", type=float, default=defaults.intent_ttl, help="seconds an intent may wait to be sent"
+    )
+    node.add_argument(
+        "--backlog-policy",
+        choices=BACKLOG_POLICIES,
+        default=defaults.backlog_policy,
+        help="what a strategy does when the backlog is full",
+    )
     fix = parser.add_argument_group("FIX session (--venue fix)")
     fix.add_argument(
         "--fix-sender-comp-id", default=DEFAULT_CONFIG.fix_sender_comp_id, help="SenderCompID (49)"
@@ -114,6 +133,10 @@ def build_config(args: argparse.Namespace, broker_port: int, broker_host: str = 
         burst_start=args.burst_start,
         burst_seconds=args.burst_seconds,
         seed=args.seed,
+        max_unsettled=args.max_unsettled,
+        send_window=args.send_window,
+        intent_ttl=args.intent_ttl,
+        backlog_policy=args.backlog_policy,
     )
 
 

@@ -26,7 +26,7 @@ from examples.order_routing.harness.dead_zone import dead_zone_gateway
 from examples.order_routing.harness.processes import take_dead_zone_order, write_pid
 from examples.order_routing.harness.settler import Settler
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.entry import load_config, settle_the_heap
+from examples.order_routing.node.entry import earlier_processes, load_config, settle_the_heap
 from examples.order_routing.node.gateway import Gateway
 from examples.order_routing.node.shared_tree import build_shared_spec
 from examples.order_routing.node.tree import build_spec
@@ -43,6 +43,9 @@ class HarnessConfig(msgspec.Struct, frozen=True, kw_only=True):
     settle_report: str = ""
     """When set, the node waits until no intent is pending, writes this JSON report and stops."""
     settle_timeout: float = 60.0
+    """The settle phase gives up after this long without an intent settling."""
+    settle_limit: float = 600.0
+    """The settle phase's longest wait in all, progress or not."""
     control_dir: str = ""
     """Where the node writes its pid (node.pid) and finds one-shot orders (die-after)."""
     die_after_sends: int = 0
@@ -73,7 +76,11 @@ def extras(config: NodeConfig, harness: HarnessConfig) -> list[ChildSpec]:
     if harness.chaos_faults_per_second > 0:
         children.append(ChildSpec("chaos", ChaosMonkey, args=(config.seed, harness.chaos_faults_per_second)))
     if harness.settle_report:
-        children.append(ChildSpec("settler", Settler, args=(harness.settle_report, harness.settle_timeout)))
+        children.append(
+            ChildSpec(
+                "settler", Settler, args=(harness.settle_report, harness.settle_timeout, harness.settle_limit)
+            )
+        )
     return children
 
 
@@ -83,7 +90,9 @@ def single_node(settings: Settings) -> SupervisorSpec:
     settle_the_heap()
     if harness.control_dir:
         write_pid(harness.control_dir)
-    return build_spec(config, gateway=gateway(harness, config), extras=extras(config, harness))
+    return build_spec(
+        config, gateway=gateway(harness, config), extras=extras(config, harness), earlier=earlier_processes()
+    )
 
 
 def shared_node(settings: Settings) -> SupervisorSpec:

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from examples.order_routing.broker.store import duplicates, load_fills, load_orders
+from examples.order_routing.node.answers import EXPIRED_AFTER_LOOKUP, EXPIRED_BEFORE_SEND, EXPIRED_ON_RESEND
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
 from examples.order_routing.node.positions import Book, FillApplied, FillQuarantined, apply_fill, fill_problem
@@ -30,14 +31,25 @@ class Verdict:
     duplicates: int = 0
     """Client order ids the broker accepted more than once: must be 0."""
     lost: int = 0
-    """Intents recorded and not venue-rejected that the broker never accepted: must be 0."""
+    """Intents recorded, not venue-rejected and not expired, that the broker never accepted: must be 0."""
+    expired_before_send: int = 0
+    """Intents EXPIRED unsent: their time-to-live ran out before their turn to be sent."""
+    expired_after_lookup: int = 0
+    """Intents EXPIRED from the dead zone: a look-up found the broker never had them, past their ttl."""
+    expired_on_resend: int = 0
+    """Intents EXPIRED over FIX: the venue asked for the order message again and the session
+    gap-filled it instead, being older than ``fix_resend_max_age`` (the venue never had it)."""
+    expired_unexplained: int = 0
+    """Intents EXPIRED with neither reason (must be 0)."""
+    expired_at_broker: int = 0
+    """Intents EXPIRED that the broker nevertheless has (an expired order sent after all): must be 0."""
+    notes: list[str] = field(default_factory=list)
+    """Lines a run adds before the verdict (time to drain, the bounds' maxima)."""
     phantom: int = 0
     """Orders at the broker that the node never recorded as intents: must be 0."""
     ambiguous: int = 0
     """Intents still RECORDED/SENDING/UNKNOWN after settling: must be 0."""
     rejected_by_venue: int = 0
-    expired: int = 0
-    """Intents settled as EXPIRED: never sent (a FIX order message too old to resend)."""
     states: dict[str, int] = field(default_factory=dict)
     positions_match: bool = False
     position_mismatches: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -57,6 +69,8 @@ class Verdict:
             and self.lost == 0
             and self.phantom == 0
             and self.ambiguous == 0
+            and self.expired_at_broker == 0
+            and self.expired_unexplained == 0
             and self.positions_match
             and not self.ghost_fills_applied
         )
@@ -67,11 +81,16 @@ class Verdict:
             f"intents recorded:        {self.intents_recorded:,}",
             f"orders at the broker:    {self.orders_at_broker:,}",
             f"rejected by the venue:   {self.rejected_by_venue:,}",
-            f"expired, never sent:     {self.expired:,}",
             f"duplicates (must be 0):  {self.duplicates:,}  {mark[self.duplicates == 0]}",
             f"lost intents (must be 0): {self.lost:,}  {mark[self.lost == 0]}",
             f"phantom orders (must be 0): {self.phantom:,}  {mark[self.phantom == 0]}",
             f"ambiguous after settling (must be 0): {self.ambiguous:,}  {mark[self.ambiguous == 0]}",
+            f"expired, never sent late: {self.expired:,} = {self.expired_before_send:,} before send "
+            f"(never sent) + {self.expired_after_lookup:,} after look-up (the broker never had them) + "
+            f"{self.expired_on_resend:,} on a FIX resend (too old to send again)"
+            + (f" + {self.expired_unexplained:,} unexplained  FAIL" if self.expired_unexplained else ""),
+            f"expired yet at the broker (must be 0): {self.expired_at_broker:,}  "
+            f"{mark[self.expired_at_broker == 0]}",
             f"fills: broker {self.fills_at_broker:,}, node {self.fills_at_node:,}",
             f"ghost fills quarantined: {len(self.ghost_fills_quarantined):,}"
             + _listed(self.ghost_fills_quarantined, limit=3),
@@ -79,8 +98,14 @@ class Verdict:
             f"{mark[not self.ghost_fills_applied]}" + _listed(self.ghost_fills_applied),
             f"positions at the node match fills at the broker: {mark[self.positions_match]}"
             + (f" {self.position_mismatches}" if self.position_mismatches else ""),
+            *self.notes,
             f"VERDICT: {'PASS' if self.passed else 'FAIL'}",
         ]
+
+    @property
+    def expired(self) -> int:
+        explained = self.expired_before_send + self.expired_after_lookup + self.expired_on_resend
+        return explained + self.expired_unexplained
 
 
 async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
@@ -100,16 +125,23 @@ async def judge(journal: Journal, broker_store: str, client_id: str) -> Verdict:
         1 for d in await asyncio.to_thread(duplicates, broker_store) if d.client_id == client_id
     )
     verdict.rejected_by_venue = verdict.states.get(IntentState.REJECTED.value, 0)
-    # An EXPIRED intent (a FIX order message gap-filled rather than sent late) was never to reach
-    # the broker: not lost. One that reached it all the same is counted lost: the node gave up on
-    # an order that is live at the venue.
-    verdict.expired = verdict.states.get(IntentState.EXPIRED.value, 0)
+    never_orders = (IntentState.REJECTED, IntentState.EXPIRED)
     verdict.lost = sum(
-        1
-        for cid, intent in intents.items()
-        if (cid in at_broker if intent.state is IntentState.EXPIRED else
-            intent.state is not IntentState.REJECTED and cid not in at_broker)
-    )  # fmt: skip
+        1 for cid, intent in intents.items() if intent.state not in never_orders and cid not in at_broker
+    )
+    for cid, intent in intents.items():
+        if intent.state is not IntentState.EXPIRED:
+            continue
+        if cid in at_broker:
+            verdict.expired_at_broker += 1
+        if intent.detail == EXPIRED_BEFORE_SEND:
+            verdict.expired_before_send += 1
+        elif intent.detail == EXPIRED_AFTER_LOOKUP:
+            verdict.expired_after_lookup += 1
+        elif intent.detail == EXPIRED_ON_RESEND:
+            verdict.expired_on_resend += 1
+        else:
+            verdict.expired_unexplained += 1
     verdict.phantom = sum(1 for cid in at_broker if cid not in intents)
     verdict.ambiguous = sum(
         verdict.states.get(state.value, 0)

@@ -47,6 +47,13 @@ class Sample:
     oldest_in_doubt: float = 0.0
     reconnects: int = 0
     quarantined: int = 0
+    unsettled: int = 0
+    max_unsettled: int = 0
+    window_used: int = 0
+    send_window: int = 0
+    expired_before_send: int = 0
+    expired_after_lookup: int = 0
+    backlog_refused: int = 0
 
 
 async def sample(node: Node) -> Sample:
@@ -83,6 +90,13 @@ async def sample(node: Node) -> Sample:
         oldest_in_doubt=float(executor.get("oldest_in_doubt_seconds", 0.0)),
         reconnects=int(gateway.get("disconnects", 0)),
         quarantined=int(positions.get("quarantined", 0)),
+        unsettled=int(executor.get("unsettled", 0)),
+        max_unsettled=int(executor.get("max_unsettled") or 0),
+        window_used=int(executor.get("send_window_used", 0)),
+        send_window=int(executor.get("send_window") or 0),
+        expired_before_send=int(executor.get("expired_before_send", 0)),
+        expired_after_lookup=int(executor.get("expired_after_lookup", 0)),
+        backlog_refused=int(intents.get("backlog_refused", 0)),
     )
 
 
@@ -103,6 +117,13 @@ def render(previous: Sample | None, current: Sample) -> Any:
     lookup_rate = (current.lookups - previous.lookups) / elapsed if previous else 0.0
     table.add_row("look-ups / s", f"{max(0.0, lookup_rate):,.0f}")
     table.add_row("in doubt (oldest)", f"{current.in_doubt:,} ({current.oldest_in_doubt:.1f} s)")
+    table.add_row("backlog (unsettled / max)", f"{current.unsettled:,} / {current.max_unsettled:,}")
+    table.add_row("send window (in doubt / max)", f"{current.window_used:,} / {current.send_window:,}")
+    table.add_row("refused, backlog full", f"{current.backlog_refused:,}")
+    table.add_row(
+        "expired: before send / after look-up",
+        f"{current.expired_before_send:,} / {current.expired_after_lookup:,}",
+    )
     table.add_row("broker reconnects", f"{current.reconnects:,}")
     table.add_row("ghost fills quarantined", f"{current.quarantined:,}")
     for name, (depth, lag) in current.depths.items():
@@ -150,7 +171,9 @@ async def live_view(
                     f"fills {current.fills:,}, loop lag p99 {current.loop_p99 * 1000:.1f} ms, "
                     f"restarts {current.restarts}, reconnects {current.reconnects}, "
                     f"look-ups {lookup_rate:,.0f}/s, in doubt {current.in_doubt:,}"
-                    f" (oldest {current.oldest_in_doubt:.1f} s)"
+                    f" (oldest {current.oldest_in_doubt:.1f} s), backlog {current.unsettled:,}"
+                    f"/{current.max_unsettled:,}, expired {current.expired_before_send:,}"
+                    f"+{current.expired_after_lookup:,}"
                 )
             await _wait(stop, every)
     return samples

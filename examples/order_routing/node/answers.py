@@ -17,6 +17,14 @@ share (the single node's ``Executor`` and the several nodes' ``SharedExecutor``)
 - An answer about a client order id the intent log does not know is counted
   (``unknown_reports``) and logged, and changes nothing.
 - OrdersDone (positions saw the last fill): DONE.
+- Expiry: an intent past its time-to-live is never sent. One never sent is
+  EXPIRED (``EXPIRED_BEFORE_SEND``, the executor's part); one in doubt is
+  looked up as any other, and where a resend would follow (the broker
+  reliably never had it) it is EXPIRED instead (``EXPIRED_AFTER_LOOKUP``);
+  found, it is followed as usual.
+- Look-ups are paced under the gateway's capacity too: none go out while its
+  mailbox is a quarter full, and one its full mailbox refuses is due again,
+  never dropped.
 
 The moves are collected in ``moves``; each executor writes them its own way.
 """
@@ -27,11 +35,11 @@ import contextlib
 import enum
 import heapq
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
-from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.faults import RepeatLimiter
 from examples.order_routing.node.messages import (
     BrokerInfo,
@@ -45,8 +53,45 @@ from examples.order_routing.node.messages import (
     OrdersExpired,
 )
 from examples.order_routing.protocol import CLOSED_STATES, OrderAccepted, OrderRejected, OrderStatus
-from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout
+from garrison import ActorContext, ActorNotFound, ActorStopped, AskTimeout, MailboxFull
 from garrison.persistence import IntentLog, IntentState
+
+EXPIRED_BEFORE_SEND = "expired before send: not sent within its time-to-live"
+"""The detail of a move RECORDED -> EXPIRED: the broker never saw the order."""
+EXPIRED_AFTER_LOOKUP = "expired after look-up: the broker never had it, and its time-to-live had run out"
+"""The detail of a move SENDING/UNKNOWN -> EXPIRED: a reliable "not found" after its time-to-live."""
+EXPIRED_ON_RESEND = "expired on resend: the venue asked for the order again and it was too old to send"
+"""The detail of a move to EXPIRED over FIX: the session gap-filled the order message the venue
+asked for again (older than ``fix_resend_max_age``), so the venue never had it and never will."""
+GATEWAY_SHARE_FOR_LOOKUPS = 4
+"""Look-ups go out only while the gateway's mailbox is less than 1/this full, and fill at most that."""
+
+
+class EarlierProcesses:
+    """When the node's earlier processes wrote their last order frame: before ``written_before``,
+    the node-clock time at which this process started (each earlier one had died by then, and no
+    frame of its can be written later). Built by the node's process entry and shared by every
+    executor incarnation of the process (a ChildSpec argument).
+
+    An executor that finds an intent in doubt at its start that no executor of this process has
+    marked SENDING (``marked_here``) counts a "not found" from ``written_before`` rather than from
+    its own start: a node restarted every second or two, or whose executor restarts every few
+    hundred ms, trusts its look-ups of what earlier processes left within one incarnation. One
+    this process marked may have a frame still on its way, and counts from the executor's start
+    as before."""
+
+    def __init__(self, written_before: float) -> None:
+        self.written_before = written_before
+        self.marked_here: set[str] = set()
+        """Ids this process marked SENDING that may still be in doubt (pruned to those in doubt)."""
+
+    def note_marked(self, ids: Iterable[str], in_doubt: Callable[[], Iterable[str]], bound: int) -> None:
+        """Remember ``ids`` as marked SENDING by this process; past ``bound`` remembered, keep only
+        those still in doubt (``in_doubt()``), so memory follows the send window, not the orders."""
+        marked = self.marked_here
+        marked.update(ids)
+        if len(marked) > bound:
+            marked.intersection_update(in_doubt())
 
 
 class TakeOver(enum.Enum):
@@ -80,6 +125,16 @@ class LookupMetrics:
         )
         self.in_doubt = metrics.gauge("orders_in_doubt", "Orders that may or may not be at the broker")
         self.oldest = metrics.gauge("oldest_in_doubt_seconds", "Age of the oldest order in doubt")
+        self.expired_before_send = metrics.counter(
+            "intents_expired_before_send", "Intents past their time-to-live never sent: EXPIRED"
+        )
+        self.expired_after_lookup = metrics.counter(
+            "intents_expired_after_lookup",
+            "Intents in doubt past their time-to-live that a look-up found absent at the broker: EXPIRED",
+        )
+        self.lookups_deferred = metrics.counter(
+            "order_lookups_deferred", "Look-ups held back because the gateway's mailbox was busy or full"
+        )
 
 
 class BrokerAnswers:
@@ -112,6 +167,9 @@ class BrokerAnswers:
         self.info_asked_at = -math.inf
         self.lookup_tokens = 0.0
         self.tokens_at = -math.inf
+        self.written_before = -math.inf
+        """Intents in doubt since this time (or earlier) came from an earlier process
+        (EarlierProcesses): no frame of theirs can wait in this process's gateway."""
         self.counts = {
             "sent": 0,
             "resent": 0,
@@ -122,7 +180,10 @@ class BrokerAnswers:
             "lookup_timeouts": 0,
             "lookups_held": 0,
             "unknown_reports": 0,
-            "expired": 0,
+            "expired_before_send": 0,
+            "expired_after_lookup": 0,
+            "lookups_deferred": 0,
+            "expired_on_resend": 0,
         }
 
     @property
@@ -190,13 +251,13 @@ class BrokerAnswers:
                 self.counts["done"] += 1
             case OrderClosed():
                 self.unknown_report(message)
-            case OrdersExpired(client_order_ids=expired, reason=reason):
+            case OrdersExpired(client_order_ids=expired):
                 for cid in expired:
                     # The venue asked for it again: it never had it, and now never will.
                     self.settle(cid)
                     self.to_send.pop(cid, None)
-                    self.move(cid, IntentState.EXPIRED, reason)
-                self.counts["expired"] += len(expired)
+                    self.move(cid, IntentState.EXPIRED, EXPIRED_ON_RESEND)
+                self.counts["expired_on_resend"] += len(expired)
             case OrderAccepted(client_order_id=cid) if cid not in self.log:
                 self.unknown_report(message)
             case OrderRejected(client_order_id=cid) if cid not in self.log:
@@ -222,8 +283,10 @@ class BrokerAnswers:
                 # A (re)connected gateway writes what waited for Welcome only now: an order
                 # still queued there may reach the broker from this moment, so a "not found"
                 # is trusted only lookup_lag + margin after it.
+                written_before = self.written_before
                 for cid, since in self.in_doubt.items():
-                    self.in_doubt[cid] = max(since, now)
+                    if since > written_before:
+                        self.in_doubt[cid] = max(since, now)
                 # Answers on the connection that died are lost: everything in doubt is due again.
                 self.asked.clear()
                 for cid in self.next_query:
@@ -277,6 +340,11 @@ class BrokerAnswers:
         intent = self.log.get(cid)
         if intent is None or not self.may_resend(cid):
             return
+        if intent.expired_at(now):
+            # Reliably never seen by the broker, and too late to send: it never will be.
+            self.settle(cid)
+            self.expire(cid, EXPIRED_AFTER_LOOKUP)
+            return
         # Reliably never seen by the broker: sending again cannot duplicate it.
         self.settle(cid)
         self.counts["resent"] += 1
@@ -286,11 +354,16 @@ class BrokerAnswers:
         """Sends unanswered for ack_timeout go in doubt; due look-ups go to the gateway, each
         order on its own backoff, all of them under the global rate cap, none while the gateway
         has no Welcome."""
-        for cid, sent in list(self.sent_at.items()):
-            if now - sent >= self.config.ack_timeout:
-                del self.sent_at[cid]
-                self.move(cid, IntentState.UNKNOWN, f"no answer within {self.config.ack_timeout}s")
-                self.doubt(cid, sent)
+        timeout = self.config.ack_timeout
+        timed_out = []
+        for cid, sent in self.sent_at.items():  # oldest send first: stop at the first one in time
+            if now - sent < timeout:
+                break
+            timed_out.append((cid, sent))
+        for cid, sent in timed_out:
+            del self.sent_at[cid]
+            self.move(cid, IntentState.UNKNOWN, f"no answer within {timeout}s")
+            self.doubt(cid, sent)
         self.expire_lookups(now)
         metrics = self.lookup_metrics
         metrics.in_doubt.set(len(self.in_doubt))
@@ -298,31 +371,49 @@ class BrokerAnswers:
         if not self.connected:
             self.recheck_connection(now)
             return
-        budget = self.lookup_budget(now)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
-        # The most overdue first, so that under the cap every order gets its turn.
-        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
-        asked = [cid for _, cid in heapq.nsmallest(budget, due_reconcile)]
-        for cid in asked:
-            self.reconcile[cid] = now + 10 * self.config.lookup_retry
+        budget = self.lookup_budget(now)
+        mailbox = gateway.mailbox_metrics()
+        # Under the gateway's capacity: its mailbox also carries the orders; look-ups take a share.
+        room = mailbox.capacity // GATEWAY_SHARE_FOR_LOOKUPS - mailbox.depth
+        if room < budget:
+            self.counts["lookups_deferred"] += 1
+            self.lookup_metrics.lookups_deferred.inc()
+            budget = max(0, room)
+        # The most overdue first, so that under the cap every order gets its turn; orders in doubt
+        # before live ones: they hold the send window, live ones only the backlog.
         due_doubt = [(due, cid) for cid, due in self.next_query.items() if due <= now]
-        for _, cid in heapq.nsmallest(budget - len(asked), due_doubt):
-            asked.append(cid)
+        asked = [cid for _, cid in heapq.nsmallest(budget, due_doubt)]
+        for cid in asked:
             retry = self.retry_after.get(cid, self.config.lookup_retry)
             self.next_query[cid] = now + retry
             self.retry_after[cid] = min(2 * retry, self.config.lookup_retry_max)
+        due_reconcile = [(due, cid) for cid, due in self.reconcile.items() if due <= now]
+        for _, cid in heapq.nsmallest(budget - len(asked), due_reconcile):
+            asked.append(cid)
+            self.reconcile[cid] = now + 10 * self.config.lookup_retry
         self.counts["lookups_held"] += len(due_reconcile) + len(due_doubt) - len(asked)
-        self.lookup_tokens -= len(asked)
-        self.counts["lookups"] += len(asked)
-        metrics.lookups.inc(len(asked))
+        told = 0
         for cid in asked:
+            try:
+                gateway.tell_nowait(Lookup(cid))
+            except (MailboxFull, ActorStopped):
+                # Never dropped: due again at the next sweep (its backoff starts over).
+                if cid in self.next_query:
+                    self.next_query[cid] = now
+                elif cid in self.reconcile:
+                    self.reconcile[cid] = now
+                continue
+            told += 1
             self.asked.setdefault(cid, now)
-            offer(gateway, Lookup(cid), self.ctx.node)
+        self.lookup_tokens -= told
+        self.counts["lookups"] += told
+        metrics.lookups.inc(told)
 
     def recheck_connection(self, now: float) -> None:
         """Ask the gateway again, once a second, whether it has a Welcome: the BrokerInfo it
-        offered may have met a full mailbox, and without it no look-up would ever go out."""
-        if now - self.info_asked_at < 1.0 or self.in_doubt == {}:
+        offered may have met a full mailbox, and without it no look-up (nor send) would ever go out."""
+        if now - self.info_asked_at < 1.0 or not (self.in_doubt or self.to_send):
             return
         self.info_asked_at = now
 
@@ -373,3 +464,14 @@ class BrokerAnswers:
 
     def move(self, cid: str, state: IntentState, detail: str) -> None:
         self.moves.append((cid, state, detail))
+
+    def expire(self, cid: str, detail: str) -> None:
+        """Move ``cid`` to EXPIRED (with the moves), counted by why: ``EXPIRED_BEFORE_SEND`` or
+        ``EXPIRED_AFTER_LOOKUP``."""
+        self.move(cid, IntentState.EXPIRED, detail)
+        if detail is EXPIRED_BEFORE_SEND:
+            self.counts["expired_before_send"] += 1
+            self.lookup_metrics.expired_before_send.inc()
+        else:
+            self.counts["expired_after_lookup"] += 1
+            self.lookup_metrics.expired_after_lookup.inc()

@@ -14,6 +14,10 @@ VENUES = ("native", "fix")
 FIX_RESET_POLICIES = ("daily", "never")
 """``daily``: ResetSeqNumFlag on the first logon after each session start; ``never``: never by the node."""
 FIX_BEGIN_STRINGS = ("FIX.4.4", "FIX.4.2")
+BACKLOG_POLICIES = ("drop", "conflate", "wait")
+"""What a strategy does with a proposal intents refused because the backlog is full
+(``max_unsettled``): drop it, keep only the latest per symbol and propose it again once
+there is room, or hold it (in order) for at most ``backlog_wait`` seconds."""
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +73,30 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Consecutive attempts that never reach Welcome before the gateway gives up and crashes
     (its supervisor then restarts the execution group): a broker that stays unreachable is
     an outage to report, not a blip to ride out."""
+    max_unsettled: int = 4_096
+    """Intents recorded and not settled yet (DONE, REJECTED, EXPIRED), at most: beyond it intents
+    refuses a proposal as "backlog full" and the strategy applies its ``backlog_policy``. The
+    backlog, and what a restart must reconcile, never grows past it."""
+    send_window: int = 1_024
+    """Intents in SENDING or UNKNOWN (the dead zone), at most: the executor sends more only as
+    earlier ones settle, so a crash leaves at most this many to look up."""
+    intent_ttl: float = 10.0
+    """Seconds an intent may wait to be sent (a signal-driven order that is late is a wrong
+    order): past it, one never sent is EXPIRED, one in doubt is looked up and EXPIRED if the
+    broker never had it. ``strategy_ttl`` overrides it per strategy."""
+    strategy_ttl: tuple[str, ...] = ()
+    """Per strategy, ``"name=seconds"``: its intents' time-to-live (default: ``intent_ttl``)."""
+    backlog_policy: str = "conflate"
+    """What a strategy does when the backlog is full (one of BACKLOG_POLICIES);
+    ``strategy_backlog_policy`` overrides it per strategy."""
+    strategy_backlog_policy: tuple[str, ...] = ()
+    """Per strategy, ``"name=policy"`` (drop, conflate, wait)."""
+    backlog_wait: float = 1.0
+    """The ``wait`` policy: the longest a refused proposal is held and proposed again (s)."""
+    backlog_retry: float = 0.05
+    """How soon a strategy proposes a held (conflated or waiting) proposal again (s)."""
+    max_held: int = 256
+    """The ``wait`` policy: proposals held at most per strategy (the oldest is dropped first)."""
     feed: bool = True
     """False: no new ticks, the node only finishes what is pending (a chaos run's settle phase)."""
     role: str = "single"
@@ -118,6 +146,7 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             "tick_rate", "burst_factor", "tick_period", "ack_timeout", "lookup_retry", "claim_idle",
             "lookup_retry_max", "lookup_timeout", "max_lookups_per_second", "connect_timeout",
             "handshake_timeout", "silence_timeout", "reconnect_initial", "reconnect_max",
+            "intent_ttl", "backlog_wait", "backlog_retry",
         )  # fmt: skip
         for field in fields:
             value = getattr(self, field)
@@ -132,6 +161,26 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
                 f"reconnect_max={self.reconnect_max!r}: "
                 f"must be >= reconnect_initial={self.reconnect_initial!r}"
             )
+        for field in ("max_unsettled", "send_window", "max_held"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field}={getattr(self, field)!r}: must be >= 1")
+        if self.send_window > self.max_unsettled:
+            raise ValueError(
+                f"send_window={self.send_window}: must be <= max_unsettled={self.max_unsettled} "
+                "(an intent in doubt is unsettled too)"
+            )
+        if self.backlog_policy not in BACKLOG_POLICIES:
+            raise ValueError(
+                f"backlog_policy={self.backlog_policy!r}: must be one of {', '.join(BACKLOG_POLICIES)}"
+            )
+        for name, policy in _pairs("strategy_backlog_policy", self.strategy_backlog_policy).items():
+            if policy not in BACKLOG_POLICIES:
+                choices = ", ".join(BACKLOG_POLICIES)
+                raise ValueError(f"strategy_backlog_policy: {name}={policy!r}: must be one of {choices}")
+        for name, text in _pairs("strategy_ttl", self.strategy_ttl).items():
+            ttl = _seconds(text)
+            if ttl is None or not math.isfinite(ttl) or ttl <= 0:
+                raise ValueError(f"strategy_ttl: {name}={text!r}: must be a finite number of seconds > 0")
         if self.max_handshake_failures < 1:
             raise ValueError(f"max_handshake_failures={self.max_handshake_failures}: must be >= 1")
         self.check_fix()
@@ -178,3 +227,38 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{field}={value!r}: must be a finite number >= 0 (seconds)")
+
+    def ttl_of(self, strategy: str) -> float:
+        """The time-to-live of ``strategy``'s intents (s): its ``strategy_ttl``, else ``intent_ttl``."""
+        text = _pairs("strategy_ttl", self.strategy_ttl).get(strategy)
+        ttl = None if text is None else _seconds(text)
+        return self.intent_ttl if ttl is None else ttl
+
+    def policy_of(self, strategy: str) -> str:
+        """What ``strategy`` does when the backlog is full: its ``strategy_backlog_policy``, else
+        ``backlog_policy``."""
+        return _pairs("strategy_backlog_policy", self.strategy_backlog_policy).get(
+            strategy, self.backlog_policy
+        )
+
+
+def _pairs(field: str, entries: tuple[str, ...]) -> dict[str, str]:
+    """``("a=1", "b=2")`` as ``{"a": "1", "b": "2"}``; ValueError naming ``field`` for an entry
+    without ``=`` or a name given twice."""
+    pairs: dict[str, str] = {}
+    for entry in entries:
+        name, equals, value = entry.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name or not value:
+            raise ValueError(f"{field}: {entry!r}: must be 'strategy=value', e.g. 'momentum=5'")
+        if name in pairs:
+            raise ValueError(f"{field}: {name!r} is given twice")
+        pairs[name] = value
+    return pairs
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

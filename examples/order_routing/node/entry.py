@@ -12,7 +12,10 @@ instead, which builds this same tree with their faults added.
 from __future__ import annotations
 
 import gc
+import os
+import time
 
+from examples.order_routing.node.answers import EarlierProcesses
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.tree import build_spec
 from garrison import Settings, SupervisorSpec
@@ -49,8 +52,33 @@ def settle_the_heap() -> None:
     gc.set_threshold(threshold0, threshold1, FULL_COLLECTION_EVERY)
 
 
+IMPORTED_AT = time.monotonic()
+"""When this module was imported: after this process started (a fallback for process_started)."""
+
+
+def process_started() -> float:
+    """The ``time.monotonic()`` at which this process started: every earlier process of the node
+    had died (and written its last order frame) by then. Read from /proc/self/stat (Linux: the
+    start in clock ticks since boot, against CLOCK_BOOTTIME; the tick is 10 ms, far under
+    ``lookup_margin``); elsewhere, when this module was imported, which is later (safe)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started_ticks = int(fields[19])  # starttime, the 22nd field (the 20th after the name)
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return IMPORTED_AT
+    return min(IMPORTED_AT, time.monotonic() - max(0.0, age))
+
+
+def earlier_processes() -> EarlierProcesses:
+    """For the executor: the node's earlier processes wrote their order frames before this one
+    started. On the node's default clock (``MonotonicClock``: ``time.monotonic``)."""
+    return EarlierProcesses(process_started())
+
+
 def spec(settings: Settings) -> SupervisorSpec:
     """The node's tree, from the ``[order_routing]`` section of the settings ``garrison run`` read."""
     config = load_config(settings)
     settle_the_heap()
-    return build_spec(config)
+    return build_spec(config, earlier=earlier_processes())

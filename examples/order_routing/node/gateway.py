@@ -259,9 +259,10 @@ class Gateway(Actor):
             self.backlog.extend(outgoing)
             return
         now = self.ctx.node.clock.now()
-        # The executor's lease on an order past its not_after ran out (several nodes), or this
-        # node's lease on the whole tree did (a cluster singleton, frozen past it): another
-        # executor may own it now. Its intent stays SENDING, so whoever owns it looks it up first.
+        # Past its not_after, an order's time-to-live has run out (it would go out late), or (several
+        # nodes) its executor's lease has, and another executor may own it now; or this node's lease
+        # on the whole tree did (a cluster singleton, frozen past it). Its intent stays SENDING, so
+        # whoever owns it looks it up first (and expires it if the broker never had it).
         singletons = self.ctx.node.singletons
         held_until = math.inf if singletons is None else singletons.valid_until(self.ctx.path)
         live = [entry for entry in outgoing if now <= entry[1] and now <= held_until]
@@ -272,7 +273,11 @@ class Gateway(Actor):
         expired = len(outgoing) - len(live)
         if expired:
             self.counts["expired"] += expired
-            self.ctx.logger.warning("{n} orders not sent: their executor's lease had run out", n=expired)
+            self.ctx.logger.warning(
+                "{n} orders not sent: past their not-after time (time-to-live or lease); "
+                "their intents are looked up",
+                n=expired,
+            )
 
     def write_frames(self, frames: list[tuple[bytes, float, bool]]) -> None:
         """Write ``frames`` (frame, not_after, is an order), in order, in one socket write; they
@@ -385,13 +390,16 @@ class Gateway(Actor):
         cannot make the broker skip real fills. Positions answers after whatever is queued before
         the question, so fills of the connection that died are counted; without an answer in
         handshake_timeout, the last fill handed to it is used."""
-        subscriber = self.fills_to
+        subscriber, generation = self.fills_to, self.generation
         assert subscriber is not None
         try:
             taken = await subscriber.ask(LastFillTaken(), timeout=self.config.handshake_timeout)
         except (AskTimeout, ActorStopped, UnhandledMessage):
             return
-        self.fills_after = taken
+        if generation == self.generation:
+            # Else positions subscribed again meanwhile, from what it has written: the answer of
+            # the incarnation before (fills taken, perhaps never written) would skip fills.
+            self.fills_after = taken
 
     async def read(self, reader: asyncio.StreamReader, frames: FrameSplitter, generation: int) -> bytes:
         """The next chunk from the broker. Raises BrokerDisconnected for a reset, a closed
@@ -537,6 +545,7 @@ class Gateway(Actor):
         if fills and generation == self.generation and self.fills_to is not None:
             self.counts["fills"] += len(fills)
             await self.fills_to.tell(Fills(fills))
-            self.fills_after = max(self.fills_after, *(fill.fill_seq for fill in fills))
+            if generation == self.generation:  # not if positions subscribed again during the tell
+                self.fills_after = max(self.fills_after, *(fill.fill_seq for fill in fills))
         if replies:
             await self.ctx.node.lookup(paths.EXECUTOR).tell(BrokerReplies(replies))

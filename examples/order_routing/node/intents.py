@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import Any
 
 import msgspec
 
 from examples.order_routing.node import paths
+from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
 from examples.order_routing.node.messages import (
+    BacklogFull,
     GetIntentLog,
     IntentReady,
     OrderIntent,
@@ -48,6 +51,14 @@ class Intents(Actor):
     refused is offered again (with the next ones)
     every RETRY_EVERY seconds, so the executor never has to scan the log for
     intents it was not told about (it reads the whole log only when it starts).
+
+    Progress is bounded (the config's ``max_unsettled``, ``send_window``,
+    ``intent_ttl``): the log stamps each intent with its creation time on the
+    node's clock and its time-to-live, and at most ``max_unsettled`` intents are
+    unsettled (a single node only: with several, the executors settle intents
+    in logs of their own). Records beyond it are not written: each strategy gets them back
+    in one BacklogFull (so does risk, which takes their exposure back), and
+    decides by its policy.
     """
 
     RETRY_EVERY = 0.1
@@ -56,12 +67,29 @@ class Intents(Actor):
 
     mailbox = MailboxConfig(capacity=8192)
 
+    def __init__(self, config: NodeConfig | None = None) -> None:
+        self.config = config or NodeConfig()
+
     async def on_start(self) -> None:
         # The node's journal; fenced with the lease's token when the node runs as a cluster singleton
         # (``cluster`` mode): an owner that lost its lease can then never record or move an intent.
         journal = self.ctx.node.journal_for(self.ctx.path)
         assert journal is not None
-        self.log: IntentLog[OrderIntent] = await IntentLog(journal, INTENTS_STREAM, OrderIntent).open()
+        config = self.config
+        # The bounds count what this log writes and reads back: with several nodes, the executors
+        # settle intents in logs of their own, which this one would never see settle.
+        single = config.role == "single"
+        self.log: IntentLog[OrderIntent] = await IntentLog(
+            journal,
+            INTENTS_STREAM,
+            OrderIntent,
+            clock=self.ctx.node.clock,
+            default_ttl=config.intent_ttl,
+            max_unsettled=config.max_unsettled if single else None,
+            send_window=config.send_window if single else None,
+        ).open()
+        self.refused = 0
+        """Records refused for want of room in the backlog (max_unsettled)."""
         self.waiting: list[RecordIntent] = []
         """Records received and not yet written: one durable append (one batch) for all of them."""
         self.recorded = 0
@@ -93,7 +121,15 @@ class Intents(Actor):
                     await self.log.open()
                 answer = self.log
             case Snapshot():
-                answer = {"recorded": self.recorded, "duplicates": self.duplicates, "intents": len(self.log)}
+                stats = self.log.stats
+                answer = {
+                    "recorded": self.recorded,
+                    "duplicates": self.duplicates,
+                    "intents": len(self.log),
+                    "backlog_refused": self.refused,
+                    "unsettled": stats.unsettled,
+                    "in_doubt": stats.in_doubt,
+                }
             case _Announce():
                 self.retry_at = 0.0
                 self.announce([])
@@ -108,13 +144,21 @@ class Intents(Actor):
         """Record what waits as one batch (one durable append). A task of this incarnation
         acknowledges and announces it once it is durable, so records keep being taken while the
         disk works; past MAX_RECORDS_IN_FLIGHT this waits for the oldest batch."""
-        waiting, self.waiting = self.waiting, []
-        written = self.log.record_many_nowait(
-            [(request.intent.client_order_id, request.intent) for request in waiting]
-        )
-        self.in_flight.append((written, len(waiting)))
-        self.records_in_flight += len(waiting)
-        self.ctx.run_task(self.acknowledge(written, waiting), name="acknowledge")
+        waiting = self.admit()
+        if not waiting:
+            return
+        log = self.log
+        # One batch per time-to-live (proposals of one strategy share theirs; a held one has less).
+        by_ttl: dict[float | None, list[RecordIntent]] = {}
+        for request in waiting:
+            by_ttl.setdefault(request.ttl, []).append(request)
+        for ttl, requests in by_ttl.items():
+            written = log.record_many_nowait(
+                [(request.intent.client_order_id, request.intent) for request in requests], ttl=ttl
+            )
+            self.in_flight.append((written, len(requests)))
+            self.records_in_flight += len(requests)
+            self.ctx.run_task(self.acknowledge(written, requests), name="acknowledge")
         in_flight = self.in_flight
         while in_flight and (in_flight[0][0].done() or self.records_in_flight > MAX_RECORDS_IN_FLIGHT):
             oldest, size = in_flight.popleft()
@@ -122,6 +166,41 @@ class Intents(Actor):
             if not oldest.done():
                 # Its task acknowledges it (or fails, and this incarnation with it).
                 await asyncio.wait([oldest])
+
+    def admit(self) -> list[RecordIntent]:
+        """Take what waits, as far as the backlog has room (first come, first recorded); hand the
+        rest back to its strategies (and to risk) in one BacklogFull each. A known id needs no room."""
+        waiting, self.waiting = self.waiting, []
+        log = self.log
+        room = (log.max_unsettled or len(waiting)) - log.unsettled
+        if len(waiting) <= room:
+            return waiting
+        admitted: list[RecordIntent] = []
+        refused: dict[int, tuple[ActorRef, list[OrderIntent]]] = {}
+        seen: set[str] = set()
+        for request in waiting:
+            cid = request.intent.client_order_id
+            if cid in log or cid in seen:
+                admitted.append(request)
+            elif room > 0:
+                room -= 1
+                seen.add(cid)
+                admitted.append(request)
+            else:
+                refused.setdefault(id(request.reply_to), (request.reply_to, []))[1].append(request.intent)
+        count, bound = log.unsettled + len(seen), log.max_unsettled or 0
+        everything: list[OrderIntent] = []
+        for reply_to, intents in refused.values():
+            everything.extend(intents)
+            offer(reply_to, BacklogFull(tuple(intents), count, bound), self.ctx.node)
+        self.refused += len(everything)
+        if not everything:
+            return admitted
+        with contextlib.suppress(ActorNotFound):
+            offer(
+                self.ctx.node.lookup(paths.RISK), BacklogFull(tuple(everything), count, bound), self.ctx.node
+            )
+        return admitted
 
     async def acknowledge(
         self, written: asyncio.Future[list[Intent[OrderIntent]]], waiting: list[RecordIntent]

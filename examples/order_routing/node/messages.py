@@ -41,17 +41,33 @@ class OrderIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class ProposeOrder(msgspec.Struct, frozen=True):
-    """Strategy -> risk: please place this; the answer (OrderAck) goes to ``reply_to``."""
+    """Strategy -> risk: please place this; the answer (OrderAck) goes to ``reply_to``.
+    ``ttl``: the intent's time-to-live from when it is recorded (s; None: the log's default);
+    a proposal held while the backlog was full passes what is left of it."""
 
     intent: OrderIntent
     reply_to: ActorRef
+    ttl: float | None = None
 
 
 class RecordIntent(msgspec.Struct, frozen=True):
-    """Risk -> intents: record this approved intent durably, then answer ``reply_to``."""
+    """Risk -> intents: record this approved intent durably (with its ``ttl``, as proposed),
+    then answer ``reply_to``."""
 
     intent: OrderIntent
     reply_to: ActorRef
+    ttl: float | None = None
+
+
+class BacklogFull(msgspec.Struct, frozen=True):
+    """Intents -> the proposing strategy, and risk: these approved intents were NOT recorded,
+    because ``count`` intents are unsettled (``max_unsettled`` is ``bound``). Nothing of them
+    is durable; the strategy applies its backlog policy (drop, conflate, wait), risk takes
+    their exposure back."""
+
+    intents: tuple[OrderIntent, ...]
+    count: int
+    bound: int
 
 
 class OrderAck(msgspec.Struct, frozen=True):

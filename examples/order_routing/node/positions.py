@@ -162,6 +162,10 @@ class Positions(EventSourcedActor[Book]):
     mailbox = MailboxConfig(capacity=65536)
     persistence_id = "positions"
 
+    def __init__(self, shared: bool = False) -> None:
+        self.shared = shared
+        """Other nodes record into this node's intent stream (several nodes on one journal)."""
+
     def initial_state(self) -> Book:
         return Book()
 
@@ -230,13 +234,15 @@ class Positions(EventSourcedActor[Book]):
         order is unknown: a ghost is quarantined whatever its sequence number.
 
         An order this node's intent log does not know yet may have been recorded by another
-        node sharing the stream (multinode): the log reads what they appended before the
-        fill is judged a ghost."""
+        node sharing the stream (multinode, ``shared``): the log reads what they appended before
+        the fill is judged a ghost."""
         if self.stale:
             return
         cid = fill.client_order_id
         intent = self.log.get(cid)
-        if intent is None:
+        if intent is None and self.shared:
+            # Only when others write the stream: intents owns this log and has writes queued,
+            # which a refresh would drop from its counts (a single node knows every intent).
             await self.log.refresh()
             intent = self.log.get(cid)
         if intent is not None and fill.fill_seq <= self.last_taken:

@@ -9,6 +9,7 @@ from typing import Any
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.messages import (
+    BacklogFull,
     GetIntentLog,
     OrderAck,
     OrderIntent,
@@ -21,6 +22,9 @@ from examples.order_routing.node.messages import (
 from examples.order_routing.protocol import Side
 from garrison import Actor, MailboxConfig, Overflow
 from garrison.persistence import IntentState
+
+NEVER_TRADED = frozenset({IntentState.REJECTED, IntentState.EXPIRED})
+"""Intents that never became orders at the broker: refused by the venue, or expired unsent."""
 
 
 def ticks_by_symbol(message: Any) -> str | None:
@@ -59,7 +63,7 @@ class Risk(Actor):
         # order recorded and not refused by the venue, which is what this actor approved.
         log = await self.ctx.node.lookup(paths.INTENTS).ask(GetIntentLog())
         for recorded in log.intents():
-            if recorded.state is not IntentState.REJECTED:
+            if recorded.state not in NEVER_TRADED:
                 self.add_exposure(recorded.payload)
 
     async def on_receive(self, message: Any) -> Any:
@@ -69,7 +73,11 @@ class Risk(Actor):
             case Ticks(ticks=ticks):
                 for tick in ticks:
                     self.observe(tick)
-            case ProposeOrder(intent=intent, reply_to=reply_to):
+            case BacklogFull(intents=intents):
+                # Approved, but intents had no room to record them: never orders, no exposure.
+                for intent in intents:
+                    self.add_exposure(intent, -1)
+            case ProposeOrder(intent=intent, reply_to=reply_to, ttl=ttl):
                 reason = self.check(intent.symbol, intent.side, intent.qty, intent.price)
                 if reason is not None:
                     self.refused[reason.split(":")[0]] += 1
@@ -78,7 +86,7 @@ class Risk(Actor):
                     return None
                 self.add_exposure(intent)
                 self.approved += 1
-                await self.ctx.node.lookup(paths.INTENTS).tell(RecordIntent(intent, reply_to))
+                await self.ctx.node.lookup(paths.INTENTS).tell(RecordIntent(intent, reply_to, ttl))
             case Snapshot():
                 return {"approved": self.approved, "refused": dict(self.refused)}
             case _:
@@ -92,9 +100,10 @@ class Risk(Actor):
         else:
             self.refused[f"bad tick: price={tick.price!r}"] += 1
 
-    def add_exposure(self, intent: OrderIntent) -> None:
-        self.position[intent.symbol] += intent.qty if intent.side is Side.BUY else -intent.qty
-        self.notional += intent.qty * intent.price
+    def add_exposure(self, intent: OrderIntent, sign: int = 1) -> None:
+        qty = sign * intent.qty
+        self.position[intent.symbol] += qty if intent.side is Side.BUY else -qty
+        self.notional += qty * intent.price
 
     def check(self, symbol: str, side: Side, qty: int, price: float) -> str | None:
         """None if the order may go, else why not (naming the field and value)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from examples.order_routing.node.answers import EarlierProcesses
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.executor import Executor
 from examples.order_routing.node.feed import Feed
@@ -25,6 +26,7 @@ def build_spec(
     executor: type[Actor] = Executor,
     gateway: type[Gateway] | None = None,
     extras: Sequence[ChildSpec] = (),
+    earlier: EarlierProcesses | None = None,
 ) -> SupervisorSpec:
     """root (one_for_one): persistence, execution, risk, market.
 
@@ -41,7 +43,9 @@ def build_spec(
     as execution's gateway, a subclass of Gateway (default: Gateway itself, or FixGateway when
     ``config.venue`` is ``fix``): a harness passes one that injects faults at the socket.
     ``extras`` are started last under root, after market: a harness's own actors (a chaos
-    monkey, a settler).
+    monkey, a settler). ``earlier``: when the node's earlier processes wrote their last order
+    frame (the process entry knows: ``entry.spec``), given to the executor so that it trusts
+    look-ups of what they left in doubt sooner.
     """
     if gateway is None and config.venue == "fix":
         # Imported only for a FIX venue: the FIX codec needs the example's optional `fix` extra.
@@ -54,9 +58,9 @@ def build_spec(
         period=10.0,
         children=[
             ChildSpec("gateway", gateway or Gateway, args=(config,), backoff=Backoff(initial=0.05, max=1.0)),
-            ChildSpec("intents", Intents),
-            ChildSpec("executor", executor, args=(config,)),
-            ChildSpec("positions", Positions),
+            ChildSpec("intents", Intents, args=(config,)),
+            ChildSpec("executor", executor, args=(config,) if earlier is None else (config, earlier)),
+            ChildSpec("positions", Positions, args=(config.role != "single",)),
         ],
     )
     feed = [ChildSpec("feed", Feed, args=(config,))] if config.feed else []

@@ -46,6 +46,13 @@ def assert_verdict_passed(output: str, *, ghosts: bool = False) -> None:
     assert lines["lost intents (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["phantom orders (must be 0)"].split()[-2:] == ["0", "ok"], output
     assert lines["ambiguous after settling (must be 0)"].split()[-2:] == ["0", "ok"], output
+    assert lines["expired yet at the broker (must be 0)"].split()[-2:] == ["0", "ok"], output
+    expired = re.search(
+        r"expired, never sent late: ([\d,]+) = ([\d,]+) before send .* \+ ([\d,]+) after look-up", output
+    )
+    assert expired is not None and "unexplained" not in lines["expired, never sent late"], output
+    total, before, after = (int(n.replace(",", "")) for n in expired.groups())
+    assert total == before + after, output
     assert lines["positions at the node match fills at the broker"].endswith(": ok"), output
     quarantined = int(lines["ghost fills quarantined"].split(":")[1].split()[0].replace(",", ""))
     assert quarantined > 0 if ghosts else quarantined == 0, output

@@ -36,5 +36,16 @@ def test_twenty_sigkills_against_a_broker_without_dedupe_place_every_order_exact
     assert armed is not None and int(armed.group(1)) > 0, output
     assert '"settled": true' in output
     assert_verdict_passed(output, ghosts=True)
+    # Bounded progress: drained, and the bounds held in every incarnation.
+    assert re.search(r"time to drain \(settle run\): [\d.]+ s \(drained\)", output), output
+    bounds = re.search(
+        r"backlog max \(unsettled\): ([\d,]+) \(max_unsettled ([\d,]+)\); "
+        r"in doubt max: ([\d,]+) \(send_window ([\d,]+)\).*\(([\d,]+) progress lines\)",
+        output,
+    )
+    assert bounds is not None, output
+    unsettled, max_unsettled, in_doubt, window, lines = (int(n.replace(",", "")) for n in bounds.groups())
+    assert lines > 0 and unsettled <= max_unsettled and in_doubt <= window, output
+    assert re.search(r"^run length: \d+ s$", output, re.MULTILINE), output
     # Nothing left running: the last node the heart started is gone.
     assert not alive(int((tmp_path / "control" / "node.pid").read_text()))

@@ -101,7 +101,7 @@ async def test_a_recorded_intent_is_marked_sending_durably_before_it_is_submitte
     seen: dict[str, IntentState] = {}
     await node.start(execution(probe, journal, seen))
 
-    assert await probe.expect(Submit) == Submit((intent,))
+    assert (await probe.expect(Submit)).intents == (intent,)
     assert seen[intent.client_order_id] is IntentState.SENDING, "the Submit left before SENDING was durable"
     assert (await durable_intents(journal))[intent.client_order_id].attempts == 1
 
@@ -200,7 +200,7 @@ async def test_every_state_at_once_each_intent_gets_its_own_decision(
     await node.start(execution(probe, journal, {}))
 
     first = [await probe.receive(within=1.0) for _ in range(4)]
-    assert first[0] == Submit((recorded,))
+    assert first[0].intents == (recorded,)
     assert sorted(message.client_order_id for message in first[1:]) == sorted(
         intent.client_order_id for intent in (sending, unknown, acked)
     )
@@ -214,7 +214,7 @@ async def submitted(node: Node, probe: TestProbe, intent: OrderIntent) -> None:
     """Record ``intent`` through intents, as risk does, and take its Submit off the probe."""
     await node.lookup("/root/execution/intents").tell(RecordIntent(intent, probe))
     assert await probe.expect(OrdersRecorded) == OrdersRecorded((intent.client_order_id,))
-    assert await probe.expect(Submit) == Submit((intent,))
+    assert (await probe.expect(Submit)).intents == (intent,)
 
 
 async def test_an_accepted_order_is_acked_and_done_once_positions_says_it_is_filled(
@@ -304,7 +304,7 @@ async def test_no_answer_within_the_ack_timeout_makes_it_unknown_and_looked_up(
 
     # Sent longer ago than the look-up lag: a 'not found' now is reliable, and it is sent again.
     await executor_of(node).tell(OrderStatus(1, intent.client_order_id, found=False))
-    assert await probe.expect(Submit, within=1.0) == Submit((intent,))
+    assert (await probe.expect(Submit, within=1.0)).intents == (intent,)
 
 
 async def test_a_late_accept_after_the_timeout_still_acks_the_intent(

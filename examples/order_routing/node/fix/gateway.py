@@ -240,11 +240,16 @@ class FixGateway(Gateway):
             self.waiting.extend(requests)
             return
         now, wall = self.ctx.node.clock.now(), time.time()
-        live = [request for request in requests if now <= request[1]]
+        # As the native gateway: past its not_after (time-to-live, executor's lease) or past this
+        # node's lease on the tree (a cluster singleton frozen past it), an order is not written.
+        singletons = self.ctx.node.singletons
+        held_until = math.inf if singletons is None else singletons.valid_until(self.ctx.path)
+        live = [request for request in requests if now <= request[1] and now <= held_until]
         if len(live) < len(requests):
             self.counts["expired"] += len(requests) - len(live)
             self.ctx.logger.warning(
-                "{n} orders not sent: their executor's lease had run out", n=len(requests) - len(live)
+                "{n} orders not sent: their time-to-live or their executor's or node's lease had run out",
+                n=len(requests) - len(live),
             )
         if not live:
             return
