@@ -472,11 +472,11 @@ async def test_an_intent_an_earlier_process_left_in_doubt_counts_not_found_from_
 
 
 def test_the_verdict_explains_expiry_and_fails_on_an_expired_order_at_the_broker() -> None:
-    verdict = Verdict(expired_before_send=3, expired_after_lookup=2, positions_match=True)
+    verdict = Verdict(expired_before_send=3, expired_after_lookup=2, expired_on_resend=1, positions_match=True)
     lines = verdict.lines()
     assert (
-        "expired, never sent late: 5 = 3 before send (never sent) + 2 after look-up "
-        "(the broker never had them)" in lines
+        "expired, never sent late: 6 = 3 before send (never sent) + 2 after look-up "
+        "(the broker never had them) + 1 on a FIX resend (too old to send again)" in lines
     )
     assert "expired yet at the broker (must be 0): 0  ok" in lines
     assert verdict.passed

@@ -236,7 +236,7 @@ async def test_an_order_persisted_and_never_written_is_resent_as_possdup_when_th
     await record(node, probe, intents)
     await assert_exactly_once_over_fix(node, journal, broker, intents)
     assert node.restart_counts[paths.GATEWAY] == 1
-    assert (await snapshot(node, paths.EXECUTOR))["expired"] == 0
+    assert (await snapshot(node, paths.EXECUTOR))["expired_on_resend"] == 0
 
 
 async def test_an_order_persisted_and_never_written_is_gap_filled_and_expired_when_too_old_to_resend(
@@ -262,6 +262,7 @@ async def test_an_order_persisted_and_never_written_is_gap_filled_and_expired_wh
     at_venue = {o.client_order_id for o in await asyncio.to_thread(load_orders, broker.config.store_path)}
     assert at_venue == set(states) - expired
     assert (await snapshot(node, paths.GATEWAY))["resends_expired"] == len(expired)
+    assert (await snapshot(node, paths.EXECUTOR))["expired_on_resend"] == len(expired)
     verdict = await judge(journal, str(broker.config.store_path), CLIENT)
     assert verdict.passed and verdict.expired == len(expired), "\n".join(verdict.lines())
 
