@@ -49,10 +49,9 @@ from garrison.cluster._wire import (
 )
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from garrison._node import Node
     from garrison.actors._slot import Slot
+    from garrison.cluster._config import RedisClient
     from garrison.cluster._membership import Member
 
 GROUP = "garrison"
@@ -188,7 +187,7 @@ class Transport:
     def __init__(
         self,
         node: Node,
-        client: Redis,
+        client: RedisClient,
         *,
         cluster: str,
         member: Member,

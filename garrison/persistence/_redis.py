@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, Never, TypeVar
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, NamedTuple, Never
 from zlib import crc32
 
 import msgspec
 
+from garrison._aio import kept_cancelled
 from garrison._errors import (
     Fenced,
     InvalidConfig,
@@ -1195,21 +1196,3 @@ def _is_noscript(result: Any) -> bool:
 def as_text(value: Any) -> str:
     """A reply's bytes as text (a str as it is)."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-T = TypeVar("T")
-
-
-async def kept_cancelled(call: Awaitable[T]) -> T:
-    """Await a redis-py call, then raise CancelledError if this task was cancelled meanwhile.
-
-    redis-py (seen with 8.1, any command) can catch the CancelledError of a task cancelled
-    mid-command and return as if nothing happened: a loop around a read would then never
-    end, and whoever waits for that task (an actor stopping, a supervisor restarting it) would
-    wait forever. The cancellation request is still counted on the task, so it is raised here.
-    """
-    result = await call
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError()
-    return result
