@@ -97,6 +97,8 @@ class StreamKeys(NamedTuple):
     """The hash of consumer groups' acked seqs (``RedisJournal.ack``, appends' acks)."""
     quarantine: str
     """The hash of events set aside (``RedisJournal.quarantine``)."""
+    fence: str
+    """The highest fencing token a fenced writer of the stream has used (``RedisJournal.fenced``)."""
     slot: int
 
 
@@ -215,7 +217,12 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
             slot = key_slot(prefix.encode())
         return StreamKeys(
-            f"{prefix}:events", f"{prefix}:meta", f"{prefix}:offsets", f"{prefix}:quarantine", slot
+            f"{prefix}:events",
+            f"{prefix}:meta",
+            f"{prefix}:offsets",
+            f"{prefix}:quarantine",
+            f"{prefix}:fence",
+            slot,
         )
 
     def events_key(self, stream: str) -> str:
@@ -232,7 +239,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     def fence_key(self, stream: str) -> str:
         """The highest fencing token a fenced writer of ``stream`` has used (``fenced``):
         a plain integer, in the stream's hash tag, so one script checks it with the stream."""
-        return f"{self.namespace}:{{{stream}}}:fence"
+        return self.stream_keys(stream).fence
 
     def _offsets_key(self, stream: str) -> str:
         return self.stream_keys(stream).offsets
@@ -450,7 +457,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             keys += (stream.events, stream.meta)
             args += (append.expected_seq, len(append.events), len(append.acks), append.fence)
             if append.fence:
-                keys.append(self.fence_key(append.stream))
+                keys.append(stream.fence)
             for payload in append.events:
                 args += (payload, crc32(payload))
             for ack in append.acks:
