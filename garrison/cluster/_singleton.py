@@ -339,8 +339,8 @@ class SingletonLease:
             )
             await self._clock.sleep(coordinator.refresh)
             return
-        if token and self._task is not asyncio.current_task():
-            # Replaced or released meanwhile: this grant is no one's.
+        if token and (self._task is not asyncio.current_task() or coordinator.down is not None):
+            # Replaced, released or stood down meanwhile: this grant is no one's.
             with contextlib.suppress(*_redis_errors()):
                 await coordinator.give_up(self.name, f"{self._owner}#{token}")
             return
