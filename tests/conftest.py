@@ -30,6 +30,19 @@ def log_records() -> Iterator[list[dict[str, Any]]]:
         logger.remove(sink_id)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A local 3-master Redis Cluster for the whole run (tests/persistence/redis/_cluster.py),
+    started on first use and stopped at the end: tests keep apart by namespace or cluster name."""
+    from tests.persistence.redis._cluster import local_cluster
+
+    cluster = local_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 # -- the plugin's fixtures under the short names the suite uses -----------------------------
 
 

@@ -239,8 +239,10 @@ def cluster_settings(settings: Settings) -> ClusterSettings | None:
     variable is set (the node then joins that cluster), else None. Raises ConfigError."""
     from garrison.cluster import ClusterSettings
 
-    wanted = "cluster" in settings.unread_sections() or any(
-        name.startswith("GARRISON_CLUSTER_") for name in os.environ
+    wanted = (
+        "cluster" in settings.unread_sections()
+        or any(name.startswith("GARRISON_CLUSTER_") for name in os.environ)
+        or any(entry.key.startswith("cluster.") for entry in settings.entries())  # read already
     )
     return settings.section("cluster", ClusterSettings) if wanted else None
 
@@ -287,6 +289,12 @@ async def run_node(
     """Run the node until SIGTERM/SIGINT or until the root gives up; returns the exit code."""
     from garrison._node import Node
 
+    wanted_cluster = cluster_settings(settings)
+    try:
+        # One cluster, one connection story: the [cluster] section also gives the node's singletons.
+        singletons = None if wanted_cluster is None else wanted_cluster.singletons(settings.node.name)
+    except InvalidConfig as error:
+        raise _config_failure(settings, error, "cluster") from None
     try:
         node = Node(
             settings.node.name,
@@ -294,6 +302,7 @@ async def run_node(
             metrics_port=settings.metrics.port,
             metrics_host=settings.metrics.host,
             guard=guard,
+            singletons=singletons,
         )
     except InvalidConfig as error:
         raise _config_failure(settings, error, "metrics") from None

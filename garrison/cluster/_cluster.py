@@ -18,12 +18,12 @@ from garrison.cluster._config import ClusterConnection, ClusterSettings, check_c
 from garrison.cluster._keys import cluster_key
 from garrison.cluster._membership import Member, MemberDown, Membership, MemberUp
 from garrison.cluster._remote import RemoteRef, Transport
+from garrison.cluster._singleton import RedisSingletons
 from garrison.cluster._wire import MessageTypes, encode
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from garrison._node import Node
+    from garrison.cluster._config import RedisClient
 
 DEFAULT_MAX_INBOX_LENGTH = 100_000
 """A node's inbox is trimmed to about this many entries (XADD MAXLEN ~)."""
@@ -62,7 +62,7 @@ class Cluster:
     def __init__(
         self,
         node: Node,
-        client: Redis,
+        client: RedisClient,
         *,
         owns_client: bool,
         name: str,
@@ -120,7 +120,7 @@ class Cluster:
     async def join(
         cls,
         node: Node,
-        redis: str | ClusterConnection | Redis,
+        redis: str | ClusterConnection | RedisClient,
         *,
         name: str = "garrison",
         node_id: str | None = None,
@@ -131,9 +131,12 @@ class Cluster:
         read_count: int = DEFAULT_READ_COUNT,
         wall_clock: Callable[[], float] = time.time,
     ) -> Cluster:
-        """Join the cluster ``name`` on ``redis`` (a URL, a :class:`ClusterConnection`, or a
-        redis-py asyncio client the caller keeps and closes) as ``node_id`` (default: the
+        """Join the cluster ``name`` on ``redis`` (a URL, a :class:`ClusterConnection` —
+        ``cluster=True`` for a Redis Cluster —, or a redis-py asyncio ``Redis`` or
+        ``RedisCluster`` client the caller keeps and closes) as ``node_id`` (default: the
         node's name). Awaits the first view of the members; ``node.cluster`` is then set.
+        When the node's ``singletons`` is a :class:`RedisSingletons`, the node's singletons
+        stand down (stop, and stand by) as soon as it considers itself out of the cluster.
 
         ``message_types`` registers the types sent between nodes (more with
         ``message_types(...)``). ``wall_clock`` is where ask deadlines are read
@@ -187,6 +190,9 @@ class Cluster:
                 await client.aclose()
             raise
         node.attach_cluster(cluster)
+        if isinstance(node.singletons, RedisSingletons):
+            # Out of the cluster, this node may own no singleton: they stop and stand by at once.
+            cluster.on_self_down(node.singletons.stand_down)
         node.logger.info(
             "node {node} joined cluster {cluster} ({count} member(s) up)",
             node=chosen_id,
@@ -234,7 +240,7 @@ class Cluster:
     # -- membership ----------------------------------------------------------------------
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         """The redis-py asyncio client the cluster uses (for the cluster's own modules, such
         as the singleton's lease; its keys come from ``garrison/cluster/_keys.py``)."""
         return self._client

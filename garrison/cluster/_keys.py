@@ -11,16 +11,15 @@ PREFIX = "garrison:cluster"
 
 
 def cluster_key(cluster: str, kind: str, node_id: str = "") -> str:
-    """The key of ``kind`` in ``cluster``: ``members`` (the set of node ids), ``names``
-    (registered names), ``lease`` (one node's lease, with ``node_id``) in the cluster's slot,
-    ``inbox`` (one node's stream of messages, with ``node_id``) in a slot of its own."""
+    """The key of ``kind`` in ``cluster``: ``leases`` (a hash of every member's lease: node
+    id -> deadline and uid), ``names`` (registered names) in the cluster's slot, ``inbox``
+    (one node's stream of messages, with ``node_id``) in a slot of its own."""
     if kind == "inbox":
         return f"{PREFIX}:{{{cluster}/{node_id}}}:inbox"
-    if kind == "lease":
-        return f"{PREFIX}:{{{cluster}}}:lease:{node_id}"
     return f"{PREFIX}:{{{cluster}}}:{kind}"
 
 
-def lease_prefix(cluster: str) -> str:
-    """What a node's lease key is this prefix followed by its id (the membership script's)."""
-    return cluster_key(cluster, "lease", "")
+def singletons_namespace(cluster: str) -> str:
+    """The namespace of ``cluster``'s singleton leases (``RedisSingletons``): each singleton's
+    lease and token then carry the singleton's own hash tag after it."""
+    return f"{PREFIX}:{cluster}"

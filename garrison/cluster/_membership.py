@@ -1,11 +1,13 @@
 """Membership: each node's lease in Redis, refreshed on the node's clock, and the view it reads.
 
-A node holds a lease key (its incarnation's uid, with a TTL of ``lease_ttl``)
-and is listed in the cluster's member set. Every ``refresh_interval`` seconds
-of node-clock time one script renews this node's lease (only if it still holds
-it) and returns every member whose lease lives; members whose lease is gone
-are removed from the set. The difference from the last view is published as
-``MemberUp`` / ``MemberDown``. A node that finds its own lease gone, or that
+A node holds a lease: its entry in the cluster's ``leases`` hash (its
+incarnation's uid and a deadline ``lease_ttl`` ahead on the Redis server's
+clock). Every ``refresh_interval`` seconds of node-clock time one script
+renews this node's lease (only if it still holds it) and returns every member
+whose lease lives; entries whose deadline passed are removed. The script
+touches that one key only, so it runs on a Redis Cluster as on one server.
+The difference from the last view is published as ``MemberUp`` /
+``MemberDown``. A node that finds its own lease gone, or that
 could not refresh it for longer than ``lease_ttl``, considers itself out.
 """
 
@@ -20,12 +22,11 @@ import msgspec
 
 from garrison._clock import Cancellable
 from garrison._errors import InvalidConfig
-from garrison.cluster._keys import cluster_key, lease_prefix
+from garrison.cluster._keys import cluster_key
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from garrison._node import Node
+    from garrison.cluster._config import RedisClient
 
 
 class Member(msgspec.Struct, frozen=True, order=True):
@@ -53,42 +54,58 @@ class MemberDown(msgspec.Struct, frozen=True):
     reason: str
 
 
-# KEYS: lease, members. ARGV: uid, ttl ms, joining ("1"/"0"), node id, lease key prefix.
+# KEYS: leases (one hash per cluster: node id -> "<deadline ms> <uid>", deadlines on the
+# Redis server's clock, so every key the script touches is declared and in one slot).
+# ARGV: uid, ttl ms, joining ("1"/"0"), node id.
 # Returns {held, node1, uid1, node2, uid2, ...}: held is 1 if this node holds its lease
-# (renewed), 0 if it lost it, -1 (joining) if another incarnation still holds it.
+# (renewed), 0 if it lost it, -1 (joining) if another incarnation still holds it. Entries
+# whose deadline passed are removed; the hash itself expires a ttl after the last renewal.
 REFRESH_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local function parse(entry)
+  local space = string.find(entry, ' ', 1, true)
+  return tonumber(string.sub(entry, 1, space - 1)), string.sub(entry, space + 1)
+end
 local status = 0
-if held == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local entry = redis.call('HGET', KEYS[1], ARGV[4])
+local live, holder = false, nil
+if entry then
+  local deadline
+  deadline, holder = parse(entry)
+  live = deadline > now
+end
+if live and holder == ARGV[1] then
   status = 1
 elseif ARGV[3] == '1' then
-  if held then
-    status = -1
-  else
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    redis.call('SADD', KEYS[2], ARGV[4])
-    status = 1
+  status = live and -1 or 1
+end
+if status == 1 then
+  redis.call('HSET', KEYS[1], ARGV[4], (now + ttl) .. ' ' .. ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
   end
 end
 local result = {status}
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local uid = redis.call('GET', ARGV[5] .. node)
-  if uid then
-    table.insert(result, node)
+local entries = redis.call('HGETALL', KEYS[1])
+for index = 1, #entries, 2 do
+  local deadline, uid = parse(entries[index + 1])
+  if deadline > now then
+    table.insert(result, entries[index])
     table.insert(result, uid)
   else
-    redis.call('SREM', KEYS[2], node)
+    redis.call('HDEL', KEYS[1], entries[index])
   end
 end
 return result
 """
 
-# KEYS: lease, members. ARGV: uid, node id. Leaves only if this incarnation holds the lease.
+# KEYS: leases. ARGV: uid, node id. Leaves only if this incarnation holds the lease.
 LEAVE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
+local entry = redis.call('HGET', KEYS[1], ARGV[2])
+if entry and string.sub(entry, string.find(entry, ' ', 1, true) + 1) == ARGV[1] then
+  redis.call('HDEL', KEYS[1], ARGV[2])
   return 1
 end
 return 0
@@ -105,7 +122,7 @@ class Membership:
     def __init__(
         self,
         node: Node,
-        client: Redis,
+        client: RedisClient,
         *,
         cluster: str,
         member: Member,
@@ -124,8 +141,7 @@ class Membership:
         self._on_up = on_up
         self._on_down = on_down
         self._on_self_down = on_self_down
-        self._lease_key = cluster_key(cluster, "lease", member.node_id)
-        self._members_key = cluster_key(cluster, "members")
+        self._leases_key = cluster_key(cluster, "leases")
         self._script = client.register_script(REFRESH_SCRIPT)
         self._leave_script = client.register_script(LEAVE_SCRIPT)
         self.view: dict[str, Member] = {}
@@ -168,9 +184,8 @@ class Membership:
             ttl_ms,
             "1" if joining else "0",
             self.member.node_id,
-            lease_prefix(self.cluster),
         ]
-        raw: list[Any] = await self._script(keys=[self._lease_key, self._members_key], args=args)
+        raw: list[Any] = await self._script(keys=[self._leases_key], args=args)
         status = int(raw[0])
         members: dict[str, Member] = {}
         for index in range(1, len(raw) - 1, 2):
@@ -266,9 +281,7 @@ class Membership:
             return
         try:
             async with asyncio.timeout(self.lease_ttl):
-                await self._leave_script(
-                    keys=[self._lease_key, self._members_key], args=[self.member.uid, self.member.node_id]
-                )
+                await self._leave_script(keys=[self._leases_key], args=[self.member.uid, self.member.node_id])
         except Exception as error:
             self._node.logger.warning(
                 "cluster {cluster}: could not delete the lease on leaving ({error}); it expires in {ttl}s",

@@ -6,7 +6,8 @@ next loop turn and sends everything buffered as one pipeline of XADDs (MAXLEN
 node's inbox with XREADGROUP COUNT ``read_count``, delivers each entry in
 stream order into the local mailbox (what finds a full BACKPRESSURE mailbox
 waits in a task of its own, with what follows it for that actor), and
-acknowledges (XACK + XDEL) what was accepted. So the frames of one sender to
+acknowledges (XACK + XDEL) what was accepted, in batches sent by a task of
+their own so that no frame waits behind them. So the frames of one sender to
 one receiver arrive in the order sent.
 """
 
@@ -49,10 +50,9 @@ from garrison.cluster._wire import (
 )
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from garrison._node import Node
     from garrison.actors._slot import Slot
+    from garrison.cluster._config import RedisClient
     from garrison.cluster._membership import Member
 
 GROUP = "garrison"
@@ -69,12 +69,8 @@ RETRY_DELAY = 0.1
 
 ACKS_WITH_FRAMES = 64
 """Delivered inbox entries are acknowledged (XACK + XDEL) once this many wait, or when a read
-finds the inbox idle, in a pipeline of their own: a frame someone waits for (an ask, a reply)
-does not wait for them."""
-
-MAX_ACKS_WAITING = 4096
-"""Beyond this many, acknowledgements ride with the frames: a node that sends without pause
-still trims its inbox."""
+finds the inbox idle, in a pipeline sent by a task of its own: a frame someone waits for (an
+ask, a reply) never waits behind them."""
 
 _EMPTY = msgspec.Raw(encode(None))
 
@@ -188,7 +184,7 @@ class Transport:
     def __init__(
         self,
         node: Node,
-        client: Redis,
+        client: RedisClient,
         *,
         cluster: str,
         member: Member,
@@ -219,6 +215,9 @@ class Transport:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._ack_wakeup = asyncio.Event()
+        self._acks_idle = asyncio.Event()
+        self._acks_idle.set()
         self._ask_ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._refs: dict[tuple[str, str], RemoteRef] = {}
@@ -230,6 +229,7 @@ class Transport:
         self._answers: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._acker: asyncio.Task[None] | None = None
         self.sent = 0
         """Frames sent to Redis so far."""
         self.received = 0
@@ -246,20 +246,24 @@ class Transport:
         await self._client.delete(self.inbox)
         await self._client.xgroup_create(self.inbox, GROUP, id="$", mkstream=True)
         self._flusher = self._loop.create_task(self._flush_loop(), name="garrison-cluster-send")
+        self._acker = self._loop.create_task(self._ack_loop(), name="garrison-cluster-ack")
         self._reader = self._loop.create_task(self._read_loop(), name="garrison-cluster-read")
 
     async def close(self) -> None:
         """Send what is buffered, stop reading, fail what waits, delete the inbox. Never raises."""
-        if self._buffer or self._acks:
+        if self._buffer:
             self._wakeup.set()
+        if self._acks:
+            self._ack_wakeup.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                while self._buffer or self._acks or not self._idle.is_set():
+                while self._buffer or self._acks or not (self._idle.is_set() and self._acks_idle.is_set()):
                     await self._idle.wait()
+                    await self._acks_idle.wait()
                     await asyncio.sleep(0)
         tasks = [
             task
-            for task in (self._reader, self._flusher, *self._served.values(), *self._answers)
+            for task in (self._reader, self._flusher, self._acker, *self._served.values(), *self._answers)
             if task is not None
         ]
         for task in tasks:
@@ -342,33 +346,22 @@ class Transport:
             await self._wakeup.wait()
             self._wakeup.clear()
             batch, self._buffer = self._buffer, []
-            if batch and len(self._acks) < MAX_ACKS_WAITING:
-                acks: list[Any] = []  # a frame someone may wait for goes out without them
-                if len(self._acks) >= ACKS_WITH_FRAMES:
-                    self._wakeup.set()  # they go next turn
-            else:
-                acks, self._acks = self._acks, []
-            if not batch and not acks:
+            if not batch:
                 continue
             self._idle.clear()
-            if len(batch) == 1 and not acks:  # a lone frame (an ask, its reply): no pipeline's cost
+            if len(batch) == 1:  # a lone frame (an ask, its reply): no pipeline's cost
                 key, data = batch[0]
                 await self._send_one(key, data)
                 continue
             pipe = self._client.pipeline(transaction=False)
             for key, data in batch:
                 pipe.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
-            if acks:
-                pipe.xack(self.inbox, GROUP, *acks)
-                pipe.xdel(self.inbox, *acks)
             try:
                 await pipe.execute()
                 self.sent += len(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # Unacknowledged entries stay pending in the group: never read again (at most once),
-                # deleted with the inbox when this node leaves or rejoins.
                 self.send_failures += len(batch)
                 self._node.logger.warning(
                     "cluster {cluster}: {count} frame(s) lost, sending failed: {error}",
@@ -377,8 +370,36 @@ class Transport:
                     error=f"{type(error).__name__}: {error}",
                 )
             finally:
-                if not self._buffer and not self._acks:
+                if not self._buffer:
                     self._idle.set()
+
+    async def _ack_loop(self) -> None:
+        """Acknowledge delivered inbox entries (XACK + XDEL), batched, apart from the frames."""
+        while True:
+            await self._ack_wakeup.wait()
+            self._ack_wakeup.clear()
+            acks, self._acks = self._acks, []
+            if not acks:
+                continue
+            self._acks_idle.clear()
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xack(self.inbox, GROUP, *acks)
+            pipe.xdel(self.inbox, *acks)
+            try:
+                await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # They stay pending in the group, never read again; deleted with the inbox.
+                self._node.logger.warning(
+                    "cluster {cluster}: acknowledging {count} inbox entries failed: {error}",
+                    cluster=self.cluster,
+                    count=len(acks),
+                    error=f"{type(error).__name__}: {error}",
+                )
+            finally:
+                if not self._acks:
+                    self._acks_idle.set()
 
     async def _send_one(self, key: str, data: bytes) -> None:
         try:
@@ -394,7 +415,7 @@ class Transport:
                 error=f"{type(error).__name__}: {error}",
             )
         finally:
-            if not self._buffer and not self._acks:
+            if not self._buffer:
                 self._idle.set()
 
     # -- receiving -----------------------------------------------------------------------
@@ -422,8 +443,8 @@ class Transport:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if not response:
-                if self._acks and not self._wakeup.is_set():
-                    self._wakeup.set()  # the inbox is idle: acknowledge what was delivered
+                if self._acks and not self._ack_wakeup.is_set():
+                    self._ack_wakeup.set()  # the inbox is idle: acknowledge what was delivered
                 continue
             for _stream, entries in response:
                 ids = []
@@ -445,8 +466,8 @@ class Transport:
                     ids.append(entry_id)
                 if ids:
                     self._acks.extend(ids)
-                    if len(self._acks) >= ACKS_WITH_FRAMES and not self._wakeup.is_set():
-                        self._wakeup.set()
+                    if len(self._acks) >= ACKS_WITH_FRAMES and not self._ack_wakeup.is_set():
+                        self._ack_wakeup.set()
 
     async def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
         """Deliver one inbox entry; True when it can be acknowledged now."""
@@ -574,8 +595,8 @@ class Transport:
 
     def _acknowledge(self, entry_id: Any) -> None:
         self._acks.append(entry_id)
-        if len(self._acks) >= ACKS_WITH_FRAMES and not self._wakeup.is_set():
-            self._wakeup.set()
+        if len(self._acks) >= ACKS_WITH_FRAMES and not self._ack_wakeup.is_set():
+            self._ack_wakeup.set()
 
     def _start_ask(self, target: ActorRef, frame: Frame, message: Any) -> None:
         if frame.deadline and self._wall() >= frame.deadline:

@@ -29,11 +29,12 @@ from typing import Any
 
 from loguru import logger
 
+from garrison._aio import kept_cancelled
 from garrison._clock import Cancellable, Clock
 from garrison._errors import InvalidConfig
-from garrison._secret import redact_url
+from garrison._secret import Secret, redact_url
 from garrison._validate import number_problem
-from garrison.persistence._redis import kept_cancelled
+from garrison.persistence import RedisConnection
 from garrison.supervision import SingletonEvents
 
 DEFAULT_TTL = 3.0
@@ -96,6 +97,11 @@ class RedisSingletons:
     takeover after the owner dies takes at most about ``ttl``.
 
     ``node_id`` names this node in the lease's value (default: a random id).
+    ``password`` (a ``Secret`` or str) is sent with AUTH; ``cluster=True``
+    talks to a Redis Cluster (``url`` names any node: a singleton's lease and
+    token share a hash tag). A node that joined a cluster from a ``[cluster]``
+    section gets one built from it (``ClusterSettings.singletons``), and its
+    singletons stand down when the node is out of the cluster (``stand_down``).
     Raises InvalidConfig for a bad URL or timing (``refresh + safety_margin``
     must stay below ``ttl``, so that one refresh may fail without a stop).
 
@@ -113,10 +119,12 @@ class RedisSingletons:
         ttl: float = DEFAULT_TTL,
         refresh: float = DEFAULT_REFRESH,
         safety_margin: float | None = None,
+        password: Secret | str | None = None,
+        cluster: bool = False,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            shown = redact_url(url) if isinstance(url, str) else url
-            raise InvalidConfig("url", shown, "a Redis URL such as redis://127.0.0.1:6379/0")
+        secret = Secret(password) if isinstance(password, str) else password
+        self.connection = RedisConnection(url=url, password=secret, cluster=cluster)
+        """Where the leases live (URL, password, Redis Cluster)."""
         if node_id is not None and (not isinstance(node_id, str) or not node_id or "#" in node_id):
             raise InvalidConfig("node_id", node_id, "a non-empty string without '#', or None for a random id")
         if not isinstance(namespace, str) or not namespace:
@@ -140,6 +148,8 @@ class RedisSingletons:
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._claims: dict[str, SingletonLease] = {}
+        self.down: str | None = None
+        """Why this node stood down for good (``stand_down``), or None: it claims nothing then."""
 
     # -- the node's lifecycle (SingletonCoordinator) -------------------------------------
 
@@ -149,20 +159,13 @@ class RedisSingletons:
         if self._client is not None:
             return
         try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+            import redis.asyncio  # noqa: F401  # only to tell a missing redis-py apart
         except ImportError as error:
             raise InvalidConfig(
                 "url", redact_url(self.url), "RedisSingletons needs redis-py: pip install 'garrison[redis]'"
             ) from error
-        # A lease command that takes longer than a refresh interval is a failed refresh.
-        client = aioredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.refresh,
-            socket_connect_timeout=self.refresh,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # A lease command that takes longer than a refresh interval is a failed refresh; none is retried.
+        client = self.connection.client(socket_timeout=self.refresh, socket_connect_timeout=self.refresh)
         try:
             await client.ping()
         except _redis_errors() as error:
@@ -187,6 +190,17 @@ class RedisSingletons:
             await client.aclose()
 
     # -- what supervisors use (SingletonCoordinator) --------------------------------------
+
+    def stand_down(self, reason: str) -> None:
+        """This node may own no singleton any more (it is out of the cluster: ``Cluster.join``
+        calls this from ``on_self_down``): every singleton it owns is lost at once (its
+        supervisor stops it), its lease is given back, and no claim takes a lease again; the
+        slots stand by until the node restarts. Idempotent."""
+        if self.down is not None:
+            return
+        self.down = reason
+        for claim in self._claims.values():
+            claim.stand_down(reason)
 
     def claim(self, name: str, events: SingletonEvents) -> SingletonLease:
         """Start claiming singleton ``name`` for a supervisor; see ``SingletonCoordinator.claim``.
@@ -250,7 +264,10 @@ class RedisSingletons:
         return bool(int(await self._scripts["release"](keys=[lease], args=[value])))
 
     def __repr__(self) -> str:
-        return f"RedisSingletons({redact_url(self.url)!r}, node_id={self.node_id!r}, ttl={self.ttl})"
+        return (
+            f"RedisSingletons({redact_url(self.url)!r}, node_id={self.node_id!r}, ttl={self.ttl}, "
+            f"cluster={self.connection.cluster})"
+        )
 
 
 class SingletonLease:
@@ -310,6 +327,9 @@ class SingletonLease:
         wait = self._quiet_until - self._clock.now()
         if wait > 0:
             await self._clock.sleep(wait)
+        if coordinator.down is not None:  # out of the cluster: never claim again
+            await self._clock.sleep(coordinator.refresh)
+            return
         sent = self._clock.now()
         try:
             token, remaining = await coordinator.acquire(self.name, self._owner)
@@ -319,8 +339,8 @@ class SingletonLease:
             )
             await self._clock.sleep(coordinator.refresh)
             return
-        if token and self._task is not asyncio.current_task():
-            # Replaced or released meanwhile: this grant is no one's.
+        if token and (self._task is not asyncio.current_task() or coordinator.down is not None):
+            # Replaced, released or stood down meanwhile: this grant is no one's.
             with contextlib.suppress(*_redis_errors()):
                 await coordinator.give_up(self.name, f"{self._owner}#{token}")
             return
@@ -387,6 +407,18 @@ class SingletonLease:
         token = getattr(error, "token", None)
         if self.token is not None and token == self.token:
             self._lose(f"a write with token {token} was fenced: another node owns the singleton now")
+
+    def stand_down(self, reason: str) -> None:
+        """Lose the singleton now if owned (its supervisor stops it) and give the lease back;
+        the coordinator's ``down`` keeps this claim from taking it again."""
+        if self.token is None:
+            return
+        value = self.value
+        self._lose(f"this node stood down: {reason}")
+        self._task.cancel()
+        self._task = asyncio.get_running_loop().create_task(
+            self._give_up_then_run(value), name=f"garrison:singleton:{self.name}"
+        )
 
     def resign(self, reason: str) -> None:
         """Give up ownership now and stand by, claiming again only after one TTL."""

@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, Never, TypeVar
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, NamedTuple, Never
 from zlib import crc32
 
 import msgspec
 
+from garrison._aio import kept_cancelled
 from garrison._errors import (
     Fenced,
     InvalidConfig,
@@ -96,6 +97,8 @@ class StreamKeys(NamedTuple):
     """The hash of consumer groups' acked seqs (``RedisJournal.ack``, appends' acks)."""
     quarantine: str
     """The hash of events set aside (``RedisJournal.quarantine``)."""
+    fence: str
+    """The highest fencing token a fenced writer of the stream has used (``RedisJournal.fenced``)."""
     slot: int
 
 
@@ -214,7 +217,12 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
 
             slot = key_slot(prefix.encode())
         return StreamKeys(
-            f"{prefix}:events", f"{prefix}:meta", f"{prefix}:offsets", f"{prefix}:quarantine", slot
+            f"{prefix}:events",
+            f"{prefix}:meta",
+            f"{prefix}:offsets",
+            f"{prefix}:quarantine",
+            f"{prefix}:fence",
+            slot,
         )
 
     def events_key(self, stream: str) -> str:
@@ -231,7 +239,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
     def fence_key(self, stream: str) -> str:
         """The highest fencing token a fenced writer of ``stream`` has used (``fenced``):
         a plain integer, in the stream's hash tag, so one script checks it with the stream."""
-        return f"{self.namespace}:{{{stream}}}:fence"
+        return self.stream_keys(stream).fence
 
     def _offsets_key(self, stream: str) -> str:
         return self.stream_keys(stream).offsets
@@ -449,7 +457,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             keys += (stream.events, stream.meta)
             args += (append.expected_seq, len(append.events), len(append.acks), append.fence)
             if append.fence:
-                keys.append(self.fence_key(append.stream))
+                keys.append(stream.fence)
             for payload in append.events:
                 args += (payload, crc32(payload))
             for ack in append.acks:
@@ -1195,21 +1203,3 @@ def _is_noscript(result: Any) -> bool:
 def as_text(value: Any) -> str:
     """A reply's bytes as text (a str as it is)."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-T = TypeVar("T")
-
-
-async def kept_cancelled(call: Awaitable[T]) -> T:
-    """Await a redis-py call, then raise CancelledError if this task was cancelled meanwhile.
-
-    redis-py (seen with 8.1, any command) can catch the CancelledError of a task cancelled
-    mid-command and return as if nothing happened: a loop around a read would then never
-    end, and whoever waits for that task (an actor stopping, a supervisor restarting it) would
-    wait forever. The cancellation request is still counted on the task, so it is raised here.
-    """
-    result = await call
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError()
-    return result

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from garrison._aio import kept_cancelled
 from garrison._errors import InvalidConfig
 from garrison._validate import check_seconds
 from garrison.persistence import _redis_scripts as scripts
 from garrison.persistence._checksum import checksum
 from garrison.persistence._journal import check_positive_int, check_stream
-from garrison.persistence._redis import RedisJournal, as_text, kept_cancelled
+from garrison.persistence._redis import RedisJournal, as_text
 from garrison.persistence._redis_ids import entry_id, entry_seq
 from garrison.persistence._streams import Delivery
 

@@ -8,12 +8,13 @@ from garrison import Actor, ChildSpec, Node, SupervisorSpec
 
 
 class Echo(Actor):
-    """Answers a plain dict with itself plus the id of the node that answered."""
+    """Answers a plain dict with itself plus the id of the node that answered and the kind of
+    its singleton coordinator (``garrison run`` builds one from the ``[cluster]`` section)."""
 
     async def on_receive(self, message: Any) -> Any:
-        cluster = cast(Node, self.ctx.node).cluster
-        assert cluster is not None
-        return {**message, "from": cluster.node_id}
+        node = cast(Node, self.ctx.node)
+        assert node.cluster is not None
+        return {**message, "from": node.cluster.node_id, "singletons": type(node.singletons).__name__}
 
 
 def root_spec() -> SupervisorSpec:

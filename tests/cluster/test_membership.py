@@ -73,7 +73,7 @@ async def test_a_node_that_finds_its_lease_gone_considers_itself_out(join: Any, 
     b.node.bus.subscribe(probe, MemberDown)
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await client.delete(cluster_key(b.name, "lease", "b"))
+        await client.hdel(cluster_key(b.name, "leases"), "b")
     finally:
         await client.aclose()
     await refresh(b)
@@ -146,9 +146,8 @@ async def test_leaving_deletes_the_lease_the_inbox_and_the_names(join: Any, redi
         pattern = f"garrison:cluster:{{{a.name}*"
         keys = sorted([key.decode() async for key in client.scan_iter(match=pattern)])
         assert keys == sorted(
-            [cluster_key(a.name, "lease", node) for node in ("a", "b")]
-            + [cluster_key(a.name, "inbox", node) for node in ("a", "b")]
-            + [cluster_key(a.name, "members"), cluster_key(a.name, "names")]
+            [cluster_key(a.name, "inbox", node) for node in ("a", "b")]
+            + [cluster_key(a.name, "leases"), cluster_key(a.name, "names")]
         )
         await b.node.shutdown()
         await a.node.shutdown()

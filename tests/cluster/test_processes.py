@@ -51,7 +51,7 @@ async def test_two_garrison_run_processes_join_and_answer(
         await _until(here, lambda: [m.node_id for m in here.members()] == ["p1", "p2", "t"])
         for name in ("p1", "p2"):
             answer = await here.ref(name, "/root/echo").ask({"n": 1}, timeout=10.0)
-            assert answer == {"n": 1, "from": name}
+            assert answer == {"n": 1, "from": name, "singletons": "RedisSingletons"}
         send_signal(processes[0]._process, signal.SIGTERM)
         assert await processes[0].wait(timeout=30.0) == 0
         await _until(here, lambda: not here.is_up("p1"))

@@ -250,3 +250,28 @@ async def test_a_full_backpressure_mailbox_holds_only_its_own_messages(join: Any
     await eventually(lambda: len(slow_seen) == 6, "six messages at /slow")
     assert slow_seen == [Ping(n) for n in range(6)]
     assert b.node.dead_letters.count == 0
+
+
+async def test_delivered_entries_are_acknowledged_and_deleted_while_asks_go_on(
+    join: Any, redis_url: str
+) -> None:
+    a, b = await two(join)
+    seen: list[Any] = []
+    await b.node.spawn(Recorder, name="recorder", args=(seen,))
+    ref = a.ref("b", "/recorder")
+    for n in range(150):  # more than one batch of acknowledgements, each ask waiting on the last
+        assert await ref.ask(Ping(n), timeout=5.0) == Pong(n)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        inbox = cluster_key(b.name, "inbox", "b")
+
+        async def pending() -> int:
+            return int((await client.xpending(inbox, "garrison"))["pending"]) + int(await client.xlen(inbox))
+
+        for _ in range(200):  # the last ones go once the reader finds the inbox idle (1 s)
+            if await pending() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await pending() == 0
+    finally:
+        await client.aclose()

@@ -17,10 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from garrison import Actor, ChildSpec, InvalidConfig, InvalidSpec, ManualClock, Node, Restart, SupervisorSpec
-from garrison.cluster import RedisSingletons
+from garrison.cluster import Cluster, RedisSingletons
+from garrison.cluster._keys import cluster_key
 from garrison.cluster._singleton import singleton_keys
 from garrison.persistence import Fenced, PersistFailed, RedisJournal
 from garrison.supervision import DynamicSupervisorSpec
+from tests.cluster.conftest import refresh
 from tests.persistence._model import Account, Deposit, Get
 
 ASK = 5.0
@@ -178,6 +180,43 @@ async def test_a_stale_owner_that_was_frozen_past_its_lease_has_its_write_fenced
         balance, seq = await b.lookup(SINGLETON).ask(Get(), timeout=ASK)
         assert (balance.balance, seq) == (11, 2)  # the stale write never landed
         assert state_of(a, "/root/plain") == "running"
+
+
+async def test_a_node_out_of_the_cluster_stops_its_singleton_at_once_and_never_claims_it_again(
+    redis_url: str, namespace: str, cluster_name: str
+) -> None:
+    async with (
+        cluster_node("a", redis_url, namespace) as (a, clock_a),
+        cluster_node("b", redis_url, namespace) as (b, clock_b),
+    ):
+        cluster_a = await Cluster.join(a, redis_url, name=cluster_name)
+        await Cluster.join(b, redis_url, name=cluster_name)
+        await a.start(spec())
+        await until(lambda: state_of(a, SINGLETON) == "running")
+        await b.start(spec())
+        await clock_b.advance(REFRESH)
+        assert state_of(b, SINGLETON) == "standby"
+        # a's membership lease is gone (it froze past it, or someone removed it): a is out.
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.hdel(cluster_key(cluster_name, "leases"), "a")
+        finally:
+            await client.aclose()
+        await refresh(cluster_a)
+        assert cluster_a.self_down.is_set()
+        # Its singleton stopped then, not a singleton lease later, and its lease was given back.
+        await until(lambda: state_of(a, SINGLETON) == "standby")
+        assert owned(a) == {}
+        assert state_of(a, "/root/plain") == "running"
+        await until(lambda: state_of(b, SINGLETON) == "running", clock=clock_b, step=REFRESH)
+        # Once out, a never takes it again, even once b is gone and its lease free.
+        await b.shutdown()
+        assert await lease_value(redis_url, namespace) is None
+        for _ in range(3):
+            await clock_a.advance(TTL)
+            await asyncio.sleep(0.05)
+        assert state_of(a, SINGLETON) == "standby"
+        assert await lease_value(redis_url, namespace) is None
 
 
 async def test_an_owner_that_cannot_refresh_in_time_stops_its_singleton_before_the_ttl(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,6 @@ import pytest
 from garrison.persistence import RedisConnection, RedisJournal, SqliteJournal
 
 BACKENDS = ["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.redis_cluster)]
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[Any]:
-    """A local 3-master Redis Cluster for the whole run (tests/persistence/redis/_cluster.py),
-    started on first use and stopped at the end: tests keep apart by namespace."""
-    from .redis._cluster import local_cluster
-
-    cluster = local_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

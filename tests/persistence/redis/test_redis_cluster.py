@@ -56,7 +56,8 @@ async def test_a_streams_keys_share_its_slot_and_streams_of_one_hash_tag_share_t
     keys = journal.stream_keys("orders")
     client = journal.client()
 
-    assert {client.keyslot(key) for key in keys[:4]} == {keys.slot}
+    assert {client.keyslot(key) for key in keys[:5]} == {keys.slot}  # events .. fence
+    assert keys.fence == journal.fence_key("orders")
     assert journal.stream_keys("orders") is keys  # built once, not per append
     assert journal.stream_keys("{desk-1}.orders").slot == journal.stream_keys("{desk-1}.fills").slot
     with pytest.raises(InvalidConfig) as caught:
