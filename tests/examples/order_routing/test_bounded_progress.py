@@ -472,7 +472,9 @@ async def test_an_intent_an_earlier_process_left_in_doubt_counts_not_found_from_
 
 
 def test_the_verdict_explains_expiry_and_fails_on_an_expired_order_at_the_broker() -> None:
-    verdict = Verdict(expired_before_send=3, expired_after_lookup=2, expired_on_resend=1, positions_match=True)
+    verdict = Verdict(
+        expired_before_send=3, expired_after_lookup=2, expired_on_resend=1, positions_match=True
+    )
     lines = verdict.lines()
     assert (
         "expired, never sent late: 6 = 3 before send (never sent) + 2 after look-up "
