@@ -293,6 +293,10 @@ class Step:
         return self
 
 
+_NOT_PLAIN_APPLICATION: Final = frozenset({BusinessMessageReject, UnknownMessage})
+"""Non-admin messages the session answers or turns into events of their own."""
+
+
 def _original(frame: bytes) -> ApplicationMessage | None:
     parsed = decode(frame)
     if (
@@ -500,6 +504,24 @@ class FixSession:
             )
             return
         message = parsed.message if isinstance(parsed, Inbound) else None
+        seq = header.msg_seq_num
+        state = self.state
+        if (
+            seq == state.next_target_seq
+            and self.status is Status.ACTIVE
+            and not header.poss_dup
+            and not self._queued
+            and message is not None
+            and not message.ADMIN
+            and type(message) not in _NOT_PLAIN_APPLICATION
+        ):
+            # The common case, what _sequence and _handle do for it in short: the expected
+            # MsgSeqNum carrying an application message (every ExecutionReport of a busy session).
+            state.next_target_seq = seq + 1
+            if self._resend_requested_through <= seq:
+                self._resend_requested_through = 0
+            step.events.append(Received(header, message, False))
+            return
         if self.status in (Status.AWAITING_LOGON, Status.LOGON_SENT):
             if isinstance(message, Logout) and self.status is Status.LOGON_SENT:
                 step.error = LogonRejected(f"the peer answered Logon with Logout: {message.text or ''}")
