@@ -32,7 +32,7 @@ import enum
 import itertools
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Final, Union
+from typing import Final, Union, cast
 
 import msgspec
 
@@ -520,7 +520,7 @@ class FixSession:
             state.next_target_seq = seq + 1
             if self._resend_requested_through <= seq:
                 self._resend_requested_through = 0
-            step.events.append(Received(header, message, False))
+            step.events.append(Received(header, cast(ApplicationMessage, message), False))
             return
         if self.status in (Status.AWAITING_LOGON, Status.LOGON_SENT):
             if isinstance(message, Logout) and self.status is Status.LOGON_SENT:

@@ -469,23 +469,27 @@ class FixGateway(Gateway):
         expired: list[str] = []
         epoch = session_epoch(session.state)
         executor = self.ctx.node.lookup(paths.EXECUTOR)
+        counts = self.counts
         for event in step.events:
+            # ExecutionReports are nearly every event: tested by exact type before the match.
+            if type(event) is Received and type(event.message) is ExecutionReport:
+                report, dup = event.message, event.possible_duplicate
+                if dup:
+                    counts["possible_duplicates"] += 1
+                answer = answer_of(report, fill_number(epoch, event.header.msg_seq_num))
+                if isinstance(answer, Fill):
+                    if not dup and self.seen_exec_id(report.exec_id):
+                        counts["duplicate_exec_ids"] += 1
+                        continue
+                    fills.append(answer)
+                elif isinstance(answer, (OrderAccepted, OrderRejected, OrderStatus)):
+                    replies.append(answer)
+                elif isinstance(answer, OrderClosed):
+                    await self.forward(replies, fills, generation)
+                    replies, fills = [], []
+                    await executor.tell(answer)
+                continue
             match event:
-                case Received(header=header, message=ExecutionReport() as report, possible_duplicate=dup):
-                    self.counts["possible_duplicates"] += dup
-                    answer = answer_of(report, fill_number(epoch, header.msg_seq_num))
-                    match answer:
-                        case Fill():
-                            if not dup and self.seen_exec_id(report.exec_id):
-                                self.counts["duplicate_exec_ids"] += 1
-                                continue
-                            fills.append(answer)
-                        case OrderAccepted() | OrderRejected() | OrderStatus():
-                            replies.append(answer)
-                        case OrderClosed():
-                            await self.forward(replies, fills, generation)
-                            replies, fills = [], []
-                            await executor.tell(answer)
                 case Received(message=message):
                     self.ctx.logger.info(
                         "venue {peer} sent {kind}: ignored", peer=self.peer, kind=type(message).__name__
