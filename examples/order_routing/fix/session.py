@@ -425,7 +425,8 @@ class FixSession:
         if self.status is not Status.ACTIVE:
             raise SessionNotActive(self.status.value)
         seq = self.state.next_sender_seq
-        frames = [self._encode(message, seq + offset, now) for offset, message in enumerate(messages)]
+        stamp = sending_time(now)  # one SendingTime for the batch, formatted once
+        frames = [self._frame(message, seq + offset, stamp) for offset, message in enumerate(messages)]
         step = Step()
         for offset, (message, frame) in enumerate(zip(messages, frames, strict=True)):
             self._record(step, AppSent(seq + offset, message.MSG_TYPE, frame, now))
