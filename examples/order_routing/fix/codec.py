@@ -294,6 +294,11 @@ def encode(
             parts.append(prefix + value)
         elif kind == "int" and type(value) is int:
             parts.append(prefix + str(value))
+        elif kind == "float" and type(value) is float and -1e15 < value < 1e15:
+            # _format_float's common case inline (prices, quantities): NaN, inf and exponents
+            # take the general path.
+            text = str(int(value)) if value.is_integer() else repr(value)
+            parts.append(prefix + text if "e" not in text else prefix + _wire_value(msg_type, field, value))
         else:
             parts.append(prefix + _wire_value(msg_type, field, value))
     parts.append("")

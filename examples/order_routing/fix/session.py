@@ -32,7 +32,7 @@ import enum
 import itertools
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Final, Union
+from typing import Final, Union, cast
 
 import msgspec
 
@@ -293,6 +293,10 @@ class Step:
         return self
 
 
+_NOT_PLAIN_APPLICATION: Final = frozenset({BusinessMessageReject, UnknownMessage})
+"""Non-admin messages the session answers or turns into events of their own."""
+
+
 def _original(frame: bytes) -> ApplicationMessage | None:
     parsed = decode(frame)
     if (
@@ -421,7 +425,8 @@ class FixSession:
         if self.status is not Status.ACTIVE:
             raise SessionNotActive(self.status.value)
         seq = self.state.next_sender_seq
-        frames = [self._encode(message, seq + offset, now) for offset, message in enumerate(messages)]
+        stamp = sending_time(now)  # one SendingTime for the batch, formatted once
+        frames = [self._frame(message, seq + offset, stamp) for offset, message in enumerate(messages)]
         step = Step()
         for offset, (message, frame) in enumerate(zip(messages, frames, strict=True)):
             self._record(step, AppSent(seq + offset, message.MSG_TYPE, frame, now))
@@ -500,6 +505,24 @@ class FixSession:
             )
             return
         message = parsed.message if isinstance(parsed, Inbound) else None
+        seq = header.msg_seq_num
+        state = self.state
+        if (
+            seq == state.next_target_seq
+            and self.status is Status.ACTIVE
+            and not header.poss_dup
+            and not self._queued
+            and message is not None
+            and not message.ADMIN
+            and type(message) not in _NOT_PLAIN_APPLICATION
+        ):
+            # The common case, what _sequence and _handle do for it in short: the expected
+            # MsgSeqNum carrying an application message (every ExecutionReport of a busy session).
+            state.next_target_seq = seq + 1
+            if self._resend_requested_through <= seq:
+                self._resend_requested_through = 0
+            step.events.append(Received(header, cast(ApplicationMessage, message), False))
+            return
         if self.status in (Status.AWAITING_LOGON, Status.LOGON_SENT):
             if isinstance(message, Logout) and self.status is Status.LOGON_SENT:
                 step.error = LogonRejected(f"the peer answered Logon with Logout: {message.text or ''}")

@@ -17,7 +17,7 @@ state instead: its ``events`` are ``RECORD_TYPES`` and its ``apply`` calls ``app
 
 from __future__ import annotations
 
-from typing import Final, Union
+from typing import Final, Union, cast
 
 import msgspec
 
@@ -100,22 +100,33 @@ RECORD_TYPES: Final = (SeqSent, AppSent, TargetAdvanced, SequencesReset)
 def apply_record(state: SessionState, record: Record, retention: Retention) -> SessionState:
     """``state`` after ``record`` (updated in place and returned). Deterministic: replay gives
     the state the live session had."""
+    # Dispatched on the exact type, the common records first: this runs for every message
+    # sent, in the session and again in the store.
+    kind = type(record)
+    if kind is AppSent:
+        app = cast(AppSent, record)
+        seq = app.seq
+        if seq >= state.next_sender_seq:
+            state.next_sender_seq = seq + 1
+        outbound = state.outbound
+        outbound[seq] = StoredMessage(app.msg_type, app.frame, app.sent_at)
+        horizon = app.sent_at - retention.max_age_seconds
+        limit = retention.max_messages
+        while outbound:
+            oldest = next(iter(outbound))
+            if len(outbound) > limit or outbound[oldest].sent_at < horizon:
+                del outbound[oldest]
+            else:
+                break
+        return state
+    if kind is TargetAdvanced:
+        target = cast(TargetAdvanced, record).next_target_seq
+        if target > state.next_target_seq:
+            state.next_target_seq = target
+        return state
     match record:
         case SeqSent(seq):
             state.next_sender_seq = max(state.next_sender_seq, seq + 1)
-        case AppSent(seq, msg_type, frame, sent_at):
-            state.next_sender_seq = max(state.next_sender_seq, seq + 1)
-            outbound = state.outbound
-            outbound[seq] = StoredMessage(msg_type, frame, sent_at)
-            horizon = sent_at - retention.max_age_seconds
-            while outbound:
-                oldest = next(iter(outbound))
-                if len(outbound) > retention.max_messages or outbound[oldest].sent_at < horizon:
-                    del outbound[oldest]
-                else:
-                    break
-        case TargetAdvanced(next_target_seq):
-            state.next_target_seq = max(state.next_target_seq, next_target_seq)
         case SequencesReset(period_start):
             state.next_sender_seq = 1
             state.next_target_seq = 1

@@ -19,7 +19,8 @@ from examples.order_routing.broker import BrokerServer, duplicates, load_orders
 from examples.order_routing.broker.fix_reports import ReportWriter
 from examples.order_routing.fix.codec import FrameReader, Inbound, encode, sending_time
 from examples.order_routing.fix.messages import ExecType, ExecutionReport, OrdStatus
-from examples.order_routing.fix.store import SessionState
+from examples.order_routing.fix.session import Step
+from examples.order_routing.fix.store import SeqSent, SessionState, TargetAdvanced
 from examples.order_routing.harness.verdict import judge
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
@@ -366,6 +367,32 @@ def test_each_connection_asks_again_for_what_follows_the_last_fill_positions_too
     assert replay_from(state, fill_number(999, 500)).next_target_seq == 1  # an earlier session day
     assert replay_from(state, 0).next_target_seq == 1  # no fill taken yet
     assert state.next_target_seq == 90  # the durable state is left alone
+
+
+def test_a_read_that_only_advances_the_inbound_seq_goes_with_the_next_persist_or_tick() -> None:
+    """Inbound progress is an upper bound on each connection's replay point (replay_from), so a
+    read of reports alone is no journal append of its own; outbound frames still go in order,
+    each after the records before it."""
+    gateway = FixGateway(NodeConfig(venue="fix", fix_sender_comp_id=CLIENT))
+
+    def queued() -> list[list[Any]]:
+        return [step.records + step.outbound for step, _ in gateway.steps]
+
+    gateway.take(Step(records=[TargetAdvanced(5)]))
+    gateway.take(Step(records=[TargetAdvanced(9)]))
+    gateway.take(Step())  # a read of PossDup copies only: nothing at all
+    assert queued() == [] and not gateway.steps_ready.is_set()
+
+    gateway.take(Step(outbound=[b"order"], records=[SeqSent(3)]), [(1.0, True)])
+    assert queued() == [[TargetAdvanced(9)], [SeqSent(3), b"order"]]  # the latest progress, first
+    assert gateway.steps_ready.is_set()
+
+    gateway.steps = []
+    gateway.take(Step(records=[TargetAdvanced(12)]))
+    gateway.take(Step(), flush=True)  # a tick with nothing to send: the progress goes now
+    assert queued() == [[TargetAdvanced(12)]]
+    gateway.take(Step(), flush=True)
+    assert queued() == [[TargetAdvanced(12)]]  # nothing held: nothing more
 
 
 @pytest.mark.parametrize(

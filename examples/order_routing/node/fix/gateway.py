@@ -19,6 +19,15 @@ executor and positions cannot tell the difference. What FIX changes:
   asks for everything since (ResendRequest), as the native Hello asks for ``fills_after``.
   Positions drops what it has by ``fill_seq`` (the report's MsgSeqNum in its session day: a
   resend keeps it), and fills that come again as new messages are dropped by ExecID (17).
+- **Inbound progress persisted lazily.** Because of that replay point, the durable inbound
+  MsgSeqNum is only ever an upper bound on where a connection starts: a lower one asks the venue
+  for a few more reports, which come as PossDup resends and are dropped (fills by ``fill_seq``,
+  answers are idempotent for the executor). So a read that makes no frame (a run of
+  ExecutionReports) is not a journal append of its own: its ``TargetAdvanced`` rides with the
+  next step that persists anyway (the next batch of orders, a heartbeat) or with the next tick
+  (``TICK_EVERY``), whichever comes first. Only outbound frames are persisted before they are
+  written, as before; a record held back when the connection ends is dropped, never appended
+  after a later connection's ``SequencesReset``.
 - **Look-ups are OrderStatusRequests** (35=H). A venue that refuses them (35=j) gets none again:
   orders in doubt stay UNKNOWN, held, until a resent report or an operator settles them, and a
   WARNING says so. A "not found" is trusted only ``fix_lookup_lag`` (plus the margin) after the
@@ -65,7 +74,13 @@ from examples.order_routing.fix.session import (
     SessionEnded,
     Step,
 )
-from examples.order_routing.fix.store import FixSessionStore, Retention, SessionState, copy_state
+from examples.order_routing.fix.store import (
+    FixSessionStore,
+    Retention,
+    SessionState,
+    TargetAdvanced,
+    copy_state,
+)
 from examples.order_routing.node import paths
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.delivery import offer
@@ -169,6 +184,9 @@ class FixGateway(Gateway):
         """Steps made and not yet persisted and written, in the order the session made them, each
         with (not_after, is an order) for the frames of its application messages."""
         self.steps_ready = asyncio.Event()
+        self.inbound_progress: Step | None = None
+        """A read's step that only advanced the inbound MsgSeqNum, held back until the next step
+        that persists anyway or the next tick (see "Inbound progress persisted lazily")."""
         self.exec_ids: OrderedDict[str, None] = OrderedDict()
         self.lookups_refused = False
         """The venue answered an OrderStatusRequest with a BusinessMessageReject: none is sent again."""
@@ -221,7 +239,7 @@ class FixGateway(Gateway):
                 self.ctx.send_later(TICK_EVERY, _Tick())
                 session = self.fix
                 if session is not None:
-                    self.take(session.tick(time.time()))
+                    self.take(session.tick(time.time()), flush=True)
             case _:
                 return await super().on_receive(message)
         if self.requests and (self.ctx.queued == 0 or len(self.requests) >= MAX_FRAMES_PER_WRITE):
@@ -280,11 +298,26 @@ class FixGateway(Gateway):
             sent.append((not_after, order))
         return step, sent
 
-    def take(self, step: Step, sends: list[tuple[float, bool]] | None = None) -> None:
-        """Queue ``step`` for the writer (its events were handled already)."""
-        if step.records or step.outbound or step.disconnect:
-            self.steps.append((step, sends or []))
-            self.steps_ready.set()
+    def take(self, step: Step, sends: list[tuple[float, bool]] | None = None, *, flush: bool = False) -> None:
+        """Queue ``step`` for the writer (its events were handled already). A step that only
+        advances the inbound MsgSeqNum is held back (``inbound_progress``) and goes with the next
+        step queued, or at once with ``flush``."""
+        if not (step.outbound or step.disconnect) and all(
+            type(record) is TargetAdvanced for record in step.records
+        ):
+            if step.records:
+                self.inbound_progress = step  # its TargetAdvanced holds every earlier one's seq
+            if flush and self.inbound_progress is not None:
+                self.steps.append((self.inbound_progress, []))
+                self.inbound_progress = None
+                self.steps_ready.set()
+            return
+        held = self.inbound_progress
+        if held is not None:
+            self.inbound_progress = None
+            self.steps.append((held, []))
+        self.steps.append((step, sends or []))
+        self.steps_ready.set()
 
     async def write_steps(self) -> None:
         """The connection's writer: persist every queued step's records (one append for all),
@@ -328,6 +361,7 @@ class FixGateway(Gateway):
             session.disconnected()
         self.fix = None
         self.steps = []
+        self.inbound_progress = None
         super().close_connection()
         self.waiting[:0] = self.requests
         self.requests = []
@@ -359,6 +393,7 @@ class FixGateway(Gateway):
         self.last_read = clock.now()
         self.awaiting_since = None
         self.steps = []
+        self.inbound_progress = None
         self.steps_ready.clear()
         writing = asyncio.ensure_future(self.write_steps())
         reading = asyncio.ensure_future(self.read_session(session, reader, generation))
@@ -439,23 +474,27 @@ class FixGateway(Gateway):
         expired: list[str] = []
         epoch = session_epoch(session.state)
         executor = self.ctx.node.lookup(paths.EXECUTOR)
+        counts = self.counts
         for event in step.events:
+            # ExecutionReports are nearly every event: tested by exact type before the match.
+            if type(event) is Received and type(event.message) is ExecutionReport:
+                report, dup = event.message, event.possible_duplicate
+                if dup:
+                    counts["possible_duplicates"] += 1
+                answer = answer_of(report, fill_number(epoch, event.header.msg_seq_num))
+                if isinstance(answer, Fill):
+                    if not dup and self.seen_exec_id(report.exec_id):
+                        counts["duplicate_exec_ids"] += 1
+                        continue
+                    fills.append(answer)
+                elif isinstance(answer, (OrderAccepted, OrderRejected, OrderStatus)):
+                    replies.append(answer)
+                elif isinstance(answer, OrderClosed):
+                    await self.forward(replies, fills, generation)
+                    replies, fills = [], []
+                    await executor.tell(answer)
+                continue
             match event:
-                case Received(header=header, message=ExecutionReport() as report, possible_duplicate=dup):
-                    self.counts["possible_duplicates"] += dup
-                    answer = answer_of(report, fill_number(epoch, header.msg_seq_num))
-                    match answer:
-                        case Fill():
-                            if not dup and self.seen_exec_id(report.exec_id):
-                                self.counts["duplicate_exec_ids"] += 1
-                                continue
-                            fills.append(answer)
-                        case OrderAccepted() | OrderRejected() | OrderStatus():
-                            replies.append(answer)
-                        case OrderClosed():
-                            await self.forward(replies, fills, generation)
-                            replies, fills = [], []
-                            await executor.tell(answer)
                 case Received(message=message):
                     self.ctx.logger.info(
                         "venue {peer} sent {kind}: ignored", peer=self.peer, kind=type(message).__name__
