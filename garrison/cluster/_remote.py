@@ -451,7 +451,7 @@ class Transport:
                 for entry_id, fields in entries:
                     self.received += 1
                     try:
-                        if not await self._deliver(entry_id, fields):
+                        if not self._deliver(entry_id, fields):
                             continue  # acknowledged once its mailbox accepts it
                     except asyncio.CancelledError:
                         raise
@@ -469,7 +469,7 @@ class Transport:
                     if len(self._acks) >= ACKS_WITH_FRAMES and not self._ack_wakeup.is_set():
                         self._ack_wakeup.set()
 
-    async def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
+    def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
         """Deliver one inbox entry; True when it can be acknowledged now."""
         data = fields.get(FRAME_FIELD)
         if data is None:
@@ -484,7 +484,7 @@ class Transport:
             return True
         kind = frame.kind
         if kind is Kind.TELL or kind is Kind.ASK:
-            return await self._deliver_message(frame, entry_id)
+            return self._deliver_message(frame, entry_id)
         if kind is Kind.REPLY or kind is Kind.FAILURE:
             self._answer(frame)
         elif kind is Kind.WATCH:
@@ -521,7 +521,7 @@ class Transport:
                 self._fail(frame, UnknownMessageType(f"{frame.type} ({error})", self.node_id))
         return False, None
 
-    async def _deliver_message(self, frame: Frame, entry_id: Any) -> bool:
+    def _deliver_message(self, frame: Frame, entry_id: Any) -> bool:
         """Hand a tell or ask to its actor; True when the entry can be acknowledged now, False
         when it waits behind a full BACKPRESSURE mailbox (acknowledged once accepted)."""
         decoded, message = self._decode(frame)
@@ -539,9 +539,7 @@ class Transport:
                 self._fail(frame, missing)
             return True
         if frame.kind is Kind.ASK:
-            self._start_ask(target, frame, message)
-            # The ask's first step puts it in the mailbox: let it run before the next entry.
-            await asyncio.sleep(0)
+            self._start_ask(target, frame, message)  # in the mailbox (or waiting for space) now
             return True
         try:
             waiting = target.tell(message)
@@ -574,7 +572,6 @@ class Transport:
                 while held and held[0][1].kind is Kind.ASK:
                     entry_id, frame, message = held.popleft()
                     self._start_ask(target, frame, message)
-                    await asyncio.sleep(0)
                     self._acknowledge(entry_id)
                 if not held:
                     return
@@ -599,7 +596,12 @@ class Transport:
             self._ack_wakeup.set()
 
     def _start_ask(self, target: ActorRef, frame: Frame, message: Any) -> None:
-        if frame.deadline and self._wall() >= frame.deadline:
+        """Put the ask in ``target``'s mailbox; its answer is sent back from the reply future's
+        callback (no task per ask)."""
+        timeout = None
+        if frame.deadline:
+            timeout = frame.deadline - self._wall()
+        if timeout is not None and timeout <= 0:
             self.expired_asks += 1
             self._node.dead_letters.publish(
                 message,
@@ -608,19 +610,19 @@ class Transport:
                 kind="expired",
             )
             return
-        timeout = frame.deadline - self._wall() if frame.deadline else None
-        task = self._loop.create_task(self._run_ask(target, message, timeout, frame))
-        self._answers.add(task)
-        task.add_done_callback(self._answers.discard)
+        reply = target.ask_future(message, timeout)
+        reply.add_done_callback(lambda done: self._reply(frame, done))
 
-    async def _run_ask(self, target: ActorRef, message: Any, timeout: float | None, frame: Frame) -> None:
-        try:
-            result = await target.ask(message, timeout)
-        except AskTimeout:
-            return  # the asker's own deadline has passed too
-        except Exception as error:
-            self._fail(frame, error)
+    def _reply(self, frame: Frame, reply: asyncio.Future[Any]) -> None:
+        """Send the answer of a remote ask back to the asking node."""
+        if reply.cancelled():
             return
+        error = reply.exception()
+        if error is not None:
+            if not isinstance(error, AskTimeout):  # else the asker's own deadline has passed too
+                self._fail(frame, error)
+            return
+        result = reply.result()
         try:
             name, body = self.types.encode_body(result, self.node_id)
         except UnknownMessageType as unknown:
