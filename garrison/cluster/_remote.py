@@ -72,6 +72,11 @@ ACKS_WITH_FRAMES = 64
 finds the inbox idle, in a pipeline sent by a task of its own: a frame someone waits for (an
 ask, a reply) never waits behind them."""
 
+ANSWER_PASSES = 3
+"""Loop turns the reader yields after delivering an ask or an answer, before it reads again:
+an actor's reply to an ask takes three (the handler, the reply future's callback, the sender
+task), an asker resuming on an answer one; the next read waits behind them, not they behind it."""
+
 _EMPTY = msgspec.Raw(encode(None))
 
 
@@ -227,6 +232,8 @@ class Transport:
         self._served: dict[tuple[str, str], asyncio.Task[None]] = {}
         """Watches other nodes asked of this one, by (watcher node, path)."""
         self._answers: set[asyncio.Task[None]] = set()
+        self._awaited = False
+        """Whether the entries being delivered include an ask or an answer someone waits for."""
         self._reader: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._acker: asyncio.Task[None] | None = None
@@ -468,6 +475,12 @@ class Transport:
                     self._acks.extend(ids)
                     if len(self._acks) >= ACKS_WITH_FRAMES and not self._ack_wakeup.is_set():
                         self._ack_wakeup.set()
+            if self._awaited:
+                # Someone waits for what was delivered: let the actors answer, the answers go
+                # out and the askers resume before this reader's next read is sent.
+                self._awaited = False
+                for _ in range(ANSWER_PASSES):
+                    await asyncio.sleep(0)
 
     def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
         """Deliver one inbox entry; True when it can be acknowledged now."""
@@ -486,6 +499,7 @@ class Transport:
         if kind is Kind.TELL or kind is Kind.ASK:
             return self._deliver_message(frame, entry_id)
         if kind is Kind.REPLY or kind is Kind.FAILURE:
+            self._awaited = True
             self._answer(frame)
         elif kind is Kind.WATCH:
             self._serve_watch(frame)
@@ -539,6 +553,7 @@ class Transport:
                 self._fail(frame, missing)
             return True
         if frame.kind is Kind.ASK:
+            self._awaited = True
             self._start_ask(target, frame, message)  # in the mailbox (or waiting for space) now
             return True
         try:
