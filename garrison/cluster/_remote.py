@@ -4,8 +4,10 @@ Sending: each frame goes into a send buffer; one flusher task wakes on the
 next loop turn and sends everything buffered as one pipeline of XADDs (MAXLEN
 ~ ``max_inbox_length``), in order. Receiving: one reader task reads this
 node's inbox with XREADGROUP COUNT ``read_count``, delivers each entry in
-stream order into the local mailbox (what finds a full BACKPRESSURE mailbox
-waits in a task of its own, with what follows it for that actor), and
+stream order into the local mailbox, synchronously (an ask through
+``ActorRef.ask_future``, answered from the reply future's callback; what finds
+a full BACKPRESSURE mailbox waits in a task of its own, with what follows it
+for that actor), lets what an ask or answer woke run before it reads again, and
 acknowledges (XACK + XDEL) what was accepted, in batches sent by a task of
 their own so that no frame waits behind them. So the frames of one sender to
 one receiver arrive in the order sent.
