@@ -210,6 +210,10 @@ class Transport:
         self._is_up = is_up
         self._wall = wall_clock
         self.max_inbox_length = max_inbox_length
+        # XADD's arguments after the key, but the frame: built once, not per frame by redis-py's xadd.
+        self._xadd_options = (b"MAXLEN", b"~", str(max_inbox_length).encode(), b"*", FRAME_FIELD)
+        self._inboxes: dict[str, str] = {}
+        """The inbox key of each node this one sent to."""
         self.read_count = read_count
         self.inbox = cluster_key(cluster, "inbox", member.node_id)
         loop = asyncio.get_running_loop()
@@ -309,7 +313,10 @@ class Transport:
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, node_id: str, frame: Frame) -> None:
-        self._buffer.append((cluster_key(self.cluster, "inbox", node_id), encode(frame)))
+        inbox = self._inboxes.get(node_id)
+        if inbox is None:
+            inbox = self._inboxes[node_id] = cluster_key(self.cluster, "inbox", node_id)
+        self._buffer.append((inbox, encode(frame)))
         if not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -363,8 +370,10 @@ class Transport:
                 await self._send_one(key, data)
                 continue
             pipe = self._client.pipeline(transaction=False)
+            add = pipe.execute_command
+            options = self._xadd_options
             for key, data in batch:
-                pipe.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
+                add("XADD", key, *options, data)
             try:
                 await pipe.execute()
                 self.sent += len(batch)
@@ -412,7 +421,7 @@ class Transport:
 
     async def _send_one(self, key: str, data: bytes) -> None:
         try:
-            await self._client.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
+            await self._client.execute_command("XADD", key, *self._xadd_options, data)
             self.sent += 1
         except asyncio.CancelledError:
             raise
