@@ -44,6 +44,10 @@ class Watchable(Protocol):
     def remove_watcher(self, watcher: Slot) -> None: ...
 
 
+_WAITING_FOR_SPACE: set[asyncio.Task[None]] = set()
+"""The :meth:`ActorRef.ask_future` sends waiting for space in a full mailbox."""
+
+
 class _BetweenIncarnations:
     """Where a ref's messages go while its path has no slot: an ancestor is restarting and
     has not re-created it yet. Each message goes to dead letters (kind ``restarting``) with
@@ -232,6 +236,43 @@ class ActorRef:
             reply.cancel()  # never sent: nothing is left for its deadline to expire
             raise
         return await reply
+
+    def ask_future(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> asyncio.Future[Any]:
+        """Send ``message`` now and return the future of the handler's return value.
+
+        For code that cannot afford a task per ask (a transport relaying asks
+        from another node): the message is in the mailbox when this returns,
+        or, when a BACKPRESSURE mailbox is full, waits for space on its own
+        (a later ``tell`` may then overtake it). The future completes as
+        :meth:`ask` would return or raise: every refusal (``MailboxFull``,
+        ``ActorStopped``, ``MessageDropped``), ``AskTimeout`` after ``timeout``
+        seconds of node-clock time, the handler's error. Only a bad ``timeout``
+        raises here (InvalidConfig). Cancelling the future withdraws an ask
+        still waiting for space; a reply after that goes to dead letters.
+        """
+        if timeout.__class__ is not float or not timeout > 0:
+            check_seconds("timeout", timeout, allow_none=True)
+        reply: asyncio.Future[Any] = self._loop.create_future()
+        if timeout is not None:
+            self._deadlines.add(reply, timeout, self.path, message)
+        try:
+            if not self._try_put(message, reply):
+                waiting = self._loop.create_task(
+                    self._put_later(message, reply), name=f"garrison:{self.path}:ask"
+                )
+                _WAITING_FOR_SPACE.add(waiting)  # the loop holds tasks weakly
+                waiting.add_done_callback(_WAITING_FOR_SPACE.discard)
+        except Exception as refused:
+            reply.set_exception(refused)
+        return reply
+
+    async def _put_later(self, message: Any, reply: asyncio.Future[Any]) -> None:
+        """An :meth:`ask_future` whose message waits for space in a full mailbox."""
+        try:
+            await self._mailbox.put(message, reply)
+        except Exception as refused:
+            if not reply.done():
+                reply.set_exception(refused)
 
     def mailbox_metrics(self) -> MailboxMetrics:
         """A snapshot of this actor's mailbox counters and consumer lag (also after it stopped)."""

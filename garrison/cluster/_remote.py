@@ -4,8 +4,10 @@ Sending: each frame goes into a send buffer; one flusher task wakes on the
 next loop turn and sends everything buffered as one pipeline of XADDs (MAXLEN
 ~ ``max_inbox_length``), in order. Receiving: one reader task reads this
 node's inbox with XREADGROUP COUNT ``read_count``, delivers each entry in
-stream order into the local mailbox (what finds a full BACKPRESSURE mailbox
-waits in a task of its own, with what follows it for that actor), and
+stream order into the local mailbox, synchronously (an ask through
+``ActorRef.ask_future``, answered from the reply future's callback; what finds
+a full BACKPRESSURE mailbox waits in a task of its own, with what follows it
+for that actor), lets what an ask or answer woke run before it reads again, and
 acknowledges (XACK + XDEL) what was accepted, in batches sent by a task of
 their own so that no frame waits behind them. So the frames of one sender to
 one receiver arrive in the order sent.
@@ -71,6 +73,11 @@ ACKS_WITH_FRAMES = 64
 """Delivered inbox entries are acknowledged (XACK + XDEL) once this many wait, or when a read
 finds the inbox idle, in a pipeline sent by a task of its own: a frame someone waits for (an
 ask, a reply) never waits behind them."""
+
+ANSWER_PASSES = 3
+"""Loop turns the reader yields after delivering an ask or an answer, before it reads again:
+an actor's reply to an ask takes three (the handler, the reply future's callback, the sender
+task), an asker resuming on an answer one; the next read waits behind them, not they behind it."""
 
 _EMPTY = msgspec.Raw(encode(None))
 
@@ -203,6 +210,10 @@ class Transport:
         self._is_up = is_up
         self._wall = wall_clock
         self.max_inbox_length = max_inbox_length
+        # XADD's arguments after the key, but the frame: built once, not per frame by redis-py's xadd.
+        self._xadd_options = (b"MAXLEN", b"~", str(max_inbox_length).encode(), b"*", FRAME_FIELD)
+        self._inboxes: dict[str, str] = {}
+        """The inbox key of each node this one sent to."""
         self.read_count = read_count
         self.inbox = cluster_key(cluster, "inbox", member.node_id)
         loop = asyncio.get_running_loop()
@@ -227,6 +238,8 @@ class Transport:
         self._served: dict[tuple[str, str], asyncio.Task[None]] = {}
         """Watches other nodes asked of this one, by (watcher node, path)."""
         self._answers: set[asyncio.Task[None]] = set()
+        self._awaited = False
+        """Whether the entries being delivered include an ask or an answer someone waits for."""
         self._reader: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._acker: asyncio.Task[None] | None = None
@@ -300,7 +313,10 @@ class Transport:
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, node_id: str, frame: Frame) -> None:
-        self._buffer.append((cluster_key(self.cluster, "inbox", node_id), encode(frame)))
+        inbox = self._inboxes.get(node_id)
+        if inbox is None:
+            inbox = self._inboxes[node_id] = cluster_key(self.cluster, "inbox", node_id)
+        self._buffer.append((inbox, encode(frame)))
         if not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -354,8 +370,10 @@ class Transport:
                 await self._send_one(key, data)
                 continue
             pipe = self._client.pipeline(transaction=False)
+            add = pipe.execute_command
+            options = self._xadd_options
             for key, data in batch:
-                pipe.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
+                add("XADD", key, *options, data)
             try:
                 await pipe.execute()
                 self.sent += len(batch)
@@ -403,7 +421,7 @@ class Transport:
 
     async def _send_one(self, key: str, data: bytes) -> None:
         try:
-            await self._client.xadd(key, {FRAME_FIELD: data}, maxlen=self.max_inbox_length, approximate=True)
+            await self._client.execute_command("XADD", key, *self._xadd_options, data)
             self.sent += 1
         except asyncio.CancelledError:
             raise
@@ -451,7 +469,7 @@ class Transport:
                 for entry_id, fields in entries:
                     self.received += 1
                     try:
-                        if not await self._deliver(entry_id, fields):
+                        if not self._deliver(entry_id, fields):
                             continue  # acknowledged once its mailbox accepts it
                     except asyncio.CancelledError:
                         raise
@@ -468,8 +486,14 @@ class Transport:
                     self._acks.extend(ids)
                     if len(self._acks) >= ACKS_WITH_FRAMES and not self._ack_wakeup.is_set():
                         self._ack_wakeup.set()
+            if self._awaited:
+                # Someone waits for what was delivered: let the actors answer, the answers go
+                # out and the askers resume before this reader's next read is sent.
+                self._awaited = False
+                for _ in range(ANSWER_PASSES):
+                    await asyncio.sleep(0)
 
-    async def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
+    def _deliver(self, entry_id: Any, fields: dict[Any, Any]) -> bool:
         """Deliver one inbox entry; True when it can be acknowledged now."""
         data = fields.get(FRAME_FIELD)
         if data is None:
@@ -484,8 +508,9 @@ class Transport:
             return True
         kind = frame.kind
         if kind is Kind.TELL or kind is Kind.ASK:
-            return await self._deliver_message(frame, entry_id)
+            return self._deliver_message(frame, entry_id)
         if kind is Kind.REPLY or kind is Kind.FAILURE:
+            self._awaited = True
             self._answer(frame)
         elif kind is Kind.WATCH:
             self._serve_watch(frame)
@@ -521,7 +546,7 @@ class Transport:
                 self._fail(frame, UnknownMessageType(f"{frame.type} ({error})", self.node_id))
         return False, None
 
-    async def _deliver_message(self, frame: Frame, entry_id: Any) -> bool:
+    def _deliver_message(self, frame: Frame, entry_id: Any) -> bool:
         """Hand a tell or ask to its actor; True when the entry can be acknowledged now, False
         when it waits behind a full BACKPRESSURE mailbox (acknowledged once accepted)."""
         decoded, message = self._decode(frame)
@@ -539,9 +564,8 @@ class Transport:
                 self._fail(frame, missing)
             return True
         if frame.kind is Kind.ASK:
-            self._start_ask(target, frame, message)
-            # The ask's first step puts it in the mailbox: let it run before the next entry.
-            await asyncio.sleep(0)
+            self._awaited = True
+            self._start_ask(target, frame, message)  # in the mailbox (or waiting for space) now
             return True
         try:
             waiting = target.tell(message)
@@ -574,7 +598,6 @@ class Transport:
                 while held and held[0][1].kind is Kind.ASK:
                     entry_id, frame, message = held.popleft()
                     self._start_ask(target, frame, message)
-                    await asyncio.sleep(0)
                     self._acknowledge(entry_id)
                 if not held:
                     return
@@ -599,7 +622,12 @@ class Transport:
             self._ack_wakeup.set()
 
     def _start_ask(self, target: ActorRef, frame: Frame, message: Any) -> None:
-        if frame.deadline and self._wall() >= frame.deadline:
+        """Put the ask in ``target``'s mailbox; its answer is sent back from the reply future's
+        callback (no task per ask)."""
+        timeout = None
+        if frame.deadline:
+            timeout = frame.deadline - self._wall()
+        if timeout is not None and timeout <= 0:
             self.expired_asks += 1
             self._node.dead_letters.publish(
                 message,
@@ -608,19 +636,19 @@ class Transport:
                 kind="expired",
             )
             return
-        timeout = frame.deadline - self._wall() if frame.deadline else None
-        task = self._loop.create_task(self._run_ask(target, message, timeout, frame))
-        self._answers.add(task)
-        task.add_done_callback(self._answers.discard)
+        reply = target.ask_future(message, timeout)
+        reply.add_done_callback(lambda done: self._reply(frame, done))
 
-    async def _run_ask(self, target: ActorRef, message: Any, timeout: float | None, frame: Frame) -> None:
-        try:
-            result = await target.ask(message, timeout)
-        except AskTimeout:
-            return  # the asker's own deadline has passed too
-        except Exception as error:
-            self._fail(frame, error)
+    def _reply(self, frame: Frame, reply: asyncio.Future[Any]) -> None:
+        """Send the answer of a remote ask back to the asking node."""
+        if reply.cancelled():
             return
+        error = reply.exception()
+        if error is not None:
+            if not isinstance(error, AskTimeout):  # else the asker's own deadline has passed too
+                self._fail(frame, error)
+            return
+        result = reply.result()
         try:
             name, body = self.types.encode_body(result, self.node_id)
         except UnknownMessageType as unknown:
