@@ -114,7 +114,9 @@ async def test_a_queued_move_the_other_writer_forbade_fails_alone(make_journal: 
         with pytest.raises(IntentTransitionError):
             await asyncio.wait_for(later, 10)
         await asyncio.wait_for(fine, 10)
-        assert ours.get("a") is not None and ours.get("a").state is S.REJECTED  # type: ignore[union-attr]
+        rejected = ours.get("a")
+        assert rejected is not None
+        assert rejected.state is S.REJECTED
         assert ours.unsettled == 1
         assert [intent.id for intent in ours.in_doubt()] == ["b"]
         assert not ours.can_move("a", S.SENDING)
@@ -206,3 +208,23 @@ async def run_steps(path: Path, steps: list[Any]) -> None:
                 assert ours.can_move(intent_id, state) == fresh.can_move(intent_id, state)
         assert ours.unsettled == sum(intent.state not in TERMINAL for intent in fresh.intents())
         check_lifecycle(await stored_events(journal))
+
+
+async def test_an_intent_the_other_writer_settled_lets_a_waiting_record_in(
+    make_journal: Callable[..., Any],
+) -> None:
+    async with make_journal() as journal:
+        ours = await IntentLog(journal, STREAM, Order, clock=ManualClock(), max_unsettled=1).open()
+        other = await open_bounded(journal)
+        await ours.record("a", Order("A", 1))
+        waiting = asyncio.ensure_future(ours.record("b", Order("B", 1), wait=60))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await other.refresh()
+        await other.move("a", S.DONE)
+        await ours.refresh()  # a settled: its slot goes to the record waiting in line
+        recorded = await asyncio.wait_for(waiting, 10)
+        assert recorded.id == "b"
+        assert ours.unsettled == 1
+        assert ours.stats.backlog_waits == 1
+        assert ours.stats.backlog_refused == 0
