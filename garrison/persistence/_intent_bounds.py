@@ -106,6 +106,12 @@ class Gate:
         if self.waiters:
             self.wake_waiters()
 
+    def shift(self, slots: int) -> None:
+        """The log's count changed by ``slots`` (either sign: another writer's events read)."""
+        self.used += slots
+        if slots < 0 and self.waiters:
+            self.wake_waiters()
+
     def recount(self, counted: int) -> None:
         """The log counted again from scratch (after reading the stream): ``counted`` slots
         held, plus those reserved for waiters."""

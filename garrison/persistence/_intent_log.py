@@ -254,6 +254,9 @@ class IntentLog(Generic[P]):
         self._broken: IntentLogBroken | None = None
         self._queue: list[_Group] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
+        """Held by an append until it is applied, and by a refresh: a refresh never reads our own
+        events in flight as another writer's, and sees every write of ours not durable queued."""
         self._recording: dict[str, asyncio.Future[None]] = {}
         """Ids queued for recording and not yet durable -> their group's future."""
         self._decoded: dict[str, P] = {}
@@ -1057,52 +1060,63 @@ class IntentLog(Generic[P]):
 
     async def _flush(self) -> None:
         while self._queue and self._broken is None:
-            # Bounded appends: a burst of queued writes never holds the loop for long.
-            batch = self._take_batch()
-            for _ in range(MAX_CONFLICT_RETRIES):
-                events = [event for group, _ in batch for event in group]
-                if not events:
-                    break
-                payloads: list[bytes] = []
-                for start in range(0, len(events), EVENTS_PER_STEP):
-                    if start:
-                        await asyncio.sleep(0)
-                    payloads.extend(_encode_event(event) for event in events[start : start + EVENTS_PER_STEP])
+            async with self._writing:
+                if self._queue and self._broken is None:
+                    await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        """Append the oldest queued groups (re-read and re-checked on a conflict) and apply
+        them once durable; holds ``_writing`` (a refresh reads between two of these)."""
+        # Bounded appends: a burst of queued writes never holds the loop for long.
+        batch = self._take_batch()
+        for _ in range(MAX_CONFLICT_RETRIES):
+            events = [event for group, _ in batch for event in group]
+            if not events:
+                break
+            payloads: list[bytes] = []
+            for start in range(0, len(events), EVENTS_PER_STEP):
+                if start:
+                    await asyncio.sleep(0)
+                payloads.extend(_encode_event(event) for event in events[start : start + EVENTS_PER_STEP])
+            try:
+                self._seq = await self.journal.append(self.stream, payloads, self._seq)
+            except SequenceConflict:
+                # Another writer (another process) appended: read its events, then
+                # re-check ours against them; nothing of ours was written.
                 try:
-                    self._seq = await self.journal.append(self.stream, payloads, self._seq)
-                except SequenceConflict:
-                    # Another writer (another process) appended: read its events, then
-                    # re-check ours against them; nothing of ours was written.
-                    try:
-                        await self._catch_up()
-                    except Exception as error:
-                        self._break(batch, error)
-                        return
-                    batch = self._revalidate(batch)
+                    touched = await self._catch_up()
                 except Exception as error:
                     self._break(batch, error)
                     return
-                else:
-                    self._applying = True
-                    self._applied.clear()
-                    try:
-                        for start in range(0, len(events), EVENTS_PER_STEP):
-                            if start:
-                                # Between two slices, an id of this append is either applied or still
-                                # recording (never neither), and its group's future is not resolved yet.
-                                await asyncio.sleep(0)
-                            self._apply_written(events[start : start + EVENTS_PER_STEP])
-                    finally:
-                        self._applying = False
-                        self._applied.set()
-                    break
-            else:
-                self._break(batch, RuntimeError(f"{MAX_CONFLICT_RETRIES} conflicting writers in a row"))
+                # Ours are checked again, the rest of the queue too (queued after ours).
+                futures = {id(future) for _, future in batch}
+                kept = self._rebase(batch + self._queue, touched)
+                batch = [group for group in kept if id(group[1]) in futures]
+                self._queue = kept[len(batch) :]
+            except Exception as error:
+                self._break(batch, error)
                 return
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-            self._maybe_compact()
+            else:
+                self._applying = True
+                self._applied.clear()
+                try:
+                    for start in range(0, len(events), EVENTS_PER_STEP):
+                        if start:
+                            # Between two slices, an id of this append is either applied or still
+                            # recording (never neither), and its group's future is not resolved yet.
+                            await asyncio.sleep(0)
+                        self._apply_written(events[start : start + EVENTS_PER_STEP])
+                finally:
+                    self._applying = False
+                    self._applied.set()
+                break
+        else:
+            self._break(batch, RuntimeError(f"{MAX_CONFLICT_RETRIES} conflicting writers in a row"))
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+        self._maybe_compact()
 
     def _apply_written(self, events: list[IntentEvent]) -> None:
         """Our own events, durable now: applied without decoding the payloads again."""
@@ -1132,21 +1146,27 @@ class IntentLog(Generic[P]):
 
     async def refresh(self) -> None:
         """Read what other writers appended since this log last wrote or read (several
-        processes sharing one stream); queued writes of this log are re-checked when they
-        conflict anyway, this only makes ``get``/``pending`` and move checks current."""
-        self._check_usable()
-        await self._catch_up()
-        self._maybe_compact()
-        pending = {intent_id for intent_id in self._projected if intent_id in self._recording}
-        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
-        for intent_id in pending:
-            self._projected.setdefault(intent_id, IntentState.RECORDED)
-        self._recount()
+        processes sharing one stream), so that ``get``/``pending`` and move checks are current.
 
-    async def _catch_up(self) -> None:
+        This log's own writes still queued stay applied on top of what the others wrote:
+        each is checked again against their events (as on a conflicting append), a record
+        of an id they recorded writes nothing, a group with a move they made forbidden
+        fails alone with IntentTransitionError, and the counts (``unsettled``, ``in_doubt``,
+        the send window) follow. Waits for an append of this log in flight to be applied
+        first; costs O(events read + writes queued)."""
+        self._check_usable()
+        async with self._writing:
+            self._check_usable()
+            touched = await self._catch_up()
+            self._queue = self._rebase(self._queue, touched)
+        self._maybe_compact()
+
+    async def _catch_up(self) -> set[str] | None:
         """Apply what other writers appended; if one compacted the events after ``_seq``
-        away, read the whole state again from its snapshot."""
+        away, read the whole state again from its snapshot. Returns the ids their events
+        touched (None: the state was read again, any id may have changed)."""
         expected = self._seq + 1
+        touched: set[str] = set()
         try:
             async with contextlib.aclosing(
                 replay_events(self.journal, self.stream, _CODEC, self._seq)
@@ -1157,44 +1177,123 @@ class IntentLog(Generic[P]):
                     ):
                         raise _Gap(self.stream, self._seq, first_seq)
                     self._replay(self._intents, first_seq, events, self._newly_settled)
+                    touched.update(event.id for event in events)
                     self._seq = first_seq + len(events) - 1
             if self._seq + 1 == expected:
                 self._seq = await self._highest_after(self._seq)
         except _Gap:
             await self._reload()
+            return None
+        return touched
 
-    def _revalidate(self, batch: list[_Group]) -> list[_Group]:
-        """Our queued writes, re-checked against what the other writer did: a record of an
-        id it recorded is dropped (the record resolves to its intent), a group with a move
-        its moves made illegal fails alone, as a whole. The projected states are rebuilt
-        from the durable ones."""
-        self._projected = {intent_id: intent.state for intent_id, intent in self._intents.items()}
-        kept: list[_Group] = []
-        for events, future in batch:
-            still: list[Any] = []
-            for event in events:
-                if isinstance(event, IntentRecorded):
-                    if event.id not in self._projected and event.id not in self._settled.index:
-                        self._projected[event.id] = IntentState.RECORDED
-                        still.append(event)
-                    else:
-                        self._recording.pop(event.id, None)
-                        self._decoded.pop(event.id, None)
+    def _rebase(self, groups: list[_Group], touched: set[str] | None) -> list[_Group]:
+        """Lay this log's writes not yet durable (``groups``, in order) again on the durable
+        state, after other writers' events changed the ids ``touched`` (None: any id).
+
+        Only those ids are re-checked and projected again (and the ids of a group that
+        fails, whose later moves may fail in turn): a record of an id already known is
+        dropped (the record resolves to that intent), a group with a move now forbidden
+        fails alone, as a whole. The counts change by what each id's projected state did.
+        Returns the groups still to write."""
+        ids = set(self._projected).union(self._intents) if touched is None else set(touched)
+        if not ids:
+            return groups
+        failed: dict[int, IntentTransitionError] = {}
+        while True:
+            states: dict[str, IntentState | None] = {
+                intent_id: self._durable_state(intent_id) for intent_id in ids
+            }
+            dropped: dict[int, list[int]] = {}
+            grown = False
+            for index, (events, _) in enumerate(groups):
+                if index in failed:
                     continue
-                current = self._projected.get(event.id) or self._settled.state_of(event.id)
-                if current is None or event.state not in TRANSITIONS[current]:
-                    if not future.done():
-                        future.set_exception(
-                            IntentTransitionError(event.id, current or IntentState.RECORDED, event.state)
+                trial: dict[str, IntentState | None] = {}
+                drops: list[int] = []
+                for position, event in enumerate(events):
+                    intent_id = event.id
+                    if intent_id not in ids:
+                        continue
+                    current = trial[intent_id] if intent_id in trial else states[intent_id]
+                    if type(event) is IntentRecorded:
+                        if current is None:
+                            trial[intent_id] = IntentState.RECORDED
+                        else:
+                            drops.append(position)
+                        continue
+                    if current is None or event.state not in TRANSITIONS[current]:
+                        failed[index] = IntentTransitionError(
+                            intent_id, current or IntentState.RECORDED, event.state
                         )
-                    still = []
-                    break
-                self._projected[event.id] = event.state
-                still.append(event)
-            if not future.done():
-                kept.append((still, future))
-        self._recount()
+                        break
+                    trial[intent_id] = event.state
+                if index in failed:
+                    more = {event.id for event in events} - ids
+                    if more:
+                        # Its other ids' projections included its moves: check them again too.
+                        ids |= more
+                        grown = True
+                        break
+                    continue
+                states.update(trial)
+                if drops:
+                    dropped[index] = drops
+            if not grown:
+                break
+        kept: list[_Group] = []
+        for index, (events, future) in enumerate(groups):
+            error = failed.get(index)
+            if error is not None:
+                if not future.done():
+                    future.set_exception(error)
+                continue
+            drops = dropped.get(index, [])
+            for position in drops:
+                intent_id = events[position].id
+                self._recording.pop(intent_id, None)
+                self._decoded.pop(intent_id, None)
+            if drops:
+                skip = set(drops)
+                events = [event for position, event in enumerate(events) if position not in skip]
+            kept.append((events, future))
+        self._project(states)
         return kept
+
+    def _durable_state(self, intent_id: str) -> IntentState | None:
+        intent = self._intents.get(intent_id)
+        if intent is not None:
+            return intent.state
+        return self._settled.state_of(intent_id)
+
+    def _project(self, states: dict[str, IntentState | None]) -> None:
+        """Set the projected state of each id in ``states`` (None: unknown), counting what
+        changes against the bounds."""
+        projected, in_doubt, intents, kept = (
+            self._projected,
+            self._in_doubt,
+            self._intents,
+            self._settled.index,
+        )
+        unsettled = 0
+        doubt = 0
+        for intent_id, state in states.items():
+            old = projected.get(intent_id)
+            unsettled -= old is not None and old not in TERMINAL
+            if state is None or (intent_id not in intents and intent_id in kept):
+                # Unknown, or settled and kept by a compaction (no move leaves it): not projected.
+                projected.pop(intent_id, None)
+            else:
+                projected[intent_id] = state
+                unsettled += state not in TERMINAL
+            if state in IN_DOUBT:
+                if intent_id not in in_doubt:
+                    in_doubt[intent_id] = None
+                    doubt += 1
+            elif intent_id in in_doubt:
+                del in_doubt[intent_id]
+                doubt -= 1
+        self._backlog.shift(unsettled)
+        self._window.shift(doubt)
 
     def _recount(self) -> None:
         """Count the unsettled and in-doubt intents again from the projected states (after

@@ -241,8 +241,9 @@ class Positions(EventSourcedActor[Book]):
         cid = fill.client_order_id
         intent = self.log.get(cid)
         if intent is None and self.shared:
-            # Only when others write the stream: intents owns this log and has writes queued,
-            # which a refresh would drop from its counts (a single node knows every intent).
+            # Only when others write the stream: a single node knows every intent it could be
+            # sent a fill for, so a refresh would only read the journal for nothing. (Safe either
+            # way: a refresh keeps the writes intents has queued in the log's counts.)
             await self.log.refresh()
             intent = self.log.get(cid)
         if intent is not None and fill.fill_seq <= self.last_taken:
