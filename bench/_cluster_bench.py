@@ -8,22 +8,16 @@ producer and consumer do.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-START_TIMEOUT = 10.0
+from bench.redis_journal import Server as RedisServer
 
 
 class OrderAccepted(msgspec.Struct, frozen=True):
@@ -50,57 +44,10 @@ def redis_missing() -> str | None:
     return None
 
 
-class Server:
+def Server() -> RedisServer:
     """A private redis-server without persistence; ``stop()`` always ends it."""
-
-    def __init__(self) -> None:
-        binary = os.environ.get("GARRISON_REDIS_SERVER") or shutil.which("redis-server") or "redis-server"
-        self.directory = tempfile.TemporaryDirectory(dir=Path(__file__).absolute().parent, prefix=".redis-")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory.name,
-             "--appendonly", "no", "--save", "",
-             "--logfile", os.path.join(self.directory.name, "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            self.version = asyncio.run(self._wait_until_ready())
-        except BaseException:
-            self.stop()
-            raise
-
-    async def _wait_until_ready(self) -> str:
-        import redis.asyncio as aioredis
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            client = aioredis.Redis.from_url(self.url)
-            try:
-                info = await client.info("server")
-                return str(info["redis_version"])
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-            finally:
-                await client.aclose()
-            await asyncio.sleep(0.02)
-
-    def stop(self) -> None:
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(10)
-        finally:
-            self.directory.cleanup()
+    binary = os.environ.get("GARRISON_REDIS_SERVER") or shutil.which("redis-server") or "redis-server"
+    return RedisServer(binary, durable=False)
 
 
 @contextlib.asynccontextmanager
