@@ -348,8 +348,10 @@ class Gateway(Actor):
         self.backlog[:0] = self.outgoing
         self.outgoing = []
 
-    async def session(self) -> None:
-        """One connection, from connect to the fault that ends it (raised as BrokerDisconnected)."""
+    async def connect(self) -> asyncio.StreamReader:
+        """The start of every session, whatever the protocol: connect, wait for positions'
+        subscription (it says which fills to replay) and ask which fills it took. Raises
+        BrokerDisconnected."""
         config, clock = self.config, self.ctx.node.clock
         self.welcome_seen = False
         generation = self.session_generation = self.generation
@@ -363,10 +365,17 @@ class Gateway(Actor):
         except (OSError, StepTimeout) as error:
             raise BrokerDisconnected("unreachable", f"cannot connect: {error}") from error
         self.counts["connects"] += 1
-        await self.subscribed.wait()  # Hello names the fills to replay: positions says which
+        await self.subscribed.wait()
         if generation != self.generation:
             raise BrokerDisconnected("resubscribe", "positions subscribed again: reconnecting for a replay")
         await self.ask_fills_taken()
+        return reader
+
+    async def session(self) -> None:
+        """One connection, from connect to the fault that ends it (raised as BrokerDisconnected)."""
+        config, clock = self.config, self.ctx.node.clock
+        reader = await self.connect()
+        generation = self.session_generation
         self.silent = False
         self.last_read = clock.now()
         self.awaiting_since = None

@@ -369,23 +369,9 @@ class FixGateway(Gateway):
     async def session(self) -> None:  # type: ignore[override]
         """One connection: connect, log on with the durable sequence numbers, then read, hand
         over and write until the session or the socket ends (raised as BrokerDisconnected)."""
-        config, clock = self.config, self.ctx.node.clock
-        self.welcome_seen = False
-        generation = self.session_generation = self.generation
-        try:
-            reader, self.writer = await within(
-                clock,
-                config.connect_timeout,
-                "connect",
-                asyncio.open_connection(config.broker_host, config.broker_port),
-            )
-        except (OSError, StepTimeout) as error:
-            raise BrokerDisconnected("unreachable", f"cannot connect: {error}") from error
-        self.counts["connects"] += 1
-        await self.subscribed.wait()  # the first MsgSeqNum to ask for again: positions says which
-        if generation != self.generation:
-            raise BrokerDisconnected("resubscribe", "positions subscribed again: reconnecting for a replay")
-        await self.ask_fills_taken()
+        clock = self.ctx.node.clock
+        reader = await self.connect()  # positions' subscription names the first MsgSeqNum to ask again
+        generation = self.session_generation
         store = self.store
         assert store is not None
         session = self.fix = FixSession(self.session_config, replay_from(store.state, self.fills_after))
