@@ -592,6 +592,11 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             except redis.exceptions.ResponseError as error:
                 reply = error
             return _unpack(reply, len(batch)), []
+        if self.connection.cluster:
+            per_slot: list[Any] = []
+            for chunk, answer in zip(chunks, await self._per_slot(client, chunks), strict=True):
+                per_slot += _unpack(answer, len(chunk))
+            return per_slot, []
         # EVALSHA directly: redis-py's script objects re-check the cache on every pipeline.
         async with client.pipeline(transaction=False) as pipe:
             for chunk in chunks:
@@ -603,6 +608,24 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         for chunk, reply in zip(chunks, replies, strict=False):
             results += _unpack(reply, len(chunk))
         return results, replies[len(chunks) :]
+
+    async def _per_slot(self, client: Any, chunks: list[list[PendingAppend]]) -> list[Any]:
+        """On Redis Cluster: each slot's script as a call of its own, all in flight at once (redis-py
+        refuses EVALSHA in a cluster pipeline before 8.2; confirm_aof is refused on a cluster, so
+        there is no confirmation to queue). A script's error is its reply, as in a pipeline with
+        ``raise_on_error=False``; any other failure (a lost connection) is raised once every call
+        has ended, for the caller to settle by reading back."""
+        import redis.exceptions
+
+        async def one(chunk: list[PendingAppend]) -> Any:
+            keys, args = self._script_call(chunk)
+            return await client.evalsha(self._append_sha, len(keys), *keys, *args)
+
+        replies = await asyncio.gather(*(one(chunk) for chunk in chunks), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, redis.exceptions.ResponseError):
+                raise reply
+        return replies
 
     def _slot_chunks(self, batch: list[PendingAppend]) -> list[list[PendingAppend]]:
         """A batch in slot order (``_in_slot_order``) cut into scripts of one slot each."""
@@ -696,17 +719,29 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         """Run the conditional append again; the new highest seq, or the error to report."""
         keys, args = self._script_call([append])
         client = self.client()
-        async with client.pipeline(transaction=False) as pipe:
-            # The script object loads the script if the server lost it (a restart).
-            await self._append_script(keys=keys, args=args, client=pipe)
-            marked = self.confirm_aof and self._waitaof
-            if marked:
-                # WAITAOF waits for this connection's last write: make one, so that it
-                # also covers entries the lost connection may have written before it.
-                pipe.hincrby(self.meta_key(append.stream), "resolved", 1)
-            self._queue_confirmation(pipe)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        [result], confirmation = _unpack(replies[0], 1), replies[2:] if marked else replies[1:]
+        if self.connection.cluster:
+            # No pipeline: redis-py refuses scripts in a cluster pipeline before 8.2, and a
+            # cluster has no AOF confirmation to ask for. The script object reloads the script
+            # if the server lost it.
+            import redis.exceptions
+
+            try:
+                reply: Any = await self._append_script(keys=keys, args=args, client=client)
+            except redis.exceptions.ResponseError as error:
+                reply = error
+            [result], confirmation = _unpack(reply, 1), []
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                # The script object loads the script if the server lost it (a restart).
+                await self._append_script(keys=keys, args=args, client=pipe)
+                marked = self.confirm_aof and self._waitaof
+                if marked:
+                    # WAITAOF waits for this connection's last write: make one, so that it
+                    # also covers entries the lost connection may have written before it.
+                    pipe.hincrby(self.meta_key(append.stream), "resolved", 1)
+                self._queue_confirmation(pipe)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            [result], confirmation = _unpack(replies[0], 1), replies[2:] if marked else replies[1:]
         if isinstance(result, Exception):
             if isinstance(result, _redis_errors()):
                 raise result
