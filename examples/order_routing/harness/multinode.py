@@ -41,7 +41,6 @@ from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
-from examples.order_routing.node.shared_work import GROUP
 from garrison import redact_url
 from garrison.persistence import IntentEvent, IntentLog, IntentMoved, IntentState, RedisJournal
 
@@ -237,10 +236,8 @@ async def _kill_loop(
         await node.start(
             journal_url, heart=True, restart_delay=args.restart_delay, log_level=args.node_log_level
         )
-    kills = dead_zone = pauses = blow = idle_freezes = 0
+    kills = dead_zone = pauses = blow = 0
     freezes_at = set(schedule.sample(range(args.kills + args.freezes), args.freezes))
-    watcher = RedisJournal(journal_url)
-    await watcher.open()
     deadline = time.monotonic() + 60 + (args.kills + args.freezes) * (args.max_interval + 10)
     victims = [
         node
@@ -265,13 +262,6 @@ async def _kill_loop(
                 pause = 1.5 * args.claim_idle
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
-                if idle_freezes < MAX_IDLE_FREEZES and not await holds_work(watcher, victim.member):
-                    # Nothing of the group's is pending on it: no one would have anything to take
-                    # over. Let it go on at once and freeze a node again at the next blow.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
-                    idle_freezes += 1
-                    continue
                 try:
                     print(f"multinode: froze node {victim.member} (pid {pid}) for {pause:g}s", flush=True)
                     await asyncio.sleep(pause)
@@ -294,7 +284,6 @@ async def _kill_loop(
             print(f"multinode: kill {kills}/{args.kills}: node {victim.member} (pid {pid})", flush=True)
         await asyncio.sleep(args.calm)
     finally:
-        await watcher.close()
         stopping = time.monotonic()
         codes = [await node.stop(20.0) for node in nodes]
         stop_took = time.monotonic() - stopping
@@ -304,19 +293,6 @@ async def _kill_loop(
         f"stopped {codes} in {stop_took:.1f}s"
     )
     return 0
-
-
-MAX_IDLE_FREEZES = 200
-"""Freezes given up at once because the node held no pending work, before one is made anyway."""
-
-
-async def holds_work(journal: RedisJournal, member: str) -> bool:
-    """Whether executor ``member`` holds intents of the group read and not yet acknowledged:
-    frozen now, those are what another executor must take over once they have been idle."""
-    rows = await journal.client().xpending_range(
-        journal.events_key(INTENTS_STREAM), GROUP, min="-", max="+", count=1, consumername=member
-    )
-    return bool(rows)
 
 
 async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
