@@ -310,7 +310,7 @@ async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
                 restarted += int(match.group(1))
             doubt += int(match.group(3))
         held_back += sum(int(n) for n in re.findall(r"work: (\d+) intents held back", text))
-        held_back += sum(int(n) for n in re.findall(r"(\d+) orders not sent: their executor's lease", text))
+        held_back += sum(int(n) for n in re.findall(r"(\d+) orders not sent: ", text))
         lost += sum(int(n) for n in re.findall(r"work: (\d+) intents claimed by another executor", text))
     found = 0
     async for _, payload in journal.read(INTENTS_STREAM):
