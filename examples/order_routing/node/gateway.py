@@ -146,6 +146,8 @@ class Gateway(Actor):
         out, is an order)."""
         self.fills_to: ActorRef | None = None
         self.fills_after = 0
+        self.subscription = 0
+        """The subscriber's number for its subscription, carried by every Fills sent for it."""
         """The Hello of the next connection asks for the fills after this one: what positions
         asked for, raised by every fill handed to it since."""
         self.subscribed = asyncio.Event()
@@ -212,8 +214,8 @@ class Gateway(Actor):
             case Lookup(client_order_id=cid):
                 self.counts["lookups"] += 1
                 self.send(QueryOrder(cid, next(self.request_ids)))
-            case SubscribeFills(after=after, to=to):
-                self.subscribe(after, to)
+            case SubscribeFills(after=after, to=to, subscription=subscription):
+                self.subscribe(after, to, subscription)
             case GetBrokerInfo():
                 welcome = self.welcome
                 return BrokerInfo(welcome.lookup_lag_seconds, welcome.dedupe) if welcome else None
@@ -227,13 +229,14 @@ class Gateway(Actor):
             self.write_outgoing()
         return None
 
-    def subscribe(self, after: int, to: ActorRef) -> None:
+    def subscribe(self, after: int, to: ActorRef, subscription: int) -> None:
         """Positions (re)subscribes: the next Hello asks for the fills after ``after``. A restarted
         positions lost the fills it had not written yet, and the broker replays only on a new
         connection's Hello, so a subscription while connected reconnects at once."""
         again = self.fills_to is not None
         self.fills_to = to
         self.fills_after = after
+        self.subscription = subscription
         self.subscribed.set()
         if again:
             self.generation += 1
@@ -553,7 +556,7 @@ class Gateway(Actor):
         """Fills to positions and answers to the executor, one message each (none if empty)."""
         if fills and generation == self.generation and self.fills_to is not None:
             self.counts["fills"] += len(fills)
-            await self.fills_to.tell(Fills(fills))
+            await self.fills_to.tell(Fills(fills, self.subscription))
             if generation == self.generation:  # not if positions subscribed again during the tell
                 self.fills_after = max(self.fills_after, *(fill.fill_seq for fill in fills))
         if replies:

@@ -112,10 +112,13 @@ class Lookup(msgspec.Struct, frozen=True):
 
 
 class SubscribeFills(msgspec.Struct, frozen=True):
-    """Positions -> gateway: connect the fill feed, replaying fills after ``after``."""
+    """Positions -> gateway: connect the fill feed, replaying fills after ``after``. Every
+    ``Fills`` sent for this subscription carries its ``subscription`` number, so that the
+    subscriber can tell them from fills read for an earlier one (see ``Fills``)."""
 
     after: int
     to: ActorRef
+    subscription: int = 0
 
 
 class BrokerInfo(msgspec.Struct, frozen=True):
@@ -149,9 +152,15 @@ class BrokerReplies(msgspec.Struct, frozen=True):
 
 
 class Fills(msgspec.Struct, frozen=True):
-    """Gateway -> positions: the fills read in one go, in the order they arrived."""
+    """Gateway -> positions: the fills read in one go, in the order they arrived, for the
+    subscription numbered ``subscription``. A restarted positions subscribes again with a new
+    number, and until the gateway has handled that, it still forwards what the connection of the
+    old subscription reads: fills after a gap (the lost ones come in the replay the new
+    subscription asks for, which a fill taken past the gap would make positions drop as old). The
+    number is how positions drops those instead."""
 
     fills: list[Fill]
+    subscription: int = 0
 
 
 class OrderClosed(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@ node's event stream, and changes no position. ``verdict`` lists them.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,8 @@ class GhostFillQuarantined(LifecycleEvent):
     reason: str = ""
 
 
+_SUBSCRIPTIONS = itertools.count(1)
+"""Numbers for positions' fill subscriptions: one per incarnation, unique in the process."""
 MAX_QUARANTINE_LISTED = 100
 """Quarantined fills the book keeps listed (the latest); the count covers all of them."""
 MAX_QUARANTINE_REMEMBERED = 10_000
@@ -141,10 +144,6 @@ def fill_problem(fill: Fill, intent: OrderIntent | None, filled: int) -> str | N
     return None
 
 
-class _FreshFromHere(msgspec.Struct, frozen=True):
-    """Self-message queued at start: fills before it belong to an earlier subscription."""
-
-
 class Positions(EventSourcedActor[Book]):
     """Applies each broker fill exactly once (fills carry a broker-wide sequence number;
     a replayed or repeated one is ignored), and tells the executor when an order is done.
@@ -188,26 +187,23 @@ class Positions(EventSourcedActor[Book]):
         """Quarantined fills by (fill_seq, client order id, broker order id), so that a replay does
         not quarantine one twice. Not by fill_seq alone: a forged fill must not shadow the real fill
         that later comes with the same sequence number."""
-        # Fills still queued here came over a connection an earlier incarnation subscribed:
-        # they may overtake the replay this subscription asks for, and the fill_seq check
-        # would then drop replayed fills as old. Everything queued before this marker is
-        # dropped instead; what was not durable comes again in the replay.
-        self.stale = True
-        self.ctx.self_ref.tell_nowait(_FreshFromHere())
+        # Fills for an earlier incarnation's subscription (still queued here, or read by the
+        # gateway before it handles this one) may follow a gap: the fills lost with that
+        # incarnation. Taken, they would make the fill_seq check drop the replay this
+        # subscription asks for as old. Only fills of this subscription are taken; what was not
+        # durable comes again in its replay.
+        self.subscription = next(_SUBSCRIPTIONS)
         gateway = self.ctx.node.lookup(paths.GATEWAY)
-        await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref))
+        await gateway.tell(SubscribeFills(self.state.last_fill_seq, self.ctx.self_ref, self.subscription))
         # Fills up to last_fill_seq are not replayed: an order they finished is found by look-up.
         offer(self.ctx.node.lookup(paths.EXECUTOR), CheckLiveOrders(), self.ctx.node)
 
     async def on_receive(self, message: Any) -> Any:
         match message:
-            case _FreshFromHere():
-                self.stale = False
-            case Fills(fills=fills):
-                for fill in fills:
-                    await self.take(fill)
-            case Fill():
-                await self.take(message)
+            case Fills(fills=fills, subscription=subscription):
+                if subscription == self.subscription:
+                    for fill in fills:
+                        await self.take(fill)
             case LastFillTaken():
                 return self.last_taken
             case Snapshot():
@@ -229,15 +225,13 @@ class Positions(EventSourcedActor[Book]):
         return None
 
     async def take(self, fill: Fill) -> None:
-        """Buffer a fill newer than the last one taken, or its quarantine; drop it while stale.
+        """Buffer a fill newer than the last one taken, or its quarantine.
         A fill at or below the last one taken is a replay of one already handled, unless its
         order is unknown: a ghost is quarantined whatever its sequence number.
 
         An order this node's intent log does not know yet may have been recorded by another
         node sharing the stream (multinode, ``shared``): the log reads what they appended before
         the fill is judged a ghost."""
-        if self.stale:
-            return
         cid = fill.client_order_id
         intent = self.log.get(cid)
         if intent is None and self.shared:

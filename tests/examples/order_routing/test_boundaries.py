@@ -285,9 +285,10 @@ async def test_fills_to_positions_a_fill_seen_twice_is_applied_once(
     await seed_intents(journal, (intent, (IntentState.SENDING, IntentState.ACKED)))
     await node.start(SupervisorSpec(children=[execution_group(gateway, positions=True)]))
     positions = node.lookup("/root/execution/positions")
+    subscription = (await gateway.expect(SubscribeFills)).subscription
 
-    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(1, intent, 4, 6)]))
-    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(2, intent, 6, 0)]))
+    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(1, intent, 4, 6)], subscription))
+    await positions.tell(Fills([a_fill(1, intent, 4, 6), a_fill(2, intent, 6, 0)], subscription))
     snapshot = await positions.ask(Snapshot())
     assert snapshot["fills"] == 2 and snapshot["positions"]["ACME"][0] == 10
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
@@ -303,16 +304,19 @@ async def test_fills_to_positions_killed_between_persist_and_order_done_the_exec
     intent = make_intent(seq=31)
     await seed_intents(journal, (intent, (IntentState.SENDING, IntentState.ACKED)))
     await node.start(SupervisorSpec(children=[execution_group(gateway, positions=True)]))
-    assert await gateway.expect(SubscribeFills) == SubscribeFills(0, node.lookup("/root/execution/positions"))
+    first = await gateway.expect(SubscribeFills)
+    assert (first.after, first.to) == (0, node.lookup("/root/execution/positions"))
     assert await gateway.expect(Lookup) == Lookup(intent.client_order_id)  # ACKED at start
     await node.lookup("/root/execution/executor").tell(
         OrderStatus(1, intent.client_order_id, found=True, state="accepted", qty=10)
     )
     faults.fail_journal(mode="after_write", stream="positions")
 
-    await node.lookup("/root/execution/positions").tell(a_fill(1, intent, 10, 0))
+    await node.lookup("/root/execution/positions").tell(Fills([a_fill(1, intent, 10, 0)], first.subscription))
     await events.expect(Restarted(path="/root/execution/positions"))
-    assert await gateway.expect(SubscribeFills) == SubscribeFills(1, node.lookup("/root/execution/positions"))
+    again = await gateway.expect(SubscribeFills)
+    assert (again.after, again.to) == (1, node.lookup("/root/execution/positions"))
+    assert again.subscription != first.subscription, "a restarted positions subscribes under a new number"
     assert (await node.lookup("/root/execution/positions").ask(Snapshot()))["fills"] == 1
 
     # The OrdersDone was lost with the incarnation: the executor must learn it from the broker.
@@ -321,6 +325,35 @@ async def test_fills_to_positions_killed_between_persist_and_order_done_the_exec
         OrderStatus(2, intent.client_order_id, found=True, state="filled", filled_qty=10, qty=10)
     )
     await state_becomes(journal, intent.client_order_id, IntentState.DONE)
+
+
+async def test_fills_to_positions_fills_of_the_old_subscription_after_a_restart_are_dropped(
+    node: Node, probe: TestProbe, journal: Journal, faults: Faults, events: EventRecorder
+) -> None:
+    """Row 6: until the gateway handles a restarted positions' new subscription, it forwards what
+    the old subscription's connection reads: fills after a gap (the ones lost with the old
+    incarnation). Positions takes only fills of its own subscription, so the gap is filled by the
+    replay it asked for instead of being skipped as old."""
+    gateway = TestProbe(node, "gateway")
+    intent = make_intent(seq=32)
+    await seed_intents(journal, (intent, (IntentState.SENDING, IntentState.ACKED)))
+    await node.start(SupervisorSpec(children=[execution_group(gateway, positions=True)]))
+    positions = node.lookup("/root/execution/positions")
+    first = await gateway.expect(SubscribeFills)
+    faults.fail_journal(mode="after_write", stream="positions")  # fill 1 is durable, the incarnation ends
+
+    await positions.tell(Fills([a_fill(1, intent, 2, 8)], first.subscription))
+    await events.expect(Restarted(path="/root/execution/positions"))
+    again = await gateway.expect((SubscribeFills, Lookup), within=5.0)
+    while not isinstance(again, SubscribeFills):
+        again = await gateway.expect((SubscribeFills, Lookup), within=5.0)
+    assert again.after == 1
+    # Fill 2 was lost with the old incarnation; fill 3 still comes over the old connection.
+    await positions.tell(Fills([a_fill(3, intent, 2, 4)], first.subscription))
+    await positions.tell(Fills([a_fill(n, intent, 2, 10 - 2 * n) for n in (2, 3, 4, 5)], again.subscription))
+
+    snapshot = await positions.ask(Snapshot())
+    assert (snapshot["fills"], snapshot["last_fill_seq"], snapshot["positions"]["ACME"][0]) == (5, 5, 10)
 
 
 async def test_risk_to_intents_records_are_acknowledged_even_when_the_last_message_is_a_query(
