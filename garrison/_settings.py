@@ -90,6 +90,19 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     exit_on_stall: Annotated[
         bool, _meta("after the dump, end the process with exit code 75", "--exit-on-stall")
     ] = False
+    crash_traceback_limit: Annotated[
+        int,
+        Meta(ge=0),
+        _meta(
+            "crash records of a child per window that carry the traceback; later ones go without (0: never)",
+            "--crash-traceback-limit",
+        ),
+    ] = 10
+    crash_traceback_window: Annotated[
+        float,
+        Meta(gt=0),
+        _meta("seconds of the window crash_traceback_limit counts in", "--crash-traceback-window"),
+    ] = 60.0
     loop: Annotated[
         Literal["auto", "asyncio", "uvloop"],
         _meta("the event loop: auto is uvloop when installed (garrison[fast]), else asyncio's", "--loop"),

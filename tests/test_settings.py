@@ -115,7 +115,8 @@ def test_unknown_keys_and_bad_values_are_one_error_naming_every_key_and_its_sour
     }
     message = str(raised.value)
     assert "node.nmae" in message
-    assert "unknown key; [node] has exit_on_stall, loop, name, stall_timeout" in message
+    keys = "crash_traceback_limit, crash_traceback_window, exit_on_stall, loop, name, stall_timeout"
+    assert f"unknown key; [node] has {keys}" in message
     assert "heart.timeout (GARRISON_HEART_TIMEOUT): must be a number > 0, not 'soon'" in message
     assert isinstance(raised.value, ValueError)
 

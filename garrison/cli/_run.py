@@ -303,6 +303,8 @@ async def run_node(
             metrics_host=settings.metrics.host,
             guard=guard,
             singletons=singletons,
+            crash_traceback_limit=settings.node.crash_traceback_limit,
+            crash_traceback_window=settings.node.crash_traceback_window,
         )
     except InvalidConfig as error:
         raise _config_failure(settings, error, "metrics") from None

@@ -94,6 +94,26 @@ slow_to_stop = SupervisorSpec(
 never_starts = SupervisorSpec(children=[ChildSpec("broken", RefusesToStart)])
 """A node that exits 1 right away: heart's crash-loop test."""
 
+
+class CrashesThreeTimes(Actor):
+    """Its first three incarnations in the process crash on the message they send themselves at
+    start; the fourth runs: a short crash loop."""
+
+    incarnations = 0
+
+    async def on_start(self) -> None:
+        CrashesThreeTimes.incarnations += 1
+        self.ctx.self_ref.tell_nowait("go")
+
+    async def on_receive(self, message: Any) -> Any:
+        if CrashesThreeTimes.incarnations <= 3:
+            raise RuntimeError(f"incarnation {CrashesThreeTimes.incarnations} fails (on purpose)")
+        return None
+
+
+crashes_three_times = SupervisorSpec(children=[ChildSpec("flaky", CrashesThreeTimes)], intensity=10)
+"""/root/flaky fails three starts, then runs: the crash-record tests."""
+
 not_a_spec = 42
 
 

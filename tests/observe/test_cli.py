@@ -104,6 +104,20 @@ def test_run_serves_the_tree_that_tree_and_top_show_and_stops_on_sigterm(
     assert journal.exists()
 
 
+def test_run_takes_the_crash_traceback_limit_from_its_settings(tmp_path: Path) -> None:
+    """``--crash-traceback-limit 1``: of /root/flaky's three failures, only the first record
+    carries the traceback; the other two say it was omitted."""
+    args = ("run", "tests.observe._nodes:crashes_three_times", "--log-json", "--crash-traceback-limit", "1")
+    with garrison(tmp_path, *args) as node:
+        node.wait_for("actor /root/flaky failed", count=3)
+        node.process.send_signal(signal.SIGTERM)
+        assert node.wait() == 0, node.text()
+    records = [json.loads(line) for line in node.text().splitlines() if line.startswith("{")]
+    crashes = [r for r in records if r["message"].startswith("actor /root/flaky failed")]
+    assert [r["traceback"] for r in crashes] == ["logged", "omitted", "omitted"], node.text()
+    assert "incarnation 1 fails (on purpose)" in crashes[0]["message"]
+
+
 @pytest.mark.parametrize("command", ["tree", "top"])
 def test_an_unreachable_node_is_one_line_and_exit_code_69(
     command: str, capsys: pytest.CaptureFixture[str]
