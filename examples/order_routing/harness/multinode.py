@@ -41,6 +41,7 @@ from examples.order_routing.harness.verdict import judge, replay_positions
 from examples.order_routing.node.config import NodeConfig
 from examples.order_routing.node.intents import INTENTS_STREAM
 from examples.order_routing.node.messages import OrderIntent
+from examples.order_routing.node.shared_work import GROUP
 from garrison import redact_url
 from garrison.persistence import IntentEvent, IntentLog, IntentMoved, IntentState, RedisJournal
 
@@ -76,6 +77,13 @@ def multinode_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="heart restarts a killed node after this long (s); with its start-up, about claim_idle: "
         "sometimes the survivor takes the dead node's intents over, sometimes the node itself",
+    )
+    group.add_argument(
+        "--aim-at-work",
+        type=float,
+        default=0.0,
+        help="before each kill, wait up to this long (s) for the victim to hold an intent of the "
+        "group (pending, unacked), so that the kill leaves work to take over (0: kill at once)",
     )
     group.add_argument("--actor-faults", type=float, default=0.0, help="in-node actor crashes/hangs per s")
     group.add_argument("--calm", type=float, default=2.0, help="seconds of running after the last kill")
@@ -271,6 +279,11 @@ async def _kill_loop(
                 pauses += 1
                 blow += 1
                 continue
+            if args.aim_at_work:
+                await _wait_for_work(journal_url, victim.member, args.aim_at_work)
+                pid = victim.pid()
+                if pid is None:
+                    continue
             armed = schedule.random() < args.dead_zone_share
             if armed:
                 # The next incarnation SIGKILLs itself right after writing its Nth order.
@@ -293,6 +306,23 @@ async def _kill_loop(
         f"stopped {codes} in {stop_took:.1f}s"
     )
     return 0
+
+
+async def _wait_for_work(journal_url: str, member: str, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``member``'s executor to hold an entry of the group that
+    it has not acked yet (an intent it is working on); whether it does."""
+    from redis.exceptions import ResponseError  # multinode runs on Redis: the extra is installed
+
+    deadline = time.monotonic() + timeout
+    async with RedisJournal(journal_url) as journal:
+        client, key = journal.client(), journal.events_key(INTENTS_STREAM)
+        while True:
+            with contextlib.suppress(ResponseError):  # no group yet (NOGROUP): no work either
+                if await client.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=member):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
 
 
 async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
