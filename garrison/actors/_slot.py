@@ -484,7 +484,12 @@ class Slot:
             mailbox = self.mailbox
             system = mailbox.system
             pending = mailbox.pending
-            take = mailbox.take
+            # The mailbox's take, inline: pop, sample the wait of every `wait_sample`-th
+            # message, wake a producer waiting for space (see Mailbox.taker).
+            popleft = mailbox.taker()
+            put_waiters = mailbox.put_waiters
+            record_wait = mailbox.record_wait
+            wait_sample = until_sample = mailbox.wait_sample
             receive = self._receiver(instance)
             track_busy = self.actor_class.heartbeat_timeout is not None
             now = self.node.clock.now
@@ -526,10 +531,17 @@ class Slot:
                             receive = self._receiver(instance)
                             continue
                     elif pending:
-                        message, _, reply = take()
+                        message, enqueued_at, reply = popleft()
+                        until_sample -= 1
+                        if not until_sample:
+                            until_sample = wait_sample
+                            record_wait(enqueued_at)
+                        if put_waiters:
+                            mailbox.wake_producer()
                     elif mailbox.pending is not pending:
                         # The first user message made the mailbox's queue (it has none before).
                         pending = mailbox.pending
+                        popleft = mailbox.taker()
                         continue
                     else:
                         await mailbox.wait()

@@ -98,6 +98,10 @@ def _zero() -> float:
     return 0.0
 
 
+def _take_unallocated() -> Envelope:
+    raise IndexError("take from an empty mailbox")
+
+
 _UNALLOCATED = cast("deque[Envelope]", ())
 """The queue of a mailbox that has had no user message yet. An empty deque is 760 bytes (its
 first block is allocated with it), a quarter of an idle actor: it is made at the first message
@@ -121,11 +125,12 @@ class Mailbox:
         "_now",
         "_on_drop",
         "_next_ticket",
-        "_put_waiters",
         "_queue",
+        "_taken",
         "_wait_counts",
         "_wait_sum",
         "_waiter",
+        "wait_sample",
         "capacity",
         "conflated",
         "deferred",
@@ -134,7 +139,7 @@ class Mailbox:
         "overflow",
         "path",
         "pending",
-        "processed",
+        "put_waiters",
         "rejected",
         "system",
     )
@@ -151,7 +156,6 @@ class Mailbox:
         self.capacity = config.capacity
         self.overflow = config.overflow
         self.enqueued = 0
-        self.processed = 0
         self.dropped = 0
         self.conflated = 0
         self.rejected = 0
@@ -164,12 +168,18 @@ class Mailbox:
         """The system lane: control messages, served before any user message; truthy while any
         is queued. Producers use ``put_system``; the owning slot's loop pops it directly."""
         self._waiter: asyncio.Future[None] | None = None
-        self._put_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        """Producers waiting for space, in arrival order: (ticket, waiter)."""
+        self.put_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """Producers waiting for space, in arrival order: (ticket, waiter); truthy while any
+        waits. The same list for the mailbox's life: the owning slot's loop holds it."""
         self._next_ticket = 0  # an int, not a counter object: one object less per mailbox
         self._closed: str | None = None
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
+        self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
+        """The owner samples the wait of every ``wait_sample``-th message it takes
+        (``record_wait``); a count no loop reaches when metrics are off."""
+        self._taken = 0
+        """Messages taken with :meth:`take` (the test kit's probe; the owning slot counts its own)."""
         self._now = now if config.metrics else _zero
         self._wait_counts: list[int] | None = None
         """The wait histogram's bucket counts, created at the first sample (240 bytes an idle
@@ -182,6 +192,13 @@ class Mailbox:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def processed(self) -> int:
+        """Messages taken for processing so far: what entered and neither was dropped nor is
+        queued (``enqueued == processed + dropped + depth`` holds at every step, so no
+        per-message counter is kept)."""
+        return self.enqueued - self.dropped - len(self)
 
     @property
     def closed(self) -> bool:
@@ -275,8 +292,8 @@ class Mailbox:
             if reply is not None and reply.done():
                 # The ask gave up (timed out or was cancelled): nothing to send. Checked
                 # before enqueueing, and space we were woken for goes to the next producer.
-                if self._put_waiters and len(self) < self.capacity:
-                    self._wake_producer()
+                if self.put_waiters and len(self) < self.capacity:
+                    self.wake_producer()
                 return
             if self.try_put(message, reply):
                 return
@@ -284,25 +301,25 @@ class Mailbox:
             if ticket is None:
                 ticket = self._next_ticket
                 self._next_ticket += 1
-                self._put_waiters.append((ticket, waiter))
+                self.put_waiters.append((ticket, waiter))
             else:
                 # Woken, but a producer that never waited took the space first: back
                 # in line at our original place, not behind those who came later.
-                insort(self._put_waiters, (ticket, waiter), key=_ticket)
+                insort(self.put_waiters, (ticket, waiter), key=_ticket)
             if reply is not None:
                 reply.add_done_callback(functools.partial(_resolve_waiter, waiter))
             try:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._wake_producer()
+                    self.wake_producer()
                 else:
                     with contextlib.suppress(ValueError):
-                        self._put_waiters.remove((ticket, waiter))
+                        self.put_waiters.remove((ticket, waiter))
                 raise
 
-    def _wake_producer(self) -> None:
-        waiters = self._put_waiters
+    def wake_producer(self) -> None:
+        waiters = self.put_waiters
         while waiters:
             _, waiter = waiters.pop(0)
             if not waiter.done():
@@ -347,17 +364,30 @@ class Mailbox:
     # -- consumer side -------------------------------------------------
 
     def take(self) -> Envelope:
-        """Remove and return the oldest user message. The mailbox must not be empty."""
+        """Remove and return the oldest user message. The mailbox must not be empty.
+
+        What a reader other than the owning slot uses (the test kit's probe). The
+        slot's loop takes through :meth:`taker` and does the same bookkeeping inline."""
         envelope = self._queue.popleft()
-        processed = self.processed + 1
-        self.processed = processed
-        if not processed & self._wait_mask:
-            self._record_wait(envelope[1])
-        if self._put_waiters:
-            self._wake_producer()
+        taken = self._taken + 1
+        self._taken = taken
+        if not taken & self._wait_mask:
+            self.record_wait(envelope[1])
+        if self.put_waiters:
+            self.wake_producer()
         return envelope
 
-    def _record_wait(self, enqueued_at: float) -> None:
+    def taker(self) -> Callable[[], Envelope]:
+        """The owning slot's take: a callable that removes and returns the oldest envelope
+        (IndexError when none is queued) and does nothing else. The caller samples the wait of
+        every ``wait_sample``-th message (``record_wait``) and, while ``put_waiters``, calls
+        ``wake_producer``. Valid while ``pending`` is the same object: ask again after it
+        changes (at the first user message)."""
+        queue = self._queue
+        return queue.popleft if queue is not _UNALLOCATED else _take_unallocated
+
+    def record_wait(self, enqueued_at: float) -> None:
+        """Add one sampled wait (from ``enqueued_at`` to now) to the wait histogram."""
         waited = self._now() - enqueued_at
         self._wait_sum += waited
         counts = self._wait_counts
@@ -393,7 +423,8 @@ class Mailbox:
         if self._closed is not None:
             return
         self._closed = reason
-        waiters, self._put_waiters = self._put_waiters, []
+        waiters = list(self.put_waiters)
+        self.put_waiters.clear()
         for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(ActorStopped(self.path, reason))
@@ -404,13 +435,13 @@ class Mailbox:
 
     def drain(self, reason: str) -> int:
         """Drop every queued user message to the drop hook with ``reason``; returns how many."""
-        drained = 0
         on_drop = self._on_drop
-        for message, _, reply in self._drain_envelopes():
-            self.dropped += 1
-            drained += 1
+        envelopes = self._drain_envelopes()
+        # Counted before the hooks run: a hook that reads the metrics sees the counters add up.
+        self.dropped += len(envelopes)
+        for message, _, reply in envelopes:
             on_drop(message, reply, reason)
-        return drained
+        return len(envelopes)
 
     def _drain_envelopes(self) -> list[Envelope]:
         envelopes = list(self._queue)
@@ -541,13 +572,19 @@ class ConflatingMailbox(Mailbox):
 
     def take(self) -> Envelope:
         _, envelope = self._by_key.popitem(last=False)
-        processed = self.processed + 1
-        self.processed = processed
-        if not processed & self._wait_mask:
-            self._record_wait(envelope[1])
-        if self._put_waiters:
-            self._wake_producer()
+        taken = self._taken + 1
+        self._taken = taken
+        if not taken & self._wait_mask:
+            self.record_wait(envelope[1])
+        if self.put_waiters:
+            self.wake_producer()
         return envelope
+
+    def taker(self) -> Callable[[], Envelope]:
+        return self._pop_oldest
+
+    def _pop_oldest(self) -> Envelope:
+        return self._by_key.popitem(last=False)[1]
 
     def wait(self) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
