@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._defaults import DEFAULT_ASK_TIMEOUT
@@ -53,12 +53,17 @@ class _BetweenIncarnations:
     has not re-created it yet. Each message goes to dead letters (kind ``restarting``) with
     the reason; an ask fails with MessageDropped. Nothing raises ActorStopped: the ref lives."""
 
-    __slots__ = ("_dead_letters", "_path", "_reason")
+    __slots__ = ("_dead_letters", "_done", "_path", "_reason")
 
-    def __init__(self, dead_letters: DeadLetters, path: str, reason: str) -> None:
+    def __init__(self, dead_letters: DeadLetters, path: str, reason: str, done: Awaitable[None]) -> None:
         self._dead_letters = dead_letters
         self._path = path
         self._reason = reason
+        self._done = done
+
+    def send(self, message: Any) -> Awaitable[None]:
+        self.try_put(message)
+        return self._done
 
     def try_put(self, message: Any, reply: asyncio.Future[Any] | None = None) -> bool:
         if reply is not None and not reply.done():
@@ -98,12 +103,29 @@ class ActorRef:
         "_try_put",
         "_watchers",
         "path",
+        "tell",
     )
+
+    tell: Callable[[Any], Awaitable[None]]
+    """``ref.tell(message)``: send ``message``; await the result.
+
+    Completes at once when the mailbox accepts it; under BACKPRESSURE
+    (and CONFLATE with a new key) a full mailbox makes the await wait for
+    space. Raises MailboxFull under REJECT, ActorStopped once the actor
+    has stopped for good. Cancelling the wait leaves the message unsent.
+    While an ancestor restarts (the path has no slot yet) the message
+    goes to dead letters with kind ``restarting``.
+
+    An attribute, not a method: the mailbox's ``send`` bound once per slot
+    of the path (and swapped when the ref parks or dies), so that a tell is
+    one Python call, not two (tell is the hot path).
+    """
 
     def __init__(self, slot: Slot) -> None:
         self._context = slot  # the slot this ref reaches now
         self._mailbox = slot.mailbox
         # Bound once per incarnation of the path, not looked up per message: tell is the hot path.
+        self.tell = slot.mailbox.send
         self._try_put = slot.mailbox.try_put
         self._put_nowait = slot.mailbox.put_nowait
         kernel = slot.node.kernel
@@ -145,13 +167,15 @@ class ActorRef:
         """Internal: ``slot`` is the new slot of this ref's path; messages go there from now on."""
         self._context = slot
         self._mailbox = slot.mailbox
+        self.tell = slot.mailbox.send
         self._try_put = slot.mailbox.try_put
         self._put_nowait = slot.mailbox.put_nowait
 
     def park(self, dead_letters: DeadLetters, reason: str) -> None:
         """Internal: the slot stopped while an ancestor restarts; until ``bind``, each message
         goes to dead letters with ``reason``."""
-        between = _BetweenIncarnations(dead_letters, self.path, reason)
+        between = _BetweenIncarnations(dead_letters, self.path, reason, self._done)
+        self.tell = between.send
         self._try_put = between.try_put
         self._put_nowait = between.put_nowait
 
@@ -163,6 +187,7 @@ class ActorRef:
         self._exit_reason = reason
         mailbox = self._context.mailbox
         self._mailbox = mailbox
+        self.tell = mailbox.send
         self._try_put = mailbox.try_put
         self._put_nowait = mailbox.put_nowait
         watchers = self._watchers
@@ -186,21 +211,6 @@ class ActorRef:
             self._watchers.pop(watcher, None)
 
     # -- sending ------------------------------------------------------------------------
-
-    def tell(self, message: Any) -> Awaitable[None]:
-        """Send ``message``; await the result.
-
-        Completes at once when the mailbox accepts it; under BACKPRESSURE
-        (and CONFLATE with a new key) a full mailbox makes the await wait for
-        space. Raises MailboxFull under REJECT, ActorStopped once the actor
-        has stopped for good. Cancelling the wait leaves the message unsent.
-        While an ancestor restarts (the path has no slot yet) the message
-        goes to dead letters with kind ``restarting``.
-        """
-        if self._try_put(message):
-            return self._done
-        waiting: Awaitable[None] = self._mailbox.put(message)
-        return waiting
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` without waiting.

@@ -161,7 +161,7 @@ class Slot:
         self.kwargs = kwargs
         self.loop = asyncio.get_running_loop()
         self.mailbox: Mailbox = make_mailbox(
-            mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped
+            mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped, done=node.kernel.completed
         )
         if ref is None:
             self.self_ref = ActorRef(self)

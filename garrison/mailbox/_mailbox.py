@@ -22,7 +22,7 @@ import contextlib
 import functools
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, cast
 
 import msgspec
@@ -119,6 +119,7 @@ class Mailbox:
 
     __slots__ = (
         "_closed",
+        "_done",
         "_loop",
         "_metrics",
         "_wait_mask",
@@ -151,6 +152,7 @@ class Mailbox:
         path: str,
         now: Callable[[], float],
         on_drop: DropHook,
+        done: asyncio.Future[None] | None = None,
     ) -> None:
         self.path = path
         self.capacity = config.capacity
@@ -187,6 +189,12 @@ class Mailbox:
         self._wait_sum = 0.0
         self._on_drop = on_drop
         self._loop = asyncio.get_running_loop()
+        if done is None:
+            done = self._loop.create_future()
+            done.set_result(None)
+        self._done = done
+        """A completed future: what :meth:`send` returns when the message is queued (awaiting
+        it returns at once, cheaper than a coroutine). The node's, shared by its mailboxes."""
 
     # -- producer side -------------------------------------------------
 
@@ -227,6 +235,32 @@ class Mailbox:
                     waiter.set_result(None)
             return True
         return self._overflow(message, reply)
+
+    def send(self, message: Any) -> Awaitable[None]:
+        """Enqueue a tell: what ``ActorRef.tell`` is bound to (one Python call per tell).
+
+        Returns a completed future when the policy took the message now, else
+        the wait for space (:meth:`put`). Raises as :meth:`try_put` does.
+        The body is :meth:`try_put`'s, inline: this is the hot path of every tell.
+        """
+        if self._closed is not None:
+            raise ActorStopped(self.path, self._closed)
+        queue = self._queue
+        if len(queue) < self.capacity:
+            try:
+                queue.append((message, self._now(), None))
+            except AttributeError:  # the first message: the queue is still _UNALLOCATED
+                self._allocate().append((message, self._now(), None))
+            self.enqueued += 1
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            return self._done
+        if self._overflow(message, None):
+            return self._done
+        return self.put(message)
 
     def _allocate(self) -> deque[Envelope]:
         queue: deque[Envelope] = deque()
@@ -512,8 +546,9 @@ class ConflatingMailbox(Mailbox):
         path: str,
         now: Callable[[], float],
         on_drop: DropHook,
+        done: asyncio.Future[None] | None = None,
     ) -> None:
-        super().__init__(config, path=path, now=now, on_drop=on_drop)
+        super().__init__(config, path=path, now=now, on_drop=on_drop, done=done)
         assert config.key is not None
         self._key: Callable[[Any], Hashable | None] = config.key
         self._by_key: OrderedDict[Hashable, Envelope] = OrderedDict()
@@ -580,6 +615,11 @@ class ConflatingMailbox(Mailbox):
             self.wake_producer()
         return envelope
 
+    def send(self, message: Any) -> Awaitable[None]:
+        if self.try_put(message):
+            return self._done
+        return self.put(message)
+
     def taker(self) -> Callable[[], Envelope]:
         return self._pop_oldest
 
@@ -605,7 +645,15 @@ class ConflatingMailbox(Mailbox):
         return next(iter(self._by_key.values()))[1]
 
 
-def make_mailbox(config: MailboxConfig, *, path: str, now: Callable[[], float], on_drop: DropHook) -> Mailbox:
-    """Build the mailbox class that fits the config's overflow policy."""
+def make_mailbox(
+    config: MailboxConfig,
+    *,
+    path: str,
+    now: Callable[[], float],
+    on_drop: DropHook,
+    done: asyncio.Future[None] | None = None,
+) -> Mailbox:
+    """Build the mailbox class that fits the config's overflow policy. ``done``: a completed
+    future for :meth:`Mailbox.send` to return (one of its own when None)."""
     cls = ConflatingMailbox if config.overflow is Overflow.CONFLATE else Mailbox
-    return cls(config, path=path, now=now, on_drop=on_drop)
+    return cls(config, path=path, now=now, on_drop=on_drop, done=done)
