@@ -31,7 +31,9 @@ from garrison._errors import ActorStopped, MailboxFull, MessageDropped
 from garrison.mailbox._config import MailboxConfig, Overflow
 
 Envelope = tuple[Any, float, "asyncio.Future[Any] | None"]
-"""(message, enqueue time on the node clock, reply future of an ask or None)."""
+"""(message, enqueue time on the node clock, reply future of an ask or None). The enqueue time
+is read for a message that arrives while fewer than 16 are queued and for every 16th one; the
+others carry the time read before them (see ``_STAMP_ALWAYS_BELOW``)."""
 
 DropHook = Callable[[Any, "asyncio.Future[Any] | None", str], None]
 """Called with (message, reply future, reason) for every message dropped unprocessed."""
@@ -45,6 +47,14 @@ WAIT_BUCKETS: tuple[float, ...] = (
 WAIT_SAMPLE_MASK = 15
 """The wait-time histogram records every 16th message taken: an unbiased sample
 that keeps the metric's cost on the hot path within a few percent."""
+
+_STAMP_ALWAYS_BELOW = 16
+"""A message that arrives while fewer than this many are queued has its enqueue time read."""
+_STAMP_STRIDE_MASK = 15
+"""At a longer backlog the clock is read for every 16th message enqueued; the others carry the
+time read last. The consumer lag and a sampled wait then read high by at most the time the 15
+messages before took to arrive (never more than the backlog's own age): a clock read per
+message was most of what the metrics cost on a tell (docs/mailboxes.md)."""
 
 _NEVER = (1 << 62) - 1
 """A sample mask no message count reaches: no wait samples (metrics off)."""
@@ -127,6 +137,8 @@ class Mailbox:
         "_on_drop",
         "_next_ticket",
         "_queue",
+        "_room",
+        "_stamp",
         "_taken",
         "_wait_counts",
         "_wait_sum",
@@ -175,6 +187,9 @@ class Mailbox:
         waits. The same list for the mailbox's life: the owning slot's loop holds it."""
         self._next_ticket = 0  # an int, not a counter object: one object less per mailbox
         self._closed: str | None = None
+        self._room = self.capacity
+        """The depth below which a put takes the fast path: ``capacity`` while open, 0 once
+        closed (so that the fast path needs no separate closed check)."""
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
         self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
@@ -187,6 +202,7 @@ class Mailbox:
         """The wait histogram's bucket counts, created at the first sample (240 bytes an idle
         actor does without)."""
         self._wait_sum = 0.0
+        self._stamp = 0.0
         self._on_drop = on_drop
         self._loop = asyncio.get_running_loop()
         if done is None:
@@ -219,21 +235,28 @@ class Mailbox:
         for space (BACKPRESSURE, or CONFLATE with a new key). Raises
         MailboxFull under REJECT and ActorStopped once the mailbox is closed.
         """
+        queue = self._queue
+        depth = len(queue)
+        if depth < self._room:
+            enqueued = self.enqueued + 1
+            self.enqueued = enqueued
+            if depth < _STAMP_ALWAYS_BELOW or not enqueued & _STAMP_STRIDE_MASK:
+                stamp = self._stamp = self._now()
+            else:
+                stamp = self._stamp
+            try:
+                queue.append((message, stamp, reply))
+            except AttributeError:  # the first message: the queue is still _UNALLOCATED
+                self._allocate().append((message, stamp, reply))
+            if not depth:  # the consumer waits only on an empty mailbox
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return True
         if self._closed is not None:
             raise ActorStopped(self.path, self._closed)
-        queue = self._queue
-        if len(queue) < self.capacity:
-            try:
-                queue.append((message, self._now(), reply))
-            except AttributeError:  # the first message: the queue is still _UNALLOCATED
-                self._allocate().append((message, self._now(), reply))
-            self.enqueued += 1
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-            return True
         return self._overflow(message, reply)
 
     def send(self, message: Any) -> Awaitable[None]:
@@ -243,21 +266,28 @@ class Mailbox:
         the wait for space (:meth:`put`). Raises as :meth:`try_put` does.
         The body is :meth:`try_put`'s, inline: this is the hot path of every tell.
         """
+        queue = self._queue
+        depth = len(queue)
+        if depth < self._room:
+            enqueued = self.enqueued + 1
+            self.enqueued = enqueued
+            if depth < _STAMP_ALWAYS_BELOW or not enqueued & _STAMP_STRIDE_MASK:
+                stamp = self._stamp = self._now()
+            else:
+                stamp = self._stamp
+            try:
+                queue.append((message, stamp, None))
+            except AttributeError:  # the first message: the queue is still _UNALLOCATED
+                self._allocate().append((message, stamp, None))
+            if not depth:  # the consumer waits only on an empty mailbox
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return self._done
         if self._closed is not None:
             raise ActorStopped(self.path, self._closed)
-        queue = self._queue
-        if len(queue) < self.capacity:
-            try:
-                queue.append((message, self._now(), None))
-            except AttributeError:  # the first message: the queue is still _UNALLOCATED
-                self._allocate().append((message, self._now(), None))
-            self.enqueued += 1
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-            return self._done
         if self._overflow(message, None):
             return self._done
         return self.put(message)
@@ -457,6 +487,7 @@ class Mailbox:
         if self._closed is not None:
             return
         self._closed = reason
+        self._room = 0
         waiters = list(self.put_waiters)
         self.put_waiters.clear()
         for _, waiter in waiters:
@@ -466,6 +497,7 @@ class Mailbox:
     def reopen(self) -> None:
         """Accept user messages again (used when a stopped slot is started anew)."""
         self._closed = None
+        self._room = self.capacity
 
     def drain(self, reason: str) -> int:
         """Drop every queued user message to the drop hook with ``reason``; returns how many."""
