@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from garrison.actors._deadlines import AskDeadlines
     from garrison.actors._messages import ExitReason
     from garrison.actors._slot import Slot
-    from garrison.mailbox import MailboxMetrics
+    from garrison.mailbox import Mailbox, MailboxMetrics
 
 
 class Watchable(Protocol):
@@ -99,8 +99,7 @@ class ActorRef:
         "_exit_reason",
         "_loop",
         "_mailbox",
-        "_put_nowait",
-        "_try_put",
+        "_target",
         "_watchers",
         "path",
         "tell",
@@ -124,10 +123,11 @@ class ActorRef:
     def __init__(self, slot: Slot) -> None:
         self._context = slot  # the slot this ref reaches now
         self._mailbox = slot.mailbox
-        # Bound once per incarnation of the path, not looked up per message: tell is the hot path.
+        # Bound once per slot of the path, not looked up per message: tell is the hot path.
         self.tell = slot.mailbox.send
-        self._try_put = slot.mailbox.try_put
-        self._put_nowait = slot.mailbox.put_nowait
+        # What asks and tell_nowait go to: the mailbox, or what stands in for it while the path
+        # has no slot. An object, not bound methods: one object less to track per actor each.
+        self._target: Mailbox | _BetweenIncarnations = slot.mailbox
         kernel = slot.node.kernel
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
         self._done = kernel.completed
@@ -168,16 +168,14 @@ class ActorRef:
         self._context = slot
         self._mailbox = slot.mailbox
         self.tell = slot.mailbox.send
-        self._try_put = slot.mailbox.try_put
-        self._put_nowait = slot.mailbox.put_nowait
+        self._target = slot.mailbox
 
     def park(self, dead_letters: DeadLetters, reason: str) -> None:
         """Internal: the slot stopped while an ancestor restarts; until ``bind``, each message
         goes to dead letters with ``reason``."""
         between = _BetweenIncarnations(dead_letters, self.path, reason, self._done)
         self.tell = between.send
-        self._try_put = between.try_put
-        self._put_nowait = between.put_nowait
+        self._target = between
 
     def die(self, reason: ExitReason) -> None:
         """Internal: the path is gone for good. Sends raise ActorStopped from now on (the last
@@ -188,8 +186,7 @@ class ActorRef:
         mailbox = self._context.mailbox
         self._mailbox = mailbox
         self.tell = mailbox.send
-        self._try_put = mailbox.try_put
-        self._put_nowait = mailbox.put_nowait
+        self._target = mailbox
         watchers = self._watchers
         if watchers:
             for watcher in watchers:
@@ -220,7 +217,7 @@ class ActorRef:
         once the actor has stopped for good. While an ancestor restarts the
         message goes to dead letters with kind ``restarting``.
         """
-        self._put_nowait(message)
+        self._target.put_nowait(message)
 
     async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send ``message`` and await the handler's return value.
@@ -240,7 +237,7 @@ class ActorRef:
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)
         try:
-            if not self._try_put(message, reply):
+            if not self._target.try_put(message, reply):
                 await self._mailbox.put(message, reply)
         except BaseException:
             reply.cancel()  # never sent: nothing is left for its deadline to expire
@@ -266,7 +263,7 @@ class ActorRef:
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)
         try:
-            if not self._try_put(message, reply):
+            if not self._target.try_put(message, reply):
                 waiting = self._loop.create_task(
                     self._put_later(message, reply), name=f"garrison:{self.path}:ask"
                 )

@@ -488,7 +488,6 @@ class Slot:
             # message, wake a producer waiting for space (see Mailbox.taker).
             popleft = mailbox.taker()
             put_waiters = mailbox.put_waiters
-            record_wait = mailbox.record_wait
             wait_sample = until_sample = mailbox.wait_sample
             receive = self._receiver(instance)
             track_busy = self.actor_class.heartbeat_timeout is not None
@@ -535,7 +534,7 @@ class Slot:
                         until_sample -= 1
                         if not until_sample:
                             until_sample = wait_sample
-                            record_wait(enqueued_at)
+                            mailbox.record_wait(enqueued_at)
                         if put_waiters:
                             mailbox.wake_producer()
                     elif mailbox.pending is not pending:
