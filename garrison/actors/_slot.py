@@ -712,7 +712,8 @@ class Slot:
         self.instance = None
         self.busy_since = None
         self._reply = None  # an ask cut off mid-handler must not be deferrable by the next incarnation
-        await self._cancel_owned()
+        if self._owned_timers or self._owned_tasks:  # most incarnations own neither
+            await self._cancel_owned()
         if self.mailbox.system:  # the reason is formatted only when there is a message to give it
             self._discard_timer_messages(
                 f"timer set by incarnation #{self.incarnation} of {self.path}, which ended ({reason}): "
