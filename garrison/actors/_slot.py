@@ -488,7 +488,7 @@ class Slot:
             # message, wake a producer waiting for space (see Mailbox.taker).
             popleft = mailbox.taker()
             put_waiters = mailbox.put_waiters
-            wait_sample = until_sample = mailbox.wait_sample
+            wait_sample = mailbox.wait_sample
             receive = self._receiver(instance)
             track_busy = self.actor_class.heartbeat_timeout is not None
             now = self.node.clock.now
@@ -497,8 +497,12 @@ class Slot:
             # Fairness is about the real loop: real time, except on a manual clock (see slice_time).
             slice_time = self.node.clock.slice_time
             yielded_at = slice_time()
-            served = 0
-            check_at = 1  # the message count after which the slice's time is read next
+            # Counts of messages served by this incarnation (system ones too): `served` so far,
+            # `slice_start` when the slice began, `check_at` when the slice's time is read next,
+            # `sample_at` when the wait of the next user message taken is sampled.
+            served = slice_start = 0
+            check_at = 1
+            sample_at = wait_sample - 1
             try:
                 while True:
                     if system:
@@ -513,10 +517,12 @@ class Slot:
                             message = control.message
                         elif control.__class__ is Stop:
                             reason = control.reason
+                            message = None
                             await self._run_on_stop(instance)
                             break
                         else:
                             serving = control
+                            message = None
                             try:
                                 outcome = await control.run(self.context, instance)
                             except Exception as exc:
@@ -531,9 +537,8 @@ class Slot:
                             continue
                     elif pending:
                         message, enqueued_at, reply = popleft()
-                        until_sample -= 1
-                        if not until_sample:
-                            until_sample = wait_sample
+                        if served >= sample_at:
+                            sample_at = served + wait_sample
                             mailbox.record_wait(enqueued_at)
                         if put_waiters:
                             mailbox.wake_producer()
@@ -543,9 +548,11 @@ class Slot:
                         popleft = mailbox.taker()
                         continue
                     else:
+                        message = None
                         await mailbox.wait()
                         yielded_at = slice_time()
-                        served, check_at = 0, 1
+                        slice_start = served
+                        check_at = served + 1
                         continue
                     if track_busy:
                         self.busy_since = now()
@@ -572,7 +579,6 @@ class Slot:
                                 else:
                                     self._late_reply(message, result)
                         reply = self._reply = None
-                    message = None
                     if track_busy:
                         self.busy_since = None
                     # Akka's dispatcher rule: yield after `throughput` messages, or sooner once
@@ -581,26 +587,30 @@ class Slot:
                     # later while that many more fit, at the slice's pace so far, in half the
                     # time left; else after the next message. Only when more is queued: an
                     # empty mailbox parks the actor anyway (an ask's round trip pays no check).
+                    # `message` keeps the message just served until the next await that is
+                    # not its handler: each of those sets it to None first, so that a kill
+                    # there does not dead-letter it as in flight.
                     served += 1
                     if served >= check_at and (pending or system):
-                        if served >= throughput:
+                        in_slice = served - slice_start
+                        if in_slice >= throughput:
                             yield_now = True
                         elif deadline:
                             elapsed = slice_time() - yielded_at
                             yield_now = elapsed >= deadline
-                            if (deadline - elapsed) * served >= _STRIDE_PACE * elapsed:
-                                check_at = served + DEADLINE_CHECK_STRIDE
-                                if check_at > throughput:
-                                    check_at = throughput
+                            if (deadline - elapsed) * in_slice >= _STRIDE_PACE * elapsed:
+                                check_at = min(served + DEADLINE_CHECK_STRIDE, slice_start + throughput)
                             else:
                                 check_at = served + 1
                         else:
                             yield_now = False
-                            check_at = throughput
+                            check_at = slice_start + throughput
                         if yield_now:
+                            message = None
                             await asyncio.sleep(0)
                             yielded_at = slice_time()
-                            served, check_at = 0, 1
+                            slice_start = served
+                            check_at = served + 1
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():

@@ -193,8 +193,10 @@ class Mailbox:
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
         self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
-        """The owner samples the wait of every ``wait_sample``-th message it takes
-        (``record_wait``); a count no loop reaches when metrics are off."""
+        """The owner samples the wait of one message in ``wait_sample`` (``record_wait``): the
+        slot's loop, the next user message it takes once that many were served since the last
+        sample; :meth:`take`, every ``wait_sample``-th. A count no loop reaches when metrics
+        are off."""
         self._taken = 0
         """Messages taken with :meth:`take` (the test kit's probe; the owning slot counts its own)."""
         self._now = now if config.metrics else _zero
