@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from garrison._defaults import DEFAULT_ASK_TIMEOUT
 from garrison._errors import MessageDropped
 from garrison._validate import check_seconds
 from garrison.actors._messages import ActorState, Terminated
+from garrison.mailbox import Mailbox
+from garrison.mailbox._mailbox import STAMP_ALWAYS_BELOW, STAMP_STRIDE_MASK
 
 if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters
     from garrison.actors._deadlines import AskDeadlines
     from garrison.actors._messages import ExitReason
     from garrison.actors._slot import Slot
-    from garrison.mailbox import Mailbox, MailboxMetrics
+    from garrison.mailbox import MailboxMetrics
 
 
 class Watchable(Protocol):
@@ -75,6 +77,11 @@ class _BetweenIncarnations:
         self.try_put(message, reply)
 
 
+def _plain(mailbox: Mailbox) -> Mailbox | None:
+    """``mailbox`` if ``ActorRef.tell`` may queue into it inline (a plain FIFO), else None."""
+    return mailbox if mailbox.__class__ is Mailbox else None
+
+
 class ActorRef:
     """A stable handle on one actor path: valid across restarts, dead once the path is gone.
 
@@ -99,35 +106,20 @@ class ActorRef:
         "_exit_reason",
         "_loop",
         "_mailbox",
+        "_plain",
         "_target",
         "_watchers",
         "path",
-        "tell",
     )
-
-    tell: Callable[[Any], Awaitable[None]]
-    """``ref.tell(message)``: send ``message``; await the result.
-
-    Completes at once when the mailbox accepts it; under BACKPRESSURE
-    (and CONFLATE with a new key) a full mailbox makes the await wait for
-    space. Raises MailboxFull under REJECT, ActorStopped once the actor
-    has stopped for good. Cancelling the wait leaves the message unsent.
-    While an ancestor restarts (the path has no slot yet) the message
-    goes to dead letters with kind ``restarting``.
-
-    An attribute, not a method: the mailbox's ``send`` bound once per slot
-    of the path (and swapped when the ref parks or dies), so that a tell is
-    one Python call, not two (tell is the hot path).
-    """
 
     def __init__(self, slot: Slot) -> None:
         self._context = slot  # the slot this ref reaches now
         self._mailbox = slot.mailbox
-        # Bound once per slot of the path, not looked up per message: tell is the hot path.
-        self.tell = slot.mailbox.send
-        # What asks and tell_nowait go to: the mailbox, or what stands in for it while the path
-        # has no slot. An object, not bound methods: one object less to track per actor each.
+        # What sends go to: the mailbox, or what stands in for it while the path has no slot.
+        # An object, not bound methods: one object less to track per actor each.
         self._target: Mailbox | _BetweenIncarnations = slot.mailbox
+        self._plain: Mailbox | None = _plain(slot.mailbox)
+        """The mailbox while it is a plain FIFO of this path's live slot: ``tell``'s inline path."""
         kernel = slot.node.kernel
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
         self._done = kernel.completed
@@ -167,15 +159,15 @@ class ActorRef:
         """Internal: ``slot`` is the new slot of this ref's path; messages go there from now on."""
         self._context = slot
         self._mailbox = slot.mailbox
-        self.tell = slot.mailbox.send
         self._target = slot.mailbox
+        self._plain = _plain(slot.mailbox)
 
     def park(self, dead_letters: DeadLetters, reason: str) -> None:
         """Internal: the slot stopped while an ancestor restarts; until ``bind``, each message
         goes to dead letters with ``reason``."""
         between = _BetweenIncarnations(dead_letters, self.path, reason, self._done)
-        self.tell = between.send
         self._target = between
+        self._plain = None
 
     def die(self, reason: ExitReason) -> None:
         """Internal: the path is gone for good. Sends raise ActorStopped from now on (the last
@@ -185,8 +177,8 @@ class ActorRef:
         self._exit_reason = reason
         mailbox = self._context.mailbox
         self._mailbox = mailbox
-        self.tell = mailbox.send
         self._target = mailbox
+        self._plain = None
         watchers = self._watchers
         if watchers:
             for watcher in watchers:
@@ -208,6 +200,30 @@ class ActorRef:
             self._watchers.pop(watcher, None)
 
     # -- sending ------------------------------------------------------------------------
+
+    def tell(self, message: Any) -> Awaitable[None]:
+        """Send ``message``; await the result.
+
+        Completes at once when the mailbox accepts it; under BACKPRESSURE
+        (and CONFLATE with a new key) a full mailbox makes the await wait for
+        space. Raises MailboxFull under REJECT, ActorStopped once the actor
+        has stopped for good. Cancelling the wait leaves the message unsent.
+        While an ancestor restarts (the path has no slot yet) the message
+        goes to dead letters with kind ``restarting``.
+        """
+        # Inline, the common case of a busy actor: a backlog of at least STAMP_ALWAYS_BELOW
+        # (so the consumer is awake and the queue exists), room left, and not a message whose
+        # enqueue time is read: queue it as Mailbox.send would, without calling it.
+        mailbox = self._plain
+        if mailbox is not None:
+            queue = mailbox.pending
+            if STAMP_ALWAYS_BELOW <= len(queue) < mailbox.room:
+                enqueued = mailbox.enqueued + 1
+                if enqueued & STAMP_STRIDE_MASK:
+                    mailbox.enqueued = enqueued
+                    queue.append((message, mailbox.stamp, None))  # type: ignore[union-attr]
+                    return self._done
+        return self._target.send(message)
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` without waiting.

@@ -33,7 +33,7 @@ from garrison.mailbox._config import MailboxConfig, Overflow
 Envelope = tuple[Any, float, "asyncio.Future[Any] | None"]
 """(message, enqueue time on the node clock, reply future of an ask or None). The enqueue time
 is read for a message that arrives while fewer than 16 are queued and for every 16th one; the
-others carry the time read before them (see ``_STAMP_ALWAYS_BELOW``)."""
+others carry the time read before them (see ``STAMP_ALWAYS_BELOW``)."""
 
 DropHook = Callable[[Any, "asyncio.Future[Any] | None", str], None]
 """Called with (message, reply future, reason) for every message dropped unprocessed."""
@@ -48,9 +48,9 @@ WAIT_SAMPLE_MASK = 15
 """The wait-time histogram records every 16th message taken: an unbiased sample
 that keeps the metric's cost on the hot path within a few percent."""
 
-_STAMP_ALWAYS_BELOW = 16
+STAMP_ALWAYS_BELOW = 16
 """A message that arrives while fewer than this many are queued has its enqueue time read."""
-_STAMP_STRIDE_MASK = 15
+STAMP_STRIDE_MASK = 15
 """At a longer backlog the clock is read for every 16th message enqueued; the others carry the
 time read last. The consumer lag and a sampled wait then read high by at most the time the 15
 messages before took to arrive (never more than the backlog's own age): a clock read per
@@ -137,8 +137,6 @@ class Mailbox:
         "_on_drop",
         "_next_ticket",
         "_queue",
-        "_room",
-        "_stamp",
         "_taken",
         "_wait_counts",
         "_wait_sum",
@@ -154,6 +152,8 @@ class Mailbox:
         "pending",
         "put_waiters",
         "rejected",
+        "room",
+        "stamp",
         "system",
     )
 
@@ -187,9 +187,10 @@ class Mailbox:
         waits. The same list for the mailbox's life: the owning slot's loop holds it."""
         self._next_ticket = 0  # an int, not a counter object: one object less per mailbox
         self._closed: str | None = None
-        self._room = self.capacity
+        self.room = self.capacity
         """The depth below which a put takes the fast path: ``capacity`` while open, 0 once
-        closed (so that the fast path needs no separate closed check)."""
+        closed (so that the fast path needs no separate closed check). Read by
+        ``ActorRef.tell``'s inline path too."""
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
         self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
@@ -204,7 +205,9 @@ class Mailbox:
         """The wait histogram's bucket counts, created at the first sample (240 bytes an idle
         actor does without)."""
         self._wait_sum = 0.0
-        self._stamp = 0.0
+        self.stamp = 0.0
+        """The enqueue time read last (see ``STAMP_ALWAYS_BELOW``): what a message that arrives
+        at a backlog carries unless it is the 16th."""
         self._on_drop = on_drop
         self._loop = asyncio.get_running_loop()
         if done is None:
@@ -239,13 +242,13 @@ class Mailbox:
         """
         queue = self._queue
         depth = len(queue)
-        if depth < self._room:
+        if depth < self.room:
             enqueued = self.enqueued + 1
             self.enqueued = enqueued
-            if depth < _STAMP_ALWAYS_BELOW or not enqueued & _STAMP_STRIDE_MASK:
-                stamp = self._stamp = self._now()
+            if depth < STAMP_ALWAYS_BELOW or not enqueued & STAMP_STRIDE_MASK:
+                stamp = self.stamp = self._now()
             else:
-                stamp = self._stamp
+                stamp = self.stamp
             try:
                 queue.append((message, stamp, reply))
             except AttributeError:  # the first message: the queue is still _UNALLOCATED
@@ -270,13 +273,13 @@ class Mailbox:
         """
         queue = self._queue
         depth = len(queue)
-        if depth < self._room:
+        if depth < self.room:
             enqueued = self.enqueued + 1
             self.enqueued = enqueued
-            if depth < _STAMP_ALWAYS_BELOW or not enqueued & _STAMP_STRIDE_MASK:
-                stamp = self._stamp = self._now()
+            if depth < STAMP_ALWAYS_BELOW or not enqueued & STAMP_STRIDE_MASK:
+                stamp = self.stamp = self._now()
             else:
-                stamp = self._stamp
+                stamp = self.stamp
             try:
                 queue.append((message, stamp, None))
             except AttributeError:  # the first message: the queue is still _UNALLOCATED
@@ -489,7 +492,7 @@ class Mailbox:
         if self._closed is not None:
             return
         self._closed = reason
-        self._room = 0
+        self.room = 0
         waiters = list(self.put_waiters)
         self.put_waiters.clear()
         for _, waiter in waiters:
@@ -499,7 +502,7 @@ class Mailbox:
     def reopen(self) -> None:
         """Accept user messages again (used when a stopped slot is started anew)."""
         self._closed = None
-        self._room = self.capacity
+        self.room = self.capacity
 
     def drain(self, reason: str) -> int:
         """Drop every queued user message to the drop hook with ``reason``; returns how many."""
