@@ -484,9 +484,8 @@ class Slot:
             mailbox = self.mailbox
             system = mailbox.system
             pending = mailbox.pending
-            # The mailbox's take, inline: pop, sample the wait of every `wait_sample`-th
-            # message, wake a producer waiting for space (see Mailbox.taker).
-            popleft = mailbox.taker()
+            # The mailbox's take, inline: pop, sample one wait in `wait_sample`, wake a
+            # producer waiting for space (see Mailbox.take).
             put_waiters = mailbox.put_waiters
             wait_sample = mailbox.wait_sample
             receive = self._receiver(instance)
@@ -536,7 +535,7 @@ class Slot:
                             receive = self._receiver(instance)
                             continue
                     elif pending:
-                        message, enqueued_at, reply = popleft()
+                        message, enqueued_at, reply = pending.popleft()
                         if served >= sample_at:
                             sample_at = served + wait_sample
                             mailbox.record_wait(enqueued_at)
@@ -545,7 +544,6 @@ class Slot:
                     elif mailbox.pending is not pending:
                         # The first user message made the mailbox's queue (it has none before).
                         pending = mailbox.pending
-                        popleft = mailbox.taker()
                         continue
                     else:
                         message = None

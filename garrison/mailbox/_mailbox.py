@@ -108,10 +108,6 @@ def _zero() -> float:
     return 0.0
 
 
-def _take_unallocated() -> Envelope:
-    raise IndexError("take from an empty mailbox")
-
-
 _UNALLOCATED = cast("deque[Envelope]", ())
 """The queue of a mailbox that has had no user message yet. An empty deque is 760 bytes (its
 first block is allocated with it), a quarter of an idle actor: it is made at the first message
@@ -175,9 +171,11 @@ class Mailbox:
         self.rejected = 0
         self.deferred = 0
         self._queue: deque[Envelope] = _UNALLOCATED
-        self.pending: deque[Envelope] | OrderedDict[Hashable, Envelope] = self._queue
-        """The container of queued user messages: truthy while any is queued. Replaced once,
-        when the first user message comes (see ``_UNALLOCATED``): read it again after a wait."""
+        self.pending: deque[Envelope] | KeyedQueue = self._queue
+        """The container of queued user messages: truthy while any is queued; its ``popleft()``
+        removes and returns the oldest envelope and does nothing else (the owning slot's loop
+        takes with it, doing :meth:`take`'s bookkeeping inline). Replaced once, when the first
+        user message comes (see ``_UNALLOCATED``): read it again after a wait."""
         self.system: list[Any] = []
         """The system lane: control messages, served before any user message; truthy while any
         is queued. Producers use ``put_system``; the owning slot's loop pops it directly."""
@@ -435,8 +433,9 @@ class Mailbox:
     def take(self) -> Envelope:
         """Remove and return the oldest user message. The mailbox must not be empty.
 
-        What a reader other than the owning slot uses (the test kit's probe). The
-        slot's loop takes through :meth:`taker` and does the same bookkeeping inline."""
+        What a reader other than the owning slot uses (the test kit's probe). The slot's
+        loop takes with ``pending.popleft()``, sampling one wait in ``wait_sample``
+        (``record_wait``) and calling ``wake_producer`` while ``put_waiters``."""
         envelope = self._queue.popleft()
         taken = self._taken + 1
         self._taken = taken
@@ -445,15 +444,6 @@ class Mailbox:
         if self.put_waiters:
             self.wake_producer()
         return envelope
-
-    def taker(self) -> Callable[[], Envelope]:
-        """The owning slot's take: a callable that removes and returns the oldest envelope
-        (IndexError when none is queued) and does nothing else. The caller samples the wait of
-        every ``wait_sample``-th message (``record_wait``) and, while ``put_waiters``, calls
-        ``wake_producer``. Valid while ``pending`` is the same object: ask again after it
-        changes (at the first user message)."""
-        queue = self._queue
-        return queue.popleft if queue is not _UNALLOCATED else _take_unallocated
 
     def record_wait(self, enqueued_at: float) -> None:
         """Add one sampled wait (from ``enqueued_at`` to now) to the wait histogram."""
@@ -571,6 +561,16 @@ class Mailbox:
         )
 
 
+class KeyedQueue(OrderedDict[Hashable, Envelope]):
+    """CONFLATE's queue: envelopes by key in order of the key's first arrival, taken from the
+    front as from a deque (``popleft``)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Envelope:
+        return self.popitem(last=False)[1]
+
+
 class ConflatingMailbox(Mailbox):
     """CONFLATE: at most one queued message per key, in order of the key's first arrival."""
 
@@ -588,7 +588,7 @@ class ConflatingMailbox(Mailbox):
         super().__init__(config, path=path, now=now, on_drop=on_drop, done=done)
         assert config.key is not None
         self._key: Callable[[Any], Hashable | None] = config.key
-        self._by_key: OrderedDict[Hashable, Envelope] = OrderedDict()
+        self._by_key = KeyedQueue()
         self.pending = self._by_key
 
     def __len__(self) -> int:
@@ -656,12 +656,6 @@ class ConflatingMailbox(Mailbox):
         if self.try_put(message):
             return self._done
         return self.put(message)
-
-    def taker(self) -> Callable[[], Envelope]:
-        return self._pop_oldest
-
-    def _pop_oldest(self) -> Envelope:
-        return self._by_key.popitem(last=False)[1]
 
     def wait(self) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
