@@ -76,7 +76,9 @@ class MailboxMetrics(msgspec.Struct, frozen=True):
     queued on the system lane instead (see ``Mailbox.put_or_defer``): not refused, and
     delivered unless the incarnation that set the timer ends first (then dead-lettered)."""
     oldest_age_seconds: float
-    """Age of the oldest queued message: the consumer lag right now."""
+    """Age of the oldest queued message: the consumer lag right now. Exact below a backlog of
+    16; beyond, it may read high by the time the 15 arrivals before that message took (see
+    ``STAMP_STRIDE_MASK``)."""
     wait_count: int
     wait_sum_seconds: float
     wait_buckets: tuple[tuple[float, int], ...]
