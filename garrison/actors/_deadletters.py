@@ -37,7 +37,8 @@ class DeadLetters:
         self.by_reason: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()
         self._recent: deque[DeadLetter] = deque(maxlen=keep)
-        self._subscribers: list[Callable[[DeadLetter], None]] = []
+        # A tuple replaced on every change: publish iterates it without a copy.
+        self._subscribers: tuple[Callable[[DeadLetter], None], ...] = ()
         self._log_limit = log_limit
         self._log_interval = log_interval
         self._window_start = float("-inf")
@@ -64,7 +65,7 @@ class DeadLetters:
         self.by_kind[kind] += 1
         self._recent.append(letter)
         self._log(letter)
-        for subscriber in tuple(self._subscribers):
+        for subscriber in self._subscribers:
             try:
                 subscriber(letter)
             except Exception:
@@ -72,11 +73,13 @@ class DeadLetters:
 
     def subscribe(self, subscriber: Callable[[DeadLetter], None]) -> Callable[[], None]:
         """Call ``subscriber`` with every future dead letter; returns an unsubscribe function."""
-        self._subscribers.append(subscriber)
+        self._subscribers = (*self._subscribers, subscriber)
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            subscribers = list(self._subscribers)
+            if subscriber in subscribers:
+                subscribers.remove(subscriber)
+                self._subscribers = tuple(subscribers)
 
         return unsubscribe
 

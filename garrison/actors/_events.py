@@ -63,20 +63,24 @@ class EventStream:
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        # A tuple replaced on every change: publish iterates it as it stands, without a copy,
+        # and a subscriber that (un)subscribes while called changes only later publishes.
+        self._subscribers: tuple[Subscriber, ...] = ()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
-        self._subscribers.append(subscriber)
+        self._subscribers = (*self._subscribers, subscriber)
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            subscribers = list(self._subscribers)
+            if subscriber in subscribers:
+                subscribers.remove(subscriber)
+                self._subscribers = tuple(subscribers)
 
         return unsubscribe
 
     def publish(self, event: LifecycleEvent) -> None:
-        for subscriber in tuple(self._subscribers):
+        for subscriber in self._subscribers:
             try:
                 subscriber(event)
             except Exception:

@@ -44,9 +44,10 @@ class ExitReason:
         return self.kind is ExitKind.FAILURE
 
     def __str__(self) -> str:
+        kind: str = self.kind._value_  # not .value: a property, read per exit and per record
         if self.error is not None:
-            return f"{self.kind.value}: {type(self.error).__name__}: {self.error}"
-        return f"{self.kind.value}: {self.detail}" if self.detail else self.kind.value
+            return f"{kind}: {type(self.error).__name__}: {self.error}"
+        return f"{kind}: {self.detail}" if self.detail else kind
 
     @property
     def brief(self) -> str:
@@ -55,9 +56,10 @@ class ExitReason:
         error = self.error
         if error is None:
             return str(self)
+        kind: str = self.kind._value_
         if self.detail:
-            return f"{self.kind.value}: {self.detail} ({type(error).__name__})"
-        return f"{self.kind.value}: {type(error).__name__}"
+            return f"{kind}: {self.detail} ({type(error).__name__})"
+        return f"{kind}: {type(error).__name__}"
 
     @classmethod
     def normal(cls, detail: str = "") -> ExitReason:

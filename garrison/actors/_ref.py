@@ -10,6 +10,8 @@ from garrison._defaults import DEFAULT_ASK_TIMEOUT
 from garrison._errors import MessageDropped
 from garrison._validate import check_seconds
 from garrison.actors._messages import ActorState, Terminated
+from garrison.mailbox import Mailbox
+from garrison.mailbox._mailbox import STAMP_ALWAYS_BELOW, STAMP_STRIDE_MASK
 
 if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters
@@ -53,12 +55,17 @@ class _BetweenIncarnations:
     has not re-created it yet. Each message goes to dead letters (kind ``restarting``) with
     the reason; an ask fails with MessageDropped. Nothing raises ActorStopped: the ref lives."""
 
-    __slots__ = ("_dead_letters", "_path", "_reason")
+    __slots__ = ("_dead_letters", "_done", "_path", "_reason")
 
-    def __init__(self, dead_letters: DeadLetters, path: str, reason: str) -> None:
+    def __init__(self, dead_letters: DeadLetters, path: str, reason: str, done: Awaitable[None]) -> None:
         self._dead_letters = dead_letters
         self._path = path
         self._reason = reason
+        self._done = done
+
+    def send(self, message: Any) -> Awaitable[None]:
+        self.try_put(message)
+        return self._done
 
     def try_put(self, message: Any, reply: asyncio.Future[Any] | None = None) -> bool:
         if reply is not None and not reply.done():
@@ -68,6 +75,11 @@ class _BetweenIncarnations:
 
     def put_nowait(self, message: Any, reply: asyncio.Future[Any] | None = None) -> None:
         self.try_put(message, reply)
+
+
+def _plain(mailbox: Mailbox) -> Mailbox | None:
+    """``mailbox`` if ``ActorRef.tell`` may queue into it inline (a plain FIFO), else None."""
+    return mailbox if mailbox.__class__ is Mailbox else None
 
 
 class ActorRef:
@@ -94,8 +106,8 @@ class ActorRef:
         "_exit_reason",
         "_loop",
         "_mailbox",
-        "_put_nowait",
-        "_try_put",
+        "_plain",
+        "_target",
         "_watchers",
         "path",
     )
@@ -103,9 +115,11 @@ class ActorRef:
     def __init__(self, slot: Slot) -> None:
         self._context = slot  # the slot this ref reaches now
         self._mailbox = slot.mailbox
-        # Bound once per incarnation of the path, not looked up per message: tell is the hot path.
-        self._try_put = slot.mailbox.try_put
-        self._put_nowait = slot.mailbox.put_nowait
+        # What sends go to: the mailbox, or what stands in for it while the path has no slot.
+        # An object, not bound methods: one object less to track per actor each.
+        self._target: Mailbox | _BetweenIncarnations = slot.mailbox
+        self._plain: Mailbox | None = _plain(slot.mailbox)
+        """The mailbox while it is a plain FIFO of this path's live slot: ``tell``'s inline path."""
         kernel = slot.node.kernel
         # A completed future: awaiting it returns at once, cheaper than a coroutine.
         self._done = kernel.completed
@@ -145,15 +159,15 @@ class ActorRef:
         """Internal: ``slot`` is the new slot of this ref's path; messages go there from now on."""
         self._context = slot
         self._mailbox = slot.mailbox
-        self._try_put = slot.mailbox.try_put
-        self._put_nowait = slot.mailbox.put_nowait
+        self._target = slot.mailbox
+        self._plain = _plain(slot.mailbox)
 
     def park(self, dead_letters: DeadLetters, reason: str) -> None:
         """Internal: the slot stopped while an ancestor restarts; until ``bind``, each message
         goes to dead letters with ``reason``."""
-        between = _BetweenIncarnations(dead_letters, self.path, reason)
-        self._try_put = between.try_put
-        self._put_nowait = between.put_nowait
+        between = _BetweenIncarnations(dead_letters, self.path, reason, self._done)
+        self._target = between
+        self._plain = None
 
     def die(self, reason: ExitReason) -> None:
         """Internal: the path is gone for good. Sends raise ActorStopped from now on (the last
@@ -163,8 +177,8 @@ class ActorRef:
         self._exit_reason = reason
         mailbox = self._context.mailbox
         self._mailbox = mailbox
-        self._try_put = mailbox.try_put
-        self._put_nowait = mailbox.put_nowait
+        self._target = mailbox
+        self._plain = None
         watchers = self._watchers
         if watchers:
             for watcher in watchers:
@@ -197,10 +211,19 @@ class ActorRef:
         While an ancestor restarts (the path has no slot yet) the message
         goes to dead letters with kind ``restarting``.
         """
-        if self._try_put(message):
-            return self._done
-        waiting: Awaitable[None] = self._mailbox.put(message)
-        return waiting
+        # Inline, the common case of a busy actor: a backlog of at least STAMP_ALWAYS_BELOW
+        # (so the consumer is awake and the queue exists), room left, and not a message whose
+        # enqueue time is read: queue it as Mailbox.send would, without calling it.
+        mailbox = self._plain
+        if mailbox is not None:
+            queue = mailbox.pending
+            if STAMP_ALWAYS_BELOW <= len(queue) < mailbox.room:
+                enqueued = mailbox.enqueued + 1
+                if enqueued & STAMP_STRIDE_MASK:
+                    mailbox.enqueued = enqueued
+                    queue.append((message, mailbox.stamp, None))  # type: ignore[union-attr]
+                    return self._done
+        return self._target.send(message)
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` without waiting.
@@ -210,7 +233,7 @@ class ActorRef:
         once the actor has stopped for good. While an ancestor restarts the
         message goes to dead letters with kind ``restarting``.
         """
-        self._put_nowait(message)
+        self._target.put_nowait(message)
 
     async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send ``message`` and await the handler's return value.
@@ -230,7 +253,7 @@ class ActorRef:
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)
         try:
-            if not self._try_put(message, reply):
+            if not self._target.try_put(message, reply):
                 await self._mailbox.put(message, reply)
         except BaseException:
             reply.cancel()  # never sent: nothing is left for its deadline to expire
@@ -256,7 +279,7 @@ class ActorRef:
         if timeout is not None:
             self._deadlines.add(reply, timeout, self.path, message)
         try:
-            if not self._try_put(message, reply):
+            if not self._target.try_put(message, reply):
                 waiting = self._loop.create_task(
                     self._put_later(message, reply), name=f"garrison:{self.path}:ask"
                 )

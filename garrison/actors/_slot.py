@@ -161,7 +161,7 @@ class Slot:
         self.kwargs = kwargs
         self.loop = asyncio.get_running_loop()
         self.mailbox: Mailbox = make_mailbox(
-            mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped
+            mailbox, path=self.path, now=node.clock.now, on_drop=self._dropped, done=node.kernel.completed
         )
         if ref is None:
             self.self_ref = ActorRef(self)
@@ -484,7 +484,10 @@ class Slot:
             mailbox = self.mailbox
             system = mailbox.system
             pending = mailbox.pending
-            take = mailbox.take
+            # The mailbox's take, inline: pop, sample one wait in `wait_sample`, wake a
+            # producer waiting for space (see Mailbox.take).
+            put_waiters = mailbox.put_waiters
+            wait_sample = mailbox.wait_sample
             receive = self._receiver(instance)
             track_busy = self.actor_class.heartbeat_timeout is not None
             now = self.node.clock.now
@@ -493,8 +496,12 @@ class Slot:
             # Fairness is about the real loop: real time, except on a manual clock (see slice_time).
             slice_time = self.node.clock.slice_time
             yielded_at = slice_time()
-            served = 0
-            check_at = 1  # the message count after which the slice's time is read next
+            # Counts of messages served by this incarnation (system ones too): `served` so far,
+            # `slice_start` when the slice began, `check_at` when the slice's time is read next,
+            # `sample_at` when the wait of the next user message taken is sampled.
+            served = slice_start = 0
+            check_at = 1
+            sample_at = wait_sample - 1
             try:
                 while True:
                     if system:
@@ -509,10 +516,12 @@ class Slot:
                             message = control.message
                         elif control.__class__ is Stop:
                             reason = control.reason
+                            message = None
                             await self._run_on_stop(instance)
                             break
                         else:
                             serving = control
+                            message = None
                             try:
                                 outcome = await control.run(self.context, instance)
                             except Exception as exc:
@@ -526,15 +535,22 @@ class Slot:
                             receive = self._receiver(instance)
                             continue
                     elif pending:
-                        message, _, reply = take()
+                        message, enqueued_at, reply = pending.popleft()
+                        if served >= sample_at:
+                            sample_at = served + wait_sample
+                            mailbox.record_wait(enqueued_at)
+                        if put_waiters:
+                            mailbox.wake_producer()
                     elif mailbox.pending is not pending:
                         # The first user message made the mailbox's queue (it has none before).
                         pending = mailbox.pending
                         continue
                     else:
+                        message = None
                         await mailbox.wait()
                         yielded_at = slice_time()
-                        served, check_at = 0, 1
+                        slice_start = served
+                        check_at = served + 1
                         continue
                     if track_busy:
                         self.busy_since = now()
@@ -561,7 +577,6 @@ class Slot:
                                 else:
                                     self._late_reply(message, result)
                         reply = self._reply = None
-                    message = None
                     if track_busy:
                         self.busy_since = None
                     # Akka's dispatcher rule: yield after `throughput` messages, or sooner once
@@ -570,26 +585,30 @@ class Slot:
                     # later while that many more fit, at the slice's pace so far, in half the
                     # time left; else after the next message. Only when more is queued: an
                     # empty mailbox parks the actor anyway (an ask's round trip pays no check).
+                    # `message` keeps the message just served until the next await that is
+                    # not its handler: each of those sets it to None first, so that a kill
+                    # there does not dead-letter it as in flight.
                     served += 1
                     if served >= check_at and (pending or system):
-                        if served >= throughput:
+                        in_slice = served - slice_start
+                        if in_slice >= throughput:
                             yield_now = True
                         elif deadline:
                             elapsed = slice_time() - yielded_at
                             yield_now = elapsed >= deadline
-                            if (deadline - elapsed) * served >= _STRIDE_PACE * elapsed:
-                                check_at = served + DEADLINE_CHECK_STRIDE
-                                if check_at > throughput:
-                                    check_at = throughput
+                            if (deadline - elapsed) * in_slice >= _STRIDE_PACE * elapsed:
+                                check_at = min(served + DEADLINE_CHECK_STRIDE, slice_start + throughput)
                             else:
                                 check_at = served + 1
                         else:
                             yield_now = False
-                            check_at = throughput
+                            check_at = slice_start + throughput
                         if yield_now:
+                            message = None
                             await asyncio.sleep(0)
                             yielded_at = slice_time()
-                            served, check_at = 0, 1
+                            slice_start = served
+                            check_at = served + 1
             except asyncio.CancelledError:
                 reason = self._kill_reason or ExitReason.shutdown("cancelled")
                 if reply is not None and not reply.done():
@@ -701,7 +720,8 @@ class Slot:
         self.instance = None
         self.busy_since = None
         self._reply = None  # an ask cut off mid-handler must not be deferrable by the next incarnation
-        await self._cancel_owned()
+        if self._owned_timers or self._owned_tasks:  # most incarnations own neither
+            await self._cancel_owned()
         if self.mailbox.system:  # the reason is formatted only when there is a message to give it
             self._discard_timer_messages(
                 f"timer set by incarnation #{self.incarnation} of {self.path}, which ended ({reason}): "

@@ -22,7 +22,7 @@ import contextlib
 import functools
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, cast
 
 import msgspec
@@ -31,7 +31,9 @@ from garrison._errors import ActorStopped, MailboxFull, MessageDropped
 from garrison.mailbox._config import MailboxConfig, Overflow
 
 Envelope = tuple[Any, float, "asyncio.Future[Any] | None"]
-"""(message, enqueue time on the node clock, reply future of an ask or None)."""
+"""(message, enqueue time on the node clock, reply future of an ask or None). The enqueue time
+is read for a message that arrives while fewer than 16 are queued and for every 16th one; the
+others carry the time read before them (see ``STAMP_ALWAYS_BELOW``)."""
 
 DropHook = Callable[[Any, "asyncio.Future[Any] | None", str], None]
 """Called with (message, reply future, reason) for every message dropped unprocessed."""
@@ -45,6 +47,14 @@ WAIT_BUCKETS: tuple[float, ...] = (
 WAIT_SAMPLE_MASK = 15
 """The wait-time histogram records every 16th message taken: an unbiased sample
 that keeps the metric's cost on the hot path within a few percent."""
+
+STAMP_ALWAYS_BELOW = 16
+"""A message that arrives while fewer than this many are queued has its enqueue time read."""
+STAMP_STRIDE_MASK = 15
+"""At a longer backlog the clock is read for every 16th message enqueued; the others carry the
+time read last. The consumer lag and a sampled wait then read high by at most the time the 15
+messages before took to arrive (never more than the backlog's own age): a clock read per
+message was most of what the metrics cost on a tell (docs/mailboxes.md)."""
 
 _NEVER = (1 << 62) - 1
 """A sample mask no message count reaches: no wait samples (metrics off)."""
@@ -66,7 +76,9 @@ class MailboxMetrics(msgspec.Struct, frozen=True):
     queued on the system lane instead (see ``Mailbox.put_or_defer``): not refused, and
     delivered unless the incarnation that set the timer ends first (then dead-lettered)."""
     oldest_age_seconds: float
-    """Age of the oldest queued message: the consumer lag right now."""
+    """Age of the oldest queued message: the consumer lag right now. Exact below a backlog of
+    16; beyond, it may read high by the time the 15 arrivals before that message took (see
+    ``STAMP_STRIDE_MASK``)."""
     wait_count: int
     wait_sum_seconds: float
     wait_buckets: tuple[tuple[float, int], ...]
@@ -115,17 +127,19 @@ class Mailbox:
 
     __slots__ = (
         "_closed",
+        "_done",
         "_loop",
         "_metrics",
         "_wait_mask",
         "_now",
         "_on_drop",
         "_next_ticket",
-        "_put_waiters",
         "_queue",
+        "_taken",
         "_wait_counts",
         "_wait_sum",
         "_waiter",
+        "wait_sample",
         "capacity",
         "conflated",
         "deferred",
@@ -134,8 +148,10 @@ class Mailbox:
         "overflow",
         "path",
         "pending",
-        "processed",
+        "put_waiters",
         "rejected",
+        "room",
+        "stamp",
         "system",
     )
 
@@ -146,42 +162,72 @@ class Mailbox:
         path: str,
         now: Callable[[], float],
         on_drop: DropHook,
+        done: asyncio.Future[None] | None = None,
     ) -> None:
         self.path = path
         self.capacity = config.capacity
         self.overflow = config.overflow
         self.enqueued = 0
-        self.processed = 0
         self.dropped = 0
         self.conflated = 0
         self.rejected = 0
         self.deferred = 0
         self._queue: deque[Envelope] = _UNALLOCATED
-        self.pending: deque[Envelope] | OrderedDict[Hashable, Envelope] = self._queue
-        """The container of queued user messages: truthy while any is queued. Replaced once,
-        when the first user message comes (see ``_UNALLOCATED``): read it again after a wait."""
+        self.pending: deque[Envelope] | KeyedQueue = self._queue
+        """The container of queued user messages: truthy while any is queued; its ``popleft()``
+        removes and returns the oldest envelope and does nothing else (the owning slot's loop
+        takes with it, doing :meth:`take`'s bookkeeping inline). Replaced once, when the first
+        user message comes (see ``_UNALLOCATED``): read it again after a wait."""
         self.system: list[Any] = []
         """The system lane: control messages, served before any user message; truthy while any
         is queued. Producers use ``put_system``; the owning slot's loop pops it directly."""
         self._waiter: asyncio.Future[None] | None = None
-        self._put_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        """Producers waiting for space, in arrival order: (ticket, waiter)."""
+        self.put_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """Producers waiting for space, in arrival order: (ticket, waiter); truthy while any
+        waits. The same list for the mailbox's life: the owning slot's loop holds it."""
         self._next_ticket = 0  # an int, not a counter object: one object less per mailbox
         self._closed: str | None = None
+        self.room = self.capacity
+        """The depth below which a put takes the fast path: ``capacity`` while open, 0 once
+        closed (so that the fast path needs no separate closed check). Read by
+        ``ActorRef.tell``'s inline path too."""
         self._metrics = config.metrics
         self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
+        self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
+        """The owner samples the wait of one message in ``wait_sample`` (``record_wait``): the
+        slot's loop, the next user message it takes once that many were served since the last
+        sample; :meth:`take`, every ``wait_sample``-th. A count no loop reaches when metrics
+        are off."""
+        self._taken = 0
+        """Messages taken with :meth:`take` (the test kit's probe; the owning slot counts its own)."""
         self._now = now if config.metrics else _zero
         self._wait_counts: list[int] | None = None
         """The wait histogram's bucket counts, created at the first sample (240 bytes an idle
         actor does without)."""
         self._wait_sum = 0.0
+        self.stamp = 0.0
+        """The enqueue time read last (see ``STAMP_ALWAYS_BELOW``): what a message that arrives
+        at a backlog carries unless it is the 16th."""
         self._on_drop = on_drop
         self._loop = asyncio.get_running_loop()
+        if done is None:
+            done = self._loop.create_future()
+            done.set_result(None)
+        self._done = done
+        """A completed future: what :meth:`send` returns when the message is queued (awaiting
+        it returns at once, cheaper than a coroutine). The node's, shared by its mailboxes."""
 
     # -- producer side -------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def processed(self) -> int:
+        """Messages taken for processing so far: what entered and neither was dropped nor is
+        queued (``enqueued == processed + dropped + depth`` holds at every step, so no
+        per-message counter is kept)."""
+        return self.enqueued - self.dropped - len(self)
 
     @property
     def closed(self) -> bool:
@@ -194,22 +240,62 @@ class Mailbox:
         for space (BACKPRESSURE, or CONFLATE with a new key). Raises
         MailboxFull under REJECT and ActorStopped once the mailbox is closed.
         """
+        queue = self._queue
+        depth = len(queue)
+        if depth < self.room:
+            enqueued = self.enqueued + 1
+            self.enqueued = enqueued
+            if depth < STAMP_ALWAYS_BELOW or not enqueued & STAMP_STRIDE_MASK:
+                stamp = self.stamp = self._now()
+            else:
+                stamp = self.stamp
+            try:
+                queue.append((message, stamp, reply))
+            except AttributeError:  # the first message: the queue is still _UNALLOCATED
+                self._allocate().append((message, stamp, reply))
+            if not depth:  # the consumer waits only on an empty mailbox
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return True
         if self._closed is not None:
             raise ActorStopped(self.path, self._closed)
-        queue = self._queue
-        if len(queue) < self.capacity:
-            try:
-                queue.append((message, self._now(), reply))
-            except AttributeError:  # the first message: the queue is still _UNALLOCATED
-                self._allocate().append((message, self._now(), reply))
-            self.enqueued += 1
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-            return True
         return self._overflow(message, reply)
+
+    def send(self, message: Any) -> Awaitable[None]:
+        """Enqueue a tell: what ``ActorRef.tell`` is bound to (one Python call per tell).
+
+        Returns a completed future when the policy took the message now, else
+        the wait for space (:meth:`put`). Raises as :meth:`try_put` does.
+        The body is :meth:`try_put`'s, inline: this is the hot path of every tell.
+        """
+        queue = self._queue
+        depth = len(queue)
+        if depth < self.room:
+            enqueued = self.enqueued + 1
+            self.enqueued = enqueued
+            if depth < STAMP_ALWAYS_BELOW or not enqueued & STAMP_STRIDE_MASK:
+                stamp = self.stamp = self._now()
+            else:
+                stamp = self.stamp
+            try:
+                queue.append((message, stamp, None))
+            except AttributeError:  # the first message: the queue is still _UNALLOCATED
+                self._allocate().append((message, stamp, None))
+            if not depth:  # the consumer waits only on an empty mailbox
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return self._done
+        if self._closed is not None:
+            raise ActorStopped(self.path, self._closed)
+        if self._overflow(message, None):
+            return self._done
+        return self.put(message)
 
     def _allocate(self) -> deque[Envelope]:
         queue: deque[Envelope] = deque()
@@ -275,8 +361,8 @@ class Mailbox:
             if reply is not None and reply.done():
                 # The ask gave up (timed out or was cancelled): nothing to send. Checked
                 # before enqueueing, and space we were woken for goes to the next producer.
-                if self._put_waiters and len(self) < self.capacity:
-                    self._wake_producer()
+                if self.put_waiters and len(self) < self.capacity:
+                    self.wake_producer()
                 return
             if self.try_put(message, reply):
                 return
@@ -284,25 +370,25 @@ class Mailbox:
             if ticket is None:
                 ticket = self._next_ticket
                 self._next_ticket += 1
-                self._put_waiters.append((ticket, waiter))
+                self.put_waiters.append((ticket, waiter))
             else:
                 # Woken, but a producer that never waited took the space first: back
                 # in line at our original place, not behind those who came later.
-                insort(self._put_waiters, (ticket, waiter), key=_ticket)
+                insort(self.put_waiters, (ticket, waiter), key=_ticket)
             if reply is not None:
                 reply.add_done_callback(functools.partial(_resolve_waiter, waiter))
             try:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._wake_producer()
+                    self.wake_producer()
                 else:
                     with contextlib.suppress(ValueError):
-                        self._put_waiters.remove((ticket, waiter))
+                        self.put_waiters.remove((ticket, waiter))
                 raise
 
-    def _wake_producer(self) -> None:
-        waiters = self._put_waiters
+    def wake_producer(self) -> None:
+        waiters = self.put_waiters
         while waiters:
             _, waiter = waiters.pop(0)
             if not waiter.done():
@@ -347,17 +433,22 @@ class Mailbox:
     # -- consumer side -------------------------------------------------
 
     def take(self) -> Envelope:
-        """Remove and return the oldest user message. The mailbox must not be empty."""
+        """Remove and return the oldest user message. The mailbox must not be empty.
+
+        What a reader other than the owning slot uses (the test kit's probe). The slot's
+        loop takes with ``pending.popleft()``, sampling one wait in ``wait_sample``
+        (``record_wait``) and calling ``wake_producer`` while ``put_waiters``."""
         envelope = self._queue.popleft()
-        processed = self.processed + 1
-        self.processed = processed
-        if not processed & self._wait_mask:
-            self._record_wait(envelope[1])
-        if self._put_waiters:
-            self._wake_producer()
+        taken = self._taken + 1
+        self._taken = taken
+        if not taken & self._wait_mask:
+            self.record_wait(envelope[1])
+        if self.put_waiters:
+            self.wake_producer()
         return envelope
 
-    def _record_wait(self, enqueued_at: float) -> None:
+    def record_wait(self, enqueued_at: float) -> None:
+        """Add one sampled wait (from ``enqueued_at`` to now) to the wait histogram."""
         waited = self._now() - enqueued_at
         self._wait_sum += waited
         counts = self._wait_counts
@@ -393,7 +484,9 @@ class Mailbox:
         if self._closed is not None:
             return
         self._closed = reason
-        waiters, self._put_waiters = self._put_waiters, []
+        self.room = 0
+        waiters = list(self.put_waiters)
+        self.put_waiters.clear()
         for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(ActorStopped(self.path, reason))
@@ -401,16 +494,17 @@ class Mailbox:
     def reopen(self) -> None:
         """Accept user messages again (used when a stopped slot is started anew)."""
         self._closed = None
+        self.room = self.capacity
 
     def drain(self, reason: str) -> int:
         """Drop every queued user message to the drop hook with ``reason``; returns how many."""
-        drained = 0
         on_drop = self._on_drop
-        for message, _, reply in self._drain_envelopes():
-            self.dropped += 1
-            drained += 1
+        envelopes = self._drain_envelopes()
+        # Counted before the hooks run: a hook that reads the metrics sees the counters add up.
+        self.dropped += len(envelopes)
+        for message, _, reply in envelopes:
             on_drop(message, reply, reason)
-        return drained
+        return len(envelopes)
 
     def _drain_envelopes(self) -> list[Envelope]:
         envelopes = list(self._queue)
@@ -469,6 +563,16 @@ class Mailbox:
         )
 
 
+class KeyedQueue(OrderedDict[Hashable, Envelope]):
+    """CONFLATE's queue: envelopes by key in order of the key's first arrival, taken from the
+    front as from a deque (``popleft``)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Envelope:
+        return self.popitem(last=False)[1]
+
+
 class ConflatingMailbox(Mailbox):
     """CONFLATE: at most one queued message per key, in order of the key's first arrival."""
 
@@ -481,11 +585,12 @@ class ConflatingMailbox(Mailbox):
         path: str,
         now: Callable[[], float],
         on_drop: DropHook,
+        done: asyncio.Future[None] | None = None,
     ) -> None:
-        super().__init__(config, path=path, now=now, on_drop=on_drop)
+        super().__init__(config, path=path, now=now, on_drop=on_drop, done=done)
         assert config.key is not None
         self._key: Callable[[Any], Hashable | None] = config.key
-        self._by_key: OrderedDict[Hashable, Envelope] = OrderedDict()
+        self._by_key = KeyedQueue()
         self.pending = self._by_key
 
     def __len__(self) -> int:
@@ -541,13 +646,18 @@ class ConflatingMailbox(Mailbox):
 
     def take(self) -> Envelope:
         _, envelope = self._by_key.popitem(last=False)
-        processed = self.processed + 1
-        self.processed = processed
-        if not processed & self._wait_mask:
-            self._record_wait(envelope[1])
-        if self._put_waiters:
-            self._wake_producer()
+        taken = self._taken + 1
+        self._taken = taken
+        if not taken & self._wait_mask:
+            self.record_wait(envelope[1])
+        if self.put_waiters:
+            self.wake_producer()
         return envelope
+
+    def send(self, message: Any) -> Awaitable[None]:
+        if self.try_put(message):
+            return self._done
+        return self.put(message)
 
     def wait(self) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -568,7 +678,15 @@ class ConflatingMailbox(Mailbox):
         return next(iter(self._by_key.values()))[1]
 
 
-def make_mailbox(config: MailboxConfig, *, path: str, now: Callable[[], float], on_drop: DropHook) -> Mailbox:
-    """Build the mailbox class that fits the config's overflow policy."""
+def make_mailbox(
+    config: MailboxConfig,
+    *,
+    path: str,
+    now: Callable[[], float],
+    on_drop: DropHook,
+    done: asyncio.Future[None] | None = None,
+) -> Mailbox:
+    """Build the mailbox class that fits the config's overflow policy. ``done``: a completed
+    future for :meth:`Mailbox.send` to return (one of its own when None)."""
     cls = ConflatingMailbox if config.overflow is Overflow.CONFLATE else Mailbox
-    return cls(config, path=path, now=now, on_drop=on_drop)
+    return cls(config, path=path, now=now, on_drop=on_drop, done=done)

@@ -537,7 +537,8 @@ class Supervisor(Actor):
         group = self._group(child)
         delay = self._backoff_delay(child, now)
         assert child.slot is not None
-        self._report(child, child.slot, reason, self._plan(child, group, delay))
+        text = str(reason)  # formatted once for the record and the Restarted event
+        self._report(child, child.slot, reason, self._plan(child, group, delay), text)
         for member in group:
             # A pending backoff restart is folded into this one.
             member.forget_pending_restart()
@@ -566,7 +567,7 @@ class Supervisor(Actor):
             timer = self._clock.call_later(delay, self._slot.mailbox.put_system, restart)
             child.await_restart(restart, timer)
             return None
-        return await self._start_group(group, child, reason)
+        return await self._start_group(group, child, reason, text)
 
     def _plan(self, child: _Child, group: Sequence[_Child], delay: float) -> str:
         """What a restart will do, in words, for the log."""
@@ -583,15 +584,20 @@ class Supervisor(Actor):
             plan += f" in {delay:.3f}s (backoff)"
         return plan
 
-    def _report(self, child: _Child, slot: Slot, reason: ExitReason, next_step: str) -> None:
+    def _report(
+        self, child: _Child, slot: Slot, reason: ExitReason, next_step: str, text: str | None = None
+    ) -> None:
         """One record per child exit we handle: who, why, and what happens next (OTP's supervisor report).
 
         Bound with the child's path; structured fields name the error's type and text and the
         restarts so far. A failure carries its traceback for the first
         ``node.crash_traceback_limit`` failures of the child per ``crash_traceback_window``
         seconds; later ones in that window are logged without it (``traceback="omitted"``), and
-        one summary record when the window closes says how many.
+        one summary record when the window closes says how many. ``text``: ``str(reason)`` when
+        the caller has it already.
         """
+        if text is None:
+            text = str(reason)
         if not reason.abnormal:
             slot.logger.info(
                 "actor {path} exited: {why}; supervisor {supervisor} {next_step}",
@@ -599,7 +605,7 @@ class Supervisor(Actor):
                 why=_why(reason),
                 supervisor=self._path,
                 next_step=next_step,
-                reason=str(reason),
+                reason=text,
                 restarts=slot.restarts,
             )
             return
@@ -613,7 +619,7 @@ class Supervisor(Actor):
             why=_why(reason),
             supervisor=self._path,
             next_step=next_step,
-            reason=str(reason),
+            reason=text,
             error_type=type(error).__name__ if error is not None else "",
             error_message=str(error) if error is not None else "",
             restarts=slot.restarts,
@@ -677,7 +683,7 @@ class Supervisor(Actor):
         return delay
 
     async def _start_group(
-        self, group: Sequence[_Child], failed: _Child, reason: ExitReason
+        self, group: Sequence[_Child], failed: _Child, reason: ExitReason, text: str | None = None
     ) -> ExitReason | None:
         """Start each member's slot again, in start order. A failed start counts as another restart.
 
@@ -714,7 +720,7 @@ class Supervisor(Actor):
                 return None
             started_at = member.started_at = self._clock.now()
             why = (
-                str(reason)
+                (text if text is not None else str(reason))
                 if member is failed
                 else f"{self.spec.strategy.value}: sibling {failed.spec.id!r} exited ({reason})"
             )

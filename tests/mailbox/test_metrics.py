@@ -145,3 +145,30 @@ async def test_metrics_disabled_skips_lag_but_keeps_counts() -> None:
     metrics = mailbox.metrics()
     assert metrics.processed == 16
     assert metrics.wait_count == 0
+
+
+async def test_at_a_backlog_of_sixteen_a_message_carries_the_enqueue_time_read_before_it() -> None:
+    clock = ManualClock()
+    mailbox, _ = build(capacity=100, clock=clock)
+    for _ in range(SAMPLE):
+        mailbox.put_nowait("early")  # fewer than 16 queued at each arrival: each one's own time
+    await clock.advance(1.0)
+    mailbox.put_nowait("late")  # arrives at a backlog of 16: carries the time read at t=0
+    for _ in range(SAMPLE):
+        mailbox.take()
+    # "late" is 0 s old; the lag reads at most the time the 15 before it took to arrive.
+    assert mailbox.metrics().oldest_age_seconds == 1.0
+
+
+async def test_at_a_backlog_every_sixteenth_message_reads_the_clock() -> None:
+    clock = ManualClock()
+    mailbox, _ = build(capacity=100, clock=clock)
+    for _ in range(2 * SAMPLE - 1):
+        mailbox.put_nowait("early")
+    await clock.advance(1.0)
+    mailbox.put_nowait("sixteenth")  # the 32nd enqueued: its own time, t=1
+    for _ in range(2 * SAMPLE - 1):
+        mailbox.take()
+    assert mailbox.metrics().oldest_age_seconds == 0.0
+    await clock.advance(0.5)
+    assert mailbox.metrics().oldest_age_seconds == 0.5
