@@ -10,8 +10,7 @@ from garrison._defaults import DEFAULT_ASK_TIMEOUT
 from garrison._errors import MessageDropped
 from garrison._validate import check_seconds
 from garrison.actors._messages import ActorState, Terminated
-from garrison.mailbox import Mailbox
-from garrison.mailbox._mailbox import STAMP_ALWAYS_BELOW, STAMP_STRIDE_MASK
+from garrison.mailbox import STAMP_ALWAYS_BELOW, STAMP_STRIDE_MASK, Mailbox
 
 if TYPE_CHECKING:
     from garrison.actors._deadletters import DeadLetters

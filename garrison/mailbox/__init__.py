@@ -2,6 +2,8 @@
 
 from garrison.mailbox._config import MailboxConfig, Overflow
 from garrison.mailbox._mailbox import (
+    STAMP_ALWAYS_BELOW,
+    STAMP_STRIDE_MASK,
     WAIT_BUCKETS,
     ConflatingMailbox,
     Envelope,
@@ -11,6 +13,8 @@ from garrison.mailbox._mailbox import (
 )
 
 __all__ = [
+    "STAMP_ALWAYS_BELOW",
+    "STAMP_STRIDE_MASK",
     "WAIT_BUCKETS",
     "ConflatingMailbox",
     "Envelope",
