@@ -186,7 +186,7 @@ async def ghost_fills(
         async for _, events in runs:
             for event in events:
                 if isinstance(event, FillQuarantined):
-                    quarantined.append(f"{event.fill_seq} {event.client_order_id} ({event.reason})")
+                    quarantined.append(f"fill {event.fill_seq} of {event.client_order_id!r}: {event.reason}")
                     continue
                 cid = event.client_order_id
                 intent = intents.get(cid)
@@ -194,7 +194,7 @@ async def ghost_fills(
                 problem = fill_problem(as_fill, None if intent is None else intent.payload, filled[cid])
                 filled[cid] += event.qty
                 if problem is not None:
-                    applied.append(f"{event.fill_seq} {cid} ({problem})")
+                    applied.append(f"fill {event.fill_seq} of {cid!r}: {problem}")
     return quarantined, applied
 
 
