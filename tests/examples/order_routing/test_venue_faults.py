@@ -370,10 +370,10 @@ async def test_fills_no_intent_accounts_for_are_quarantined_journaled_and_never_
     # Journaled, with the reason, and the verdict's reading finds none applied.
     quarantined, applied = await ghost_fills(journal, await durable_intents(journal))
     assert applied == []
-    assert [line.split(" (")[0] for line in quarantined] == [
-        "2 never-sent-by-this-node",
-        f"3 {cid}",
-        f"4 {cid}",
+    assert [line.split(": ")[0] for line in quarantined] == [
+        "fill 2 of 'never-sent-by-this-node'",
+        f"fill 3 of {cid!r}",
+        f"fill 4 of {cid!r}",
     ]
     assert "unknown client order id" in quarantined[0]
     assert "symbol 'GLOBEX' contradicts" in quarantined[1]
