@@ -42,3 +42,17 @@ def chain(value: object, previous: int) -> int:
     missing from the middle is found as surely as a changed one.
     """
     return zlib.crc32(value if type(value) is bytes else stored_bytes(value), previous)
+
+
+def snapshot_checksum(seq: object, state: object) -> int:
+    """The CRC-32 of a snapshot: its seq (as text), then its state. The seq is covered so that
+    a damaged seq is found like damaged state: a snapshot read as of another seq would replay
+    the events after the wrong one."""
+    return zlib.crc32(state if type(state) is bytes else stored_bytes(state), zlib.crc32(stored_bytes(seq)))
+
+
+def snapshot_intact(seq: object, state: object, stored: object) -> bool:
+    """Whether ``stored`` is the checksum of a snapshot at ``seq`` holding ``state``. A snapshot
+    written before the seq was covered carries ``checksum(state)`` alone and is accepted as
+    intact too (its seq unchecked, as it was then) until the next snapshot replaces it."""
+    return stored == snapshot_checksum(seq, state) or stored == checksum(state)

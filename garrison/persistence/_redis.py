@@ -46,7 +46,7 @@ from garrison._errors import (
 )
 from garrison._secret import MASK, mask_text, redact_url
 from garrison.persistence import _redis_scripts as scripts
-from garrison.persistence._checksum import checksum
+from garrison.persistence._checksum import snapshot_checksum, snapshot_intact
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
 from garrison.persistence._journal import (
     Ack,
@@ -400,9 +400,9 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
                     )
             await self._rewrite_with_checksums(client, key, groups)
         async for raw_key in client.scan_iter(match=f"{_glob_escape(self.namespace)}:{{*}}:meta", count=1000):
-            state = await client.hget(raw_key, "snapshot")
-            if state is not None:
-                await client.hset(raw_key, "snapshot_crc", crc32(bytes(state)))
+            seq, state = await client.hmget(raw_key, ["snapshot_seq", "snapshot"])
+            if seq is not None and state is not None:
+                await client.hset(raw_key, "snapshot_crc", snapshot_checksum(bytes(seq), bytes(state)))
 
     async def _rewrite_with_checksums(self, client: Any, key: str, groups: list[dict[Any, Any]]) -> None:
         info = await client.xinfo_stream(key)
@@ -796,7 +796,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         if not isinstance(state, bytes):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
         client = self.client()
-        keys, args = [self.meta_key(stream)], [seq, state, checksum(state)]
+        keys, args = [self.meta_key(stream)], [seq, state, snapshot_checksum(seq, state)]
         script = self._snapshot_script
         if fence:
             keys, args, script = [*keys, self.fence_key(stream)], [*args, fence], self._fenced_snapshot_script
@@ -821,7 +821,7 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
             raise InvalidConfig("state", type(state).__name__, "a snapshot state must be bytes")
         client = self.client()
         expected = "" if expected_seq is None else str(expected_seq)
-        keys, args = [self.meta_key(stream)], [seq, state, checksum(state), expected]
+        keys, args = [self.meta_key(stream)], [seq, state, snapshot_checksum(seq, state), expected]
         script = self._snapshot_if_script
         if fence:
             keys, args = [*keys, self.fence_key(stream)], [*args, fence]
@@ -1079,10 +1079,13 @@ class RedisJournal(GroupCommitJournal[Never], ReadsInBatches):
         )
         if seq is None or state is None:
             return None
-        found = crc32(bytes(state))
-        if stored is None or int(stored) != found:
+        if stored is None or not snapshot_intact(bytes(seq), bytes(state), int(stored)):
             raise self.damaged(
-                stream, int(seq), -1 if stored is None else int(stored), found, "snapshot at seq"
+                stream,
+                int(seq),
+                -1 if stored is None else int(stored),
+                snapshot_checksum(bytes(seq), bytes(state)),
+                "snapshot at seq",
             )
         return int(seq), bytes(state)
 

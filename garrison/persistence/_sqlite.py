@@ -27,7 +27,7 @@ from loguru import logger
 
 from garrison._errors import InvalidConfig, JournalClosed, JournalCorrupt, JournalWriteError, SequenceConflict
 from garrison.persistence import _sqlite_schema as sqlite_schema
-from garrison.persistence._checksum import chain, checksum, stored_bytes
+from garrison.persistence._checksum import chain, snapshot_checksum, snapshot_intact, stored_bytes
 from garrison.persistence._groupcommit import GroupCommitJournal, PendingAppend
 from garrison.persistence._journal import (
     JournalProblem,
@@ -298,7 +298,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                 "INSERT INTO snapshots (stream, seq, state, crc) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state, "
                 "crc = excluded.crc WHERE excluded.seq >= snapshots.seq",
-                (stream, seq, state, checksum(state)),
+                (stream, seq, state, snapshot_checksum(seq, state)),
             )
 
         await self._exclusive(write)
@@ -324,7 +324,7 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
                     "INSERT INTO snapshots (stream, seq, state, crc) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state, "
                     "crc = excluded.crc",
-                    (stream, seq, state, checksum(state)),
+                    (stream, seq, state, snapshot_checksum(seq, state)),
                 )
                 stored.append(True)
 
@@ -863,9 +863,8 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
             raise JournalCorrupt(
                 self.path, f"stream {stream!r}: the snapshot's seq {seq!r} is damaged", stream=stream
             )
-        found = checksum(state)
-        if found != stored:
-            raise self.damaged(stream, seq, stored, found, "snapshot at seq")
+        if not snapshot_intact(seq, state, stored):
+            raise self.damaged(stream, seq, stored, snapshot_checksum(seq, state), "snapshot at seq")
         return int(seq), stored_bytes(state)
 
     async def acked_seq(self, stream: str, group: str) -> int:
@@ -1028,8 +1027,8 @@ class SqliteJournal(GroupCommitJournal[_Exclusive], ReadsInBatches):
         )
         if snapshot:
             seq, state, stored = snapshot[0]
-            found = checksum(state)
-            if found != stored:
+            found = snapshot_checksum(seq, state)
+            if not snapshot_intact(seq, state, stored):
                 yield JournalProblem(
                     "snapshot", stream, seq, f"checksum expected {stored:#010x}, found {found:#010x}"
                 )

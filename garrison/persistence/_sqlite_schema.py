@@ -22,7 +22,7 @@ from urllib.parse import quote
 import aiosqlite
 
 from garrison._errors import JournalCorrupt
-from garrison.persistence._checksum import chain, checksum
+from garrison.persistence._checksum import chain, snapshot_checksum
 
 SCHEMA_VERSION = 2
 APPLICATION_ID = 0x47415252  # "GARR": marks a SQLite file as a garrison journal
@@ -135,8 +135,8 @@ async def _add_checksums(db: aiosqlite.Connection) -> None:
         "INSERT OR IGNORE INTO heads (stream, seq, crc) SELECT stream, up_to_seq, crc FROM deletions"
     )
     snapshots = [
-        (checksum(state), name)
-        for name, state in await db.execute_fetchall("SELECT stream, state FROM snapshots")
+        (snapshot_checksum(seq, state), name)
+        for name, seq, state in await db.execute_fetchall("SELECT stream, seq, state FROM snapshots")
     ]
     await db.executemany("UPDATE snapshots SET crc = ? WHERE stream = ?", snapshots)
 

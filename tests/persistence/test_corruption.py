@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
+import sqlite3
 import tempfile
+import zlib
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,36 @@ def test_flipped_bytes_anywhere_are_detected_or_harmless(flips: list[tuple[int, 
 def test_a_file_cut_short_anywhere_is_detected(cut: int) -> None:
     content, expected = template()
     check_damaged_copy(content[: len(content) - 1 - (cut % len(content))], expected)
+
+
+def test_a_changed_snapshot_seq_is_detected() -> None:
+    """The snapshot's seq is under its checksum: a snapshot read as of seq 51 instead of 50 would
+    replay from the wrong event. A seq changed to any of these values is found (hypothesis once
+    flipped it from 50 to 51 undetected, when only the state was checksummed)."""
+    content, _ = template()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "journal.db"
+        for seq in (0, 1, 49, 51, 52, 60, 119, 120, 2**31):
+            path.write_bytes(content)
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE snapshots SET seq = ? WHERE stream = 'orders'", (seq,))
+            try:
+                asyncio.run(replay_all(path))
+            except JournalCorrupt as error:
+                assert (error.stream, error.seq) == ("orders", seq)
+            else:
+                raise AssertionError(f"a snapshot moved from seq 50 to {seq} was read as intact")
+
+
+def test_a_snapshot_checksummed_before_the_seq_was_covered_still_loads() -> None:
+    """A snapshot written by an earlier version carries the CRC of its state alone: it loads, as
+    it did then, until the next snapshot replaces it."""
+    content, expected = template()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "journal.db"
+        path.write_bytes(content)
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "UPDATE snapshots SET crc = ? WHERE stream = 'orders'", (zlib.crc32(b"orders-state@50"),)
+            )
+        assert asyncio.run(replay_all(path)) == expected

@@ -55,6 +55,31 @@ async def test_a_changed_snapshot_fails_its_checksum(
     assert (caught.value.stream, caught.value.seq) == ("acct", 1)
 
 
+async def test_a_changed_snapshot_seq_fails_its_checksum(
+    redis_journal: RedisJournal, raw: aioredis.Redis
+) -> None:
+    """The seq is under the snapshot's checksum: read as of seq 2, it would replay from the
+    wrong event."""
+    await redis_journal.append("acct", [b"e", b"f"], 0)
+    await redis_journal.save_snapshot("acct", 1, b"state@1")
+    await raw.hset(redis_journal.meta_key("acct"), "snapshot_seq", 2)
+
+    with pytest.raises(JournalCorrupt) as caught:
+        await redis_journal.load_snapshot("acct")
+
+    assert (caught.value.stream, caught.value.seq) == ("acct", 2)
+
+
+async def test_a_snapshot_checksummed_before_the_seq_was_covered_still_loads(
+    redis_journal: RedisJournal, raw: aioredis.Redis
+) -> None:
+    await redis_journal.append("acct", [b"e"], 0)
+    await redis_journal.save_snapshot("acct", 1, b"state@1")
+    await raw.hset(redis_journal.meta_key("acct"), "snapshot_crc", zlib.crc32(b"state@1"))
+
+    assert await redis_journal.load_snapshot("acct") == (1, b"state@1")
+
+
 async def test_a_quarantined_entry_is_skipped_kept_listed_and_restorable(redis_journal: RedisJournal) -> None:
     await redis_journal.append("orders", [b"a", b"b", b"c"], 0)
 
