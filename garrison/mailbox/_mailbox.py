@@ -44,8 +44,8 @@ WAIT_BUCKETS: tuple[float, ...] = (
 )
 """Upper bounds (seconds) of the wait-time histogram; one more bucket holds the rest."""
 
-WAIT_SAMPLE_MASK = 15
-"""The wait-time histogram records every 16th message taken: an unbiased sample
+WAIT_SAMPLE = 16
+"""The wait-time histogram records one message taken in 16: an unbiased sample
 that keeps the metric's cost on the hot path within a few percent."""
 
 STAMP_ALWAYS_BELOW = 16
@@ -57,7 +57,7 @@ messages before took to arrive (never more than the backlog's own age): a clock 
 message was most of what the metrics cost on a tell (docs/mailboxes.md)."""
 
 _NEVER = (1 << 62) - 1
-"""A sample mask no message count reaches: no wait samples (metrics off)."""
+"""A sample period no message count reaches: no wait samples (metrics off)."""
 
 
 class MailboxMetrics(msgspec.Struct, frozen=True):
@@ -130,7 +130,6 @@ class Mailbox:
         "_done",
         "_loop",
         "_metrics",
-        "_wait_mask",
         "_now",
         "_on_drop",
         "_next_ticket",
@@ -192,8 +191,7 @@ class Mailbox:
         closed (so that the fast path needs no separate closed check). Read by
         ``ActorRef.tell``'s inline path too."""
         self._metrics = config.metrics
-        self._wait_mask = WAIT_SAMPLE_MASK if config.metrics else _NEVER
-        self.wait_sample = WAIT_SAMPLE_MASK + 1 if config.metrics else _NEVER
+        self.wait_sample = WAIT_SAMPLE if config.metrics else _NEVER
         """The owner samples the wait of one message in ``wait_sample`` (``record_wait``): the
         slot's loop, the next user message it takes once that many were served since the last
         sample; :meth:`take`, every ``wait_sample``-th. A count no loop reaches when metrics
@@ -441,10 +439,10 @@ class Mailbox:
         What a reader other than the owning slot uses (the test kit's probe). The slot's
         loop takes with ``pending.popleft()``, sampling one wait in ``wait_sample``
         (``record_wait``) and calling ``wake_producer`` while ``put_waiters``."""
-        envelope = self._queue.popleft()
+        envelope = self.pending.popleft()
         taken = self._taken + 1
         self._taken = taken
-        if not taken & self._wait_mask:
+        if not taken % self.wait_sample:
             self.record_wait(envelope[1])
         if self.put_waiters:
             self.wake_producer()
@@ -646,16 +644,6 @@ class ConflatingMailbox(Mailbox):
             by_key.move_to_end(key, last=False)
         self.enqueued += len(messages)
         self._wake_consumer()
-
-    def take(self) -> Envelope:
-        _, envelope = self._by_key.popitem(last=False)
-        taken = self._taken + 1
-        self._taken = taken
-        if not taken & self._wait_mask:
-            self.record_wait(envelope[1])
-        if self.put_waiters:
-            self.wake_producer()
-        return envelope
 
     def send(self, message: Any) -> Awaitable[None]:
         if self.try_put(message):

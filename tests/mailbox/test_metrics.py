@@ -6,10 +6,10 @@ import pytest
 
 from garrison import ManualClock, Overflow
 from garrison.mailbox import WAIT_BUCKETS
-from garrison.mailbox._mailbox import WAIT_SAMPLE_MASK
+from garrison.mailbox._mailbox import WAIT_SAMPLE
 from tests.mailbox._support import build, take_all
 
-SAMPLE = WAIT_SAMPLE_MASK + 1
+SAMPLE = WAIT_SAMPLE
 """The wait histogram records every SAMPLE-th message taken."""
 
 

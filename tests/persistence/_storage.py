@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import zlib
 
-from garrison.persistence._checksum import stored_bytes
+from garrison.persistence._checksum import snapshot_checksum, stored_bytes
 
 
 def rechain(db: sqlite3.Connection, stream: str) -> None:
@@ -28,5 +28,5 @@ def rechain(db: sqlite3.Connection, stream: str) -> None:
 
 def resum_snapshot(db: sqlite3.Connection, stream: str) -> None:
     """Give ``stream``'s snapshot the checksum of its state as it is now."""
-    (state,) = db.execute("SELECT state FROM snapshots WHERE stream = ?", (stream,)).fetchone()
-    db.execute("UPDATE snapshots SET crc = ? WHERE stream = ?", (zlib.crc32(stored_bytes(state)), stream))
+    seq, state = db.execute("SELECT seq, state FROM snapshots WHERE stream = ?", (stream,)).fetchone()
+    db.execute("UPDATE snapshots SET crc = ? WHERE stream = ?", (snapshot_checksum(seq, state), stream))

@@ -240,6 +240,8 @@ async def _kill_loop(
     folder: Path,
 ) -> int:
     """Run the nodes under heart; SIGKILL (or freeze) one at random moments; stop them all."""
+    # Opened before any node starts: a journal that cannot be opened leaves no process behind.
+    watch = await RedisJournal(journal_url).open()  # for --aim-at-work: what the victims hold
     for node in nodes:
         await node.start(
             journal_url, heart=True, restart_delay=args.restart_delay, log_level=args.node_log_level
@@ -280,7 +282,7 @@ async def _kill_loop(
                 blow += 1
                 continue
             if args.aim_at_work:
-                await _wait_for_work(journal_url, victim.member, args.aim_at_work)
+                await _wait_for_work(watch, victim.member, args.aim_at_work)
                 pid = victim.pid()
                 if pid is None:
                     continue
@@ -297,6 +299,7 @@ async def _kill_loop(
             print(f"multinode: kill {kills}/{args.kills}: node {victim.member} (pid {pid})", flush=True)
         await asyncio.sleep(args.calm)
     finally:
+        await watch.close()
         stopping = time.monotonic()
         codes = [await node.stop(20.0) for node in nodes]
         stop_took = time.monotonic() - stopping
@@ -308,21 +311,18 @@ async def _kill_loop(
     return 0
 
 
-async def _wait_for_work(journal_url: str, member: str, timeout: float) -> bool:
+async def _wait_for_work(journal: RedisJournal, member: str, timeout: float) -> None:
     """Wait up to ``timeout`` seconds for ``member``'s executor to hold an entry of the group that
-    it has not acked yet (an intent it is working on); whether it does."""
+    it has not acked yet (an intent it is working on)."""
     from redis.exceptions import ResponseError  # multinode runs on Redis: the extra is installed
 
     deadline = time.monotonic() + timeout
-    async with RedisJournal(journal_url) as journal:
-        client, key = journal.client(), journal.events_key(INTENTS_STREAM)
-        while True:
-            with contextlib.suppress(ResponseError):  # no group yet (NOGROUP): no work either
-                if await client.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=member):
-                    return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
+    client, key = journal.client(), journal.events_key(INTENTS_STREAM)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ResponseError):  # no group yet (NOGROUP): no work either
+            if await client.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=member):
+                return
+        await asyncio.sleep(0.02)
 
 
 async def take_over_summary(journal: RedisJournal, folder: Path) -> str:
